@@ -1,0 +1,102 @@
+"""The ``stabletrain`` command: ``train``, ``demo``, ``doctor``, ``lint``.
+
+The CLI owns the console; library code only logs. Each subcommand lives in the module that owns
+the job (``train.entry``, ``doctor_cli``) and is imported only when used, so ``stabletrain lint``
+never imports torch-heavy code it does not need.
+
+Exit codes: 0 success/clean, 1 findings at or above ``--fail-on`` (doctor/lint) or a guard abort
+(train), 2 bad input (unreadable file, invalid config) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from stabletrain import __version__
+from stabletrain.errors import StableTrainError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stabletrain", description="Keep PyTorch training runs stable."
+    )
+    p.add_argument("--version", action="version", version=f"stabletrain {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train from a config file (reference trainer)")
+    t.add_argument("config", help="YAML config (see configs/)")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
+    t.add_argument("--run-dir", help="where the run log and checkpoints go")
+    t.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    d = sub.add_parser("demo", help="train the embedded default (digits CNN) and show the result")
+    d.add_argument("--run-dir", help="where the demo runs go (default: runs/demo)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    doc = sub.add_parser("doctor", help="diagnose a run from its logs (and config)")
+    doc.add_argument("path", help="run directory or log file (format detected from content)")
+    doc.add_argument("--config", help="the run's config (YAML, TrainingArguments JSON, ds_config)")
+    doc.add_argument("--format", choices=["text", "md", "html", "json"], default="text")
+    doc.add_argument("-o", "--output", help="write the report here (html/md get plots beside it)")
+    doc.add_argument("--fail-on", choices=["info", "warning", "error"], default=None)
+    doc.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="column mapping for generic CSV/JSONL, e.g. --map loss=train_loss (repeatable)",
+    )
+
+    li = sub.add_parser("lint", help="findings from config files alone")
+    li.add_argument("files", nargs="+", help="YAML, TrainingArguments JSON, or ds_config.json")
+    li.add_argument("--format", choices=["text", "json"], default="text")
+    li.add_argument("--fail-on", choices=["info", "warning", "error"], default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "train":
+            from stabletrain.train.entry import run_train
+
+            return run_train(args)
+        if args.command == "demo":
+            from stabletrain.train.entry import run_demo
+
+            return run_demo(args)
+        if args.command == "doctor":
+            from stabletrain.doctor_cli import run_doctor
+
+            return run_doctor(args)
+        if args.command == "lint":
+            from stabletrain.doctor_cli import run_lint
+
+            return run_lint(args)
+    except StableTrainError as e:
+        print(f"stabletrain {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

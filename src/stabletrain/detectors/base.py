@@ -1,0 +1,34 @@
+"""The detector protocol: incremental, small state, no torch.
+
+A detector sees one :class:`~stabletrain.records.StepRecord` at a time. The guard feeds it live;
+the doctor replays a log through the very same object. ``update`` returns a Finding when the
+record itself is a symptom (a spike, a non-finite step) so the guard can act on it; ``finish``
+returns the findings that need the whole run (trends, "the LR never moved"). Detectors never touch
+tensors: measuring is the guard's job.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from stabletrain.records import ConfigFacts, Finding, StepRecord
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What every detector implements."""
+
+    #: The finding ids this detector can emit.
+    ids: tuple[str, ...]
+
+    def update(self, record: StepRecord) -> Finding | None:
+        """Consume one record; return a Finding if this record is a symptom, else None."""
+        ...
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        """Findings over the whole run (called once, after the last record)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
