@@ -1,10 +1,16 @@
 """The detector protocol: incremental, small state, no torch.
 
 A detector sees one :class:`~stabletrain.records.StepRecord` at a time. The guard feeds it live;
-the doctor replays a log through the very same object. ``update`` returns a Finding when the
-record itself is a symptom (a spike, a non-finite step) so the guard can act on it; ``finish``
-returns the findings that need the whole run (trends, "the LR never moved"). Detectors never touch
-tensors: measuring is the guard's job.
+the doctor replays a log through the very same object.
+
+- ``update(record)`` returns a Finding when *this record* is a symptom (a spike, a non-finite
+  step), so the guard can act on it at once. Per-step findings are for live action.
+- ``finish(facts)`` returns the run-level findings, aggregated: one Finding per id with every step
+  where it showed, the evidence, recovery, and the fix (using ``facts`` for the user's keys).
+  The doctor reports only what ``finish`` returns.
+
+Detectors never touch tensors: measuring is the guard's job. All constructor arguments have
+defaults, so ``Detector()`` is a sensible detector.
 """
 
 from __future__ import annotations
