@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)",
     )
     t.add_argument("--run-dir", help="where the run log and checkpoints go")
-    t.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
+    t.add_argument(
+        "--resume", action="store_true", help="continue from the run dir's last checkpoint"
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     d = sub.add_parser("demo", help="train the embedded default (digits CNN) and show the result")

@@ -39,7 +39,9 @@ class CheckpointError(StableTrainError):
 class TrainingAborted(StableTrainError):
     """The guard stopped the run; ``findings`` says why and what to change."""
 
-    def __init__(self, message: str, findings: list[Finding] | None = None, step: int | None = None):
+    def __init__(
+        self, message: str, findings: list[Finding] | None = None, step: int | None = None
+    ):
         super().__init__(message)
         self.findings: list[Finding] = list(findings or [])
         self.step = step

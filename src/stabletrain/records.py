@@ -87,7 +87,9 @@ class StepRecord:
             if k == "metrics" and isinstance(v, dict):
                 metrics.update({mk: _parse_float(mv) for mk, mv in v.items()})
             elif k in known:
-                kwargs[k] = _parse_float(v) if isinstance(v, str) and k not in ("kind", "action") else v
+                kwargs[k] = (
+                    _parse_float(v) if isinstance(v, str) and k not in ("kind", "action") else v
+                )
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
                 metrics[k] = float(v)
         kwargs["step"] = int(kwargs["step"])

@@ -123,7 +123,12 @@ class RunLog:
         """An action or warning: ``event`` is a stable kebab-case name (e.g. ``skip``, ``rollback``)."""
         if not self.enabled:
             return
-        line: dict[str, Any] = {"step": step, "event": event, "severity": severity, "message": message}
+        line: dict[str, Any] = {
+            "step": step,
+            "event": event,
+            "severity": severity,
+            "message": message,
+        }
         if data:
             line["data"] = data
         line["wall_time"] = round(time.time() - self._t0, 4)
