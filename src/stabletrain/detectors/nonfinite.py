@@ -1,0 +1,174 @@
+"""Non-finite loss and gradient norms (NaN/inf).
+
+Seeds 002 and 004 (``Avg Grad Norm: inf``, loss stuck at 12) are what this names: a step whose
+loss or gradient norm is not finite. Whether the run survived depends on what happened next: a
+step the guard (or GradScaler) skipped leaves the weights intact; an applied non-finite update
+corrupts them, and every later loss is NaN.
+
+Under fp16 AMP an inf gradient with a finite loss is the loss scaler probing its range, not a
+divergence: those steps are left to ``LossScaleDetector`` (``fp16-overflow``) so the same step is
+not reported twice. Limits: a log that records no loss/grad norm gives nothing to see.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+
+def _nonfinite(v: float | None) -> bool:
+    return v is not None and not math.isfinite(v)
+
+
+class NonFiniteDetector:
+    """Steps with a NaN/inf loss (``nonfinite-loss``) or grad norm (``nonfinite-grad``)."""
+
+    ids: tuple[str, ...] = ("nonfinite-loss", "nonfinite-grad")
+
+    def __init__(self) -> None:
+        self.bad: dict[str, list[int]] = {"nonfinite-loss": [], "nonfinite-grad": []}
+        self.skipped: dict[str, int] = {"nonfinite-loss": 0, "nonfinite-grad": 0}
+        self.epochs: dict[str, list[int]] = {"nonfinite-loss": [], "nonfinite-grad": []}
+        self.n_records = 0
+        self.last_loss_finite: bool | None = None
+        self.finite_after: dict[str, int] = {"nonfinite-loss": 0, "nonfinite-grad": 0}
+
+    def update(self, record: StepRecord) -> Finding | None:
+        if record.kind != "train":
+            return None
+        self.n_records += 1
+        fid: str | None = None
+        if _nonfinite(record.loss):
+            fid = "nonfinite-loss"
+        elif _nonfinite(record.grad_norm) and not (
+            record.loss_scale is not None and record.loss is not None
+        ):
+            fid = "nonfinite-grad"
+        for k, steps in self.bad.items():
+            if steps and fid != k and record.loss is not None and math.isfinite(record.loss):
+                self.finite_after[k] += 1
+        if record.loss is not None:
+            self.last_loss_finite = math.isfinite(record.loss)
+        if fid is None:
+            return None
+        self.bad[fid].append(record.step)
+        if record.epoch is not None:
+            self.epochs[fid].append(int(record.epoch))
+        if record.skipped:
+            self.skipped[fid] += 1
+        what = "loss" if fid == "nonfinite-loss" else "gradient norm"
+        value = record.loss if fid == "nonfinite-loss" else record.grad_norm
+        return Finding(
+            id=fid,
+            severity="error",
+            title=f"non-finite {what} ({value}) at step {record.step}",
+            steps=[record.step],
+            epochs=[int(record.epoch)] if record.epoch is not None else [],
+            evidence={"value": value, "skipped": bool(record.skipped)},
+            source="log",
+        )
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        facts = facts or ConfigFacts()
+        out: list[Finding] = []
+        for fid, steps in self.bad.items():
+            if not steps:
+                continue
+            what = "loss" if fid == "nonfinite-loss" else "gradient norm"
+            n, skipped = len(steps), self.skipped[fid]
+            recovered = self.finite_after[fid] > 0 and bool(self.last_loss_finite)
+            # All skipped and the run went on with finite losses: handled, but worth knowing.
+            severity: Literal["warning", "error"] = (
+                "warning" if skipped == n and recovered else "error"
+            )
+            if recovered:
+                outcome = "training continued with finite losses afterwards"
+            else:
+                outcome = "the loss never became finite again: the weights are corrupted"
+            handled = (
+                f"all {n} were skipped (no update applied)"
+                if skipped == n
+                else f"{n - skipped} of {n} were applied as updates"
+            )
+            isolated = n <= 3 and recovered
+            cause = (
+                "Isolated non-finite steps with finite steps around them usually come from a bad "
+                "batch (NaN/inf in the inputs or labels, a log of 0, a division by a zero count)."
+                if isolated
+                else "Repeated non-finite steps mean the updates are diverging: a learning rate "
+                "too high, no or too loose gradient clipping, or fp16 overflow."
+            )
+            out.append(
+                Finding(
+                    id=fid,
+                    severity=severity,
+                    title=f"{n} step(s) with a non-finite {what}, first at step {steps[0]}",
+                    explanation=f"{handled}; {outcome}. {cause}",
+                    steps=list(steps),
+                    epochs=sorted(set(self.epochs[fid])),
+                    evidence={
+                        "count": n,
+                        "fraction": round(n / max(self.n_records, 1), 4),
+                        "first_step": steps[0],
+                        "last_step": steps[-1],
+                        "skipped": skipped,
+                        "recovered": recovered,
+                    },
+                    fixes=_fixes(facts, isolated),
+                    source="log",
+                )
+            )
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "bad": {k: list(v) for k, v in self.bad.items()},
+            "skipped": dict(self.skipped),
+            "epochs": {k: list(v) for k, v in self.epochs.items()},
+            "n_records": self.n_records,
+            "last_loss_finite": self.last_loss_finite,
+            "finite_after": dict(self.finite_after),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bad = {k: [int(s) for s in v] for k, v in state["bad"].items()}
+        self.skipped = {k: int(v) for k, v in state["skipped"].items()}
+        self.epochs = {k: [int(e) for e in v] for k, v in state["epochs"].items()}
+        self.n_records = int(state["n_records"])
+        self.last_loss_finite = state["last_loss_finite"]
+        self.finite_after = {k: int(v) for k, v in state["finite_after"].items()}
+
+
+def _fixes(facts: ConfigFacts, isolated: bool) -> list[Fix]:
+    fixes: list[Fix] = []
+    if isolated:
+        fixes.append(
+            Fix(
+                "Check the batches at these steps for NaN/inf inputs or labels; let the guard "
+                "skip non-finite steps meanwhile.",
+                code="guard = stabletrain.Guard(model, optimizer)  # skip_nonfinite=True",
+            )
+        )
+    lr = facts.get("lr")
+    if isinstance(lr, (int, float)) and lr > 0:
+        fixes.append(
+            Fix(
+                f"Lower the learning rate ({lr:g} → {lr / 3:.3g}).",
+                {facts.key("lr"): float(f"{lr / 3:.3g}")},
+            )
+        )
+    else:
+        fixes.append(Fix("Lower the learning rate 3x.", {facts.key("lr"): "lr / 3"}))
+    clip = facts.get("max_grad_norm")
+    if not isinstance(clip, (int, float)) or clip <= 0:
+        fixes.append(Fix("Clip gradients at norm 1.0.", {facts.key("max_grad_norm"): 1.0}))
+    if facts.get("precision") in ("fp16", "16", "16-mixed", "float16"):
+        fixes.append(
+            Fix(
+                "Train in bf16 instead of fp16 (no loss scaling, same range as fp32).",
+                {facts.key("precision"): "bf16"},
+            )
+        )
+    return fixes

@@ -1,0 +1,302 @@
+"""Loss and grad-norm spikes against a robust, delayed baseline.
+
+A spike is a value far above the recent *typical* value: robust z-score
+``(x - median) / (1.4826 * MAD)`` over a rolling window, plus a minimum ratio to the median so a
+near-constant series (tiny MAD) does not flag noise. This is the rule large-model teams apply by
+hand (PaLM's restarts; OLMo-core's ~6σ skip) made robust to the outliers it looks for:
+
+- **Delayed window**: a value joins the baseline only ``delay`` records after it was seen, and
+  only if it was not a spike, so a ramp or cluster of outliers is judged against the baseline from
+  before it began and cannot raise its own bar.
+- **Warm-up aware**: nothing is flagged until ``warmup`` values are in the baseline (early
+  training drops fast and is noisy by nature).
+- **Never poisoned**: NaN/inf values are ignored here (``NonFiniteDetector`` reports them).
+
+A run-level finding says, per spike episode, the peak, the baseline, and whether and when the
+series came back to its baseline. Limits: upward spikes only; a genuine regime change that stays
+high is reported as an unrecovered spike (which, for a loss, it is).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from typing import Any, Literal
+
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+Metric = Literal["loss", "grad_norm"]
+
+_MAD_TO_STD = 1.4826
+
+
+def robust_stats(values: list[float]) -> tuple[float, float]:
+    """``(median, robust std)`` of ``values``: 1.4826·MAD, floored at 1e-3·|median| (and 1e-12)."""
+    med = statistics.median(values)
+    mad = statistics.median([abs(v - med) for v in values])
+    return med, max(_MAD_TO_STD * mad, 1e-3 * abs(med), 1e-12)
+
+
+class SpikeDetector:
+    """Upward spikes of ``metric`` (``loss`` → id ``loss-spike``, ``grad_norm`` → ``grad-spike``).
+
+    ``update`` returns a per-step Finding when the record is a spike; ``finish`` returns one
+    aggregated Finding with every episode and its recovery.
+    """
+
+    ids: tuple[str, ...] = ("loss-spike", "grad-spike")
+
+    def __init__(
+        self,
+        metric: Metric = "loss",
+        *,
+        z_threshold: float = 6.0,
+        min_ratio: float | None = None,
+        window: int = 100,
+        delay: int = 5,
+        warmup: int = 20,
+        merge_gap: int = 3,
+        recover_z: float = 2.0,
+    ) -> None:
+        if metric not in ("loss", "grad_norm"):
+            raise ValueError(f"SpikeDetector metric must be 'loss' or 'grad_norm', got {metric!r}")
+        self.metric: Metric = metric
+        self.id = "loss-spike" if metric == "loss" else "grad-spike"
+        self.z_threshold = z_threshold
+        # A loss that rises 30% is a spike worth naming; grad norms are noisier (x2).
+        self.min_ratio = min_ratio if min_ratio is not None else (1.3 if metric == "loss" else 2.0)
+        self.window = window
+        self.delay = delay
+        self.warmup = warmup
+        self.merge_gap = merge_gap
+        self.recover_z = recover_z
+        self._baseline: deque[float] = deque(maxlen=window)
+        self._pending: deque[tuple[float, bool]] = deque()
+        self.episodes: list[dict[str, Any]] = []
+        self.n_seen = 0
+        self._stats: tuple[float, float] | None = None
+        self._stale = 0
+        self.last_step: int | None = None
+        self.last_epoch: float | None = None
+
+    # -- live ---------------------------------------------------------------------------------
+    def baseline(self) -> tuple[float, float] | None:
+        """``(median, robust std)`` of the current baseline, or None while warming up."""
+        if len(self._baseline) < max(self.warmup, 1):
+            return None
+        # Recomputed every few additions: the median of 100 values moves slowly, and the live
+        # guard calls this every step (cost matters on CPU).
+        if self._stats is None or self._stale >= 8:
+            self._stats = robust_stats(list(self._baseline))
+            self._stale = 0
+        return self._stats
+
+    def is_spike(self, value: float) -> tuple[bool, float]:
+        """Whether ``value`` would be a spike now, and its robust z-score (0 while warming up)."""
+        stats = self.baseline()
+        if stats is None or not math.isfinite(value):
+            return False, 0.0
+        med, std = stats
+        z = (value - med) / std
+        return z > self.z_threshold and value > med * self.min_ratio, z
+
+    def update(self, record: StepRecord) -> Finding | None:
+        if record.kind != "train":
+            return None
+        value = getattr(record, self.metric)
+        if value is None or not math.isfinite(value):
+            return None
+        self.n_seen += 1
+        self.last_step, self.last_epoch = record.step, record.epoch
+        spike, z = self.is_spike(value)
+        stats = self.baseline()
+        self._track_recovery(record.step, value, stats)
+        # the delay queue: values enter the baseline `delay` records later, spikes never
+        self._pending.append((value, spike))
+        while len(self._pending) > self.delay:
+            v, was_spike = self._pending.popleft()
+            if not was_spike:
+                self._baseline.append(v)
+                self._stale += 1
+        if not spike or stats is None:
+            return None
+        med, _ = stats
+        self._add_to_episode(record, value, med, z)
+        what = "loss" if self.metric == "loss" else "grad norm"
+        return Finding(
+            id=self.id,
+            severity="warning",
+            title=f"{what} spike at step {record.step}: {value:.4g} vs baseline {med:.4g}",
+            steps=[record.step],
+            epochs=[int(record.epoch)] if record.epoch is not None else [],
+            evidence={"value": value, "baseline_median": med, "robust_z": round(z, 2)},
+            source="log",
+        )
+
+    def _add_to_episode(self, record: StepRecord, value: float, med: float, z: float) -> None:
+        ep = self.episodes[-1] if self.episodes else None
+        if (
+            ep is not None
+            and ep["recovered_at"] is None
+            and record.step - ep["end"] <= self.merge_gap
+        ):
+            ep["end"] = record.step
+            ep["steps"].append(record.step)
+            if value > ep["peak"]:
+                ep["peak"], ep["peak_step"], ep["z"] = value, record.step, round(z, 2)
+            return
+        self.episodes.append(
+            {
+                "start": record.step,
+                "end": record.step,
+                "steps": [record.step],
+                "epoch": record.epoch,
+                "peak": value,
+                "peak_step": record.step,
+                "baseline": med,
+                "z": round(z, 2),
+                "recovered_at": None,
+            }
+        )
+
+    def _track_recovery(self, step: int, value: float, stats: tuple[float, float] | None) -> None:
+        """An open episode recovers at the first later value back within ``recover_z`` of its baseline."""
+        if not self.episodes or stats is None:
+            return
+        ep = self.episodes[-1]
+        if ep["recovered_at"] is not None or step <= ep["end"]:
+            return
+        _, std = stats
+        if value <= ep["baseline"] + self.recover_z * std or value <= ep["baseline"]:
+            ep["recovered_at"] = step
+
+    # -- run level ----------------------------------------------------------------------------
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        if not self.episodes:
+            return []
+        facts = facts or ConfigFacts()
+        eps = self.episodes
+        unrecovered = [e for e in eps if e["recovered_at"] is None]
+        what = "loss" if self.metric == "loss" else "gradient norm"
+        steps = sorted({s for e in eps for s in e["steps"]})
+        epochs = sorted({int(e["epoch"]) for e in eps if e["epoch"] is not None})
+        worst = max(eps, key=lambda e: e["peak"] / max(abs(e["baseline"]), 1e-12))
+        lines = []
+        for e in eps[:10]:
+            rec = (
+                f"recovered at step {e['recovered_at']} ({e['recovered_at'] - e['start']} steps)"
+                if e["recovered_at"] is not None
+                else "did not recover"
+            )
+            lines.append(
+                f"step {e['start']}: peak {e['peak']:.4g} vs baseline {e['baseline']:.4g}, {rec}"
+            )
+        if len(eps) > 10:
+            lines.append(f"... and {len(eps) - 10} more")
+        severity: Literal["warning", "error"] = (
+            "error" if self.metric == "loss" and unrecovered else "warning"
+        )
+        explanation = (
+            f"The {what} jumped far above its recent typical value (robust z > "
+            f"{self.z_threshold:g} and more than {self.min_ratio:g}x the rolling median) "
+            f"{len(eps)} time(s): " + "; ".join(lines) + ". "
+        )
+        if self.metric == "loss":
+            explanation += (
+                "Loss spikes come from updates too large for the local curvature: a learning "
+                "rate too high for this point of training, clipping too loose to stop one bad "
+                "batch, or a corrupted batch."
+            )
+        else:
+            explanation += (
+                "Gradient-norm spikes precede loss spikes; clipping bounds the update they cause."
+            )
+        return [
+            Finding(
+                id=self.id,
+                severity=severity,
+                title=f"{len(eps)} {what} spike(s), {len(unrecovered)} not recovered",
+                explanation=explanation,
+                steps=steps,
+                epochs=epochs,
+                evidence={
+                    "episodes": len(eps),
+                    "unrecovered": len(unrecovered),
+                    "worst_step": worst["peak_step"],
+                    "worst_peak": worst["peak"],
+                    "worst_baseline": worst["baseline"],
+                    "worst_ratio": round(worst["peak"] / max(abs(worst["baseline"]), 1e-12), 3),
+                    "recovery_steps": [
+                        None if e["recovered_at"] is None else e["recovered_at"] - e["start"]
+                        for e in eps
+                    ],
+                },
+                fixes=spike_fixes(facts),
+                source="log",
+            )
+        ]
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": list(self._baseline),
+            "pending": [list(p) for p in self._pending],
+            "episodes": [dict(e, steps=list(e["steps"])) for e in self.episodes],
+            "n_seen": self.n_seen,
+            "stats": None if self._stats is None else list(self._stats),
+            "stale": self._stale,
+            "last_step": self.last_step,
+            "last_epoch": self.last_epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._baseline = deque((float(v) for v in state["baseline"]), maxlen=self.window)
+        self._pending = deque((float(v), bool(s)) for v, s in state["pending"])
+        stats = state.get("stats")
+        self._stats = None if stats is None else (float(stats[0]), float(stats[1]))
+        self._stale = int(state.get("stale", 0))
+        self.episodes = [dict(e, steps=list(e["steps"])) for e in state["episodes"]]
+        self.n_seen = int(state["n_seen"])
+        self.last_step = state.get("last_step")
+        self.last_epoch = state.get("last_epoch")
+
+
+def spike_fixes(facts: ConfigFacts) -> list[Fix]:
+    """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup."""
+    fixes: list[Fix] = []
+    lr = facts.get("lr")
+    if isinstance(lr, (int, float)) and lr > 0:
+        fixes.append(
+            Fix(
+                f"Halve the learning rate ({lr:g} → {lr / 2:g}).",
+                {facts.key("lr"): float(f"{lr / 2:.3g}")},
+            )
+        )
+    else:
+        fixes.append(Fix("Lower the learning rate by 2-3x.", {facts.key("lr"): "lr / 2"}))
+    clip = facts.get("max_grad_norm")
+    if isinstance(clip, (int, float)) and clip > 0 and clip > 0.5:
+        fixes.append(
+            Fix(f"Clip gradients harder ({clip:g} → 0.5).", {facts.key("max_grad_norm"): 0.5})
+        )
+    elif not isinstance(clip, (int, float)) or clip <= 0:
+        fixes.append(
+            Fix("Enable gradient clipping at norm 1.0.", {facts.key("max_grad_norm"): 1.0})
+        )
+    warm = facts.get("warmup_steps")
+    ratio = facts.get("warmup_ratio")
+    if (warm in (None, 0)) and (ratio in (None, 0, 0.0)):
+        fixes.append(
+            Fix(
+                "Add a learning-rate warmup (a few hundred steps).",
+                {facts.key("warmup_steps"): 500},
+            )
+        )
+    fixes.append(
+        Fix(
+            "Let the stabletrain guard skip or roll back spiking steps.",
+            code="guard = stabletrain.Guard(model, optimizer, config=GuardConfig.preset('default'))",
+        )
+    )
+    return fixes

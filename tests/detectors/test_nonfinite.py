@@ -1,0 +1,55 @@
+"""NonFiniteDetector: per-step findings, one aggregated finding per id, AMP overflows left out."""
+
+from __future__ import annotations
+
+from stabletrain.detectors.nonfinite import NonFiniteDetector
+from stabletrain.records import ConfigFacts, StepRecord
+
+NAN, INF = float("nan"), float("inf")
+
+
+def test_isolated_skipped_nan_loss_is_a_warning_about_data() -> None:
+    det = NonFiniteDetector()
+    hits = []
+    for i in range(20):
+        rec = StepRecord(step=i, loss=NAN if i == 7 else 1.0, skipped=i == 7)
+        if det.update(rec) is not None:
+            hits.append(i)
+    assert hits == [7]
+    (f,) = det.finish()
+    assert f.id == "nonfinite-loss" and f.severity == "warning"
+    assert f.steps == [7] and f.evidence["skipped"] == 1 and f.evidence["recovered"]
+    assert "bad batch" in f.explanation
+
+
+def test_diverged_run_is_an_error_with_lr_fix_in_user_keys() -> None:
+    det = NonFiniteDetector()
+    for i in range(30):
+        det.update(StepRecord(step=i, loss=1.0 if i < 10 else NAN, grad_norm=1.0 if i < 9 else INF))
+    facts = ConfigFacts()
+    facts.set("lr", 0.3, key="learning_rate")
+    facts.set("precision", "fp16", key="fp16")
+    found = {f.id: f for f in det.finish(facts)}
+    assert set(found) == {"nonfinite-loss", "nonfinite-grad"}
+    loss = found["nonfinite-loss"]
+    assert loss.severity == "error" and loss.steps == list(range(10, 30))
+    assert not loss.evidence["recovered"]
+    assert found["nonfinite-grad"].steps == [9]
+    changes = {k: v for fix in loss.fixes for k, v in fix.changes.items()}
+    assert changes["learning_rate"] == 0.1 and changes["fp16"] == "bf16"
+
+
+def test_amp_overflow_with_finite_loss_is_not_double_reported() -> None:
+    det = NonFiniteDetector()
+    det.update(StepRecord(step=0, loss=1.0, grad_norm=INF, loss_scale=65536.0, skipped=True))
+    assert det.finish() == []
+
+
+def test_state_round_trip() -> None:
+    a = NonFiniteDetector()
+    for i in range(5):
+        a.update(StepRecord(step=i, loss=NAN if i == 2 else 1.0, epoch=0.0))
+    b = NonFiniteDetector()
+    b.load_state_dict(a.state_dict())
+    assert b.state_dict() == a.state_dict()
+    assert [f.to_json() for f in b.finish()] == [f.to_json() for f in a.finish()]

@@ -1,0 +1,119 @@
+"""SpikeDetector: robust delayed baseline, warm-up, recovery, fixes in the user's keys."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from stabletrain.detectors.spikes import SpikeDetector, robust_stats
+from stabletrain.records import ConfigFacts, StepRecord
+
+
+def _noisy(n: int, base: float = 2.0, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [base + rng.uniform(-0.05, 0.05) for _ in range(n)]
+
+
+def _feed(det: SpikeDetector, values: list[float], metric: str = "loss") -> list[int]:
+    hits = []
+    for i, v in enumerate(values):
+        if det.update(StepRecord(step=i, **{metric: v})) is not None:
+            hits.append(i)
+    return hits
+
+
+def test_robust_stats_hand_computed() -> None:
+    med, std = robust_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert med == 3.0
+    assert std == pytest.approx(1.4826 * 1.0)
+
+
+def test_single_spike_flagged_and_recovers() -> None:
+    values = _noisy(60)
+    values[40] = 8.0
+    det = SpikeDetector("loss")
+    assert _feed(det, values) == [40]
+    (f,) = det.finish()
+    assert f.id == "loss-spike" and f.severity == "warning"
+    assert f.steps == [40]
+    assert f.evidence["unrecovered"] == 0 and f.evidence["recovery_steps"] == [1]
+    assert f.evidence["worst_peak"] == 8.0
+    assert "recovered at step 41" in f.explanation
+
+
+def test_no_spikes_during_warmup_and_on_smooth_decay() -> None:
+    # fast early drop (warm-up) then slow decay: never a spike
+    values = [10.0 * math.exp(-i / 5) + 1.0 for i in range(15)] + [
+        1.0 - i * 1e-3 for i in range(200)
+    ]
+    det = SpikeDetector("loss")
+    assert _feed(det, values) == []
+    assert det.finish() == []
+
+
+def test_cluster_cannot_raise_its_own_baseline() -> None:
+    # 30 steps at 3x: with a naive rolling baseline the cluster would become "normal" after a few
+    # steps; the delayed window keeps spikes out, so every step of it is a spike and it never recovers.
+    values = _noisy(50) + [6.0 + 0.01 * i for i in range(30)]
+    det = SpikeDetector("loss")
+    hits = _feed(det, values)
+    assert hits == list(range(50, 80))
+    (f,) = det.finish()
+    assert f.severity == "error" and f.evidence["unrecovered"] == 1
+    assert f.evidence["episodes"] == 1
+
+
+def test_ramp_judged_against_delayed_baseline() -> None:
+    # a ramp of +15%/step: each value is close to the previous, but the delay keeps the ramp out
+    values = _noisy(40) + [2.0 * 1.15**k for k in range(1, 12)]
+    hits = _feed(SpikeDetector("loss", delay=5), values)
+    assert hits and hits[0] <= 43
+
+
+def test_nonfinite_ignored_and_does_not_poison() -> None:
+    values = _noisy(40)
+    values[30] = float("nan")
+    values[31] = float("inf")
+    det = SpikeDetector("grad_norm")
+    assert _feed(det, values, "grad_norm") == []
+    med, std = det.baseline() or (math.nan, math.nan)
+    assert math.isfinite(med) and math.isfinite(std)
+
+
+def test_grad_spike_id_and_fixes_use_user_keys() -> None:
+    values = _noisy(50, base=1.0)
+    values[45] = 50.0
+    det = SpikeDetector("grad_norm")
+    assert _feed(det, values, "grad_norm") == [45]
+    facts = ConfigFacts()
+    facts.set("lr", 3e-3, key="optim.lr")
+    facts.set("max_grad_norm", 5.0, key="train.max_grad_norm")
+    (f,) = det.finish(facts)
+    assert f.id == "grad-spike"
+    changes = {k: v for fix in f.fixes for k, v in fix.changes.items()}
+    assert changes["optim.lr"] == pytest.approx(1.5e-3)
+    assert changes["train.max_grad_norm"] == 0.5
+    assert "warmup_steps" in changes
+
+
+def test_state_dict_round_trip_continues_identically() -> None:
+    values = _noisy(120, seed=3)
+    values[70] = 9.0
+    values[100] = 7.0
+    a = SpikeDetector("loss")
+    _feed(a, values[:80])
+    b = SpikeDetector("loss")
+    b.load_state_dict(a.state_dict())
+    rest = [StepRecord(step=80 + i, loss=v) for i, v in enumerate(values[80:])]
+    out_a = [a.update(r) is not None for r in rest]
+    out_b = [b.update(r) is not None for r in rest]
+    assert out_a == out_b and any(out_a)
+    assert a.finish()[0].to_json() == b.finish()[0].to_json()
+    assert a.state_dict() == b.state_dict()
+
+
+def test_bad_metric_rejected() -> None:
+    with pytest.raises(ValueError, match="loss"):
+        SpikeDetector("lr")  # type: ignore[arg-type]
