@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+from stabletrain.detectors.spikes import lower_lr_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
@@ -151,16 +152,7 @@ def _fixes(facts: ConfigFacts, isolated: bool) -> list[Fix]:
                 code="guard = stabletrain.Guard(model, optimizer)  # skip_nonfinite=True",
             )
         )
-    lr = facts.get("lr")
-    if isinstance(lr, (int, float)) and lr > 0:
-        fixes.append(
-            Fix(
-                f"Lower the learning rate ({lr:g} → {lr / 3:.3g}).",
-                {facts.key("lr"): float(f"{lr / 3:.3g}")},
-            )
-        )
-    else:
-        fixes.append(Fix("Lower the learning rate 3x.", {facts.key("lr"): "lr / 3"}))
+    fixes.append(lower_lr_fix(facts, 3.0))
     clip = facts.get("max_grad_norm")
     if not isinstance(clip, (int, float)) or clip <= 0:
         fixes.append(Fix("Clip gradients at norm 1.0.", {facts.key("max_grad_norm"): 1.0}))

@@ -264,17 +264,7 @@ class SpikeDetector:
 
 def spike_fixes(facts: ConfigFacts) -> list[Fix]:
     """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup."""
-    fixes: list[Fix] = []
-    lr = facts.get("lr")
-    if isinstance(lr, (int, float)) and lr > 0:
-        fixes.append(
-            Fix(
-                f"Halve the learning rate ({lr:g} → {lr / 2:g}).",
-                {facts.key("lr"): float(f"{lr / 2:.3g}")},
-            )
-        )
-    else:
-        fixes.append(Fix("Lower the learning rate by 2-3x.", {facts.key("lr"): "lr / 2"}))
+    fixes: list[Fix] = [lower_lr_fix(facts, 2.0)]
     clip = facts.get("max_grad_norm")
     if isinstance(clip, (int, float)) and clip > 0 and clip > 0.5:
         fixes.append(
@@ -300,3 +290,14 @@ def spike_fixes(facts: ConfigFacts) -> list[Fix]:
         )
     )
     return fixes
+
+
+def lower_lr_fix(facts: ConfigFacts, factor: float) -> Fix:
+    """ "Divide the LR by ``factor``", with the concrete value when the config gives the LR."""
+    lr = facts.get("lr")
+    if isinstance(lr, (int, float)) and lr > 0:
+        new = float(f"{lr / factor:.3g}")
+        return Fix(
+            f"Lower the learning rate {factor:g}x ({lr:g} → {new:g}).", {facts.key("lr"): new}
+        )
+    return Fix(f"Lower the learning rate {factor:g}x.", {facts.key("lr"): f"lr / {factor:g}"})
