@@ -1,0 +1,179 @@
+"""The doctor: read any run's logs (and its config), replay them through the detectors, report.
+
+::
+
+    path ─► read_run ─► records ─► detectors (replay) ─┐
+                  └──► raw ─► duplicate-logging ───────┤
+    config ─► read_config ─► facts ─► lint_facts ──────┴─► join ─► order cause→effect ─► Report
+
+The detectors are the very objects the guard runs live (``detectors.registry``); the doctor only
+replays. With a config, the lint rules run too and the two are *joined*: a finding both predicted
+by the config and seen in the log becomes one finding with ``source="both"`` that says so (grad
+norm hovering just under ``max_grad_norm: 4.0``; plateau patience 10 ≥ early-stop patience 10 and
+the LR cut came 14 epochs late). Without ``--config`` the log's own settings (a run dir's
+config.yaml, trainer_state arguments) are linted too, but a config-only finding is kept only when
+the log confirms it — a clean run gets no warnings from settings that did it no harm.
+
+Implements the diagnoses of the seed postmortems (shared/seeds/000-004).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import replace
+
+from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, Severity, StepRecord
+from stabletrain.report import chain
+from stabletrain.report.fmt import where
+from stabletrain.report.model import Report
+
+log = logging.getLogger(__name__)
+
+#: config-only finding id → log finding ids that confirm it happened in this run.
+CONFIRMS: dict[str, frozenset[str]] = {
+    "no-grad-clipping": frozenset(
+        {"nonfinite-grad", "grad-spike", "loss-spike", "grad-norm-growth"}
+    ),
+    "fp16-without-loss-scaling": frozenset({"nonfinite-grad", "nonfinite-loss", "fp16-overflow"}),
+    "loss-scale-init-high": frozenset({"loss-scale-collapse", "fp16-overflow", "nonfinite-grad"}),
+    "lr-high-for-batch": frozenset(
+        {"loss-spike", "grad-spike", "loss-divergence", "clip-saturated", "clip-near-threshold"}
+    ),
+    "plateau-patience-long": frozenset({"scheduler-late", "lr-constant"}),
+    "patience-conflict": frozenset({"scheduler-late", "lr-constant"}),
+    "warmup-short": frozenset({"loss-spike", "grad-spike"}),
+}
+
+
+def diagnose(
+    path: str | os.PathLike[str],
+    config: str | os.PathLike[str] | None = None,
+    *,
+    mapping: dict[str, str] | None = None,
+) -> Report:
+    """Diagnose the run at ``path`` (a run dir or a log file), optionally with its ``config``.
+
+    Raises LogReadError / ConfigError (one-line reasons) when the inputs cannot be read.
+    """
+    from stabletrain.logs.read import read_run
+
+    run = read_run(path, mapping=mapping)
+    facts = run.facts
+    config_name: str | None = None
+    if config is not None:
+        from stabletrain.configs.read import read_config
+
+        facts = read_config(config).merged(run.facts)
+        config_name = str(config)
+    log_findings = detect(run.records, run.raw, facts)
+    config_findings = _lint(facts) if facts.facts else []
+    findings = join(log_findings, config_findings, keep_unconfirmed=config is not None)
+    return Report(
+        findings=chain.order(findings),
+        facts=facts,
+        source=str(path),
+        format=run.format,
+        config=config_name,
+        records=list(run.records),
+        notes=list(run.notes),
+        kind="doctor",
+    )
+
+
+def detect(
+    records: Iterable[StepRecord], raw: Iterable[StepRecord], facts: ConfigFacts | None
+) -> list[Finding]:
+    """Replay the cleaned records through every detector, and the raw ones through those that
+    look at logging itself (duplicate-logging: the cleaned records have the repeats removed)."""
+    from stabletrain.detectors.registry import default_detectors, replay
+
+    detectors = default_detectors()
+    on_raw = [d for d in detectors if "duplicate-logging" in d.ids]
+    on_clean = [d for d in detectors if not any(d is r for r in on_raw)]
+    findings = replay(records, facts, detectors=on_clean)
+    if on_raw:
+        findings += replay(raw, facts, detectors=on_raw)
+    return findings
+
+
+def _lint(facts: ConfigFacts) -> list[Finding]:
+    from stabletrain.lint_rules import lint_facts
+
+    out = []
+    for f in lint_facts(facts):
+        out.append(replace(f, source="config") if f.source == "log" else f)
+    return out
+
+
+def join(
+    log_findings: list[Finding], config_findings: list[Finding], *, keep_unconfirmed: bool
+) -> list[Finding]:
+    """One list from both sources: same id → one ``source="both"`` finding; a config finding
+    whose predicted symptom shows in the log says so; unconfirmed config findings are kept only
+    when the user gave the config explicitly."""
+    by_id = {f.id: f for f in log_findings}
+    out = list(log_findings)
+    for c in config_findings:
+        same = by_id.get(c.id)
+        if same is not None:
+            out[out.index(same)] = _merge_same(same, c)
+            continue
+        confirming = [f for f in log_findings if f.id in CONFIRMS.get(c.id, frozenset())]
+        if confirming:
+            out.append(_confirmed(c, confirming))
+        elif keep_unconfirmed:
+            out.append(c)
+    return out
+
+
+def _merge_same(seen: Finding, predicted: Finding) -> Finding:
+    evidence = dict(predicted.evidence)
+    evidence.update(seen.evidence)  # the log's numbers win; the config's settings stay
+    fixes = list(seen.fixes)
+    for fx in predicted.fixes:
+        if not any(fx.changes == g.changes and fx.description == g.description for g in fixes):
+            fixes.append(fx)
+    explanation = (
+        f"The config predicted this and the log confirms it ({where(seen)}). "
+        f"{seen.explanation} {predicted.explanation}".strip()
+    )
+    return replace(
+        seen,
+        severity=_worst(seen, predicted),
+        explanation=explanation,
+        evidence=evidence,
+        fixes=_dedupe(fixes),
+        source="both",
+        related=sorted({*seen.related, *predicted.related}),
+    )
+
+
+def _confirmed(predicted: Finding, confirming: list[Finding]) -> Finding:
+    shown = "; ".join(f"{f.id} at {where(f)}" for f in confirming)
+    evidence = dict(predicted.evidence)
+    evidence["confirmed_by"] = [f.id for f in confirming]
+    sev = predicted.severity if SEVERITY_ORDER[predicted.severity] >= 1 else "warning"
+    return replace(
+        predicted,
+        severity=sev,
+        explanation=f"{predicted.explanation} The log confirms it: {shown}.".strip(),
+        evidence=evidence,
+        source="both",
+    )
+
+
+def _worst(a: Finding, b: Finding) -> Severity:
+    return a.severity if SEVERITY_ORDER[a.severity] >= SEVERITY_ORDER[b.severity] else b.severity
+
+
+def _dedupe(fixes: list[Fix]) -> list[Fix]:
+    seen: set[str] = set()
+    out = []
+    for fx in fixes:
+        key = repr(sorted(fx.changes.items())) + fx.description
+        if key not in seen:
+            seen.add(key)
+            out.append(fx)
+    return out

@@ -1,0 +1,45 @@
+"""Lint: findings from config files alone, before a GPU-hour is spent.
+
+``lint(paths)`` reads each file (stabletrain YAML, generic YAML, HF TrainingArguments JSON,
+DeepSpeed ds_config.json), merges them as the settings of ONE run — the usual pair is a
+training config plus its ds_config, as in seed 002 — and runs the config rules
+(``stabletrain.lint_rules``). When two files set the same fact, the first file given wins.
+Lint unrelated configs with one call each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from stabletrain.errors import ConfigError
+from stabletrain.records import ConfigFacts
+from stabletrain.report import chain
+from stabletrain.report.model import Report
+
+PathArg = str | os.PathLike[str]
+
+
+def lint(paths: PathArg | Sequence[PathArg]) -> Report:
+    """Lint one config file or several files of the same run; raises ConfigError when unreadable."""
+    from stabletrain.configs.read import read_config
+    from stabletrain.lint_rules import lint_facts
+
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise ConfigError("lint: no config file given")
+    facts: ConfigFacts = read_config(items[0])
+    for p in items[1:]:
+        facts = facts.merged(read_config(p))
+    findings = list(lint_facts(facts))
+    for f in findings:
+        f.source = "config"
+    names = ", ".join(str(p) for p in items)
+    return Report(
+        findings=chain.order(findings),
+        facts=facts,
+        source=names,
+        format=facts.format,
+        config=names,
+        kind="lint",
+    )

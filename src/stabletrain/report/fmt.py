@@ -1,0 +1,126 @@
+"""Formatting shared by the text, Markdown and HTML renderers: numbers, step ranges, config diffs.
+
+The config diff is the heart of a fix: ``- max_grad_norm: 4.0`` / ``+ max_grad_norm: 2.0`` in
+the user's own key names, with the current value taken from the facts the config reader found
+(each Fact remembers its file and dotted key).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stabletrain.records import ConfigFacts, Finding, Fix
+
+SEVERITY_MARK = {"error": "✖", "warning": "▲", "info": "●"}
+
+
+def fmt_value(v: Any) -> str:
+    """A number the way a person writes it: 4 significant digits, exponent for tiny/huge."""
+    if isinstance(v, bool) or v is None:
+        return str(v).lower() if isinstance(v, bool) else "null"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        if v == int(v) and abs(v) < 1e6:
+            return str(int(v)) if abs(v) >= 10 else f"{v:.1f}"
+        a = abs(v)
+        if a >= 1e5 or a < 1e-3:
+            return f"{v:.3g}"
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        items = [fmt_value(x) for x in v[:8]]
+        more = f", … (+{len(v) - 8})" if len(v) > 8 else ""
+        return "[" + ", ".join(items) + more + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {fmt_value(x)}" for k, x in list(v.items())[:8]) + "}"
+    return str(v)
+
+
+def fmt_ranges(values: list[int], limit: int = 6) -> str:
+    """``[3,4,5,9]`` → ``3–5, 9``; long lists end with ``… (N in all)``."""
+    if not values:
+        return ""
+    vs = sorted(set(values))
+    runs: list[tuple[int, int]] = []
+    start = prev = vs[0]
+    for v in vs[1:]:
+        if v == prev + 1:
+            prev = v
+            continue
+        runs.append((start, prev))
+        start = prev = v
+    runs.append((start, prev))
+    parts = [str(a) if a == b else f"{a}–{b}" for a, b in runs[:limit]]
+    text = ", ".join(parts)
+    if len(runs) > limit:
+        text += f", … ({len(vs)} in all)"
+    elif len(vs) > 1:
+        text += f" ({len(vs)})"
+    return text
+
+
+def where(f: Finding) -> str:
+    """Where a finding shows: ``steps 120–180 (61)``, ``epochs 13–14``, or ``config``."""
+    parts = []
+    if f.epochs:
+        parts.append(("epoch " if len(set(f.epochs)) == 1 else "epochs ") + fmt_ranges(f.epochs))
+    if f.steps:
+        parts.append(("step " if len(set(f.steps)) == 1 else "steps ") + fmt_ranges(f.steps))
+    if not parts:
+        return "config" if f.source == "config" else "whole run"
+    return "; ".join(parts)
+
+
+def _current(facts: ConfigFacts, key: str) -> tuple[bool, Any]:
+    """The current value for a user key (or a normalised fact name), if the config had it."""
+    for fact in facts.facts.values():
+        if fact.key == key or (fact.key is None and fact.name == key):
+            return True, fact.value
+    if key in facts.facts:
+        return True, facts.facts[key].value
+    return False, None
+
+
+def config_diff(fix: Fix, facts: ConfigFacts) -> list[str]:
+    """Unified-diff lines for a fix's config changes, in the user's keys."""
+    lines: list[str] = []
+    for key, new in fix.changes.items():
+        found, old = _current(facts, key)
+        if found:
+            lines.append(f"- {key}: {fmt_value(old)}")
+        lines.append(f"+ {key}: {fmt_value(new)}")
+    return lines
+
+
+def fix_files(fix: Fix, facts: ConfigFacts) -> list[str]:
+    """The config files a fix touches (from the facts' origins), for the diff header."""
+    files: list[str] = []
+    for key in fix.changes:
+        for fact in facts.facts.values():
+            if fact.key == key and fact.file and fact.file not in files:
+                files.append(fact.file)
+    return files
+
+
+def evidence_items(f: Finding) -> list[tuple[str, str]]:
+    """Evidence as ``(label, value)`` pairs with readable labels."""
+    return [(k.replace("_", " "), fmt_value(v)) for k, v in f.evidence.items()]
+
+
+def headline(counts: dict[str, int]) -> str:
+    """``2 errors, 1 warning`` or ``no problems found``."""
+    parts = [
+        f"{n} {name}{'s' if n != 1 else ''}"
+        for name, n in (("error", counts["error"]), ("warning", counts["warning"]))
+        if n
+    ]
+    if not parts:
+        return "no problems found" + (
+            f" ({counts['info']} note{'s' if counts['info'] != 1 else ''})"
+            if counts["info"]
+            else ""
+        )
+    return ", ".join(parts)

@@ -1,0 +1,102 @@
+"""Markdown rendering of a Report — the document the seed postmortems were written by hand.
+
+Per finding: the symptom with its numbers and where it shows, why, the fix as a ``diff`` block
+in the user's config keys, and what to watch after. Plots are referenced as PNG files written
+beside the report (``write`` does both); ``render`` alone links nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stabletrain.records import Finding
+from stabletrain.report.advice import watch_for
+from stabletrain.report.fmt import (
+    SEVERITY_MARK,
+    config_diff,
+    evidence_items,
+    fix_files,
+    headline,
+    where,
+)
+from stabletrain.report.model import Report
+
+
+def render(report: Report, images: dict[str, str] | None = None) -> str:
+    """The report as Markdown; ``images`` maps panel name → relative PNG path to embed."""
+    s = report.summary()
+    lines = [f"# stabletrain {report.kind}: {report.source or ''}", ""]
+    meta = []
+    if report.format:
+        meta.append(f"format **{report.format}**")
+    if s["records"]:
+        meta.append(f"{s['records']} steps ({s['first_step']}–{s['last_step']})")
+    if s["evals"]:
+        meta.append(f"{s['evals']} evals")
+    if report.config:
+        meta.append(f"config `{report.config}`")
+    if meta:
+        lines += [", ".join(meta), ""]
+    lines += [f"**Verdict: {headline(report.counts())}.**", ""]
+    for note in report.notes:
+        lines.append(f"> note: {note}")
+    if report.notes:
+        lines.append("")
+    if not report.problems:
+        what = "run" if report.kind == "doctor" else "config"
+        lines += [f"Nothing to change: this {what} shows no stability problems.", ""]
+    if report.findings:
+        lines += ["## Findings", "", "| | id | where | title |", "|---|---|---|---|"]
+        for f in report.findings:
+            lines.append(
+                f"| {SEVERITY_MARK[f.severity]} {f.severity} | `{f.id}` | {where(f)} | {f.title} |"
+            )
+        lines.append("")
+    for f in report.findings:
+        lines += _finding(f, report)
+    if images:
+        lines += ["## Curves", ""]
+        for name, rel in images.items():
+            lines += [f"![{name}]({rel})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _finding(f: Finding, report: Report) -> list[str]:
+    out = [f"### {SEVERITY_MARK[f.severity]} `{f.id}` — {f.title}", ""]
+    src = {"both": " (predicted by the config, confirmed by the log)", "config": " (config)"}.get(
+        f.source, ""
+    )
+    out += [f"**Where:** {where(f)}{src}", ""]
+    ev = evidence_items(f)
+    if ev:
+        out += ["**Evidence:** " + "; ".join(f"{k}: {v}" for k, v in ev), ""]
+    if f.explanation:
+        out += [f"**Why:** {f.explanation}", ""]
+    for fix in f.fixes:
+        out += [f"**Fix:** {fix.description}", ""]
+        diff = config_diff(fix, report.facts)
+        if diff:
+            files = fix_files(fix, report.facts)
+            out.append("```diff")
+            if files:
+                out.append(f"# {', '.join(files)}")
+            out += diff
+            out += ["```", ""]
+        if fix.code:
+            out += ["```python", fix.code, "```", ""]
+    out += [f"**Watch after:** {watch_for(f.id)}", ""]
+    if f.related:
+        out += ["**Related:** " + ", ".join(f"`{r}`" for r in f.related), ""]
+    return out
+
+
+def write(report: Report, path: str | Path) -> list[Path]:
+    """Write the Markdown report and its PNG panels beside it; return every file written."""
+    from stabletrain.report.html import write_panels
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pngs = write_panels(report, path)
+    images = {name: p.name for name, p in pngs.items()}
+    path.write_text(render(report, images), encoding="utf-8")
+    return [path, *pngs.values()]

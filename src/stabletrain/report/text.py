@@ -1,0 +1,149 @@
+"""Terminal rendering of a Report with rich: one block per finding, read top to bottom.
+
+Each block reads like the seed postmortems: the symptom with its numbers and where it shows,
+why it happens, what to change (a config diff in the user's keys), and what to watch after.
+Findings are printed in the doctor's cause → effect order; ``related`` ids are shown as
+"follows from" (listed earlier) or "leads to" (listed later).
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
+from rich.text import Text
+
+from stabletrain.records import Finding
+from stabletrain.report.advice import watch_for
+from stabletrain.report.fmt import (
+    SEVERITY_MARK,
+    config_diff,
+    evidence_items,
+    fix_files,
+    headline,
+    where,
+)
+from stabletrain.report.model import Report
+
+_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
+
+
+def renderables(report: Report) -> list[RenderableType]:
+    """The report as rich renderables (the CLI prints them; tests render them to plain text)."""
+    out: list[RenderableType] = [_header(report)]
+    for note in report.notes:
+        out.append(Text(f"  note: {note}", style="dim"))
+    order = [f.id for f in report.findings]
+    for i, f in enumerate(report.findings):
+        out.append(Text(""))
+        out.append(_finding(f, report, order, i))
+    if not report.problems:
+        out.append(Text(""))
+        what = "run" if report.kind == "doctor" else "config"
+        out.append(Text(f"Nothing to change: this {what} shows no stability problems.", "green"))
+    return out
+
+
+def render(report: Report, *, width: int = 100, color: bool = False) -> str:
+    """The report as a string (plain text unless ``color``)."""
+    buf = io.StringIO()
+    console = Console(
+        file=buf,
+        width=width,
+        no_color=not color,
+        color_system="standard" if color else None,
+        force_terminal=color,
+        highlight=False,
+        emoji=False,
+    )
+    for r in renderables(report):
+        console.print(r)
+    # rich pads blocks to their width; trailing blanks only add noise to files and diffs
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+
+
+def _header(report: Report) -> Text:
+    s = report.summary()
+    t = Text()
+    t.append(f"stabletrain {report.kind}", style="bold")
+    t.append(f"  {report.source or ''}")
+    bits = []
+    if report.format:
+        bits.append(report.format)
+    if s["records"]:
+        bits.append(f"{s['records']} steps {s['first_step']}–{s['last_step']}")
+    if s["evals"]:
+        bits.append(f"{s['evals']} evals")
+    if report.config:
+        bits.append(f"config {report.config}")
+    if bits:
+        t.append("  (" + ", ".join(bits) + ")", style="dim")
+    t.append("\n")
+    worst = report.worst_severity
+    style = _STYLE.get(worst or "", "green") if report.problems else "bold green"
+    t.append("Verdict: ", style="bold")
+    t.append(headline(report.counts()), style=style)
+    return t
+
+
+def _finding(f: Finding, report: Report, order: list[str], index: int) -> RenderableType:
+    title = Text()
+    title.append(f"{SEVERITY_MARK[f.severity]} {f.severity.upper():7} ", style=_STYLE[f.severity])
+    title.append(f.id, style="bold")
+    title.append(f"  {f.title}")
+    title.append(f"  [{where(f)}]", style="dim")
+    if f.source == "both":
+        title.append("  (config + log)", style="magenta")
+    elif f.source == "config":
+        title.append("  (config)", style="dim")
+    body: list[RenderableType] = []
+    ev = evidence_items(f)
+    if ev:
+        body.append(_labelled("Evidence", " · ".join(f"{k} {v}" for k, v in ev)))
+    if f.explanation:
+        body.append(_labelled("Why", f.explanation))
+    for fix in f.fixes:
+        body.append(_labelled("Fix", fix.description))
+        files = fix_files(fix, report.facts)
+        diff = config_diff(fix, report.facts)
+        if diff:
+            block = Text()
+            if files:
+                block.append(f"# {', '.join(files)}\n", style="dim")
+            for j, line in enumerate(diff):
+                block.append(line, style="red" if line.startswith("-") else "green")
+                if j < len(diff) - 1:
+                    block.append("\n")
+            body.append(Padding(block, (0, 0, 0, 10), expand=False))
+        if fix.code:
+            body.append(Padding(Text(fix.code, style="dim"), (0, 0, 0, 10), expand=False))
+    body.append(_labelled("Watch", watch_for(f.id)))
+    rel = _related(f, order, index)
+    if rel:
+        body.append(_labelled("Chain", rel))
+    return Group(title, Padding(Group(*body), (0, 0, 0, 2), expand=False))
+
+
+def _labelled(label: str, text: str) -> Text:
+    t = Text()
+    t.append(f"{label + ':':10}", style="bold")
+    t.append(text)
+    return t
+
+
+def _related(f: Finding, order: list[str], index: int) -> str:
+    before = [r for r in f.related if r in order and order.index(r) < index]
+    after = [r for r in f.related if r in order and order.index(r) > index]
+    other = [r for r in f.related if r not in order]
+    parts = []
+    if before:
+        parts.append("follows from " + ", ".join(before))
+    if after:
+        parts.append("leads to " + ", ".join(after))
+    if other:
+        parts.append("see " + ", ".join(other))
+    return "; ".join(parts)
+
+
+__all__ = ["render", "renderables"]
