@@ -1,0 +1,61 @@
+"""DeepSpeed ``ds_config.json``: batch, clipping, fp16 loss-scale settings, optimizer, scheduler.
+
+DeepSpeed's fp16 block stores the initial scale as a power of two (``initial_scale_power: 16`` =
+65536, the "GradScaler starting at 2**16" of the seeds) and ``loss_scale: 0`` meaning dynamic.
+``"auto"`` values (filled by the HF integration at run time) are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stabletrain.configs.keys import extract
+from stabletrain.records import ConfigFacts
+
+_MARKERS = ("train_micro_batch_size_per_gpu", "zero_optimization", "gradient_clipping")
+
+
+def is_deepspeed(obj: Any) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    if any(k in obj for k in _MARKERS):
+        return True
+    fp16 = obj.get("fp16")
+    return isinstance(fp16, dict) and "initial_scale_power" in fp16
+
+
+def read(obj: dict[str, Any], facts: ConfigFacts, file: str) -> None:
+    fp16: dict[str, Any] = obj["fp16"] if isinstance(obj.get("fp16"), dict) else {}
+    bf16: dict[str, Any] = obj["bf16"] if isinstance(obj.get("bf16"), dict) else {}
+    if _enabled(fp16):
+        facts.set("precision", "fp16", key="fp16.enabled", file=file)
+        power = fp16.get("initial_scale_power")
+        if isinstance(power, (int, float)):
+            facts.set("loss_scale_init", 2.0**power, key="fp16.initial_scale_power", file=file)
+        static = fp16.get("loss_scale")
+        if isinstance(static, (int, float)) and static > 0:
+            facts.set("loss_scale_init", float(static), key="fp16.loss_scale", file=file)
+    elif _enabled(bf16):
+        facts.set("precision", "bf16", key="bf16.enabled", file=file)
+    elif fp16 or bf16:
+        facts.set("precision", "fp32", key="fp16.enabled", file=file)
+    sched = obj.get("scheduler")
+    if isinstance(sched, dict) and isinstance(sched.get("params"), dict):
+        p = sched["params"]
+        if isinstance(p.get("warmup_max_lr"), (int, float)):
+            facts.set("lr", p["warmup_max_lr"], key="scheduler.params.warmup_max_lr", file=file)
+        if isinstance(p.get("warmup_min_lr"), (int, float)):
+            facts.set("min_lr", p["warmup_min_lr"], key="scheduler.params.warmup_min_lr", file=file)
+    # explicit optimizer lr wins over the scheduler's peak: search the optimizer block first
+    opt = obj.get("optimizer")
+    if isinstance(opt, dict):
+        tmp = ConfigFacts()
+        extract({"optimizer": opt}, tmp, file)
+        for name, fact in tmp.facts.items():
+            facts.facts[name] = fact
+    extract(obj, facts, file)
+
+
+def _enabled(block: dict[str, Any]) -> bool:
+    v = block.get("enabled")
+    return v is True or (isinstance(v, str) and v.lower() == "true")

@@ -1,0 +1,122 @@
+"""``read_config``: normalise any training config into :class:`~stabletrain.records.ConfigFacts`.
+
+Formats (detected from content): stabletrain YAML (the reference trainer's schema),
+HF ``TrainingArguments`` JSON (``TrainingArguments.to_json_string()``), DeepSpeed ``ds_config.json``,
+and generic YAML/JSON with seed-style keys anywhere in the tree (``stabletrain.configs.keys``).
+JSON pasted with ``//`` comments or trailing commas still parses (a ``logging`` warning says so).
+Unreadable input raises :class:`~stabletrain.errors.ConfigError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stabletrain.configs import deepspeed
+from stabletrain.configs.keys import extract
+from stabletrain.errors import ConfigError
+from stabletrain.records import ConfigFacts
+
+__all__ = ["load_tree", "read_config"]
+
+log = logging.getLogger(__name__)
+
+_STABLETRAIN_SECTIONS = frozenset(
+    {"run", "data", "model", "optim", "schedule", "train", "amp", "guard"}
+)
+_HF_ARGS_MARKERS = ("per_device_train_batch_size", "lr_scheduler_type", "logging_nan_inf_filter")
+_DATASET_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10, "cifar100": 100}
+_COMMENTS = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.S)
+_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+
+
+def read_config(path: str | os.PathLike[str]) -> ConfigFacts:
+    """Facts from one config file; each Fact remembers the file and the dotted key."""
+    p = Path(path)
+    tree, notes = load_tree(p)
+    facts = ConfigFacts(source=str(p))
+    file = str(p)
+    if not isinstance(tree, dict):
+        raise ConfigError(
+            f"{p}: expected a mapping of settings at the top level, got {type(tree).__name__}"
+        )
+    if deepspeed.is_deepspeed(tree):
+        facts.format = "deepspeed"
+        deepspeed.read(tree, facts, file)
+    elif any(k in tree for k in _HF_ARGS_MARKERS):
+        facts.format = "hf-training-args"
+        extract(tree, facts, file)
+        if "precision" not in facts and tree.get("fp16") is False and not tree.get("bf16"):
+            facts.set("precision", "fp32", key="fp16", file=file)
+        if tree.get("max_grad_norm") in (0, None) and "max_grad_norm" in tree:
+            facts.set("max_grad_norm", 0.0, key="max_grad_norm", file=file)
+    elif (
+        len(_STABLETRAIN_SECTIONS & tree.keys()) >= 3 and {"optim", "schedule", "amp"} & tree.keys()
+    ):
+        facts.format = "stabletrain"
+        _stabletrain(tree, facts, file)
+    else:
+        facts.format = "yaml" if p.suffix in (".yaml", ".yml") else "json"
+        extract(tree, facts, file)
+    for n in notes:
+        log.warning("%s", n)
+    return facts
+
+
+def load_tree(p: Path) -> tuple[Any, list[str]]:
+    """Parse YAML or JSON (JSON with comments tolerated); notes say what was repaired."""
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read config ({e})") from e
+    notes: list[str] = []
+    if p.suffix == ".json" or text.lstrip().startswith("{"):
+        try:
+            return json.loads(text), notes
+        except ValueError:
+            cleaned = _TRAILING_COMMA.sub(r"\1", _COMMENTS.sub(lambda m: m.group(1) or "", text))
+            try:
+                tree = json.loads(cleaned)
+            except ValueError as e:
+                raise ConfigError(f"{p}: invalid JSON ({e})") from e
+            notes.append(f"{p}: JSON had comments or trailing commas; parsed after removing them")
+            return tree, notes
+    try:
+        return yaml.safe_load(text), notes
+    except yaml.YAMLError as e:
+        reason = str(e).replace("\n", " ")
+        raise ConfigError(f"{p}: invalid YAML ({reason[:200]})") from e
+
+
+def _stabletrain(tree: dict[str, Any], facts: ConfigFacts, file: str) -> None:
+    """The reference trainer's schema (schema.md): exact keys first, then the generic search."""
+    train = tree.get("train") or {}
+    if "max_grad_norm" in train and train["max_grad_norm"] is None:
+        # null = no clipping; 0.0 keeps that visible to lint (ConfigFacts drops None)
+        facts.set("max_grad_norm", 0.0, key="train.max_grad_norm", file=file)
+    exact = {
+        "optim.name": "optimizer",
+        "schedule.name": "schedule",
+        "train.precision": "precision",
+        "model.name": "model",
+        "schedule.plateau_patience": "plateau_patience",
+        "schedule.plateau_factor": "plateau_factor",
+    }
+    for dotted, name in exact.items():
+        sec, key = dotted.split(".")
+        block = tree.get(sec)
+        if isinstance(block, dict) and block.get(key) is not None:
+            facts.set(name, block[key], key=dotted, file=file)
+    data = tree.get("data")
+    if isinstance(data, dict) and data.get("name") in _DATASET_CLASSES:
+        facts.set("num_classes", _DATASET_CLASSES[data["name"]], key="data.name", file=file)
+    sub = {
+        k: v for k, v in tree.items() if k != "guard"
+    }  # guard overrides are not the run's config
+    extract(sub, facts, file)

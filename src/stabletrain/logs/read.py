@@ -1,0 +1,151 @@
+"""``read_run``: read any supported training log into :class:`RunData`, detecting the format.
+
+Detection looks at content, not only the name: a directory is a stabletrain run dir (steps.jsonl /
+meta.json), an HF checkpoint (trainer_state.json), a TensorBoard log dir, or a Lightning log dir
+(metrics.csv); a file is a TFRecord (valid length CRC), JSON with ``log_history``, JSON lines, CSV,
+or text. Readers live in ``stabletrain.logs.readers``; this module only dispatches and cleans.
+Every reader reads up to damage and says so in ``notes``; only input that cannot be read at all
+raises :class:`~stabletrain.errors.LogReadError` (one line, naming the file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from stabletrain.errors import ConfigError, LogReadError
+from stabletrain.logs.readers import csvlog, hf_state, jsonl, runlog, tensorboard, text
+from stabletrain.logs.readers.base import RunData, clean_records
+from stabletrain.logs.readers.tfrecord import looks_like_tfrecord
+
+__all__ = ["RunData", "detect_format", "read_run"]
+
+log = logging.getLogger(__name__)
+
+_HPARAMS = ("hparams.yaml", "config.yaml", "training_args.json", "ds_config.json")
+
+
+def read_run(path: str | os.PathLike[str], *, mapping: dict[str, str] | None = None) -> RunData:
+    """Read a run directory or a log file; ``mapping`` = {StepRecord field: the log's name}."""
+    p = Path(path)
+    if not p.exists():
+        raise LogReadError(f"{p}: no such file or directory")
+    try:
+        data = _dispatch(p, mapping)
+    except LogReadError:
+        raise
+    except (OSError, UnicodeDecodeError) as e:
+        raise LogReadError(f"{p}: cannot read ({e})") from e
+    data.path = p
+    data.records = clean_records(data.raw, data.notes)
+    if not data.raw:
+        data.notes.append(f"{p}: no step records found")
+    return data
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """The reader family a path would be read with (``stabletrain``, ``tensorboard``...)."""
+    return _kind(Path(path))[0]
+
+
+def _kind(p: Path) -> tuple[str, Path, Any]:
+    """(reader, the file or dir it reads, a pre-parsed JSON object or None)."""
+    if p.is_dir():
+        if (p / "steps.jsonl").exists() or _is_runlog_meta(p / "meta.json"):
+            return "stabletrain", p, None
+        if (p / "trainer_state.json").exists():
+            return "hf-trainer-state", p / "trainer_state.json", None
+        if tensorboard.event_files(p):
+            return "tensorboard", p, None
+        csvs = sorted(p.rglob("metrics.csv"))
+        if csvs:
+            return "csv", csvs[-1], None
+        logs = [f for f in sorted(p.iterdir()) if f.suffix in (".jsonl", ".log", ".txt", ".csv")]
+        if len(logs) == 1:
+            return _kind(logs[0])
+        raise LogReadError(
+            f"{p}: no run log found (steps.jsonl, trainer_state.json, TensorBoard events, "
+            "metrics.csv); pass the log file itself"
+        )
+    with open(p, "rb") as f:
+        head = f.read(4096)
+    if "tfevents" in p.name or looks_like_tfrecord(head):
+        return "tensorboard", p, None
+    if not head.strip():
+        raise LogReadError(f"{p}: empty file")
+    if b"\x00" in head:
+        raise LogReadError(f"{p}: binary file that is not a TensorBoard event file")
+    start = head.lstrip()[:1]
+    if start == b"{" or start == b"[":
+        try:
+            obj = json.loads(p.read_text(encoding="utf-8"))
+        except ValueError:
+            obj = None
+        if hf_state.is_trainer_state(obj):
+            return "hf-trainer-state", p, obj
+        first = head.lstrip().split(b"\n", 1)[0]
+        if (
+            start == b"{"
+            and (obj is None or isinstance(obj, dict))
+            and first.rstrip().endswith(b"}")
+        ):
+            if b'"step"' in head and (p.name.startswith(("steps", "evals")) or b'"v"' in head):
+                return "stabletrain", p, None
+            if first.startswith(b'{"') or first.startswith(b'{ "'):
+                return "jsonl", p, None
+    first_line = head.split(b"\n", 1)[0].decode("utf-8", "replace")
+    if p.suffix == ".csv" or (
+        first_line.count(",") >= 1
+        and not first_line.lstrip().startswith(("{", "#", "step", "iter"))
+        and all(c.strip() and not c.strip()[0].isdigit() for c in first_line.split(","))
+    ):
+        return "csv", p, None
+    return "text", p, None
+
+
+def _is_runlog_meta(p: Path) -> bool:
+    try:
+        return json.loads(p.read_text(encoding="utf-8")).get("schema") == "stabletrain.runlog"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _dispatch(p: Path, mapping: dict[str, str] | None) -> RunData:
+    kind, target, obj = _kind(p)
+    if kind == "stabletrain":
+        data = runlog.read(target, mapping)
+    elif kind == "hf-trainer-state":
+        data = hf_state.read(target, mapping, obj)
+        _note_siblings(target.parent, data, "trainer_state.json")
+    elif kind == "tensorboard":
+        data = tensorboard.read(target, mapping)
+        _hparams_facts(target if target.is_dir() else target.parent, data)
+    elif kind == "csv":
+        data = csvlog.read(target, mapping)
+        _hparams_facts(target.parent, data)
+    elif kind == "jsonl":
+        data = jsonl.read(target, mapping)
+    else:
+        data = text.read(target, mapping)
+    return data
+
+
+def _note_siblings(d: Path, data: RunData, used: str) -> None:
+    if tensorboard.event_files(d) if d.is_dir() else False:
+        data.notes.append(f"{d}: TensorBoard files also present; read {used} (it has the facts)")
+
+
+def _hparams_facts(d: Path, data: RunData) -> None:
+    """Settings stored beside the log (Lightning hparams.yaml...) become ``data.facts``."""
+    from stabletrain.configs.read import read_config
+
+    for name in _HPARAMS:
+        f = d / name
+        if f.exists():
+            try:
+                data.facts = data.facts.merged(read_config(f))
+            except ConfigError as e:
+                data.notes.append(f"{f.name} not usable: {e}")

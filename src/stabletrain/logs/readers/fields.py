@@ -1,0 +1,216 @@
+"""Map foreign metric names (CSV columns, JSON keys, TensorBoard tags) onto StepRecord fields.
+
+One table for every reader, so ``train/loss`` (HF, Lightning, stabletrain TensorBoard),
+``train_loss`` (Lightning CSV), ``loss`` (Keras, HF console), ``lm loss`` (Megatron) and
+``val_loss``/``eval/loss`` all land in the same place. Unknown numeric names go to
+``metrics`` so nothing is silently lost. A user ``mapping`` ({record field: their name}) wins
+over the table.
+
+Limits: names are matched after lower-casing and stripping a train/eval prefix or suffix; an
+exotic name that looks like a known one (``norm`` meaning something else) will be mis-mapped —
+pass a mapping then.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from stabletrain.records import StepRecord
+
+Kind = Literal["train", "eval", "step", "skip"]
+#: (kind, StepRecord field or None, metric name when the field is None)
+Slot = tuple[Kind, str | None, str]
+
+_TRAIN_ALIASES: dict[str, str] = {
+    "loss": "loss",
+    "lm loss": "loss",
+    "lm_loss": "loss",
+    "total_loss": "loss",
+    "grad_norm": "grad_norm",
+    "grad norm": "grad_norm",
+    "gradnorm": "grad_norm",
+    "gradient_norm": "grad_norm",
+    "grad_norm_total": "grad_norm",
+    "norm": "grad_norm",
+    "lr": "lr",
+    "learning_rate": "lr",
+    "learning rate": "lr",
+    "loss_scale": "loss_scale",
+    "loss scale": "loss_scale",
+    "clip_coef": "clip_coef",
+    "epoch": "epoch",
+    "acc": "accuracy",
+    "accuracy": "accuracy",
+    "step_time": "step_time",
+    "samples": "samples",
+    "tokens": "tokens",
+    "skipped": "skipped",
+    "current_lr": "lr",
+    "avg_loss": "loss",
+}
+_EVAL_ALIASES: dict[str, str] = {
+    "loss": "eval_loss",
+    "lm loss": "eval_loss",
+    "acc": "eval_accuracy",
+    "accuracy": "eval_accuracy",
+    "avg_loss": "eval_loss",
+    "epoch": "epoch",
+}
+#: HF Trainer's end-of-training summary (``train/train_loss`` is the mean of the whole run)
+_SUMMARY_NAMES = frozenset(
+    {
+        "train_runtime",
+        "train_samples_per_second",
+        "train_steps_per_second",
+        "total_flos",
+        "train_loss",
+    }
+)
+_STEP_NAMES = frozenset(
+    {"step", "global_step", "iteration", "iter", "steps", "trainer/global_step"}
+)
+#: bookkeeping that is not a metric of training stability
+_SKIP_NAMES = frozenset(
+    {"wall_time", "timestamp", "time_stamp", "kind", "action", "rank", "percentage", "metrics"}
+)
+_EVAL_PREFIXES = (
+    "evalstats/",
+    "eval/",
+    "eval_",
+    "val/",
+    "val_",
+    "validation/",
+    "validation_",
+    "valid/",
+    "valid_",
+)
+_EVAL_SUFFIXES = ("/val", "/eval", "/validation", "_val")
+_TRAIN_PREFIXES = ("trainiterstats/", "train/", "train_", "training/", "training_")
+_TRAIN_SUFFIXES = ("/train", "_step")
+
+
+def classify(name: str) -> Slot:
+    """Where a metric named ``name`` goes: ``("train", "loss", "loss")``, ``("eval", None, "f1")``..."""
+    k = name.strip().lower()
+    if k in _STEP_NAMES:
+        return ("step", None, name)
+    if k in _SKIP_NAMES:
+        return ("skip", None, name)
+    for p in _EVAL_PREFIXES:
+        if k.startswith(p):
+            return _eval_slot(k[len(p) :], name)
+    for s in _EVAL_SUFFIXES:
+        if k.endswith(s):
+            return _eval_slot(k[: -len(s)], name)
+    base = k
+    for p in _TRAIN_PREFIXES:
+        if base.startswith(p):
+            base = base[len(p) :]
+            break
+    for s in _TRAIN_SUFFIXES:
+        if base.endswith(s):
+            base = base[: -len(s)]
+            break
+    if base in _SUMMARY_NAMES and base != k:
+        return ("skip", None, name)
+    if base in _TRAIN_ALIASES:
+        return ("train", _TRAIN_ALIASES[base], name)
+    # Lightning LearningRateMonitor: lr-AdamW, lr-AdamW/pg1 (the first param group is the LR)
+    if base.startswith("lr-") and (base.endswith("/pg1") or "/" not in base):
+        return ("train", "lr", name)
+    return ("train", None, name)
+
+
+def _eval_slot(base: str, name: str) -> Slot:
+    return ("eval", _EVAL_ALIASES.get(base), name)
+
+
+def build_lookup(names: list[str], mapping: dict[str, str] | None) -> dict[str, Slot]:
+    """Slots for ``names`` with a user mapping ({field: name}) applied on top of the table."""
+    lookup = {n: classify(n) for n in names}
+    for field, src in (mapping or {}).items():
+        if field == "step":
+            lookup[src] = ("step", None, src)
+        elif field.startswith("eval_"):
+            lookup[src] = ("eval", field, src)
+        else:
+            lookup[src] = ("train", field, src)
+        # a column the user re-mapped elsewhere must not also fill the same field by its own name
+        for n, slot in list(lookup.items()):
+            if n != src and slot[1] == field and n not in (mapping or {}).values():
+                lookup[n] = (slot[0], None, n)
+    return lookup
+
+
+def to_float(v: Any) -> float | None:
+    """A number from a JSON/CSV/text value: ``"nan"``, ``"NaN"``, ``"inf"`` included; else None."""
+    if v is None or isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        s = v.strip()
+        if not s:
+            return None
+        try:
+            return float(s)
+        except ValueError:
+            return None
+    return None
+
+
+_INT_FIELDS = frozenset({"samples", "tokens"})
+
+
+def records_from_row(
+    row: dict[str, Any], step: int, lookup: dict[str, Slot]
+) -> tuple[StepRecord | None, StepRecord | None]:
+    """Split one row into a train record and/or an eval record at ``step`` (None when empty)."""
+    train: dict[str, Any] = {}
+    tmetrics: dict[str, float] = {}
+    evals: dict[str, Any] = {}
+    emetrics: dict[str, float] = {}
+    epoch: float | None = None
+    for k, v in row.items():
+        slot = lookup.get(k)
+        if slot is None:
+            slot = lookup[k] = classify(k)
+        kind, field, metric = slot
+        if kind == "step" or kind == "skip":
+            continue
+        x = to_float(v)
+        if x is None:
+            continue
+        if field == "epoch":
+            epoch = x
+        elif kind == "train":
+            if field is None:
+                tmetrics[metric] = x
+            elif field == "skipped":
+                train["skipped"] = bool(x)
+            else:
+                train[field] = int(x) if field in _INT_FIELDS and math.isfinite(x) else x
+        elif field is None:
+            emetrics[metric] = x
+        else:
+            evals[field] = x
+    tr = ev = None
+    if train or (tmetrics and not evals and not emetrics):
+        tr = StepRecord(step=step, epoch=epoch, metrics=tmetrics, **train)
+    elif tmetrics and (evals or emetrics):
+        emetrics.update(tmetrics)  # e.g. eval_runtime rows: bookkeeping beside the eval values
+    if evals or emetrics:
+        ev = StepRecord(step=step, kind="eval", epoch=epoch, metrics=emetrics, **evals)
+    return tr, ev
+
+
+def step_of(row: dict[str, Any], lookup: dict[str, Slot]) -> int | None:
+    """The step a row names (``step``/``global_step``/``iteration``...), or None."""
+    for k, v in row.items():
+        slot = lookup.get(k) or classify(k)
+        if slot[0] == "step":
+            x = to_float(v)
+            if x is not None and math.isfinite(x):
+                return int(x)
+    return None
