@@ -1,0 +1,182 @@
+"""Is gradient clipping doing its job? ``clip-near-threshold`` and ``clip-saturated``.
+
+Two failure shapes, both from the seed postmortems:
+
+- **near threshold** (seed 000: "gradients hovering around 3.5" with ``max_grad_norm=4``): the
+  median pre-clip norm sits in [0.75, 1.0)× the clip value, so the clip almost never engages and
+  offers no protection when a spike comes; the norm is riding the ceiling. Fix: lower the clip to
+  about half (4 → 2), so it bounds the update size from now on.
+- **saturated** (seed 003: "clipping at 2.0 fires on almost every batch"): more than half the steps
+  are clipped, so the clip is really an LR cap and the optimiser sees only gradient directions.
+  Fix: lower the LR (the cause) or raise the clip to restore headroom.
+
+The clip value comes from ``facts["max_grad_norm"]``; without it, it is inferred from clipped
+records (``grad_norm × clip_coef`` = the threshold). Norms are kept in a log histogram (global and
+per epoch), so any threshold can be applied at ``finish``. Needs ≥ ``min_steps`` finite norms.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stabletrain.detectors.bins import Bins, LogHistogram
+from stabletrain.detectors.fixes import fmt, lower_lr, make_fix, nice, user_key
+from stabletrain.records import ConfigFacts, Finding, StepRecord
+
+
+class ClippingDetector:
+    """Grad-norm position relative to the clip threshold, over the whole run."""
+
+    ids: tuple[str, ...] = ("clip-near-threshold", "clip-saturated")
+
+    def __init__(
+        self,
+        near_band: tuple[float, float] = (0.75, 1.0),
+        saturated_fraction: float = 0.5,
+        min_steps: int = 20,
+    ) -> None:
+        self.near_band = near_band
+        self.saturated_fraction = saturated_fraction
+        self.min_steps = min_steps
+        self.hist = LogHistogram()
+        self.bins = Bins()
+        self.n_coef = 0
+        self.n_clipped = 0
+        self.inferred_clip: float | None = None
+
+    def update(self, record: StepRecord) -> Finding | None:
+        if record.kind != "train":
+            return None
+        g = record.grad_norm
+        if g is not None and math.isfinite(g) and g > 0:
+            self.hist.add(g)
+            self.bins.add(record.step, record.epoch, g)
+            c = record.clip_coef
+            if c is not None and math.isfinite(c):
+                self.n_coef += 1
+                if c < 1.0 - 1e-6:
+                    self.n_clipped += 1
+                    self.inferred_clip = g * c
+        return None
+
+    def _clip(self, facts: ConfigFacts) -> float | None:
+        v = facts.get("max_grad_norm")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return float(v)
+        return self.inferred_clip
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        facts = facts or ConfigFacts()
+        clip = self._clip(facts)
+        if clip is None or self.hist.n < self.min_steps:
+            return []
+        frac = self.hist.fraction_above(clip * 1.0001)
+        if self.n_coef >= self.min_steps:
+            frac = max(frac, self.n_clipped / self.n_coef)
+        med = self.hist.quantile(0.5) or 0.0
+        p90 = self.hist.quantile(0.9) or 0.0
+        evidence: dict[str, Any] = {
+            "max_grad_norm": clip,
+            "median_grad_norm": round(med, 4),
+            "p90_grad_norm": round(p90, 4),
+            "max_grad_norm_seen": round(max(b.max for b in self.bins.ordered()), 4),
+            "fraction_clipped": round(frac, 4),
+            "steps_seen": self.hist.n,
+        }
+        key = user_key(facts, "max_grad_norm")
+        if frac > self.saturated_fraction:
+            return [self._saturated(facts, clip, frac, med, evidence)]
+        lo, hi = self.near_band
+        if lo * clip <= med < hi * clip:
+            return [self._near(facts, clip, med, key, evidence)]
+        return []
+
+    def _saturated(
+        self, facts: ConfigFacts, clip: float, frac: float, med: float, ev: dict[str, Any]
+    ) -> Finding:
+        epochs = [b.key for b in self.bins.ordered() if b.hist.fraction_above(clip) > 0.5]
+        lr = facts.get("lr")
+        fixes = []
+        new_lr = lower_lr(lr if isinstance(lr, (int, float)) else None)
+        if new_lr is not None:
+            fixes.append(
+                make_fix(
+                    facts,
+                    "Lower the learning rate, the usual cause of norms far above the clip",
+                    lr=new_lr,
+                )
+            )
+        fixes.append(
+            make_fix(
+                facts,
+                "Raise the clip so it only catches outliers, not every step",
+                max_grad_norm=nice(clip * 1.5),
+            )
+        )
+        return Finding(
+            id="clip-saturated",
+            severity="warning",
+            title=f"Gradient clipping at {fmt(clip)} fires on {frac:.0%} of steps",
+            explanation=(
+                f"The pre-clip gradient norm exceeded max_grad_norm={fmt(clip)} on {frac:.0%} of "
+                f"{ev['steps_seen']} steps (median {fmt(med)}, max {fmt(ev['max_grad_norm_seen'])}). "
+                "When the clip fires on almost every batch it stops being a safety net and becomes "
+                "a cap on the step size: the optimiser only sees the gradient direction, learning "
+                "slows, and the growing raw norm (usually a learning rate that is too high) stays "
+                "hidden. After the change, the clipped fraction should fall well under half, with "
+                "clips only on occasional outliers, and the raw norm should stop growing."
+            ),
+            epochs=epochs if self.bins.mode == "epoch" else [],
+            steps=[] if self.bins.mode == "epoch" else [b.first_step for b in self.bins.ordered()],
+            evidence=ev,
+            fixes=fixes,
+            related=["grad-norm-growth", "lr-constant"],
+        )
+
+    def _near(
+        self, facts: ConfigFacts, clip: float, med: float, key: str, ev: dict[str, Any]
+    ) -> Finding:
+        lo, hi = self.near_band
+        ordered = self.bins.ordered()
+        where = [b for b in ordered if lo * clip <= (b.hist.quantile(0.5) or 0.0) < hi * clip]
+        new = nice(clip / 2)
+        return Finding(
+            id="clip-near-threshold",
+            severity="warning",
+            title=f"Gradient norms hover at {fmt(med)}, just under {key}={fmt(clip)}",
+            explanation=(
+                f"The median gradient norm is {fmt(med)} ({med / clip:.0%} of the clip value "
+                f"{fmt(clip)}), and {ev['fraction_clipped']:.0%} of steps were clipped. The norm is "
+                "riding just under the ceiling: the clip almost never engages, so it gives no "
+                "protection when the next spike comes, and the optimiser is taking near-maximal "
+                f"steps all the time. Lower the clip to about {fmt(new)} so it bounds the update "
+                f"size; afterwards gradient norms should stay below {fmt(new)} with only "
+                "occasional clipped steps, and the loss curve should be smoother."
+            ),
+            epochs=[b.key for b in where] if self.bins.mode == "epoch" else [],
+            steps=[] if self.bins.mode == "epoch" else [b.first_step for b in where],
+            evidence=ev,
+            fixes=[
+                make_fix(
+                    facts, f"Lower the clip threshold to about half ({fmt(new)})", max_grad_norm=new
+                )
+            ],
+            related=["grad-spike", "warmup-short"],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "hist": self.hist.state(),
+            "bins": self.bins.state_dict(),
+            "n_coef": self.n_coef,
+            "n_clipped": self.n_clipped,
+            "inferred_clip": self.inferred_clip,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.hist = LogHistogram.from_state(state["hist"])
+        self.bins.load_state_dict(state["bins"])
+        self.n_coef = int(state["n_coef"])
+        self.n_clipped = int(state["n_clipped"])
+        self.inferred_clip = state["inferred_clip"]

@@ -1,0 +1,193 @@
+"""Eval-loss behaviour: ``eval-unstable`` and ``overfitting``.
+
+- ``eval-unstable`` (seed 003: eval loss 0.8294, 0.5869 (best), 0.6093, 0.6127, 0.6011, 0.5884):
+  ≥ 5 evals, the last ≥ 3 (and ≥ 30 % of them) without a new best, the values after the best
+  spread ≥ 1 % above it, and the curve changes direction ≥ 2 times — fluctuating, not improving.
+  Also fires on ≥ 2 eval spikes (≥ 1.25× the running best, then back down).
+- ``overfitting`` (seed 000's monitoring advice: "watch the train/eval gap"): after the best eval
+  the eval loss rises (≥ 5 % above best, rank correlation ≥ 0.5, ≥ 2 evals) while the training
+  loss keeps falling, so the eval-train gap widens by ≥ 5 % of the best eval loss. When it fires,
+  ``eval-unstable`` is not reported (a rising eval curve is overfitting, not noise).
+
+The training loss at each eval is the mean of the training records since the previous eval.
+State: one small row per eval.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
+from stabletrain.detectors.trends import spearman
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+
+def _num(facts: ConfigFacts, name: str) -> float | None:
+    v = facts.get(name)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+class EvalDetector:
+    """The eval-loss curve: fluctuating (``eval-unstable``) or rising (``overfitting``)."""
+
+    ids: tuple[str, ...] = ("eval-unstable", "overfitting")
+
+    def __init__(self, min_evals: int = 5) -> None:
+        self.min_evals = min_evals
+        self.evals: list[list[Any]] = []  # [step, epoch, eval_loss, train_loss | None]
+        self._sum = 0.0
+        self._n = 0
+
+    def update(self, record: StepRecord) -> Finding | None:
+        if record.kind == "train" and record.loss is not None and math.isfinite(record.loss):
+            self._sum += record.loss
+            self._n += 1
+        if record.eval_loss is not None and math.isfinite(record.eval_loss):
+            train = self._sum / self._n if self._n else None
+            self.evals.append([record.step, record.epoch, record.eval_loss, train])
+            self._sum, self._n = 0.0, 0
+        return None
+
+    def _where(self, idx: list[int]) -> tuple[list[int], list[int]]:
+        if all(self.evals[i][1] is not None for i in idx):
+            return [], [int(self.evals[i][1]) for i in idx]
+        return [int(self.evals[i][0]) for i in idx], []
+
+    def _label(self, i: int) -> str:
+        step, epoch = self.evals[i][0], self.evals[i][1]
+        return f"epoch {epoch:g}" if epoch is not None else f"step {step}"
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        facts = facts or ConfigFacts()
+        over = self._overfitting(facts)
+        if over is not None:
+            return [over]
+        unstable = self._unstable(facts)
+        return [unstable] if unstable is not None else []
+
+    def _unstable(self, facts: ConfigFacts) -> Finding | None:
+        vals = [float(e[2]) for e in self.evals]
+        n = len(vals)
+        if n < self.min_evals:
+            return None
+        i_best = min(range(n), key=lambda i: vals[i])
+        best = vals[i_best]
+        since = n - 1 - i_best
+        tol = 1e-3 * abs(best)
+        diffs = [b - a for a, b in itertools.pairwise(vals) if abs(b - a) > tol]
+        turns = sum(1 for a, b in itertools.pairwise(diffs) if (a > 0) != (b > 0))
+        spread = (max(vals[i_best:]) - best) / abs(best) if best else 0.0
+        fluctuating = since >= 3 and since >= 0.3 * n and spread >= 0.01 and turns >= 2
+        run_best, spikes = vals[0], []
+        for i in range(1, n - 1):
+            if vals[i] >= 1.25 * run_best and vals[i + 1] < vals[i]:
+                spikes.append(i)
+            run_best = min(run_best, vals[i])
+        if not fluctuating and len(spikes) < 2:
+            return None
+        idx = list(range(i_best + 1, n)) if fluctuating else spikes
+        steps, epochs = self._where(idx)
+        fixes: list[Fix] = []
+        new_lr = lower_lr(_num(facts, "lr"))
+        if new_lr is not None:
+            fixes.append(
+                make_fix(facts, "Lower the learning rate for smoother progress", lr=new_lr)
+            )
+        patience = _num(facts, "plateau_patience")
+        if patience is not None and patience > 3:
+            fixes.append(
+                make_fix(facts, "Let the plateau scheduler react sooner", plateau_patience=3)
+            )
+        if not fixes:
+            fixes.append(Fix("Lower the learning rate (e.g. halve it) or add LR decay"))
+        series = ", ".join(fmt(v) for v in vals[-8:])
+        return Finding(
+            id="eval-unstable",
+            severity="warning",
+            title=f"Eval loss fluctuates: no new best for {since} evals after {fmt(best)}",
+            explanation=(
+                f"Eval loss: {series}. The best ({fmt(best)}) came at {self._label(i_best)}; "
+                + (
+                    f"the {since} evaluations since went up and down (spread {spread:.1%} above "
+                    "the best, "
+                    f"{turns} changes of direction) instead of improving."
+                    if fluctuating
+                    else f"the curve spiked {len(spikes)} times above 1.25× its running best."
+                )
+                + " The model is bouncing around a minimum rather than descending into it — "
+                "typically a learning rate too high for this stage of training, often together "
+                "with frequent clipping or growing gradient norms. After the change the eval "
+                "loss should decrease consistently, with new bests every few evaluations."
+            ),
+            steps=steps,
+            epochs=epochs,
+            evidence={
+                "eval_loss": [round(v, 6) for v in vals[-20:]],
+                "best": best,
+                "best_at": self._label(i_best),
+                "evals_since_best": since,
+                "turns": turns,
+                "spread_above_best": round(spread, 4),
+            },
+            fixes=fixes,
+            related=["lr-constant", "clip-saturated", "grad-norm-growth"],
+        )
+
+    def _overfitting(self, facts: ConfigFacts) -> Finding | None:
+        rows = [e for e in self.evals if e[3] is not None]
+        if len(rows) < 4:
+            return None
+        vals = [float(e[2]) for e in rows]
+        train = [float(e[3]) for e in rows]
+        n = len(vals)
+        i_best = min(range(n), key=lambda i: vals[i])
+        best = vals[i_best]
+        if i_best > n - 3 or vals[-1] < 1.05 * best or train[-1] >= train[i_best]:
+            return None
+        if spearman(vals[i_best:]) < 0.5:
+            return None
+        gap_best, gap_last = vals[i_best] - train[i_best], vals[-1] - train[-1]
+        if gap_last - gap_best < 0.05 * abs(best):
+            return None
+        idx = [self.evals.index(rows[i]) for i in range(i_best + 1, n)]
+        steps, epochs = self._where(idx)
+        wd = _num(facts, "weight_decay")
+        fixes = [make_fix(facts, "Regularise more", weight_decay=wd * 2 if wd else 0.01)]
+        if _num(facts, "early_stop_patience") is None:
+            fixes.append(make_fix(facts, "Stop at the best eval", early_stop_patience=3))
+        return Finding(
+            id="overfitting",
+            severity="warning",
+            title=f"Overfitting: eval-train gap widened from {fmt(gap_best)} to {fmt(gap_last)}",
+            explanation=(
+                f"The eval loss reached its best {fmt(best)} at {self._label(i_best)} and has "
+                f"risen since to {fmt(vals[-1])}, while the training loss kept falling "
+                f"({fmt(train[i_best])} → {fmt(train[-1])}). The model is memorising the training "
+                "set. Keep the checkpoint from the best eval; with more regularisation (or an "
+                "early stop) the gap should stop widening and the eval loss should flatten near "
+                "its best instead of climbing."
+            ),
+            steps=steps,
+            epochs=epochs,
+            evidence={
+                "best_eval": best,
+                "best_at": self._label(i_best),
+                "last_eval": vals[-1],
+                "gap_at_best": round(gap_best, 6),
+                "gap_last": round(gap_last, 6),
+                "train_at_best": train[i_best],
+                "train_last": train[-1],
+            },
+            fixes=fixes,
+            related=["eval-unstable"],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"evals": [list(e) for e in self.evals], "sum": self._sum, "n": self._n}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.evals = [list(e) for e in state["evals"]]
+        self._sum = float(state["sum"])
+        self._n = int(state["n"])

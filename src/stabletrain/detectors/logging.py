@@ -1,0 +1,123 @@
+"""``duplicate-logging``: identical records repeated — several processes logging without a guard.
+
+Seed 004: "the same epoch results printed 4 times" — every rank of a multi-process run printed
+its (all-reduced, hence identical) metrics. This detector must see the RAW records (``RunData.raw``,
+before the readers drop exact duplicates); :func:`stabletrain.detectors.registry.replay` feeds it
+``raw`` for that reason (``wants_raw = True``).
+
+Rule: a record is a duplicate when an identical one (every field but ``rank``, ``wall_time`` and
+``step_time``, which differ per process) appeared among the last 16 distinct records. Fires when
+≥ 3 records are duplicated and they are ≥ 20 % of the distinct records, so a single line repeated
+at a resume boundary does not count. The typical copy count (often = the number of processes)
+is reported.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from typing import Any
+
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+_IGNORED = ("rank", "wall_time", "step_time")
+_WINDOW = 16
+
+
+def signature(record: StepRecord) -> str:
+    """A string identifying a record's content (NaN-safe: floats go through repr)."""
+    d = record.to_json()
+    for k in _IGNORED:
+        d.pop(k, None)
+    return repr(sorted(d.items()))
+
+
+class DuplicateLoggingDetector:
+    """Counts exact repeats of recent records."""
+
+    ids: tuple[str, ...] = ("duplicate-logging",)
+    #: replay() feeds this detector the raw, uncleaned records.
+    wants_raw: bool = True
+
+    def __init__(self, min_duplicates: int = 3, min_fraction: float = 0.2) -> None:
+        self.min_duplicates = min_duplicates
+        self.min_fraction = min_fraction
+        self.recent: OrderedDict[str, list[int]] = OrderedDict()  # sig -> [copies, step]
+        self.copies: Counter[int] = Counter()  # copies -> how many distinct records
+        self.n_distinct = 0
+        self.n_duplicates = 0
+        self.first_steps: list[int] = []
+
+    def _retire(self, copies: int) -> None:
+        self.copies[copies] += 1
+
+    def update(self, record: StepRecord) -> Finding | None:
+        sig = signature(record)
+        hit = self.recent.get(sig)
+        if hit is not None:
+            hit[0] += 1
+            self.n_duplicates += 1
+            if hit[0] == 2 and len(self.first_steps) < 50:
+                self.first_steps.append(hit[1])
+            self.recent.move_to_end(sig)
+            return None
+        self.n_distinct += 1
+        self.recent[sig] = [1, record.step]
+        if len(self.recent) > _WINDOW:
+            _, (copies, _step) = self.recent.popitem(last=False)
+            self._retire(copies)
+        return None
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        copies = self.copies + Counter(v[0] for v in self.recent.values())
+        duplicated = sum(n for c, n in copies.items() if c > 1)
+        if duplicated < self.min_duplicates or duplicated < self.min_fraction * self.n_distinct:
+            return []
+        typical = max((c for c in copies if c > 1), key=lambda c: copies[c])
+        world = facts.get("world_size") if facts is not None else None
+        return [
+            Finding(
+                id="duplicate-logging",
+                severity="warning",
+                title=f"Each record is logged {typical}× ({duplicated} of {self.n_distinct} records repeated)",
+                explanation=(
+                    f"{duplicated} of {self.n_distinct} distinct records appear more than once, "
+                    f"typically {typical} times, identical in every value. That is the signature "
+                    f"of {typical} processes (ranks) each writing the same metrics"
+                    + (f" (world size {world})" if world else "")
+                    + f": the log is {typical}× longer and confusing, and any metric summed from "
+                    "it is wrong. Log, print and save checkpoints only on the main process; "
+                    "afterwards each step or epoch should appear exactly once."
+                ),
+                steps=self.first_steps,
+                evidence={
+                    "typical_copies": typical,
+                    "duplicated_records": duplicated,
+                    "distinct_records": self.n_distinct,
+                    "extra_lines": self.n_duplicates,
+                },
+                fixes=[
+                    Fix(
+                        "Guard logging with a rank check (Lightning: rank_zero_only / "
+                        "self.log(..., rank_zero_only=True); Accelerate: accelerator.is_main_process)",
+                        code="if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:\n"
+                        "    print(epoch_summary)",
+                    )
+                ],
+            )
+        ]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "recent": [[k, v[0], v[1]] for k, v in self.recent.items()],
+            "copies": sorted(self.copies.items()),
+            "n_distinct": self.n_distinct,
+            "n_duplicates": self.n_duplicates,
+            "first_steps": list(self.first_steps),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.recent = OrderedDict((k, [int(c), int(s)]) for k, c, s in state["recent"])
+        self.copies = Counter({int(c): int(n) for c, n in state["copies"]})
+        self.n_distinct = int(state["n_distinct"])
+        self.n_duplicates = int(state["n_duplicates"])
+        self.first_steps = [int(s) for s in state["first_steps"]]

@@ -1,0 +1,100 @@
+"""``slow-steps``: step-time regressions — the run got several times slower and stayed slow.
+
+Seed 004 complained of "8.3 hours per epoch (expected 1-2 hours)"; inside one log, the visible
+symptom is a sustained jump in seconds per step (a leak keeping tensors alive, a data loader that
+fell back to one worker, a host sync added in the hot loop, swapping).
+
+Durations come from ``step_time`` or, when absent, from ``wall_time`` deltas divided by the step
+delta (logging every N steps). They are summarised per epoch (or per step block) with a log
+histogram. Rule: baseline = lower quartile of the per-bin medians; a bin (other than the first,
+which includes compilation and cache warm-up) whose median is ≥ ``factor`` (3×) the baseline is a
+regression. Single slow steps (eval pauses, checkpoint saves) do not move a bin's median.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stabletrain.detectors.bins import Bins
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+
+class SlowStepsDetector:
+    """Seconds per step, per epoch/step block, against the run's own fast baseline."""
+
+    ids: tuple[str, ...] = ("slow-steps",)
+
+    def __init__(self, factor: float = 3.0, min_bins: int = 3) -> None:
+        self.factor = factor
+        self.min_bins = min_bins
+        self.bins = Bins()
+        self._prev: tuple[int, float] | None = None
+
+    def update(self, record: StepRecord) -> Finding | None:
+        if record.kind != "train":
+            return None
+        dt = record.step_time
+        if dt is None and record.wall_time is not None and math.isfinite(record.wall_time):
+            if self._prev is not None and record.step > self._prev[0]:
+                dt = (record.wall_time - self._prev[1]) / (record.step - self._prev[0])
+            self._prev = (record.step, record.wall_time)
+        if dt is not None and math.isfinite(dt) and dt > 0:
+            self.bins.add(record.step, record.epoch, dt)
+        return None
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        ordered = [b for b in self.bins.ordered() if b.count >= 3]
+        if len(ordered) < self.min_bins:
+            return []
+        meds = [b.hist.quantile(0.5) or 0.0 for b in ordered]
+        base = sorted(meds)[(len(meds) - 1) // 4]
+        if base <= 0:
+            return []
+        slow = [
+            (b, m) for b, m in zip(ordered[1:], meds[1:], strict=True) if m >= self.factor * base
+        ]
+        if not slow:
+            return []
+        worst = max(m for _, m in slow)
+        first = slow[0][0]
+        epoch_mode = self.bins.mode == "epoch"
+        return [
+            Finding(
+                id="slow-steps",
+                severity="warning",
+                title=f"Steps became {worst / base:.1f}× slower from {self.bins.label(first)}",
+                explanation=(
+                    f"The typical step took {base:.3g} s, but from {self.bins.label(first)} the "
+                    f"median step took up to {worst:.3g} s ({worst / base:.1f}×) in "
+                    f"{len(slow)} of {len(ordered)} "
+                    f"{'epochs' if epoch_mode else 'stretches'}. A sustained jump (not a single "
+                    "checkpoint or eval pause) usually means memory growth (tensors kept alive, "
+                    "e.g. appending the loss tensor instead of loss.item()), a new host sync in "
+                    "the loop, data loading falling behind, or swapping. After the fix, seconds "
+                    "per step should stay flat across the run."
+                ),
+                steps=[] if epoch_mode else [b.first_step for b, _ in slow],
+                epochs=[b.key for b, _ in slow] if epoch_mode else [],
+                evidence={
+                    "baseline_s_per_step": round(base, 6),
+                    "slow": {self.bins.label(b): round(m, 6) for b, m in slow},
+                    "worst_ratio": round(worst / base, 2),
+                },
+                fixes=[
+                    Fix(
+                        "Profile one slow step (torch.profiler) and compare with a fast one; "
+                        "log loss.item(), not the tensor; check DataLoader num_workers/pin_memory",
+                        code="running_loss += loss.item()  # not `+= loss`, which keeps the graph",
+                    )
+                ],
+            )
+        ]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bins": self.bins.state_dict(), "prev": list(self._prev) if self._prev else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bins.load_state_dict(state["bins"])
+        p = state["prev"]
+        self._prev = (int(p[0]), float(p[1])) if p else None

@@ -1,0 +1,73 @@
+"""Every detector in one list, and :func:`replay` — a log through all of them.
+
+``default_detectors()`` is what the doctor replays and what the guard may run live: fresh
+instances, default thresholds. ``replay`` feeds records in order and collects ``finish(facts)``.
+Detectors whose class sets ``wants_raw = True`` (duplicate logging) read ``raw`` — the records as
+read, before the readers removed exact duplicates — when it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from stabletrain.detectors.amp import LossScaleDetector
+from stabletrain.detectors.base import Detector
+from stabletrain.detectors.clipping import ClippingDetector
+from stabletrain.detectors.generalisation import EvalDetector
+from stabletrain.detectors.logging import DuplicateLoggingDetector
+from stabletrain.detectors.nonfinite import NonFiniteDetector
+from stabletrain.detectors.perf import SlowStepsDetector
+from stabletrain.detectors.schedules import LRScheduleDetector
+from stabletrain.detectors.spikes import SpikeDetector
+from stabletrain.detectors.trends import GradNormGrowthDetector, LossTrendDetector
+from stabletrain.detectors.warmup import WarmupDetector
+from stabletrain.records import ConfigFacts, Finding, StepRecord
+
+__all__ = ["default_detectors", "replay"]
+
+
+def default_detectors() -> list[Detector]:
+    """A fresh instance of every detector (guard's and doctor's), default thresholds."""
+    return [
+        NonFiniteDetector(),
+        SpikeDetector("grad_norm"),
+        SpikeDetector("loss"),
+        LossScaleDetector(),
+        ClippingDetector(),
+        GradNormGrowthDetector(),
+        WarmupDetector(),
+        LossTrendDetector(),
+        LRScheduleDetector(),
+        EvalDetector(),
+        DuplicateLoggingDetector(),
+        SlowStepsDetector(),
+    ]
+
+
+def replay(
+    records: Iterable[StepRecord],
+    facts: ConfigFacts | None = None,
+    detectors: Sequence[Detector] | None = None,
+    *,
+    raw: Iterable[StepRecord] | None = None,
+) -> list[Finding]:
+    """Feed ``records`` through ``detectors`` (default: all) and return their run-level findings.
+
+    ``records`` are the cleaned records (``RunData.records``); ``raw`` the records as read
+    (``RunData.raw``), used by detectors with ``wants_raw`` — without it they see ``records``.
+    Per-record findings from ``update`` are not returned: ``finish`` aggregates them.
+    """
+    dets = list(detectors) if detectors is not None else default_detectors()
+    raw_dets = [d for d in dets if getattr(d, "wants_raw", False)] if raw is not None else []
+    cleaned_dets = [d for d in dets if not any(d is r for r in raw_dets)]
+    for record in records:
+        for d in cleaned_dets:
+            d.update(record)
+    if raw is not None:
+        for record in raw:
+            for d in raw_dets:
+                d.update(record)
+    findings: list[Finding] = []
+    for d in dets:
+        findings.extend(d.finish(facts))
+    return findings

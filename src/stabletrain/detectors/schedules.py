@@ -1,0 +1,364 @@
+"""Is the learning-rate schedule doing what it should? ``lr-constant``, ``lr-zero``,
+``scheduler-late``, ``patience-conflict``.
+
+- ``scheduler-late`` (seed 001: best loss at epoch 10, spike at 13, ReduceLROnPlateau with
+  patience 10 cut the LR at epoch 24 — "14 epochs too late"): the first LR cut (a drop of ≥ 20 % in
+  one record) came ≥ ``late_epochs`` after the best point of the loss series. Fires when the config
+  says plateau, or, without config, when the LR is piecewise constant (cuts only), so cosine decay
+  logged per epoch is not mistaken for a late cut.
+- ``lr-constant`` (seed 003: "LR stayed at 2e-05 throughout all epochs despite validation loss
+  plateauing"): a schedule (or plateau patience) is configured, the LR never decreased, and the
+  loss series has gone ≥ 3 points (and ≥ 30 % of the run) without a new best.
+- ``lr-zero``: the LR is 0 on every record, or for a stretch ≥ 3 records and ≥ 5 % of the run
+  (one 0 at the start of a warmup or the end of a cosine-to-zero is normal).
+- ``patience-conflict`` (seed 001: scheduler patience 10, early stopping 10): plateau patience ≥
+  early-stopping patience, so early stopping ends the run before the LR can be cut. From facts;
+  the log confirms it when the run ended with no LR cut.
+
+The loss series is the eval loss (one point per eval) when there are ≥ 3 evals, else the
+per-epoch mean training loss. State is O(#evals + #epochs), plus ≤ 32 recorded cuts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stabletrain.detectors.bins import Bins
+from stabletrain.detectors.fixes import fmt, make_fix, user_key
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+_CONSTANT = ("constant", "none", "fixed", "constant_with_warmup")
+
+
+def _num(facts: ConfigFacts, name: str) -> float | None:
+    v = facts.get(name)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def is_plateau(facts: ConfigFacts) -> bool:
+    return "plateau" in str(facts.get("schedule", "")).lower()
+
+
+class LRScheduleDetector:
+    """Tracks the LR trajectory and the loss series it should react to."""
+
+    ids: tuple[str, ...] = (
+        "lr-constant",
+        "lr-zero",
+        "scheduler-late",
+        "patience-conflict",
+    )
+
+    def __init__(self, cut_ratio: float = 0.8, late_epochs: int = 5, max_cuts: int = 32) -> None:
+        self.cut_ratio = cut_ratio
+        self.late_epochs = late_epochs
+        self.max_cuts = max_cuts
+        self.n_lr = 0
+        self.first_lr: float | None = None
+        self.last_lr: float | None = None
+        self.max_lr = 0.0
+        self.n_decrease = 0
+        self.n_increase = 0
+        self.cuts: list[list[Any]] = []  # [step, epoch, old, new]
+        self.n_zero = 0
+        self.zero_run = 0
+        self.zero_run_start = 0
+        self.longest_zero = (0, 0)  # (length, start step)
+        self.evals: list[list[Any]] = []  # [step, epoch, eval_loss]
+        self.loss_bins = Bins(histogram=False)
+        self.last_step = 0
+        self.last_epoch: float | None = None
+
+    def update(self, record: StepRecord) -> Finding | None:
+        if record.eval_loss is not None and math.isfinite(record.eval_loss):
+            self.evals.append([record.step, record.epoch, record.eval_loss])
+        if record.kind != "train":
+            return None
+        self.last_step = max(self.last_step, record.step)
+        if record.epoch is not None:
+            self.last_epoch = record.epoch
+        if record.loss is not None and math.isfinite(record.loss):
+            self.loss_bins.add(record.step, record.epoch, record.loss)
+        lr = record.lr
+        if lr is None or not math.isfinite(lr):
+            return None
+        self.n_lr += 1
+        if self.first_lr is None:
+            self.first_lr = lr
+        prev = self.last_lr
+        if prev is not None:
+            if lr < prev * (1 - 1e-9):
+                self.n_decrease += 1
+                if lr <= prev * self.cut_ratio and len(self.cuts) < self.max_cuts:
+                    self.cuts.append([record.step, record.epoch, prev, lr])
+            elif lr > prev * (1 + 1e-9):
+                self.n_increase += 1
+        self.last_lr = lr
+        self.max_lr = max(self.max_lr, lr)
+        if lr <= 0.0:
+            if self.zero_run == 0:
+                self.zero_run_start = record.step
+            self.n_zero += 1
+            self.zero_run += 1
+            if self.zero_run > self.longest_zero[0]:
+                self.longest_zero = (self.zero_run, self.zero_run_start)
+        else:
+            self.zero_run = 0
+        return None
+
+    # -- the loss series a scheduler reacts to --------------------------------------------------
+    def _series(self) -> tuple[list[tuple[float, float]], str]:
+        """[(x, loss)] with x the epoch (or eval index / step) and the unit name."""
+        if len(self.evals) >= 3:
+            if all(e[1] is not None for e in self.evals):
+                return [(float(e[1]), float(e[2])) for e in self.evals], "epoch"
+            return [(float(e[0]), float(e[2])) for e in self.evals], "step"
+        if self.loss_bins.mode == "epoch":
+            return [(float(b.key), b.mean) for b in self.loss_bins.ordered()], "epoch"
+        return [], "step"
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        facts = facts or ConfigFacts()
+        out = [f for f in (self._zero(facts), self._late(facts), self._constant(facts)) if f]
+        conflict = self._conflict(facts)
+        if conflict is not None:
+            out.append(conflict)
+        return out
+
+    def _zero(self, facts: ConfigFacts) -> Finding | None:
+        length, start = self.longest_zero
+        if self.n_lr < 3 or length < 3:
+            return None
+        all_zero = self.n_zero == self.n_lr
+        if not all_zero and length < 0.05 * self.n_lr:
+            return None
+        lr = _num(facts, "lr")
+        fixes = [
+            Fix(
+                "Check the schedule: warmup that starts and stays at 0, min_lr 0 reached early, "
+                "or a scheduler stepped per batch when it expects epochs"
+            )
+        ]
+        if lr is not None and lr <= 0:
+            fixes.insert(0, make_fix(facts, "Set a non-zero learning rate", lr=1e-3))
+        return Finding(
+            id="lr-zero",
+            severity="error" if all_zero else "warning",
+            title="Learning rate is 0 "
+            + ("on every step" if all_zero else f"for {length} records"),
+            explanation=(
+                f"The logged learning rate was exactly 0 on {self.n_zero} of {self.n_lr} records "
+                f"(longest stretch {length} records from step {start}). With LR 0 the optimiser "
+                "does nothing: those steps cost compute and change no weight. After the fix the "
+                "logged LR should be positive everywhere except possibly the very first warmup "
+                "step or the very last step of a decay to zero."
+            ),
+            steps=[start],
+            evidence={"zero_records": self.n_zero, "records": self.n_lr, "longest_stretch": length},
+            fixes=fixes,
+        )
+
+    def _late(self, facts: ConfigFacts) -> Finding | None:
+        if not self.cuts:
+            return None
+        stepwise = self.n_increase <= 1 and self.n_decrease == len(self.cuts) <= 10
+        if not (is_plateau(facts) or ("schedule" not in facts and stepwise)):
+            return None
+        series, unit = self._series()
+        step, epoch, old, new = self.cuts[0]
+        cut_x = float(epoch) if unit == "epoch" and epoch is not None else float(step)
+        if unit == "epoch" and epoch is None:
+            return None
+        before = [(x, v) for x, v in series if x < cut_x]
+        if len(before) < 2:
+            return None
+        best_x, best = min(before, key=lambda p: p[1])
+        # Lateness in epochs, or (step-indexed evals) in evaluations after the best one.
+        late = cut_x - best_x if unit == "epoch" else float(sum(x > best_x for x, _ in before))
+        if late < self.late_epochs:
+            return None
+        spike = next(((x, v) for x, v in before if x > best_x and v >= 1.5 * best), None)
+        patience = _num(facts, "plateau_patience")
+        name = "epochs" if unit == "epoch" else "evaluations"
+        spike_txt = f", the loss spiked to {fmt(spike[1])} at {unit} {spike[0]:g}" if spike else ""
+        fixes: list[Fix] = []
+        if patience is not None:
+            fixes.append(
+                make_fix(
+                    facts,
+                    "React faster: halve the plateau patience",
+                    plateau_patience=max(1, math.ceil(patience / 2)),
+                )
+            )
+        fixes.append(
+            make_fix(facts, "Or decay proactively with a cosine schedule", schedule="cosine")
+        )
+        return Finding(
+            id="scheduler-late",
+            severity="warning",
+            title=f"LR was cut at {unit} {cut_x:g}, {late:g} {name} after the best loss",
+            explanation=(
+                f"The best loss ({fmt(best)}) came at {unit} {best_x:g}{spike_txt}, but the "
+                f"learning rate was only reduced ({fmt(old)} → {fmt(new)}) at {unit} {cut_x:g}: "
+                f"{late:g} {name} too late. A plateau scheduler is reactive: it waits `patience` "
+                "evaluations without improvement before it acts, and meanwhile the run keeps "
+                "training at the high LR that stopped working — long enough for instability to "
+                "set in. After the change, the first LR reduction should come a few "
+                f"{name} after the best loss, before any spike, and the loss should keep improving."
+            ),
+            steps=[int(step)],
+            epochs=[int(best_x), int(cut_x)] if unit == "epoch" else [],
+            evidence={
+                f"best_{unit}": best_x,
+                "best_loss": best,
+                f"cut_{unit}": cut_x,
+                f"{name}_late": late,
+                "lr_before": old,
+                "lr_after": new,
+                f"spike_{unit}": spike[0] if spike else None,
+                "plateau_patience": patience,
+            },
+            fixes=fixes,
+            related=["loss-spike", "patience-conflict", "loss-divergence"],
+        )
+
+    def _constant(self, facts: ConfigFacts) -> Finding | None:
+        sched = str(facts.get("schedule", "")).lower()
+        configured = (sched and sched not in _CONSTANT) or "plateau_patience" in facts
+        if not configured or self.n_lr < 2 or self.n_decrease > 0:
+            return None
+        series, unit = self._series()
+        if len(series) < 4:
+            return None
+        i_best = min(range(len(series)), key=lambda i: series[i][1])
+        since = len(series) - 1 - i_best
+        if since < 3 or since < 0.3 * len(series):
+            return None
+        best_x, best = series[i_best]
+        patience = _num(facts, "plateau_patience")
+        fixes: list[Fix] = []
+        if is_plateau(facts) or not sched:
+            if patience is not None and patience > 1:
+                fixes.append(
+                    make_fix(
+                        facts,
+                        "Lower the plateau patience so the LR reacts to the plateau",
+                        plateau_patience=int(max(1, min(patience - 1, since - 1))),
+                    )
+                )
+            fixes.append(Fix("Log each LR reduction so you can see the scheduler act"))
+        else:
+            fixes.append(
+                Fix(
+                    f"The configured {sched!r} schedule never changed the LR: make sure "
+                    "scheduler.step() is called (once per optimizer step for per-step "
+                    "schedules)",
+                    code="optimizer.step(); scheduler.step()",
+                )
+            )
+        tail = ", ".join(fmt(v) for _, v in series[-min(len(series), 6) :])
+        return Finding(
+            id="lr-constant",
+            severity="warning",
+            title=f"LR stayed at {fmt(self.last_lr)} while the loss plateaued for {since} evals",
+            explanation=(
+                f"A {'plateau ' if is_plateau(facts) else ''}schedule is configured "
+                f"({user_key(facts, 'schedule')}={sched or '?'}"
+                + (f", patience {patience:g}" if patience is not None else "")
+                + f"), yet the learning rate never moved from {fmt(self.first_lr)}. The loss has "
+                f"not improved on its best ({fmt(best)} at {unit} {best_x:g}) for {since} "
+                f"points (recent values: {tail}). The scheduler either is not stepped or waits "
+                "longer than the plateau lasts. After the change, an LR reduction should appear "
+                "within a few evaluations of the loss plateauing, followed by a new best."
+            ),
+            epochs=[int(x) for x, _ in series[i_best + 1 :]] if unit == "epoch" else [],
+            steps=[] if unit == "epoch" else [int(x) for x, _ in series[i_best + 1 :]],
+            evidence={
+                "lr": self.last_lr,
+                "best": best,
+                f"best_{unit}": best_x,
+                "points_since_best": since,
+                "plateau_patience": patience,
+            },
+            fixes=fixes,
+            related=["eval-unstable", "scheduler-late"],
+        )
+
+    def _conflict(self, facts: ConfigFacts) -> Finding | None:
+        plateau, stop = _num(facts, "plateau_patience"), _num(facts, "early_stop_patience")
+        if plateau is None or stop is None or plateau < stop:
+            return None
+        confirmed = self.n_lr > 0 and self.n_decrease == 0
+        new_p = max(1, math.ceil(plateau / 2))
+        ended = (
+            f"epoch {self.last_epoch:g}"
+            if self.last_epoch is not None
+            else f"step {self.last_step}"
+        )
+        return Finding(
+            id="patience-conflict",
+            severity="warning",
+            title=f"Plateau patience {plateau:g} ≥ early-stopping patience {stop:g}",
+            explanation=(
+                f"The LR scheduler waits {plateau:g} evaluations without improvement before it "
+                f"cuts the LR, but early stopping ends the run after {stop:g}: both count from the "
+                "same best, so the run stops before (or just as) the LR would have been reduced — "
+                "the schedule can never help."
+                + (
+                    f" The log confirms it: the run ended at {ended} without any LR reduction."
+                    if confirmed
+                    else ""
+                )
+                + " Keep early-stopping patience a few evaluations longer than the scheduler's; "
+                "afterwards you should see an LR reduction before any early stop."
+            ),
+            evidence={
+                "plateau_patience": plateau,
+                "early_stop_patience": stop,
+                "lr_reduced_in_log": self.n_decrease > 0 if self.n_lr else None,
+            },
+            fixes=[
+                make_fix(
+                    facts,
+                    "Scheduler patience well below early-stopping patience",
+                    plateau_patience=new_p,
+                    early_stop_patience=new_p + 2,
+                )
+            ],
+            source="both" if confirmed else "config",
+            related=["scheduler-late", "plateau-patience-long"],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        keys = (
+            "n_lr",
+            "first_lr",
+            "last_lr",
+            "max_lr",
+            "n_decrease",
+            "n_increase",
+            "n_zero",
+            "zero_run",
+            "zero_run_start",
+            "last_step",
+            "last_epoch",
+        )
+        s: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        s.update(
+            cuts=[list(c) for c in self.cuts],
+            evals=[list(e) for e in self.evals],
+            longest_zero=list(self.longest_zero),
+            loss_bins=self.loss_bins.state_dict(),
+        )
+        return s
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        s = dict(state)
+        self.cuts = [list(c) for c in s.pop("cuts")]
+        self.evals = [list(e) for e in s.pop("evals")]
+        length, start = s.pop("longest_zero")
+        self.longest_zero = (int(length), int(start))
+        self.loss_bins.load_state_dict(s.pop("loss_bins"))
+        for k, v in s.items():
+            setattr(self, k, v)

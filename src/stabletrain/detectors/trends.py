@@ -1,0 +1,337 @@
+"""Slow, run-level trends: ``grad-norm-growth``, ``loss-divergence``, ``chance-level``.
+
+- ``grad-norm-growth`` (seed 003: "epoch 0 mostly < 2, epochs 1-2 reaching 5-7, 3-4 reaching
+  12-16"): the per-epoch 90th-percentile grad norm of the last third of the run is ≥ 3× that of the
+  first third and rises with a rank correlation ≥ 0.6. A healthy run's norm falls or stays flat.
+- ``loss-divergence``: the per-epoch mean training loss ends well above its running minimum (the
+  last two bins above ``min + max(25 % of the drop achieved, 20 % of min)``), i.e. a drift up, or a
+  spike the run never recovered from (seed 001: 0.05 at epoch 10 → ~0.5 until the end).
+- ``chance-level`` (seed 002: "accuracy 10.07 % = random guessing on 10 classes", loss 17.6 from a
+  start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
+  from ``facts["num_classes"]`` or is inferred from an initial loss ≈ ln(C) (cross-entropy of a
+  uniform guess). Limits: the inference assumes cross-entropy; a regression loss never triggers
+  the loss-only rule unless ``num_classes`` is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from statistics import median
+from typing import Any
+
+from stabletrain.detectors.bins import Bin, Bins
+from stabletrain.detectors.fixes import fmt, lower_lr, make_fix, precision_value
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+
+def spearman(xs: list[float]) -> float:
+    """Rank correlation of ``xs`` with its index (ties broken by order; enough for trends)."""
+    n = len(xs)
+    if n < 3:
+        return 0.0
+    order = sorted(range(n), key=lambda i: xs[i])
+    ranks = [0] * n
+    for r, i in enumerate(order):
+        ranks[i] = r
+    d2 = sum((ranks[i] - i) ** 2 for i in range(n))
+    return 1.0 - 6.0 * d2 / (n * (n * n - 1))
+
+
+def _lr(facts: ConfigFacts) -> float | None:
+    v = facts.get("lr")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _clip(facts: ConfigFacts) -> float | None:
+    v = facts.get("max_grad_norm")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def _where(bins: Bins, chosen: list[Bin]) -> tuple[list[int], list[int]]:
+    """(steps, epochs) for a finding, depending on whether the log has epochs."""
+    if bins.mode == "epoch":
+        return [], [b.key for b in chosen]
+    return [b.first_step for b in chosen], []
+
+
+class GradNormGrowthDetector:
+    """Grad norm trending up across epochs (or step blocks)."""
+
+    ids: tuple[str, ...] = ("grad-norm-growth",)
+
+    def __init__(self, min_ratio: float = 3.0, min_rho: float = 0.6, min_bins: int = 3) -> None:
+        self.min_ratio = min_ratio
+        self.min_rho = min_rho
+        self.min_bins = min_bins
+        self.bins = Bins()
+
+    def update(self, record: StepRecord) -> Finding | None:
+        g = record.grad_norm
+        if record.kind == "train" and g is not None and math.isfinite(g) and g > 0:
+            self.bins.add(record.step, record.epoch, g)
+        return None
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        facts = facts or ConfigFacts()
+        ordered = self.bins.ordered()
+        if len(ordered) < self.min_bins:
+            return []
+        p90 = [b.hist.quantile(0.9) or 0.0 for b in ordered]
+        k = math.ceil(len(p90) / 3)
+        first, last = median(p90[:k]), median(p90[-k:])
+        rho = spearman(p90)
+        if first <= 0 or last / first < self.min_ratio or rho < self.min_rho:
+            return []
+        ratio = last / first
+        steps, epochs = _where(self.bins, ordered)
+        labels = {
+            self.bins.label(b): [round(v, 3), round(b.max, 3)]
+            for b, v in zip(ordered, p90, strict=True)
+        }
+        fixes: list[Fix] = []
+        new_lr = lower_lr(_lr(facts))
+        if new_lr is not None:
+            fixes.append(
+                make_fix(facts, "Lower the learning rate so the norm stops climbing", lr=new_lr)
+            )
+        if _clip(facts) is None:
+            fixes.append(
+                make_fix(facts, "Clip gradients so growth cannot run away", max_grad_norm=1.0)
+            )
+        if not fixes:
+            fixes.append(Fix("Lower the learning rate (e.g. halve it) and keep clipping enabled"))
+        return [
+            Finding(
+                id="grad-norm-growth",
+                severity="warning",
+                title=f"Gradient norm grows {ratio:.1f}× over the run",
+                explanation=(
+                    f"The 90th-percentile gradient norm rose from {fmt(first)} early in the run to "
+                    f"{fmt(last)} at the end (max {fmt(max(b.max for b in ordered))}; rank "
+                    f"correlation with time {rho:.2f}). In a healthy run the norm falls or stays "
+                    "flat as the loss settles; a steady climb means updates are too large for the "
+                    "curvature the model has reached — usually the learning rate — and it ends in "
+                    "spikes or divergence. Clipping hides it without fixing it. After the change, "
+                    "the per-epoch norm should stay flat or decrease."
+                ),
+                steps=steps,
+                epochs=epochs,
+                evidence={
+                    "p90_and_max_per_bin": labels,
+                    "ratio": round(ratio, 2),
+                    "rho": round(rho, 3),
+                },
+                fixes=fixes,
+                related=["clip-saturated", "loss-spike"],
+            )
+        ]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bins": self.bins.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bins.load_state_dict(state["bins"])
+
+
+class LossTrendDetector:
+    """Training loss drifting up (``loss-divergence``) or never leaving chance (``chance-level``)."""
+
+    ids: tuple[str, ...] = ("loss-divergence", "chance-level")
+
+    def __init__(self, min_bins: int = 4, chance_margin: float = 1.25) -> None:
+        self.min_bins = min_bins
+        self.chance_margin = chance_margin
+        self.bins = Bins(histogram=False)
+        self.first_losses: list[float] = []
+        self.n_loss = 0
+        self.acc: deque[float] = deque(maxlen=5)
+        self.eval_acc: deque[float] = deque(maxlen=5)
+        self.acc_max = 0.0
+
+    def update(self, record: StepRecord) -> Finding | None:
+        if record.kind == "train" and record.loss is not None and math.isfinite(record.loss):
+            self.n_loss += 1
+            self.bins.add(record.step, record.epoch, record.loss)
+            if len(self.first_losses) < 5:
+                self.first_losses.append(record.loss)
+        for value, store in ((record.accuracy, self.acc), (record.eval_accuracy, self.eval_acc)):
+            if value is not None and math.isfinite(value):
+                store.append(value)
+                self.acc_max = max(self.acc_max, value)
+        return None
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        facts = facts or ConfigFacts()
+        out: list[Finding] = []
+        chance = self._chance(facts)
+        if chance is not None:
+            out.append(chance)
+        div = self._divergence(facts)
+        if div is not None:
+            out.append(div)
+        return out
+
+    # -- loss-divergence ----------------------------------------------------------------------
+    def _divergence(self, facts: ConfigFacts) -> Finding | None:
+        ordered = self.bins.ordered()
+        if len(ordered) < self.min_bins:
+            return None
+        means = [b.mean for b in ordered]
+        i_min = min(range(len(means)), key=lambda i: means[i])
+        start, low, end = means[0], means[i_min], means[-1]
+        if i_min > len(means) - 3:
+            return None
+        threshold = low + max(0.25 * (start - low), 0.2 * abs(low))
+        if not (means[-1] > threshold and means[-2] > threshold):
+            return None
+        above = [b for b in ordered[i_min + 1 :] if b.mean > threshold]
+        steps, epochs = _where(self.bins, above)
+        fixes: list[Fix] = []
+        new_lr = lower_lr(_lr(facts), 0.6)
+        if new_lr is not None:
+            fixes.append(make_fix(facts, "Lower the learning rate", lr=new_lr))
+        clip = _clip(facts)
+        if clip is not None:
+            fixes.append(
+                make_fix(
+                    facts, "Clip more tightly to stop the upward drift", max_grad_norm=clip / 2
+                )
+            )
+        else:
+            fixes.append(make_fix(facts, "Enable gradient clipping", max_grad_norm=1.0))
+        worse = end >= start
+        return Finding(
+            id="loss-divergence",
+            severity="error" if worse else "warning",
+            title=f"Training loss ended at {fmt(end)}, well above its best {fmt(low)}",
+            explanation=(
+                f"The training loss fell from {fmt(start)} to its best {fmt(low)} at "
+                f"{self.bins.label(ordered[i_min])}, then rose and stayed up: it ended at "
+                f"{fmt(end)}{' — above where it started' if worse else ''}. A loss that climbs "
+                "away from its minimum and does not come back means the updates are too large "
+                "for the region the model has reached (learning rate too high for this stage, no "
+                "or loose clipping, or a spike that damaged the weights). Resume from the best "
+                "checkpoint with the change below; afterwards the loss should keep decreasing "
+                "past its previous best instead of drifting up."
+            ),
+            steps=steps,
+            epochs=epochs,
+            evidence={
+                "start": round(start, 5),
+                "best": round(low, 5),
+                "best_at": self.bins.label(ordered[i_min]),
+                "end": round(end, 5),
+                "threshold": round(threshold, 5),
+            },
+            fixes=fixes,
+            related=["loss-spike", "scheduler-late", "grad-norm-growth"],
+        )
+
+    # -- chance-level --------------------------------------------------------------------------
+    def _classes(self, facts: ConfigFacts) -> tuple[int | None, str]:
+        c = facts.get("num_classes")
+        if isinstance(c, int) and not isinstance(c, bool) and c >= 2:
+            return c, "config"
+        if self.first_losses:
+            l0 = median(self.first_losses)
+            if math.log(2) * 0.95 <= l0 <= math.log(1e6):
+                guess = round(math.exp(l0))
+                if guess >= 2 and abs(math.log(guess) - l0) <= 0.05 * l0:
+                    return guess, "initial loss ≈ ln(C)"
+        return None, ""
+
+    def _chance(self, facts: ConfigFacts) -> Finding | None:
+        ordered = self.bins.ordered()
+        if len(ordered) < 3 and self.n_loss < 20:
+            return None
+        n_classes, source = self._classes(facts)
+        if n_classes is None:
+            return None
+        chance = 1.0 / n_classes
+        scale = 100.0 if self.acc_max > 1.0 else 1.0
+        accs = self.eval_acc if len(self.eval_acc) >= 2 else self.acc
+        final_acc = (sum(accs) / len(accs)) / scale if len(accs) >= 2 else None
+        final_loss = ordered[-1].mean if ordered else math.nan
+        best_loss = min(b.mean for b in ordered) if ordered else math.nan
+        ln_c = math.log(n_classes)
+        reasons = []
+        if final_acc is not None and final_acc <= chance * self.chance_margin:
+            reasons.append(f"accuracy {final_acc:.2%} vs chance {chance:.2%}")
+        if final_acc is None or reasons:
+            if source == "config" and final_loss >= 0.9 * ln_c:
+                reasons.append(f"loss {fmt(final_loss)} stuck at/above ln({n_classes})={fmt(ln_c)}")
+            elif source != "config" and final_loss >= 0.9 * ln_c and best_loss >= 0.8 * ln_c:
+                reasons.append(f"loss {fmt(final_loss)} never left its start ≈ ln({n_classes})")
+        if not reasons:
+            return None
+        steps, epochs = _where(self.bins, ordered[-3:])
+        return Finding(
+            id="chance-level",
+            severity="error",
+            title=f"The model is at chance level ({'; '.join(reasons)})",
+            explanation=(
+                f"With {n_classes} classes (from {source}) a model that guesses uniformly scores "
+                f"{chance:.2%} accuracy and a cross-entropy of ln({n_classes}) = {fmt(ln_c)}. "
+                f"This run ends at {'; '.join(reasons)}: it has learned nothing"
+                + (
+                    ", and the loss is above where it started"
+                    if final_loss > ordered[0].mean * 1.2
+                    else ""
+                )
+                + ". The usual causes are non-finite or exploding gradients that wrecked the weights "
+                "(look for nonfinite-grad/fp16-overflow findings), no gradient clipping, or a "
+                "learning rate far too high. After the fix, accuracy should beat chance within "
+                f"the first epoch and the loss should fall below {fmt(ln_c)}."
+            ),
+            steps=steps,
+            epochs=epochs,
+            evidence={
+                "num_classes": n_classes,
+                "num_classes_from": source,
+                "chance_accuracy": round(chance, 6),
+                "final_accuracy": None if final_acc is None else round(final_acc, 6),
+                "ln_num_classes": round(ln_c, 4),
+                "initial_loss": round(ordered[0].mean, 5),
+                "final_loss": round(final_loss, 5),
+            },
+            fixes=self._chance_fixes(facts),
+            related=["nonfinite-grad", "fp16-overflow", "loss-divergence"],
+        )
+
+    def _chance_fixes(self, facts: ConfigFacts) -> list[Fix]:
+        fixes: list[Fix] = []
+        if _clip(facts) is None:
+            fixes.append(make_fix(facts, "Enable gradient clipping", max_grad_norm=1.0))
+        if str(facts.get("precision", "")).lower() in ("fp16", "16", "16-mixed", "true"):
+            fixes.append(
+                make_fix(
+                    facts,
+                    "Train in fp32 (or bf16) until stable",
+                    precision=precision_value(facts, "fp32"),
+                )
+            )
+        new_lr = lower_lr(_lr(facts), 0.1)
+        if new_lr is not None:
+            fixes.append(make_fix(facts, "Try a 10× lower learning rate to rule it out", lr=new_lr))
+        if not fixes:
+            fixes.append(Fix("Check the data/labels and the first steps' gradient norms"))
+        return fixes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "bins": self.bins.state_dict(),
+            "first_losses": list(self.first_losses),
+            "n_loss": self.n_loss,
+            "acc": list(self.acc),
+            "eval_acc": list(self.eval_acc),
+            "acc_max": self.acc_max,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bins.load_state_dict(state["bins"])
+        self.first_losses = [float(x) for x in state["first_losses"]]
+        self.n_loss = int(state["n_loss"])
+        self.acc = deque((float(x) for x in state["acc"]), maxlen=5)
+        self.eval_acc = deque((float(x) for x in state["eval_acc"]), maxlen=5)
+        self.acc_max = float(state["acc_max"])
