@@ -1,0 +1,329 @@
+"""Config-only rules: what a config alone says about stability, before a GPU-hour is spent.
+
+``lint_facts(facts)`` returns Findings (``source="config"``) with fixes in the user's own keys.
+Rules and their heuristics (documented honestly — they are rules of thumb, not laws):
+
+- ``no-grad-clipping`` (warning): no clip threshold, or 0. Seed 002's run exploded to inf without.
+- ``fp16-without-loss-scaling`` (warning): fp16 with a static loss scale ≤ 1 (no scaling, so small
+  gradients underflow to 0 in fp16).
+- ``loss-scale-init-high`` (warning): initial loss scale ≥ 2**16 *and* growth every ≤ 100 steps
+  (seed 004: GradScaler(init_scale=2**16, growth_interval=100) → 2**10, 1.5, 200). The PyTorch
+  default (2**16, growth every 2000) is not flagged. A DeepSpeed ``initial_scale_power`` ≥ 16 with no
+  ``loss_scale_window`` set is ``info`` (DeepSpeed's own default).
+- ``lr-high-for-batch``: Adam-family bound 1e-3 × sqrt(effective_batch / 256) (square-root
+  scaling for adaptive methods, Malladi et al. 2022), never below 1e-3; SGD bound 0.1 ×
+  effective_batch / 256 (linear scaling, Goyal et al. 2017), never below 0.1. Above the bound:
+  info; above 5× the bound: warning. Effective batch = batch × accumulation × world size (missing
+  factors count as 1; an unknown batch uses the floor only). Seed 000 (AdamW 2e-4, batch 1024,
+  bound 2e-3) is not flagged.
+- ``plateau-patience-long``: plateau patience ≥ 5 evals (info) — warning at ≥ 10 or ≥ a quarter of
+  the epochs (seed 001's 10 → 5; seed 003's 5 → 3). Skipped when the schedule is not a plateau one.
+- ``patience-conflict`` (warning): plateau patience ≥ early-stopping patience (seed 001: 10, 10).
+- ``warmup-short``: warning with no warmup (or ratio < 0.02) and Adam lr ≥ 1e-3; info with a warmup
+  ratio < 0.1 and an effective batch ≥ 512 (seed 000: 0.05 at batch 1024 → 0.1).
+- ``beta2-slow`` (info): Adam beta2 ≥ 0.999 with an effective batch ≥ 512 or fp16 (seed 000 → 0.99).
+- ``fp16-prefer-bf16`` (info): fp16 where bf16 (same range as fp32) is usually available.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stabletrain.detectors.fixes import fmt, make_fix, nice, precision_value, user_key
+from stabletrain.records import ConfigFacts, Finding
+
+__all__ = ["lint_facts"]
+
+_ADAM = ("adam", "adamw", "fusedadam", "adamw_torch", "adamw_hf", "lamb", "adafactor")
+
+
+def _num(facts: ConfigFacts, name: str) -> float | None:
+    v = facts.get(name)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _optimizer(facts: ConfigFacts) -> str:
+    """'adam' | 'sgd' | '' — Adam family is the assumption when the optimizer is unnamed."""
+    name = str(facts.get("optimizer", "")).lower()
+    if "sgd" in name or "momentum" in name:
+        return "sgd"
+    if not name or any(a in name for a in _ADAM):
+        return "adam"
+    return ""
+
+
+def _eff_batch(facts: ConfigFacts) -> float | None:
+    b = _num(facts, "batch_size")
+    if b is None:
+        return None
+    return b * (_num(facts, "grad_accum") or 1.0) * (_num(facts, "world_size") or 1.0)
+
+
+def _finding(id: str, severity: Any, title: str, explanation: str, **kw: Any) -> Finding:
+    return Finding(
+        id=id, severity=severity, title=title, explanation=explanation, source="config", **kw
+    )
+
+
+def lint_facts(facts: ConfigFacts) -> list[Finding]:
+    """All config-only findings for ``facts``; an empty or unrelated config gives none."""
+    if not facts.facts:
+        return []
+    out: list[Finding] = []
+    for rule in (
+        _clipping,
+        _fp16_scaling,
+        _scale_high,
+        _lr_high,
+        _patience,
+        _warmup,
+        _beta2,
+        _bf16,
+    ):
+        out.extend(rule(facts))
+    return out
+
+
+def _clipping(facts: ConfigFacts) -> list[Finding]:
+    if not ({"lr", "optimizer"} & facts.facts.keys()):
+        return []  # not a training config we understand
+    clip = _num(facts, "max_grad_norm")
+    if clip is not None and clip > 0:
+        return []
+    return [
+        _finding(
+            "no-grad-clipping",
+            "warning",
+            "No gradient clipping configured",
+            f"{user_key(facts, 'max_grad_norm')} is {'0' if clip == 0 else 'not set'}: nothing bounds "
+            "the update when a bad batch or an fp16 overflow produces a huge gradient, and one such "
+            "step can wreck the weights (seed 002 ran to grad norm inf and 10% accuracy). Clip the "
+            "global norm at 1.0; afterwards watch the logged grad norm: clipping should engage "
+            "only on occasional outliers.",
+            fixes=[make_fix(facts, "Clip the global gradient norm", max_grad_norm=1.0)],
+        )
+    ]
+
+
+def _fp16(facts: ConfigFacts) -> bool:
+    return str(facts.get("precision", "")).lower() == "fp16"
+
+
+def _fp16_scaling(facts: ConfigFacts) -> list[Finding]:
+    init = _num(facts, "loss_scale_init")
+    if (
+        not _fp16(facts)
+        or init is None
+        or init > 1
+        or "initial_scale_power" in user_key(facts, "loss_scale_init")
+    ):
+        return []
+    key = user_key(facts, "loss_scale_init")
+    value: Any = 0 if key.endswith("loss_scale") else 2.0**12
+    return [
+        _finding(
+            "fp16-without-loss-scaling",
+            "warning",
+            f"fp16 with a static loss scale of {fmt(init)}",
+            "fp16 cannot represent gradients below ~6e-8; without loss scaling many small "
+            "gradients underflow to zero and training silently stalls. Use dynamic loss scaling "
+            "(DeepSpeed loss_scale 0, or torch.amp.GradScaler); afterwards the logged loss scale "
+            "should settle in the thousands with rare overflow skips.",
+            fixes=[make_fix(facts, "Use dynamic loss scaling", loss_scale_init=value)],
+        )
+    ]
+
+
+def _scale_high(facts: ConfigFacts) -> list[Finding]:
+    init = _num(facts, "loss_scale_init")
+    if init is None or init < 2.0**16 or facts.get("precision") in ("bf16", "fp32"):
+        return []
+    interval = _num(facts, "loss_scale_growth_interval")
+    key = user_key(facts, "loss_scale_init")
+    power_key = key.endswith("initial_scale_power")
+    if interval is not None and interval <= 100:
+        severity = "warning"
+    elif power_key and interval is None:
+        severity = "info"
+    else:
+        return []
+    changes: dict[str, Any] = {"loss_scale_init": 10 if power_key else 2.0**10}
+    growth = _num(facts, "loss_scale_growth_factor")
+    if interval is not None:
+        changes["loss_scale_growth_interval"] = int(max(200, 2 * interval))
+    if growth is not None and growth >= 2.0:
+        changes["loss_scale_growth_factor"] = 1.5
+    every = f", growing every {interval:g} steps" if interval is not None else ""
+    return [
+        _finding(
+            "loss-scale-init-high",
+            severity,
+            f"Loss scale starts at 2**{math.log2(init):.0f}{every}",
+            f"The fp16 loss scale starts at {init:g}{every}. Every overflow costs a skipped step "
+            "and a halving; a high start followed by frequent growth keeps the scale at the edge of "
+            "overflow, so the run alternates inf gradients and skips (seed 004: init_scale=2**16, "
+            "growth_interval=100, grad_norm=inf). Start at 2**10 and grow slowly; afterwards the "
+            "scale should settle and overflow skips become rare.",
+            fixes=[make_fix(facts, "Start the loss scale lower and grow it less often", **changes)],
+            related=["loss-scale-collapse", "fp16-overflow"],
+        )
+    ]
+
+
+def _lr_high(facts: ConfigFacts) -> list[Finding]:
+    lr, kind, eff = _num(facts, "lr"), _optimizer(facts), _eff_batch(facts)
+    if lr is None or lr <= 0 or not kind:
+        return []
+    if kind == "adam":
+        bound = max(1e-3, 1e-3 * math.sqrt((eff or 256) / 256))
+        rule = "1e-3 × sqrt(batch/256), at least 1e-3 (Adam family)"
+    else:
+        bound = max(0.1, 0.1 * (eff or 256) / 256)
+        rule = "0.1 × batch/256, at least 0.1 (SGD, linear scaling)"
+    if lr <= bound:
+        return []
+    severity = "warning" if lr > 5 * bound else "info"
+    batch = f"effective batch {eff:g}" if eff else "unknown batch size"
+    return [
+        _finding(
+            "lr-high-for-batch",
+            severity,
+            f"Learning rate {fmt(lr)} is {lr / bound:.1f}× the usual bound for this batch",
+            f"With {batch}, a common upper bound for the learning rate is {fmt(bound)} "
+            f"(heuristic: {rule}). Above it, updates overshoot: expect loss spikes, growing "
+            "gradient norms and clipping on most steps. Lower it; afterwards the gradient norm "
+            "should stay flat and the loss decrease without spikes.",
+            fixes=[make_fix(facts, "Lower the learning rate to the bound", lr=nice(bound))],
+            evidence={"lr": lr, "bound": bound, "effective_batch": eff},
+        )
+    ]
+
+
+def _plateau_relevant(facts: ConfigFacts) -> bool:
+    sched = str(facts.get("schedule", "")).lower()
+    return not sched or "plateau" in sched
+
+
+def _patience(facts: ConfigFacts) -> list[Finding]:
+    p, stop, epochs = (
+        _num(facts, n) for n in ("plateau_patience", "early_stop_patience", "epochs")
+    )
+    if p is None or not _plateau_relevant(facts):
+        return []
+    out: list[Finding] = []
+    new_p = max(1, math.ceil(p / 2))
+    if p >= 5 or (epochs and p >= epochs / 4):
+        severe = p >= 10 or bool(epochs and p >= epochs / 4)
+        out.append(
+            _finding(
+                "plateau-patience-long",
+                "warning" if severe else "info",
+                f"Plateau patience {p:g} is long",
+                f"{user_key(facts, 'plateau_patience')}={p:g}: the LR is cut only after {p:g} "
+                "evaluations without improvement, so a run that has stopped improving keeps "
+                "training at the high LR that long — enough for a spike to set in (seed 001: best "
+                "at epoch 10, LR cut at 24). A shorter patience (or a cosine schedule) reacts in "
+                "time; afterwards the first LR reduction should come a few evaluations after the "
+                "loss stops improving.",
+                fixes=[make_fix(facts, "Halve the plateau patience", plateau_patience=new_p)],
+                related=["scheduler-late"],
+            )
+        )
+    if stop is not None and p >= stop:
+        out.append(
+            _finding(
+                "patience-conflict",
+                "warning",
+                f"Plateau patience {p:g} ≥ early-stopping patience {stop:g}",
+                f"The scheduler waits {p:g} evaluations before cutting the LR, but early stopping "
+                f"ends the run after {stop:g}: the LR can never drop before the run stops. Keep "
+                "early-stopping patience a few evaluations longer than the scheduler's; afterwards "
+                "an LR reduction should appear before any early stop.",
+                fixes=[
+                    make_fix(
+                        facts,
+                        "Scheduler patience well below early-stopping patience",
+                        plateau_patience=new_p,
+                        early_stop_patience=new_p + 2,
+                    )
+                ],
+                related=["scheduler-late"],
+            )
+        )
+    return out
+
+
+def _warmup(facts: ConfigFacts) -> list[Finding]:
+    lr, ratio, steps = _num(facts, "lr"), _num(facts, "warmup_ratio"), _num(facts, "warmup_steps")
+    eff = _eff_batch(facts)
+    if lr is None:
+        return []
+    no_warmup = (ratio is None or ratio == 0) and (steps is None or steps == 0)
+    if (
+        _optimizer(facts) == "adam"
+        and lr >= 1e-3
+        and (no_warmup or (ratio is not None and 0 < ratio < 0.02))
+    ):
+        severity, what = "warning", "no warmup" if no_warmup else f"a warmup ratio of {ratio:g}"
+    elif ratio is not None and 0 < ratio < 0.1 and eff is not None and eff >= 512:
+        severity, what = "info", f"a warmup ratio of {ratio:g} at effective batch {eff:g}"
+    else:
+        return []
+    if ratio is not None and ratio > 0:
+        fix = make_fix(facts, "Warm up longer", warmup_ratio=max(0.1, 2 * ratio))
+    elif steps:
+        fix = make_fix(facts, "Warm up longer", warmup_steps=int(max(2 * steps, 500)))
+    else:
+        fix = make_fix(facts, "Add a linear warmup", warmup_steps=500)
+    return [
+        _finding(
+            "warmup-short",
+            severity,
+            f"Learning rate {fmt(lr)} with {what}",
+            f"The run reaches its peak learning rate {fmt(lr)} with {what}. In the first steps "
+            "Adam's moment estimates are poor and large batches are fragile (Goyal et al. 2017); "
+            "too short a warmup shows up as spikes and clipping right at the start. Warm up "
+            "longer; afterwards the first steps should be as calm as the rest of the run.",
+            fixes=[fix],
+        )
+    ]
+
+
+def _beta2(facts: ConfigFacts) -> list[Finding]:
+    b2, eff = _num(facts, "beta2"), _eff_batch(facts)
+    if b2 is None or b2 < 0.999 or not ((eff is not None and eff >= 512) or _fp16(facts)):
+        return []
+    return [
+        _finding(
+            "beta2-slow",
+            "info",
+            f"Adam beta2={b2:g} adapts slowly",
+            f"With beta2={b2:g} the second-moment estimate averages over ~{1 / (1 - b2):.0f} "
+            "steps, so after a gradient spike the denominator stays stale and the effective step "
+            "stays large for a long time. 0.99 (or 0.95 for large transformers) recovers faster "
+            "from instability events; only worth it if the run shows spikes.",
+            fixes=[make_fix(facts, "Faster second-moment adaptation", beta2=0.99)],
+        )
+    ]
+
+
+def _bf16(facts: ConfigFacts) -> list[Finding]:
+    if not _fp16(facts):
+        return []
+    fix = make_fix(facts, "Use bf16 mixed precision", precision=precision_value(facts, "bf16"))
+    key = user_key(facts, "precision")
+    if fix.changes.get(key) is False and "fp16" in key:
+        fix.changes[key.replace("fp16", "bf16")] = True  # boolean flags: fp16 off, bf16 on
+    return [
+        _finding(
+            "fp16-prefer-bf16",
+            "info",
+            "fp16 where bf16 may be available",
+            "fp16 overflows above 65504 and needs loss scaling; bf16 has fp32's range, needs no "
+            "scaler and avoids overflow skips. On Ampere or newer GPUs (and TPUs) prefer bf16.",
+            fixes=[fix],
+        )
+    ]
