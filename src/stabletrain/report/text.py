@@ -92,12 +92,12 @@ def _finding(f: Finding, report: Report, order: list[str], index: int) -> Render
     title.append(f"{SEVERITY_MARK[f.severity]} {f.severity.upper():7} ", style=_STYLE[f.severity])
     title.append(f.id, style="bold")
     title.append(f"  {f.title}")
-    title.append(f"  [{where(f)}]", style="dim")
+    loc = where(f)
     if f.source == "both":
-        title.append("  (config + log)", style="magenta")
+        loc += "  (predicted by the config, confirmed by the log)"
     elif f.source == "config":
-        title.append("  (config)", style="dim")
-    body: list[RenderableType] = []
+        loc += "  (from the config)"
+    body: list[RenderableType] = [_labelled("Where", loc)]
     ev = evidence_items(f)
     if ev:
         body.append(_labelled("Evidence", " · ".join(f"{k} {v}" for k, v in ev)))

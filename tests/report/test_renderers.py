@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+from stabletrain.report import html, jsonfmt, markdown, plots, text
+from stabletrain.report.fmt import fmt_ranges
+from stabletrain.report.model import Report
+
+
+def _records(n: int = 400, with_scale: bool = True) -> list[StepRecord]:
+    out = []
+    for i in range(n):
+        out.append(
+            StepRecord(
+                step=i,
+                loss=2.0 / (1 + i / 50) + (2.5 if i == 201 else 0.0),
+                grad_norm=float("inf") if i == 300 else 3.5 + 0.3 * math.sin(i),
+                lr=2e-4,
+                loss_scale=65536.0 / 2 ** (i // 100) if with_scale else None,
+            )
+        )
+    out += [StepRecord(step=i, kind="eval", eval_loss=1.0) for i in range(0, n, 100)]
+    return out
+
+
+def _report(findings: list[Finding], records: list[StepRecord] | None = None) -> Report:
+    facts = ConfigFacts(source="training_args.json")
+    facts.set("max_grad_norm", 4.0, key="max_grad_norm")
+    facts.set("lr", 2e-4, key="learning_rate")
+    return Report(findings, facts, source="runs/cnn", format="tensorboard", records=records or [])
+
+
+CLIP = Finding(
+    "clip-near-threshold",
+    "warning",
+    "Grad norm hovers at 3.5, just under max_grad_norm 4.0",
+    explanation="Clipping never engages.",
+    steps=list(range(10, 300)),
+    evidence={"median_grad_norm": 3.5},
+    fixes=[Fix("Lower the clip value", {"max_grad_norm": 2.0, "learning_rate": 1.5e-4})],
+    source="both",
+)
+
+
+def test_text_shows_numbers_diff_in_user_keys_and_what_to_watch() -> None:
+    out = text.render(_report([CLIP], _records()))
+    assert "Verdict: 1 warning" in out
+    assert "clip-near-threshold" in out and "steps 10–299 (290)" in out
+    assert "- max_grad_norm: 4.0" in out and "+ max_grad_norm: 2.0" in out
+    assert "- learning_rate: 0.0002" in out and "+ learning_rate: 0.00015" in out
+    assert "# training_args.json" in out
+    assert "Watch:" in out and "median grad norm 3.5" in out
+    assert not any(line != line.rstrip() for line in out.splitlines())
+
+
+def test_clean_report_says_nothing_is_wrong() -> None:
+    info = Finding("slow-steps", "info", "one slow step")
+    for out in (text.render(_report([info])), markdown.render(_report([info]))):
+        assert "no problems found (1 note)" in out
+        assert "Nothing to change" in out
+    assert "Nothing to change" in html.render(_report([]))
+
+
+def test_markdown_has_diff_block_and_images() -> None:
+    out = markdown.render(_report([CLIP]), {"loss": "r_loss.png"})
+    assert "```diff\n# training_args.json\n- max_grad_norm: 4.0\n+ max_grad_norm: 2.0" in out
+    assert "![loss](r_loss.png)" in out and "**Watch after:**" in out
+
+
+def test_html_is_self_contained_and_pngs_are_written_beside(tmp_path: Path) -> None:
+    report = _report([CLIP], _records())
+    files = html.write(report, tmp_path / "report.html")
+    names = sorted(p.name for p in files)
+    assert names == [
+        "report.html",
+        "report_grad_norm.png",
+        "report_loss.png",
+        "report_loss_scale.png",
+        "report_lr.png",
+    ]
+    doc = (tmp_path / "report.html").read_text()
+    assert doc.count("data:image/png;base64,") == 4
+    assert "http://" not in doc and "https://" not in doc and "<script" not in doc
+    assert "max_grad_norm: 4.0" in doc
+    for p in files[1:]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_markdown_write_links_pngs(tmp_path: Path) -> None:
+    files = markdown.write(_report([CLIP], _records(with_scale=False)), tmp_path / "r.md")
+    assert {p.name for p in files} == {"r.md", "r_loss.png", "r_grad_norm.png", "r_lr.png"}
+    assert "![grad_norm](r_grad_norm.png)" in (tmp_path / "r.md").read_text()
+
+
+def test_only_panels_with_data() -> None:
+    recs = [StepRecord(step=i, loss=1.0 / (i + 1)) for i in range(20)]
+    assert plots.available(_report([], recs)) == ["loss"]
+    assert plots.available(_report([])) == []
+    assert plots.render_panels(_report([])) == {}
+
+
+def test_decimation_keeps_a_one_step_spike() -> None:
+    xs = [float(i) for i in range(1_000_000)]
+    ys = [1.0] * len(xs)
+    ys[654_321] = 50.0
+    dx, dy = plots.decimate(xs, ys, 2000)
+    assert len(dx) <= 2000 and max(dy) == 50.0 and 654_321.0 in dx
+
+
+def test_json_renderer_is_strict() -> None:
+    f = Finding("nonfinite-loss", "error", "nan", evidence={"loss": float("nan")})
+    data = json.loads(jsonfmt.render(_report([f], _records(10))))
+    assert data["findings"][0]["evidence"]["loss"] == "nan"
+
+
+def test_step_ranges() -> None:
+    assert fmt_ranges([3, 4, 5, 9]) == "3–5, 9 (4)"
+    assert fmt_ranges([7]) == "7"
+    assert fmt_ranges(list(range(0, 40, 2)), limit=3).endswith("… (20 in all)")
