@@ -180,7 +180,7 @@ def test_unreadable_inputs(tmp_path: Path) -> None:
         read_run(empty)
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01\x02" * 10)
-    with pytest.raises(LogReadError, match="junk.bin"):
+    with pytest.raises(LogReadError, match=r"junk\.bin"):
         read_run(junk)
     (tmp_path / "d").mkdir()
     with pytest.raises(LogReadError, match="no run log found"):

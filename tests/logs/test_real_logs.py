@@ -161,5 +161,5 @@ def test_coqui_tfevents(real_logs: Path) -> None:
 
 def test_unrecognised_text_is_one_line_error(real_logs: Path) -> None:
     f = real_logs / "trainproof_xtts_coqui_diverged" / "trainer_0_log.txt"
-    with pytest.raises(LogReadError, match="trainer_0_log.txt"):
+    with pytest.raises(LogReadError, match=r"trainer_0_log\.txt"):
         read_run(f)
