@@ -106,7 +106,7 @@ def test_unreadable_configs(tmp_path: Path) -> None:
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
         read_config(bad)
-    with pytest.raises(ConfigError, match="missing.yaml"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
         read_config(tmp_path / "missing.yaml")
     lst = tmp_path / "list.yaml"
     lst.write_text("- 1\n- 2\n")
