@@ -190,6 +190,8 @@ def guard_config(cfg: TrainConfig) -> GuardConfig:
     """
     section = {k: _yaml_number(v) for k, v in cfg.guard.items()}
     preset = section.pop("preset", "default")
+    if preset is False:  # YAML 1.1 reads an unquoted `off` as false
+        preset = "off"
     section.setdefault("max_norm", cfg.train.max_grad_norm)
     if cfg.train.max_grad_norm is not None:
         section.setdefault("clip", "norm")
@@ -211,7 +213,10 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> TrainConfig
         cfg = TrainConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}: " + "; ".join(_explain(err) for err in e.errors())) from None
-    guard_config(cfg)  # validate the guard section now, not at step 0
+    try:
+        guard_config(cfg)  # validate the guard section now, not at step 0
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     return cfg
 
 
@@ -271,7 +276,8 @@ def _explain(err: Any) -> str:
     if err["type"] == "extra_forbidden":
         return f"unknown key {loc!r}; allowed: {', '.join(_allowed_keys(err['loc']))}"
     got = err.get("input")
-    return f"{loc or '<top>'}: {err['msg']} (got {got!r})"
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{loc or '<top>'}: {err['msg'].removeprefix('Value error, ')}{shown}"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:

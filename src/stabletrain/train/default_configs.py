@@ -19,8 +19,9 @@ DIGITS_CNN: dict[str, Any] = {
     "guard": {"preset": "default"},
 }
 
-#: configs/unstable-digits.yaml — the same CNN fed NaN and blown-up batches at a high LR with no
-#: clipping: without the guard the weights turn NaN; with it the bad steps are skipped.
+#: configs/unstable-digits.yaml — the same CNN fed NaN and 1e6-scaled batches at a high LR:
+#: without the guard (preset off = plain clip + step) the weights turn NaN; with it the bad steps
+#: are skipped and the run ends above 90%.
 UNSTABLE_DIGITS: dict[str, Any] = {
     "run": {"name": "unstable-digits", "seed": 0},
     "data": {
@@ -31,6 +32,6 @@ UNSTABLE_DIGITS: dict[str, Any] = {
     "model": {"name": "cnn"},
     "optim": {"name": "adam", "lr": 5.0e-3},
     "schedule": {"name": "constant"},
-    "train": {"epochs": 6, "max_grad_norm": None},
+    "train": {"epochs": 6, "max_grad_norm": 1.0},
     "guard": {"preset": "default"},
 }

@@ -106,7 +106,7 @@ def _stage_guard_rescue(ctx: DemoContext) -> None:
         res = run_config(cfg, ctx.root / name, ctx.console, progress=ctx.progress)
         ctx.results[name] = res
         rows.append((preset, res.summary))
-    ctx.console.print("\n[bold]unstable-digits (NaN + 1e6-scaled batches, no clipping):[/bold]")
+    ctx.console.print("\n[bold]unstable-digits (NaN + 1e6-scaled batches, high LR):[/bold]")
     ctx.console.print(f"  {'guard':<10}{'final val acc':>15}{'skipped steps':>15}  status")
     for preset, s in rows:
         acc = s.get("final_accuracy")
