@@ -85,17 +85,11 @@ def diagnose(
 def detect(
     records: Iterable[StepRecord], raw: Iterable[StepRecord], facts: ConfigFacts | None
 ) -> list[Finding]:
-    """Replay the cleaned records through every detector, and the raw ones through those that
-    look at logging itself (duplicate-logging: the cleaned records have the repeats removed)."""
-    from stabletrain.detectors.registry import default_detectors, replay
+    """Replay the cleaned records through every detector; those that look at logging itself
+    (duplicate-logging) read the raw records — the cleaned ones have the repeats removed."""
+    from stabletrain.detectors.registry import replay
 
-    detectors = default_detectors()
-    on_raw = [d for d in detectors if "duplicate-logging" in d.ids]
-    on_clean = [d for d in detectors if not any(d is r for r in on_raw)]
-    findings = replay(records, facts, detectors=on_clean)
-    if on_raw:
-        findings += replay(raw, facts, detectors=on_raw)
-    return findings
+    return replay(records, facts, raw=raw)
 
 
 def _lint(facts: ConfigFacts) -> list[Finding]:
@@ -135,10 +129,12 @@ def _merge_same(seen: Finding, predicted: Finding) -> Finding:
     for fx in predicted.fixes:
         if not any(fx.changes == g.changes and fx.description == g.description for g in fixes):
             fixes.append(fx)
-    explanation = (
-        f"The config predicted this and the log confirms it ({where(seen)}). "
-        f"{seen.explanation} {predicted.explanation}".strip()
-    )
+    loc = where(seen)
+    shown = f" ({loc})" if seen.steps or seen.epochs else ""
+    # the two explanations describe the same mechanism; the log's carries the numbers
+    explanation = f"The config predicted this and the log confirms it{shown}. {seen.explanation}"
+    if not seen.explanation:
+        explanation += predicted.explanation
     return replace(
         seen,
         severity=_worst(seen, predicted),

@@ -147,8 +147,10 @@ def _card(f: Finding, report: Report) -> str:
     out.append(
         f"<p class='watch'><span class='lbl'>Watch after.</span> {escape(watch_for(f.id))}</p>"
     )
-    if f.related:
-        links = ", ".join(f"<a href='#{escape(r)}'><code>{escape(r)}</code></a>" for r in f.related)
+    present = {g.id for g in report.findings}
+    related = [r for r in f.related if r in present]  # a detector may name ids this run lacks
+    if related:
+        links = ", ".join(f"<a href='#{escape(r)}'><code>{escape(r)}</code></a>" for r in related)
         out.append(f"<p class='watch'><span class='lbl'>Related.</span> {links}</p>")
     out.append("</div>")
     return "\n".join(out)

@@ -85,8 +85,10 @@ def _finding(f: Finding, report: Report) -> list[str]:
         if fix.code:
             out += ["```python", fix.code, "```", ""]
     out += [f"**Watch after:** {watch_for(f.id)}", ""]
-    if f.related:
-        out += ["**Related:** " + ", ".join(f"`{r}`" for r in f.related), ""]
+    present = {g.id for g in report.findings}
+    related = [r for r in f.related if r in present]  # a detector may name ids this run lacks
+    if related:
+        out += ["**Related:** " + ", ".join(f"`{r}`" for r in related), ""]
     return out
 
 

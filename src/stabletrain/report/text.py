@@ -135,14 +135,11 @@ def _labelled(label: str, text: str) -> Text:
 def _related(f: Finding, order: list[str], index: int) -> str:
     before = [r for r in f.related if r in order and order.index(r) < index]
     after = [r for r in f.related if r in order and order.index(r) > index]
-    other = [r for r in f.related if r not in order]
     parts = []
     if before:
         parts.append("follows from " + ", ".join(before))
     if after:
         parts.append("leads to " + ", ".join(after))
-    if other:
-        parts.append("see " + ", ".join(other))
     return "; ".join(parts)
 
 
