@@ -318,18 +318,22 @@ def case_text(path: Path) -> str:
     return "\n".join(p.read_bytes()[:2_000_000].decode("utf-8", "ignore") for p in files)
 
 
-def _is_config_key(key: str, user_text: str) -> bool:
+def _is_config_key(key: str, user_text: str, own_only: bool = False) -> bool:
     key = key.strip("`")
     last = key.split(".")[-1]
-    return key in CONFIG_KEYS or last in CONFIG_KEYS or (len(key) > 3 and key in user_text)
+    # own_only: the key (or its last dotted part, e.g. optim.lr -> lr) is spelled in the log's files
+    own = (
+        len(last) > 2 and re.search(rf"(?<![\w-]){re.escape(last)}(?![\w-])", user_text) is not None
+    )
+    return own if own_only else (key in CONFIG_KEYS or last in CONFIG_KEYS or own)
 
 
-def concrete_fix(flags: list[Flag], user_text: str) -> str | None:
+def concrete_fix(flags: list[Flag], user_text: str, own_only: bool = False) -> str | None:
     """A config change from these findings: a structured diff, or an imperative sentence naming
     a config key with a value ("Set max_grad_norm to 1.0"); a sentence that only describes a
     cause ("... with fp16=False ...") does not count."""
     for f in flags:
-        keyed = [(k, v) for k, v in f.changes if _is_config_key(str(k), user_text)]
+        keyed = [(k, v) for k, v in f.changes if _is_config_key(str(k), user_text, own_only)]
         if keyed:
             return "; ".join(f"{k}: {v}" for k, v in keyed)
     for f in flags:
@@ -337,7 +341,10 @@ def concrete_fix(flags: list[Flag], user_text: str) -> str | None:
             for sentence in re.split(r"(?<=[.;!?])\s+", text):
                 if not _IMPERATIVE.search(sentence):
                     continue
-                if any(_is_config_key(m.group(1), user_text) for m in _FIX_RE.finditer(sentence)):
+                if any(
+                    _is_config_key(m.group(1), user_text, own_only)
+                    for m in _FIX_RE.finditer(sentence)
+                ):
                     return sentence
     return None
 
@@ -348,6 +355,7 @@ class Score:
     missed: list[str] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)
     fix: str | None = None
+    own_fix: bool = False  # the fix's key is spelled as in the log's own files
 
 
 def score(case: dict[str, Any], res: ToolRun, user_text: str) -> Score:
@@ -361,6 +369,9 @@ def score(case: dict[str, Any], res: ToolRun, user_text: str) -> Score:
         (s.hits if hit else s.missed).append("|".join(p["ids"]))
         if hit and s.fix is None:
             s.fix = concrete_fix(hit, user_text)
+            s.own_fix = (
+                s.fix is not None and concrete_fix(hit, user_text, own_only=True) is not None
+            )
     for f in res.flags:
         if not (f.candidates & allowed) and f.code not in s.false_alarms:
             s.false_alarms.append(f.code)
@@ -402,7 +413,7 @@ def render(
     n_healthy = sum(1 for c in cases if c.get("healthy"))
     rows = [
         "| tool | logs read | problems found | missed | false alarms (on healthy logs) "
-        "| logs with a concrete config fix |",
+        "| logs with a concrete config fix (in the log's own key names) |",
         "|---|---|---|---|---|---|",
     ]
     for t in tools:
@@ -411,15 +422,20 @@ def render(
             rows.append(f"| {t} | not available: {per[0][0].reason[:80]} | | | | |")
             continue
         read = sum(1 for r, _ in per if r.read)
+        n_na = sum(1 for r, _ in per if r.unavailable)
+        # a doctor still under construction: say which logs it could not even be run on
+        reasons = [r.reason for r, _ in per if r.unavailable]
+        na = f" ({n_na} not available: {reasons[0][:70]})" if reasons else ""
         hits = sum(len(s.hits) for _, s in per)
         fa = sum(len(s.false_alarms) for _, s in per)
         fa_h = sum(
             len(s.false_alarms) for c, (_, s) in zip(cases, per, strict=True) if c.get("healthy")
         )
         fixes = sum(1 for _, s in per if s.fix)
+        own = sum(1 for _, s in per if s.own_fix)
         rows.append(
-            f"| {t} | {read}/{len(cases)} | {hits}/{n_problems} | {n_problems - hits} "
-            f"| {fa} ({fa_h} on {n_healthy} healthy) | {fixes} |"
+            f"| {t} | {read}/{len(cases)}{na} | {hits}/{n_problems} | {n_problems - hits} "
+            f"| {fa} ({fa_h} on {n_healthy} healthy) | {fixes} ({own}) |"
         )
     detail = ["| log | truth | " + " | ".join(tools) + " |", "|---|---|" + "---|" * len(tools)]
     for c in cases:
@@ -439,7 +455,7 @@ def render(
             bits = [f"+{h}" for h in s.hits] + [f"-{m}" for m in s.missed]
             bits += [f"FA:{x}" for x in s.false_alarms]
             if s.fix:
-                bits.append("fix")
+                bits.append("fix(own keys)" if s.own_fix else "fix")
             cells.append(" ".join(bits) or "clean")
         detail.append(f"| {c['name']} | {truth} | " + " | ".join(cells) + " |")
     return "\n".join(rows), "\n".join(detail)
@@ -587,7 +603,10 @@ Rules: only warning-or-worse findings count. A tool's finding maps to a set of s
 (tables below); it finds a problem when the sets meet. A finding matching neither a problem
 nor the log's `acceptable` ids is a false alarm, counted once per finding code per log. An
 unreadable log counts its problems as missed. "Concrete config fix": a true finding whose fix
-names a config key (framework vocabulary or a key in the log's own files) with a new value.
+names a config key (framework vocabulary or a key in the log's own files) with a new value
+(a structured diff, or an imperative sentence such as "set max_grad_norm to 1.0"; a sentence
+that only names a cause does not count). In brackets: how many of those fixes spell the key as
+the log's own files do (e.g. `model.optimizer.weight_decay` from a Lightning hparams.yaml).
 
 ## Per log
 
