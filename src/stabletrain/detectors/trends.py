@@ -78,7 +78,7 @@ class GradNormGrowthDetector:
         if len(ordered) < self.min_bins:
             return []
         p90 = [b.hist.quantile(0.9) or 0.0 for b in ordered]
-        k = math.ceil(len(p90) / 3)
+        k = max(1, len(p90) // 3)
         first, last = median(p90[:k]), median(p90[-k:])
         rho = spearman(p90)
         if first <= 0 or last / first < self.min_ratio or rho < self.min_rho:
@@ -145,11 +145,14 @@ class LossTrendDetector:
         self.bins = Bins(histogram=False)
         self.first_losses: list[float] = []
         self.n_loss = 0
-        self.acc: deque[float] = deque(maxlen=5)
+        self.acc: deque[float] = deque(maxlen=20)
         self.eval_acc: deque[float] = deque(maxlen=5)
+        self.n_acc = 0
         self.acc_max = 0.0
+        self.last_step = 0
 
     def update(self, record: StepRecord) -> Finding | None:
+        self.last_step = max(self.last_step, record.step)
         if record.kind == "train" and record.loss is not None and math.isfinite(record.loss):
             self.n_loss += 1
             self.bins.add(record.step, record.epoch, record.loss)
@@ -157,6 +160,7 @@ class LossTrendDetector:
                 self.first_losses.append(record.loss)
         for value, store in ((record.accuracy, self.acc), (record.eval_accuracy, self.eval_acc)):
             if value is not None and math.isfinite(value):
+                self.n_acc += 1
                 store.append(value)
                 self.acc_max = max(self.acc_max, value)
         return None
@@ -243,7 +247,7 @@ class LossTrendDetector:
 
     def _chance(self, facts: ConfigFacts) -> Finding | None:
         ordered = self.bins.ordered()
-        if len(ordered) < 3 and self.n_loss < 20:
+        if len(ordered) < 3 and self.n_loss < 20 and self.n_acc < 20:
             return None
         n_classes, source = self._classes(facts)
         if n_classes is None:
@@ -254,6 +258,7 @@ class LossTrendDetector:
         final_acc = (sum(accs) / len(accs)) / scale if len(accs) >= 2 else None
         final_loss = ordered[-1].mean if ordered else math.nan
         best_loss = min(b.mean for b in ordered) if ordered else math.nan
+        start_loss = ordered[0].mean if ordered else math.nan
         ln_c = math.log(n_classes)
         reasons = []
         if final_acc is not None and final_acc <= chance * self.chance_margin:
@@ -266,6 +271,8 @@ class LossTrendDetector:
         if not reasons:
             return None
         steps, epochs = _where(self.bins, ordered[-3:])
+        if not ordered:
+            steps = [self.last_step]
         return Finding(
             id="chance-level",
             severity="error",
@@ -292,7 +299,7 @@ class LossTrendDetector:
                 "chance_accuracy": round(chance, 6),
                 "final_accuracy": None if final_acc is None else round(final_acc, 6),
                 "ln_num_classes": round(ln_c, 4),
-                "initial_loss": round(ordered[0].mean, 5),
+                "initial_loss": round(start_loss, 5),
                 "final_loss": round(final_loss, 5),
             },
             fixes=self._chance_fixes(facts),
@@ -326,12 +333,16 @@ class LossTrendDetector:
             "acc": list(self.acc),
             "eval_acc": list(self.eval_acc),
             "acc_max": self.acc_max,
+            "n_acc": self.n_acc,
+            "last_step": self.last_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.bins.load_state_dict(state["bins"])
         self.first_losses = [float(x) for x in state["first_losses"]]
         self.n_loss = int(state["n_loss"])
-        self.acc = deque((float(x) for x in state["acc"]), maxlen=5)
+        self.acc = deque((float(x) for x in state["acc"]), maxlen=20)
         self.eval_acc = deque((float(x) for x in state["eval_acc"]), maxlen=5)
         self.acc_max = float(state["acc_max"])
+        self.n_acc = int(state["n_acc"])
+        self.last_step = int(state["last_step"])

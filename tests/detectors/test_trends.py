@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+
+from stabletrain.detectors.registry import replay
+from stabletrain.detectors.trends import GradNormGrowthDetector, LossTrendDetector, spearman
+from stabletrain.records import ConfigFacts, StepRecord
+
+
+def test_spearman_hand_computed() -> None:
+    assert spearman([1, 2, 3, 4]) == 1.0
+    assert spearman([4, 3, 2, 1]) == -1.0
+    # ranks [0, 2, 1, 3]: d² = 0+1+1+0 = 2 → 1 - 6·2/(4·15) = 0.8
+    assert abs(spearman([1, 3, 2, 4]) - 0.8) < 1e-12
+
+
+def test_seed003_grad_norm_growth_per_epoch(scenarios) -> None:
+    recs, facts = scenarios.seed003()
+    [f] = replay(recs, facts, [GradNormGrowthDetector()])
+    assert f.id == "grad-norm-growth" and f.severity == "warning"
+    assert f.epochs == list(range(7))
+    p90 = f.evidence["p90_and_max_per_bin"]
+    assert (
+        p90["epoch 0"][0] < 2.0 and p90["epoch 4"][1] > 12
+    )  # "epoch 0 < 2 ... 3-4 reaching 12-16"
+    assert f.fixes[0].changes == {"learning_rate": 1e-5}
+
+
+def test_growth_near_miss_doubling_is_not_growth() -> None:
+    recs = [
+        StepRecord(step=i, epoch=i // 50, grad_norm=1.0 + i / 250) for i in range(300)
+    ]  # 1 → 2.2
+    assert replay(recs, None, [GradNormGrowthDetector()]) == []
+
+
+def test_growth_near_miss_decreasing_norm() -> None:
+    recs = [StepRecord(step=i, epoch=i // 50, grad_norm=10.0 / (1 + i / 30)) for i in range(300)]
+    assert replay(recs, None, [GradNormGrowthDetector()]) == []
+
+
+def test_seed001_loss_ends_far_above_best(scenarios) -> None:
+    recs, facts = scenarios.seed001()
+    found = {f.id: f for f in replay(recs, facts, [LossTrendDetector()])}
+    f = found["loss-divergence"]
+    assert f.evidence["best_at"] == "epoch 10" and f.evidence["best"] == 0.05
+    assert f.epochs[0] == 13 and f.epochs[-1] == 26
+    changes = {k: v for fix in f.fixes for k, v in fix.changes.items()}
+    assert changes == {"training.learning_rate": 3e-4, "training.gradient_clip_value": 0.5}
+    assert "chance-level" not in found
+
+
+def test_divergence_near_miss_noisy_plateau() -> None:
+    recs = [
+        StepRecord(step=i, epoch=i, loss=1.0 / (1 + i) + 0.3 + 0.01 * (i % 3)) for i in range(20)
+    ]
+    assert replay(recs, None, [LossTrendDetector()]) == []
+
+
+def test_seed002_chance_level_with_config_fixes(scenarios) -> None:
+    recs, facts = scenarios.seed002()
+    found = {f.id: f for f in replay(recs, facts, [LossTrendDetector()])}
+    f = found["chance-level"]
+    assert f.severity == "error" and f.evidence["num_classes"] == 10
+    assert abs(f.evidence["final_accuracy"] - 0.1007) < 1e-9
+    assert f.epochs == [23, 24, 25]
+    changes = {k: v for fix in f.fixes for k, v in fix.changes.items()}
+    assert changes["gradient_clipping"] == 1.0 and changes["fp16.enabled"] is False
+    assert found["loss-divergence"].severity == "error"  # 17+ is above the start of 2.3
+
+
+def test_chance_inferred_from_initial_loss_without_config() -> None:
+    # 10 classes, loss never leaves ln(10) = 2.303, no accuracy logged
+    recs = [StepRecord(step=i, epoch=i // 10, loss=2.30 + 0.01 * (i % 4)) for i in range(60)]
+    [f] = [f for f in replay(recs, None, [LossTrendDetector()]) if f.id == "chance-level"]
+    assert f.evidence["num_classes"] == 10 and f.evidence["num_classes_from"] != "config"
+
+
+def test_chance_near_miss_learning_run() -> None:
+    recs = [
+        StepRecord(
+            step=i, epoch=i // 10, loss=2.3 * math.exp(-i / 40), accuracy=min(0.9, 0.1 + i / 60)
+        )
+        for i in range(60)
+    ]
+    facts = ConfigFacts()
+    facts.set("num_classes", 10)
+    assert replay(recs, facts, [LossTrendDetector()]) == []
+
+
+def _train(lr: float) -> list[StepRecord]:
+    """A real tiny MLP on a 4-class gaussian-blob problem, plain SGD at ``lr``."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 8, generator=g)
+    y = torch.randint(0, 4, (512,), generator=g)
+    x = centers[y] + torch.randn(512, 8, generator=g)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    recs = []
+    for step in range(120):
+        idx = torch.arange(step * 32, step * 32 + 32) % 512
+        out = model(x[idx])
+        loss = torch.nn.functional.cross_entropy(out, y[idx])
+        opt.zero_grad()
+        loss.backward()
+        gn = float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]))
+        opt.step()
+        acc = float((out.argmax(1) == y[idx]).float().mean())
+        recs.append(
+            StepRecord(
+                step=step, epoch=step // 16, loss=loss.item(), grad_norm=gn, lr=lr, accuracy=acc
+            )
+        )
+    return recs
+
+
+def test_real_run_lr_too_high_is_at_chance_and_sane_lr_is_not() -> None:
+    facts = ConfigFacts()
+    facts.set("num_classes", 4)
+    [bad] = replay(_train(30.0), facts, [LossTrendDetector()])  # loss → 3e29 → NaN
+    assert bad.id == "chance-level" and bad.evidence["final_accuracy"] <= 0.3125
+    assert replay(_train(0.1), facts, [LossTrendDetector(), GradNormGrowthDetector()]) == []
+
+
+def test_state_dict_round_trip(scenarios) -> None:
+    recs, facts = scenarios.seed003()
+    for cls in (GradNormGrowthDetector, LossTrendDetector):
+        a, b = cls(), cls()
+        for r in recs[:200]:
+            a.update(r)
+        b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+        for r in recs[200:]:
+            a.update(r)
+            b.update(r)
+        assert [f.to_json() for f in a.finish(facts)] == [f.to_json() for f in b.finish(facts)]
