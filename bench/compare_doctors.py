@@ -323,7 +323,7 @@ def _is_config_key(key: str, user_text: str, own_only: bool = False) -> bool:
     last = key.split(".")[-1]
     # own_only: the key (or its last dotted part, e.g. optim.lr -> lr) is spelled in the log's files
     own = (
-        len(last) > 2 and re.search(rf"(?<![\w-]){re.escape(last)}(?![\w-])", user_text) is not None
+        len(last) > 1 and re.search(rf"(?<![\w-]){re.escape(last)}(?![\w-])", user_text) is not None
     )
     return own if own_only else (key in CONFIG_KEYS or last in CONFIG_KEYS or own)
 
