@@ -131,7 +131,7 @@ def seed001() -> tuple[list[StepRecord], ConfigFacts]:
     recs: list[StepRecord] = []
     for e, loss in enumerate(SEED001_LOSS):
         lr = 5e-4 if e < 24 else 3.5e-4
-        recs.append(StepRecord(step=(e + 1) * 100, epoch=e, loss=loss, lr=lr, grad_norm=0.8))
+        recs.append(StepRecord(step=(e + 1) * 100, epoch=e, loss=loss, lr=lr, grad_norm=0.3))
         recs.append(StepRecord(step=(e + 1) * 100, kind="eval", epoch=e, eval_loss=loss * 1.1))
     facts = facts_of(
         plateau_patience=(10, "training.scheduler_patience"),

@@ -135,3 +135,15 @@ def test_state_dict_round_trip(scenarios) -> None:
             a.update(r)
             b.update(r)
         assert [f.to_json() for f in a.finish(facts)] == [f.to_json() for f in b.finish(facts)]
+
+
+def test_chance_near_miss_loss_near_ln2_is_not_inferred() -> None:
+    # a BCE/MSE loss that happens to start near ln 2 must not be read as "2 classes at chance"
+    recs = [StepRecord(step=i, epoch=i // 10, loss=0.70 - 0.0005 * i) for i in range(60)]
+    assert all(f.id != "chance-level" for f in replay(recs, None, [LossTrendDetector()]))
+
+
+def test_seed004_loss_stuck_at_12_is_chance_for_a_large_vocab(scenarios) -> None:
+    clean, _raw, facts = scenarios.seed004()
+    [f] = replay(clean, facts, [LossTrendDetector()])
+    assert f.id == "chance-level" and f.evidence["num_classes"] > 100_000

@@ -9,8 +9,8 @@
 - ``chance-level`` (seed 002: "accuracy 10.07 % = random guessing on 10 classes", loss 17.6 from a
   start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
   from ``facts["num_classes"]`` or is inferred from an initial loss ≈ ln(C) (cross-entropy of a
-  uniform guess). Limits: the inference assumes cross-entropy; a regression loss never triggers
-  the loss-only rule unless ``num_classes`` is given.
+  uniform guess). Limits: the inference assumes cross-entropy; inference needs C ≥ 3 and an initial loss
+  within 3 % of ln(C), and the loss-only rule then needs the loss to stay ≥ 0.9·ln(C) throughout.
 """
 
 from __future__ import annotations
@@ -241,7 +241,8 @@ class LossTrendDetector:
             l0 = median(self.first_losses)
             if math.log(2) * 0.95 <= l0 <= math.log(1e6):
                 guess = round(math.exp(l0))
-                if guess >= 2 and abs(math.log(guess) - l0) <= 0.05 * l0:
+                # C ≥ 3: a start near ln 2 ≈ 0.69 is too common a coincidence (BCE, MSE...).
+                if guess >= 3 and abs(math.log(guess) - l0) <= 0.03 * l0:
                     return guess, "initial loss ≈ ln(C)"
         return None, ""
 
@@ -266,7 +267,7 @@ class LossTrendDetector:
         if final_acc is None or reasons:
             if source == "config" and final_loss >= 0.9 * ln_c:
                 reasons.append(f"loss {fmt(final_loss)} stuck at/above ln({n_classes})={fmt(ln_c)}")
-            elif source != "config" and final_loss >= 0.9 * ln_c and best_loss >= 0.8 * ln_c:
+            elif source != "config" and final_loss >= 0.97 * ln_c and best_loss >= 0.9 * ln_c:
                 reasons.append(f"loss {fmt(final_loss)} never left its start ≈ ln({n_classes})")
         if not reasons:
             return None

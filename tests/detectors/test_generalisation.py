@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+
+from stabletrain.detectors.generalisation import EvalDetector
+from stabletrain.detectors.registry import replay
+from stabletrain.records import ConfigFacts, StepRecord
+
+
+def _evals(vals: list[float], train: list[float] | None = None) -> list[StepRecord]:
+    recs: list[StepRecord] = []
+    for e, v in enumerate(vals):
+        if train is not None:
+            recs.append(StepRecord(step=e * 10, epoch=e, loss=train[e]))
+        recs.append(StepRecord(step=e * 10, kind="eval", epoch=e, eval_loss=v))
+    return recs
+
+
+def test_seed003_eval_unstable(scenarios) -> None:
+    recs, facts = scenarios.seed003()
+    [f] = replay(recs, facts, [EvalDetector()])
+    assert f.id == "eval-unstable" and f.severity == "warning"
+    assert f.epochs == [2, 3, 4, 5] and f.evidence["best_at"] == "epoch 1"
+    assert f.evidence["evals_since_best"] == 4 and f.evidence["turns"] == 2
+    assert "0.5869" in f.explanation and "0.6127" in f.explanation
+    changes = {k: v for fix in f.fixes for k, v in fix.changes.items()}
+    assert changes == {"learning_rate": 1e-5, "scheduler_patience": 3}
+
+
+def test_eval_unstable_near_miss_converging_with_noise() -> None:
+    vals = [1.0, 0.8, 0.7, 0.66, 0.64, 0.63, 0.625, 0.624, 0.6242, 0.6235]
+    assert replay(_evals(vals), None, [EvalDetector()]) == []
+
+
+def test_eval_spikes_count_as_unstable() -> None:
+    vals = [1.0, 0.8, 1.3, 0.7, 0.65, 1.1, 0.6, 0.55]
+    [f] = replay(_evals(vals), None, [EvalDetector()])
+    assert f.id == "eval-unstable" and f.epochs == [2, 5]
+
+
+def test_overfitting_gap_widens() -> None:
+    evals = [1.0, 0.8, 0.7, 0.68, 0.72, 0.78, 0.85]
+    train = [1.0, 0.75, 0.6, 0.5, 0.4, 0.3, 0.2]
+    facts = ConfigFacts()
+    facts.set("weight_decay", 0.05, key="weight_decay")
+    [f] = replay(_evals(evals, train), facts, [EvalDetector()])
+    assert f.id == "overfitting" and f.epochs == [4, 5, 6]
+    assert (
+        abs(f.evidence["gap_at_best"] - 0.18) < 1e-9 and abs(f.evidence["gap_last"] - 0.65) < 1e-9
+    )
+    assert f.fixes[0].changes == {"weight_decay": 0.1}
+    assert f.fixes[1].changes == {"early_stop_patience": 3}
+
+
+def test_overfitting_near_miss_both_rising_is_not_overfitting() -> None:
+    evals = [1.0, 0.8, 0.7, 0.68, 0.72, 0.78, 0.85]
+    train = [1.0, 0.75, 0.6, 0.5, 0.55, 0.62, 0.7]  # train rises too: instability, not memorising
+    assert all(f.id != "overfitting" for f in replay(_evals(evals, train), None, [EvalDetector()]))
+
+
+def test_state_dict_round_trip(scenarios) -> None:
+    recs, facts = scenarios.seed003()
+    a, b = EvalDetector(), EvalDetector()
+    for r in recs[:150]:
+        a.update(r)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    for r in recs[150:]:
+        a.update(r)
+        b.update(r)
+    assert [f.to_json() for f in a.finish(facts)] == [f.to_json() for f in b.finish(facts)]

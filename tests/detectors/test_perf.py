@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+
+from stabletrain.detectors.perf import SlowStepsDetector
+from stabletrain.detectors.registry import replay
+from stabletrain.records import StepRecord
+
+
+def _run(times: list[float], per_epoch: int = 50) -> list[StepRecord]:
+    return [StepRecord(step=i, epoch=i // per_epoch, step_time=t) for i, t in enumerate(times)]
+
+
+def test_sustained_5x_slowdown_from_epoch_4() -> None:
+    times = [0.1] * 200 + [0.5] * 100
+    [f] = replay(_run(times), None, [SlowStepsDetector()])
+    assert f.id == "slow-steps" and f.epochs == [4, 5]
+    assert 4.8 < f.evidence["worst_ratio"] < 5.2
+
+
+def test_from_wall_time_every_10_steps() -> None:
+    wall, recs = 0.0, []
+    for i in range(0, 3000, 10):
+        wall += 10 * (0.1 if i < 2000 else 0.4)
+        recs.append(StepRecord(step=i, wall_time=wall))
+    [f] = replay(recs, None, [SlowStepsDetector()])
+    assert f.steps and min(f.steps) >= 1900
+
+
+def test_near_miss_checkpoint_pauses_and_slow_first_epoch() -> None:
+    times = [1.0] * 50 + [0.1 if i % 50 else 5.0 for i in range(250)]  # compile, then saves
+    assert replay(_run(times), None, [SlowStepsDetector()]) == []
+
+
+def test_state_dict_round_trip() -> None:
+    recs = _run([0.1] * 200 + [0.5] * 100)
+    a, b = SlowStepsDetector(), SlowStepsDetector()
+    for r in recs[:120]:
+        a.update(r)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    for r in recs[120:]:
+        a.update(r)
+        b.update(r)
+    assert [f.to_json() for f in a.finish(None)] == [f.to_json() for f in b.finish(None)]
