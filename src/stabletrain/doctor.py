@@ -69,7 +69,9 @@ def diagnose(
         config_name = str(config)
     log_findings = detect(run.records, run.raw, facts)
     config_findings = _lint(facts) if facts.facts else []
-    findings = join(log_findings, config_findings, keep_unconfirmed=config is not None)
+    train_steps = [r.step for r in run.records if r.kind == "train"]
+    span = (min(train_steps), max(train_steps)) if train_steps else None
+    findings = join(log_findings, config_findings, keep_unconfirmed=config is not None, span=span)
     return Report(
         findings=chain.order(findings),
         facts=facts,
@@ -101,12 +103,33 @@ def _lint(facts: ConfigFacts) -> list[Finding]:
     return out
 
 
+#: config findings about the start of a run, confirmed only by symptoms in its first 10%
+_EARLY_ONLY = frozenset({"warmup-short"})
+_EARLY_FRACTION = 0.1
+
+
+def _confirms(predicted: Finding, seen: Finding, span: tuple[int, int] | None) -> bool:
+    if seen.id not in CONFIRMS.get(predicted.id, frozenset()):
+        return False
+    if predicted.id in _EARLY_ONLY:
+        if span is None or not seen.steps:
+            return False
+        first, last = span
+        return min(seen.steps) <= first + _EARLY_FRACTION * (last - first)
+    return True
+
+
 def join(
-    log_findings: list[Finding], config_findings: list[Finding], *, keep_unconfirmed: bool
+    log_findings: list[Finding],
+    config_findings: list[Finding],
+    *,
+    keep_unconfirmed: bool,
+    span: tuple[int, int] | None = None,
 ) -> list[Finding]:
     """One list from both sources: same id → one ``source="both"`` finding; a config finding
     whose predicted symptom shows in the log says so; unconfirmed config findings are kept only
-    when the user gave the config explicitly."""
+    when the user gave the config explicitly. ``span`` (first, last train step) lets a warmup
+    prediction be confirmed only by symptoms early in the run."""
     by_id = {f.id: f for f in log_findings}
     out = list(log_findings)
     for c in config_findings:
@@ -114,7 +137,7 @@ def join(
         if same is not None:
             out[out.index(same)] = _merge_same(same, c)
             continue
-        confirming = [f for f in log_findings if f.id in CONFIRMS.get(c.id, frozenset())]
+        confirming = [f for f in log_findings if _confirms(c, f, span)]
         if confirming:
             out.append(_confirmed(c, confirming))
         elif keep_unconfirmed:

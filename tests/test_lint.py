@@ -1,0 +1,80 @@
+"""``lint``: findings from the seeds' "before" configs alone, and none from a careful config."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from stabletrain.errors import ConfigError
+from stabletrain.lint import lint
+
+
+def _fixtures() -> ModuleType:
+    path = Path(__file__).parent / "fixtures" / "seeds" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("stabletrain_seed_fixtures_lint", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SEEDS = _fixtures()
+
+
+def _config(name: str, tmp_path: Path) -> Path:
+    return SEEDS.generate(name, tmp_path)[1]  # type: ignore[no-any-return]
+
+
+def test_seed001_config_predicts_the_patience_conflict(tmp_path: Path) -> None:
+    r = lint(_config("seed001", tmp_path))
+    ids = [f.id for f in r.findings]
+    assert "patience-conflict" in ids and "plateau-patience-long" in ids
+    assert all(f.source == "config" and not f.steps for f in r.findings)
+    assert r.kind == "lint" and r.worst_severity == "warning"
+
+
+def test_seed002_ds_config_has_no_clipping(tmp_path: Path) -> None:
+    r = lint(_config("seed002", tmp_path))
+    f = {x.id: x for x in r.findings}
+    assert f["no-grad-clipping"].severity == "warning"
+    assert any("gradient_clipping" in fx.changes for fx in f["no-grad-clipping"].fixes)
+
+
+def test_seed004_scaler_settings(tmp_path: Path) -> None:
+    f = {x.id: x for x in lint(_config("seed004", tmp_path)).findings}
+    assert f["loss-scale-init-high"].severity == "warning"
+    changes = {k: v for fx in f["loss-scale-init-high"].fixes for k, v in fx.changes.items()}
+    assert changes["amp.init_scale"] <= 2**10 and changes["amp.growth_interval"] >= 200
+
+
+def test_two_files_of_one_run_are_linted_together(tmp_path: Path) -> None:
+    # seed 002's clip lives in ds_config; a training YAML beside it supplies the rest
+    train = tmp_path / "train.yaml"
+    train.write_text("training:\n  learning_rate: 0.0002\n  epochs: 50\n", encoding="utf-8")
+    r = lint([train, _config("seed002", tmp_path)])
+    assert "no-grad-clipping" in {f.id for f in r.findings}
+    assert r.facts.get("epochs") == 50 and r.facts.get("precision") == "fp16"
+
+
+def test_careful_config_is_clean(tmp_path: Path) -> None:
+    cfg = tmp_path / "good.yaml"
+    cfg.write_text(
+        "optim: {name: adamw, lr: 3.0e-4}\n"
+        "schedule: {name: cosine, warmup_steps: 200}\n"
+        "data: {name: digits, batch_size: 64}\n"
+        "train: {epochs: 10, precision: bf16, max_grad_norm: 1.0}\n",
+        encoding="utf-8",
+    )
+    assert lint(cfg).problems == []
+
+
+def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("training: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
+        lint(bad)
+    with pytest.raises(ConfigError):
+        lint([])
