@@ -39,8 +39,8 @@ def build_report(seed: str, out: Path) -> Path:
     from stabletrain.report import html
 
     mod = _load_seed(seed)
-    fixture = mod.generate(out / seed)  # type: ignore[attr-defined]
-    report = diagnose(fixture.log, fixture.config)
+    log, config = mod.generate(out / seed)  # type: ignore[attr-defined]
+    report = diagnose(log, config)
     path = out / f"{seed}_report.html"
     html.write(report, path)
     return path

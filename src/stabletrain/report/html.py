@@ -26,7 +26,7 @@ from stabletrain.report.model import Report
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;
  background:#f6f7f9;color:#1d2330;line-height:1.45}
-main{max-width:1000px;margin:0 auto;padding:28px 32px 48px}
+main{max-width:1120px;margin:0 auto;padding:28px 32px 48px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 10px}
 .meta{color:#5b6475;font-size:13px;word-break:break-all}
 .verdict{margin:14px 0 6px;padding:12px 16px;border-radius:8px;font-weight:600;font-size:16px}
@@ -58,7 +58,8 @@ pre.diff{background:#0f1720;color:#d7dde7;border-radius:6px;padding:10px 12px;ma
  font-size:13px;overflow-x:auto}
 pre.diff .del{color:#ff8b8b}pre.diff .add{color:#7ee2a0}pre.diff .hdr{color:#8895a7}
 .watch{color:#31506e;font-size:13.5px}
-.panel{background:#fff;border-radius:8px;padding:8px;margin:10px 0;box-shadow:0 1px 2px rgba(0,0,0,.06)}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:10px}
+.panel{background:#fff;border-radius:8px;padding:6px;box-shadow:0 1px 2px rgba(0,0,0,.06)}
 .panel img{width:100%;display:block}
 """
 
@@ -101,14 +102,18 @@ def render(report: Report, panels: dict[str, bytes] | None = None) -> str:
                 f"<td>{escape(f.title)}</td></tr>"
             )
         parts.append("</table>")
-        parts += [_card(f, report) for f in report.findings]
     if panels:
-        parts.append("<h2>Curves</h2>")
+        # the curves come before the details: they are the symptom a reader checks first
+        parts.append("<h2>Curves</h2><div class='grid'>")
         for name, png in panels.items():
             b64 = base64.b64encode(png).decode("ascii")
             parts.append(
                 f"<div class='panel'><img alt='{escape(name)}' src='data:image/png;base64,{b64}'></div>"
             )
+        parts.append("</div>")
+    if report.findings:
+        parts.append("<h2>Details</h2>")
+        parts += [_card(f, report) for f in report.findings]
     parts.append("</main></body></html>\n")
     return "\n".join(parts)
 

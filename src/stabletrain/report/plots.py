@@ -103,7 +103,7 @@ def render_panels(report: Report, *, dpi: int = 100) -> dict[str, bytes]:
     plt = _pyplot()
     out: dict[str, bytes] = {}
     for name in names:
-        fig, ax = plt.subplots(figsize=(9, 2.8), dpi=dpi)
+        fig, ax = plt.subplots(figsize=(6.4, 3.0), dpi=dpi)
         try:
             _draw(ax, name, report)
             ax.set_title(_TITLES[name], loc="left", fontsize=11)
