@@ -10,6 +10,7 @@ raises :class:`~stabletrain.errors.LogReadError` (one line, naming the file).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -33,14 +34,18 @@ def read_run(path: str | os.PathLike[str], *, mapping: dict[str, str] | None = N
     p = Path(path)
     if not p.exists():
         raise LogReadError(f"{p}: no such file or directory")
+    # Millions of small objects and no cycles: the cyclic GC would rescan them again and again.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         data = _dispatch(p, mapping)
-    except LogReadError:
-        raise
+        data.path = p
+        data.records = clean_records(data.raw, data.notes)
     except (OSError, UnicodeDecodeError) as e:
         raise LogReadError(f"{p}: cannot read ({e})") from e
-    data.path = p
-    data.records = clean_records(data.raw, data.notes)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     if not data.raw:
         data.notes.append(f"{p}: no step records found")
     return data

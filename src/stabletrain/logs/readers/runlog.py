@@ -63,8 +63,14 @@ def read_json_lines(path: Path, notes: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def records_from_rows(rows: list[dict[str, Any]], path: Path, notes: list[str]) -> list[StepRecord]:
-    """StepRecords from run-log rows; the common case builds them directly, the rest via from_json."""
+def records_from_rows(
+    rows: list[dict[str, Any]], path: Path, notes: list[str], *, strings: bool = True
+) -> list[StepRecord]:
+    """StepRecords from run-log rows; the common case builds them directly, the rest via from_json.
+
+    ``strings=False`` says the file holds no quoted non-finite floats (checked on the raw text),
+    which skips a second pass over every record.
+    """
     out: list[StepRecord] = []
     append = out.append
     odd = 0
@@ -80,7 +86,8 @@ def records_from_rows(rows: list[dict[str, Any]], path: Path, notes: list[str]) 
         append(r)
     if odd:
         notes.append(f"{path.name}: {odd} line(s) without a usable 'step' skipped")
-    _fix_strings(out)
+    if strings or odd:
+        _fix_strings(out)
     return out
 
 
@@ -98,6 +105,18 @@ def _fix_strings(records: list[StepRecord]) -> None:
                     setattr(r, name, None)
         if r.metrics and any(isinstance(v, str) for v in r.metrics.values()):
             r.metrics = {k: float(v) for k, v in r.metrics.items() if _floatable(v)}
+
+
+def _has_strings(p: Path) -> bool:
+    """Whether a run-log file may hold values stored as strings ("nan", "inf", "5")."""
+    tail = b""
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            block = tail + chunk  # overlap so a token split across chunks is still seen
+            if b'"nan"' in block or b'inf"' in block or b'"step": "' in block:
+                return True
+            tail = chunk[-16:]
+    return False
 
 
 def _floatable(v: Any) -> bool:
@@ -119,7 +138,8 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
             if name == "steps.jsonl":
                 data.notes.append(f"{p}: missing; the run logged no steps")
             continue
-        data.raw.extend(records_from_rows(read_json_lines(p, data.notes), p, data.notes))
+        rows = read_json_lines(p, data.notes)
+        data.raw.extend(records_from_rows(rows, p, data.notes, strings=_has_strings(p)))
     events = run_dir / "events.jsonl"
     if path.is_dir() and events.exists():
         data.events = read_json_lines(events, data.notes)

@@ -18,7 +18,7 @@ from typing import Any
 from stabletrain.errors import LogReadError
 from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import Slot, build_lookup, classify
-from stabletrain.logs.readers.tfrecord import Scalar, iter_frames, parse_events
+from stabletrain.logs.readers.tfrecord import Scalar, scan
 from stabletrain.records import StepRecord
 
 
@@ -38,12 +38,9 @@ def read_scalars(
         buf = path.read_bytes()
     except OSError as e:
         raise LogReadError(f"{path}: cannot read ({e.strerror or e})") from e
-    frames, damage = iter_frames(buf, verify_data=verify_crc)
-    out: list[Scalar] = []
-    plugins: dict[str, str] = {}
-    bad = parse_events(buf, frames, out, plugins)
+    out, plugins, n_frames, damage, bad = scan(buf, verify_data=verify_crc)
     if damage:
-        notes.append(f"{path.name}: {damage}; {len(frames)} record(s) read before it")
+        notes.append(f"{path.name}: {damage}; {n_frames} record(s) read before it")
     if bad:
         notes.append(f"{path.name}: {bad} record(s) with an undecodable Event skipped")
     return out, plugins
@@ -69,64 +66,76 @@ def read(path: Path, mapping: dict[str, str] | None = None, *, verify_crc: bool 
 
 def _records(scalars: list[Scalar], lookup: dict[str, Slot], notes: list[str]) -> list[StepRecord]:
     """Merge per-tag points into one train and one eval record per step (later points win)."""
-    groups: dict[str, list[Scalar]] = {}
-    for sc in scalars:
-        g = groups.get(sc[0])
-        if g is None:
-            g = groups[sc[0]] = []
-        g.append(sc)
-    # per kind: {record field or "m:metric": {step: value}}
+    # per kind: {record field or "m:metric": {step: value}}; one dict per tag, filled in one pass
     series: dict[str, dict[str, dict[int, float]]] = {"train": {}, "eval": {}}
     walls: dict[str, dict[int, float]] = {"train": {}, "eval": {}}
-    overwritten = 0
-    for tag, pts in groups.items():
+    target: dict[str, tuple[dict[int, float], dict[int, float]] | None] = {}
+    for tag in {sc[0] for sc in scalars}:
         kind, field, metric = lookup.get(tag) or classify(tag)
         if kind == "skip" or kind == "step":
+            target[tag] = None
             continue
-        values = {p[1]: p[2] for p in pts}
-        if len(values) != len(pts):
-            overwritten += _changed_repeats(pts)
-        key = field or "m:" + metric
-        series[kind].setdefault(key, {}).update(values)
-        walls[kind].update({p[1]: p[3] for p in pts})
-    if overwritten:
-        notes.append(
-            f"{overwritten} scalar point(s) logged again with a different value for a step already "
-            "seen (resumed run or several writers); the later value was kept"
-        )
+        col = series[kind].setdefault(field or "m:" + metric, {})
+        target[tag] = (col, walls[kind])
+    kept = 0
+    for tag, step, value, wall in scalars:
+        t = target[tag]
+        if t is not None:
+            t[0][step] = value
+            t[1][step] = wall
+            kept += 1
+    if kept != sum(len(c) for cols in series.values() for c in cols.values()):
+        overwritten = _changed_repeats(scalars)
+        if overwritten:
+            notes.append(
+                f"{overwritten} scalar point(s) logged again with a different value for a step "
+                "already seen (resumed run or several writers); the later value was kept"
+            )
     out: list[StepRecord] = []
     for kind in ("train", "eval"):
         cols = series[kind]
         fields_ = {k: v for k, v in cols.items() if not k.startswith("m:")}
         metrics_ = {k[2:]: v for k, v in cols.items() if k.startswith("m:")}
-        if kind == "train" and not fields_ and not metrics_:
+        if not fields_ and not metrics_:
             continue
         steps: set[int] = set()
         for col in cols.values():
             steps.update(col)
-        wall = walls[kind]
+        wall_of = walls[kind]
+        only = next(iter(fields_.items())) if len(fields_) == 1 and not metrics_ else None
         for step in sorted(steps):
-            kw: dict[str, Any] = {f: col[step] for f, col in fields_.items() if step in col}
-            m = {name: col[step] for name, col in metrics_.items() if step in col}
-            if kind == "train" and set(kw) <= {"epoch"} and set(m) <= {"hp_metric"}:
-                continue  # Lightning's hp_metric placeholder or an epoch-only point
+            if only is not None:  # the common single-series file: no per-step dict building
+                kw: dict[str, Any] = {only[0]: only[1][step]}
+                m: dict[str, float] = {}
+            else:
+                kw = {f: col[step] for f, col in fields_.items() if step in col}
+                m = {name: col[step] for name, col in metrics_.items() if step in col}
+                if kind == "train" and set(kw) <= {"epoch"} and set(m) <= {"hp_metric"}:
+                    continue  # Lightning's hp_metric placeholder or an epoch-only point
             _fix_types(kw)
-            out.append(StepRecord(step=step, kind=kind, wall_time=wall.get(step), metrics=m, **kw))  # type: ignore[arg-type]
+            out.append(
+                StepRecord(step=step, kind=kind, wall_time=wall_of.get(step), metrics=m, **kw)
+            )  # type: ignore[arg-type]
     return out
 
 
-def _changed_repeats(pts: list[Scalar]) -> int:
-    seen: dict[int, float] = {}
+def _changed_repeats(scalars: list[Scalar]) -> int:
+    seen: dict[tuple[str, int], float] = {}
     n = 0
-    for _tag, step, value, _wall in pts:
-        old = seen.get(step)
+    for tag, step, value, _wall in scalars:
+        old = seen.get((tag, step))
         if old is not None and old != value and not (old != old and value != value):
             n += 1
-        seen[step] = value
+        seen[tag, step] = value
     return n
 
 
 def _fix_types(kw: dict[str, Any]) -> None:
+    if "skipped" in kw or "samples" in kw or "tokens" in kw:
+        _fix_rare(kw)
+
+
+def _fix_rare(kw: dict[str, Any]) -> None:
     if "skipped" in kw:
         kw["skipped"] = bool(kw["skipped"])
     for k in ("samples", "tokens"):

@@ -240,67 +240,99 @@ def parse_event(buf: bytes, pos: int, end: int, out: list[Scalar], plugins: dict
                 out.append((tag, step, value, wall))
 
 
-_SIMPLE = re.compile(
-    rb"\x09(.{8})\x10([\x80-\xff]{0,9}[\x00-\x7f])\x2a[\x00-\x7f]\x0a[\x00-\x7f]\x0a([\x00-\x7f])(.*)\x15(.{4})",
+#: a whole TFRecord holding one Event with one simple_value, as torch, HF and Lightning write it:
+#: length (< 128) | crc | Event{wall_time, step, summary{value{tag, simple_value}}} | crc
+_SIMPLE_FRAME = re.compile(
+    rb"([\x00-\x7f])\x00{7}.{4}\x09(.{8})\x10([\x80-\xff]{0,9}[\x00-\x7f])"
+    rb"\x2a[\x00-\x7f]\x0a[\x00-\x7f]\x0a([\x00-\x7f])([^\x15]*)\x15(.{4}).{4}",
     re.S,
 )
 
 
-def parse_events(
-    buf: bytes, frames: list[tuple[int, int]], out: list[Scalar], plugins: dict[str, str]
-) -> int:
-    """Append the scalars of every frame to ``out``; returns the number of undecodable frames.
+def scan(
+    buf: bytes, *, verify_data: bool = False
+) -> tuple[list[Scalar], dict[str, str], int, str | None, int]:
+    """Every scalar of an event file: (scalars, tag plugins, frames read, damage note, bad events).
 
-    The common layout (one ``simple_value`` per Event, as torch, HF and Lightning write it) is
-    matched by one compiled regex per record; anything else goes through :func:`parse_event`.
+    The common record layout is matched by one anchored regex per record (its length byte and
+    tag length are checked against the match, which makes a false match impossible in practice);
+    any other record goes through the length-CRC-checked framing and :func:`parse_event`.
     """
-    fast = _SIMPLE.fullmatch
+    out: list[Scalar] = []
+    plugins: dict[str, str] = {}
+    append = out.append
+    match = _SIMPLE_FRAME.match
     unpack_d = _F64.unpack
     unpack_f = _F32.unpack
+    unpack_q = _U64.unpack_from
+    unpack_i = _U32.unpack_from
     tags: dict[bytes, str] = {}
-    append = out.append
-    bad = 0
-    for start, end in frames:
-        m = fast(buf, start, end)
+    header_crc: dict[bytes, int] = {}  # few distinct lengths: cache their CRCs
+    size = len(buf)
+    pos = frames = bad = 0
+    while pos < size:
+        m = match(buf, pos)
         if m is not None:
-            wall_b, step_b, tlen, tag_b, val_b = m.groups()
-            if tlen[0] == len(tag_b):
+            n_b, wall_b, step_b, tlen, tag_b, val_b = m.groups()
+            end = m.end()
+            if (
+                n_b[0] == end - pos - 16
+                and tlen[0] == len(tag_b)
+                and (
+                    not verify_data
+                    or unpack_i(buf, end - 4)[0] == masked_crc32c(buf[pos + 12 : end - 4])
+                )
+            ):
                 tag = tags.get(tag_b)
                 if tag is None:
                     tag = tags[tag_b] = tag_b.decode("utf-8", "replace")
                 step = step_b[0] if len(step_b) == 1 else _varint(step_b, 0)[0]
                 append((tag, step, unpack_f(val_b)[0], unpack_d(wall_b)[0]))
+                frames += 1
+                pos = end
                 continue
-        try:
-            parse_event(buf, start, end, out, plugins)
-        except (IndexError, ValueError, UnicodeDecodeError, struct.error):
-            bad += 1
-    return bad
-
-
-def iter_frames(buf: bytes, verify_data: bool = False) -> tuple[list[tuple[int, int]], str | None]:
-    """(start, end) of every record's data, and a note when the file ends damaged."""
-    frames: list[tuple[int, int]] = []
-    pos = 0
-    size = len(buf)
-    unpack_q = _U64.unpack_from
-    unpack_i = _U32.unpack_from
-    header_crc: dict[bytes, int] = {}  # few distinct lengths: cache their CRCs
-    while pos < size:
         if size - pos < 12:
-            return frames, f"truncated record header at byte {pos} (a half-written file)"
+            return (
+                out,
+                plugins,
+                frames,
+                f"truncated record header at byte {pos} (a half-written file)",
+                bad,
+            )
         header = buf[pos : pos + 8]
         crc = header_crc.get(header)
         if crc is None:
             crc = header_crc[header] = masked_crc32c(header)
         if unpack_i(buf, pos + 8)[0] != crc:
-            return frames, f"corrupt record length at byte {pos}; the rest of the file was skipped"
+            return (
+                out,
+                plugins,
+                frames,
+                f"corrupt record length at byte {pos}; the rest of the file was skipped",
+                bad,
+            )
         start = pos + 12
         end = start + unpack_q(buf, pos)[0]
         if end + 4 > size:
-            return frames, f"truncated last record at byte {pos} (a half-written file)"
+            return (
+                out,
+                plugins,
+                frames,
+                f"truncated last record at byte {pos} (a half-written file)",
+                bad,
+            )
         if verify_data and unpack_i(buf, end)[0] != masked_crc32c(buf[start:end]):
-            return frames, f"data CRC mismatch in the record at byte {pos}; the rest was skipped"
-        frames.append((start, end))
+            return (
+                out,
+                plugins,
+                frames,
+                f"data CRC mismatch in the record at byte {pos}; the rest was skipped",
+                bad,
+            )
+        try:
+            parse_event(buf, start, end, out, plugins)
+        except (IndexError, ValueError, UnicodeDecodeError, struct.error):
+            bad += 1
+        frames += 1
         pos = end + 4
-    return frames, None
+    return out, plugins, frames, None, bad
