@@ -12,6 +12,7 @@ import io
 
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from stabletrain.records import Finding
@@ -97,14 +98,18 @@ def _finding(f: Finding, report: Report, order: list[str], index: int) -> Render
         loc += "  (predicted by the config, confirmed by the log)"
     elif f.source == "config":
         loc += "  (from the config)"
-    body: list[RenderableType] = [_labelled("Where", loc)]
+    # a two-column grid, so wrapped lines hang under the text and not under the label
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True, min_width=9)
+    grid.add_column(overflow="fold")
+    grid.add_row("Where:", loc)
     ev = evidence_items(f)
     if ev:
-        body.append(_labelled("Evidence", " · ".join(f"{k} {v}" for k, v in ev)))
+        grid.add_row("Evidence:", " · ".join(f"{k} {v}" for k, v in ev))
     if f.explanation:
-        body.append(_labelled("Why", f.explanation))
+        grid.add_row("Why:", f.explanation)
     for fix in f.fixes:
-        body.append(_labelled("Fix", fix.description))
+        grid.add_row("Fix:", fix.description)
         files = fix_files(fix, report.facts)
         diff = config_diff(fix, report.facts)
         if diff:
@@ -115,21 +120,14 @@ def _finding(f: Finding, report: Report, order: list[str], index: int) -> Render
                 block.append(line, style="red" if line.startswith("-") else "green")
                 if j < len(diff) - 1:
                     block.append("\n")
-            body.append(Padding(block, (0, 0, 0, 10), expand=False))
+            grid.add_row("", block)
         if fix.code:
-            body.append(Padding(Text(fix.code, style="dim"), (0, 0, 0, 10), expand=False))
-    body.append(_labelled("Watch", watch_for(f.id)))
+            grid.add_row("", Text(fix.code, style="dim"))
+    grid.add_row("Watch:", watch_for(f.id))
     rel = _related(f, order, index)
     if rel:
-        body.append(_labelled("Chain", rel))
-    return Group(title, Padding(Group(*body), (0, 0, 0, 2), expand=False))
-
-
-def _labelled(label: str, text: str) -> Text:
-    t = Text()
-    t.append(f"{label + ':':10}", style="bold")
-    t.append(text)
-    return t
+        grid.add_row("Chain:", rel)
+    return Group(title, Padding(grid, (0, 0, 0, 2), expand=False))
 
 
 def _related(f: Finding, order: list[str], index: int) -> str:
