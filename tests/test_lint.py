@@ -78,3 +78,11 @@ def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
         lint(bad)
     with pytest.raises(ConfigError):
         lint([])
+
+
+def test_public_lint_is_callable_even_after_the_submodule_import(tmp_path: Path) -> None:
+    import stabletrain
+    import stabletrain.lint  # binds the package attribute to the module
+
+    report = stabletrain.lint(_config("seed001", tmp_path))
+    assert "patience-conflict" in {f.id for f in report.findings}

@@ -10,6 +10,8 @@ Lint unrelated configs with one call each.
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Sequence
 
 from stabletrain.errors import ConfigError
@@ -43,3 +45,15 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
         config=names,
         kind="lint",
     )
+
+
+class _CallableModule(types.ModuleType):
+    """``stabletrain.lint`` names both this module and its function (the public API
+    ``stabletrain.lint(path)``). Once the submodule is imported, Python binds the package
+    attribute to the module, so the module itself must answer the call."""
+
+    def __call__(self, paths: PathArg | Sequence[PathArg]) -> Report:
+        return lint(paths)
+
+
+sys.modules[__name__].__class__ = _CallableModule
