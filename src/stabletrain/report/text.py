@@ -67,8 +67,8 @@ def render(report: Report, *, width: int = 100, color: bool = False) -> str:
 def _header(report: Report) -> Text:
     s = report.summary()
     t = Text()
-    t.append(f"stabletrain {report.kind}", style="bold")
-    t.append(f"  {report.source or ''}")
+    t.append(f"stabletrain {report.kind}: ", style="bold")
+    t.append(report.source or "")
     bits = []
     if report.format:
         bits.append(report.format)
@@ -79,7 +79,7 @@ def _header(report: Report) -> Text:
     if report.config:
         bits.append(f"config {report.config}")
     if bits:
-        t.append("  (" + ", ".join(bits) + ")", style="dim")
+        t.append("\n" + ", ".join(bits), style="dim")
     t.append("\n")
     worst = report.worst_severity
     style = _STYLE.get(worst or "", "green") if report.problems else "bold green"
