@@ -125,3 +125,11 @@ def test_state_dict_round_trip(scenarios) -> None:
         a.update(r)
         b.update(r)
     assert [f.to_json() for f in a.finish(facts)] == [f.to_json() for f in b.finish(facts)]
+
+
+def test_lr_constant_near_miss_free_form_lambda_schedule(scenarios) -> None:
+    # a LambdaLR may well be constant on purpose (fish-speech: constant after 10 warmup steps)
+    recs, _ = scenarios.seed003()
+    facts = ConfigFacts()
+    facts.set("schedule", "lambdalr", key="model.lr_scheduler")
+    assert "lr-constant" not in _ids(replay(recs, facts, [LRScheduleDetector()]))

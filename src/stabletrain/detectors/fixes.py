@@ -73,6 +73,11 @@ def user_key(facts: ConfigFacts | None, name: str) -> str:
     return _DEFAULT_KEYS.get(fmt_name, {}).get(name, name)
 
 
+def config_known(facts: ConfigFacts | None) -> bool:
+    """Whether a training config was read (so "X is not set" means unset, not unknown)."""
+    return facts is not None and bool({"lr", "optimizer", "max_grad_norm"} & facts.facts.keys())
+
+
 def make_fix(
     facts: ConfigFacts | None, description: str, code: str | None = None, **changes: Any
 ) -> Fix:

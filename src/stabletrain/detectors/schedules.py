@@ -28,7 +28,20 @@ from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.fixes import fmt, make_fix, user_key
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
-_CONSTANT = ("constant", "none", "fixed", "constant_with_warmup")
+#: Schedule names (lower-case fragments) that must move the LR. Free-form names (LambdaLR,
+#: custom) are not assumed to decay: a constant LR under them is not flagged.
+_DECAYING = (
+    "plateau",
+    "cosine",
+    "linear",
+    "step",
+    "exponential",
+    "poly",
+    "onecycle",
+    "inverse_sqrt",
+    "warmupdecay",
+    "wsd",
+)
 
 
 def _num(facts: ConfigFacts, name: str) -> float | None:
@@ -225,7 +238,8 @@ class LRScheduleDetector:
 
     def _constant(self, facts: ConfigFacts) -> Finding | None:
         sched = str(facts.get("schedule", "")).lower()
-        configured = (sched and sched not in _CONSTANT) or "plateau_patience" in facts
+        decaying = any(tok in sched for tok in _DECAYING)
+        configured = decaying or (not sched and "plateau_patience" in facts)
         if not configured or self.n_lr < 2 or self.n_decrease > 0:
             return None
         series, unit = self._series()

@@ -21,7 +21,7 @@ from statistics import median
 from typing import Any
 
 from stabletrain.detectors.bins import Bin, Bins
-from stabletrain.detectors.fixes import fmt, lower_lr, make_fix, precision_value
+from stabletrain.detectors.fixes import config_known, fmt, lower_lr, make_fix, precision_value
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
@@ -202,8 +202,12 @@ class LossTrendDetector:
                     facts, "Clip more tightly to stop the upward drift", max_grad_norm=clip / 2
                 )
             )
-        else:
+        elif config_known(facts):
             fixes.append(make_fix(facts, "Enable gradient clipping", max_grad_norm=1.0))
+        if not fixes:
+            fixes.append(
+                Fix("Lower the learning rate (e.g. by 40 %) and clip gradients (max norm 1.0)")
+            )
         worse = end >= start
         return Finding(
             id="loss-divergence",
@@ -309,7 +313,7 @@ class LossTrendDetector:
 
     def _chance_fixes(self, facts: ConfigFacts) -> list[Fix]:
         fixes: list[Fix] = []
-        if _clip(facts) is None:
+        if _clip(facts) is None and config_known(facts):
             fixes.append(make_fix(facts, "Enable gradient clipping", max_grad_norm=1.0))
         if str(facts.get("precision", "")).lower() in ("fp16", "16", "16-mixed", "true"):
             fixes.append(
@@ -323,7 +327,13 @@ class LossTrendDetector:
         if new_lr is not None:
             fixes.append(make_fix(facts, "Try a 10× lower learning rate to rule it out", lr=new_lr))
         if not fixes:
-            fixes.append(Fix("Check the data/labels and the first steps' gradient norms"))
+            fixes.append(
+                Fix(
+                    "Check that labels match inputs (a shuffle applied to one but not the other), "
+                    "that the loss reads the right outputs, and the first steps' gradient norms; "
+                    "then try a 10× lower learning rate"
+                )
+            )
         return fixes
 
     def state_dict(self) -> dict[str, Any]:
