@@ -258,3 +258,16 @@ def test_real_gemma_nan_grad_comes_before_nan_loss(real_logs: Path) -> None:
     ids = _ids(r)
     assert ids.index("nonfinite-grad") < ids.index("nonfinite-loss")
     assert "nonfinite-grad" in r.findings[ids.index("nonfinite-loss")].related
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pasted Megatron excerpts of 10-20 lines: the spike/loss-scale detectors need longer "
+    "baselines, so tr1-13B's 2.77 → 7.34 jump (scale 65536 → 4096) and tr8b's 2.67 → 4.37 jump "
+    "(scale halving 6 steps running) go unreported; reported to the detector owners",
+)
+def test_real_bigscience_spikes_and_scale_drops(real_logs: Path) -> None:
+    wanted = {"loss-spike", "loss-scale-collapse", "fp16-overflow"}
+    for rel in ("bigscience_tr1_13B", "bigscience_tr8b_104B"):
+        found = set(_real(real_logs, f"{rel}/megatron_iterations_extracted.log"))
+        assert found & wanted, rel
