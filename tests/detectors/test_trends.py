@@ -147,3 +147,13 @@ def test_seed004_loss_stuck_at_12_is_chance_for_a_large_vocab(scenarios) -> None
     clean, _raw, facts = scenarios.seed004()
     [f] = replay(clean, facts, [LossTrendDetector()])
     assert f.id == "chance-level" and f.evidence["num_classes"] > 100_000
+
+
+def test_chance_near_miss_inferred_classes_but_loss_far_above_start() -> None:
+    # starts at ln(4), then blows up to ~7: that is divergence, not "stuck at chance"
+    recs = [
+        StepRecord(step=i, epoch=i // 10, loss=1.386 if i < 10 else 7.0 + 0.01 * i)
+        for i in range(60)
+    ]
+    ids = [f.id for f in replay(recs, None, [LossTrendDetector()])]
+    assert ids == ["loss-divergence"]

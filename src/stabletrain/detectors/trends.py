@@ -271,7 +271,11 @@ class LossTrendDetector:
         if final_acc is None or reasons:
             if source == "config" and final_loss >= 0.9 * ln_c:
                 reasons.append(f"loss {fmt(final_loss)} stuck at/above ln({n_classes})={fmt(ln_c)}")
-            elif source != "config" and final_loss >= 0.97 * ln_c and best_loss >= 0.9 * ln_c:
+            elif (
+                source != "config"
+                and 0.97 * ln_c <= final_loss <= 1.1 * ln_c
+                and best_loss >= 0.9 * ln_c
+            ):
                 reasons.append(f"loss {fmt(final_loss)} never left its start ≈ ln({n_classes})")
         if not reasons:
             return None
