@@ -68,3 +68,11 @@ def test_state_dict_round_trip_mid_run(scenarios) -> None:
         a.update(r)
         b.update(r)
     assert [f.to_json() for f in a.finish(facts)] == [f.to_json() for f in b.finish(facts)]
+
+
+def test_saturated_near_miss_early_clipping_while_norms_settle() -> None:
+    # the reference digits run's shape: norms 4.5 → 0.3 over 8 epochs, clipped early only
+    norms = [4.5 * 0.65**e * (1 + 0.1 * (i % 5)) for e in range(8) for i in range(50)]
+    facts = ConfigFacts()
+    facts.set("max_grad_norm", 1.0)
+    assert replay(_run(norms), facts, [ClippingDetector()]) == []
