@@ -70,15 +70,17 @@ def train(
     progress: Any = None,
 ) -> tuple[LoopState, Parts]:
     """Train ``cfg`` into ``run_dir``; returns the final state. ``progress`` is a rich Progress."""
+    saved = load_checkpoint(run_dir / CHECKPOINT_FILE) if resume else None  # fail before any write
     p = build(cfg, run_dir, resume=resume)
     st = LoopState()
-    if resume:
-        st = restore(p, load_checkpoint(run_dir / CHECKPOINT_FILE))
-        echo(f"resumed from step {st.step} (epoch {st.epoch}, batch {st.batch})")
-    t_start = time.perf_counter() - st.wall_time
+    t_start = time.perf_counter()
     accum, n = cfg.train.grad_accum, p.batches_per_epoch
     tokens_per_sample = cfg.data.seq_len if p.data.task == "lm" else 0
     try:
+        if saved is not None:
+            st = restore(p, saved)
+            t_start -= st.wall_time
+            echo(f"resumed from step {st.step} (epoch {st.epoch}, batch {st.batch})")
         while st.epoch < cfg.train.epochs and st.status is None:
             task = progress.add_task(f"epoch {st.epoch + 1}", total=n, completed=st.batch) if progress else None
             order = epoch_order(len(p.data.x_train), seed=cfg.run.seed, epoch=st.epoch,
