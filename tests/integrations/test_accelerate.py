@@ -42,17 +42,15 @@ def _run(tmp_path: Path, *, guarded: bool) -> tuple[torch.nn.Module, Path]:
     model, opt, loader = accelerator.prepare(
         model, guard.optimizer if guarded else optimizer, loader
     )
-    losses: list[float] = []
     for x, y in loader:
         with accelerator.accumulate(model):
             loss = torch.nn.functional.cross_entropy(model(x), y)
-            losses.append(float(loss.detach()))
+            guard.record_loss(loss.detach() / ACCUM)
             accelerator.backward(loss)
             opt.step()
             opt.zero_grad()
         if accelerator.sync_gradients:
-            log_step(guard, loss=sum(losses) / len(losses))
-            losses = []
+            log_step(guard)
             if not guard.optimizer.step_was_skipped:
                 scheduler.step()
     assert guard.run_log is not None
@@ -80,3 +78,4 @@ def test_guarded_optimizer_skips_once_per_window(tmp_path: Path) -> None:
     lrs = [r.lr for r in records]
     assert lrs[1] == lrs[2]  # the schedule waited for the skipped step
     assert any(r.clip_coef is not None and r.clip_coef < 1.0 for r in records)
+    assert all(r.loss is not None and 0 < r.loss < 5 for r in records if not r.skipped)

@@ -99,18 +99,46 @@ def test_without_callback_nan_row_poisons_weights(tmp_path: Path) -> None:
     assert not finite(fit(tmp_path, []))
 
 
-def test_callback_skips_nan_step_clips_once_and_logs(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def guarded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, StableTrainCallback, DigitsMLP]:
+    root = tmp_path_factory.mktemp("lightning")
     cb = StableTrainCallback()
-    model = fit(tmp_path, [cb], gradient_clip_val=0.5)
+    loggers = [
+        L.loggers.CSVLogger(str(root), name="csv"),
+        L.loggers.TensorBoardLogger(str(root), name="tb"),
+    ]
+    model = fit(root, [cb], gradient_clip_val=0.5, logger=loggers)
+    return root, cb, model
+
+
+def test_callback_skips_nan_step_clips_once_and_logs(
+    guarded: tuple[Path, StableTrainCallback, DigitsMLP],
+) -> None:
+    root, cb, model = guarded
     assert finite(model)
-    records = steps(tmp_path / "stabletrain")
+    records = steps(root / "stabletrain")
     assert len(records) == 256 // BATCH
-    assert [r.step for r in records if r.skipped] == [BAD_ROW // BATCH]
-    assert cb.guard.config.max_norm == 0.5
+    assert [r.step for r in records if r.skipped] == [BAD_ROW // BATCH] == cb.skipped_steps
+    assert cb.guard.config.max_norm == 0.5  # Trainer(gradient_clip_val=0.5), applied by the guard
     assert any(r.clip_coef is not None and r.clip_coef < 1.0 for r in records)
-    # the Lightning logger (metrics.csv) carries the guard's view too
-    csv_text = next((tmp_path / "csv").rglob("metrics.csv")).read_text()
-    assert "stabletrain/skipped" in csv_text.splitlines()[0]
+
+
+@pytest.mark.parametrize("log", ["stabletrain", "metrics.csv", "tb"])
+def test_doctor_finds_the_nan_step_in_every_log(
+    guarded: tuple[Path, StableTrainCallback, DigitsMLP], log: str
+) -> None:
+    diagnose = pytest.importorskip("stabletrain.doctor").diagnose
+    root = guarded[0]
+    path = {
+        "stabletrain": root / "stabletrain",
+        "metrics.csv": next((root / "csv").rglob("metrics.csv")),
+        "tb": next((root / "tb").rglob("events.out.tfevents.*")).parent,
+    }[log]
+    found = {f.id: f.steps for f in diagnose(path).findings}
+    nonfinite = found.get("nonfinite-loss", []) + found.get("nonfinite-grad", [])
+    assert BAD_ROW // BATCH in nonfinite, found
 
 
 @pytest.mark.dist

@@ -7,7 +7,9 @@ The pattern (docs/integrations.md, tested in tests/integrations/test_accelerate.
     model, opt, loader = accelerator.prepare(model, guard.optimizer, loader)
     for batch in loader:
         with accelerator.accumulate(model):
-            accelerator.backward(loss_fn(model, batch))
+            loss = loss_fn(model, batch)
+            guard.record_loss(loss.detach() / accelerator.gradient_accumulation_steps)
+            accelerator.backward(loss)
             opt.step()           # at sync steps only: norm -> checks -> clip -> inner step or skip
             opt.zero_grad()
         if accelerator.sync_gradients:
@@ -58,12 +60,7 @@ def guard_for_accelerate(
     return Guard(model, optimizer, config=config, run_log=run_log)
 
 
-def log_step(guard: Guard, *, loss: float | None = None, epoch: float | None = None) -> None:
+def log_step(guard: Guard, *, epoch: float | None = None) -> None:
     """Write the guard's last outcome to its run log (the guard writes events, the loop writes steps)."""
-    outcome = guard.last_outcome
-    if outcome is None or guard.run_log is None:
-        return
-    record = outcome.to_record(epoch=epoch)
-    if loss is not None:
-        record.loss = loss  # the framework ran backward, so the guard never saw the loss
-    guard.run_log.log_step(record)
+    if guard.last_outcome is not None and guard.run_log is not None:
+        guard.run_log.log_step(guard.last_outcome.to_record(epoch=epoch))

@@ -18,8 +18,9 @@ The callback swaps the torch optimizer inside accelerate's ``AcceleratedOptimize
 ``max_norm`` (restored at ``on_train_end``), so gradients are clipped once, by the guard. Records go
 to a stabletrain run log (default ``<output_dir>/stabletrain``) on the world process zero only.
 
-Limits: the loss in the run log is captured by a forward hook on the model (``outputs.loss``),
-so a custom ``compute_loss`` that does not use ``outputs.loss`` logs no loss. DeepSpeed replaces
+Limits: the loss reaches the guard (``guard.record_loss``, for spike detection and the run log)
+through a forward hook on the model reading ``outputs.loss``, so a custom ``compute_loss`` that
+does not use ``outputs.loss`` leaves the guard without a loss (grad checks still work). DeepSpeed replaces
 the optimizer with its engine: the callback then refuses with a clear error.
 """
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         self._accelerated: Any = None
         self._saved_max_grad_norm: float | None = None
         self._hook: Any = None
-        self._micro_losses: list[tuple[float, bool]] = []
+        self._accum = 1
         self._pending: StepRecord | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -88,6 +88,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         self.guard = Guard(model, inner, config=config, run_log=self.run_log)
         self.guard.step_count = state.global_step  # resumed runs keep HF's step numbering
         self._accelerated = accelerated
+        self._accum = max(1, int(args.gradient_accumulation_steps))
         self._swap_inner(accelerated, self.guard.optimizer)
         self._hook = model.register_forward_hook(self._capture_loss, with_kwargs=True)
 
@@ -105,9 +106,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         elif getattr(acc, "scaler", None) is None:
             acc._is_overflow = False  # without a scaler accelerate never resets it
         self._flush()
-        record = outcome.to_record(epoch=state.epoch)
-        record.loss = self._step_loss()
-        self._pending = record
+        self._pending = outcome.to_record(epoch=state.epoch)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
@@ -162,18 +161,14 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any
     ) -> None:
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
-        if module.training and isinstance(loss, torch.Tensor) and torch.is_grad_enabled():
-            # with num_items_in_batch the model already divides by the whole window's token count
-            self._micro_losses.append(
-                (float(loss.detach()), kwargs.get("num_items_in_batch") is not None)
-            )
-
-    def _step_loss(self) -> float | None:
-        losses, self._micro_losses = self._micro_losses, []
-        if not losses:
-            return None
-        total = math.fsum(v for v, _ in losses)
-        return total if losses[0][1] else total / len(losses)
+        if self.guard is None or not (module.training and isinstance(loss, torch.Tensor)):
+            return
+        if not torch.is_grad_enabled():
+            return
+        # the guard sums micro-batch losses; with num_items_in_batch the model already divided
+        # by the whole window's token count, otherwise HF divides by the accumulation steps
+        normalised = kwargs.get("num_items_in_batch") is not None
+        self.guard.record_loss(loss.detach() if normalised else loss.detach() / self._accum)
 
     def _flush(self) -> None:
         if self._pending is not None and self.run_log is not None:

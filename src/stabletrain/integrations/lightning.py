@@ -111,17 +111,19 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         self._losses = []
         if self.run_log is not None:
             self.run_log.log_step(record)
-        # mirror to the Lightning logger (metrics.csv / TensorBoard); identical on every rank
+        # mirror to the Lightning logger (metrics.csv / TensorBoard) under names the doctor's
+        # readers map to grad_norm/skipped; identical on every rank, so no sync_dist is needed
+        norm = float("nan") if outcome.grad_norm is None else outcome.grad_norm
         pl_module.log_dict(
-            {
-                "stabletrain/grad_norm": float("nan")
-                if outcome.grad_norm is None
-                else outcome.grad_norm,
-                "stabletrain/skipped": float(not outcome.applied),
-            },
+            {"train/grad_norm": norm, "train/skipped": float(not outcome.applied)},
             on_step=True,
             on_epoch=False,
         )
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        # e.g. TrainingAborted: the run log must still be closed (and flushed) for the doctor
+        if self.run_log is not None:
+            self.run_log.close()
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self.guards:
