@@ -92,9 +92,18 @@ def test_without_callback_nan_batch_poisons_weights(tmp_path: Path) -> None:
     assert not _finite(model)
 
 
-def test_callback_skips_nan_step_and_logs_it(tmp_path: Path) -> None:
-    cb = StableTrainCallback()
-    trainer, model = _train(tmp_path, [cb], max_grad_norm=0.5)
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One guarded run, saved once at its end so HF writes checkpoint-8/trainer_state.json."""
+    tmp_path = tmp_path_factory.mktemp("hf")
+    trainer, model = _train(
+        tmp_path, [StableTrainCallback()], max_grad_norm=0.5, save_strategy="steps", save_steps=8
+    )
+    return tmp_path, trainer, model
+
+
+def test_callback_skips_nan_step_and_logs_it(guarded) -> None:  # type: ignore[no-untyped-def]
+    tmp_path, trainer, model = guarded
     assert _finite(model)
     assert trainer.args.max_grad_norm == 0.5  # restored after training
     records = _steps(tmp_path / "out" / "stabletrain")
@@ -134,3 +143,19 @@ def test_gradient_accumulation_one_guard_step_per_optimizer_step(tmp_path: Path)
     assert len(records) == 8 and not any(r.skipped for r in records)
     assert all(r.loss is not None and 0 < r.loss < 10 for r in records)
     assert _finite(model)
+
+
+@pytest.mark.parametrize("log", ["stabletrain", "trainer_state.json", "tb"])
+def test_doctor_finds_the_skipped_step(guarded, log: str) -> None:  # type: ignore[no-untyped-def]
+    diagnose = pytest.importorskip("stabletrain.doctor").diagnose
+    out = guarded[0] / "out"
+    path = {
+        "stabletrain": out / "stabletrain",
+        "trainer_state.json": out / "checkpoint-8" / "trainer_state.json",
+        "tb": out / "stabletrain" / "tb",
+    }[log]
+    bad = next(r.step for r in _steps(out / "stabletrain") if r.skipped)
+    found = {f.id: f.steps for f in diagnose(path).findings}
+    nonfinite = found.get("nonfinite-loss", []) + found.get("nonfinite-grad", [])
+    # HF's trainer_state numbers steps from 1 (global_step after the update)
+    assert (bad + 1 if log == "trainer_state.json" else bad) in nonfinite, found
