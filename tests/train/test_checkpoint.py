@@ -44,7 +44,9 @@ def _kill_mid_training(run_dir: Path, after_steps: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     steps = run_dir / "steps.jsonl"
     deadline = time.monotonic() + 60
-    with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as proc:
         while time.monotonic() < deadline and proc.poll() is None:
             if steps.is_file() and steps.read_text().count("\n") >= after_steps:
                 break
@@ -74,7 +76,14 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None
     after = [s for s in straight if s >= ck["step"]]
     assert [resumed[s] for s in after] == [straight[s] for s in after]  # bitwise: exact floats
     ev = read_jsonl(killed / "evals.jsonl")[-1]
-    assert ev == {**ev, **{k: v for k, v in read_jsonl(tmp_path / "straight" / "evals.jsonl")[-1].items() if k != "wall_time"}}
+    assert ev == {
+        **ev,
+        **{
+            k: v
+            for k, v in read_jsonl(tmp_path / "straight" / "evals.jsonl")[-1].items()
+            if k != "wall_time"
+        },
+    }
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["steps"] == 138 and summary["epochs"] == 6
 

@@ -79,7 +79,11 @@ def test_seed_configs_carry_the_postmortem_values() -> None:
     assert (c0.data.batch_size, c0.optim.lr, c0.schedule.warmup_ratio) == (1024, 2e-4, 0.05)
     assert (c0.train.max_grad_norm, c0.optim.betas[1]) == (4.0, 0.999)
     assert (c1.schedule.plateau_patience, c1.schedule.plateau_factor) == (10, 0.7)
-    assert (c1.train.early_stopping_patience, c1.train.max_grad_norm, c1.optim.lr) == (10, 1.0, 5e-4)
+    assert (c1.train.early_stopping_patience, c1.train.max_grad_norm, c1.optim.lr) == (
+        10,
+        1.0,
+        5e-4,
+    )
     assert (c2.train.precision, c2.train.max_grad_norm, c2.optim.name) == ("fp16", None, "adam")
     assert (c3.optim.lr, c3.train.max_grad_norm, c3.schedule.plateau_patience) == (2e-5, 2.0, 5)
     assert (c4.amp.init_scale, c4.amp.growth_factor, c4.amp.growth_interval) == (2.0**16, 2.0, 100)

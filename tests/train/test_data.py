@@ -66,7 +66,7 @@ def test_cifar10_reads_local_pickle_batches(tmp_path: Path) -> None:
 def test_cifar10_missing_or_damaged_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="never downloads"):
         load_dataset(DataSection(name="cifar10", path=str(tmp_path / "nope")), seed=0)
-    with pytest.raises(ConfigError, match="data.path: cifar10 needs"):
+    with pytest.raises(ConfigError, match=r"data\.path: cifar10 needs"):
         load_dataset(DataSection(name="cifar10"), seed=0)
     _write_cifar(tmp_path / "c", 4, ["data_batch_1"])
     (tmp_path / "c" / "test_batch").write_bytes(b"not a pickle")

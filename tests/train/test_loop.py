@@ -21,7 +21,16 @@ def test_run_dir_log_summary_and_plot(tmp_path: Path) -> None:
     steps = read_jsonl(run / "steps.jsonl")
     assert [r["step"] for r in steps] == list(range(12))
     first = steps[0]
-    for key in ("loss", "grad_norm", "clip_coef", "lr", "accuracy", "samples", "step_time", "epoch"):
+    for key in (
+        "loss",
+        "grad_norm",
+        "clip_coef",
+        "lr",
+        "accuracy",
+        "samples",
+        "step_time",
+        "epoch",
+    ):
         assert key in first, key
     assert first["samples"] == 256 and first["skipped"] is False
     evals = read_jsonl(run / "evals.jsonl")
@@ -84,7 +93,10 @@ def test_mixed_precision_on_cpu(tmp_path: Path, precision: str) -> None:
 
 def test_grad_accum_counts_optimizer_steps(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert train("digits-cnn.yaml", run, "train.epochs=1", "data.batch_size=128", "train.grad_accum=4") == 0
+    assert (
+        train("digits-cnn.yaml", run, "train.epochs=1", "data.batch_size=128", "train.grad_accum=4")
+        == 0
+    )
     steps = read_jsonl(run / "steps.jsonl")
     assert len(steps) == 3  # 12 micro-batches / 4
     n_train = len(load_dataset(load_config(run / "config.yaml").data, 0).x_train)

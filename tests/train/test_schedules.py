@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -24,7 +25,7 @@ def test_warmup_then_cosine_to_min_lr() -> None:
     lrs = _lrs(ScheduleSection(name="cosine", warmup_steps=4, min_lr=0.1), total=24)
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert lrs[4] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[4:]))
     assert lrs[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 19 / 20)))
 
 
@@ -47,4 +48,6 @@ def test_optimizer_settings() -> None:
         torch.nn.Linear(2, 1),
     )
     assert isinstance(opt, torch.optim.AdamW)
-    assert opt.param_groups[0]["betas"] == (0.9, 0.95) and opt.param_groups[0]["weight_decay"] == 0.1
+    assert (
+        opt.param_groups[0]["betas"] == (0.9, 0.95) and opt.param_groups[0]["weight_decay"] == 0.1
+    )

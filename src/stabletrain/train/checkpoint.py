@@ -68,5 +68,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {p} cannot be read: {e}") from None
     missing = {"model", "optimizer", "loop", "rng"} - set(state)
     if missing:
-        raise CheckpointError(f"checkpoint {p} lacks {sorted(missing)}: not a stabletrain checkpoint")
+        raise CheckpointError(
+            f"checkpoint {p} lacks {sorted(missing)}: not a stabletrain checkpoint"
+        )
     return state

@@ -33,9 +33,9 @@ class RunSection(_Section):
     """Run directory; default ``runs/<name>``."""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    log_every: int = Field(1, ge=1)
+    log_every: int = Field(default=1, ge=1)
     """Write every N-th step to steps.jsonl (skipped/acted-on steps are always written)."""
-    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_every: int = Field(default=0, ge=0)
     """Checkpoint every N optimizer steps; 0 = at the end of each epoch."""
     tensorboard: bool = True
 
@@ -52,20 +52,20 @@ class DataSection(_Section):
     name: Literal["digits", "charcorpus", "cifar10"] = "digits"
     path: str | None = None
     """cifar10: the folder holding data_batch_1..5 and test_batch (never downloaded)."""
-    batch_size: int = Field(64, ge=1)
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    seq_len: int = Field(64, ge=2)
-    num_workers: int = Field(0, ge=0)
+    batch_size: int = Field(default=64, ge=1)
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seq_len: int = Field(default=64, ge=2)
+    num_workers: int = Field(default=0, ge=0)
     corrupt: CorruptSection = Field(default_factory=CorruptSection)
 
 
 class CNNSection(_Section):
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=3, max_length=3)
-    hidden: int = Field(128, ge=1)
+    hidden: int = Field(default=128, ge=1)
     batch_norm: bool = False
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     init: Literal["kaiming", "xavier", "normal"] = "kaiming"
-    init_std: float | None = Field(None, gt=0.0)
+    init_std: float | None = Field(default=None, gt=0.0)
     """Std of ``init: normal`` (default 0.02); a large value reproduces a bad init."""
 
     @model_validator(mode="after")
@@ -76,10 +76,10 @@ class CNNSection(_Section):
 
 
 class GPTSection(_Section):
-    n_layer: int = Field(2, ge=1)
-    n_head: int = Field(4, ge=1)
-    n_embd: int = Field(64, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    n_layer: int = Field(default=2, ge=1)
+    n_head: int = Field(default=4, ge=1)
+    n_embd: int = Field(default=64, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     qk_layernorm: bool = False
 
     @model_validator(mode="after")
@@ -97,11 +97,11 @@ class ModelSection(_Section):
 
 class OptimSection(_Section):
     name: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = Field(1e-3, gt=0.0)
+    lr: float = Field(default=1e-3, gt=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    eps: float = Field(default=1e-8, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
 
     @field_validator("betas")
     @classmethod
@@ -113,12 +113,12 @@ class OptimSection(_Section):
 
 class ScheduleSection(_Section):
     name: Literal["constant", "cosine", "plateau", "onecycle"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    min_lr: float = Field(0.0, ge=0.0)
-    plateau_patience: int = Field(10, ge=0)
-    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
-    plateau_threshold: float = Field(1e-4, ge=0.0)
+    warmup_steps: int = Field(default=0, ge=0)
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    min_lr: float = Field(default=0.0, ge=0.0)
+    plateau_patience: int = Field(default=10, ge=0)
+    plateau_factor: float = Field(default=0.1, gt=0.0, lt=1.0)
+    plateau_threshold: float = Field(default=1e-4, ge=0.0)
 
     @model_validator(mode="after")
     def _one_warmup(self) -> ScheduleSection:
@@ -130,25 +130,25 @@ class ScheduleSection(_Section):
 
 
 class TrainSection(_Section):
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0.0)
     """Clip the global grad norm to this; null = no clipping."""
-    early_stopping_patience: int | None = Field(None, ge=1)
-    early_stopping_min_delta: float = Field(0.0, ge=0.0)
-    eval_every: int = Field(1, ge=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    early_stopping_min_delta: float = Field(default=0.0, ge=0.0)
+    eval_every: int = Field(default=1, ge=1)
     """Evaluate every N epochs (and at the end of training)."""
 
 
 class AmpSection(_Section):
     """torch.amp.GradScaler settings, used when ``train.precision: fp16``."""
 
-    init_scale: float = Field(65536.0, gt=0.0)
-    growth_factor: float = Field(2.0, gt=1.0)
-    backoff_factor: float = Field(0.5, gt=0.0, lt=1.0)
-    growth_interval: int = Field(2000, ge=1)
+    init_scale: float = Field(default=65536.0, gt=0.0)
+    growth_factor: float = Field(default=2.0, gt=1.0)
+    backoff_factor: float = Field(default=0.5, gt=0.0, lt=1.0)
+    growth_interval: int = Field(default=2000, ge=1)
 
 
 class TrainConfig(_Section):
@@ -230,7 +230,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: the top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: the top level must be a mapping of sections, got {type(data).__name__}"
+        )
     data = _yaml_number(data)
     apply_overrides(data, overrides or [])
     return parse_config(data, source=str(p))
@@ -248,7 +250,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
+                raise ConfigError(
+                    f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a section"
+                )
             node = child
         try:
             value = yaml.safe_load(raw) if raw.strip() else None

@@ -34,7 +34,12 @@ class RunResult:
 
 
 def run_config(
-    cfg: TrainConfig, run_dir: Path, console: Console, *, resume: bool = False, progress: bool = True
+    cfg: TrainConfig,
+    run_dir: Path,
+    console: Console,
+    *,
+    resume: bool = False,
+    progress: bool = True,
 ) -> RunResult:
     """Train one config; write summary.json and the plot (rank 0); print the final summary."""
     cfg.run.dir = str(run_dir)
@@ -93,7 +98,9 @@ def _stage_train_digits(ctx: DemoContext) -> None:
     cfg = parse_config(DIGITS_CNN, source="embedded digits-cnn")
     res = run_config(cfg, ctx.root / "digits-cnn", ctx.console, progress=ctx.progress)
     ctx.results["digits-cnn"] = res
-    ctx.console.print(f"run dir  {res.run_dir}\nsummary  {res.summary_path}\nplot     {res.plot_path}")
+    ctx.console.print(
+        f"run dir  {res.run_dir}\nsummary  {res.summary_path}\nplot     {res.plot_path}"
+    )
 
 
 def _stage_guard_rescue(ctx: DemoContext) -> None:
@@ -111,7 +118,9 @@ def _stage_guard_rescue(ctx: DemoContext) -> None:
     for preset, s in rows:
         acc = s.get("final_accuracy")
         acc_s = f"{acc:.2%}" if acc is not None else "-"
-        ctx.console.print(f"  {preset:<10}{acc_s:>15}{s.get('skipped_steps', 0):>15}  {s.get('status')}")
+        ctx.console.print(
+            f"  {preset:<10}{acc_s:>15}{s.get('skipped_steps', 0):>15}  {s.get('status')}"
+        )
 
 
 #: What ``stabletrain demo`` shows, in order; later issues append stages (e.g. the doctor's verdict).

@@ -82,13 +82,19 @@ def train(
             t_start -= st.wall_time
             echo(f"resumed from step {st.step} (epoch {st.epoch}, batch {st.batch})")
         while st.epoch < cfg.train.epochs and st.status is None:
-            task = progress.add_task(f"epoch {st.epoch + 1}", total=n, completed=st.batch) if progress else None
+            task = (
+                progress.add_task(f"epoch {st.epoch + 1}", total=n, completed=st.batch)
+                if progress
+                else None
+            )
             order = epoch_order(len(p.data.x_train), seed=cfg.run.seed, epoch=st.epoch,
                                 rank=p.dist.rank, world_size=p.dist.world_size)  # fmt: skip
             p.model.train()
             step_samples = step_correct = step_count = 0.0
             t0 = time.perf_counter()
-            for x, y in iter_batches(p.data.x_train, p.data.y_train, order, cfg.data.batch_size, st.batch):
+            for x, y in iter_batches(
+                p.data.x_train, p.data.y_train, order, cfg.data.batch_size, st.batch
+            ):
                 x = corrupt(x, st.global_batch, cfg.data.corrupt).to(p.device)
                 y = y.to(p.device)
                 st.batch += 1
@@ -115,7 +121,11 @@ def train(
                     rec.step_time = round(time.perf_counter() - t0, 6)
                     p.run_log.log_step(rec)
                 if progress:
-                    progress.update(task, completed=st.batch, description=f"epoch {st.epoch + 1} loss {outcome.loss or math.nan:.4f}")
+                    progress.update(
+                        task,
+                        completed=st.batch,
+                        description=f"epoch {st.epoch + 1} loss {outcome.loss or math.nan:.4f}",
+                    )
                 step_samples = step_correct = step_count = 0.0
                 t0 = time.perf_counter()
                 if cfg.train.max_steps and st.step >= cfg.train.max_steps:
@@ -174,12 +184,16 @@ def evaluate(p: Parts) -> tuple[float, float]:
     return total_loss / total_count, total_correct / total_count
 
 
-def after_eval(p: Parts, st: LoopState, result: tuple[float, float], echo: Callable[[str], None]) -> None:
+def after_eval(
+    p: Parts, st: LoopState, result: tuple[float, float], echo: Callable[[str], None]
+) -> None:
     """Log the eval, step ReduceLROnPlateau (reporting reductions), apply early stopping."""
     from stabletrain.records import StepRecord
 
     val_loss, val_acc = result
-    p.run_log.log_eval(StepRecord(step=st.step, epoch=st.epoch + 1, eval_loss=val_loss, eval_accuracy=val_acc))
+    p.run_log.log_eval(
+        StepRecord(step=st.step, epoch=st.epoch + 1, eval_loss=val_loss, eval_accuracy=val_acc)
+    )
     echo(f"  eval: loss {val_loss:.4f}  accuracy {val_acc:.2%}")
     if p.plateau is not None:
         before = current_lr(p.optimizer)
@@ -188,7 +202,9 @@ def after_eval(p: Parts, st: LoopState, result: tuple[float, float], echo: Calla
         if after < before:
             msg = f"Learning rate reduced: {before:.3e} -> {after:.3e} (val loss {val_loss:.4f})"
             echo(msg)
-            p.run_log.log_event(st.step, "lr-reduced", msg, data={"from": before, "to": after, "val_loss": val_loss})
+            p.run_log.log_event(
+                st.step, "lr-reduced", msg, data={"from": before, "to": after, "val_loss": val_loss}
+            )
     patience = p.cfg.train.early_stopping_patience
     if val_loss < st.best_val - p.cfg.train.early_stopping_min_delta:
         st.best_val, st.bad_evals = val_loss, 0
@@ -197,7 +213,9 @@ def after_eval(p: Parts, st: LoopState, result: tuple[float, float], echo: Calla
     if patience is not None and st.bad_evals >= patience:
         msg = f"early stopping: val loss has not improved on {st.best_val:.4f} for {st.bad_evals} evals"
         echo(msg)
-        p.run_log.log_event(st.step, "early-stop", msg, data={"best_val_loss": st.best_val, "patience": patience})
+        p.run_log.log_event(
+            st.step, "early-stop", msg, data={"best_val_loss": st.best_val, "patience": patience}
+        )
         st.status = "early-stopped"
 
 

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 PLOT_FILE = "training_history.png"
 
 
-def plot_history(run_dir: Path, *, clip: float | None = None, title: str | None = None) -> Path | None:
+def plot_history(
+    run_dir: Path, *, clip: float | None = None, title: str | None = None
+) -> Path | None:
     try:
         import matplotlib
 
@@ -34,7 +36,9 @@ def plot_history(run_dir: Path, *, clip: float | None = None, title: str | None 
     (ax_loss, ax_acc), (ax_gn, ax_lr) = axes
 
     def series(records: list[StepRecord], attr: str) -> tuple[list[int], list[float]]:
-        pts = [(r.step, v) for r in records if (v := getattr(r, attr)) is not None and math.isfinite(v)]
+        pts = [
+            (r.step, v) for r in records if (v := getattr(r, attr)) is not None and math.isfinite(v)
+        ]
         return [s for s, _ in pts], [v for _, v in pts]
 
     ax_loss.plot(*series(steps, "loss"), lw=0.8, label="train loss")

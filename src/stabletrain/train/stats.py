@@ -19,7 +19,9 @@ class EpochStats:
     nonfinite: int = 0
     lr: float | None = None
 
-    def add(self, loss: float | None, acc: float, grad_norm: float | None, lr: float | None) -> None:
+    def add(
+        self, loss: float | None, acc: float, grad_norm: float | None, lr: float | None
+    ) -> None:
         self.steps += 1
         self.acc_sum += acc
         self.lr = lr

@@ -35,7 +35,9 @@ def _finite(values: list[float | None]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def build_summary(run_dir: Path, *, status: str, epochs: int, wall_time: float, **extra: Any) -> dict[str, Any]:
+def build_summary(
+    run_dir: Path, *, status: str, epochs: int, wall_time: float, **extra: Any
+) -> dict[str, Any]:
     steps = read_records(run_dir / STEPS_FILE)
     evals = read_records(run_dir / EVALS_FILE)
     losses = [r.loss for r in steps]
@@ -59,7 +61,9 @@ def build_summary(run_dir: Path, *, status: str, epochs: int, wall_time: float, 
         "best_accuracy": max(eval_accs, default=None),
         **extra,
     }
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()
+    }
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
