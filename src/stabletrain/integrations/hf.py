@@ -60,6 +60,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         self._saved_max_grad_norm: float | None = None
         self._hook: Any = None
         self._accum = 1
+        self._before: StepOutcome | None = None
         self._pending: StepRecord | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -92,11 +93,16 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         self._swap_inner(accelerated, self.guard.optimizer)
         self._hook = model.register_forward_hook(self._capture_loss, with_kwargs=True)
 
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        assert self.guard is not None  # set in on_train_begin
+        self.guard.step_count = state.global_step  # HF's numbering, also after a guard rollback
+        self._before = self.guard.last_outcome
+
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         guard, acc = self.guard, self._accelerated
         assert guard is not None and acc is not None  # set in on_train_begin
         outcome = guard.last_outcome
-        if outcome is None or outcome.step != state.global_step:
+        if outcome is None or outcome is self._before:
             # fp16: the GradScaler found inf and never called the guard; HF already skips
             outcome = StepOutcome(
                 step=state.global_step, applied=False, action="skip_nonfinite_grad"

@@ -57,7 +57,7 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         self.run_log: RunLog | None = None
         self._saved_clip: float | None = None
         self._losses: list[float] = []
-        self._logged_step = 0
+        self._logged: object = None  # the last outcome written (identity: rollbacks keep the count)
         self.skipped_steps: list[int] = []
         """Steps this rank skipped (identical on every rank: the decision is global)."""
 
@@ -90,7 +90,6 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         # a resumed run: continue the step numbering of the checkpoint
         for g in self.guards:
             g.step_count = trainer.global_step
-        self._logged_step = trainer.global_step
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -100,9 +99,9 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
             self._losses.append(float(loss.detach()))
         guard = self.guard
         outcome = guard.last_outcome
-        if outcome is None or guard.step_count == self._logged_step:
+        if outcome is None or outcome is self._logged:
             return  # inside a gradient-accumulation window: no optimizer step yet
-        self._logged_step = guard.step_count
+        self._logged = outcome
         if not outcome.applied:
             self.skipped_steps.append(outcome.step)
         record = outcome.to_record(epoch=trainer.current_epoch)
