@@ -186,3 +186,11 @@ def test_unreadable_inputs(tmp_path: Path) -> None:
     with pytest.raises(LogReadError, match="no run log found"):
         read_run(tmp_path / "d")
     assert detect_format(_run_dir(tmp_path)) == "stabletrain"
+
+
+def test_run_log_blank_lines_and_string_nan(tmp_path: Path) -> None:
+    f = tmp_path / "steps.jsonl"
+    f.write_text('{"step": 0, "loss": 1.0}\n\n{"step": 1, "loss": "nan", "grad_norm": "inf"}\n')
+    data = read_run(f)
+    assert data.format == "stabletrain" and not data.notes
+    assert math.isnan(data.records[1].loss or 0.0) and math.isinf(data.records[1].grad_norm or 0.0)

@@ -36,7 +36,8 @@ def read_json_lines(path: Path, notes: list[str]) -> list[dict[str, Any]]:
         return []
     try:
         # one C-level parse of the whole file: fast when every line is intact
-        rows = json.loads("[" + ",".join(ln for ln in body.split("\n") if ln.strip()) + "]")
+        # blank lines would make ",," (invalid): they send the file down the line-by-line path
+        rows = json.loads("[" + body.replace("\n", ",") + "]")
         if all(isinstance(r, dict) for r in rows):
             return rows
     except ValueError:
