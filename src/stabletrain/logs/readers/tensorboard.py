@@ -113,9 +113,9 @@ def _records(scalars: list[Scalar], lookup: dict[str, Slot], notes: list[str]) -
                 if kind == "train" and set(kw) <= {"epoch"} and set(m) <= {"hp_metric"}:
                     continue  # Lightning's hp_metric placeholder or an epoch-only point
             _fix_types(kw)
-            out.append(
-                StepRecord(step=step, kind=kind, wall_time=wall_of.get(step), metrics=m, **kw)
-            )  # type: ignore[arg-type]
+            rec = StepRecord(step=step, wall_time=wall_of.get(step), metrics=m, **kw)
+            rec.kind = "eval" if kind == "eval" else "train"
+            out.append(rec)
     return out
 
 
