@@ -72,6 +72,8 @@ def train(
     """Train ``cfg`` into ``run_dir``; returns the final state. ``progress`` is a rich Progress."""
     saved = load_checkpoint(run_dir / CHECKPOINT_FILE) if resume else None  # fail before any write
     p = build(cfg, run_dir, resume=resume)
+    if not p.dist.is_main:  # one console voice: the seeds' "same epoch printed 4 times"
+        echo = _quiet
     st = LoopState()
     t_start = time.perf_counter()
     accum, n = cfg.train.grad_accum, p.batches_per_epoch
@@ -156,6 +158,10 @@ def train(
         st.wall_time = time.perf_counter() - t_start
         p.run_log.close()
     return st, p
+
+
+def _quiet(_msg: str) -> None:
+    return None
 
 
 def _no_sync(p: Parts, boundary: bool) -> Any:
