@@ -123,10 +123,33 @@ def _stage_guard_rescue(ctx: DemoContext) -> None:
         )
 
 
-#: What ``stabletrain demo`` shows, in order; later issues append stages (e.g. the doctor's verdict).
+def _stage_doctor(ctx: DemoContext) -> None:
+    # The doctor reads the run directories the previous stages wrote, like any user's run.
+    from stabletrain.doctor import diagnose
+
+    for name in ("digits-cnn", "unstable-digits-guard-off", "unstable-digits-guard-default"):
+        res = ctx.results.get(name)
+        if res is None:
+            continue
+        report = diagnose(res.run_dir)
+        counts = report.counts()
+        verdict = ", ".join(f"{n} {sev}" for sev, n in counts.items() if n) or "no findings"
+        ctx.console.print(f"[bold]stabletrain doctor {res.run_dir}[/bold]  ->  {verdict}")
+        for finding in report.findings:
+            if finding.severity != "info":
+                ctx.console.print(f"  {finding.severity:<8}{finding.id:<22}{finding.title}")
+    worst = ctx.results.get("unstable-digits-guard-off")
+    if worst is not None:
+        ctx.console.print(
+            f"\nfull report: stabletrain doctor {worst.run_dir} --format html -o report.html"
+        )
+
+
+#: What ``stabletrain demo`` shows, in order; adding a stage is one more function.
 DEMO_STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("train the digits CNN", _stage_train_digits),
     ("the guard rescues an unstable run", _stage_guard_rescue),
+    ("the doctor's verdict on these runs", _stage_doctor),
 ]
 
 
