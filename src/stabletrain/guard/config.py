@@ -1,18 +1,26 @@
 """GuardConfig: every knob of the guard, typed and documented, with presets.
 
-MINIMAL VERSION (foundation): the guard issue extends this with spike detection, rollback,
-LR back-off, abort thresholds, adaptive clipping and AMP policy. Field names here are binding.
+Presets (``GuardConfig.preset(name, **overrides)``):
+
+- ``"default"``: skip non-finite steps, clip at ``max_norm``, skip a spiking step, roll back after
+  3 bad steps within 25, back off the LR when spikes recur after a rollback, abort after 20 bad
+  steps in a row or 5 rollbacks.
+- ``"conservative"``: the same ladder with tighter thresholds: clip at 0.5, spikes at 5σ, roll
+  back after 2 bad steps, snapshots every 25 steps, abort after 10 bad steps or 3 rollbacks.
+- ``"off"``: the plain backward → unscale → step sequence, no checks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from stabletrain.errors import ConfigError
 
 ClipMode = Literal["none", "norm", "zscore", "percentile", "agc"]
 Preset = Literal["default", "conservative", "off"]
+SpikeAction = Literal["warn", "skip", "rollback"]
+SpikeMetric = Literal["loss", "grad_norm", "both"]
 
 
 @dataclass(kw_only=True)
@@ -24,23 +32,111 @@ class GuardConfig:
     clip: ClipMode = "norm"
     """Clipping mode: none, fixed max-norm, adaptive z-score, percentile, or AGC."""
     max_norm: float | None = 1.0
-    """Max global grad norm for ``clip="norm"`` (and the hard ceiling for adaptive modes)."""
+    """Max global grad norm for ``clip="norm"`` (and the hard ceiling for adaptive modes).
+    None: no fixed clipping (``clip="norm"`` then only measures)."""
+    norm_type: float = 2.0
+    """The p of the global gradient p-norm (2.0; ``inf`` for the max-abs norm)."""
     skip_nonfinite: bool = True
     """Skip the update (optimizer state untouched) when the loss or a gradient is NaN/inf."""
     max_consecutive_bad: int = 20
     """Abort with a diagnosis after this many consecutive skipped steps."""
     check_init: bool = True
-    """Verify every parameter and buffer is finite before the first step."""
+    """Verify every parameter and buffer is finite before the first step (and after a load)."""
+    init_std_ratio: float = 4.0
+    """Warn when a layer's weight std exceeds this multiple of the Kaiming std for its fan-in."""
     health_every: int = 100
     """Emit a health line (grad norm, clip rate, skips, scale, LR) every N steps; 0 = never."""
+
+    # -- adaptive clipping ------------------------------------------------------------------
+    zscore_threshold: float = 2.5
+    """``clip="zscore"``: clip norms above EMA mean + this many EMA stds (ZClip-style)."""
+    zscore_alpha: float = 0.97
+    """``clip="zscore"``: EMA decay of the norm's mean and variance."""
+    clip_warmup: int = 25
+    """Adaptive modes: steps of plain ``max_norm`` clipping before their statistics are used."""
+    percentile: float = 90.0
+    """``clip="percentile"``: clip at this percentile of recent norms (AutoClip)."""
+    percentile_window: int = 500
+    """``clip="percentile"``: how many recent norms the percentile is taken over."""
+    agc_clip: float = 0.01
+    """``clip="agc"``: max ratio ‖grad‖/‖weight‖ per unit (Brock et al. 2021, NFNets)."""
+
+    # -- spikes and the policy ladder -------------------------------------------------------
+    spike_metric: SpikeMetric = "both"
+    """Which series are watched for spikes: loss, grad norm, or both."""
+    spike_z: float = 6.0
+    """Robust z-score (median/MAD over a delayed window) above which a value is a spike."""
+    spike_window: int = 100
+    """How many recent clean values form the spike baseline."""
+    spike_warmup: int = 20
+    """Clean values needed before spikes are flagged (early training drops fast)."""
+    spike_action: SpikeAction = "skip"
+    """First rung for an isolated spike: warn only, skip the update, or roll back at once."""
+    rollback_after: int = 3
+    """Roll back when this many bad steps (spikes or non-finite) fall within ``escalate_window``."""
+    escalate_window: int = 25
+    """Steps over which bad steps are counted for escalation to rollback."""
+    snapshot_every: int = 50
+    """Keep an in-memory (CPU) snapshot every K clean steps; 0 disables rollback."""
+    snapshots_kept: int = 2
+    """How many snapshots are kept (a repeated rollback goes one further back)."""
+    rollback_skip_batches: int = 10
+    """Batches dropped after a rollback (the data that led to the spike is not replayed)."""
+    max_rollbacks: int = 5
+    """Abort when another rollback would be needed after this many."""
+    lr_backoff_factor: float = 0.5
+    """LR multiplier applied when spikes recur within ``backoff_window`` steps of a rollback."""
+    lr_backoff_window: int = 200
+    """A rollback this close to the previous one backs the LR off."""
+    lr_rewarm_steps: int = 50
+    """After a back-off the LR ramps linearly from ~0 to its backed-off value over W steps."""
+    min_lr_scale: float = 1e-3
+    """Abort rather than back the LR off below this fraction of the schedule's LR."""
+
+    # -- AMP and distribution ---------------------------------------------------------------
+    scale_collapse: float = 1.0
+    """A GradScaler scale at or below this is a collapse (finding: switch to bf16)."""
+    grads_unscaled: bool = False
+    """GuardedOptimizer path: the framework already unscaled the grads (do not unscale again)."""
+    shard_grads: bool = False
+    """Grads are sharded across ranks (FSDP/ZeRO): all-reduce the norm. DDP grads are identical."""
 
     def __post_init__(self) -> None:
         if self.max_norm is not None and not self.max_norm > 0:
             raise ConfigError(f"guard.max_norm must be > 0 or None, got {self.max_norm!r}")
-        if self.max_consecutive_bad < 1:
+        _positive_ints = (
+            "max_consecutive_bad",
+            "rollback_after",
+            "escalate_window",
+            "snapshots_kept",
+            "max_rollbacks",
+            "spike_window",
+            "percentile_window",
+        )
+        for name in _positive_ints:
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"guard.{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("health_every", "snapshot_every", "rollback_skip_batches", "lr_rewarm_steps"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"guard.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.lr_backoff_factor <= 1.0:
             raise ConfigError(
-                f"guard.max_consecutive_bad must be >= 1, got {self.max_consecutive_bad!r}"
+                f"guard.lr_backoff_factor must be in (0, 1], got {self.lr_backoff_factor!r}"
             )
+        if not 0.0 < self.zscore_alpha < 1.0:
+            raise ConfigError(f"guard.zscore_alpha must be in (0, 1), got {self.zscore_alpha!r}")
+        if not 0.0 < self.percentile <= 100.0:
+            raise ConfigError(f"guard.percentile must be in (0, 100], got {self.percentile!r}")
+        _choices = {
+            "clip": ("none", "norm", "zscore", "percentile", "agc"),
+            "spike_action": ("warn", "skip", "rollback"),
+            "spike_metric": ("loss", "grad_norm", "both"),
+        }
+        for name, allowed in _choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"guard.{name} = {getattr(self, name)!r} is not one of {', '.join(allowed)}"
+                )
 
     @classmethod
     def preset(cls, name: Preset, **overrides: object) -> GuardConfig:
@@ -48,12 +144,32 @@ class GuardConfig:
         if name == "default":
             base: dict[str, object] = {}
         elif name == "conservative":
-            base = {"max_norm": 0.5, "max_consecutive_bad": 10}
+            base = {
+                "max_norm": 0.5,
+                "max_consecutive_bad": 10,
+                "spike_z": 5.0,
+                "rollback_after": 2,
+                "snapshot_every": 25,
+                "max_rollbacks": 3,
+                "lr_backoff_factor": 0.3,
+            }
         elif name == "off":
-            base = {"enabled": False, "clip": "none", "max_norm": None, "check_init": False}
+            base = {
+                "enabled": False,
+                "clip": "none",
+                "max_norm": None,
+                "check_init": False,
+                "snapshot_every": 0,
+            }
         else:
             raise ConfigError(
                 f"unknown guard preset {name!r}; allowed: 'default', 'conservative', 'off'"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown guard field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
             )
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]

@@ -1,14 +1,10 @@
 """The guard: the one place where backward → unscale → norm → checks → clip → step happens.
 
-MINIMAL VERSION (foundation issue): non-finite loss/grad skip, fixed max-norm clipping, consecutive
--bad-step abort, init check, run-log records. The guard issue grows this (spikes, rollback, LR
-back-off, adaptive clipping, AMP policy, on-device decisions) behind the same API.
-
 Hook timing, for a hand-written loop::
 
-    for batch in guard.batches(loader):
+    for batch in guard.batches(loader):            # drops the batches a rollback asked to skip
         loss = compute_loss(model, batch)
-        outcome = guard.step(loss)      # == guard.backward(loss); guard.optimizer_step()
+        outcome = guard.step(loss)                 # == guard.backward(loss); guard.optimizer_step()
 
 with gradient accumulation::
 
@@ -17,8 +13,24 @@ with gradient accumulation::
         if (i + 1) % accum == 0:
             guard.optimizer_step()
 
+Each optimizer step: unscale (GradScaler) → global grad norm in one fused pass (all-reduced for
+sharded grads) → non-finite / spike checks on the loss and norm (the very detector objects the
+doctor replays logs with) → the policy ladder (apply, warn, skip, roll back, back off the LR,
+abort; see ``policy.py``) → clip → inner step with the LR back-off factor → scheduler (only when
+applied) → zero_grad. Skips never touch the optimizer: its state (moments, step counts) and the
+parameters stay bitwise unchanged.
+
 Frameworks that own backward and the scaler (HF, Lightning, Accelerate) use ``guard.optimizer``,
-an optimizer wrapper whose ``step()`` runs the checks.
+a :class:`GuardedOptimizer` whose ``step()`` runs the same checks, clipping and policy. There the
+grads are already unscaled when ``step()`` runs (``GradScaler.step`` unscales first), the guard
+never steps a scheduler or the scaler, and a rollback restores model + optimizer (+ scaler when
+given) and then skips the next M *updates* (the framework owns the data loader and step counter).
+
+Host syncs: one packed read per optimizer step (loss, norm, scale), commented where it happens;
+the decisions need it. Distributed: the loss flags are reduced as int32 MAX and the loss as a
+finite SUM, so every rank sees the same numbers and takes the same decision. Under DDP a rank
+with a non-finite loss still runs backward (its NaN grads reach every rank through the
+all-reduce; skipping the backward would hang the others).
 """
 
 from __future__ import annotations
@@ -30,12 +42,22 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
+import torch.distributed as dist
 
 from stabletrain import measure
+from stabletrain.detectors.amp import LossScaleDetector
+from stabletrain.detectors.nonfinite import NonFiniteDetector
+from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.errors import TrainingAborted
+from stabletrain.guard import clipping
 from stabletrain.guard.config import GuardConfig
+from stabletrain.guard.health import Health
+from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
+from stabletrain.guard.policy import Bad, Decision, Policy
+from stabletrain.guard.report import abort_finding
+from stabletrain.guard.snapshots import SnapshotStore
 from stabletrain.logs.runlog import RunLog
-from stabletrain.records import Finding, StepRecord
+from stabletrain.records import ConfigFacts, Finding, StepRecord
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,7 +65,7 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class StepOutcome:
-    """What the guard did on one optimizer step."""
+    """What the guard did on one optimizer step (plain Python floats)."""
 
     step: int
     applied: bool
@@ -68,6 +90,17 @@ class StepOutcome:
         )
 
 
+def _json_safe(v: Any) -> Any:
+    """Event data is strict JSON: non-finite floats become "nan"/"inf" as in steps.jsonl."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 class Guard:
     """Protects every optimizer step of ``model`` trained by ``optimizer``."""
 
@@ -80,20 +113,50 @@ class Guard:
         config: GuardConfig | None = None,
         *,
         run_log: RunLog | None = None,
+        facts: ConfigFacts | None = None,
     ) -> None:
         self.model = model
         self.inner_optimizer = optimizer
         self.scaler = scaler
         self.scheduler = scheduler
-        self.config = config or GuardConfig()
+        self.config = cfg = config or GuardConfig()
         self.run_log = run_log
+        #: the run's config facts, so abort messages name the user's own keys
+        self.facts = facts or ConfigFacts()
         self.step_count = 0
-        self.consecutive_bad = 0
         self.total_skipped = 0
+        self.batches_seen = 0
+        self.dropped_batches: list[int] = []
         self.findings: list[Finding] = []
         self.last_outcome: StepOutcome | None = None
-        self._pending_bad_loss: float | None = None
+        self.loss_spikes = SpikeDetector(
+            "loss", z_threshold=cfg.spike_z, window=cfg.spike_window, warmup=cfg.spike_warmup
+        )
+        self.grad_spikes = SpikeDetector(
+            "grad_norm", z_threshold=cfg.spike_z, window=cfg.spike_window, warmup=cfg.spike_warmup
+        )
+        self.nonfinite = NonFiniteDetector()
+        self.loss_scale = LossScaleDetector(collapse_scale=cfg.scale_collapse)
+        self.clipper: clipping.ZScoreClipper | clipping.PercentileClipper | None = None
+        if cfg.clip == "zscore":
+            self.clipper = clipping.ZScoreClipper(
+                cfg.zscore_threshold, cfg.zscore_alpha, cfg.clip_warmup
+            )
+        elif cfg.clip == "percentile":
+            self.clipper = clipping.PercentileClipper(
+                cfg.percentile, cfg.percentile_window, cfg.clip_warmup
+            )
+        self.policy = Policy(cfg)
+        self.snapshots = SnapshotStore(cfg.snapshots_kept)
+        self.health = Health()
+        self._since_snapshot = 0
+        self._skip_pending = 0
+        self._in_batches = False
+        self._loss_acc: torch.Tensor | None = None
+        self._loss_bad = False
         self._checked = False
+        self._init_checked = False
+        self._last_lr: float | None = None
         self._wrapper: GuardedOptimizer | None = None
 
     # -- public API -----------------------------------------------------------------------------
@@ -104,23 +167,39 @@ class Guard:
             self._wrapper = GuardedOptimizer(self)
         return self._wrapper
 
+    @property
+    def consecutive_bad(self) -> int:
+        return self.policy.consecutive_bad
+
     def batches(self, loader: Iterable[T]) -> Iterator[T]:
-        """Yield the batches of ``loader`` (rollback-requested skips are dropped here)."""
-        yield from loader
+        """Yield the batches of ``loader``, dropping (and logging) those a rollback asked to skip."""
+        self._in_batches = True
+        try:
+            for batch in loader:
+                index = self.batches_seen
+                self.batches_seen += 1
+                if self._skip_pending > 0:
+                    self._skip_pending -= 1
+                    self.dropped_batches.append(index)
+                    self._event(
+                        "skip", f"batch {index} dropped after a rollback", "info",
+                        {"batch": index, "reason": "rollback"},
+                    )  # fmt: skip
+                    continue
+                yield batch
+        finally:
+            self._in_batches = False
 
     def check_model(self) -> list[Finding]:
-        """Verify every parameter and buffer is finite; raise TrainingAborted if not."""
-        bad = [
-            name
-            for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]
-            if t.is_floating_point() and not bool(torch.isfinite(t).all())  # host sync: once
-        ]
+        """Verify every parameter and buffer is finite (raise TrainingAborted if not); warn on
+        init scales known to explode (first call only). Returns the warnings found."""
         self._checked = True
+        bad = nonfinite_tensors(self.model)
         if bad:
             finding = Finding(
                 id="nonfinite-weights",
                 severity="error",
-                title=f"{len(bad)} parameter/buffer tensors hold NaN/inf before training",
+                title=f"{len(bad)} parameter/buffer tensors hold NaN/inf",
                 explanation="Non-finite weights make every loss NaN. Names: " + ", ".join(bad[:10]),
                 source="guard",
             )
@@ -131,27 +210,43 @@ class Guard:
                 [finding],
                 step=self.step_count,
             )
-        return []
+        if self._init_checked:
+            return []
+        self._init_checked = True
+        init = init_scale_finding(self.model, self.config.init_std_ratio)
+        if init is None:
+            return []
+        self.findings.append(init)
+        self._event("init-warning", init.title + ": " + init.explanation, "warning",
+                    {"layers": init.evidence["layers"]})  # fmt: skip
+        return [init]
+
+    def record_loss(self, loss: torch.Tensor | float) -> None:
+        """Tell the guard this step's loss when the framework runs backward (GuardedOptimizer path)."""
+        t = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        self._loss_acc = (
+            t if self._loss_acc is None else self._loss_acc + t.to(self._loss_acc.device)
+        )
 
     def backward(self, loss: torch.Tensor) -> bool:
-        """Backward of ``loss`` (scaled when a GradScaler is used). False (and no backward) if non-finite."""
-        if self.config.check_init and not self._checked:
+        """Backward of ``loss`` (scaled when a GradScaler is used). False (no backward) if non-finite."""
+        if self.config.enabled and self.config.check_init and not self._checked:
             self.check_model()
-        # host sync: one scalar read per micro-batch; the guard issue moves this on device
-        if self.config.enabled and self.config.skip_nonfinite and not bool(torch.isfinite(loss.detach())):
-            self._pending_bad_loss = float(loss.detach())
-            return False
-        if self._loss_value is None:
-            self._loss_value = 0.0
-        self._loss_value += float(loss.detach())
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        return True
-
-    _loss_value: float | None = None
+        cfg = self.config
+        self.record_loss(loss)
+        # host sync: one scalar per micro-batch, to avoid a useless (and NaN-spreading) backward
+        if cfg.enabled and cfg.skip_nonfinite and not bool(torch.isfinite(loss.detach())):
+            self._loss_bad = True
+            if not _distributed():
+                return False
+            # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
+        scaled = self.scaler.scale(loss) if self.scaler is not None else loss
+        scaled.backward()
+        return not self._loss_bad
 
     def optimizer_step(self) -> StepOutcome:
         """Unscale, measure, decide, clip, step (or skip), advance the scheduler, zero grads."""
-        outcome = self._check_and_step(call_inner=True, step_scheduler=True)
+        outcome = self._check_and_step(owns_loop=True)
         self.inner_optimizer.zero_grad(set_to_none=True)
         return outcome
 
@@ -161,117 +256,370 @@ class Guard:
         return self.optimizer_step()
 
     # -- the step -------------------------------------------------------------------------------
-    def _check_and_step(self, *, call_inner: bool, step_scheduler: bool) -> StepOutcome:
-        opt = self.inner_optimizer
+    def _check_and_step(self, *, owns_loop: bool) -> StepOutcome:
+        """``owns_loop``: Guard.optimizer_step (unscale + scaler + scheduler are ours) vs the
+        GuardedOptimizer path (the framework unscaled and owns scaler and scheduler)."""
+        cfg, opt = self.config, self.inner_optimizer
+        if cfg.enabled and cfg.check_init and not self._checked:
+            self.check_model()
+        scaler_on = self.scaler is not None and self.scaler.is_enabled()
+        if scaler_on and owns_loop and not cfg.grads_unscaled:
+            self.scaler.unscale_(opt)  # type: ignore[union-attr]
         params = [p for g in opt.param_groups for p in g["params"]]
-        if self.scaler is not None and self.scaler.is_enabled():
-            self.scaler.unscale_(opt)
         grads = measure.grads_of(params)
-        norm_t = measure.total_grad_norm(grads)
-        norm = float(norm_t)  # host sync: the minimal guard decides on the host
-        lr = float(opt.param_groups[0]["lr"])
-        scale = float(self.scaler.get_scale()) if self.scaler is not None and self.scaler.is_enabled() else None
-        action: str | None = None
-        clip_coef: float | None = 1.0
-        bad_loss = self._pending_bad_loss
-        loss_value = self._loss_value if bad_loss is None else bad_loss
-        self._pending_bad_loss = None
-        self._loss_value = None
+        norm_t = measure.total_grad_norm(grads, norm_type=cfg.norm_type)
+        if cfg.shard_grads:
+            norm_t = measure.reduce_norm_across_ranks(norm_t, norm_type=cfg.norm_type)
+        loss_v, norm_v, scale_v, loss_bad = self._read(norm_t, scaler_on)
+        lr_before = float(opt.param_groups[0]["lr"])
+        lr_factor = self.policy.lr_factor()
+        step = self.step_count
 
-        if self.config.enabled and bad_loss is not None:
-            action = "skip_nonfinite_loss"
-        elif self.config.enabled and self.config.skip_nonfinite and not math.isfinite(norm):
-            action = "skip_nonfinite_grad"
+        if not cfg.enabled:
+            return self._plain_step(grads, norm_t, norm_v, loss_v, scale_v, lr_before, owns_loop)
 
-        applied = action is None
-        if applied:
-            if self.config.clip == "norm" and self.config.max_norm is not None and grads:
-                coef = min(1.0, self.config.max_norm / (norm + 1e-6))
-                if coef < 1.0:
-                    torch._foreach_mul_(grads, coef)
-                clip_coef = coef
-            if call_inner:
-                if self.scaler is not None and self.scaler.is_enabled():
-                    self.scaler.step(opt)
-                    self.scaler.update()
-                    applied = self.scaler.get_scale() >= (scale or 0)  # backed off = skipped
-                else:
-                    opt.step()
-            if step_scheduler and self.scheduler is not None and applied:
-                self.scheduler.step()
-            self.consecutive_bad = 0
+        bad = self._classify(step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
+        if self._skip_pending > 0 and not self._in_batches and bad is None:
+            # a rollback asked to skip batches but the loop does not use guard.batches(): skip
+            # their updates instead (same effect on the weights)
+            self._skip_pending -= 1
+            bad_action: str | None = "skip_spike"
+            decision = Decision("skip", reason="batch skipped after a rollback")
         else:
-            clip_coef = None
-            if self.scaler is not None and self.scaler.is_enabled():
-                self.scaler.update()  # an inf was recorded by unscale_: backs the scale off
+            decision = self.policy.decide(
+                bad, can_rollback=cfg.snapshot_every > 0 and len(self.snapshots) > 0
+            )
+            bad_action = self._action_name(bad, loss_bad, norm_v)
+        verdict = decision.verdict
+        if verdict == "abort":
+            self._abort(decision, bad_action, step)
+
+        clip_coef: float | None = None
+        applied = verdict in ("apply", "warn")
+        if applied:
+            clip_coef = self._clip(grads, params, norm_t, norm_v)
+            self._inner_step(owns_loop, lr_factor)
+            if owns_loop and self.scheduler is not None:
+                self.scheduler.step()
+            if verdict == "apply" and self.clipper is not None:
+                self.clipper.observe(norm_v * (clip_coef or 1.0))
+            action = None
+        else:
             for g in grads:
                 g.zero_()
-            self.consecutive_bad += 1
+            if scaler_on and owns_loop:
+                self.scaler.update()  # type: ignore[union-attr]  # backs off if unscale_ saw inf
             self.total_skipped += 1
-            self._event(action or "skip", f"step {self.step_count} skipped: {action}", "warning")
-            if self.consecutive_bad >= self.config.max_consecutive_bad:
-                self._abort(action or "skip")
+            action = bad_action
+        if verdict == "warn":
+            self._event("spike", f"step {step}: {decision.reason} (warn only)", "warning",
+                        {"loss": loss_v, "grad_norm": norm_v})  # fmt: skip
+        elif verdict == "skip":
+            self._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
+                        {"loss": loss_v, "grad_norm": norm_v, "action": action})  # fmt: skip
+        elif verdict == "rollback":
+            action = "rollback"
+            self._rollback(step, decision, owns_loop)
 
+        lr = lr_before * lr_factor
         outcome = StepOutcome(
-            step=self.step_count,
+            step=step,
             applied=applied,
             action=action,
-            loss=loss_value,
-            grad_norm=norm if grads else None,
+            loss=loss_v,
+            grad_norm=norm_v if grads else None,
             clip_coef=clip_coef,
             lr=lr,
-            loss_scale=scale,
+            loss_scale=scale_v,
         )
+        self._after_step(outcome, verdict, loss_bad)
+        return outcome
+
+    def _read(
+        self, norm_t: torch.Tensor, scaler_on: bool
+    ) -> tuple[float | None, float, float | None, bool]:
+        """The step's numbers on the host: (loss, grad norm, loss scale, loss non-finite)."""
+        loss_t = self._loss_acc
+        loss_bad = self._loss_bad
+        self._loss_acc, self._loss_bad = None, False
+        dev = norm_t.device
+        has_loss = loss_t is not None
+        lt = loss_t.to(dev) if loss_t is not None else torch.zeros((), device=dev)
+        if _distributed():
+            # ints for the flags (NCCL cannot reduce bool; NaN floats would poison a SUM)
+            flag = torch.tensor([int(loss_bad), int(has_loss)], dtype=torch.int32, device=dev)
+            flag = measure.any_rank_flag(flag)
+            finite = torch.where(torch.isfinite(lt), lt, torch.zeros_like(lt))
+            dist.all_reduce(finite)
+            lt = finite / dist.get_world_size()
+            loss_bad, has_loss = bool(flag[0]), bool(flag[1])  # host sync: decision needs it
+        scale_t: torch.Tensor = torch.zeros((), device=dev)
+        if scaler_on and self.scaler is not None:
+            scale_t = self.scaler._get_scale_async() or scale_t
+        # host sync: the one packed read per step (loss, norm, scale) the decisions are made on
+        loss_v, norm_v, scale_v = torch.stack(
+            [lt.float(), norm_t.float(), scale_t.to(dev).float()]
+        ).tolist()
+        if loss_bad and has_loss and math.isfinite(loss_v):
+            loss_v = float("nan")  # the mean over ranks hid a rank's NaN: report it as such
+        return (loss_v if has_loss else None), norm_v, (scale_v if scaler_on else None), loss_bad
+
+    def _classify(
+        self, step: int, loss_v: float | None, norm_v: float, loss_bad: bool,
+        scaler_on: bool, has_grads: bool,
+    ) -> Bad | None:  # fmt: skip
+        cfg = self.config
+        if loss_bad and cfg.skip_nonfinite:
+            return "nonfinite"
+        grad_bad = has_grads and not math.isfinite(norm_v)
+        if grad_bad and cfg.skip_nonfinite:
+            # fp16: inf grads with a finite loss are the scaler's range probing, not divergence
+            return "overflow" if scaler_on else "nonfinite"
+        spike = False
+        rec = StepRecord(step=step, loss=loss_v, grad_norm=norm_v if has_grads else None)
+        if cfg.spike_metric in ("loss", "both") and self.loss_spikes.update(rec) is not None:
+            spike = True
+        if cfg.spike_metric in ("grad_norm", "both") and self.grad_spikes.update(rec) is not None:
+            spike = True
+        return "spike" if spike else None
+
+    @staticmethod
+    def _action_name(bad: object, loss_bad: bool, norm_v: float) -> str | None:
+        if bad is None:
+            return None
+        if bad == "spike":
+            return "skip_spike"
+        return "skip_nonfinite_loss" if loss_bad else "skip_nonfinite_grad"
+
+    def _clip(
+        self, grads: list[torch.Tensor], params: list[torch.nn.Parameter],
+        norm_t: torch.Tensor, norm_v: float,
+    ) -> float:  # fmt: skip
+        cfg = self.config
+        if cfg.clip == "agc":
+            clipping.agc_(params, cfg.agc_clip)
+            return 1.0
+        limit = cfg.max_norm if cfg.clip != "none" else None
+        if self.clipper is not None:
+            adaptive = self.clipper.max_norm(norm_v)
+            if adaptive is not None:
+                limit = adaptive if limit is None else min(limit, adaptive)
+        if limit is None or not grads:
+            return 1.0
+        coef = min(1.0, limit / (norm_v + clipping.ZERO_EPS))
+        if coef < 1.0:
+            torch._foreach_mul_(grads, coef)
+        return coef
+
+    def _inner_step(self, owns_loop: bool, lr_factor: float) -> None:
+        opt = self.inner_optimizer
+        saved = None
+        if lr_factor != 1.0:
+            # scale the LR around the step only: schedulers never see the guard's back-off
+            saved = [g["lr"] for g in opt.param_groups]
+            for g in opt.param_groups:
+                g["lr"] = g["lr"] * lr_factor
+        try:
+            if owns_loop and self.scaler is not None and self.scaler.is_enabled():
+                self.scaler.step(opt)
+                self.scaler.update()
+            else:
+                opt.step()
+        finally:
+            if saved is not None:
+                for g, lr in zip(opt.param_groups, saved, strict=True):
+                    g["lr"] = lr
+
+    def _plain_step(
+        self, grads: list[torch.Tensor], norm_t: torch.Tensor, norm_v: float,
+        loss_v: float | None, scale_v: float | None, lr: float, owns_loop: bool,
+    ) -> StepOutcome:  # fmt: skip
+        """``enabled=False``: clip at max_norm and step, nothing else (the scaler still skips infs)."""
+        coef = None
+        if self.config.max_norm is not None and self.config.clip != "none" and grads:
+            coef_t = clipping.clip_coef(norm_t, self.config.max_norm)
+            clipping.apply_coef_(grads, coef_t)
+            coef = min(1.0, self.config.max_norm / (norm_v + clipping.ZERO_EPS))
+        self._inner_step(owns_loop, 1.0)
+        if owns_loop and self.scheduler is not None:
+            self.scheduler.step()
+        outcome = StepOutcome(self.step_count, True, None, loss_v, norm_v, coef, lr, scale_v)
         self.last_outcome = outcome
         self.step_count += 1
         return outcome
 
-    def _event(self, event: str, message: str, severity: str) -> None:
-        log.warning(message) if severity != "info" else log.info(message)
-        if self.run_log is not None:
-            self.run_log.log_event(self.step_count, event, message, severity=severity)
+    # -- after the step ---------------------------------------------------------------------
+    def _after_step(self, outcome: StepOutcome, verdict: str, loss_bad: bool) -> None:
+        record = outcome.to_record()
+        self.nonfinite.update(record)
+        amp = self.loss_scale.update(record)
+        if amp is not None:
+            self.findings.append(amp)
+            self._event("loss-scale-collapse", amp.title, "error", dict(amp.evidence))
+        self.health.add(outcome)
+        self.last_outcome = outcome
+        if verdict != "rollback":
+            self.step_count += 1
+        self._log_lr(outcome.lr)
+        if verdict == "apply":
+            self._since_snapshot += 1
+            if (
+                self.config.snapshot_every > 0
+                and not self.policy.recent
+                and (len(self.snapshots) == 0 or self._since_snapshot >= self.config.snapshot_every)
+            ):
+                self.snapshots.take(
+                    self.step_count, self.model, self.inner_optimizer, self.scaler,
+                    self.scheduler, self._snapshot_state(),
+                )  # fmt: skip
+                self._since_snapshot = 0
+        he = self.config.health_every
+        if he and self.health.n >= he:
+            line, data = self.health.flush(self.step_count, self.policy)
+            log.info(line)
+            if self.run_log is not None:
+                self.run_log.log_event(self.step_count, "health", line, severity="info", data=data)
 
-    def _abort(self, action: str) -> None:
-        finding = Finding(
-            id="nonfinite-grad" if action == "skip_nonfinite_grad" else "nonfinite-loss",
-            severity="error",
-            title=f"{self.consecutive_bad} consecutive steps were skipped",
-            explanation=(
-                "Every recent step produced a non-finite loss or gradient; the weights are no "
-                "longer being updated. Lower the learning rate, enable gradient clipping, or "
-                "switch fp16 to bf16/fp32."
-            ),
-            steps=list(range(self.step_count - self.consecutive_bad + 1, self.step_count + 1)),
-            source="guard",
-        )
+    def _log_lr(self, lr: float | None) -> None:
+        prev, self._last_lr = self._last_lr, lr
+        if prev is None or lr is None:
+            return
+        if lr < 0.9 * prev:
+            self._event("lr-reduced", f"learning rate {prev:.4g} → {lr:.4g}", "info",
+                        {"old": prev, "new": lr})  # fmt: skip
+        elif lr > 1.5 * prev:
+            log.info("learning rate %.4g → %.4g", prev, lr)
+
+    def _snapshot_state(self) -> dict[str, Any]:
+        return {
+            "step_count": self.step_count,
+            "clipper": self.clipper.state_dict() if self.clipper is not None else None,
+        }
+
+    def _rollback(self, step: int, decision: Decision, owns_loop: bool) -> None:
+        # (the skip branch already called scaler.update(), resetting its per-step state, so the
+        # snapshot's scale can be loaded over it)
+        snap = self.snapshots.pick(back=1 if decision.backoff else 0)
+        assert snap is not None  # the policy rolls back only when a snapshot exists
+        self.snapshots.restore(
+            snap, self.model, self.inner_optimizer, self.scaler,
+            self.scheduler if owns_loop else None,
+        )  # fmt: skip
+        self.snapshots.drop_after(snap.step)
+        if self.clipper is not None and snap.guard.get("clipper") is not None:
+            self.clipper.load_state_dict(snap.guard["clipper"])
+        # our loop rewinds with the scheduler; a framework keeps its own step numbering
+        self.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
+        self._since_snapshot = 0
+        self._skip_pending = self.config.rollback_skip_batches
+        self._checked = False  # re-verify the restored weights before the next step
+        cfg = self.config
+        self._event(
+            "rollback",
+            f"step {step}: {decision.reason}; rolled back to the snapshot of step {snap.step} "
+            f"and skipping the next {cfg.rollback_skip_batches} batches",
+            "warning",
+            {"from_step": step, "to_step": snap.step, "skip_batches": cfg.rollback_skip_batches,
+             "rollbacks": self.policy.rollbacks},
+        )  # fmt: skip
+        if decision.backoff:
+            old = self.policy.lr_scale / cfg.lr_backoff_factor
+            self._event(
+                "lr-backoff",
+                f"spikes recur: LR scale {old:.3g} → {self.policy.lr_scale:.3g}, re-warming over "
+                f"{cfg.lr_rewarm_steps} steps",
+                "warning",
+                {"old": old, "new": self.policy.lr_scale, "rewarm_steps": cfg.lr_rewarm_steps},
+            )
+
+    def _event(
+        self, event: str, message: str, severity: str, data: dict[str, Any] | None = None
+    ) -> None:
+        if severity == "info":
+            log.info(message)
+        else:
+            log.warning(message)
+        if self.run_log is not None:
+            clean = {k: _json_safe(v) for k, v in (data or {}).items()}
+            self.run_log.log_event(self.step_count, event, message, severity=severity, data=clean)
+
+    def _abort(self, decision: Decision, action: str | None, step: int) -> None:
+        finding = abort_finding(self, decision.reason, action, step)
         self.findings.append(finding)
-        self._event("abort", finding.title, "error")
+        self._event("abort", finding.title, "error", {"reason": decision.reason})
         raise TrainingAborted(
-            f"stabletrain guard aborted at step {self.step_count}: {finding.title}. "
-            f"{finding.explanation}",
+            f"stabletrain guard aborted at step {step}: {finding.title}. {finding.explanation} "
+            "What to change: " + "; ".join(f.description for f in finding.fixes),
             [finding],
-            step=self.step_count,
+            step=step,
         )
+
+    # -- run level ----------------------------------------------------------------------------
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        """The run-level findings of the guard's own detectors (spikes, non-finite, AMP)."""
+        facts = facts or self.facts
+        out: list[Finding] = []
+        for det in (self.nonfinite, self.loss_scale, self.loss_spikes, self.grad_spikes):
+            for f in det.finish(facts):
+                f.source = "guard"
+                out.append(f)
+        return out
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume the guard exactly (snapshots included, on CPU)."""
         return {
             "step_count": self.step_count,
-            "consecutive_bad": self.consecutive_bad,
+            "consecutive_bad": self.policy.consecutive_bad,
             "total_skipped": self.total_skipped,
+            "batches_seen": self.batches_seen,
+            "dropped_batches": list(self.dropped_batches),
+            "skip_pending": self._skip_pending,
+            "since_snapshot": self._since_snapshot,
+            "last_lr": self._last_lr,
+            "policy": self.policy.state_dict(),
+            "clipper": self.clipper.state_dict() if self.clipper is not None else None,
+            "detectors": {
+                "loss_spikes": self.loss_spikes.state_dict(),
+                "grad_spikes": self.grad_spikes.state_dict(),
+                "nonfinite": self.nonfinite.state_dict(),
+                "loss_scale": self.loss_scale.state_dict(),
+            },
+            "health": self.health.state_dict(),
+            "snapshots": self.snapshots.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = int(state["step_count"])
-        self.consecutive_bad = int(state["consecutive_bad"])
         self.total_skipped = int(state["total_skipped"])
+        if "policy" in state:
+            self.policy.load_state_dict(state["policy"])
+        else:  # a state from the minimal guard
+            self.policy.consecutive_bad = int(state.get("consecutive_bad", 0))
+        self.batches_seen = int(state.get("batches_seen", 0))
+        self.dropped_batches = [int(b) for b in state.get("dropped_batches", [])]
+        self._skip_pending = int(state.get("skip_pending", 0))
+        self._since_snapshot = int(state.get("since_snapshot", 0))
+        self._last_lr = state.get("last_lr")
+        if self.clipper is not None and state.get("clipper") is not None:
+            self.clipper.load_state_dict(state["clipper"])
+        dets = state.get("detectors", {})
+        for name in ("loss_spikes", "grad_spikes", "nonfinite", "loss_scale"):
+            if name in dets:
+                getattr(self, name).load_state_dict(dets[name])
+        if "health" in state:
+            self.health.load_state_dict(state["health"])
+        if "snapshots" in state:
+            self.snapshots.load_state_dict(state["snapshots"])
+        self._checked = False  # verify the loaded weights are finite before the next step
 
 
 class GuardedOptimizer(torch.optim.Optimizer):
     """The guard as an optimizer: ``step()`` measures, decides, clips, then steps or skips.
 
     For frameworks that run backward and unscaling themselves. It does not advance any scheduler
-    (the framework does); ``step_was_skipped`` tells the framework whether it should.
+    (the framework does); ``step_was_skipped`` tells the framework whether it should. Call
+    ``guard.record_loss(loss)`` each step to enable loss-spike detection on this path.
     """
 
     def __init__(self, guard: Guard) -> None:  # deliberately no super().__init__: a thin proxy
@@ -296,7 +644,9 @@ class GuardedOptimizer(torch.optim.Optimizer):
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = closure() if closure is not None else None
-        outcome = self._guard._check_and_step(call_inner=True, step_scheduler=False)
+        if loss is not None:
+            self._guard.record_loss(loss)  # type: ignore[arg-type]
+        outcome = self._guard._check_and_step(owns_loop=False)
         self.step_was_skipped = not outcome.applied
         return loss
 

@@ -1,0 +1,65 @@
+"""The abort diagnosis: what happened, and what to change, as a Finding.
+
+Built from the guard's own counters (never a division by an empty count) and the fixes the
+detectors already know, written in the user's keys when the guard was given ConfigFacts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from stabletrain.detectors.amp import amp_fixes
+from stabletrain.detectors.spikes import lower_lr_fix, spike_fixes
+from stabletrain.records import Finding, Fix
+
+if TYPE_CHECKING:
+    from stabletrain.guard.guard import Guard
+
+
+def abort_finding(guard: Guard, reason: str, action: str | None, step: int) -> Finding:
+    """The Finding a TrainingAborted carries: cause, evidence, concrete fixes."""
+    facts = guard.facts
+    pol = guard.policy
+    if action == "skip_nonfinite_loss":
+        fid, what = "nonfinite-loss", "the loss is NaN/inf"
+    elif action == "skip_nonfinite_grad":
+        fid, what = "nonfinite-grad", "the gradients are NaN/inf"
+    elif guard.loss_scale.collapse_steps or "overflow" in reason:
+        fid, what = "loss-scale-collapse", "fp16 overflows on every step"
+    else:
+        fid, what = "loss-spike", "the loss/grad norm keeps spiking"
+    last = guard.last_outcome
+    evidence = {
+        "step": step,
+        "reason": reason,
+        "consecutive_bad": pol.consecutive_bad,
+        "rollbacks": pol.rollbacks,
+        "lr_scale": pol.lr_scale,
+        "total_skipped": guard.total_skipped,
+        "last_applied_loss": last.loss if last is not None and last.applied else None,
+    }
+    if fid == "loss-scale-collapse":
+        fixes = amp_fixes(facts, collapse=True)
+    elif fid == "loss-spike":
+        fixes = spike_fixes(facts)
+    else:
+        fixes = [lower_lr_fix(facts, 3.0)]
+        if guard.config.max_norm is None or guard.config.clip == "none":
+            fixes.append(Fix("Clip gradients at norm 1.0.", {facts.key("max_grad_norm"): 1.0}))
+        fixes.append(
+            Fix("Check the input pipeline for NaN/inf batches (and log(0), x/0 in the loss).")
+        )
+    return Finding(
+        id=fid,
+        severity="error",
+        title=f"training aborted: {what} ({reason})",
+        explanation=(
+            f"The guard skipped {guard.total_skipped} step(s) and rolled back {pol.rollbacks} "
+            f"time(s); the LR is at {pol.lr_scale:.3g}x its schedule. Continuing would only "
+            "burn compute on a diverged model."
+        ),
+        steps=[step],
+        evidence=evidence,
+        fixes=fixes,
+        source="guard",
+    )

@@ -1,0 +1,105 @@
+"""Tiny real models and data for the guard tests: Linear(32, 2), a 3-conv CNN, a 2-layer GPT."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def linear_data(n: int = 4096, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 32, generator=g)
+    return x, (x[:, 0] + x[:, 1] > 0).long()
+
+
+class CNN(nn.Module):
+    """3 conv + linear head on 1x8x8 inputs (the seeds' digits shape)."""
+
+    def __init__(self, init_std: float | None = None) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2),
+        )  # fmt: skip
+        if init_std is not None:
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.normal_(m.weight, std=init_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x)
+
+
+def cnn_data(n: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    return x, (x[:, :, :4].mean(dim=(1, 2, 3)) > 0).long()
+
+
+def tiny_gpt() -> nn.Module:
+    from stabletrain.train.config import GPTSection
+    from stabletrain.train.models import GPT
+
+    return GPT(GPTSection(n_layer=2, n_head=2, n_embd=32), vocab_size=16, block_size=16)
+
+
+def gpt_batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(i)
+    start = torch.randint(0, 16, (8, 1), generator=g)
+    seq = (start + torch.arange(17)) % 16  # learnable: next token = previous + 1
+    return seq[:, :-1], seq[:, 1:]
+
+
+def gpt_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    logits = model(x)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def snapshot_state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Deep copy of model + optimizer state for bitwise comparisons."""
+    from stabletrain.guard.snapshots import to_cpu
+
+    return {"model": to_cpu(model.state_dict()), "opt": to_cpu(opt.state_dict())}
+
+
+def same(a: Any, b: Any) -> bool:
+    """Bitwise equality of nested states (tensors compared with torch.equal, NaN == NaN)."""
+    if isinstance(a, torch.Tensor):
+        return (
+            isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
+            and torch.equal(a.isnan(), b.isnan())
+        )
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+@pytest.fixture
+def h() -> SimpleNamespace:
+    """The helpers above, as ``h.linear_data()`` etc. (test modules cannot import conftest)."""
+    return SimpleNamespace(
+        linear_data=linear_data,
+        cnn_data=cnn_data,
+        CNN=CNN,
+        tiny_gpt=tiny_gpt,
+        gpt_batch=gpt_batch,
+        gpt_loss=gpt_loss,
+        snapshot_state=snapshot_state,
+        same=same,
+    )
