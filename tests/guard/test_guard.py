@@ -241,7 +241,7 @@ def test_bad_init_warns_and_nonfinite_weights_abort(h: SimpleNamespace, tmp_path
     (f,) = [f for f in guard.findings if f.id == "init-scale"]
     layers = [entry["layer"] for entry in f.evidence["layers"]]
     assert "convs.2" in layers and "convs.4" in layers
-    assert [e["event"] for e in _events(tmp_path)][0] == "init-warning"
+    assert next(e["event"] for e in _events(tmp_path)) == "init-warning"
     good = h.CNN()
     assert Guard(good, torch.optim.SGD(good.parameters(), lr=0.1)).check_model() == []
     with torch.no_grad():

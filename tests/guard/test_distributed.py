@@ -1,0 +1,71 @@
+"""Two CPU ranks (gloo, DDP): only rank 1 sees a NaN batch; both skip the same step, none hangs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import torch, torch.distributed as dist, torch.nn.functional as F
+    from stabletrain.guard.guard import Guard
+
+    rank, init, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(32, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    guard = Guard(model, opt)
+    g = torch.Generator().manual_seed(rank)
+    results = []
+    for i in range(12):
+        x = torch.randn(16, 32, generator=g)
+        if i == 7 and rank == 1:
+            x[0, 0] = float("nan")  # only this rank's pipeline delivers a bad sample
+        o = guard.step(F.cross_entropy(model(x), (x[:, 0] > 0).long()))
+        results.append([o.step, o.applied, o.action])
+    w = [p.detach().clone() for p in model.parameters()]
+    dist.all_reduce(w[0], op=dist.ReduceOp.MAX)
+    results.append(bool(torch.equal(w[0], model.module.weight.detach())))
+    json.dump(results, open(out, "w"))
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.dist
+def test_only_rank1_nan_both_skip_same_step(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    init = f"file://{tmp_path / 'rendezvous'}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), init, str(tmp_path / f"r{r}.json")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for r in (0, 1)
+    ]
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=60)  # a hang fails here instead of blocking the suite
+            assert p.returncode == 0, out.decode()[-2000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    r0, r1 = (json.loads((tmp_path / f"r{r}.json").read_text()) for r in (0, 1))
+    assert r0[:-1] == r1[:-1]  # same step numbers, same decisions on both ranks
+    assert r0[7] == [7, False, "skip_nonfinite_loss"]
+    assert all(applied for _, applied, _ in r0[:7] + r0[8:-1])
+    assert r0[-1] and r1[-1]  # replicas still identical

@@ -1,0 +1,49 @@
+"""The policy ladder on scripted bad-step sequences."""
+
+from __future__ import annotations
+
+from stabletrain.guard.config import GuardConfig
+from stabletrain.guard.policy import Policy
+
+
+def test_ladder_skip_then_rollback_then_backoff_then_abort() -> None:
+    p = Policy(GuardConfig(rollback_after=2, escalate_window=10, max_rollbacks=2,
+                           lr_backoff_window=50, lr_rewarm_steps=4))  # fmt: skip
+    assert p.decide("spike", can_rollback=True).verdict == "skip"
+    d = p.decide("spike", can_rollback=True)
+    assert d.verdict == "rollback" and not d.backoff
+    assert p.decide(None, can_rollback=True).verdict == "apply"
+    p.decide("nonfinite", can_rollback=True)
+    d = p.decide("nonfinite", can_rollback=True)
+    assert d.verdict == "rollback" and d.backoff and p.lr_scale == 0.5
+    assert [round(p.lr_factor(), 3)] == [0.125]  # re-warm: 1/4 of 0.5x
+    for _ in range(4):
+        p.decide(None, can_rollback=True)
+    assert p.lr_factor() == 0.5
+    p.decide("spike", can_rollback=True)
+    d = p.decide("spike", can_rollback=True)
+    assert d.verdict == "abort" and "2 rollbacks" in d.reason
+
+
+def test_overflow_never_escalates_but_counts_for_abort() -> None:
+    p = Policy(GuardConfig(rollback_after=2, max_consecutive_bad=4))
+    verdicts = [p.decide("overflow", can_rollback=True).verdict for _ in range(4)]
+    assert verdicts == ["skip", "skip", "skip", "abort"]
+
+
+def test_without_snapshots_recurring_spikes_back_off_the_lr() -> None:
+    p = Policy(GuardConfig(rollback_after=2))
+    p.decide("spike", can_rollback=False)
+    d = p.decide("spike", can_rollback=False)
+    assert d.verdict == "skip" and d.backoff and p.lr_scale == 0.5
+
+
+def test_state_round_trip() -> None:
+    cfg = GuardConfig(rollback_after=2)
+    a = Policy(cfg)
+    for bad in ["spike", None, "spike", "nonfinite"]:
+        a.decide(bad, can_rollback=True)  # type: ignore[arg-type]
+    b = Policy(cfg)
+    b.load_state_dict(a.state_dict())
+    assert b.state_dict() == a.state_dict()
+    assert a.decide("spike", can_rollback=True) == b.decide("spike", can_rollback=True)
