@@ -14,6 +14,13 @@ the LR cut came 14 epochs late). Without ``--config`` the log's own settings (a 
 config.yaml, trainer_state arguments) are linted too, but a config-only finding is kept only when
 the log confirms it — a clean run gets no warnings from settings that did it no harm.
 
+Loss-scale evidence the log *states* (:func:`scale_findings`): DeepSpeed ``OVERFLOW! ... reducing
+to`` events, and train records whose loss scale dropped (a scaler lowers it only on overflow). Rule: an overflow after the
+scaler's start-up search (absolute step > ``SETTLE_STEP``) is ``fp16-overflow``; the scale falling
+≥ ``COLLAPSE_FACTOR``× within ``COLLAPSE_WINDOW`` steps (the scaler backing off on nearly every
+step), or to ≤ 1, is ``loss-scale-collapse``. Only added when the detectors did not report the id
+(the AMP detector treats its first records as start-up, which hides overflows in an excerpt).
+
 Implements the diagnoses of the seed postmortems (shared/seeds/000-004).
 """
 
@@ -23,7 +30,9 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
+from stabletrain.detectors.amp import amp_fixes
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, Severity, StepRecord
 from stabletrain.report import chain
 from stabletrain.report.fmt import where
@@ -68,6 +77,7 @@ def diagnose(
         facts = read_config(config).merged(run.facts)
         config_name = str(config)
     log_findings = detect(run.records, run.raw, facts)
+    log_findings += scale_findings(run.events, run.records, facts, {f.id for f in log_findings})
     config_findings = _lint(facts) if facts.facts else []
     train_steps = [r.step for r in run.records if r.kind == "train"]
     span = (min(train_steps), max(train_steps)) if train_steps else None
@@ -196,3 +206,95 @@ def _dedupe(fixes: list[Fix]) -> list[Fix]:
             seen.add(key)
             out.append(fx)
     return out
+
+
+#: overflows up to this absolute step are the scaler's start-up search (it begins at 2**16)
+SETTLE_STEP = 20
+#: the scale falling this much within COLLAPSE_WINDOW steps = overflow on nearly every step
+COLLAPSE_FACTOR = 16.0
+COLLAPSE_WINDOW = 10
+
+
+def scale_findings(
+    events: Iterable[dict[str, Any]],
+    records: Iterable[StepRecord],
+    facts: ConfigFacts | None,
+    seen_ids: set[str] | frozenset[str] = frozenset(),
+) -> list[Finding]:
+    """fp16-overflow / loss-scale-collapse from what the log states: overflow events (DeepSpeed
+    ``reducing to`` lines, stabletrain skip events with reason fp16-overflow) and train records
+    whose loss scale dropped. See the module docstring for the rule."""
+    drops: dict[int, tuple[float, float]] = {}  # step -> (scale before, scale after)
+    for ev in events:
+        data = ev.get("data") or {}
+        step = ev.get("step")
+        if data.get("reason") != "fp16-overflow" or not isinstance(step, int):
+            continue
+        old, new = data.get("attempted_scale"), data.get("new_scale")
+        if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+            drops[step] = (float(old), float(new))
+    prev: float | None = None
+    for r in records:
+        if r.kind != "train" or r.loss_scale is None:
+            continue
+        # a scaler lowers its scale only on overflow: any drop between records is one
+        if prev is not None and r.loss_scale < prev and r.step not in drops:
+            drops[r.step] = (prev, r.loss_scale)
+        prev = r.loss_scale
+    late = sorted(s for s in drops if s > SETTLE_STEP)
+    if not late:
+        return []
+    facts = facts or ConfigFacts()
+    out: list[Finding] = []
+    collapse = _collapse_steps(late, drops)
+    evidence: dict[str, Any] = {
+        "overflow_steps": len(late),
+        "scales": [drops[s][1] for s in late],
+        "first_scale": drops[late[0]][0],
+        "min_scale": min(drops[s][1] for s in late),
+    }
+    if collapse and "loss-scale-collapse" not in seen_ids:
+        out.append(
+            Finding(
+                id="loss-scale-collapse",
+                severity="error",
+                title=f"fp16 loss scale collapsed {evidence['first_scale']:g} → "
+                f"{evidence['min_scale']:g} in {len(collapse)} overflow steps: switch to bf16",
+                explanation=(
+                    "The log shows the scaler backing off on nearly every step: fp16's range is "
+                    "too small for these gradients, steps are skipped and the run stops learning "
+                    "(DeepSpeed then exits at its minimum scale). bf16 needs no loss scaling."
+                ),
+                steps=collapse,
+                evidence=evidence,
+                fixes=amp_fixes(facts, collapse=True),
+            )
+        )
+    if "fp16-overflow" not in seen_ids:
+        out.append(
+            Finding(
+                id="fp16-overflow",
+                severity="warning",
+                title=f"{len(late)} fp16 overflow step(s) skipped by the loss scaler",
+                explanation=(
+                    "Each overflow skips the step and halves the loss scale; past the scaler's "
+                    "start-up they mean the gradients overflow fp16."
+                ),
+                steps=late,
+                evidence=evidence,
+                fixes=amp_fixes(facts, collapse=False),
+            )
+        )
+    return out
+
+
+def _collapse_steps(late: list[int], drops: dict[int, tuple[float, float]]) -> list[int]:
+    """Overflow steps inside a window where the scale fell ≥ COLLAPSE_FACTOR× (or to ≤ 1)."""
+    hit: set[int] = set()
+    for i, start in enumerate(late):
+        top = drops[start][0]
+        window = [s for s in late[i:] if s - start < COLLAPSE_WINDOW]
+        bottom = min(drops[s][1] for s in window)
+        if bottom <= 1.0 or (bottom > 0 and top / bottom >= COLLAPSE_FACTOR):
+            hit.update(window)
+    return sorted(hit)
