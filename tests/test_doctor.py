@@ -96,11 +96,6 @@ def test_seed002_inf_grads_no_clipping_fp16(seeds: dict[str, Report]) -> None:
     assert r.worst_severity == "error"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="detectors/trends.py infers C from the median of the first 5 losses; a per-epoch "
-    "log that explodes in epoch 1 (2.30 → 4.8 → 17) hides ln(10); reported to the detectors owner",
-)
 def test_seed002_accuracy_at_chance(seeds: dict[str, Report]) -> None:
     assert "chance-level" in _by_id(seeds["seed002"])
 

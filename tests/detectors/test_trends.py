@@ -157,3 +157,18 @@ def test_chance_near_miss_inferred_classes_but_loss_far_above_start() -> None:
     ]
     ids = [f.id for f in replay(recs, None, [LossTrendDetector()])]
     assert ids == ["loss-divergence"]
+
+
+def test_chance_inferred_from_first_loss_of_an_early_explosion() -> None:
+    # per-epoch log exploding from ln(10) at once, accuracy 10 %: the median of the first 5 (17.0)
+    # hides ln 10
+    losses = [2.303, 4.8, 17.0, 17.6, 17.2, 17.5, 17.4, 17.6]
+    recs = [StepRecord(step=i, epoch=i, loss=v, accuracy=0.1) for i, v in enumerate(losses)]
+    found = {f.id: f for f in replay(recs, None, [LossTrendDetector()])}
+    assert "chance-level" in found
+
+
+def test_chance_near_miss_first_loss_not_ln_c() -> None:
+    losses = [3.0, 4.8, 17.0, 17.6, 17.2, 17.5, 17.4, 17.6]  # 3.0: e^3 ≈ 20.1, not an integer C
+    recs = [StepRecord(step=i, epoch=i, loss=v, accuracy=0.1) for i, v in enumerate(losses)]
+    assert "chance-level" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}

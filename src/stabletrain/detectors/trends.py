@@ -9,7 +9,8 @@
 - ``chance-level`` (seed 002: "accuracy 10.07 % = random guessing on 10 classes", loss 17.6 from a
   start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
   from ``facts["num_classes"]`` or is inferred from an initial loss ≈ ln(C) (cross-entropy of a
-  uniform guess). Limits: the inference assumes cross-entropy; inference needs C ≥ 3 and an initial loss
+  uniform guess), read from the first finite logged loss (not a median of the first few: an early
+explosion would hide it). Limits: the inference assumes cross-entropy; inference needs C ≥ 3 and an initial loss
   within 3 % of ln(C), and the loss-only rule then needs the loss to stay ≥ 0.9·ln(C) throughout.
 """
 
@@ -242,7 +243,9 @@ class LossTrendDetector:
         if isinstance(c, int) and not isinstance(c, bool) and c >= 2:
             return c, "config"
         if self.first_losses:
-            l0 = median(self.first_losses)
+            # the FIRST loss: a run that explodes in its first log lines (seed 002, per-epoch
+            # 2.30 → 4.8 → 17) hides ln(C) from any median of the opening losses
+            l0 = self.first_losses[0]
             if math.log(2) * 0.95 <= l0 <= math.log(1e6):
                 guess = round(math.exp(l0))
                 # C ≥ 3: a start near ln 2 ≈ 0.69 is too common a coincidence (BCE, MSE...).
