@@ -42,3 +42,15 @@ def test_state_dict_round_trip() -> None:
         a.update(r)
         b.update(r)
     assert [f.to_json() for f in a.finish(None)] == [f.to_json() for f in b.finish(None)]
+
+
+def test_near_miss_millisecond_steps_under_cpu_contention() -> None:
+    # a 2 ms CPU step slowed 10x by another process: 20 ms is host jitter, not a regression
+    times = [0.002] * 200 + [0.02] * 100
+    assert replay(_run(times), None, [SlowStepsDetector()]) == []
+
+
+def test_slowdown_just_past_the_floor_is_reported() -> None:
+    times = [0.015] * 200 + [0.06] * 100  # 4x, and the slow steps take 60 ms
+    [f] = replay(_run(times), None, [SlowStepsDetector()])
+    assert f.epochs == [4, 5]

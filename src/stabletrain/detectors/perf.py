@@ -8,7 +8,10 @@ Durations come from ``step_time`` or, when absent, from ``wall_time`` deltas div
 delta (logging every N steps). They are summarised per epoch (or per step block) with a log
 histogram. Rule: baseline = lower quartile of the per-bin medians; a bin (other than the first,
 which includes compilation and cache warm-up) whose median is ≥ ``factor`` (3×) the baseline is a
-regression. Single slow steps (eval pauses, checkpoint saves) do not move a bin's median.
+regression. Single slow steps (eval pauses, checkpoint saves) do not move a bin's median. A slow
+bin's median must also be ≥ ``min_seconds`` (50 ms): millisecond steps (tiny models, CPU tests)
+are dominated by host jitter — another process on the cores reads as a 3-100× "slowdown" — so a
+regression that small is noise, not a training problem.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ class SlowStepsDetector:
 
     ids: tuple[str, ...] = ("slow-steps",)
 
-    def __init__(self, factor: float = 3.0, min_bins: int = 3) -> None:
+    def __init__(self, factor: float = 3.0, min_bins: int = 3, min_seconds: float = 0.05) -> None:
         self.factor = factor
+        self.min_seconds = min_seconds
         self.min_bins = min_bins
         self.bins = Bins()
         self._prev: tuple[int, float] | None = None
@@ -52,7 +56,9 @@ class SlowStepsDetector:
         if base <= 0:
             return []
         slow = [
-            (b, m) for b, m in zip(ordered[1:], meds[1:], strict=True) if m >= self.factor * base
+            (b, m)
+            for b, m in zip(ordered[1:], meds[1:], strict=True)
+            if m >= self.factor * base and m >= self.min_seconds
         ]
         if not slow:
             return []
