@@ -297,3 +297,12 @@ def test_state_dict_round_trip(h: SimpleNamespace) -> None:
         a = guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
         b = guard2.step(F.cross_entropy(model2(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
         assert a == b
+
+
+def test_healthy_run_has_no_false_alarms(h: SimpleNamespace) -> None:
+    # early training: the grad norm climbs steadily (here 0.5 → 2.5) and must not trigger the ladder
+    model = h.tiny_gpt()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    guard = Guard(model, opt)
+    actions = [guard.step(h.gpt_loss(model, h.gpt_batch(i % 4))).action for i in range(80)]
+    assert actions == [None] * 80

@@ -99,6 +99,11 @@ class SpikeDetector:
             return False, 0.0
         med, std = stats
         z = (value - med) / std
+        if z > self.z_threshold and self._stale:
+            # a candidate spike: confirm against fresh statistics (the cache may lag a trend)
+            self._stats, self._stale = robust_stats(list(self._baseline)), 0
+            med, std = self._stats
+            z = (value - med) / std
         return z > self.z_threshold and value > med * self.min_ratio, z
 
     def update(self, record: StepRecord) -> Finding | None:

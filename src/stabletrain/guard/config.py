@@ -62,8 +62,10 @@ class GuardConfig:
     """``clip="agc"``: max ratio ‖grad‖/‖weight‖ per unit (Brock et al. 2021, NFNets)."""
 
     # -- spikes and the policy ladder -------------------------------------------------------
-    spike_metric: SpikeMetric = "both"
-    """Which series are watched for spikes: loss, grad norm, or both."""
+    spike_metric: SpikeMetric = "loss"
+    """Which series the ladder acts on: loss, grad norm, or both. Grad-norm spikes are always
+    detected and reported, but by default not acted on: clipping already bounds their update, and
+    grad norms legitimately climb early in training."""
     spike_z: float = 6.0
     """Robust z-score (median/MAD over a delayed window) above which a value is a spike."""
     spike_window: int = 100

@@ -379,7 +379,8 @@ class Guard:
         rec = StepRecord(step=step, loss=loss_v, grad_norm=norm_v if has_grads else None)
         if cfg.spike_metric in ("loss", "both") and self.loss_spikes.update(rec) is not None:
             spike = True
-        if cfg.spike_metric in ("grad_norm", "both") and self.grad_spikes.update(rec) is not None:
+        grad_spike = self.grad_spikes.update(rec) is not None  # always fed: reported by finish()
+        if cfg.spike_metric in ("grad_norm", "both") and grad_spike:
             spike = True
         return "spike" if spike else None
 
@@ -494,6 +495,8 @@ class Guard:
         return {
             "step_count": self.step_count,
             "clipper": self.clipper.state_dict() if self.clipper is not None else None,
+            "loss_spikes": self.loss_spikes.state_dict(),
+            "grad_spikes": self.grad_spikes.state_dict(),
         }
 
     def _rollback(self, step: int, decision: Decision, owns_loop: bool) -> None:
@@ -508,6 +511,13 @@ class Guard:
         self.snapshots.drop_after(snap.step)
         if self.clipper is not None and snap.guard.get("clipper") is not None:
             self.clipper.load_state_dict(snap.guard["clipper"])
+        for name in ("loss_spikes", "grad_spikes"):
+            # the restored weights are judged against the baseline of their own time (a later,
+            # lower loss baseline would flag them as a spike); the spike history is kept
+            det: SpikeDetector = getattr(self, name)
+            episodes = det.episodes
+            det.load_state_dict(snap.guard[name])
+            det.episodes = episodes
         # our loop rewinds with the scheduler; a framework keeps its own step numbering
         self.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
         self._since_snapshot = 0
