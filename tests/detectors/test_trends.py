@@ -172,3 +172,17 @@ def test_chance_near_miss_first_loss_not_ln_c() -> None:
     losses = [3.0, 4.8, 17.0, 17.6, 17.2, 17.5, 17.4, 17.6]  # 3.0: e^3 ≈ 20.1, not an integer C
     recs = [StepRecord(step=i, epoch=i, loss=v, accuracy=0.1) for i, v in enumerate(losses)]
     assert "chance-level" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}
+
+
+def test_grad_growth_near_miss_sparse_excerpt_blocks() -> None:
+    # bigscience-tr8b-like excerpt: one or two lines per block, one repeated huge norm at the end
+    norms = {6502: 3259.0, 8600: 3011.0, 12000: 61093.0, 14000: 2570.0, 16800: 181553.0}
+    recs = [StepRecord(step=s, grad_norm=g) for s, g in norms.items()]
+    recs += [StepRecord(step=17060 + i, grad_norm=464441.887) for i in range(6)]
+    assert replay(recs, None, [GradNormGrowthDetector()]) == []
+
+
+def test_grad_growth_sustained_over_full_blocks() -> None:
+    recs = [StepRecord(step=s, epoch=s // 10, grad_norm=1.05**s) for s in range(60)]
+    [f] = replay(recs, None, [GradNormGrowthDetector()])
+    assert f.id == "grad-norm-growth"

@@ -2,7 +2,8 @@
 
 - ``grad-norm-growth`` (seed 003: "epoch 0 mostly < 2, epochs 1-2 reaching 5-7, 3-4 reaching
   12-16"): the per-epoch 90th-percentile grad norm of the last third of the run is ≥ 3× that of the
-  first third and rises with a rank correlation ≥ 0.6. A healthy run's norm falls or stays flat.
+  first third and rises with a rank correlation ≥ 0.6, over ≥ 3 bins of ≥ 3 grad norms each (a
+  few pasted lines per block are outliers, not a trend). A healthy run's norm falls or stays flat.
 - ``loss-divergence``: the per-epoch mean training loss ends well above its running minimum (the
   last two bins above ``min + max(25 % of the drop achieved, 20 % of min)``), i.e. a drift up, or a
   spike the run never recovered from (seed 001: 0.05 at epoch 10 → ~0.5 until the end).
@@ -61,7 +62,10 @@ class GradNormGrowthDetector:
 
     ids: tuple[str, ...] = ("grad-norm-growth",)
 
-    def __init__(self, min_ratio: float = 3.0, min_rho: float = 0.6, min_bins: int = 3) -> None:
+    def __init__(
+        self, min_ratio: float = 3.0, min_rho: float = 0.6, min_bins: int = 3, min_points: int = 3
+    ) -> None:
+        self.min_points = min_points
         self.min_ratio = min_ratio
         self.min_rho = min_rho
         self.min_bins = min_bins
@@ -75,7 +79,9 @@ class GradNormGrowthDetector:
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
-        ordered = self.bins.ordered()
+        # a bin's 90th percentile needs a few points: a pasted excerpt of one or two lines per
+        # block (bigscience tr8b) is outliers, not a trend
+        ordered = [b for b in self.bins.ordered() if b.count >= self.min_points]
         if len(ordered) < self.min_bins:
             return []
         p90 = [b.hist.quantile(0.9) or 0.0 for b in ordered]
