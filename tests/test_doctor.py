@@ -144,11 +144,6 @@ def test_seed004_inf_grads_after_collapse_are_nonfinite(seeds: dict[str, Report]
     assert "nonfinite-grad" in _by_id(seeds["seed004"])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="false alarm reported to the guard owner (detectors/spikes.py): grad-spike fires (and "
-    "the live guard skips the step) at 2.1x the rolling median grad norm of a healthy batch-128 run",
-)
 def test_stable_run_gives_no_warnings(tmp_path: Path) -> None:
     run_dir, _config = SEEDS.stable(tmp_path)
     report = diagnose(run_dir)

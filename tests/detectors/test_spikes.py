@@ -117,3 +117,16 @@ def test_state_dict_round_trip_continues_identically() -> None:
 def test_bad_metric_rejected() -> None:
     with pytest.raises(ValueError, match="loss"):
         SpikeDetector("lr")  # type: ignore[arg-type]
+
+
+def test_grad_norm_swing_of_3x_is_not_a_spike_but_6x_is() -> None:
+    # Healthy small-batch runs swing their grad norm 2-3x between steps; only >= 4x is named.
+    rng = random.Random(0)
+    norms = [1.0 + 0.02 * rng.random() for _ in range(60)]
+    swing, spike = SpikeDetector("grad_norm"), SpikeDetector("grad_norm")
+    for i, n in enumerate(norms):
+        swing.update(StepRecord(step=i, grad_norm=n))
+        spike.update(StepRecord(step=i, grad_norm=n))
+    assert swing.update(StepRecord(step=60, grad_norm=3.0)) is None
+    hit = spike.update(StepRecord(step=60, grad_norm=6.0))
+    assert hit is not None and hit.id == "grad-spike" and hit.steps == [60]
