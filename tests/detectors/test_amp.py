@@ -75,3 +75,13 @@ def test_state_round_trip() -> None:
     for r in recs[40:]:
         assert (a.update(r) is None) == (b.update(r) is None)
     assert a.state_dict() == b.state_dict()
+
+
+def test_constant_scale_of_one_is_bf16_not_a_collapse() -> None:
+    # Megatron bf16 logs print "loss scale: 1.0" on every line; that is no scaling, not a floor.
+    det = LossScaleDetector()
+    for i in range(30):
+        assert (
+            det.update(StepRecord(step=5400 + i, loss=2.0, grad_norm=1.0, loss_scale=1.0)) is None
+        )
+    assert [f.id for f in det.finish()] == []

@@ -130,3 +130,25 @@ def test_grad_norm_swing_of_3x_is_not_a_spike_but_6x_is() -> None:
     assert swing.update(StepRecord(step=60, grad_norm=3.0)) is None
     hit = spike.update(StepRecord(step=60, grad_norm=6.0))
     assert hit is not None and hit.id == "grad-spike" and hit.steps == [60]
+
+
+def test_isolated_recovered_grad_spike_is_info_recurring_ones_warn() -> None:
+    def run(spike_steps: set[int]) -> str:
+        det = SpikeDetector("grad_norm")
+        for i in range(200):
+            det.update(
+                StepRecord(step=i, grad_norm=8.0 if i in spike_steps else 1.0 + 0.01 * (i % 3))
+            )
+        (finding,) = det.finish()
+        return finding.severity
+
+    assert run({100}) == "info"
+    assert run({60, 100, 140}) == "warning"
+
+
+def test_loss_sitting_at_zero_has_no_spikes() -> None:
+    # an RL objective that is ~0 by construction: 6e-4 above a zero median is not a spike
+    det = SpikeDetector("loss")
+    for i in range(100):
+        assert det.update(StepRecord(step=i, loss=6e-4 if i % 17 == 0 and i > 40 else 0.0)) is None
+    assert det.finish() == []

@@ -80,7 +80,10 @@ class LossScaleDetector:
             if self.n_scaled <= self.settle_steps:
                 self.settling += 1
         rate = sum(self._recent) / len(self._recent)
-        collapsed = scale <= self.collapse_scale or (
+        # A scale that has sat at 1.0 since the first record and never overflowed is no scaling
+        # at all (bf16/fp32 runs log "loss scale: 1.0"), not a scale that collapsed to its floor.
+        never_scaled = self.init_scale <= 1.0 and not self.overflow_steps
+        collapsed = (scale <= self.collapse_scale and not never_scaled) or (
             self.n_scaled > self.settle_steps
             and len(self._recent) >= min(self.window, 10)
             and rate > self.collapse_rate

@@ -105,7 +105,10 @@ class SpikeDetector:
             self._stats, self._stale = robust_stats(list(self._baseline)), 0
             med, std = self._stats
             z = (value - med) / std
-        return z > self.z_threshold and value > med * self.min_ratio, z
+        # A loss rise under 0.01 (nats) is noise whatever its z-score: a loss that sits at 0 by
+        # construction (GRPO/RL objectives) has a zero median and MAD, so ratio and z blow up.
+        big_enough = self.metric != "loss" or value - med >= 0.01
+        return z > self.z_threshold and value > med * self.min_ratio and big_enough, z
 
     def update(self, record: StepRecord) -> Finding | None:
         if record.kind != "train":
@@ -200,8 +203,13 @@ class SpikeDetector:
             )
         if len(eps) > 10:
             lines.append(f"... and {len(eps) - 10} more")
-        severity: Literal["warning", "error"] = (
-            "error" if self.metric == "loss" and unrecovered else "warning"
+        # An isolated grad spike that recovered by itself (clipping absorbed it) is information;
+        # recurring or unrecovered ones are a warning, an unrecovered loss spike an error.
+        isolated = self.metric == "grad_norm" and not unrecovered and len(eps) <= 2
+        severity: Literal["info", "warning", "error"] = (
+            "error"
+            if self.metric == "loss" and unrecovered
+            else ("info" if isolated else "warning")
         )
         explanation = (
             f"The {what} jumped far above its recent typical value (robust z > "
