@@ -24,11 +24,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import Method, make_stepper  # noqa: E402
-
-from stabletrain.train.config import CNNSection, DataSection, GPTSection  # noqa: E402
-from stabletrain.train.data import load_dataset  # noqa: E402
-from stabletrain.train.models import CNN, GPT, loss_and_correct  # noqa: E402
+from baselines import Method, make_stepper
+from stabletrain.train.config import CNNSection, DataSection, GPTSection
+from stabletrain.train.data import load_dataset
+from stabletrain.train.models import CNN, GPT, loss_and_correct
 
 TIMED: tuple[Method, ...] = ("clip", "guard", "zclip", "autoclip")
 Batch = tuple[torch.Tensor, torch.Tensor]
