@@ -14,6 +14,7 @@ is reported.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, OrderedDict
 from typing import Any
 
@@ -23,12 +24,31 @@ _IGNORED = ("rank", "wall_time", "step_time")
 _WINDOW = 16
 
 
-def signature(record: StepRecord) -> str:
-    """A string identifying a record's content (NaN-safe: floats go through repr)."""
-    d = record.to_json()
-    for k in _IGNORED:
-        d.pop(k, None)
-    return repr(sorted(d.items()))
+_FIELDS = tuple(
+    f.name for f in dataclasses.fields(StepRecord) if f.name not in _IGNORED and f.name != "metrics"
+)
+
+
+def _nan_safe(v: object) -> object:
+    # NaN != NaN and hashes by identity: map it to a marker so two NaN losses compare equal.
+    return "nan" if isinstance(v, float) and v != v else v
+
+
+def signature(record: StepRecord) -> tuple[object, ...]:
+    """A hashable key of a record's content, ignoring rank and timing (NaN-safe).
+
+    A plain tuple of the field values: this runs once per record of million-step logs, so it
+    avoids building a dict or a string per record.
+    """
+    values = tuple(_nan_safe(getattr(record, name)) for name in _FIELDS)
+    if record.metrics:
+        return (*values, tuple(sorted((k, _nan_safe(v)) for k, v in record.metrics.items())))
+    return values
+
+
+def _as_tuple(key: Any) -> Any:
+    # a signature that went through JSON comes back as nested lists
+    return tuple(_as_tuple(v) for v in key) if isinstance(key, (list, tuple)) else key
 
 
 class DuplicateLoggingDetector:
@@ -41,7 +61,9 @@ class DuplicateLoggingDetector:
     def __init__(self, min_duplicates: int = 3, min_fraction: float = 0.2) -> None:
         self.min_duplicates = min_duplicates
         self.min_fraction = min_fraction
-        self.recent: OrderedDict[str, list[int]] = OrderedDict()  # sig -> [copies, step]
+        self.recent: OrderedDict[tuple[object, ...], list[int]] = (
+            OrderedDict()
+        )  # sig -> [copies, step]
         self.copies: Counter[int] = Counter()  # copies -> how many distinct records
         self.n_distinct = 0
         self.n_duplicates = 0
@@ -116,7 +138,7 @@ class DuplicateLoggingDetector:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.recent = OrderedDict((k, [int(c), int(s)]) for k, c, s in state["recent"])
+        self.recent = OrderedDict((_as_tuple(k), [int(c), int(s)]) for k, c, s in state["recent"])
         self.copies = Counter({int(c): int(n) for c, n in state["copies"]})
         self.n_distinct = int(state["n_distinct"])
         self.n_duplicates = int(state["n_duplicates"])
