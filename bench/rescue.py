@@ -25,6 +25,7 @@ protection (the plain loop on a stable config is the bar).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import statistics
 import sys
@@ -78,7 +79,7 @@ SCENARIOS = [
 def mlp(init_std: float | None, depth: int = 12, width: int = 128) -> nn.Module:
     dims = [64] + [width] * (depth - 1)
     layers: list[nn.Module] = [nn.Flatten()]
-    for a, b in zip(dims[:-1], dims[1:], strict=True):
+    for a, b in itertools.pairwise(dims):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(width, 10))
     net = nn.Sequential(*layers)
@@ -224,11 +225,11 @@ def report(chosen: list[Scenario], res: dict[tuple[str, Method], list[Result]], 
         print(f"| {sc.name} | " + " | ".join(cells) + " |")
     tot = []
     for m in METHODS:
-        rs = [(s, r) for s in unstable for r in res[s.name, m]]
-        d = sum(diverged(s, r) for s, r in rs)
-        c = sum(collapsed(r) for _, r in rs)
+        pairs = [(s, r) for s in unstable for r in res[s.name, m]]
+        d = sum(diverged(s, r) for s, r in pairs)
+        c = sum(collapsed(r) for _, r in pairs)
         acc = statistics.mean(rel(s, res[s.name, m]) for s in unstable) if unstable else 0.0
-        tot.append(f"**{d}/{len(rs)}** ({c}), {acc:.3f}")
+        tot.append(f"**{d}/{len(pairs)}** ({c}), {acc:.3f}")
     print("| **unstable total** | " + " | ".join(tot) + " |")
     aborts = [
         f"- {m} / {s.name} seed {i}: aborted at {r.aborted}"
