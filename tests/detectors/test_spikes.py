@@ -152,3 +152,13 @@ def test_loss_sitting_at_zero_has_no_spikes() -> None:
     for i in range(100):
         assert det.update(StepRecord(step=i, loss=6e-4 if i % 17 == 0 and i > 40 else 0.0)) is None
     assert det.finish() == []
+
+
+def test_lower_lr_fix_gives_a_value_only_when_the_lr_is_known() -> None:
+    from stabletrain.detectors.spikes import lower_lr_fix
+
+    known = ConfigFacts()
+    known.set("lr", 3e-4, key="training.learning_rate")
+    assert lower_lr_fix(known, 3).changes == {"training.learning_rate": 1e-4}
+    unknown = lower_lr_fix(ConfigFacts(), 3)
+    assert unknown.changes == {} and "--config" in unknown.description

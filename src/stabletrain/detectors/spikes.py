@@ -314,4 +314,9 @@ def lower_lr_fix(facts: ConfigFacts, factor: float) -> Fix:
         return Fix(
             f"Lower the learning rate {factor:g}x ({lr:g} → {new:g}).", {facts.key("lr"): new}
         )
-    return Fix(f"Lower the learning rate {factor:g}x.", {facts.key("lr"): f"lr / {factor:g}"})
+    # No LR known: say so instead of writing a placeholder expression as if it were a value.
+    return Fix(
+        f"Lower the learning rate {factor:g}x (pass the run's config with --config to get the "
+        "new value in your own key).",
+        {},
+    )
