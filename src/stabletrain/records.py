@@ -70,9 +70,9 @@ class StepRecord:
                 continue
             if f.name == "kind" and v == "train":
                 continue
-            out[f.name] = _json_float(v) if isinstance(v, float) else v
+            out[f.name] = json_float(v) if isinstance(v, float) else v
         if self.metrics:
-            out["metrics"] = {k: _json_float(v) for k, v in self.metrics.items()}
+            out["metrics"] = {k: json_float(v) for k, v in self.metrics.items()}
         return out
 
     @classmethod
@@ -99,7 +99,10 @@ class StepRecord:
         return cls(**kwargs, metrics=metrics)
 
 
-def _json_float(v: float) -> float | str:
+def json_float(v: Any) -> Any:
+    """Strict-JSON float: non-finite floats become "nan"/"inf"/"-inf"; anything else unchanged."""
+    if not isinstance(v, float):
+        return v
     if math.isfinite(v):
         return v
     return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
@@ -220,7 +223,7 @@ class Finding:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["evidence"] = {
-            k: (_json_float(v) if isinstance(v, float) else v) for k, v in self.evidence.items()
+            k: (json_float(v) if isinstance(v, float) else v) for k, v in self.evidence.items()
         }
         return d
 

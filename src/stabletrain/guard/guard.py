@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 import torch
-import torch.distributed as dist
 
 from stabletrain import measure
 from stabletrain.detectors.amp import LossScaleDetector
@@ -53,52 +51,17 @@ from stabletrain.guard import clipping
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
+from stabletrain.guard.optimizer import GuardedOptimizer
+from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Bad, Decision, Policy
+from stabletrain.guard.readout import is_distributed, read_step, step_with_lr_factor
 from stabletrain.guard.report import abort_finding
 from stabletrain.guard.snapshots import SnapshotStore
 from stabletrain.logs.runlog import RunLog
-from stabletrain.records import ConfigFacts, Finding, StepRecord
+from stabletrain.records import ConfigFacts, Finding, StepRecord, json_float
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class StepOutcome:
-    """What the guard did on one optimizer step (plain Python floats)."""
-
-    step: int
-    applied: bool
-    action: str | None = None
-    loss: float | None = None
-    grad_norm: float | None = None
-    clip_coef: float | None = None
-    lr: float | None = None
-    loss_scale: float | None = None
-
-    def to_record(self, epoch: float | None = None) -> StepRecord:
-        return StepRecord(
-            step=self.step,
-            epoch=epoch,
-            loss=self.loss,
-            grad_norm=self.grad_norm,
-            clip_coef=self.clip_coef,
-            lr=self.lr,
-            loss_scale=self.loss_scale,
-            skipped=not self.applied,
-            action=self.action,
-        )
-
-
-def _json_safe(v: Any) -> Any:
-    """Event data is strict JSON: non-finite floats become "nan"/"inf" as in steps.jsonl."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
 
 
 class Guard:
@@ -237,7 +200,7 @@ class Guard:
         # host sync: one scalar per micro-batch, to avoid a useless (and NaN-spreading) backward
         if cfg.enabled and cfg.skip_nonfinite and not bool(torch.isfinite(loss.detach())):
             self._loss_bad = True
-            if not _distributed():
+            if not is_distributed():
                 return False
             # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
@@ -270,7 +233,11 @@ class Guard:
         norm_t = measure.total_grad_norm(grads, norm_type=cfg.norm_type)
         if cfg.shard_grads:
             norm_t = measure.reduce_norm_across_ranks(norm_t, norm_type=cfg.norm_type)
-        loss_v, norm_v, scale_v, loss_bad = self._read(norm_t, scaler_on)
+        loss_t, loss_bad = self._loss_acc, self._loss_bad
+        self._loss_acc, self._loss_bad = None, False
+        loss_v, norm_v, scale_v, loss_bad = read_step(
+            loss_t, loss_bad, norm_t, self.scaler, scaler_on
+        )
         lr_before = float(opt.param_groups[0]["lr"])
         lr_factor = self.policy.lr_factor()
         step = self.step_count
@@ -289,7 +256,7 @@ class Guard:
             decision = self.policy.decide(
                 bad, can_rollback=cfg.snapshot_every > 0 and len(self.snapshots) > 0
             )
-            bad_action = self._action_name(bad, loss_bad, norm_v)
+            bad_action = self._action_name(bad, loss_bad)
         verdict = decision.verdict
         if verdict == "abort":
             self._abort(decision, bad_action, step)
@@ -298,7 +265,7 @@ class Guard:
         applied = verdict in ("apply", "warn")
         if applied:
             clip_coef = self._clip(grads, params, norm_t, norm_v)
-            self._inner_step(owns_loop, lr_factor)
+            step_with_lr_factor(self.inner_optimizer, self.scaler, owns_loop, lr_factor)
             if owns_loop and self.scheduler is not None:
                 self.scheduler.step()
             if verdict == "apply" and self.clipper is not None:
@@ -335,35 +302,6 @@ class Guard:
         self._after_step(outcome, verdict, loss_bad)
         return outcome
 
-    def _read(
-        self, norm_t: torch.Tensor, scaler_on: bool
-    ) -> tuple[float | None, float, float | None, bool]:
-        """The step's numbers on the host: (loss, grad norm, loss scale, loss non-finite)."""
-        loss_t = self._loss_acc
-        loss_bad = self._loss_bad
-        self._loss_acc, self._loss_bad = None, False
-        dev = norm_t.device
-        has_loss = loss_t is not None
-        lt = loss_t.to(dev) if loss_t is not None else torch.zeros((), device=dev)
-        if _distributed():
-            # ints for the flags (NCCL cannot reduce bool; NaN floats would poison a SUM)
-            flag = torch.tensor([int(loss_bad), int(has_loss)], dtype=torch.int32, device=dev)
-            flag = measure.any_rank_flag(flag)
-            finite = torch.where(torch.isfinite(lt), lt, torch.zeros_like(lt))
-            dist.all_reduce(finite)
-            lt = finite / dist.get_world_size()
-            loss_bad, has_loss = bool(flag[0]), bool(flag[1])  # host sync: decision needs it
-        scale_t: torch.Tensor = torch.zeros((), device=dev)
-        if scaler_on and self.scaler is not None:
-            scale_t = self.scaler._get_scale_async() or scale_t
-        # host sync: the one packed read per step (loss, norm, scale) the decisions are made on
-        loss_v, norm_v, scale_v = torch.stack(
-            [lt.float(), norm_t.float(), scale_t.to(dev).float()]
-        ).tolist()
-        if loss_bad and has_loss and math.isfinite(loss_v):
-            loss_v = float("nan")  # the mean over ranks hid a rank's NaN: report it as such
-        return (loss_v if has_loss else None), norm_v, (scale_v if scaler_on else None), loss_bad
-
     def _classify(
         self, step: int, loss_v: float | None, norm_v: float, loss_bad: bool,
         scaler_on: bool, has_grads: bool,
@@ -385,7 +323,7 @@ class Guard:
         return "spike" if spike else None
 
     @staticmethod
-    def _action_name(bad: object, loss_bad: bool, norm_v: float) -> str | None:
+    def _action_name(bad: object, loss_bad: bool) -> str | None:
         if bad is None:
             return None
         if bad == "spike":
@@ -412,36 +350,14 @@ class Guard:
             torch._foreach_mul_(grads, coef)
         return coef
 
-    def _inner_step(self, owns_loop: bool, lr_factor: float) -> None:
-        opt = self.inner_optimizer
-        saved = None
-        if lr_factor != 1.0:
-            # scale the LR around the step only: schedulers never see the guard's back-off
-            saved = [g["lr"] for g in opt.param_groups]
-            for g in opt.param_groups:
-                g["lr"] = g["lr"] * lr_factor
-        try:
-            if owns_loop and self.scaler is not None and self.scaler.is_enabled():
-                self.scaler.step(opt)
-                self.scaler.update()
-            else:
-                opt.step()
-        finally:
-            if saved is not None:
-                for g, lr in zip(opt.param_groups, saved, strict=True):
-                    g["lr"] = lr
-
     def _plain_step(
         self, grads: list[torch.Tensor], norm_t: torch.Tensor, norm_v: float,
         loss_v: float | None, scale_v: float | None, lr: float, owns_loop: bool,
     ) -> StepOutcome:  # fmt: skip
         """``enabled=False``: clip at max_norm and step, nothing else (the scaler still skips infs)."""
-        coef = None
-        if self.config.max_norm is not None and self.config.clip != "none" and grads:
-            coef_t = clipping.clip_coef(norm_t, self.config.max_norm)
-            clipping.apply_coef_(grads, coef_t)
-            coef = min(1.0, self.config.max_norm / (norm_v + clipping.ZERO_EPS))
-        self._inner_step(owns_loop, 1.0)
+        fixed = self.config.max_norm is not None and self.config.clip != "none" and grads
+        coef = self._clip(grads, [], norm_t, norm_v) if fixed else None
+        step_with_lr_factor(self.inner_optimizer, self.scaler, owns_loop, 1.0)
         if owns_loop and self.scheduler is not None:
             self.scheduler.step()
         outcome = StepOutcome(self.step_count, True, None, loss_v, norm_v, coef, lr, scale_v)
@@ -550,7 +466,7 @@ class Guard:
         else:
             log.warning(message)
         if self.run_log is not None:
-            clean = {k: _json_safe(v) for k, v in (data or {}).items()}
+            clean = {k: json_float(v) for k, v in (data or {}).items()}
             self.run_log.log_event(self.step_count, event, message, severity=severity, data=clean)
 
     def _abort(self, decision: Decision, action: str | None, step: int) -> None:
@@ -622,55 +538,3 @@ class Guard:
         if "snapshots" in state:
             self.snapshots.load_state_dict(state["snapshots"])
         self._checked = False  # verify the loaded weights are finite before the next step
-
-
-class GuardedOptimizer(torch.optim.Optimizer):
-    """The guard as an optimizer: ``step()`` measures, decides, clips, then steps or skips.
-
-    For frameworks that run backward and unscaling themselves. It does not advance any scheduler
-    (the framework does); ``step_was_skipped`` tells the framework whether it should. Call
-    ``guard.record_loss(loss)`` each step to enable loss-spike detection on this path.
-    """
-
-    def __init__(self, guard: Guard) -> None:  # deliberately no super().__init__: a thin proxy
-        self._guard = guard
-        self.step_was_skipped = False
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        return self._guard.inner_optimizer.param_groups
-
-    @param_groups.setter
-    def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self._guard.inner_optimizer.param_groups = value
-
-    @property
-    def state(self) -> Any:  # type: ignore[override]
-        return self._guard.inner_optimizer.state
-
-    @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        return self._guard.inner_optimizer.defaults
-
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = closure() if closure is not None else None
-        if loss is not None:
-            self._guard.record_loss(loss)  # type: ignore[arg-type]
-        outcome = self._guard._check_and_step(owns_loop=False)
-        self.step_was_skipped = not outcome.applied
-        return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self._guard.inner_optimizer.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._guard.inner_optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._guard.inner_optimizer.load_state_dict(state_dict)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        self._guard.inner_optimizer.add_param_group(param_group)
-
-    def __repr__(self) -> str:
-        return f"GuardedOptimizer({self._guard.inner_optimizer!r})"

@@ -1,0 +1,76 @@
+"""The guard's two contacts with the device per step: the packed host read and the inner step.
+
+``read_step`` is the one host sync per optimizer step (loss, norm, loss scale in one ``tolist``),
+with the cross-rank reduction of the loss flags as int32 MAX and the loss as a finite SUM.
+``step_with_lr_factor`` runs the wrapped optimizer (through the GradScaler when the guard owns
+the loop) with the guard's LR back-off applied around the step only, so schedulers never see it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+from stabletrain import measure
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def read_step(
+    loss_t: torch.Tensor | None,
+    loss_bad: bool,
+    norm_t: torch.Tensor,
+    scaler: torch.amp.GradScaler | None,
+    scaler_on: bool,
+) -> tuple[float | None, float, float | None, bool]:
+    """The step's numbers on the host: (loss, grad norm, loss scale, loss non-finite)."""
+    dev = norm_t.device
+    has_loss = loss_t is not None
+    lt = loss_t.to(dev) if loss_t is not None else torch.zeros((), device=dev)
+    if is_distributed():
+        # ints for the flags (NCCL cannot reduce bool; NaN floats would poison a SUM)
+        flag = torch.tensor([int(loss_bad), int(has_loss)], dtype=torch.int32, device=dev)
+        flag = measure.any_rank_flag(flag)
+        finite = torch.where(torch.isfinite(lt), lt, torch.zeros_like(lt))
+        dist.all_reduce(finite)
+        lt = finite / dist.get_world_size()
+        loss_bad, has_loss = bool(flag[0]), bool(flag[1])  # host sync: decision needs it
+    scale_t: torch.Tensor = torch.zeros((), device=dev)
+    if scaler_on and scaler is not None:
+        scale_t = scaler._get_scale_async() or scale_t
+    # host sync: the one packed read per step (loss, norm, scale) the decisions are made on
+    loss_v, norm_v, scale_v = torch.stack(
+        [lt.float(), norm_t.float(), scale_t.to(dev).float()]
+    ).tolist()
+    if loss_bad and has_loss and math.isfinite(loss_v):
+        loss_v = float("nan")  # the mean over ranks hid a rank's NaN: report it as such
+    return (loss_v if has_loss else None), norm_v, (scale_v if scaler_on else None), loss_bad
+
+
+def step_with_lr_factor(
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    owns_loop: bool,
+    lr_factor: float,
+) -> None:
+    """Step ``opt`` (through the scaler when the guard owns the loop) at ``lr_factor`` x its LR."""
+    saved = None
+    if lr_factor != 1.0:
+        # scale the LR around the step only: schedulers never see the guard's back-off
+        saved = [g["lr"] for g in opt.param_groups]
+        for g in opt.param_groups:
+            g["lr"] = g["lr"] * lr_factor
+    try:
+        if owns_loop and scaler is not None and scaler.is_enabled():
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+    finally:
+        if saved is not None:
+            for g, lr in zip(opt.param_groups, saved, strict=True):
+                g["lr"] = lr
