@@ -162,3 +162,99 @@ def test_lower_lr_fix_gives_a_value_only_when_the_lr_is_known() -> None:
     assert lower_lr_fix(known, 3).changes == {"training.learning_rate": 1e-4}
     unknown = lower_lr_fix(ConfigFacts(), 3)
     assert unknown.changes == {} and "--config" in unknown.description
+
+
+# -- the start of a log: values the live rule cannot judge while it warms up ----------------------
+# Shapes taken from shared/real-logs (bigscience chronicles, an HF console paste, trainproof's
+# gallery, TRL GRPO): short excerpts are nothing but warm-up for the live rule.
+
+
+def _records(values: list[float | None], metric: str = "loss", every: int = 1, start: int = 0):
+    return [
+        StepRecord(step=start + i * every, **{metric: v})
+        for i, v in enumerate(values)
+        if v is not None
+    ]
+
+
+def _finish(values: list[float | None], metric: str = "loss", every: int = 1, start: int = 0):
+    det = SpikeDetector(metric)  # type: ignore[arg-type]
+    for r in _records(values, metric, every, start):
+        assert det.update(r) is None  # live behaviour: nothing is flagged during warm-up
+    return det.finish()
+
+
+def test_megatron_excerpt_jump_is_an_unrecovered_spike() -> None:
+    # bigscience tr1-13B, every 10 iterations: 2.776 2.773 2.768 -> 7.34 8.72 7.65 7.19 6.85
+    values = [2.775923, 2.772822, 2.768131, 7.343709, 8.715872, 7.654131, 7.19247, 6.849044]
+    (f,) = _finish(values, every=10, start=29020)
+    assert f.id == "loss-spike" and f.severity == "error"
+    assert f.steps[0] == 29050 and f.evidence["episodes"] == 1  # one episode, not one per line
+    assert f.evidence["unrecovered"] == 1
+    assert f.evidence["worst_baseline"] == pytest.approx(2.772822)
+    assert "the values just before it" in f.explanation
+
+
+def test_megatron_excerpt_rise_under_1_5x_of_the_highest_is_not_a_spike() -> None:
+    # near miss: the same excerpt rising 1.45x — inside the stricter ratio a 3-value baseline needs
+    values = [2.775923, 2.772822, 2.768131, 4.02, 4.05, 3.9, 3.8]
+    assert _finish(values, every=10, start=29020) == []
+
+
+def test_console_paste_spike_on_third_row_recovers() -> None:
+    # gemma issue paste: 5.63, 5.30, then 153318.95, then back to 5.75
+    (f,) = _finish([5.6332, 5.3049, 153318.95, 5.7517, 5.6231, 5.0968, 5.8938])
+    assert f.severity == "warning" and f.steps == [2]
+    assert f.evidence["recovery_steps"] == [1]
+
+
+def test_one_value_is_no_baseline() -> None:
+    # near miss: a jump on the second line has a single value before it: not judged
+    assert _finish([1.3982, 3.3023, 3.1, 3.2]) == []
+
+
+def test_trainer_state_blow_up_at_fifth_row_never_recovers() -> None:
+    # trainproof gallery fp16_nan (every 5 steps): 1.45 1.40 1.09 1.24 3.10 8.78 15.1 ... 7.2
+    values = [1.4475, 1.3994, 1.0919, 1.2424, 3.1048, 8.7795, 15.0977, 11.2648, 12.5833]
+    values += [9.0 - 0.04 * i for i in range(40)]
+    (f,) = _finish(values, every=5, start=5)
+    assert f.severity == "error" and f.steps[0] == 25 and f.evidence["unrecovered"] == 1
+
+
+def test_healthy_twin_start_is_clean() -> None:
+    # near miss: trainproof gallery healthy, same model and logging: noisy but no jump
+    values = [1.5248, 1.5833, 1.1671, 1.235, 1.2683, 1.1787, 1.2273, 1.168, 1.0654, 1.1154]
+    values += [1.1275, 1.2917, 1.1913, 1.106, 1.1338, 1.2063, 1.0771, 1.0578, 1.1841, 1.1581]
+    assert _finish(values, every=5, start=5) == []
+    # a fast early fall (a loss starting at ln(vocab)) is never a rise
+    assert _finish([10.83, 9.1, 8.2, 7.9, 7.1, 6.64, 6.9, 6.5]) == []
+
+
+def test_paired_grad_norms_with_zeros_are_not_spikes() -> None:
+    # TRL GRPO: each grad norm logged twice, zeros where all completions got the same reward
+    norms = [0.0, 0.0, 0.0631, 0.0632, 0.0181, 0.0182, 0.0884, 0.0883, 0.2067, 0.2072]
+    norms += [0.0805, 0.0795, 0.0, 0.0, 0.1651, 0.165, 0.0, 0.0, 0.0846, 0.0845]
+    assert _finish(norms, metric="grad_norm") == []
+
+
+def test_sustained_grad_burst_warns_even_when_it_recovers() -> None:
+    # bigscience tr8-104B-wide: 231817 89608 -> 1.49M 3.27M 1.84M 1.37M, back to 20610 later
+    norms = [231817.368, 89608.482, 1490753.218, 3273877.676, 1839649.51, 1369067.435, 20609.78]
+    (f,) = _finish(norms, metric="grad_norm")
+    assert f.id == "grad-spike" and f.severity == "warning"
+    assert f.evidence["episodes"] == 1 and f.evidence["unrecovered"] == 0
+
+
+def test_early_state_round_trip() -> None:
+    values = [2.775923, 2.772822, 2.768131, 7.343709, 8.715872, 2.7, 2.71]
+    recs = _records(values)
+    a = SpikeDetector("loss")
+    for r in recs[:2]:
+        a.update(r)
+    b = SpikeDetector("loss")
+    b.load_state_dict(a.state_dict())
+    for r in recs[2:]:
+        a.update(r)
+        b.update(r)
+    assert a.state_dict() == b.state_dict()
+    assert [f.to_json() for f in a.finish()] == [f.to_json() for f in b.finish()]

@@ -11,6 +11,14 @@ hand (PaLM's restarts; OLMo-core's ~6σ skip) made robust to the outliers it loo
 - **Warm-up aware**: nothing is flagged until ``warmup`` values are in the baseline (early
   training drops fast and is noisy by nature).
 - **Never poisoned**: NaN/inf values are ignored here (``NonFiniteDetector`` reports them).
+- **The start of a log is judged too, after the fact**: the live rule cannot judge the values it
+  sees while warming up, and a short excerpt (a few Megatron lines pasted into a bug report, an
+  HF run logged every 5 steps that blows up at its 5th line) is nothing but warm-up. Those values
+  are judged against the few values logged just before them (the last ``early_window``, at least
+  ``early_min``): a spike must exceed the *highest* of them by ``early_ratio`` (1.5x for a loss,
+  4x for a grad norm) — a rise relative to what preceded it, so the fast *fall* of early training
+  is never one, and a noisy handful of values cannot make noise look like a jump. These episodes only enter
+  the run-level finding (``finish``); ``update`` — what the guard acts on live — is unchanged.
 
 A run-level finding says, per spike episode, the peak, the baseline, and whether and when the
 series came back to its baseline. Limits: upward spikes only; a genuine regime change that stays
@@ -56,8 +64,10 @@ class SpikeDetector:
         window: int = 100,
         delay: int = 5,
         warmup: int = 20,
-        merge_gap: int = 3,
         recover_z: float = 2.0,
+        early_window: int = 3,
+        early_min: int = 2,
+        early_ratio: float | None = None,
     ) -> None:
         if metric not in ("loss", "grad_norm"):
             raise ValueError(f"SpikeDetector metric must be 'loss' or 'grad_norm', got {metric!r}")
@@ -70,8 +80,12 @@ class SpikeDetector:
         self.window = window
         self.delay = delay
         self.warmup = warmup
-        self.merge_gap = merge_gap
         self.recover_z = recover_z
+        self.early_window = early_window
+        self.early_min = early_min
+        # a baseline of 2-3 values is a weak estimate: ask for a bigger jump than the live rule
+        self.early_ratio = early_ratio if early_ratio is not None else max(1.5, self.min_ratio)
+        self._early: deque[float] = deque(maxlen=early_window)
         self._baseline: deque[float] = deque(maxlen=window)
         self._pending: deque[tuple[float, bool]] = deque()
         self.episodes: list[dict[str, Any]] = []
@@ -121,6 +135,8 @@ class SpikeDetector:
         spike, z = self.is_spike(value)
         stats = self.baseline()
         self._track_recovery(record.step, value, stats)
+        if stats is None:
+            self._judge_early(record, value)
         # the delay queue: values enter the baseline `delay` records later, spikes never
         self._pending.append((value, spike))
         while len(self._pending) > self.delay:
@@ -143,13 +159,36 @@ class SpikeDetector:
             source="log",
         )
 
-    def _add_to_episode(self, record: StepRecord, value: float, med: float, z: float) -> None:
+    def _judge_early(self, record: StepRecord, value: float) -> None:
+        """A value the live rule cannot judge yet (warm-up), against the values just before it.
+
+        Only the run-level finding sees the result; the live baseline is left as it is.
+        """
+        if len(self._early) >= self.early_min:
+            med, std = robust_stats(list(self._early))
+            z = (value - med) / std
+            # a ratio to a zero baseline means nothing (GRPO's exactly-zero grad norms)
+            big_enough = med > 0 and (self.metric != "loss" or value - med >= 0.01)
+            # Two or three values say little about the spread (GRPO logs each grad norm twice,
+            # so their MAD is ~0): the jump must clear the highest of them, not just the median.
+            clears = value > max(self._early) * self.early_ratio
+            if big_enough and clears and z > self.z_threshold:
+                self._add_to_episode(record, value, med, z, early_std=std)
+                return  # a spike never joins the baseline it is judged against
+        self._early.append(value)
+
+    def _add_to_episode(
+        self,
+        record: StepRecord,
+        value: float,
+        med: float,
+        z: float,
+        early_std: float | None = None,
+    ) -> None:
         ep = self.episodes[-1] if self.episodes else None
-        if (
-            ep is not None
-            and ep["recovered_at"] is None
-            and record.step - ep["end"] <= self.merge_gap
-        ):
+        # An episode lasts until the series recovers: a spike before that belongs to it (a run
+        # logged every 10 steps that never comes back is one episode, not one per logged line).
+        if ep is not None and ep["recovered_at"] is None:
             ep["end"] = record.step
             ep["steps"].append(record.step)
             if value > ep["peak"]:
@@ -166,17 +205,25 @@ class SpikeDetector:
                 "baseline": med,
                 "z": round(z, 2),
                 "recovered_at": None,
+                # episodes judged at the start of the log keep their own spread for recovery
+                "early_std": early_std,
             }
         )
 
     def _track_recovery(self, step: int, value: float, stats: tuple[float, float] | None) -> None:
         """An open episode recovers at the first later value back within ``recover_z`` of its baseline."""
-        if not self.episodes or stats is None:
+        if not self.episodes:
             return
         ep = self.episodes[-1]
         if ep["recovered_at"] is not None or step <= ep["end"]:
             return
-        _, std = stats
+        early_std = ep.get("early_std")
+        if early_std is not None:
+            std = early_std
+        elif stats is not None:
+            _, std = stats
+        else:
+            return
         if value <= ep["baseline"] + self.recover_z * std or value <= ep["baseline"]:
             ep["recovered_at"] = step
 
@@ -198,22 +245,37 @@ class SpikeDetector:
                 if e["recovered_at"] is not None
                 else "did not recover"
             )
+            against = " (the values just before it)" if e.get("early_std") is not None else ""
             lines.append(
-                f"step {e['start']}: peak {e['peak']:.4g} vs baseline {e['baseline']:.4g}, {rec}"
+                f"step {e['start']}: peak {e['peak']:.4g} vs baseline {e['baseline']:.4g}"
+                f"{against}, {rec}"
             )
         if len(eps) > 10:
             lines.append(f"... and {len(eps) - 10} more")
         # An isolated grad spike that recovered by itself (clipping absorbed it) is information;
-        # recurring or unrecovered ones are a warning, an unrecovered loss spike an error.
-        isolated = self.metric == "grad_norm" and not unrecovered and len(eps) <= 2
+        # recurring, sustained (3+ spiking records in a row) or unrecovered ones are a warning,
+        # an unrecovered loss spike an error.
+        isolated = (
+            self.metric == "grad_norm"
+            and not unrecovered
+            and len(eps) <= 2
+            and all(len(e["steps"]) <= 2 for e in eps)
+        )
         severity: Literal["info", "warning", "error"] = (
             "error"
             if self.metric == "loss" and unrecovered
             else ("info" if isolated else "warning")
         )
+        rule = (
+            f"robust z > {self.z_threshold:g} and more than {self.min_ratio:g}x the rolling median"
+        )
+        if any(e.get("early_std") is not None for e in eps):
+            rule += (
+                f"; before {self.warmup} values formed that baseline, more than "
+                f"{self.early_ratio:g}x the highest of the {self.early_window} values just before"
+            )
         explanation = (
-            f"The {what} jumped far above its recent typical value (robust z > "
-            f"{self.z_threshold:g} and more than {self.min_ratio:g}x the rolling median) "
+            f"The {what} jumped far above its recent typical value ({rule}) "
             f"{len(eps)} time(s): " + "; ".join(lines) + ". "
         )
         if self.metric == "loss":
@@ -255,6 +317,7 @@ class SpikeDetector:
     def state_dict(self) -> dict[str, Any]:
         return {
             "baseline": list(self._baseline),
+            "early": list(self._early),
             "pending": [list(p) for p in self._pending],
             "episodes": [dict(e, steps=list(e["steps"])) for e in self.episodes],
             "n_seen": self.n_seen,
@@ -266,6 +329,7 @@ class SpikeDetector:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._baseline = deque((float(v) for v in state["baseline"]), maxlen=self.window)
+        self._early = deque((float(v) for v in state.get("early", [])), maxlen=self.early_window)
         self._pending = deque((float(v), bool(s)) for v, s in state["pending"])
         stats = state.get("stats")
         self._stats = None if stats is None else (float(stats[0]), float(stats[1]))
