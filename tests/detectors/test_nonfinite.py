@@ -53,3 +53,44 @@ def test_state_round_trip() -> None:
     b.load_state_dict(a.state_dict())
     assert b.state_dict() == a.state_dict()
     assert [f.to_json() for f in b.finish()] == [f.to_json() for f in a.finish()]
+
+
+def _scaled(steps: list[tuple[float, float]]) -> NonFiniteDetector:
+    """(grad norm, loss scale) per step, loss finite, as a GradScaler loop logs them."""
+    det = NonFiniteDetector()
+    for i, (g, s) in enumerate(steps):
+        det.update(StepRecord(step=100 + i, loss=2.0, grad_norm=g, loss_scale=s))
+    return det
+
+
+def test_inf_grads_at_the_scale_floor_are_nonfinite() -> None:
+    # seed 004: the scale halves on every step below 1 and the grads stay inf
+    steps = [(4.0, 8192.0)] * 5 + [(INF, 8192.0 / 2**k) for k in range(20)]
+    (f,) = _scaled(steps).finish()
+    floor_steps = [100 + 5 + k for k in range(20) if 8192.0 / 2**k <= 1.0]
+    assert f.id == "nonfinite-grad" and f.steps == floor_steps and f.severity == "error"
+
+
+def test_ordinary_overflow_skips_stay_fp16_overflow() -> None:
+    # near miss: the scaler backs off 65536 -> 32768 -> 16384 and the grads come back finite
+    steps = [(3.0, 65536.0)] * 5 + [(INF, 65536.0), (INF, 32768.0), (2.9, 16384.0), (3.1, 16384.0)]
+    assert _scaled(steps).finish() == []
+    # one inf at a scale above the floor, long after another: probing again, not non-finite
+    steps = [(INF, 4096.0)] + [(3.0, 2048.0)] * 50 + [(INF, 4096.0)]
+    assert _scaled(steps).finish() == []
+
+
+def test_inf_repeated_at_an_unchanged_scale_is_nonfinite() -> None:
+    # a static scale (or one pinned at its minimum) does not back off: the second inf is no probe
+    steps = [(3.0, 1024.0)] * 5 + [(INF, 1024.0), (INF, 1024.0), (INF, 1024.0)]
+    (f,) = _scaled(steps).finish()
+    assert f.steps == [106, 107]
+
+
+def test_nonfinite_grad_state_round_trip_keeps_the_previous_scale() -> None:
+    a = _scaled([(3.0, 1024.0), (INF, 1024.0)])
+    b = NonFiniteDetector()
+    b.load_state_dict(a.state_dict())
+    for det in (a, b):
+        det.update(StepRecord(step=200, loss=2.0, grad_norm=INF, loss_scale=1024.0))
+    assert a.state_dict() == b.state_dict() and b.bad["nonfinite-grad"] == [200]

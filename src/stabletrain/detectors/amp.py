@@ -21,6 +21,10 @@ from typing import Any, Literal
 
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
+#: A loss scale at or below this no longer amplifies the gradients: the scaler has nothing left to
+#: back off, and an inf gradient at such a scale is inf in its own right (nonfinite-grad).
+SCALE_FLOOR = 1.0
+
 
 class LossScaleDetector:
     """``loss-scale-collapse`` (scale at its floor / overflow on most steps) and ``fp16-overflow``."""
@@ -30,7 +34,7 @@ class LossScaleDetector:
     def __init__(
         self,
         *,
-        collapse_scale: float = 1.0,
+        collapse_scale: float = SCALE_FLOOR,
         window: int = 50,
         collapse_rate: float = 0.5,
         settle_steps: int = 20,

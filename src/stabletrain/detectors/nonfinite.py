@@ -5,9 +5,20 @@ loss or gradient norm is not finite. Whether the run survived depends on what ha
 step the guard (or GradScaler) skipped leaves the weights intact; an applied non-finite update
 corrupts them, and every later loss is NaN.
 
-Under fp16 AMP an inf gradient with a finite loss is the loss scaler probing its range, not a
-divergence: those steps are left to ``LossScaleDetector`` (``fp16-overflow``) so the same step is
-not reported twice. Limits: a log that records no loss/grad norm gives nothing to see.
+Under fp16 AMP an inf gradient with a finite loss is usually the loss scaler probing its range,
+not a divergence: those steps are left to ``LossScaleDetector`` (``fp16-overflow``) so the same
+step is not reported twice. Two cases are not probing, and are ``nonfinite-grad`` (seed 004: the
+scale halved on every step down to 1e-17 while ``grad_norm=inf`` stayed — the gradients had
+exploded, the scaler was not the cause):
+
+- the scale is at or below its floor (``SCALE_FLOOR`` = 1): it no longer amplifies anything, so the
+  unscaled gradients are inf themselves;
+- the scale stopped backing off: an inf gradient on the record right after another one, at the same
+  or a higher scale (a static scale, or a scaler pinned at its minimum) — a dynamic scaler halves
+  after every overflow, so a repeated inf at an unchanged scale is no probe.
+
+Limits: a log that records no loss/grad norm gives nothing to see; a single inf at a scale above
+the floor stays fp16-overflow even if the gradients were truly inf (the log cannot tell them apart).
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+from stabletrain.detectors.amp import SCALE_FLOOR
 from stabletrain.detectors.spikes import lower_lr_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -35,6 +47,19 @@ class NonFiniteDetector:
         self.n_records = 0
         self.last_loss_finite: bool | None = None
         self.finite_after: dict[str, int] = {"nonfinite-loss": 0, "nonfinite-grad": 0}
+        self.unknown_skip: dict[str, int] = {"nonfinite-loss": 0, "nonfinite-grad": 0}
+        #: the loss scale of the previous scaled record if its grad norm was non-finite
+        self.prev_inf_scale: float | None = None
+
+    def _scaler_probing(self, record: StepRecord) -> bool:
+        """Whether a non-finite grad norm is the loss scaler probing its range (fp16-overflow)."""
+        scale = record.loss_scale
+        if scale is None or record.loss is None:
+            return False
+        if scale <= SCALE_FLOOR:
+            return False  # nothing amplified: the gradients are inf themselves
+        # inf again right after an inf, and the scale did not go down: nothing is backing off
+        return self.prev_inf_scale is None or scale < self.prev_inf_scale
 
     def update(self, record: StepRecord) -> Finding | None:
         if record.kind != "train":
@@ -43,10 +68,10 @@ class NonFiniteDetector:
         fid: str | None = None
         if _nonfinite(record.loss):
             fid = "nonfinite-loss"
-        elif _nonfinite(record.grad_norm) and not (
-            record.loss_scale is not None and record.loss is not None
-        ):
+        elif _nonfinite(record.grad_norm) and not self._scaler_probing(record):
             fid = "nonfinite-grad"
+        if record.loss_scale is not None:
+            self.prev_inf_scale = record.loss_scale if _nonfinite(record.grad_norm) else None
         for k, steps in self.bad.items():
             if steps and fid != k and record.loss is not None and math.isfinite(record.loss):
                 self.finite_after[k] += 1
@@ -59,6 +84,8 @@ class NonFiniteDetector:
             self.epochs[fid].append(int(record.epoch))
         if record.skipped:
             self.skipped[fid] += 1
+        elif record.skipped is None:
+            self.unknown_skip[fid] += 1
         what = "loss" if fid == "nonfinite-loss" else "gradient norm"
         value = record.loss if fid == "nonfinite-loss" else record.grad_norm
         return Finding(
@@ -88,11 +115,15 @@ class NonFiniteDetector:
                 outcome = "training continued with finite losses afterwards"
             else:
                 outcome = "the loss never became finite again: the weights are corrupted"
-            handled = (
-                f"all {n} were skipped (no update applied)"
-                if skipped == n
-                else f"{n - skipped} of {n} were applied as updates"
-            )
+            unknown = self.unknown_skip[fid]
+            if skipped == n:
+                handled = f"all {n} were skipped (no update applied)"
+            elif unknown == n:
+                handled = f"the log does not say whether these {n} steps were skipped"
+            else:
+                handled = f"{n - skipped - unknown} of {n} were applied as updates" + (
+                    f" (the log does not say for {unknown})" if unknown else ""
+                )
             isolated = n <= 3 and recovered
             cause = (
                 "Isolated non-finite steps with finite steps around them usually come from a bad "
@@ -131,6 +162,8 @@ class NonFiniteDetector:
             "n_records": self.n_records,
             "last_loss_finite": self.last_loss_finite,
             "finite_after": dict(self.finite_after),
+            "unknown_skip": dict(self.unknown_skip),
+            "prev_inf_scale": self.prev_inf_scale,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -140,6 +173,10 @@ class NonFiniteDetector:
         self.n_records = int(state["n_records"])
         self.last_loss_finite = state["last_loss_finite"]
         self.finite_after = {k: int(v) for k, v in state["finite_after"].items()}
+        unknown = state.get("unknown_skip", {})
+        self.unknown_skip = {k: int(unknown.get(k, 0)) for k in self.bad}
+        prev = state.get("prev_inf_scale")
+        self.prev_inf_scale = None if prev is None else float(prev)
 
 
 def _fixes(facts: ConfigFacts, isolated: bool) -> list[Fix]:
