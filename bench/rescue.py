@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=4, help="epochs of 23 steps each")
     ap.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS))
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     ap.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs")
     args = ap.parse_args()
     if args.quick:
@@ -170,13 +171,14 @@ def main() -> None:
     logging_quiet()
     ds = load_dataset(DataSection(name="digits"), seed=0)
     chosen = [s for s in SCENARIOS if s.name in args.scenarios.split(",")]
+    methods = [m for m in METHODS if m in args.methods.split(",")]
     t0 = time.perf_counter()
     res: dict[tuple[str, Method], list[Result]] = {}
     for sc in chosen:
-        for m in METHODS:
+        for m in methods:
             res[sc.name, m] = [run(sc, m, seed, args.epochs, ds) for seed in range(args.seeds)]
-        print(f"# {sc.name}: " + "  ".join(_cell(res[sc.name, m]) for m in METHODS), flush=True)
-    report(chosen, res, args)
+        print(f"# {sc.name}: " + "  ".join(_cell(res[sc.name, m]) for m in methods), flush=True)
+    report(chosen, methods, res, args)
     print(f"\n{time.perf_counter() - t0:.0f} s total", flush=True)
 
 
@@ -190,11 +192,17 @@ def _cell(rs: list[Result]) -> str:
     return "/".join(f"{r.val_acc:.2f}|{r.val_loss:.2f}" + ("A" if r.aborted else "") for r in rs)
 
 
-def report(chosen: list[Scenario], res: dict[tuple[str, Method], list[Result]], args: Any) -> None:
+def report(
+    chosen: list[Scenario],
+    methods: list[Method],
+    res: dict[tuple[str, Method], list[Result]],
+    args: Any,
+) -> None:
     ref: dict[str, tuple[float, float]] = {}
     for name in ("stable_cnn", "stable_mlp"):
-        if (name, "none") in res:
-            rs = res[name, "none"]
+        key = (name, "none") if (name, "none") in res else (name, methods[0])
+        if key in res:
+            rs = res[key]
             ref[name] = (
                 statistics.mean(r.val_loss for r in rs),
                 statistics.mean(r.val_acc for r in rs),
@@ -213,18 +221,18 @@ def report(chosen: list[Scenario], res: dict[tuple[str, Method], list[Result]], 
     unstable = [s for s in chosen if not s.name.startswith("stable")]
     print(f"\n{args.seeds} seeds x {args.epochs} epochs; cell = diverged/runs (collapsed), mean val "
           "acc relative to the stable reference (no protection)\n")  # fmt: skip
-    print("| scenario | " + " | ".join(METHODS) + " |")
-    print("|---|" + "---|" * len(METHODS))
+    print("| scenario | " + " | ".join(methods) + " |")
+    print("|---|" + "---|" * len(methods))
     for sc in chosen:
         cells = []
-        for m in METHODS:
+        for m in methods:
             rs = res[sc.name, m]
             d = sum(diverged(sc, r) for r in rs)
             c = sum(collapsed(r) for r in rs)
             cells.append(f"{d}/{len(rs)} ({c}), {rel(sc, rs):.3f}")
         print(f"| {sc.name} | " + " | ".join(cells) + " |")
     tot = []
-    for m in METHODS:
+    for m in methods:
         pairs = [(s, r) for s in unstable for r in res[s.name, m]]
         d = sum(diverged(s, r) for s, r in pairs)
         c = sum(collapsed(r) for _, r in pairs)
@@ -233,7 +241,7 @@ def report(chosen: list[Scenario], res: dict[tuple[str, Method], list[Result]], 
     print("| **unstable total** | " + " | ".join(tot) + " |")
     aborts = [
         f"- {m} / {s.name} seed {i}: aborted at {r.aborted}"
-        for s in chosen for m in METHODS for i, r in enumerate(res[s.name, m]) if r.aborted
+        for s in chosen for m in methods for i, r in enumerate(res[s.name, m]) if r.aborted
     ]  # fmt: skip
     if aborts:
         print("\nAborts:\n" + "\n".join(aborts))

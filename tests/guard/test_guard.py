@@ -181,7 +181,9 @@ def test_recurring_spikes_back_off_the_lr_and_rewarm(h: SimpleNamespace, tmp_pat
     assert outs[-1].lr == pytest.approx(1e-2 * 0.5)
     assert opt.param_groups[0]["lr"] == 1e-2  # the schedule's LR is untouched
     backoff = [e for e in _events(tmp_path) if e["event"] == "lr-backoff"]
-    assert len(backoff) == 1 and backoff[0]["data"] == {"old": 1.0, "new": 0.5, "rewarm_steps": 10}
+    assert len(backoff) == 1
+    assert backoff[0]["data"] == {"old_cap": None, "new_cap": 0.005, "lr_scale": 0.5,
+                                  "rewarm_steps": 10}  # fmt: skip
 
 
 def test_abort_after_consecutive_bad_steps_with_a_diagnosis(
@@ -224,11 +226,56 @@ def test_scheduled_lr_jump_caught_and_backed_off(h: SimpleNamespace) -> None:
     guard = Guard(model, opt, scheduler=sched,
                   config=GuardConfig(snapshot_every=10, rollback_skip_batches=2, max_rollbacks=20,
                                      min_lr_scale=1e-6))  # fmt: skip
+    outs = []
     for i in range(200):
         xb, yb = x[(i % 250) * 32 : (i % 250 + 1) * 32], y[(i % 250) * 32 : (i % 250 + 1) * 32]
-        guard.step(F.cross_entropy(model(xb), yb))
+        outs.append(guard.step(F.cross_entropy(model(xb), yb)))
     assert guard.policy.rollbacks >= 1 and guard.policy.lr_scale < 1.0
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_lr_x100_milestone_rolls_back_once_caps_the_lr_and_keeps_learning(
+    h: SimpleNamespace, tmp_path: Path
+) -> None:
+    """The rescue suite's lr_jump: the restored scheduler replays the x100, so the first rollback
+    must already cap the LR (at half the snapshot's LR), and go to the newest snapshot."""
+    torch.manual_seed(0)
+    x, y = h.cnn_data(4096)
+    model = h.CNN()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 100.0 if s >= 60 else 1.0)
+    with RunLog(tmp_path, tensorboard=False) as run_log:
+        guard = Guard(model, opt, scheduler=sched, run_log=run_log,
+                      config=GuardConfig(snapshot_every=20, rollback_skip_batches=2))  # fmt: skip
+        losses = []
+        for i, b in enumerate(guard.batches(range(160))):
+            xb, yb = x[b * 25 : (b + 1) * 25], y[b * 25 : (b + 1) * 25]
+            out = guard.step(F.cross_entropy(model(xb), yb))
+            if out.applied:
+                losses.append(out.loss)
+            assert i < 160
+    rollbacks = [e for e in _events(tmp_path) if e["event"] == "rollback"]
+    assert len(rollbacks) == 1 and rollbacks[0]["data"]["to_step"] >= 40  # newest, not step 1
+    assert guard.policy.lr_cap == pytest.approx(5e-3)
+    assert out.lr is not None and out.lr <= 5e-3 + 1e-12  # the x100 schedule (1.0) is capped
+    before = sum(losses[40:55]) / 15
+    assert sum(losses[-20:]) / 20 < before  # still learning after the rescue
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_twice_failed_snapshot_is_passed_over(h: SimpleNamespace) -> None:
+    from stabletrain.guard.snapshots import SnapshotStore
+
+    model, opt, _ = _linear()
+    store = SnapshotStore(keep=2)
+    old = store.add(store.capture(10, model, opt))
+    new = store.add(store.capture(20, model, opt))
+    guard = Guard(model, opt)
+    guard.snapshots = store
+    assert guard._rollback_target() is new
+    for _ in range(2):
+        store.restore(new, model, opt)
+    assert guard._rollback_target() is old
 
 
 def test_bad_init_warns_and_nonfinite_weights_abort(h: SimpleNamespace, tmp_path: Path) -> None:

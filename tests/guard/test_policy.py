@@ -15,7 +15,7 @@ def test_ladder_skip_then_rollback_then_backoff_then_abort() -> None:
     assert p.decide(None, can_rollback=True).verdict == "apply"
     p.decide("nonfinite", can_rollback=True)
     d = p.decide("nonfinite", can_rollback=True)
-    assert d.verdict == "rollback" and d.backoff and p.lr_scale == 0.5
+    assert d.verdict == "rollback" and d.backoff and p.lr_scale == 0.5 and p.lr_cap == 0.5
     assert [round(p.lr_factor(), 3)] == [0.125]  # re-warm: 1/4 of 0.5x
     for _ in range(4):
         p.decide(None, can_rollback=True)
@@ -47,3 +47,33 @@ def test_state_round_trip() -> None:
     b.load_state_dict(a.state_dict())
     assert b.state_dict() == a.state_dict()
     assert a.decide("spike", can_rollback=True) == b.decide("spike", can_rollback=True)
+
+
+def test_a_spike_right_after_the_lr_rose_backs_off_on_the_first_rollback() -> None:
+    p = Policy(GuardConfig(rollback_after=2, lr_rewarm_steps=0))
+    p.decide("spike", can_rollback=True, stable_lr=1e-3, lr_rose=True)
+    d = p.decide("spike", can_rollback=True, stable_lr=1e-3, lr_rose=True)
+    assert d.verdict == "rollback" and d.backoff and "scheduled LR rose" in d.reason
+    # a cap, not a multiplier: the x100 schedule is brought back to half the stable LR ...
+    assert p.lr_cap == 5e-4 and p.lr_factor(0.1) == 5e-3
+    # ... and a schedule that decays below the cap runs untouched
+    assert p.lr_factor(1e-4) == 1.0
+
+
+def test_no_backoff_on_a_first_rollback_without_an_lr_rise() -> None:
+    p = Policy(GuardConfig(rollback_after=2))
+    p.decide("spike", can_rollback=True, stable_lr=1e-3)
+    d = p.decide("spike", can_rollback=True, stable_lr=1e-3)
+    assert d.verdict == "rollback" and not d.backoff and p.lr_cap is None
+    assert p.lr_factor(1e-3) == 1.0
+
+
+def test_repeated_backoffs_cap_below_the_previous_cap_then_abort_at_min_lr_scale() -> None:
+    p = Policy(GuardConfig(rollback_after=1, lr_rewarm_steps=0, lr_backoff_factor=0.1,
+                           min_lr_scale=5e-3, max_rollbacks=10))  # fmt: skip
+    p.decide("spike", can_rollback=True, stable_lr=1.0, lr_rose=True)
+    assert p.lr_cap == 0.1
+    p.decide("spike", can_rollback=True, stable_lr=1.0)  # recurring: cap from min(cap, stable)
+    assert p.lr_cap is not None and abs(p.lr_cap - 0.01) < 1e-12
+    d = p.decide("spike", can_rollback=True, stable_lr=1.0)  # 1e-3 < 5e-3 x 1.0
+    assert d.verdict == "abort" and "min_lr_scale" in d.reason

@@ -28,7 +28,7 @@ def test_snapshot_restore_exact_and_reusable(h: SimpleNamespace) -> None:
             opt.zero_grad()
 
     train(3)
-    store.take(3, model, opt, None, sched, {"k": 1})
+    store.add(store.capture(3, model, opt, None, sched, {"k": 1}))
     saved = h.snapshot_state(model, opt)
     rng = torch.rand(3)
     for _ in range(2):  # restore twice: the first restore must not let training alias the snapshot

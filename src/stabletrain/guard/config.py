@@ -80,6 +80,9 @@ class GuardConfig:
     """Steps over which bad steps are counted for escalation to rollback."""
     snapshot_every: int = 50
     """Keep an in-memory (CPU) snapshot every K clean steps; 0 disables rollback."""
+    snapshot_confirm_steps: int = 10
+    """A snapshot becomes a rollback target only after this many further clean steps (a copy
+    taken right after a bad update carries it: the damage shows in the next losses)."""
     snapshots_kept: int = 2
     """How many snapshots are kept (a repeated rollback goes one further back)."""
     rollback_skip_batches: int = 10
@@ -87,13 +90,18 @@ class GuardConfig:
     max_rollbacks: int = 5
     """Abort when another rollback would be needed after this many."""
     lr_backoff_factor: float = 0.5
-    """LR multiplier applied when spikes recur within ``backoff_window`` steps of a rollback."""
+    """On a back-off the LR is capped at this fraction of the last LR known to be stable (the
+    rollback snapshot's scheduled LR). Backs off when spikes recur within ``lr_backoff_window``
+    steps of a rollback, or at once when the spike followed a rise of the scheduled LR."""
     lr_backoff_window: int = 200
     """A rollback this close to the previous one backs the LR off."""
     lr_rewarm_steps: int = 50
-    """After a back-off the LR ramps linearly from ~0 to its backed-off value over W steps."""
+    """After a back-off the LR ramps linearly from ~0 to its capped value over W steps."""
     min_lr_scale: float = 1e-3
-    """Abort rather than back the LR off below this fraction of the schedule's LR."""
+    """Abort rather than cap the LR below this fraction of the first back-off's stable LR."""
+    lr_rise_ratio: float = 1.5
+    """A scheduled LR this many times the rollback snapshot's counts as "the LR rose": the spike
+    will replay from the snapshot, so the first rollback already backs off."""
 
     # -- AMP and distribution ---------------------------------------------------------------
     scale_collapse: float = 1.0
@@ -118,13 +126,17 @@ class GuardConfig:
         for name in _positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"guard.{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("health_every", "snapshot_every", "rollback_skip_batches", "lr_rewarm_steps"):
+        _non_negative = ("health_every", "snapshot_every", "rollback_skip_batches",
+                         "lr_rewarm_steps", "snapshot_confirm_steps")  # fmt: skip
+        for name in _non_negative:
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"guard.{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0.0 < self.lr_backoff_factor <= 1.0:
             raise ConfigError(
                 f"guard.lr_backoff_factor must be in (0, 1], got {self.lr_backoff_factor!r}"
             )
+        if not self.lr_rise_ratio > 1.0:
+            raise ConfigError(f"guard.lr_rise_ratio must be > 1, got {self.lr_rise_ratio!r}")
         if not 0.0 < self.zscore_alpha < 1.0:
             raise ConfigError(f"guard.zscore_alpha must be in (0, 1), got {self.zscore_alpha!r}")
         if not 0.0 < self.percentile <= 100.0:

@@ -56,7 +56,7 @@ from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Bad, Decision, Policy
 from stabletrain.guard.readout import is_distributed, read_step, step_with_lr_factor
 from stabletrain.guard.report import abort_finding
-from stabletrain.guard.snapshots import SnapshotStore
+from stabletrain.guard.snapshots import Snapshot, SnapshotStore
 from stabletrain.logs.runlog import RunLog
 from stabletrain.records import ConfigFacts, Finding, StepRecord, json_float
 
@@ -113,6 +113,8 @@ class Guard:
         self.snapshots = SnapshotStore(cfg.snapshots_kept)
         self.health = Health()
         self._since_snapshot = 0
+        self._candidate: Snapshot | None = None  # a snapshot waiting for clean steps after it
+        self._candidate_age = 0
         self._skip_pending = 0
         self._in_batches = False
         self._loss_acc: torch.Tensor | None = None
@@ -120,6 +122,8 @@ class Guard:
         self._checked = False
         self._init_checked = False
         self._last_lr: float | None = None
+        self._last_clean_lr: float | None = None  # the scheduled LR of the last applied step
+        self._cap_before: float | None = None
         self._wrapper: GuardedOptimizer | None = None
 
     # -- public API -----------------------------------------------------------------------------
@@ -239,7 +243,7 @@ class Guard:
             loss_t, loss_bad, norm_t, self.scaler, scaler_on
         )
         lr_before = float(opt.param_groups[0]["lr"])
-        lr_factor = self.policy.lr_factor()
+        lr_factor = self.policy.lr_factor(lr_before)
         step = self.step_count
 
         if not cfg.enabled:
@@ -253,9 +257,7 @@ class Guard:
             bad_action: str | None = "skip_spike"
             decision = Decision("skip", reason="batch skipped after a rollback")
         else:
-            decision = self.policy.decide(
-                bad, can_rollback=cfg.snapshot_every > 0 and len(self.snapshots) > 0
-            )
+            decision = self._decide(bad, lr_before)
             bad_action = self._action_name(bad, loss_bad)
         verdict = decision.verdict
         if verdict == "abort":
@@ -268,8 +270,10 @@ class Guard:
             step_with_lr_factor(self.inner_optimizer, self.scaler, owns_loop, lr_factor)
             if owns_loop and self.scheduler is not None:
                 self.scheduler.step()
-            if verdict == "apply" and self.clipper is not None:
-                self.clipper.observe(norm_v * (clip_coef or 1.0))
+            if verdict == "apply":
+                self._last_clean_lr = lr_before
+                if self.clipper is not None:
+                    self.clipper.observe(norm_v * (clip_coef or 1.0))
             action = None
         else:
             for g in grads:
@@ -284,6 +288,8 @@ class Guard:
         elif verdict == "skip":
             self._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
                         {"loss": loss_v, "grad_norm": norm_v, "action": action})  # fmt: skip
+            if decision.backoff:
+                self._log_backoff(None)
         elif verdict == "rollback":
             action = "rollback"
             self._rollback(step, decision, owns_loop)
@@ -301,6 +307,33 @@ class Guard:
         )
         self._after_step(outcome, verdict, loss_bad)
         return outcome
+
+    def _decide(self, bad: Bad | None, scheduled_lr: float) -> Decision:
+        """The policy's verdict, told which LR was last stable and whether the LR rose since."""
+        if bad is None:
+            return self.policy.decide(None, can_rollback=False)
+        target = self._rollback_target()
+        stable = (
+            float(target.guard.get("sched_lr") or scheduled_lr)
+            if target is not None
+            else (self._last_clean_lr or scheduled_lr)
+        )
+        self._cap_before = self.policy.lr_cap
+        return self.policy.decide(
+            bad,
+            can_rollback=target is not None,
+            stable_lr=stable,
+            lr_rose=scheduled_lr > self.config.lr_rise_ratio * stable,
+        )
+
+    def _rollback_target(self) -> Snapshot | None:
+        """The newest snapshot, unless rolling back to it already failed twice: then one older."""
+        if self.config.snapshot_every <= 0:
+            return None
+        newest = self.snapshots.pick(0)
+        if newest is not None and newest.restores >= 2:
+            return self.snapshots.pick(1)
+        return newest
 
     def _classify(
         self, step: int, loss_v: float | None, norm_v: float, loss_bad: bool,
@@ -378,24 +411,41 @@ class Guard:
         if verdict != "rollback":
             self.step_count += 1
         self._log_lr(outcome.lr)
-        if verdict == "apply":
-            self._since_snapshot += 1
-            if (
-                self.config.snapshot_every > 0
-                and not self.policy.recent
-                and (len(self.snapshots) == 0 or self._since_snapshot >= self.config.snapshot_every)
-            ):
-                self.snapshots.take(
-                    self.step_count, self.model, self.inner_optimizer, self.scaler,
-                    self.scheduler, self._snapshot_state(),
-                )  # fmt: skip
-                self._since_snapshot = 0
+        self._snapshot_ladder(verdict)
         he = self.config.health_every
         if he and self.health.n >= he:
             line, data = self.health.flush(self.step_count, self.policy)
             log.info(line)
             if self.run_log is not None:
                 self.run_log.log_event(self.step_count, "health", line, severity="info", data=data)
+
+    def _snapshot_ladder(self, verdict: str) -> None:
+        """Every ``snapshot_every`` clean steps capture a candidate snapshot; keep it once
+        ``snapshot_confirm_steps`` more steps were clean, drop it at the first bad one."""
+        cfg = self.config
+        if cfg.snapshot_every <= 0:
+            return
+        if verdict != "apply":
+            self._candidate = None
+            return
+        self._since_snapshot += 1
+        if self._candidate is not None:
+            self._candidate_age += 1
+            if self._candidate_age >= cfg.snapshot_confirm_steps:
+                self.snapshots.add(self._candidate)
+                self._candidate = None
+        elif not self.policy.recent and (
+            len(self.snapshots) == 0 or self._since_snapshot >= cfg.snapshot_every
+        ):
+            self._candidate = self.snapshots.capture(
+                self.step_count, self.model, self.inner_optimizer, self.scaler,
+                self.scheduler, self._snapshot_state(),
+            )  # fmt: skip
+            self._candidate_age = 0
+            self._since_snapshot = 0
+            if cfg.snapshot_confirm_steps == 0:
+                self.snapshots.add(self._candidate)
+                self._candidate = None
 
     def _log_lr(self, lr: float | None) -> None:
         prev, self._last_lr = self._last_lr, lr
@@ -410,6 +460,8 @@ class Guard:
     def _snapshot_state(self) -> dict[str, Any]:
         return {
             "step_count": self.step_count,
+            # the LR the restored state runs at first: the stable LR a back-off caps against
+            "sched_lr": float(self.inner_optimizer.param_groups[0]["lr"]),
             "clipper": self.clipper.state_dict() if self.clipper is not None else None,
             "loss_spikes": self.loss_spikes.state_dict(),
             "grad_spikes": self.grad_spikes.state_dict(),
@@ -418,13 +470,14 @@ class Guard:
     def _rollback(self, step: int, decision: Decision, owns_loop: bool) -> None:
         # (the skip branch already called scaler.update(), resetting its per-step state, so the
         # snapshot's scale can be loaded over it)
-        snap = self.snapshots.pick(back=1 if decision.backoff else 0)
+        snap = self._rollback_target()
         assert snap is not None  # the policy rolls back only when a snapshot exists
         self.snapshots.restore(
             snap, self.model, self.inner_optimizer, self.scaler,
             self.scheduler if owns_loop else None,
         )  # fmt: skip
         self.snapshots.drop_after(snap.step)
+        self._candidate = None
         if self.clipper is not None and snap.guard.get("clipper") is not None:
             self.clipper.load_state_dict(snap.guard["clipper"])
         for name in ("loss_spikes", "grad_spikes"):
@@ -449,14 +502,20 @@ class Guard:
              "rollbacks": self.policy.rollbacks},
         )  # fmt: skip
         if decision.backoff:
-            old = self.policy.lr_scale / cfg.lr_backoff_factor
-            self._event(
-                "lr-backoff",
-                f"spikes recur: LR scale {old:.3g} → {self.policy.lr_scale:.3g}, re-warming over "
-                f"{cfg.lr_rewarm_steps} steps",
-                "warning",
-                {"old": old, "new": self.policy.lr_scale, "rewarm_steps": cfg.lr_rewarm_steps},
-            )
+            self._log_backoff(snap)
+
+    def _log_backoff(self, snap: Snapshot | None) -> None:
+        cap, old = self.policy.lr_cap or 0.0, self._cap_before
+        where = f"the LR of step {snap.step}" if snap is not None else "the last clean step's LR"
+        self._event(
+            "lr-backoff",
+            f"LR capped at {cap:.4g} ({self.config.lr_backoff_factor:g}x {where}"
+            + (f", was capped at {old:.4g}" if old is not None else "")
+            + f"), re-warming over {self.config.lr_rewarm_steps} steps",
+            "warning",
+            {"old_cap": old, "new_cap": cap, "lr_scale": self.policy.lr_scale,
+             "rewarm_steps": self.config.lr_rewarm_steps},
+        )  # fmt: skip
 
     def _event(
         self, event: str, message: str, severity: str, data: dict[str, Any] | None = None
@@ -503,6 +562,7 @@ class Guard:
             "skip_pending": self._skip_pending,
             "since_snapshot": self._since_snapshot,
             "last_lr": self._last_lr,
+            "last_clean_lr": self._last_clean_lr,
             "policy": self.policy.state_dict(),
             "clipper": self.clipper.state_dict() if self.clipper is not None else None,
             "detectors": {
@@ -527,6 +587,7 @@ class Guard:
         self._skip_pending = int(state.get("skip_pending", 0))
         self._since_snapshot = int(state.get("since_snapshot", 0))
         self._last_lr = state.get("last_lr")
+        self._last_clean_lr = state.get("last_clean_lr")
         if self.clipper is not None and state.get("clipper") is not None:
             self.clipper.load_state_dict(state["clipper"])
         dets = state.get("detectors", {})

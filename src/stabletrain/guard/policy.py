@@ -9,10 +9,17 @@
                                       scaler probing its range, but counts toward the abort)
     ``rollback_after`` bad steps within ``escalate_window``
                                     → roll back to the last good snapshot, drop the next M batches
-    a rollback soon after another   → also back the LR off by ``lr_backoff_factor`` and re-warm it
-                                      over ``lr_rewarm_steps``
-    ``max_consecutive_bad`` bad steps in a row, or ``max_rollbacks`` exhausted, or the LR backed
-    off below ``min_lr_scale``      → abort with a diagnosis
+    a rollback soon after another, or one whose spike followed a rise of the scheduled LR
+                                    → also cap the LR at ``lr_backoff_factor`` x the last LR known
+                                      to be stable, re-warming over ``lr_rewarm_steps``
+    ``max_consecutive_bad`` bad steps in a row, or ``max_rollbacks`` exhausted, or the LR cap
+    below ``min_lr_scale`` x the first stable LR  → abort with a diagnosis
+
+Why a cap and not a multiplier on the schedule: a rollback restores the scheduler too, so a
+spike caused by the schedule (a ×100 milestone typo, the peak of a warmup) is replayed. Halving a
+schedule that has just jumped ×100 leaves it 50x too high; capping at half the LR that was
+stable bounds it whatever the schedule does, and hands control back to the schedule once it
+decays below the cap.
 
 The ladder is what PaLM's and OPT's teams did by hand and LLM Foundry's ``KillLossSpike`` and
 OLMo-core's spike skipping do in part. Decide, then act: this module only decides; the guard acts.
@@ -49,11 +56,31 @@ class Policy:
         self.recent: deque[int] = deque()
         self.rollbacks = 0
         self.last_rollback_tick: int | None = None
-        self.lr_scale = 1.0
+        #: the guard never steps at a (param group 0) LR above this; None: no cap yet
+        self.lr_cap: float | None = None
+        #: the stable LR the first back-off started from (``min_lr_scale`` is relative to it)
+        self.lr_ref: float | None = None
         self.rewarm_start: int | None = None
         self.backoffs = 0
 
-    def decide(self, bad: Bad | None, *, can_rollback: bool) -> Decision:
+    @property
+    def lr_scale(self) -> float:
+        """The LR cap as a fraction of the stable LR of the first back-off (1.0: no cap)."""
+        if self.lr_cap is None or not self.lr_ref:
+            return 1.0
+        return self.lr_cap / self.lr_ref
+
+    def decide(
+        self,
+        bad: Bad | None,
+        *,
+        can_rollback: bool,
+        stable_lr: float = 1.0,
+        lr_rose: bool = False,
+    ) -> Decision:
+        """The verdict on this step. ``stable_lr``: the LR known to be stable (the rollback
+        target's, or the last clean step's); ``lr_rose``: the scheduled LR rose well above it
+        before this bad step, so a replay from the snapshot would replay the cause."""
         cfg = self.config
         self.tick += 1
         if bad is None:
@@ -82,15 +109,15 @@ class Policy:
             and self.tick - self.last_rollback_tick <= cfg.lr_backoff_window
         )
         self.recent.clear()
+        can_back_off = cfg.lr_backoff_factor < 1.0
         if not can_rollback:
             # no snapshot to go back to: the next best thing is a lower LR
-            backoff = self._backoff() if cfg.lr_backoff_factor < 1.0 else False
-            if backoff is None:
+            if can_back_off and not self._back_off(stable_lr):
                 return self._abort_lr()
             self.last_rollback_tick = self.tick
             return Decision(
                 "skip" if base == "rollback" else base,
-                backoff=bool(backoff),
+                backoff=can_back_off,
                 reason=f"{cfg.rollback_after} bad steps within {cfg.escalate_window}, no snapshot",
             )
         if self.rollbacks >= cfg.max_rollbacks:
@@ -101,24 +128,23 @@ class Policy:
             )
         self.rollbacks += 1
         self.last_rollback_tick = self.tick
-        backoff = False
-        if recurring and cfg.lr_backoff_factor < 1.0:
-            b = self._backoff()
-            if b is None:
-                return self._abort_lr()
-            backoff = b
-        return Decision(
-            "rollback",
-            backoff=backoff,
-            reason=f"{cfg.rollback_after} bad steps within {cfg.escalate_window} steps",
-        )
+        backoff = can_back_off and (recurring or lr_rose)
+        if backoff and not self._back_off(stable_lr):
+            return self._abort_lr()
+        why = f"{cfg.rollback_after} bad steps within {cfg.escalate_window} steps"
+        if backoff and lr_rose and not recurring:
+            why += " right after the scheduled LR rose"
+        return Decision("rollback", backoff=backoff, reason=why)
 
-    def _backoff(self) -> bool | None:
-        """Scale the LR down; None when that would go below ``min_lr_scale``."""
-        new = self.lr_scale * self.config.lr_backoff_factor
-        if new < self.config.min_lr_scale:
-            return None
-        self.lr_scale = new
+    def _back_off(self, stable_lr: float) -> bool:
+        """Cap the LR at ``lr_backoff_factor`` x the stable LR (or x the current cap, if lower).
+        False when that would go below ``min_lr_scale`` x the first back-off's stable LR."""
+        base = stable_lr if self.lr_cap is None else min(self.lr_cap, stable_lr)
+        new = base * self.config.lr_backoff_factor
+        ref = self.lr_ref if self.lr_ref is not None else stable_lr
+        if not new > 0 or new < self.config.min_lr_scale * ref:
+            return False
+        self.lr_cap, self.lr_ref = new, ref
         self.rewarm_start = self.tick
         self.backoffs += 1
         return True
@@ -126,18 +152,20 @@ class Policy:
     def _abort_lr(self) -> Decision:
         return Decision(
             "abort",
-            reason=f"spikes persist with the LR already backed off to {self.lr_scale:.3g}x "
-            f"(min_lr_scale={self.config.min_lr_scale:g})",
+            reason=f"spikes persist with the LR already capped at {self.lr_scale:.3g}x its stable "
+            f"value (min_lr_scale={self.config.min_lr_scale:g})",
         )
 
-    def lr_factor(self) -> float:
-        """The multiplier on the schedule's LR for the *next* step: back-off × re-warm ramp."""
+    def lr_factor(self, scheduled_lr: float = 1.0) -> float:
+        """The multiplier on the scheduled LR for the *next* step: the cap × the re-warm ramp."""
+        cap = self.lr_cap
+        factor = 1.0 if cap is None or scheduled_lr <= cap else cap / scheduled_lr
         if self.rewarm_start is None or self.config.lr_rewarm_steps <= 0:
-            return self.lr_scale
+            return factor
         done = self.tick - self.rewarm_start + 1
         if done >= self.config.lr_rewarm_steps:
-            return self.lr_scale
-        return self.lr_scale * done / self.config.lr_rewarm_steps
+            return factor
+        return factor * done / self.config.lr_rewarm_steps
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -146,7 +174,8 @@ class Policy:
             "recent": list(self.recent),
             "rollbacks": self.rollbacks,
             "last_rollback_tick": self.last_rollback_tick,
-            "lr_scale": self.lr_scale,
+            "lr_cap": self.lr_cap,
+            "lr_ref": self.lr_ref,
             "rewarm_start": self.rewarm_start,
             "backoffs": self.backoffs,
         }
@@ -157,6 +186,7 @@ class Policy:
         self.recent = deque(int(t) for t in state["recent"])
         self.rollbacks = int(state["rollbacks"])
         self.last_rollback_tick = state["last_rollback_tick"]
-        self.lr_scale = float(state["lr_scale"])
+        self.lr_cap = state.get("lr_cap")
+        self.lr_ref = state.get("lr_ref")
         self.rewarm_start = state["rewarm_start"]
         self.backoffs = int(state["backoffs"])

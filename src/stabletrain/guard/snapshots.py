@@ -2,7 +2,9 @@
 
 What PaLM's team did by hand after a loss spike (restart from a checkpoint ~100 steps earlier and
 skip a few hundred batches), done in memory: every K clean steps the guard copies the training
-state to CPU and keeps the last N. Restoring loads copies (never the stored tensors themselves:
+state to CPU and keeps the last N. A copy becomes a rollback target only after the next few steps
+were clean too (the guard holds it as a candidate until then): an update's damage shows in the
+*next* losses, so a copy taken right after a bad update would carry that update. Restoring loads copies (never the stored tensors themselves:
 ``Optimizer.load_state_dict`` would alias them and the next step would corrupt the snapshot).
 
 Limits: a snapshot costs one copy of the weights and the optimizer state in host memory (3x the
@@ -66,6 +68,8 @@ class Snapshot:
     scheduler: dict[str, Any] | None
     rng: dict[str, Any]
     guard: dict[str, Any]
+    restores: int = 0
+    """How many times this snapshot was rolled back to (a twice-failed one is passed over)."""
 
 
 class SnapshotStore:
@@ -75,8 +79,8 @@ class SnapshotStore:
         self.keep = keep
         self.snapshots: deque[Snapshot] = deque(maxlen=keep)
 
-    def take(
-        self,
+    @staticmethod
+    def capture(
         step: int,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
@@ -84,7 +88,9 @@ class SnapshotStore:
         scheduler: Any = None,
         guard_state: dict[str, Any] | None = None,
     ) -> Snapshot:
-        snap = Snapshot(
+        """A snapshot of the live objects, not yet kept (see ``add``)."""
+        # host sync: copying device tensors to CPU waits for them (a snapshot step only)
+        return Snapshot(
             step=step,
             model=to_cpu(model.state_dict()),
             optimizer=to_cpu(optimizer.state_dict()),
@@ -93,6 +99,9 @@ class SnapshotStore:
             rng=rng_state(),
             guard=copy.deepcopy(guard_state or {}),
         )
+
+    def add(self, snap: Snapshot) -> Snapshot:
+        """Keep ``snap`` as the newest (the oldest kept is dropped beyond ``keep``)."""
         self.snapshots.append(snap)
         return snap
 
@@ -111,6 +120,7 @@ class SnapshotStore:
         scheduler: Any = None,
     ) -> None:
         """Load ``snap`` into the live objects (copies: the snapshot stays reusable)."""
+        snap.restores += 1
         model.load_state_dict(snap.model)  # copies into the existing parameters
         optimizer.load_state_dict(to_cpu(snap.optimizer))
         if scaler is not None and snap.scaler is not None:
@@ -136,6 +146,7 @@ class SnapshotStore:
                     "scheduler": s.scheduler,
                     "rng": s.rng,
                     "guard": s.guard,
+                    "restores": s.restores,
                 }
                 for s in self.snapshots
             ],
