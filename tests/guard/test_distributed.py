@@ -15,23 +15,25 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     import torch, torch.distributed as dist, torch.nn.functional as F
+    from stabletrain.guard.config import GuardConfig
     from stabletrain.guard.guard import Guard
 
-    rank, init, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    rank, init, out, sync_free = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(32, 2))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    guard = Guard(model, opt)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=sync_free == "on")
+    guard = Guard(model, opt, config=GuardConfig(sync_free=sync_free, read_every=5))
     g = torch.Generator().manual_seed(rank)
-    results = []
+    outcomes = []
     for i in range(12):
         x = torch.randn(16, 32, generator=g)
         if i == 7 and rank == 1:
             x[0, 0] = float("nan")  # only this rank's pipeline delivers a bad sample
-        o = guard.step(F.cross_entropy(model(x), (x[:, 0] > 0).long()))
-        results.append([o.step, o.applied, o.action])
+        outcomes.append(guard.step(F.cross_entropy(model(x), (x[:, 0] > 0).long())))
+    guard.flush()  # sync-free: the last steps are read here
+    results = [[o.step, o.applied, o.action] for o in outcomes]
     w = [p.detach().clone() for p in model.parameters()]
     dist.all_reduce(w[0], op=dist.ReduceOp.MAX)
     results.append(bool(torch.equal(w[0], model.module.weight.detach())))
@@ -42,14 +44,17 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.dist
-def test_only_rank1_nan_both_skip_same_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sync_free", ["off", "on"])
+def test_only_rank1_nan_both_skip_same_step(tmp_path: Path, sync_free: str) -> None:
+    """Immediate path (host reads each step) and sync-free path (the int flag is reduced on the
+    device and the fused optimizer skips there): the same verdict on both ranks."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     init = f"file://{tmp_path / 'rendezvous'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(r), init, str(tmp_path / f"r{r}.json")],
+            [sys.executable, str(script), str(r), init, str(tmp_path / f"r{r}.json"), sync_free],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

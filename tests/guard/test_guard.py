@@ -263,21 +263,6 @@ def test_lr_x100_milestone_rolls_back_once_caps_the_lr_and_keeps_learning(
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_a_twice_failed_snapshot_is_passed_over(h: SimpleNamespace) -> None:
-    from stabletrain.guard.snapshots import SnapshotStore
-
-    model, opt, _ = _linear()
-    store = SnapshotStore(keep=2)
-    old = store.add(store.capture(10, model, opt))
-    new = store.add(store.capture(20, model, opt))
-    guard = Guard(model, opt)
-    guard.snapshots = store
-    assert guard._rollback_target() is new
-    for _ in range(2):
-        store.restore(new, model, opt)
-    assert guard._rollback_target() is old
-
-
 def test_bad_init_warns_and_nonfinite_weights_abort(h: SimpleNamespace, tmp_path: Path) -> None:
     model = h.CNN(init_std=1.0)  # seed 002's normal(std=1) init
     opt = torch.optim.SGD(model.parameters(), lr=0.01)

@@ -124,6 +124,16 @@ class SpikeDetector:
         big_enough = self.metric != "loss" or value - med >= 0.01
         return z > self.z_threshold and value > med * self.min_ratio and big_enough, z
 
+    def limit(self) -> float:
+        """The value above which the next value is a spike (``is_spike``'s three rules on fresh
+        statistics), ``inf`` while warming up. The guard's sync-free path compares against it
+        on the device, between its reads of the values."""
+        if len(self._baseline) < max(self.warmup, 1):
+            return math.inf
+        med, std = robust_stats(list(self._baseline))
+        lim = max(med + self.z_threshold * std, med * self.min_ratio)
+        return max(lim, med + 0.01) if self.metric == "loss" else lim
+
     def update(self, record: StepRecord) -> Finding | None:
         if record.kind != "train":
             return None

@@ -12,8 +12,10 @@ statistics adaptive modes need, each with ``state_dict``/``load_state_dict``.
 - Percentile (AutoClip, Seetharaman et al. 2020): clip at the p-th percentile of recent norms.
 - AGC (Brock et al. 2021, NFNets): unit-wise, ``‖g_i‖ ≤ λ · max(‖w_i‖, eps)`` per output unit.
 
-Limits: thresholds of adaptive clippers are host floats (their statistics are read once per step
-on the host path); AGC and the fixed rule are fully on-device.
+Limits: the statistics of adaptive clippers are host floats, fed the norms the guard reads. On the
+immediate path they give a host max-norm each step (``max_norm``); on the sync-free path they
+give a device expression of the norm (``ceiling``) whose statistics are refreshed at each read.
+AGC and the fixed rule are fully on-device.
 """
 
 from __future__ import annotations
@@ -92,6 +94,16 @@ class ZScoreClipper:
             return None
         return zscore_target(norm, self.mean, math.sqrt(self.var), self.z_thr)
 
+    def ceiling(self, norm: torch.Tensor) -> torch.Tensor | float:
+        """``max_norm`` as a device expression of ``norm`` (``inf``: no adaptive clip)."""
+        std = math.sqrt(self.var)
+        if self.n < self.warmup or std <= 0:
+            return math.inf
+        over = norm.double() - self.mean
+        # z > z_thr  →  mean + z_thr**2 / z * std  ==  mean + (z_thr * std)**2 / (norm - mean)
+        c = (self.z_thr * std) ** 2
+        return torch.where(over > self.z_thr * std, self.mean + c / over, math.inf)
+
     def observe(self, norm: float) -> None:
         """Feed one *clean* (finite, non-spike) post-clip norm."""
         if not math.isfinite(norm):
@@ -132,6 +144,13 @@ class PercentileClipper:
         if self._cached is None or self._stale >= 10:
             self._cached, self._stale = percentile(list(self.history), self.q), 0
         return self._cached if norm > self._cached else None
+
+    def ceiling(self, norm: torch.Tensor) -> torch.Tensor | float:
+        """The percentile as the sync-free path's ceiling (``inf`` while warming up)."""
+        if len(self.history) < self.warmup:
+            return math.inf
+        self.max_norm(math.inf)  # refresh the cached percentile when stale
+        return self._cached if self._cached is not None else math.inf
 
     def observe(self, norm: float) -> None:
         if math.isfinite(norm):

@@ -21,6 +21,7 @@ ClipMode = Literal["none", "norm", "zscore", "percentile", "agc"]
 Preset = Literal["default", "conservative", "off"]
 SpikeAction = Literal["warn", "skip", "rollback"]
 SpikeMetric = Literal["loss", "grad_norm", "both"]
+SyncFree = Literal["auto", "on", "off"]
 
 
 @dataclass(kw_only=True)
@@ -110,6 +111,13 @@ class GuardConfig:
     """GuardedOptimizer path: the framework already unscaled the grads (do not unscale again)."""
     shard_grads: bool = False
     """Grads are sharded across ranks (FSDP/ZeRO): all-reduce the norm. DDP grads are identical."""
+    sync_free: SyncFree = "auto"
+    """Decide each step on the device and read the values once every ``read_every`` steps (no
+    host sync on the other steps; see ``guard/device.py``). Needs an optimizer that skips on the
+    device (torch's Adam/AdamW/SGD/Adagrad with ``fused=True``). ``"auto"``: on for CUDA grads
+    with such an optimizer; ``"on"``: always (an error without one); ``"off"``: read every step."""
+    read_every: int = 10
+    """Sync-free mode: steps between host reads (rollback, back-off and abort act at a read)."""
 
     def __post_init__(self) -> None:
         if self.max_norm is not None and not self.max_norm > 0:
@@ -122,6 +130,7 @@ class GuardConfig:
             "max_rollbacks",
             "spike_window",
             "percentile_window",
+            "read_every",
         )
         for name in _positive_ints:
             if int(getattr(self, name)) < 1:
@@ -145,6 +154,7 @@ class GuardConfig:
             "clip": ("none", "norm", "zscore", "percentile", "agc"),
             "spike_action": ("warn", "skip", "rollback"),
             "spike_metric": ("loss", "grad_norm", "both"),
+            "sync_free": ("auto", "on", "off"),
         }
         for name, allowed in _choices.items():
             if getattr(self, name) not in allowed:

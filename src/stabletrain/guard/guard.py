@@ -26,8 +26,10 @@ grads are already unscaled when ``step()`` runs (``GradScaler.step`` unscales fi
 never steps a scheduler or the scaler, and a rollback restores model + optimizer (+ scaler when
 given) and then skips the next M *updates* (the framework owns the data loader and step counter).
 
-Host syncs: one packed read per optimizer step (loss, norm, scale), commented where it happens;
-the decisions need it. Distributed: the loss flags are reduced as int32 MAX and the loss as a
+Host syncs: on the immediate path, one packed read per optimizer step (loss, norm, scale) plus
+one per micro-batch for the loss check, commented where they happen; the decisions need them. The
+sync-free path (``GuardConfig.sync_free``; ``sync_free.py``) decides on the device and reads once
+every ``read_every`` steps; its outcomes are filled in at that read (``flush``, ``drain``). Distributed: the loss flags are reduced as int32 MAX and the loss as a
 finite SUM, so every rank sees the same numbers and takes the same decision. Under DDP a rank
 with a non-finite loss still runs backward (its NaN grads reach every rank through the
 all-reduce; skipping the backward would hang the others).
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -46,9 +49,10 @@ from stabletrain import measure
 from stabletrain.detectors.amp import LossScaleDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
-from stabletrain.errors import TrainingAborted
-from stabletrain.guard import clipping
+from stabletrain.errors import ConfigError, TrainingAborted
+from stabletrain.guard import clipping, rollback, sync_free
 from stabletrain.guard.config import GuardConfig
+from stabletrain.guard.device import supports_found_inf
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.optimizer import GuardedOptimizer
@@ -125,6 +129,16 @@ class Guard:
         self._last_clean_lr: float | None = None  # the scheduled LR of the last applied step
         self._cap_before: float | None = None
         self._wrapper: GuardedOptimizer | None = None
+        self._params: list[torch.nn.Parameter] | None = None
+        self._params_key: tuple[int, ...] = ()
+        #: sync-free path: None until the first step decides (see ``sync_free.py``)
+        self.sync_free: bool | None = None
+        self._pending: list[sync_free.Pending] = []
+        self._limits: tuple[float, float] = (math.inf, math.inf)
+        self._sched_debt = 0  # scheduler steps to hold back for steps skipped on the device
+        self._resolved: deque[StepOutcome] = deque(maxlen=4096)
+        #: how many times the guard read device values on the host (tests, benchmarks)
+        self.host_reads = 0
 
     # -- public API -----------------------------------------------------------------------------
     @property
@@ -196,23 +210,34 @@ class Guard:
         )
 
     def backward(self, loss: torch.Tensor) -> bool:
-        """Backward of ``loss`` (scaled when a GradScaler is used). False (no backward) if non-finite."""
+        """Backward of ``loss`` (scaled when a GradScaler is used). False (no backward) if non-finite.
+
+        The sync-free path always runs the backward (knowing the loss is NaN needs a host read);
+        the NaN grads it makes are never applied.
+        """
         if self.config.enabled and self.config.check_init and not self._checked:
             self.check_model()
         cfg = self.config
         self.record_loss(loss)
-        # host sync: one scalar per micro-batch, to avoid a useless (and NaN-spreading) backward
-        if cfg.enabled and cfg.skip_nonfinite and not bool(torch.isfinite(loss.detach())):
-            self._loss_bad = True
-            if not is_distributed():
-                return False
-            # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
+        if cfg.enabled and cfg.skip_nonfinite and not self._uses_sync_free():
+            # host sync: one scalar per micro-batch, to avoid a useless (and NaN-spreading)
+            # backward
+            self.host_reads += 1
+            if not math.isfinite(loss.detach().item()):
+                self._loss_bad = True
+                if not is_distributed():
+                    return False
+                # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         scaled.backward()
         return not self._loss_bad
 
     def optimizer_step(self) -> StepOutcome:
-        """Unscale, measure, decide, clip, step (or skip), advance the scheduler, zero grads."""
+        """Unscale, measure, decide, clip, step (or skip), advance the scheduler, zero grads.
+
+        On the sync-free path the outcome is *pending* (``outcome.resolved`` is False) until the
+        next read fills it in (every ``read_every`` steps, or ``flush()``).
+        """
         outcome = self._check_and_step(owns_loop=True)
         self.inner_optimizer.zero_grad(set_to_none=True)
         return outcome
@@ -222,7 +247,55 @@ class Guard:
         self.backward(loss)
         return self.optimizer_step()
 
+    def flush(self) -> list[StepOutcome]:
+        """Sync-free path: read the queued steps now (one host sync), review and act on them.
+        Returns the outcomes it resolved (none on the immediate path: it has nothing queued)."""
+        return sync_free.flush(self)
+
+    def drain(self) -> list[StepOutcome]:
+        """The outcomes resolved since the last call, in step order, without reading the device
+        (the immediate path resolves each step at once; the sync-free path at its reads). Keeps
+        the last 4096 if never called."""
+        out = list(self._resolved)
+        self._resolved.clear()
+        return out
+
+    def scheduled_lr(self) -> float:
+        """Param group 0's LR as the schedule set it (the guard's back-off applies around steps)."""
+        lr = self.inner_optimizer.param_groups[0]["lr"]
+        # a tensor LR (fused/capturable optimizers) on the CPU reads without a device sync
+        return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
+
     # -- the step -------------------------------------------------------------------------------
+    def _uses_sync_free(self) -> bool:
+        """Decide once (at the first step) whether this guard takes the sync-free path."""
+        if self.sync_free is None:
+            mode, opt = self.config.sync_free, self.inner_optimizer
+            fused = supports_found_inf(opt)
+            if mode == "on" and not fused:
+                raise ConfigError(
+                    f"guard.sync_free='on' needs an optimizer that skips on the device: "
+                    f"torch.optim.Adam/AdamW/SGD/Adagrad(..., fused=True); got "
+                    f"{type(opt).__name__} (fused={opt.defaults.get('fused')})"
+                )
+            params = self._param_list()
+            on_cuda = bool(params) and params[0].device.type == "cuda"
+            self.sync_free = self.config.enabled and (
+                mode == "on" or (mode == "auto" and fused and on_cuda)
+            )
+            if self.sync_free:
+                log.info("guard: sync-free path, reading every %d steps", self.config.read_every)
+        return self.sync_free
+
+    def _param_list(self) -> list[torch.nn.Parameter]:
+        """The optimizer's parameters, rebuilt only when its param groups change."""
+        groups = self.inner_optimizer.param_groups
+        key = (len(groups), *(len(g["params"]) for g in groups))
+        if self._params is None or key != self._params_key:
+            self._params = [p for g in groups for p in g["params"]]
+            self._params_key = key
+        return self._params
+
     def _check_and_step(self, *, owns_loop: bool) -> StepOutcome:
         """``owns_loop``: Guard.optimizer_step (unscale + scaler + scheduler are ours) vs the
         GuardedOptimizer path (the framework unscaled and owns scaler and scheduler)."""
@@ -232,17 +305,20 @@ class Guard:
         scaler_on = self.scaler is not None and self.scaler.is_enabled()
         if scaler_on and owns_loop and not cfg.grads_unscaled:
             self.scaler.unscale_(opt)  # type: ignore[union-attr]
-        params = [p for g in opt.param_groups for p in g["params"]]
+        params = self._param_list()
         grads = measure.grads_of(params)
         norm_t = measure.total_grad_norm(grads, norm_type=cfg.norm_type)
         if cfg.shard_grads:
             norm_t = measure.reduce_norm_across_ranks(norm_t, norm_type=cfg.norm_type)
+        if self._uses_sync_free():
+            return sync_free.device_step(self, grads, params, norm_t, owns_loop, scaler_on)
         loss_t, loss_bad = self._loss_acc, self._loss_bad
         self._loss_acc, self._loss_bad = None, False
         loss_v, norm_v, scale_v, loss_bad = read_step(
             loss_t, loss_bad, norm_t, self.scaler, scaler_on
         )
-        lr_before = float(opt.param_groups[0]["lr"])
+        self.host_reads += 1
+        lr_before = self.scheduled_lr()
         lr_factor = self.policy.lr_factor(lr_before)
         step = self.step_count
 
@@ -271,30 +347,15 @@ class Guard:
             if owns_loop and self.scheduler is not None:
                 self.scheduler.step()
             if verdict == "apply":
-                self._last_clean_lr = lr_before
-                if self.clipper is not None:
-                    self.clipper.observe(norm_v * (clip_coef or 1.0))
-            action = None
+                self._observe_clean(norm_v, clip_coef, lr_before)
         else:
             for g in grads:
                 g.zero_()
             if scaler_on and owns_loop:
                 self.scaler.update()  # type: ignore[union-attr]  # backs off if unscale_ saw inf
             self.total_skipped += 1
-            action = bad_action
-        if verdict == "warn":
-            self._event("spike", f"step {step}: {decision.reason} (warn only)", "warning",
-                        {"loss": loss_v, "grad_norm": norm_v})  # fmt: skip
-        elif verdict == "skip":
-            self._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
-                        {"loss": loss_v, "grad_norm": norm_v, "action": action})  # fmt: skip
-            if decision.backoff:
-                self._log_backoff(None)
-        elif verdict == "rollback":
-            action = "rollback"
-            self._rollback(step, decision, owns_loop)
-
-        lr = lr_before * lr_factor
+        action = self._report(decision, step, None if applied else bad_action,
+                              loss_v, norm_v, owns_loop)  # fmt: skip
         outcome = StepOutcome(
             step=step,
             applied=applied,
@@ -302,17 +363,44 @@ class Guard:
             loss=loss_v,
             grad_norm=norm_v if grads else None,
             clip_coef=clip_coef,
-            lr=lr,
+            lr=lr_before * lr_factor,
             loss_scale=scale_v,
         )
-        self._after_step(outcome, verdict, loss_bad)
+        if verdict != "rollback":
+            self.step_count += 1
+        self._after_step(outcome, verdict)
         return outcome
+
+    def _observe_clean(self, norm_v: float, clip_coef: float | None, scheduled_lr: float) -> None:
+        """A clean applied step: its LR is stable, its post-clip norm feeds adaptive clipping."""
+        self._last_clean_lr = scheduled_lr
+        if self.clipper is not None:
+            self.clipper.observe(norm_v * (clip_coef or 1.0))
+
+    def _report(
+        self, decision: Decision, step: int, action: str | None,
+        loss_v: float | None, norm_v: float, owns_loop: bool,
+    ) -> str | None:  # fmt: skip
+        """Log the verdict's event (and act on a rollback); the outcome's ``action``."""
+        verdict = decision.verdict
+        if verdict == "warn":
+            self._event("spike", f"step {step}: {decision.reason} (warn only)", "warning",
+                        {"loss": loss_v, "grad_norm": norm_v})  # fmt: skip
+        elif verdict == "skip":
+            self._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
+                        {"loss": loss_v, "grad_norm": norm_v, "action": action})  # fmt: skip
+        if verdict in ("warn", "skip") and decision.backoff:
+            rollback.log_backoff(self, None)
+        elif verdict == "rollback":
+            rollback.rollback(self, step, decision, owns_loop)
+            return "rollback"
+        return action
 
     def _decide(self, bad: Bad | None, scheduled_lr: float) -> Decision:
         """The policy's verdict, told which LR was last stable and whether the LR rose since."""
         if bad is None:
             return self.policy.decide(None, can_rollback=False)
-        target = self._rollback_target()
+        target = rollback.rollback_target(self)
         stable = (
             float(target.guard.get("sched_lr") or scheduled_lr)
             if target is not None
@@ -325,15 +413,6 @@ class Guard:
             stable_lr=stable,
             lr_rose=scheduled_lr > self.config.lr_rise_ratio * stable,
         )
-
-    def _rollback_target(self) -> Snapshot | None:
-        """The newest snapshot, unless rolling back to it already failed twice: then one older."""
-        if self.config.snapshot_every <= 0:
-            return None
-        newest = self.snapshots.pick(0)
-        if newest is not None and newest.restores >= 2:
-            return self.snapshots.pick(1)
-        return newest
 
     def _classify(
         self, step: int, loss_v: float | None, norm_v: float, loss_bad: bool,
@@ -395,11 +474,14 @@ class Guard:
             self.scheduler.step()
         outcome = StepOutcome(self.step_count, True, None, loss_v, norm_v, coef, lr, scale_v)
         self.last_outcome = outcome
+        self._resolved.append(outcome)
         self.step_count += 1
         return outcome
 
     # -- after the step ---------------------------------------------------------------------
-    def _after_step(self, outcome: StepOutcome, verdict: str, loss_bad: bool) -> None:
+    def _after_step(self, outcome: StepOutcome, verdict: str, *, can_capture: bool = True) -> None:
+        """Feed the run-level detectors and the health line, log LR changes, count toward the
+        next snapshot. ``outcome`` is resolved; ``step_count`` already points past it."""
         record = outcome.to_record()
         self.nonfinite.update(record)
         amp = self.loss_scale.update(record)
@@ -408,44 +490,15 @@ class Guard:
             self._event("loss-scale-collapse", amp.title, "error", dict(amp.evidence))
         self.health.add(outcome)
         self.last_outcome = outcome
-        if verdict != "rollback":
-            self.step_count += 1
+        self._resolved.append(outcome)
         self._log_lr(outcome.lr)
-        self._snapshot_ladder(verdict)
+        rollback.snapshot_ladder(self, verdict, can_capture=can_capture)
         he = self.config.health_every
         if he and self.health.n >= he:
             line, data = self.health.flush(self.step_count, self.policy)
             log.info(line)
             if self.run_log is not None:
                 self.run_log.log_event(self.step_count, "health", line, severity="info", data=data)
-
-    def _snapshot_ladder(self, verdict: str) -> None:
-        """Every ``snapshot_every`` clean steps capture a candidate snapshot; keep it once
-        ``snapshot_confirm_steps`` more steps were clean, drop it at the first bad one."""
-        cfg = self.config
-        if cfg.snapshot_every <= 0:
-            return
-        if verdict != "apply":
-            self._candidate = None
-            return
-        self._since_snapshot += 1
-        if self._candidate is not None:
-            self._candidate_age += 1
-            if self._candidate_age >= cfg.snapshot_confirm_steps:
-                self.snapshots.add(self._candidate)
-                self._candidate = None
-        elif not self.policy.recent and (
-            len(self.snapshots) == 0 or self._since_snapshot >= cfg.snapshot_every
-        ):
-            self._candidate = self.snapshots.capture(
-                self.step_count, self.model, self.inner_optimizer, self.scaler,
-                self.scheduler, self._snapshot_state(),
-            )  # fmt: skip
-            self._candidate_age = 0
-            self._since_snapshot = 0
-            if cfg.snapshot_confirm_steps == 0:
-                self.snapshots.add(self._candidate)
-                self._candidate = None
 
     def _log_lr(self, lr: float | None) -> None:
         prev, self._last_lr = self._last_lr, lr
@@ -456,66 +509,6 @@ class Guard:
                         {"old": prev, "new": lr})  # fmt: skip
         elif lr > 1.5 * prev:
             log.info("learning rate %.4g → %.4g", prev, lr)
-
-    def _snapshot_state(self) -> dict[str, Any]:
-        return {
-            "step_count": self.step_count,
-            # the LR the restored state runs at first: the stable LR a back-off caps against
-            "sched_lr": float(self.inner_optimizer.param_groups[0]["lr"]),
-            "clipper": self.clipper.state_dict() if self.clipper is not None else None,
-            "loss_spikes": self.loss_spikes.state_dict(),
-            "grad_spikes": self.grad_spikes.state_dict(),
-        }
-
-    def _rollback(self, step: int, decision: Decision, owns_loop: bool) -> None:
-        # (the skip branch already called scaler.update(), resetting its per-step state, so the
-        # snapshot's scale can be loaded over it)
-        snap = self._rollback_target()
-        assert snap is not None  # the policy rolls back only when a snapshot exists
-        self.snapshots.restore(
-            snap, self.model, self.inner_optimizer, self.scaler,
-            self.scheduler if owns_loop else None,
-        )  # fmt: skip
-        self.snapshots.drop_after(snap.step)
-        self._candidate = None
-        if self.clipper is not None and snap.guard.get("clipper") is not None:
-            self.clipper.load_state_dict(snap.guard["clipper"])
-        for name in ("loss_spikes", "grad_spikes"):
-            # the restored weights are judged against the baseline of their own time (a later,
-            # lower loss baseline would flag them as a spike); the spike history is kept
-            det: SpikeDetector = getattr(self, name)
-            episodes = det.episodes
-            det.load_state_dict(snap.guard[name])
-            det.episodes = episodes
-        # our loop rewinds with the scheduler; a framework keeps its own step numbering
-        self.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
-        self._since_snapshot = 0
-        self._skip_pending = self.config.rollback_skip_batches
-        self._checked = False  # re-verify the restored weights before the next step
-        cfg = self.config
-        self._event(
-            "rollback",
-            f"step {step}: {decision.reason}; rolled back to the snapshot of step {snap.step} "
-            f"and skipping the next {cfg.rollback_skip_batches} batches",
-            "warning",
-            {"from_step": step, "to_step": snap.step, "skip_batches": cfg.rollback_skip_batches,
-             "rollbacks": self.policy.rollbacks},
-        )  # fmt: skip
-        if decision.backoff:
-            self._log_backoff(snap)
-
-    def _log_backoff(self, snap: Snapshot | None) -> None:
-        cap, old = self.policy.lr_cap or 0.0, self._cap_before
-        where = f"the LR of step {snap.step}" if snap is not None else "the last clean step's LR"
-        self._event(
-            "lr-backoff",
-            f"LR capped at {cap:.4g} ({self.config.lr_backoff_factor:g}x {where}"
-            + (f", was capped at {old:.4g}" if old is not None else "")
-            + f"), re-warming over {self.config.lr_rewarm_steps} steps",
-            "warning",
-            {"old_cap": old, "new_cap": cap, "lr_scale": self.policy.lr_scale,
-             "rewarm_steps": self.config.lr_rewarm_steps},
-        )  # fmt: skip
 
     def _event(
         self, event: str, message: str, severity: str, data: dict[str, Any] | None = None
@@ -543,6 +536,7 @@ class Guard:
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         """The run-level findings of the guard's own detectors (spikes, non-finite, AMP)."""
         facts = facts or self.facts
+        self.flush()
         out: list[Finding] = []
         for det in (self.nonfinite, self.loss_scale, self.loss_spikes, self.grad_spikes):
             for f in det.finish(facts):
@@ -552,7 +546,9 @@ class Guard:
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume the guard exactly (snapshots included, on CPU)."""
+        """Everything needed to resume the guard exactly (snapshots included, on CPU).
+        Sync-free path: reads the queued steps first."""
+        self.flush()
         return {
             "step_count": self.step_count,
             "consecutive_bad": self.policy.consecutive_bad,

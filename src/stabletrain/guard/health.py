@@ -39,7 +39,7 @@ class Health:
             self.norm_max = max(self.norm_max, gn)
         if outcome.clip_coef is not None and outcome.clip_coef < 1.0:
             self.clipped += 1
-        if not outcome.applied:
+        if outcome.skipped:
             self.skipped += 1
         self.last_lr, self.last_scale = outcome.lr, outcome.loss_scale
 

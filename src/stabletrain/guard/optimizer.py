@@ -44,7 +44,7 @@ class GuardedOptimizer(torch.optim.Optimizer):
         if loss is not None:
             self._guard.record_loss(loss)  # type: ignore[arg-type]
         outcome = self._guard._check_and_step(owns_loop=False)
-        self.step_was_skipped = not outcome.applied
+        self.step_was_skipped = outcome.skipped
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

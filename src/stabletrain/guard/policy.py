@@ -83,6 +83,10 @@ class Policy:
         before this bad step, so a replay from the snapshot would replay the cause."""
         cfg = self.config
         self.tick += 1
+        # every step, not only bad ones: `recent` also says "too soon after a bad step to take
+        # a snapshot", and must empty once the window has passed
+        while self.recent and self.recent[0] <= self.tick - cfg.escalate_window:
+            self.recent.popleft()
         if bad is None:
             self.consecutive_bad = 0
             return Decision("apply")
@@ -92,8 +96,6 @@ class Policy:
                 return Decision("abort", reason=f"{self.consecutive_bad} fp16 overflows in a row")
             return Decision("skip", reason="fp16 overflow")
         self.recent.append(self.tick)
-        while self.recent and self.recent[0] <= self.tick - cfg.escalate_window:
-            self.recent.popleft()
         if self.consecutive_bad >= cfg.max_consecutive_bad:
             return Decision(
                 "abort",

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from stabletrain import measure
+from stabletrain.guard import device
 
 
 def is_distributed() -> bool:
@@ -35,9 +36,7 @@ def read_step(
         # ints for the flags (NCCL cannot reduce bool; NaN floats would poison a SUM)
         flag = torch.tensor([int(loss_bad), int(has_loss)], dtype=torch.int32, device=dev)
         flag = measure.any_rank_flag(flag)
-        finite = torch.where(torch.isfinite(lt), lt, torch.zeros_like(lt))
-        dist.all_reduce(finite)
-        lt = finite / dist.get_world_size()
+        lt = rank_mean_loss(lt)
         loss_bad, has_loss = bool(flag[0]), bool(flag[1])  # host sync: decision needs it
     scale_t: torch.Tensor = torch.zeros((), device=dev)
     if scaler_on and scaler is not None:
@@ -51,13 +50,25 @@ def read_step(
     return (loss_v if has_loss else None), norm_v, (scale_v if scaler_on else None), loss_bad
 
 
+def rank_mean_loss(loss: torch.Tensor) -> torch.Tensor:
+    """The mean over ranks of the finite losses (a rank's NaN counts as 0; its flag says it)."""
+    finite = torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss))
+    dist.all_reduce(finite)
+    return finite / dist.get_world_size()
+
+
 def step_with_lr_factor(
     opt: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
     owns_loop: bool,
     lr_factor: float,
+    *,
+    ok: torch.Tensor | None = None,
 ) -> None:
-    """Step ``opt`` (through the scaler when the guard owns the loop) at ``lr_factor`` x its LR."""
+    """Step ``opt`` (through the scaler when the guard owns the loop) at ``lr_factor`` x its LR.
+
+    ``ok`` (sync-free path): a device flag; the fused optimizer skips on the device unless set.
+    """
     saved = None
     if lr_factor != 1.0:
         # scale the LR around the step only: schedulers never see the guard's back-off
@@ -65,7 +76,9 @@ def step_with_lr_factor(
         for g in opt.param_groups:
             g["lr"] = g["lr"] * lr_factor
     try:
-        if owns_loop and scaler is not None and scaler.is_enabled():
+        if ok is not None:
+            device.fused_step(opt, ok, scaler, owns_scaler=owns_loop)
+        elif owns_loop and scaler is not None and scaler.is_enabled():
             scaler.step(opt)
             scaler.update()
         else:

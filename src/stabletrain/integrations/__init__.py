@@ -14,10 +14,27 @@ command for its extra when the framework is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from types import ModuleType
 
-__all__ = ["require"]
+from stabletrain.errors import ConfigError
+from stabletrain.guard.config import GuardConfig
+
+__all__ = ["immediate", "require"]
+
+
+def immediate(config: GuardConfig | None, framework: str) -> GuardConfig:
+    """``config`` with the guard reading every step: the frameworks read each step's outcome
+    (and sync per step themselves), so the sync-free path is not offered through them."""
+    config = config or GuardConfig()
+    if config.sync_free == "on":
+        raise ConfigError(
+            f"guard.sync_free='on' is not supported through the {framework} integration (it "
+            "reads every step's outcome); use 'auto' or 'off', or a hand-written loop with "
+            "Guard.step"
+        )
+    return dataclasses.replace(config, sync_free="off")
 
 
 def require(module: str, extra: str) -> ModuleType:

@@ -33,7 +33,7 @@ import torch
 
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard
-from stabletrain.integrations import require
+from stabletrain.integrations import immediate, require
 from stabletrain.logs.runlog import RunLog
 
 __all__ = ["guard_for_accelerate", "log_step"]
@@ -57,7 +57,7 @@ def guard_for_accelerate(
         run_log = RunLog(
             run_dir, enabled=bool(accelerator.is_main_process), meta={"source": "accelerate"}
         )
-    return Guard(model, optimizer, config=config, run_log=run_log)
+    return Guard(model, optimizer, config=immediate(config, "Accelerate"), run_log=run_log)
 
 
 def log_step(guard: Guard, *, epoch: float | None = None) -> None:

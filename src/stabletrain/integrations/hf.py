@@ -36,7 +36,7 @@ import torch
 from stabletrain.errors import ConfigError
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard, StepOutcome
-from stabletrain.integrations import require
+from stabletrain.integrations import immediate, require
 from stabletrain.logs.runlog import RunLog
 from stabletrain.records import StepRecord
 
@@ -77,7 +77,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         # HF clips before optimizer.step(); the guard must see the raw norm and clip once itself
         self._saved_max_grad_norm = args.max_grad_norm
         max_norm = args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None
-        config = dataclasses.replace(self.config or GuardConfig(), max_norm=max_norm)
+        config = dataclasses.replace(immediate(self.config, "HF Trainer"), max_norm=max_norm)
         args.max_grad_norm = 0.0
         run_dir = Path(self.run_dir or Path(args.output_dir) / "stabletrain")
         self.run_log = RunLog(
@@ -107,7 +107,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             outcome = StepOutcome(
                 step=state.global_step, applied=False, action="skip_nonfinite_grad"
             )
-        if not outcome.applied:
+        if outcome.skipped:
             acc._is_overflow = True  # read by accelerator.optimizer_step_was_skipped
         elif getattr(acc, "scaler", None) is None:
             acc._is_overflow = False  # without a scaler accelerate never resets it

@@ -36,7 +36,7 @@ import torch
 
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard
-from stabletrain.integrations import require
+from stabletrain.integrations import immediate, require
 from stabletrain.logs.runlog import RunLog
 
 require("lightning", "lightning")
@@ -69,7 +69,7 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         clip = trainer.gradient_clip_val
         self._saved_clip = clip
-        config = self.config or GuardConfig()
+        config = immediate(self.config, "Lightning")
         if clip and trainer.gradient_clip_algorithm in (None, "norm"):  # None means "norm"
             config = dataclasses.replace(config, max_norm=float(clip))
             trainer.gradient_clip_val = None  # the guard clips, once, with the global norm
@@ -102,7 +102,7 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         if outcome is None or outcome is self._logged:
             return  # inside a gradient-accumulation window: no optimizer step yet
         self._logged = outcome
-        if not outcome.applied:
+        if outcome.skipped:
             self.skipped_steps.append(outcome.step)
         record = outcome.to_record(epoch=trainer.current_epoch)
         if self._losses:
@@ -114,7 +114,7 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         # readers map to grad_norm/skipped; identical on every rank, so no sync_dist is needed
         norm = float("nan") if outcome.grad_norm is None else outcome.grad_norm
         pl_module.log_dict(
-            {"train/grad_norm": norm, "train/skipped": float(not outcome.applied)},
+            {"train/grad_norm": norm, "train/skipped": float(outcome.skipped)},
             on_step=True,
             on_epoch=False,
         )

@@ -78,6 +78,7 @@ def train(
     t_start = time.perf_counter()
     accum, n = cfg.train.grad_accum, p.batches_per_epoch
     tokens_per_sample = cfg.data.seq_len if p.data.task == "lm" else 0
+    unlogged: list[_Extras] = []  # steps whose outcome the guard has not resolved yet
     try:
         if saved is not None:
             st = restore(p, saved)
@@ -114,19 +115,17 @@ def train(
                 outcome = p.guard.optimizer_step()
                 st.step += 1
                 samples = int(step_samples) * p.dist.world_size
-                st.stats.add(outcome.loss, step_correct / step_count, outcome.grad_norm, outcome.lr)
-                if st.step % cfg.run.log_every == 0 or not outcome.applied:
-                    rec = outcome.to_record(epoch=st.epoch + st.batch / n)
-                    rec.accuracy = step_correct / step_count
-                    rec.samples = samples
-                    rec.tokens = samples * tokens_per_sample or None
-                    rec.step_time = round(time.perf_counter() - t0, 6)
-                    p.run_log.log_step(rec)
+                unlogged.append(
+                    _Extras(outcome, st.step, st.epoch + st.batch / n, step_correct / step_count,
+                            samples, samples * tokens_per_sample or None,
+                            round(time.perf_counter() - t0, 6))
+                )  # fmt: skip
+                _log_resolved(p, st, unlogged)
                 if progress:
                     progress.update(
                         task,
                         completed=st.batch,
-                        description=f"epoch {st.epoch + 1} loss {outcome.loss or math.nan:.4f}",
+                        description=f"epoch {st.epoch + 1} loss {st.stats.last_loss:.4f}",
                     )
                 step_samples = step_correct = step_count = 0.0
                 t0 = time.perf_counter()
@@ -135,6 +134,8 @@ def train(
                     break
                 if cfg.run.checkpoint_every and st.step % cfg.run.checkpoint_every == 0:
                     checkpoint(p, st, t_start)
+            p.guard.flush()  # the sync-free guard's queued steps, before the epoch's summary
+            _log_resolved(p, st, unlogged)
             if progress:
                 progress.remove_task(task)
             if st.batch < n:  # stopped mid-epoch (max_steps)
@@ -152,6 +153,7 @@ def train(
             checkpoint(p, st, t_start)
         st.status = st.status or "completed"
     except TrainingAborted as e:  # the guard's diagnosis; the caller reports it and exits 1
+        _log_resolved(p, st, unlogged)  # the steps the guard resolved before it aborted
         st.status, st.abort_reason = "aborted", str(e)
         echo(f"[aborted] {e}")
     finally:
@@ -162,6 +164,38 @@ def train(
 
 def _quiet(_msg: str) -> None:
     return None
+
+
+@dataclass(slots=True)
+class _Extras:
+    """What the loop knows of a step beside the guard's outcome (logged once it resolves)."""
+
+    outcome: Any
+    step: int
+    epoch: float
+    accuracy: float
+    samples: int
+    tokens: int | None
+    step_time: float
+
+
+def _log_resolved(p: Parts, st: LoopState, unlogged: list[_Extras]) -> None:
+    """Log, in order, the steps whose outcome is resolved (at once on the guard's immediate
+    path; at its reads on the sync-free path): epoch stats, and every ``log_every``-th or
+    skipped step to the run log."""
+    done = 0
+    for e in unlogged:
+        o = e.outcome
+        if not o.resolved:
+            break
+        done += 1
+        st.stats.add(o.loss, e.accuracy, o.grad_norm, o.lr)
+        if e.step % p.cfg.run.log_every == 0 or o.skipped:
+            rec = o.to_record(epoch=e.epoch)
+            rec.accuracy = e.accuracy
+            rec.samples, rec.tokens, rec.step_time = e.samples, e.tokens, e.step_time
+            p.run_log.log_step(rec)
+    del unlogged[:done]
 
 
 def _no_sync(p: Parts, boundary: bool) -> Any:

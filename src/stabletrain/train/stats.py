@@ -18,6 +18,7 @@ class EpochStats:
     gn_max: float = 0.0
     nonfinite: int = 0
     lr: float | None = None
+    last_loss: float = math.nan  # the latest logged step's loss (the progress bar shows it)
 
     def add(
         self, loss: float | None, acc: float, grad_norm: float | None, lr: float | None
@@ -25,6 +26,7 @@ class EpochStats:
         self.steps += 1
         self.acc_sum += acc
         self.lr = lr
+        self.last_loss = loss if loss is not None else math.nan
         if loss is not None and math.isfinite(loss):
             self.loss_sum += loss
             self.loss_n += 1

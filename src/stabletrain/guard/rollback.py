@@ -1,0 +1,135 @@
+"""Rollback: keeping snapshots, choosing the one to go back to, restoring it, backing off the LR.
+
+The guard's acting half of the policy's "rollback" verdict, split out of ``guard.py`` by job:
+
+- ``snapshot_ladder``: every ``snapshot_every`` clean steps a candidate snapshot is captured; it
+  becomes a rollback target only after ``snapshot_confirm_steps`` more clean steps (an update's
+  damage shows in the *next* losses, so a copy taken right after a bad update would carry it),
+  and is dropped at the first bad step.
+- ``rollback_target``: the newest kept snapshot, unless rolling back to it already failed twice
+  (then one older): the spike replays from it even with a lower LR, so it may carry the cause.
+- ``rollback``: restore model, optimizer, scaler, scheduler, RNG and the guard's statistics;
+  rewind the step counter; ask ``guard.batches`` to drop the next M batches; log it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stabletrain.detectors.spikes import SpikeDetector
+from stabletrain.guard.policy import Decision
+from stabletrain.guard.snapshots import Snapshot
+
+if TYPE_CHECKING:
+    from stabletrain.guard.guard import Guard
+
+
+def snapshot_state(guard: Guard) -> dict[str, Any]:
+    """The guard's own part of a snapshot."""
+    return {
+        "step_count": guard.step_count,
+        # the LR the restored state runs at first: the stable LR a back-off caps against
+        "sched_lr": guard.scheduled_lr(),
+        "clipper": guard.clipper.state_dict() if guard.clipper is not None else None,
+        "loss_spikes": guard.loss_spikes.state_dict(),
+        "grad_spikes": guard.grad_spikes.state_dict(),
+    }
+
+
+def snapshot_ladder(guard: Guard, verdict: str, *, can_capture: bool = True) -> None:
+    """Count one step toward the next snapshot; capture, confirm or drop the candidate.
+
+    ``can_capture=False``: the live weights are not this step's (the sync-free path reviews a
+    window of steps after all of them ran): count, but capture only at the window's last step.
+    """
+    cfg = guard.config
+    if cfg.snapshot_every <= 0:
+        return
+    if verdict != "apply":
+        guard._candidate = None
+        return
+    guard._since_snapshot += 1
+    if guard._candidate is not None:
+        guard._candidate_age += 1
+        if guard._candidate_age >= cfg.snapshot_confirm_steps:
+            guard.snapshots.add(guard._candidate)
+            guard._candidate = None
+    elif (
+        can_capture
+        and not guard.policy.recent
+        and (len(guard.snapshots) == 0 or guard._since_snapshot >= cfg.snapshot_every)
+    ):
+        guard._candidate = guard.snapshots.capture(
+            guard.step_count, guard.model, guard.inner_optimizer, guard.scaler,
+            guard.scheduler, snapshot_state(guard),
+        )  # fmt: skip
+        guard._candidate_age = 0
+        guard._since_snapshot = 0
+        if cfg.snapshot_confirm_steps == 0:
+            guard.snapshots.add(guard._candidate)
+            guard._candidate = None
+
+
+def rollback_target(guard: Guard) -> Snapshot | None:
+    """The newest snapshot, unless rolling back to it already failed twice: then one older."""
+    if guard.config.snapshot_every <= 0:
+        return None
+    newest = guard.snapshots.pick(0)
+    if newest is not None and newest.restores >= 2:
+        return guard.snapshots.pick(1)
+    return newest
+
+
+def rollback(guard: Guard, step: int, decision: Decision, owns_loop: bool) -> None:
+    """Restore the rollback target, rewind, schedule the batch skips, log (and the back-off)."""
+    # (a skipped step already called scaler.update(), resetting its per-step state, so the
+    # snapshot's scale can be loaded over it)
+    snap = rollback_target(guard)
+    assert snap is not None  # the policy rolls back only when a snapshot exists
+    guard.snapshots.restore(
+        snap, guard.model, guard.inner_optimizer, guard.scaler,
+        guard.scheduler if owns_loop else None,
+    )  # fmt: skip
+    guard.snapshots.drop_after(snap.step)
+    guard._candidate = None
+    if guard.clipper is not None and snap.guard.get("clipper") is not None:
+        guard.clipper.load_state_dict(snap.guard["clipper"])
+    for name in ("loss_spikes", "grad_spikes"):
+        # the restored weights are judged against the baseline of their own time (a later,
+        # lower loss baseline would flag them as a spike); the spike history is kept
+        det: SpikeDetector = getattr(guard, name)
+        episodes = det.episodes
+        det.load_state_dict(snap.guard[name])
+        det.episodes = episodes
+    # our loop rewinds with the scheduler; a framework keeps its own step numbering
+    guard.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
+    guard._since_snapshot = 0
+    guard._sched_debt = 0
+    guard._skip_pending = guard.config.rollback_skip_batches
+    guard._checked = False  # re-verify the restored weights before the next step
+    cfg = guard.config
+    guard._event(
+        "rollback",
+        f"step {step}: {decision.reason}; rolled back to the snapshot of step {snap.step} "
+        f"and skipping the next {cfg.rollback_skip_batches} batches",
+        "warning",
+        {"from_step": step, "to_step": snap.step, "skip_batches": cfg.rollback_skip_batches,
+         "rollbacks": guard.policy.rollbacks},
+    )  # fmt: skip
+    if decision.backoff:
+        log_backoff(guard, snap)
+
+
+def log_backoff(guard: Guard, snap: Snapshot | None) -> None:
+    """The ``lr-backoff`` event: the new cap, what it is relative to, the re-warm."""
+    cap, old = guard.policy.lr_cap or 0.0, guard._cap_before
+    where = f"the LR of step {snap.step}" if snap is not None else "the last clean step's LR"
+    guard._event(
+        "lr-backoff",
+        f"LR capped at {cap:.4g} ({guard.config.lr_backoff_factor:g}x {where}"
+        + (f", was capped at {old:.4g}" if old is not None else "")
+        + f"), re-warming over {guard.config.lr_rewarm_steps} steps",
+        "warning",
+        {"old_cap": old, "new_cap": cap, "lr_scale": guard.policy.lr_scale,
+         "rewarm_steps": guard.config.lr_rewarm_steps},
+    )  # fmt: skip
