@@ -123,6 +123,8 @@ class Guard:
         self._in_batches = False
         self._loss_acc: torch.Tensor | None = None
         self._loss_bad = False
+        self._loss_host: float | None = None  # the accumulated loss as read in backward()
+        self._loss_host_known = True  # False once a loss came without a host value
         self._checked = False
         self._init_checked = False
         self._last_lr: float | None = None
@@ -204,10 +206,18 @@ class Guard:
 
     def record_loss(self, loss: torch.Tensor | float) -> None:
         """Tell the guard this step's loss when the framework runs backward (GuardedOptimizer path)."""
+        self._record_loss(loss, None)
+
+    def _record_loss(self, loss: torch.Tensor | float, host: float | None) -> None:
+        """Accumulate this micro-batch's loss; ``host``: its value when already read."""
         t = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
         self._loss_acc = (
             t if self._loss_acc is None else self._loss_acc + t.to(self._loss_acc.device)
         )
+        if host is None:
+            self._loss_host_known = False
+        else:
+            self._loss_host = host if self._loss_host is None else self._loss_host + host
 
     def backward(self, loss: torch.Tensor) -> bool:
         """Backward of ``loss`` (scaled when a GradScaler is used). False (no backward) if non-finite.
@@ -218,16 +228,18 @@ class Guard:
         if self.config.enabled and self.config.check_init and not self._checked:
             self.check_model()
         cfg = self.config
-        self.record_loss(loss)
+        host: float | None = None
         if cfg.enabled and cfg.skip_nonfinite and not self._uses_sync_free():
             # host sync: one scalar per micro-batch, to avoid a useless (and NaN-spreading)
-            # backward
+            # backward; the step then reuses the value
             self.host_reads += 1
-            if not math.isfinite(loss.detach().item()):
-                self._loss_bad = True
-                if not is_distributed():
-                    return False
-                # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
+            host = loss.detach().item()
+        self._record_loss(loss, host)
+        if host is not None and not math.isfinite(host):
+            self._loss_bad = True
+            if not is_distributed():
+                return False
+            # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         scaled.backward()
         return not self._loss_bad
@@ -313,9 +325,11 @@ class Guard:
         if self._uses_sync_free():
             return sync_free.device_step(self, grads, params, norm_t, owns_loop, scaler_on)
         loss_t, loss_bad = self._loss_acc, self._loss_bad
+        host = self._loss_host if self._loss_host_known else None
         self._loss_acc, self._loss_bad = None, False
+        self._loss_host, self._loss_host_known = None, True
         loss_v, norm_v, scale_v, loss_bad = read_step(
-            loss_t, loss_bad, norm_t, self.scaler, scaler_on
+            loss_t, loss_bad, norm_t, self.scaler, scaler_on, loss_host=host
         )
         self.host_reads += 1
         lr_before = self.scheduled_lr()

@@ -16,9 +16,11 @@ import torch.distributed as dist
 from stabletrain import measure
 from stabletrain.guard import device
 
+_DIST = dist.is_available()
+
 
 def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    return _DIST and dist.is_initialized()
 
 
 def read_step(
@@ -27,8 +29,17 @@ def read_step(
     norm_t: torch.Tensor,
     scaler: torch.amp.GradScaler | None,
     scaler_on: bool,
+    *,
+    loss_host: float | None = None,
 ) -> tuple[float | None, float, float | None, bool]:
-    """The step's numbers on the host: (loss, grad norm, loss scale, loss non-finite)."""
+    """The step's numbers on the host: (loss, grad norm, loss scale, loss non-finite).
+
+    ``loss_host``: the loss as ``Guard.backward`` already read it; then, single process and no
+    scaler, only the norm is read (the common CPU/GPU case: one scalar, no packing kernels).
+    """
+    if loss_host is not None and not scaler_on and not is_distributed():
+        # host sync: the norm (the loss was read in backward, before its backward pass)
+        return loss_host, norm_t.item(), None, loss_bad
     dev = norm_t.device
     has_loss = loss_t is not None
     lt = loss_t.to(dev) if loss_t is not None else torch.zeros((), device=dev)

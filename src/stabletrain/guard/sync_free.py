@@ -57,6 +57,7 @@ def device_step(
     cfg, opt = guard.config, guard.inner_optimizer
     dev = norm.device
     loss_t, guard._loss_acc, guard._loss_bad = guard._loss_acc, None, False
+    guard._loss_host, guard._loss_host_known = None, True
     has_loss = loss_t is not None
     loss = loss_t.to(dev) if loss_t is not None else torch.zeros((), device=dev)
     loss_bad = (~torch.isfinite(loss)).to(torch.int32)

@@ -102,6 +102,9 @@ class OptimSection(_Section):
     eps: float = Field(default=1e-8, gt=0.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    fused: bool | None = None
+    """torch's fused kernel (one launch for all parameters, and the guard's sync-free path:
+    it skips a bad step on the device). None: fused on CUDA, the default foreach on the CPU."""
 
     @field_validator("betas")
     @classmethod

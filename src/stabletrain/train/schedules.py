@@ -20,12 +20,14 @@ from stabletrain.train.config import OptimSection, ScheduleSection
 
 def build_optimizer(cfg: OptimSection, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = cfg.fused if cfg.fused is not None else bool(params) and params[0].is_cuda
     if cfg.name == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused
         )
     cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    return cls(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+               fused=fused)  # fmt: skip
 
 
 def warmup_steps(cfg: ScheduleSection, total_steps: int) -> int:
