@@ -259,6 +259,88 @@ def test_real_bigscience_spikes_and_scale_drops(real_logs: Path) -> None:
         assert found & wanted, rel
 
 
+def test_real_excerpts_that_blow_up_at_their_start_are_loss_spikes(real_logs: Path) -> None:
+    # too short for the live baseline: judged against the values logged just before the jump
+    tr1 = _real(real_logs, "bigscience_tr1_13B/megatron_iterations_extracted.log")["loss-spike"]
+    assert tr1.steps[0] == 29050  # 2.77 -> 7.34, still 6.85 at 29090, back to 2.72 by 33240
+    assert tr1.evidence["episodes"] == 1 and tr1.evidence["recovery_steps"] == [33240 - 29050]
+    wide = _real(real_logs, "bigscience_tr8_104B_wide/megatron_iterations_extracted.log")
+    assert wide["loss-spike"].steps[0] == 8741 and wide["grad-spike"].severity == "warning"
+    tr8b = _real(real_logs, "bigscience_tr8b_104B/megatron_iterations_extracted.log")
+    assert tr8b["loss-spike"].steps == list(range(17062, 17069))  # 2.67 -> 4.37, stays 4.1-4.4
+    assert tr8b["loss-spike"].evidence["episodes"] == 1
+    gemma = _real(real_logs, "issue_gemma_pytorch_24_fp16_nan/log.txt")["loss-spike"]
+    assert gemma.evidence["worst_peak"] == pytest.approx(153318.95)
+    assert gemma.evidence["recovery_steps"] == [1]
+    for name in ("fp16_nan", "lr_hot"):
+        f = _real(real_logs, f"trainproof_gallery/{name}_seed42_trainer_state.json")
+        assert f["loss-spike"].severity == "error" and f["loss-spike"].evidence["unrecovered"] == 1
+
+
+# keys each framework documents: HF TrainingArguments fields, Megatron-LM flags, ds_config keys,
+# mmengine's optim_wrapper (written here from the frameworks' docs, not from detectors.fixes)
+_HF_ARGS = {"learning_rate", "max_grad_norm", "warmup_steps", "warmup_ratio", "weight_decay"}
+_HF_ARGS |= {"fp16", "bf16", "early_stopping_patience", "lr_scheduler_type"}
+_MEGATRON = {"--lr", "--clip-grad", "--lr-warmup-iters", "--fp16", "--bf16", "--weight-decay"}
+_MEGATRON |= {"--initial-loss-scale", "--loss-scale-window", "--min-loss-scale"}
+_DS = {"gradient_clipping", "fp16.enabled", "bf16.enabled", "fp16.initial_scale_power"}
+_DS |= {"fp16.loss_scale_window", "optimizer.params.lr", "scheduler.params.warmup_num_steps"}
+_MMENGINE = {"optim_wrapper.clip_grad.max_norm", "optim_wrapper.optimizer.lr"}
+_MMENGINE |= {"optim_wrapper.dtype", "optim_wrapper.optimizer.weight_decay"}
+
+
+@pytest.mark.parametrize(
+    ("log", "keys"),
+    [
+        ("bigscience_tr1_13B/megatron_iterations_extracted.log", _MEGATRON),
+        ("bigscience_tr8b_104B/megatron_iterations_extracted.log", _MEGATRON),
+        ("issue_megatron_ds_396_bf16_gradnorm_nan/log.txt", _MEGATRON),
+        ("issue_chinese_llama_alpaca_534_lossscale/log.txt", _DS),
+        ("issue_gemma_pytorch_24_fp16_nan/log.txt", _HF_ARGS),
+        ("issue_glm4_174_gradnorm_rise_nan/log.txt", _HF_ARGS),
+        ("trainproof_gallery/lr_hot_seed42_trainer_state.json", _HF_ARGS),
+        ("trainproof_gallery/overfit_seed42_trainer_state.json", _HF_ARGS),
+        ("issue_xtuner_187_mmengine_nan/log.txt", _MMENGINE),
+    ],
+)
+def test_real_log_fixes_speak_the_frameworks_own_keys(
+    real_logs: Path, log: str, keys: set[str]
+) -> None:
+    report = diagnose(real_logs / log)  # no --config: the log's framework decides
+    changed = {k for f in report.problems for fx in f.fixes for k in fx.changes}
+    assert changed and changed <= keys, changed - keys
+
+
+def test_real_precision_fixes_switch_both_flags(real_logs: Path) -> None:
+    ds = _real(real_logs, "issue_chinese_llama_alpaca_534_lossscale/log.txt")
+    assert ds["loss-scale-collapse"].fixes[0].changes == {
+        "fp16.enabled": False,
+        "bf16.enabled": True,
+    }
+    mg = _real(real_logs, "bigscience_tr8b_104B/megatron_iterations_extracted.log")
+    assert mg["loss-scale-collapse"].fixes[0].changes == {"--fp16": False, "--bf16": True}
+    # Megatron clips at 1.0 unless told otherwise: tighten it rather than "enable" it
+    spike = _real(real_logs, "bigscience_tr1_13B/megatron_iterations_extracted.log")["loss-spike"]
+    assert {"--clip-grad": 0.5} in [fx.changes for fx in spike.fixes]
+    assert {"--lr": 4.92e-05} in [fx.changes for fx in spike.fixes]  # from the logged peak LR
+
+
+def test_ds_config_precision_fix_is_false_and_true_not_bf16(tmp_path: Path) -> None:
+    # the reported bug: with a ds_config, the precision fix read "fp16.enabled: bf16"
+    run_dir, _ = SEEDS.generate("seed004", tmp_path)
+    ds = tmp_path / "ds_config.json"
+    ds.write_text(
+        '{"train_micro_batch_size_per_gpu": 4, "gradient_clipping": 1.0,'
+        ' "fp16": {"enabled": true, "initial_scale_power": 16, "loss_scale_window": 100}}'
+    )
+    f = _by_id(diagnose(run_dir, ds))
+    changes = [fx.changes for fx in f["loss-scale-collapse"].fixes]
+    assert {"fp16.enabled": False, "bf16.enabled": True} in changes
+    (scaler,) = [c for c in changes if "fp16.initial_scale_power" in c]
+    assert scaler["fp16.initial_scale_power"] == 10  # 2**10, written as DeepSpeed's power
+    assert scaler["fp16.loss_scale_window"] == 1000
+
+
 def _overflow(step: int, old: float, new: float) -> dict[str, object]:
     return {
         "step": step,

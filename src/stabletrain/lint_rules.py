@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stabletrain.detectors.fixes import fmt, make_fix, nice, precision_value, user_key
+from stabletrain.detectors.fixes import fmt, make_fix, nice, user_key
 from stabletrain.records import ConfigFacts, Finding
 
 __all__ = ["lint_facts"]
@@ -150,7 +150,7 @@ def _scale_high(facts: ConfigFacts) -> list[Finding]:
         severity = "info"
     else:
         return []
-    changes: dict[str, Any] = {"loss_scale_init": 10 if power_key else 2.0**10}
+    changes: dict[str, Any] = {"loss_scale_init": 2.0**10}  # make_fix writes powers as powers
     growth = _num(facts, "loss_scale_growth_factor")
     if interval is not None:
         changes["loss_scale_growth_interval"] = int(max(200, 2 * interval))
@@ -313,10 +313,7 @@ def _beta2(facts: ConfigFacts) -> list[Finding]:
 def _bf16(facts: ConfigFacts) -> list[Finding]:
     if not _fp16(facts):
         return []
-    fix = make_fix(facts, "Use bf16 mixed precision", precision=precision_value(facts, "bf16"))
-    key = user_key(facts, "precision")
-    if fix.changes.get(key) is False and "fp16" in key:
-        fix.changes[key.replace("fp16", "bf16")] = True  # boolean flags: fp16 off, bf16 on
+    fix = make_fix(facts, "Use bf16 mixed precision", precision="bf16")
     return [
         _finding(
             "fp16-prefer-bf16",

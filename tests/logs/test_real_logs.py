@@ -163,3 +163,28 @@ def test_unrecognised_text_is_one_line_error(real_logs: Path) -> None:
     f = real_logs / "trainproof_xtts_coqui_diverged" / "trainer_0_log.txt"
     with pytest.raises(LogReadError, match=r"trainer_0_log\.txt"):
         read_run(f)
+
+
+@pytest.mark.parametrize(
+    ("log", "writer"),
+    [
+        ("bigscience_tr8b_104B/megatron_iterations_extracted.log", "megatron"),
+        ("issue_megatron_ds_396_bf16_gradnorm_nan/log.txt", "megatron"),
+        ("issue_chinese_llama_alpaca_534_lossscale/log.txt", "deepspeed"),  # beside HF dicts
+        ("issue_gemma_pytorch_24_fp16_nan/log.txt", "hf-console"),
+        ("issue_xtuner_187_mmengine_nan/log.txt", "mmengine"),
+        ("issue_ms_swift_2436_nan_jsonl/log.jsonl", "ms-swift"),
+        ("trainproof_gallery/lr_hot_seed42_trainer_state.json", "hf-trainer-state"),
+        ("trainproof_fish_lightning_tfevents", "lightning-tensorboard"),
+        (
+            "hf_serial_lain_tfevents/events.out.tfevents.1719642696.6a29ce405cda.1269.0",
+            "hf-tensorboard",
+        ),
+        ("trainproof_xtts_coqui_diverged", "generic-log"),  # Coqui's trainer: no known keys
+        ("nanogpt_s21_gpt2_stdout/log.txt", "generic-log"),  # build-nanogpt: settings in code
+    ],
+)
+def test_reader_names_the_framework_whose_keys_fixes_use(
+    real_logs: Path, log: str, writer: str
+) -> None:
+    assert read_run(real_logs / log).facts.format == writer

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 from stabletrain.report import html, jsonfmt, markdown, plots, text
-from stabletrain.report.fmt import fmt_ranges
+from stabletrain.report.fmt import config_diff, fmt_ranges
 from stabletrain.report.model import Report
 
 
@@ -120,3 +120,21 @@ def test_step_ranges() -> None:
     assert fmt_ranges([3, 4, 5, 9]) == "3–5, 9 (4)"
     assert fmt_ranges([7]) == "7"
     assert fmt_ranges(list(range(0, 40, 2)), limit=3).endswith("… (20 in all)")
+
+
+def test_command_line_flags_read_as_a_command_line() -> None:
+    # Megatron-LM has no config file: its fixes are flags, and a switch is added or dropped
+    facts = ConfigFacts(source="megatron.log", format="megatron")
+    facts.set("max_grad_norm", 1.0, key="--clip-grad")
+    fix = Fix("bf16, tighter clip", {"--fp16": False, "--bf16": True, "--clip-grad": 0.5})
+    assert config_diff(fix, facts) == [
+        "- --fp16",
+        "+ --bf16",
+        "- --clip-grad 1.0",
+        "+ --clip-grad 0.5",
+    ]
+    f = Finding("loss-spike", "warning", "spike", steps=[5], fixes=[fix])
+    report = Report([f], facts, source="megatron.log", format="megatron")
+    assert "+ --bf16" in text.render(report) and "+ --clip-grad 0.5" in markdown.render(report)
+    # a config key keeps the key: value form
+    assert config_diff(Fix("x", {"fp16.enabled": False}), facts) == ["+ fp16.enabled: false"]

@@ -19,6 +19,7 @@ import math
 from collections import deque
 from typing import Any, Literal
 
+from stabletrain.detectors.fixes import make_fix, vocabulary
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 #: A loss scale at or below this no longer amplifies the gradients: the scaler has nothing left to
@@ -195,25 +196,24 @@ class LossScaleDetector:
 
 
 def amp_fixes(facts: ConfigFacts, *, collapse: bool) -> list[Fix]:
-    """Switch to bf16; else a conservative GradScaler, in the user's key names."""
-    fixes = [
-        Fix(
-            "Train in bf16 (no loss scaling needed).",
-            {facts.key("precision"): "bf16"},
-        )
-    ]
-    changes: dict[str, Any] = {facts.key("loss_scale_init"): 1024.0}
+    """Switch to bf16; else a conservative loss scaler, in the user's key names."""
+    fixes = [make_fix(facts, "Train in bf16 (no loss scaling needed).", precision="bf16")]
+    changes: dict[str, Any] = {"loss_scale_init": 1024.0}
     gi = facts.get("loss_scale_growth_interval")
     if not isinstance(gi, (int, float)) or gi < 1000:
-        changes[facts.key("loss_scale_growth_interval")] = 1000
+        changes["loss_scale_growth_interval"] = 1000
     gf = facts.get("loss_scale_growth_factor", 2.0)
-    if collapse or not isinstance(gf, (int, float)) or gf > 1.5:
-        changes[facts.key("loss_scale_growth_factor")] = 1.5
+    # DeepSpeed and Megatron always double: their scalers have no growth-factor setting
+    if (collapse or not isinstance(gf, (int, float)) or gf > 1.5) and (
+        "loss_scale_growth_factor" in facts or vocabulary(facts) not in ("deepspeed", "megatron")
+    ):
+        changes["loss_scale_growth_factor"] = 1.5
     fixes.append(
-        Fix(
-            "If fp16 is required: a conservative GradScaler (start at 2**10, grow slowly).",
-            changes,
+        make_fix(
+            facts,
+            "If fp16 is required: a conservative loss scaler (start at 2**10, grow slowly).",
             code="scaler = stabletrain.guard.amp.conservative_scaler(device)",
+            **changes,
         )
     )
     return fixes

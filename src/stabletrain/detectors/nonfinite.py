@@ -27,6 +27,7 @@ import math
 from typing import Any, Literal
 
 from stabletrain.detectors.amp import SCALE_FLOOR
+from stabletrain.detectors.fixes import make_fix, setting
 from stabletrain.detectors.spikes import lower_lr_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -50,6 +51,7 @@ class NonFiniteDetector:
         self.unknown_skip: dict[str, int] = {"nonfinite-loss": 0, "nonfinite-grad": 0}
         #: the loss scale of the previous scaled record if its grad norm was non-finite
         self.prev_inf_scale: float | None = None
+        self.max_lr = 0.0
 
     def _scaler_probing(self, record: StepRecord) -> bool:
         """Whether a non-finite grad norm is the loss scaler probing its range (fp16-overflow)."""
@@ -65,6 +67,8 @@ class NonFiniteDetector:
         if record.kind != "train":
             return None
         self.n_records += 1
+        if record.lr is not None and record.lr > self.max_lr:
+            self.max_lr = record.lr  # the fix's LR value when the config gives none
         fid: str | None = None
         if _nonfinite(record.loss):
             fid = "nonfinite-loss"
@@ -148,7 +152,7 @@ class NonFiniteDetector:
                         "skipped": skipped,
                         "recovered": recovered,
                     },
-                    fixes=_fixes(facts, isolated),
+                    fixes=_fixes(facts, isolated, self.max_lr or None),
                     source="log",
                 )
             )
@@ -164,6 +168,7 @@ class NonFiniteDetector:
             "finite_after": dict(self.finite_after),
             "unknown_skip": dict(self.unknown_skip),
             "prev_inf_scale": self.prev_inf_scale,
+            "max_lr": self.max_lr,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -177,9 +182,10 @@ class NonFiniteDetector:
         self.unknown_skip = {k: int(unknown.get(k, 0)) for k in self.bad}
         prev = state.get("prev_inf_scale")
         self.prev_inf_scale = None if prev is None else float(prev)
+        self.max_lr = float(state.get("max_lr", 0.0))
 
 
-def _fixes(facts: ConfigFacts, isolated: bool) -> list[Fix]:
+def _fixes(facts: ConfigFacts, isolated: bool, logged_lr: float | None) -> list[Fix]:
     fixes: list[Fix] = []
     if isolated:
         fixes.append(
@@ -189,15 +195,16 @@ def _fixes(facts: ConfigFacts, isolated: bool) -> list[Fix]:
                 code="guard = stabletrain.Guard(model, optimizer)  # skip_nonfinite=True",
             )
         )
-    fixes.append(lower_lr_fix(facts, 3.0))
-    clip = facts.get("max_grad_norm")
+    fixes.append(lower_lr_fix(facts, 3.0, logged_lr))
+    clip, _ = setting(facts, "max_grad_norm")  # HF and Megatron clip at 1.0 unless told not to
     if not isinstance(clip, (int, float)) or clip <= 0:
-        fixes.append(Fix("Clip gradients at norm 1.0.", {facts.key("max_grad_norm"): 1.0}))
+        fixes.append(make_fix(facts, "Clip gradients at norm 1.0.", max_grad_norm=1.0))
     if facts.get("precision") in ("fp16", "16", "16-mixed", "float16"):
         fixes.append(
-            Fix(
+            make_fix(
+                facts,
                 "Train in bf16 instead of fp16 (no loss scaling, same range as fp32).",
-                {facts.key("precision"): "bf16"},
+                precision="bf16",
             )
         )
     return fixes

@@ -32,6 +32,7 @@ import statistics
 from collections import deque
 from typing import Any, Literal
 
+from stabletrain.detectors.fixes import make_fix, setting
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 Metric = Literal["loss", "grad_norm"]
@@ -94,6 +95,7 @@ class SpikeDetector:
         self._stale = 0
         self.last_step: int | None = None
         self.last_epoch: float | None = None
+        self.max_lr = 0.0
 
     # -- live ---------------------------------------------------------------------------------
     def baseline(self) -> tuple[float, float] | None:
@@ -142,6 +144,8 @@ class SpikeDetector:
             return None
         self.n_seen += 1
         self.last_step, self.last_epoch = record.step, record.epoch
+        if record.lr is not None and record.lr > self.max_lr:
+            self.max_lr = record.lr  # for the fix's value when the config gives no LR
         spike, z = self.is_spike(value)
         stats = self.baseline()
         self._track_recovery(record.step, value, stats)
@@ -318,7 +322,7 @@ class SpikeDetector:
                         for e in eps
                     ],
                 },
-                fixes=spike_fixes(facts),
+                fixes=spike_fixes(facts, self.max_lr or None),
                 source="log",
             )
         ]
@@ -335,6 +339,7 @@ class SpikeDetector:
             "stale": self._stale,
             "last_step": self.last_step,
             "last_epoch": self.last_epoch,
+            "max_lr": self.max_lr,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -348,28 +353,29 @@ class SpikeDetector:
         self.n_seen = int(state["n_seen"])
         self.last_step = state.get("last_step")
         self.last_epoch = state.get("last_epoch")
+        self.max_lr = float(state.get("max_lr", 0.0))
 
 
-def spike_fixes(facts: ConfigFacts) -> list[Fix]:
-    """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup."""
-    fixes: list[Fix] = [lower_lr_fix(facts, 2.0)]
-    clip = facts.get("max_grad_norm")
-    if isinstance(clip, (int, float)) and clip > 0 and clip > 0.5:
+def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]:
+    """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup.
+
+    ``logged_lr``: the peak LR the log shows, used when the config does not give the LR. A clip
+    the framework applies by default (HF, Megatron: 1.0) counts as set: the fix tightens it.
+    """
+    fixes: list[Fix] = [lower_lr_fix(facts, 2.0, logged_lr)]
+    clip, default_of = setting(facts, "max_grad_norm")
+    if isinstance(clip, (int, float)) and clip > 0.5:
+        why = f"; {clip:g} is the {default_of} default" if default_of else ""
         fixes.append(
-            Fix(f"Clip gradients harder ({clip:g} → 0.5).", {facts.key("max_grad_norm"): 0.5})
+            make_fix(facts, f"Clip gradients harder ({clip:g} → 0.5{why}).", max_grad_norm=0.5)
         )
     elif not isinstance(clip, (int, float)) or clip <= 0:
-        fixes.append(
-            Fix("Enable gradient clipping at norm 1.0.", {facts.key("max_grad_norm"): 1.0})
-        )
+        fixes.append(make_fix(facts, "Enable gradient clipping at norm 1.0.", max_grad_norm=1.0))
     warm = facts.get("warmup_steps")
     ratio = facts.get("warmup_ratio")
     if (warm in (None, 0)) and (ratio in (None, 0, 0.0)):
         fixes.append(
-            Fix(
-                "Add a learning-rate warmup (a few hundred steps).",
-                {facts.key("warmup_steps"): 500},
-            )
+            make_fix(facts, "Add a learning-rate warmup (a few hundred steps).", warmup_steps=500)
         )
     fixes.append(
         Fix(
@@ -380,13 +386,17 @@ def spike_fixes(facts: ConfigFacts) -> list[Fix]:
     return fixes
 
 
-def lower_lr_fix(facts: ConfigFacts, factor: float) -> Fix:
-    """ "Divide the LR by ``factor``", with the concrete value when the config gives the LR."""
+def lower_lr_fix(facts: ConfigFacts, factor: float, logged_lr: float | None = None) -> Fix:
+    """ "Divide the LR by ``factor``", with the concrete value when the config gives the LR, or
+    else from the peak LR the log shows (``logged_lr``)."""
     lr = facts.get("lr")
-    if isinstance(lr, (int, float)) and lr > 0:
+    source = ""
+    if not (isinstance(lr, (int, float)) and lr > 0) and logged_lr is not None:
+        lr, source = logged_lr, ", the peak LR in the log"
+    if isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr):
         new = float(f"{lr / factor:.3g}")
-        return Fix(
-            f"Lower the learning rate {factor:g}x ({lr:g} → {new:g}).", {facts.key("lr"): new}
+        return make_fix(
+            facts, f"Lower the learning rate {factor:g}x ({lr:g}{source} → {new:g}).", lr=new
         )
     # No LR known: say so instead of writing a placeholder expression as if it were a value.
     return Fix(

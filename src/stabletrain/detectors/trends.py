@@ -23,7 +23,7 @@ from statistics import median
 from typing import Any
 
 from stabletrain.detectors.bins import Bin, Bins
-from stabletrain.detectors.fixes import config_known, fmt, lower_lr, make_fix, precision_value
+from stabletrain.detectors.fixes import config_known, fmt, lower_lr, make_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
@@ -333,7 +333,7 @@ class LossTrendDetector:
                 make_fix(
                     facts,
                     "Train in fp32 (or bf16) until stable",
-                    precision=precision_value(facts, "fp32"),
+                    precision="fp32",
                 )
             )
         new_lr = lower_lr(_lr(facts), 0.1)

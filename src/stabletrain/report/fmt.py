@@ -85,14 +85,28 @@ def _current(facts: ConfigFacts, key: str) -> tuple[bool, Any]:
 
 
 def config_diff(fix: Fix, facts: ConfigFacts) -> list[str]:
-    """Unified-diff lines for a fix's config changes, in the user's keys."""
+    """Unified-diff lines for a fix's config changes, in the user's keys.
+
+    Command-line flags (keys starting with ``--``, Megatron-LM's) read as a command line does:
+    ``+ --clip-grad 0.5``; a switch is added (``+ --bf16``) or dropped (``- --fp16``).
+    """
     lines: list[str] = []
     for key, new in fix.changes.items():
         found, old = _current(facts, key)
+        if key.startswith("--"):
+            lines.extend(_flag_diff(key, found, old, new))
+            continue
         if found:
             lines.append(f"- {key}: {fmt_value(old)}")
         lines.append(f"+ {key}: {fmt_value(new)}")
     return lines
+
+
+def _flag_diff(flag: str, found: bool, old: Any, new: Any) -> list[str]:
+    if isinstance(new, bool):
+        return [f"+ {flag}"] if new else [f"- {flag}"]
+    lines = [f"- {flag} {fmt_value(old)}"] if found else []
+    return [*lines, f"+ {flag} {fmt_value(new)}"]
 
 
 def fix_files(fix: Fix, facts: ConfigFacts) -> list[str]:

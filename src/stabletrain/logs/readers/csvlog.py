@@ -37,6 +37,8 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
     else:
         fmt = "csv"
     data = RunData(path=path, format=fmt)
+    # whose keys fixes use: Lightning's Trainer arguments (gradient_clip_val...), else generic
+    data.facts.format = "lightning" if fmt == "lightning-csv" else "generic-log"
     lookup = build_lookup(header, mapping)
     if fmt == "keras-csv":
         # the epoch is the step: keep it out of the metrics and use it as the record's step

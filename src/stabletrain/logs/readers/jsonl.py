@@ -19,9 +19,11 @@ _SWIFT_STEP = "global_step/max_steps"
 
 def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
     data = RunData(path=path, format="jsonl")
+    data.facts.format = "generic-log"  # no framework known: fixes use stabletrain's keys
     rows = read_json_lines(path, data.notes)
     if any(_SWIFT_STEP in r for r in rows[:5]):
         data.format = "ms-swift-jsonl"
+        data.facts.format = "ms-swift"  # its arguments: HF TrainingArguments' plus torch_dtype
     lookup = build_lookup(sorted({k for r in rows for k in r}), mapping)
     lookup[_SWIFT_STEP] = ("skip", None, _SWIFT_STEP)
     numbered = 0

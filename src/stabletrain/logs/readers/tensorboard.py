@@ -61,7 +61,28 @@ def read(path: Path, mapping: dict[str, str] | None = None, *, verify_crc: bool 
     tags = sorted({s[0] for s in scalars})
     lookup = build_lookup(tags, mapping)
     data.raw = _records(scalars, lookup, data.notes)
+    data.facts.format = writer_of(tags)
     return data
+
+
+#: tags only HF's TensorBoardCallback writes (it prefixes every log key with train/ or eval/)
+_HF_TAGS = frozenset(
+    {"train/learning_rate", "train/epoch", "train/total_flos", "train/train_runtime"}
+)
+
+
+def writer_of(tags: list[str]) -> str:
+    """Which framework wrote these tags, for fixes in its config keys (``ConfigFacts.format``).
+
+    HF Trainer: ``train/learning_rate``, ``train/epoch``...; Lightning: its ``hp_metric``
+    placeholder or ``LearningRateMonitor``'s ``lr-<Optimizer>`` tags. Else a plain
+    ``SummaryWriter``: ``generic-log`` (stabletrain's own keys).
+    """
+    if _HF_TAGS & set(tags):
+        return "hf-tensorboard"
+    if any(t == "hp_metric" or t.startswith("lr-") for t in tags):
+        return "lightning-tensorboard"
+    return "generic-log"
 
 
 def _records(scalars: list[Scalar], lookup: dict[str, Slot], notes: list[str]) -> list[StepRecord]:

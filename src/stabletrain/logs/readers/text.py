@@ -73,6 +73,7 @@ def parse_text(
     hf_rows = 0
     inferred = 0
     tqdm_step: int | None = None
+    nanogpt_iter = False  # nanoGPT's train.py prints "iter N: loss ..."; build-nanogpt "step N"
     prev_norm: float | None = None
     prev_step = -1
     for raw_line in _ANSI.sub("", text).replace("\r", "\n").split("\n"):
@@ -159,8 +160,10 @@ def parse_text(
             if row:
                 _add_row(data, row, int(m.group(1)), lookup)
                 kinds["nanogpt"] += 1
+                nanogpt_iter = nanogpt_iter or line.startswith("iter")
     if kinds:
         data.format = kinds.most_common(1)[0][0]
+        data.facts.format = _vocabulary(kinds, nanogpt_iter)
     if inferred:
         data.notes.append(
             f"HF console dicts carry no step: steps inferred as row order x logging_steps "
@@ -175,6 +178,21 @@ def parse_text(
             "mmengine); for CSV/JSONL pass the file as such or give a mapping"
         )
     return data
+
+
+def _vocabulary(kinds: Counter[str], nanogpt_iter: bool) -> str:
+    """Whose config keys a fix should use (``ConfigFacts.format``, see detectors.fixes).
+
+    DeepSpeed overflow lines win over the HF dicts printed beside them: under DeepSpeed its
+    ds_config holds the fp16 and clipping settings (HF's ``fp16``/``max_grad_norm`` only fill its
+    "auto" values). build-nanogpt's ``step N`` lines come from code without a config: generic.
+    """
+    if kinds["deepspeed"]:
+        return "deepspeed"
+    top = kinds.most_common(1)[0][0]
+    if top == "nanogpt":
+        return "nanogpt" if nanogpt_iter else "generic-log"
+    return top
 
 
 def _megatron(step: int, rest: str, data: RunData) -> StepRecord:
