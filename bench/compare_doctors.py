@@ -41,6 +41,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_report import render, write_md
 from doctor_tools import Flag, ToolRun, run_case, run_cmd
+from framework_keys import ALL_KEYS, case_vocabulary, normalise
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -48,8 +49,10 @@ COMPETITORS = ("trainspotter", "trainproof", "runmedic")
 TOOLS = ("stabletrain", *COMPETITORS)
 
 # Config vocabulary of the frameworks these logs come from (HF TrainingArguments, DeepSpeed,
-# Lightning Trainer, Megatron args, stabletrain's YAML): a fix naming one of these with a value
-# is a concrete config change. Keys found in the log's own files count too.
+# Lightning Trainer, Megatron args, stabletrain's YAML, and all of bench/framework_keys.py): a fix
+# naming one of these with a value is a concrete config change. Keys found in the log's own
+# files count too. "In the log's own key names" is stricter: a key of the frameworks that wrote
+# THIS log (framework_keys.CASE_FRAMEWORKS), or spelled in its own files.
 CONFIG_KEYS = {
     "learning_rate",
     "lr",
@@ -88,6 +91,7 @@ CONFIG_KEYS = {
     "batch_size",
     "grad_accum",
 }
+CONFIG_KEYS |= ALL_KEYS  # every documented key of the frameworks in bench/framework_keys.py
 _FIX_RE = re.compile(
     r"`?([A-Za-z_][\w.\-]*)`?\s*(?:=|:|->|→|\bto\b)\s*`?[-+]?(?:\d|\.\d|true\b|false\b|bf16|fp16|fp32|null\b|none\b)",
     re.IGNORECASE,
@@ -106,22 +110,29 @@ def case_text(path: Path) -> str:
     return "\n".join(p.read_bytes()[:2_000_000].decode("utf-8", "ignore") for p in files)
 
 
-def _is_config_key(key: str, user_text: str, own_only: bool = False) -> bool:
-    key = key.strip("`")
+def _is_config_key(key: str, user_text: str, own: frozenset[str] | None = None) -> bool:
+    """A key of some framework's config (``own`` None), or — with ``own``, the vocabulary of the
+    frameworks that wrote this log — a key in the log's own vocabulary: one of ``own`` or spelled
+    in the log's own files (the key or its last dotted part, e.g. optim.lr -> lr)."""
+    key = normalise(key)
     last = key.split(".")[-1]
-    # own_only: the key (or its last dotted part, e.g. optim.lr -> lr) is spelled in the log's files
-    own = (
+    spelled = (
         len(last) > 1 and re.search(rf"(?<![\w-]){re.escape(last)}(?![\w-])", user_text) is not None
     )
-    return own if own_only else (key in CONFIG_KEYS or last in CONFIG_KEYS or own)
+    if own is not None:
+        return key in own or spelled
+    return key in CONFIG_KEYS or last in CONFIG_KEYS or spelled
 
 
-def concrete_fix(flags: list[Flag], user_text: str, own_only: bool = False) -> str | None:
+def concrete_fix(
+    flags: list[Flag], user_text: str, own: frozenset[str] | None = None
+) -> str | None:
     """A config change from these findings: a structured diff, or an imperative sentence naming
     a config key with a value ("Set max_grad_norm to 1.0"); a sentence that only describes a
-    cause ("... with fp16=False ...") does not count."""
+    cause ("... with fp16=False ...") does not count. With ``own``: only keys of the log's own
+    vocabulary count (see ``_is_config_key``)."""
     for f in flags:
-        keyed = [(k, v) for k, v in f.changes if _is_config_key(str(k), user_text, own_only)]
+        keyed = [(k, v) for k, v in f.changes if _is_config_key(str(k), user_text, own)]
         if keyed:
             return "; ".join(f"{k}: {v}" for k, v in keyed)
     for f in flags:
@@ -130,8 +141,7 @@ def concrete_fix(flags: list[Flag], user_text: str, own_only: bool = False) -> s
                 if not _IMPERATIVE.search(sentence):
                     continue
                 if any(
-                    _is_config_key(m.group(1), user_text, own_only)
-                    for m in _FIX_RE.finditer(sentence)
+                    _is_config_key(m.group(1), user_text, own) for m in _FIX_RE.finditer(sentence)
                 ):
                     return sentence
     return None
@@ -143,11 +153,12 @@ class Score:
     missed: list[str] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)
     fix: str | None = None
-    own_fix: bool = False  # the fix's key is spelled as in the log's own files
+    own_fix: bool = False  # a fix's key is in the log's own vocabulary (framework or files)
 
 
 def score(case: dict[str, Any], res: ToolRun, user_text: str) -> Score:
     s = Score()
+    own = case_vocabulary(case["name"])
     problems = case.get("problems") or []
     allowed = set(case.get("acceptable") or [])
     for p in problems:
@@ -157,9 +168,8 @@ def score(case: dict[str, Any], res: ToolRun, user_text: str) -> Score:
         (s.hits if hit else s.missed).append("|".join(p["ids"]))
         if hit and s.fix is None:
             s.fix = concrete_fix(hit, user_text)
-            s.own_fix = (
-                s.fix is not None and concrete_fix(hit, user_text, own_only=True) is not None
-            )
+        if hit and not s.own_fix:
+            s.own_fix = concrete_fix(hit, user_text, own) is not None
     for f in res.flags:
         if not (f.candidates & allowed) and f.code not in s.false_alarms:
             s.false_alarms.append(f.code)
