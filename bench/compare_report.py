@@ -133,8 +133,12 @@ nor the log's `acceptable` ids is a false alarm, counted once per finding code p
 unreadable log counts its problems as missed. "Concrete config fix": a true finding whose fix
 names a config key (framework vocabulary or a key in the log's own files) with a new value
 (a structured diff, or an imperative sentence such as "set max_grad_norm to 1.0"; a sentence
-that only names a cause does not count). In brackets: how many of those fixes spell the key as
-the log's own files do (e.g. `model.optimizer.weight_decay` from a Lightning hparams.yaml).
+that only names a cause does not count). In brackets: how many of those logs got a fix in the
+log's own key names — a key of the framework that wrote the log (`bench/framework_keys.py`:
+TrainingArguments for HF logs, `--clip-grad`-style flags for Megatron, ds_config keys for
+DeepSpeed, `optim_wrapper.*` for mmengine...; written from each framework's docs, not from
+stabletrain's tables) or a key spelled in the log's own files (e.g.
+`model.optimizer.weight_decay` from a Lightning hparams.yaml).
 
 ## Per log
 
