@@ -77,3 +77,23 @@ def test_repeated_backoffs_cap_below_the_previous_cap_then_abort_at_min_lr_scale
     assert p.lr_cap is not None and abs(p.lr_cap - 0.01) < 1e-12
     d = p.decide("spike", can_rollback=True, stable_lr=1.0)  # 1e-3 < 5e-3 x 1.0
     assert d.verdict == "abort" and "min_lr_scale" in d.reason
+
+
+def test_an_isolated_burst_then_healthy_steps_never_rolls_back() -> None:
+    """The rescue suite's corrupt batches: NaN at 30 and 31, x1e6 at 50, all skipped. The 18
+    healthy steps between say the model is fine; three bad steps within 25 must not roll back."""
+    p = Policy(GuardConfig())  # rollback_after 3 within 25: the count resets after 12 clean
+    verdicts = []
+    for step in range(60):
+        bad = "nonfinite" if step in (30, 31) else ("spike" if step == 50 else None)
+        verdicts.append(p.decide(bad, can_rollback=True).verdict)  # type: ignore[arg-type]
+    assert "rollback" not in verdicts and verdicts.count("skip") == 3
+
+
+def test_spikes_recurring_every_12_steps_still_escalate() -> None:
+    p = Policy(GuardConfig())
+    verdicts = [
+        p.decide("spike" if step % 12 == 0 and step else None, can_rollback=True).verdict
+        for step in range(40)
+    ]
+    assert verdicts[36] == "rollback"  # 12, 24, 36: 3 within 25, 11 clean steps between each

@@ -29,7 +29,9 @@ def test_a_snapshot_is_kept_only_after_clean_steps_follow_it(h: SimpleNamespace)
     x, y = h.linear_data()
     model = torch.nn.Linear(32, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    cfg = GuardConfig(snapshot_every=5, snapshot_confirm_steps=3, escalate_window=4)
+    cfg = GuardConfig(
+        snapshot_every=5, snapshot_confirm_steps=3, escalate_window=4, escalate_reset=4
+    )
     guard = Guard(model, opt, config=cfg)
     for i in range(3):  # the first snapshot is captured at the first clean step ...
         guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))

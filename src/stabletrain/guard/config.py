@@ -79,6 +79,11 @@ class GuardConfig:
     """Roll back when this many bad steps (spikes or non-finite) fall within ``escalate_window``."""
     escalate_window: int = 25
     """Steps over which bad steps are counted for escalation to rollback."""
+    escalate_reset: int | None = None
+    """This many clean steps in a row clear the bad-step count (an isolated burst of bad
+    batches, already skipped, never leads to a rollback). None: ``escalate_window //
+    (rollback_after - 1)`` (12 by default): bad steps recurring often enough to reach
+    ``rollback_after`` within the window never have that many clean steps between them."""
     snapshot_every: int = 50
     """Keep an in-memory (CPU) snapshot every K clean steps; 0 disables rollback."""
     snapshot_confirm_steps: int = 10
@@ -132,6 +137,10 @@ class GuardConfig:
             "percentile_window",
             "read_every",
         )
+        if self.escalate_reset is not None and self.escalate_reset < 1:
+            raise ConfigError(
+                f"guard.escalate_reset must be >= 1 or None, got {self.escalate_reset!r}"
+            )
         for name in _positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"guard.{name} must be >= 1, got {getattr(self, name)!r}")

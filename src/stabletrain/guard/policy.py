@@ -7,7 +7,9 @@
     non-finite loss/grad            → skip (optimizer state untouched)
     fp16 overflow (finite loss)     → skip; the GradScaler backs off (never escalates: it is the
                                       scaler probing its range, but counts toward the abort)
-    ``rollback_after`` bad steps within ``escalate_window``
+    ``rollback_after`` bad steps within ``escalate_window`` (a clean streak long enough that
+    the bad steps cannot be recurring clears the count: an isolated burst, already skipped,
+    is no reason to throw progress away)
                                     → roll back to the last good snapshot, drop the next M batches
     a rollback soon after another, or one whose spike followed a rise of the scheduled LR
                                     → also cap the LR at ``lr_backoff_factor`` x the last LR known
@@ -62,6 +64,15 @@ class Policy:
         self.lr_ref: float | None = None
         self.rewarm_start: int | None = None
         self.backoffs = 0
+        self.clean_streak = 0
+        # bad steps recurring every p steps reach `rollback_after` within the window only when
+        # (rollback_after - 1) * p < window, i.e. with fewer clean steps than this between them;
+        # a longer clean streak can only follow an isolated burst
+        self._reset_after = (
+            config.escalate_reset
+            if config.escalate_reset is not None
+            else max(config.escalate_window // max(config.rollback_after - 1, 1), 1)
+        )
 
     @property
     def lr_scale(self) -> float:
@@ -89,8 +100,14 @@ class Policy:
             self.recent.popleft()
         if bad is None:
             self.consecutive_bad = 0
+            self.clean_streak += 1
+            if self.clean_streak >= self._reset_after:
+                # healthy training since the last bad step: it was an isolated event (every bad
+                # step was skipped), not trouble that recurs; don't let it count toward a rollback
+                self.recent.clear()
             return Decision("apply")
         self.consecutive_bad += 1
+        self.clean_streak = 0
         if bad == "overflow":
             if self.consecutive_bad >= cfg.max_consecutive_bad:
                 return Decision("abort", reason=f"{self.consecutive_bad} fp16 overflows in a row")
@@ -180,6 +197,7 @@ class Policy:
             "lr_ref": self.lr_ref,
             "rewarm_start": self.rewarm_start,
             "backoffs": self.backoffs,
+            "clean_streak": self.clean_streak,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -192,3 +210,4 @@ class Policy:
         self.lr_ref = state.get("lr_ref")
         self.rewarm_start = state["rewarm_start"]
         self.backoffs = int(state["backoffs"])
+        self.clean_streak = int(state.get("clean_streak", 0))
