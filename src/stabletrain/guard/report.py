@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stabletrain.detectors.amp import amp_fixes
+from stabletrain.detectors.fixes import make_fix
 from stabletrain.detectors.spikes import lower_lr_fix, spike_fixes
 from stabletrain.records import Finding, Fix
 
@@ -45,18 +46,22 @@ def abort_finding(guard: Guard, reason: str, action: str | None, step: int) -> F
     else:
         fixes = [lower_lr_fix(facts, 3.0)]
         if guard.config.max_norm is None or guard.config.clip == "none":
-            fixes.append(Fix("Clip gradients at norm 1.0.", {facts.key("max_grad_norm"): 1.0}))
+            fixes.append(make_fix(facts, "Clip gradients at norm 1.0.", max_grad_norm=1.0))
         fixes.append(
             Fix("Check the input pipeline for NaN/inf batches (and log(0), x/0 in the loss).")
         )
+    lr_note = (
+        "the LR was never backed off"
+        if pol.lr_cap is None
+        else f"the LR is capped at {pol.lr_cap:.3g} ({pol.lr_scale:.3g}x the LR that was stable)"
+    )
     return Finding(
         id=fid,
         severity="error",
         title=f"training aborted: {what} ({reason})",
         explanation=(
             f"The guard skipped {guard.total_skipped} step(s) and rolled back {pol.rollbacks} "
-            f"time(s); the LR is at {pol.lr_scale:.3g}x its schedule. Continuing would only "
-            "burn compute on a diverged model."
+            f"time(s); {lr_note}. Continuing would only burn compute on a diverged model."
         ),
         steps=[step],
         evidence=evidence,

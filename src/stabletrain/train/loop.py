@@ -189,7 +189,7 @@ def _log_resolved(p: Parts, st: LoopState, unlogged: list[_Extras]) -> None:
         if not o.resolved:
             break
         done += 1
-        st.stats.add(o.loss, e.accuracy, o.grad_norm, o.lr)
+        st.stats.add(o.loss, e.accuracy, o.grad_norm, o.lr, skipped=o.skipped)
         if e.step % p.cfg.run.log_every == 0 or o.skipped:
             rec = o.to_record(epoch=e.epoch)
             rec.accuracy = e.accuracy

@@ -17,21 +17,35 @@ class EpochStats:
     gn_n: int = 0
     gn_max: float = 0.0
     nonfinite: int = 0
+    skipped: int = 0
+    acc_n: int = 0
     lr: float | None = None
     last_loss: float = math.nan  # the latest logged step's loss (the progress bar shows it)
 
     def add(
-        self, loss: float | None, acc: float, grad_norm: float | None, lr: float | None
+        self,
+        loss: float | None,
+        acc: float,
+        grad_norm: float | None,
+        lr: float | None,
+        skipped: bool = False,
     ) -> None:
+        """One optimizer step. A step the guard skipped is counted, not averaged: its loss and
+        norm come from a batch that never reached the weights (a 1e6-scaled batch would make
+        the epoch's mean loss 5000)."""
         self.steps += 1
-        self.acc_sum += acc
         self.lr = lr
         self.last_loss = loss if loss is not None else math.nan
+        if loss is None or not math.isfinite(loss):
+            self.nonfinite += 1
+        if skipped:
+            self.skipped += 1
+            return
+        self.acc_sum += acc
+        self.acc_n += 1
         if loss is not None and math.isfinite(loss):
             self.loss_sum += loss
             self.loss_n += 1
-        else:
-            self.nonfinite += 1
         if grad_norm is not None and math.isfinite(grad_norm):
             self.gn_sum += grad_norm
             self.gn_n += 1
@@ -39,10 +53,12 @@ class EpochStats:
 
     def line(self, epoch: int, epochs: int) -> str:
         loss = self.loss_sum / self.loss_n if self.loss_n else math.nan
-        acc = self.acc_sum / self.steps if self.steps else math.nan
+        acc = self.acc_sum / self.acc_n if self.acc_n else math.nan
         gn = self.gn_sum / self.gn_n if self.gn_n else math.nan
         lr = f"{self.lr:.3e}" if self.lr is not None else "-"
         bad = f"  non-finite steps {self.nonfinite}" if self.nonfinite else ""
+        if self.skipped:
+            bad += f"  skipped {self.skipped} (not in the means)"
         return (
             f"epoch {epoch}/{epochs}: loss {loss:.4f}  accuracy {acc:.2%}  "
             f"grad-norm mean {gn:.3f} max {self.gn_max:.3f}  lr {lr}{bad}"
