@@ -338,3 +338,15 @@ def test_healthy_run_has_no_false_alarms(h: SimpleNamespace) -> None:
     guard = Guard(model, opt)
     actions = [guard.step(h.gpt_loss(model, h.gpt_batch(i % 4))).action for i in range(80)]
     assert actions == [None] * 80
+
+
+def test_finish_reports_a_clip_that_fires_on_every_step(h: SimpleNamespace) -> None:
+    """Seed 003's "clipping at 2.0 fires on almost every batch", said by the guard itself."""
+    x, y = h.linear_data()
+    saturated = _linear(max_norm=0.01)
+    roomy = _linear(max_norm=100.0)
+    for model, _opt, guard in (saturated, roomy):
+        _train(guard, model, x, y, range(60))
+    ids = {f.id for f in saturated[2].finish()}
+    assert "clip-saturated" in ids
+    assert not {"clip-saturated", "clip-near-threshold"} & {f.id for f in roomy[2].finish()}

@@ -47,6 +47,7 @@ import torch
 
 from stabletrain import measure
 from stabletrain.detectors.amp import LossScaleDetector
+from stabletrain.detectors.clipping import ClippingDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.errors import ConfigError, TrainingAborted
@@ -104,6 +105,8 @@ class Guard:
         )
         self.nonfinite = NonFiniteDetector()
         self.loss_scale = LossScaleDetector(collapse_scale=cfg.scale_collapse)
+        #: clip-saturated / clip-near-threshold over the run (the doctor's detector, fed live)
+        self.clipping = ClippingDetector()
         self.clipper: clipping.ZScoreClipper | clipping.PercentileClipper | None = None
         if cfg.clip == "zscore":
             self.clipper = clipping.ZScoreClipper(
@@ -498,6 +501,7 @@ class Guard:
         next snapshot. ``outcome`` is resolved; ``step_count`` already points past it."""
         record = outcome.to_record()
         self.nonfinite.update(record)
+        self.clipping.update(record)
         amp = self.loss_scale.update(record)
         if amp is not None:
             self.findings.append(amp)
@@ -552,7 +556,8 @@ class Guard:
         facts = facts or self.facts
         self.flush()
         out: list[Finding] = []
-        for det in (self.nonfinite, self.loss_scale, self.loss_spikes, self.grad_spikes):
+        dets = (self.nonfinite, self.loss_scale, self.loss_spikes, self.grad_spikes, self.clipping)
+        for det in dets:
             for f in det.finish(facts):
                 f.source = "guard"
                 out.append(f)
@@ -580,6 +585,7 @@ class Guard:
                 "grad_spikes": self.grad_spikes.state_dict(),
                 "nonfinite": self.nonfinite.state_dict(),
                 "loss_scale": self.loss_scale.state_dict(),
+                "clipping": self.clipping.state_dict(),
             },
             "health": self.health.state_dict(),
             "snapshots": self.snapshots.state_dict(),
@@ -601,7 +607,7 @@ class Guard:
         if self.clipper is not None and state.get("clipper") is not None:
             self.clipper.load_state_dict(state["clipper"])
         dets = state.get("detectors", {})
-        for name in ("loss_spikes", "grad_spikes", "nonfinite", "loss_scale"):
+        for name in ("loss_spikes", "grad_spikes", "nonfinite", "loss_scale", "clipping"):
             if name in dets:
                 getattr(self, name).load_state_dict(dets[name])
         if "health" in state:
