@@ -30,6 +30,8 @@ import stabletrain
 
 Method = Literal["none", "clip", "zclip", "autoclip", "guard"]
 METHODS: tuple[Method, ...] = ("none", "clip", "zclip", "autoclip", "guard")
+#: GuardConfig fields set over the default preset for the ``guard`` method (bench options)
+GUARD_OVERRIDES: dict[str, Any] = {}
 T = TypeVar("T")
 
 
@@ -154,7 +156,7 @@ class GuardStepper:
     ) -> None:
         self.guard = stabletrain.Guard(
             model, optimizer, scaler=scaler, scheduler=scheduler,
-            config=stabletrain.GuardConfig.preset(preset),
+            config=stabletrain.GuardConfig.preset(preset, **GUARD_OVERRIDES),
         )  # fmt: skip
 
     def batches(self, loader: Iterable[T]) -> Iterator[T]:

@@ -5,9 +5,12 @@ One interleaved run per model: four identical copies (same init, same batches), 
 methods take turns in round-robin blocks of ``--block`` steps (the order rotates each round, so
 no method always runs right after another), the first round is warm-up and is discarded, and each
 method's figure is the median of its block times. Ratios are against the bare clip loop.
-Single-threaded torch for stable timings; CPU only (no GPU here).
+Single-threaded torch for stable timings; CPU only (no GPU here). Times are the stepping
+thread's CPU time (``time.thread_time``): torch runs in that thread, so other processes on a
+shared machine do not inflate them the way they inflate wall time.
 
     .venv/bin/python bench/guard_overhead.py [--rounds 15] [--block 20] [--quick]
+    .venv/bin/python bench/guard_overhead.py --fused --guard-set sync_free=on   # the sync-free path
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import Method, make_stepper
+from baselines import GUARD_OVERRIDES, Method, make_stepper
 from stabletrain.train.config import CNNSection, DataSection, GPTSection
 from stabletrain.train.data import load_dataset
 from stabletrain.train.models import CNN, GPT, loss_and_correct
@@ -53,13 +57,13 @@ def setup(name: str) -> tuple[Callable[[], nn.Module], list[Batch]]:
     return (lambda: CNN(ccfg, 1, 10)), _batches(ds.x_train, ds.y_train, 64, 64)
 
 
-def bench(name: str, rounds: int, block: int) -> dict[Method, float]:
+def bench(name: str, rounds: int, block: int, fused: bool = False) -> dict[Method, float]:
     build, data = setup(name)
     base = build()
     steppers, models = {}, {}
     for m in TIMED:
         model = copy.deepcopy(base)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused or None)
         models[m], steppers[m] = model, make_stepper(m, model, opt)
     times: dict[Method, list[float]] = {m: [] for m in TIMED}
     cursor = dict.fromkeys(TIMED, 0)
@@ -67,13 +71,13 @@ def bench(name: str, rounds: int, block: int) -> dict[Method, float]:
         order = TIMED[r % len(TIMED) :] + TIMED[: r % len(TIMED)]
         for m in order:
             model, st = models[m], steppers[m]
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             for _ in range(block):
                 x, y = data[cursor[m] % len(data)]
                 cursor[m] += 1
                 loss, _ = loss_and_correct(model(x), y)
                 st.step(loss)
-            dt = time.perf_counter() - t0
+            dt = time.thread_time() - t0
             if r > 0:
                 times[m].append(dt / block)
     return {m: statistics.median(v) * 1e3 for m, v in times.items()}
@@ -84,16 +88,29 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15, help="timed rounds (plus one warm-up)")
     ap.add_argument("--block", type=int, default=20, help="steps per block")
     ap.add_argument("--models", default="gpt,cnn")
+    ap.add_argument("--fused", action="store_true", help="fused AdamW for every method")
+    ap.add_argument(
+        "--guard-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a GuardConfig field over the default preset (YAML value), repeatable",
+    )
     ap.add_argument("--quick", action="store_true", help="5 rounds of 10 steps")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.block = 5, 10
+    for item in args.guard_set:
+        key, _, value = item.partition("=")
+        GUARD_OVERRIDES[key] = yaml.safe_load(value)
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, CPU; {args.rounds} rounds x {args.block} steps\n")
+    extra = (" fused AdamW;" if args.fused else "") + "".join(f" {g};" for g in args.guard_set)
+    print(f"torch {torch.__version__}, 1 thread, CPU;{extra} {args.rounds} rounds x {args.block} "
+          "steps, thread CPU time\n")  # fmt: skip
     print("| model | bare clip ms/step | guard | ZClip | AutoClip |")
     print("|---|---|---|---|---|")
     for name in args.models.split(","):
-        ms = bench(name, args.rounds, args.block)
+        ms = bench(name, args.rounds, args.block, args.fused)
         base = ms["clip"]
         cells = [f"{ms[m]:.2f} ms ({ms[m] / base:.3f}x)" for m in ("guard", "zclip", "autoclip")]
         print(f"| {name} | {base:.2f} ms | " + " | ".join(cells) + " |", flush=True)

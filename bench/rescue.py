@@ -13,11 +13,12 @@ run the way it does in practice (no faked losses):
   reacts after the damage, while ``clip_grad_norm_`` saturates on every step.
 - ``stable_cnn`` / ``stable_mlp``: the references (AdamW 1e-3, Kaiming init).
 
-A run *diverged* when its weights are non-finite, its final val loss is > 2x the reference's, or
-its val accuracy is at chance (<= 0.15 on 10 classes); a guard abort (TrainingAborted) counts as a
-lost run and is listed. *Collapsed* (in brackets) is the stricter subset: non-finite weights,
-chance accuracy or an abort. Accuracy is relative to the reference config's mean under no
-protection (the plain loop on a stable config is the bar).
+A run *diverged* when it ends no better than an untrained model: non-finite weights, val accuracy
+at chance (<= 0.15 on 10 classes), or a guard abort (TrainingAborted: a lost run, listed). A run is
+*degraded* (in brackets) when its final val loss is more than 2x the reference config's, or it
+diverged: a harsher bar, which a run at 93% accuracy with a val loss of 0.35 fails. Accuracy is
+relative to the reference config's mean under no protection (the plain loop on a stable config
+is the bar).
 
     .venv/bin/python bench/rescue.py [--seeds 3] [--epochs 4] [--quick]
 """
@@ -35,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import METHODS, Method, make_stepper
+from baselines import GUARD_OVERRIDES, METHODS, Method, make_stepper
 from stabletrain.errors import TrainingAborted
 from stabletrain.train.config import CNNSection, DataSection
 from stabletrain.train.data import Dataset, load_dataset
@@ -163,10 +165,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="epochs of 23 steps each")
     ap.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS))
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    ap.add_argument(
+        "--guard-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a GuardConfig field over the default preset (YAML value), repeatable",
+    )
     ap.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.epochs = 2, 3
+    for item in args.guard_set:
+        key, _, value = item.partition("=")
+        GUARD_OVERRIDES[key] = yaml.safe_load(value)
     torch.set_num_threads(1)
     logging_quiet()
     ds = load_dataset(DataSection(name="digits"), seed=0)
@@ -208,18 +220,18 @@ def report(
                 statistics.mean(r.val_acc for r in rs),
             )
 
-    def diverged(sc: Scenario, r: Result) -> bool:
+    def degraded(sc: Scenario, r: Result) -> bool:
         ref_loss = ref.get(sc.reference, (math.inf, 1.0))[0]
-        return collapsed(r) or r.val_loss > 2 * ref_loss
+        return diverged(r) or r.val_loss > 2 * ref_loss
 
-    def collapsed(r: Result) -> bool:
+    def diverged(r: Result) -> bool:
         return bool(r.aborted) or not r.finite or r.val_acc <= 0.15
 
     def rel(sc: Scenario, rs: list[Result]) -> float:
         return statistics.mean(r.val_acc for r in rs) / ref.get(sc.reference, (0.0, 1.0))[1]
 
     unstable = [s for s in chosen if not s.name.startswith("stable")]
-    print(f"\n{args.seeds} seeds x {args.epochs} epochs; cell = diverged/runs (collapsed), mean val "
+    print(f"\n{args.seeds} seeds x {args.epochs} epochs; cell = diverged/runs (degraded), mean val "
           "acc relative to the stable reference (no protection)\n")  # fmt: skip
     print("| scenario | " + " | ".join(methods) + " |")
     print("|---|" + "---|" * len(methods))
@@ -227,15 +239,15 @@ def report(
         cells = []
         for m in methods:
             rs = res[sc.name, m]
-            d = sum(diverged(sc, r) for r in rs)
-            c = sum(collapsed(r) for r in rs)
+            d = sum(diverged(r) for r in rs)
+            c = sum(degraded(sc, r) for r in rs)
             cells.append(f"{d}/{len(rs)} ({c}), {rel(sc, rs):.3f}")
         print(f"| {sc.name} | " + " | ".join(cells) + " |")
     tot = []
     for m in methods:
         pairs = [(s, r) for s in unstable for r in res[s.name, m]]
-        d = sum(diverged(s, r) for s, r in pairs)
-        c = sum(collapsed(r) for _, r in pairs)
+        d = sum(diverged(r) for _, r in pairs)
+        c = sum(degraded(s, r) for s, r in pairs)
         acc = statistics.mean(rel(s, res[s.name, m]) for s in unstable) if unstable else 0.0
         tot.append(f"**{d}/{len(pairs)}** ({c}), {acc:.3f}")
     print("| **unstable total** | " + " | ".join(tot) + " |")
