@@ -215,3 +215,35 @@ def test_cuda_steps_between_reads_never_sync() -> None:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert guard.sync_free and guard.host_reads == 3
+
+
+def test_fp16_overflows_skip_on_the_device_bitwise_like_the_immediate_path(
+    h: SimpleNamespace,
+) -> None:
+    """A GradScaler started far too high (seed 004's 2**16, here 2**24): the first steps overflow.
+    The guard's flag and the scaler's are combined into found_inf, which must be exactly 1.0 (the
+    fused kernels skip only on == 1; a sum of 2.0 applied the NaN grads before this test)."""
+
+    def run(mode: str) -> tuple[list[tuple[Any, ...]], float, list[torch.Tensor]]:
+        x, y, model, opt = _cnn(h, 30)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24, growth_interval=5)
+        guard = Guard(model, opt, scaler=scaler, config=GuardConfig(sync_free=mode, read_every=6))  # type: ignore[arg-type]
+        outs = []
+        for i in range(30):
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = F.cross_entropy(model(x[i * 64 : (i + 1) * 64]), y[i * 64 : (i + 1) * 64])
+            outs.append(guard.step(loss))
+        guard.flush()
+        return (
+            [(o.applied, o.action, o.loss_scale) for o in outs],
+            scaler.get_scale(),
+            [p.detach().clone() for p in model.parameters()],
+        )
+
+    immediate, sync_free = run("off"), run("on")
+    assert immediate[0][:5] == [
+        (False, "skip_nonfinite_grad", 2.0**s) for s in (24, 23, 22, 21, 20)
+    ]
+    assert sync_free[0] == immediate[0] and sync_free[1] == immediate[1]
+    assert all(torch.equal(a, b) for a, b in zip(immediate[2], sync_free[2], strict=True))
+    assert all(torch.isfinite(p).all() for p in sync_free[2])

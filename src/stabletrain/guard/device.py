@@ -113,7 +113,9 @@ def fused_step(
     if owns_scaler and scaler is not None and scaler.is_enabled():
         state: dict[str, Any] = scaler._per_optimizer_states[id(optimizer)]
         for t in state["found_inf_per_device"].values():
-            found_inf = found_inf + t.to(found_inf.device, non_blocking=True)
+            found_inf = torch.maximum(found_inf, t.to(found_inf.device, non_blocking=True))
+    # exactly 0.0 or 1.0: the fused kernels skip only when found_inf == 1 (a sum of two flags,
+    # 2.0, would apply the NaN grads of an overflow step)
     optimizer.grad_scale = None  # type: ignore[attr-defined]  # grads are already unscaled
     optimizer.found_inf = found_inf  # type: ignore[attr-defined]
     try:
