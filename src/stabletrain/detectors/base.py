@@ -11,12 +11,22 @@ the doctor replays a log through the very same object.
 
 Detectors never touch tensors: measuring is the guard's job. All constructor arguments have
 defaults, so ``Detector()`` is a sensible detector.
+
+Bulk path (optional): ``update_many(records)`` consumes many records at once and must leave the
+detector in *exactly* the state that ``update`` on each record in order would (same counts, same
+float sums in the same order, same stored values and types) — the doctor replays a million-record
+log through it, the guard keeps calling ``update``. It returns nothing: per-record findings are for
+live action. It reads the records' columns (:mod:`stabletrain.detectors.columns`) and may raise
+``Unsupported`` before changing any state, in which case :func:`feed` falls back to ``update``.
+tests/detectors/test_bulk.py checks every detector's two paths against each other on real logs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from stabletrain.detectors.columns import Unsupported, as_batch
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
 
@@ -38,3 +48,17 @@ class Detector(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def feed(detector: Detector, records: Sequence[StepRecord]) -> None:
+    """Feed ``records`` to ``detector``: in bulk when it has ``update_many``, else one by one."""
+    many = getattr(detector, "update_many", None)
+    if many is not None:
+        batch = as_batch(records)
+        try:
+            many(batch)
+            return
+        except Unsupported:
+            records = batch.records  # a column it cannot treat exactly: record by record
+    for record in records:
+        detector.update(record)

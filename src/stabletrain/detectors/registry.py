@@ -1,7 +1,8 @@
 """Every detector in one list, and :func:`replay` — a log through all of them.
 
 ``default_detectors()`` is what the doctor replays and what the guard may run live: fresh
-instances, default thresholds. ``replay`` feeds records in order and collects ``finish(facts)``.
+instances, default thresholds. ``replay`` feeds records in order and collects ``finish(facts)``;
+detectors with a bulk path (``update_many``) get all records at once, sharing one set of columns.
 Detectors whose class sets ``wants_raw = True`` (duplicate logging) read ``raw`` — the records as
 read, before the readers removed exact duplicates — when it is given.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from stabletrain.detectors.amp import LossScaleDetector
-from stabletrain.detectors.base import Detector
+from stabletrain.detectors.base import Detector, feed
 from stabletrain.detectors.clipping import ClippingDetector
+from stabletrain.detectors.columns import as_batch
 from stabletrain.detectors.generalisation import EvalDetector
 from stabletrain.detectors.logging import DuplicateLoggingDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
@@ -60,13 +62,13 @@ def replay(
     dets = list(detectors) if detectors is not None else default_detectors()
     raw_dets = [d for d in dets if getattr(d, "wants_raw", False)] if raw is not None else []
     cleaned_dets = [d for d in dets if not any(d is r for r in raw_dets)]
-    for record in records:
-        for d in cleaned_dets:
-            d.update(record)
+    batch = as_batch(records)
+    for d in cleaned_dets:
+        feed(d, batch)
     if raw is not None:
-        for record in raw:
-            for d in raw_dets:
-                d.update(record)
+        raw_batch = as_batch(raw, like=batch)
+        for d in raw_dets:
+            feed(d, raw_batch)
     findings: list[Finding] = []
     for d in dets:
         findings.extend(d.finish(facts))
