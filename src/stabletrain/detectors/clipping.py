@@ -21,7 +21,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from stabletrain.detectors.bins import Bins, LogHistogram
+from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix, nice, user_key
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
@@ -60,6 +63,26 @@ class ClippingDetector:
                     self.n_clipped += 1
                     self.inferred_clip = g * c
         return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``)."""
+        g, c = batch.floats("grad_norm"), batch.floats("clip_coef")
+        batch.check_bins()
+        idx = batch.finite("grad_norm")
+        idx = idx[g[idx] > 0]
+        if idx.size == 0:
+            return
+        vals = g[idx]
+        self.hist.add_many(vals)
+        self.bins.add_many(batch, idx, vals, batch.objects("grad_norm"))
+        coef = c[idx]
+        has = np.isfinite(coef)
+        self.n_coef += int(has.sum())
+        clipped = np.flatnonzero(has & (coef < 1.0 - 1e-6))
+        self.n_clipped += int(clipped.size)
+        if clipped.size:
+            i = int(idx[clipped[-1]])
+            self.inferred_clip = batch.objects("grad_norm")[i] * batch.objects("clip_coef")[i]
 
     def _clip(self, facts: ConfigFacts) -> float | None:
         v = facts.get("max_grad_norm")

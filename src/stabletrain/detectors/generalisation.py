@@ -19,6 +19,10 @@ import itertools
 import math
 from typing import Any
 
+import numpy as np
+
+from stabletrain.detectors.bins import sequential_sum
+from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
 from stabletrain.detectors.trends import spearman
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
@@ -49,6 +53,30 @@ class EvalDetector:
             self.evals.append([record.step, record.epoch, record.eval_loss, train])
             self._sum, self._n = 0.0, 0
         return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``)."""
+        loss, eval_loss = batch.floats("loss"), batch.floats("eval_loss")
+        i_loss = batch.finite("loss")
+        i_eval = np.flatnonzero(np.isfinite(eval_loss))
+        # the train losses up to and including each eval record (a record adds its loss first)
+        ends = np.searchsorted(i_loss, i_eval, side="right").tolist()
+        start = 0
+        for i, end in zip(i_eval.tolist(), ends, strict=True):
+            self._sum = sequential_sum(self._sum, loss[i_loss[start:end]])
+            self._n += end - start
+            train = self._sum / self._n if self._n else None
+            self.evals.append(
+                [
+                    batch.objects("step")[i],
+                    batch.objects("epoch")[i],
+                    batch.objects("eval_loss")[i],
+                    train,
+                ]
+            )
+            self._sum, self._n, start = 0.0, 0, end
+        self._sum = sequential_sum(self._sum, loss[i_loss[start:]])
+        self._n += int(i_loss.size) - start
 
     def _where(self, idx: list[int]) -> tuple[list[int], list[int]]:
         if all(self.evals[i][1] is not None for i in idx):

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, OrderedDict
+from operator import attrgetter
 from typing import Any
 
+import numpy as np
+
+from stabletrain.detectors.columns import Batch
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 _IGNORED = ("rank", "wall_time", "step_time")
@@ -27,6 +31,7 @@ _WINDOW = 16
 _FIELDS = tuple(
     f.name for f in dataclasses.fields(StepRecord) if f.name not in _IGNORED and f.name != "metrics"
 )
+_VALUES = attrgetter(*_FIELDS)
 
 
 def _nan_safe(v: object) -> object:
@@ -40,10 +45,26 @@ def signature(record: StepRecord) -> tuple[object, ...]:
     A plain tuple of the field values: this runs once per record of million-step logs, so it
     avoids building a dict or a string per record.
     """
-    values = tuple(_nan_safe(getattr(record, name)) for name in _FIELDS)
+    values = tuple(map(_nan_safe, _VALUES(record)))
     if record.metrics:
         return (*values, tuple(sorted((k, _nan_safe(v)) for k, v in record.metrics.items())))
     return values
+
+
+def _seen_before(steps: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Records whose (step, train or not) appeared earlier in the arrays."""
+    n = len(steps)
+    out = np.zeros(n, dtype=bool)
+    for part in (np.flatnonzero(train), np.flatnonzero(~train)):
+        s = steps[part]
+        if s.size < 2 or (s[1:] > s[:-1]).all():
+            continue  # strictly increasing: every step is new
+        order = np.argsort(s, kind="stable")
+        ordered = s[order]
+        again = np.zeros(len(s), dtype=bool)
+        again[order[1:][ordered[1:] == ordered[:-1]]] = True
+        out[part[again]] = True
+    return out
 
 
 def _as_tuple(key: Any) -> Any:
@@ -73,7 +94,10 @@ class DuplicateLoggingDetector:
         self.copies[copies] += 1
 
     def update(self, record: StepRecord) -> Finding | None:
-        sig = signature(record)
+        self._see(signature(record), record.step)
+        return None
+
+    def _see(self, sig: tuple[object, ...], step: int) -> None:
         hit = self.recent.get(sig)
         if hit is not None:
             hit[0] += 1
@@ -81,13 +105,51 @@ class DuplicateLoggingDetector:
             if hit[0] == 2 and len(self.first_steps) < 50:
                 self.first_steps.append(hit[1])
             self.recent.move_to_end(sig)
-            return None
+            return
         self.n_distinct += 1
-        self.recent[sig] = [1, record.step]
+        self.recent[sig] = [1, step]
         if len(self.recent) > _WINDOW:
             _, (copies, _step) = self.recent.popitem(last=False)
             self._retire(copies)
-        return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``).
+
+        A signature holds the step and kind, so a record can only repeat one whose (step, kind)
+        it shares. Records whose (step, kind) is new — not earlier in the batch, not in the window
+        — are certainly new: they go in as a block (only the last 16 need a signature). The rest
+        go through the per-record rule.
+        """
+        steps, train = batch.steps, batch.train
+        n = len(batch)
+        if n == 0:
+            return
+        maybe = _seen_before(steps, train)
+        for sig in self.recent:
+            same = (steps == sig[0]) & (train == (sig[1] == "train"))
+            maybe |= same
+        start = 0
+        for i in [*np.flatnonzero(maybe).tolist(), n]:
+            self._insert_new(batch, start, i)
+            if i < n:
+                self._see(signature(batch[i]), batch[i].step)
+            start = i + 1
+
+    def _insert_new(self, batch: Batch, a: int, b: int) -> None:
+        """Records ``a:b``, none of which repeats anything in the window, as ``_see`` would."""
+        m = b - a
+        if m <= 0:
+            return
+        self.n_distinct += m
+        evict = len(self.recent) + m - _WINDOW
+        while evict > 0 and self.recent:
+            _, (copies, _step) = self.recent.popitem(last=False)
+            self._retire(copies)
+            evict -= 1
+        if evict > 0:
+            self.copies[1] += evict
+        for r in batch[max(a, b - _WINDOW) : b]:
+            self.recent[signature(r)] = [1, r.step]
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         copies = self.copies + Counter(v[0] for v in self.recent.values())

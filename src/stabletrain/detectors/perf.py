@@ -17,9 +17,13 @@ regression that small is noise, not a training problem.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from stabletrain.detectors.bins import Bins
+from stabletrain.detectors.columns import Batch
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
@@ -46,6 +50,32 @@ class SlowStepsDetector:
         if dt is not None and math.isfinite(dt) and dt > 0:
             self.bins.add(record.step, record.epoch, dt)
         return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``)."""
+        step_time, wall = batch.floats("step_time"), batch.floats("wall_time")
+        steps, st_none = batch.steps, batch.none("step_time")
+        batch.check_bins()
+        t = np.flatnonzero(batch.train)
+        dt = step_time.copy()  # by batch index; NaN = no duration
+        # records without step_time: the wall-clock delta to the previous such record
+        no_st = t if st_none is None else t[st_none[t]]
+        w = no_st[np.isfinite(wall[no_st])] if st_none is not None else no_st[:0]
+        if w.size:
+            ws, ss = wall[w], steps[w]
+            if self._prev is not None:
+                pw = np.concatenate(([float(self._prev[1])], ws[:-1]))
+                ps = np.concatenate(([self._prev[0]], ss[:-1]))
+                at = w
+            else:
+                pw, ps, at, ws, ss = ws[:-1], ss[:-1], w[1:], ws[1:], ss[1:]
+            ok = ss > ps
+            dt[at[ok]] = (ws[ok] - pw[ok]) / (ss[ok] - ps[ok])
+            last = int(w[-1])
+            self._prev = (batch.objects("step")[last], batch.objects("wall_time")[last])
+        d = dt[t]
+        sel = t[np.isfinite(d) & (d > 0)]
+        self.bins.add_many(batch, sel, dt[sel], _Durations(batch.objects("step_time"), dt))
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         ordered = [b for b in self.bins.ordered() if b.count >= 3]
@@ -104,3 +134,17 @@ class SlowStepsDetector:
         self.bins.load_state_dict(state["bins"])
         p = state["prev"]
         self._prev = (int(p[0]), float(p[1])) if p else None
+
+
+class _Durations(Sequence[Any]):
+    """The duration of record i as ``update`` holds it: its step_time, else the computed delta."""
+
+    def __init__(self, step_time: Sequence[Any], dt: np.ndarray) -> None:
+        self.step_time, self.dt = step_time, dt
+
+    def __len__(self) -> int:
+        return len(self.dt)
+
+    def __getitem__(self, i: Any) -> Any:
+        st = self.step_time[i]
+        return st if st is not None else float(self.dt[i])

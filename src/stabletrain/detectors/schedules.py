@@ -24,7 +24,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from stabletrain.detectors.bins import Bins
+from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, make_fix, user_key
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -119,6 +122,82 @@ class LRScheduleDetector:
         else:
             self.zero_run = 0
         return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``)."""
+        eval_loss, loss, lr = batch.floats("eval_loss"), batch.floats("loss"), batch.floats("lr")
+        steps, train = batch.steps, batch.train
+        epoch_none = batch.none("epoch")
+        batch.check_bins()
+        step_obj, epoch_obj = batch.objects("step"), batch.objects("epoch")
+        for i in np.flatnonzero(np.isfinite(eval_loss)).tolist():
+            self.evals.append([step_obj[i], epoch_obj[i], batch.objects("eval_loss")[i]])
+        i_train = np.flatnonzero(train)
+        if i_train.size == 0:
+            return
+        top = int(i_train[np.argmax(steps[i_train])])
+        self.last_step = max(self.last_step, step_obj[top])
+        has_epoch = i_train if epoch_none is None else i_train[~epoch_none[i_train]]
+        if has_epoch.size:
+            self.last_epoch = epoch_obj[int(has_epoch[-1])]
+        i_loss = batch.finite("loss")
+        self.loss_bins.add_many(batch, i_loss, loss[i_loss], batch.objects("loss"))
+        i_lr = batch.finite("lr")
+        if i_lr.size:
+            self._lr_many(batch, i_lr, lr[i_lr])
+
+    def _lr_many(self, batch: Batch, idx: np.ndarray, lr: np.ndarray) -> None:
+        """The LR part of ``update`` for the finite LRs ``lr`` of records ``idx``."""
+        objs = batch.take("lr", idx)
+        self.n_lr += len(objs)
+        if self.first_lr is None:
+            self.first_lr = objs[0]
+        # each LR against the one before it (the state's last LR for the first)
+        cmp_from = 0 if self.last_lr is not None else 1
+        if self.last_lr is not None:
+            prev = np.concatenate(([float(self.last_lr)], lr[:-1]))
+            prev_obj = [self.last_lr, *objs[:-1]]
+        else:
+            prev, prev_obj = lr[:-1], objs[:-1]
+        cur = lr[cmp_from:]
+        down = cur < prev * (1 - 1e-9)
+        up = ~down & (cur > prev * (1 + 1e-9))
+        self.n_decrease += int(down.sum())
+        self.n_increase += int(up.sum())
+        room = self.max_cuts - len(self.cuts)
+        if room > 0:
+            cut = np.flatnonzero(down & (cur <= prev * self.cut_ratio))[:room].tolist()
+            for k in cut:
+                i = int(idx[k + cmp_from])
+                self.cuts.append(
+                    [
+                        batch.objects("step")[i],
+                        batch.objects("epoch")[i],
+                        prev_obj[k],
+                        objs[k + cmp_from],
+                    ]
+                )
+        self.last_lr = objs[-1]
+        self.max_lr = max(self.max_lr, objs[int(np.argmax(lr))])
+        zero = lr <= 0.0
+        if not zero.any():
+            self.zero_run = 0
+            return
+        self.n_zero += int(zero.sum())
+        steps = batch.steps[idx]
+        # runs of zero LR: (start, stop) positions; the first may continue the state's run
+        edges = np.diff(np.concatenate(([0], zero.astype(np.int8), [0])))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+            if a == 0 and self.zero_run > 0:
+                length, start = self.zero_run + b, self.zero_run_start
+            else:
+                length, start = b - a, int(steps[a])
+            if length > self.longest_zero[0]:
+                self.longest_zero = (length, start)
+            self.zero_run, self.zero_run_start = length, start
+        if not zero[-1]:
+            self.zero_run = 0
 
     # -- the loss series a scheduler reacts to --------------------------------------------------
     def _series(self) -> tuple[list[tuple[float, float]], str]:

@@ -22,7 +22,10 @@ from collections import deque
 from statistics import median
 from typing import Any
 
+import numpy as np
+
 from stabletrain.detectors.bins import Bin, Bins
+from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import config_known, fmt, lower_lr, make_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -76,6 +79,14 @@ class GradNormGrowthDetector:
         if record.kind == "train" and g is not None and math.isfinite(g) and g > 0:
             self.bins.add(record.step, record.epoch, g)
         return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``)."""
+        g = batch.floats("grad_norm")
+        batch.check_bins()
+        idx = batch.finite("grad_norm")
+        idx = idx[g[idx] > 0]
+        self.bins.add_many(batch, idx, g[idx], batch.objects("grad_norm"))
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
@@ -171,6 +182,47 @@ class LossTrendDetector:
                 store.append(value)
                 self.acc_max = max(self.acc_max, value)
         return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``)."""
+        loss = batch.floats("loss")
+        acc, eval_acc = batch.floats("accuracy"), batch.floats("eval_accuracy")
+        steps = batch.steps
+        batch.check_bins()
+        if len(batch) == 0:
+            return
+        # max(self.last_step, step) per record keeps the first of equal maxima, as max() does
+        self.last_step = max(self.last_step, batch.objects("step")[int(np.argmax(steps))])
+        idx = batch.finite("loss")
+        if idx.size:
+            self.n_loss += int(idx.size)
+            self.bins.add_many(batch, idx, loss[idx], batch.objects("loss"))
+            room = 5 - len(self.first_losses)
+            if room > 0:
+                self.first_losses.extend(batch.take("loss", idx[:room]))
+        i_acc = np.flatnonzero(np.isfinite(acc))
+        i_eval = np.flatnonzero(np.isfinite(eval_acc))
+        if i_acc.size + i_eval.size == 0:
+            return
+        self.n_acc += int(i_acc.size + i_eval.size)
+        self.acc.extend(batch.take("accuracy", i_acc[-20:]))
+        self.eval_acc.extend(batch.take("eval_accuracy", i_eval[-5:]))
+        # the running max visits a record's accuracy, then its eval accuracy: the first value
+        # equal to the maximum in that order is the one max() keeps
+        top = max(
+            float(acc[i_acc].max()) if i_acc.size else -math.inf,
+            float(eval_acc[i_eval].max()) if i_eval.size else -math.inf,
+        )
+        first = [
+            (int(i[np.argmax(col[i] == top)]), order, name)
+            for i, col, order, name in (
+                (i_acc, acc, 0, "accuracy"),
+                (i_eval, eval_acc, 1, "eval_accuracy"),
+            )
+            if i.size and col[i].max() == top
+        ]
+        i_top, _, name = min(first)
+        self.acc_max = max(self.acc_max, batch.objects(name)[i_top])
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()

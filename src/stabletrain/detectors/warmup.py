@@ -17,8 +17,12 @@ Needs ≥ 50 train records. Event steps kept: at most 4096.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import make_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -60,6 +64,74 @@ class WarmupDetector:
             if len(self.events) < _MAX_EVENTS:
                 self.events.append([record.step, severe])
         return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``)."""
+        lr, loss, g = batch.floats("lr"), batch.floats("loss"), batch.floats("grad_norm")
+        coef, skipped = batch.floats("clip_coef"), batch.floats("skipped")
+        steps = batch.steps
+        loss_none, g_none = batch.none("loss"), batch.none("grad_norm")
+        skipped_none, action_none = batch.none("skipped"), batch.none("action")
+        t = np.flatnonzero(batch.train)
+        m = int(t.size)
+        if m == 0:
+            return
+        step_obj = batch.objects("step")
+        n0 = self.n
+        self.n += m
+        if self.first_step is None:
+            self.first_step = step_obj[int(t[0])]
+        self.last_step = max(self.last_step, step_obj[int(t[np.argmax(steps[t])])])
+        self._peaks(batch, t, lr[t])
+        # severe: skipped or guarded; then non-finite values, loss jumps, grad-norm jumps
+        severe = skipped[t] != 0  # bool(x): NaN is true, None (NaN here) is not
+        if skipped_none is not None:
+            severe &= ~skipped_none[t]
+        severe |= np.ones(m, dtype=bool) if action_none is None else ~action_none[t]
+        x = loss[t]
+        has = np.ones(m, dtype=bool) if loss_none is None else ~loss_none[t]
+        severe |= has & ~np.isfinite(x)
+        js = np.flatnonzero(np.isfinite(x))
+        self.ema_loss = _ema_jumps(
+            self.ema_loss,
+            batch.take("loss", t[js]),
+            x[js],
+            js,
+            n0,
+            severe,
+            lambda v, e: (v > 2.0 * e) & (2.0 * e > 0),
+        )
+        x = g[t]
+        has = np.ones(m, dtype=bool) if g_none is None else ~g_none[t]
+        severe |= has & ~np.isfinite(x)
+        js = np.flatnonzero(np.isfinite(x) & (x > 0))
+        logs = list(map(math.log, batch.take("grad_norm", t[js])))
+        jump = math.log(4.0)
+        self.ema_log_g = _ema_jumps(
+            self.ema_log_g, logs, np.array(logs), js, n0, severe, lambda v, e: v > e + jump
+        )
+        c = coef[t]
+        clipped = np.isfinite(c) & (c < 1 - 1e-6)
+        ev = np.flatnonzero(severe | clipped)
+        self.n_events += int(ev.size)
+        room = _MAX_EVENTS - len(self.events)
+        for j in ev[: max(room, 0)].tolist():
+            self.events.append([step_obj[int(t[j])], bool(severe[j])])
+
+    def _peaks(self, batch: Batch, t: np.ndarray, lr: np.ndarray) -> None:
+        """The LR-peak part of ``update``. An LR can only become the peak if it is above every
+        LR before it and the current peak (the peak x 1.01 is at least both), so only those
+        candidates go through the per-record rule."""
+        v = np.where(np.isfinite(lr), lr, -np.inf)
+        before = np.concatenate(([-np.inf], np.maximum.accumulate(v)[:-1]))
+        cand = np.flatnonzero(v > np.maximum(before, float(self.peak_lr)))
+        lr_obj, step_obj = batch.objects("lr"), batch.objects("step")
+        for j in cand.tolist():
+            i = int(t[j])
+            value = lr_obj[i]
+            if value > self.peak_lr * 1.01:
+                self.peak_lr = value
+                self.ramp_end = step_obj[i]
 
     def _classify(self, r: StepRecord) -> tuple[bool, bool]:
         severe = bool(r.skipped) or r.action is not None
@@ -166,3 +238,33 @@ class WarmupDetector:
         self.events = [list(e) for e in s.pop("events")]
         for k, v in s.items():
             setattr(self, k, v)
+
+
+def _ema_jumps(
+    ema: float | None,
+    values: list[float],
+    floats: np.ndarray,
+    js: np.ndarray,
+    n0: int,
+    severe: np.ndarray,
+    jumped: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> float | None:
+    """The EMA part of ``_classify`` over ``values`` (as stored; ``floats`` the same as float64)
+    at train positions ``js`` (``n0`` records before the batch): marks ``severe`` where
+    ``jumped(value, ema before it)`` once more than 5 records were seen, and returns the new EMA.
+    The recurrence runs in Python, as ``update`` computes it; only the comparisons are
+    vectorised."""
+    if not values:
+        return ema
+    before = [math.nan]  # the EMA before each value; none before the first ever
+    e = values[0] if ema is None else 0.9 * ema + 0.1 * values[0]
+    if ema is not None:
+        before[0] = ema
+    append = before.append
+    for v in values[1:]:
+        append(e)
+        e = 0.9 * e + 0.1 * v
+    prev = np.array(before, dtype=np.float64)
+    hit = jumped(floats, prev) & (js + n0 + 1 > 5)
+    severe[js[hit]] = True
+    return e
