@@ -19,6 +19,9 @@ import math
 from collections import deque
 from typing import Any, Literal
 
+import numpy as np
+
+from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import make_fix, vocabulary
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -56,6 +59,13 @@ class LossScaleDetector:
         self.last_scale: float | None = None
         self.settling = 0
         self._prev_overflow = False
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``): only train records
+        with a finite loss scale change anything, so only those go through it."""
+        scale = batch.floats("loss_scale")
+        for i in np.flatnonzero(np.isfinite(scale) & batch.train).tolist():
+            self.update(batch[i])
 
     def update(self, record: StepRecord) -> Finding | None:
         scale = record.loss_scale

@@ -26,7 +26,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+import numpy as np
+
 from stabletrain.detectors.amp import SCALE_FLOOR
+from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import make_fix, setting
 from stabletrain.detectors.spikes import lower_lr_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
@@ -101,6 +104,49 @@ class NonFiniteDetector:
             evidence={"value": value, "skipped": bool(record.skipped)},
             source="log",
         )
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``): records with a
+        non-finite loss or grad norm one by one, the finite stretches between them in bulk."""
+        loss, grad = batch.floats("loss"), batch.floats("grad_norm")
+        batch.floats("lr")
+        loss_none, grad_none = batch.none("loss"), batch.none("grad_norm")
+        scale_none = batch.none("loss_scale")
+        odd = ~np.isfinite(loss)  # non-finite, or missing (NaN here)
+        if loss_none is not None:
+            odd &= ~loss_none
+        odd_grad = ~np.isfinite(grad)
+        if grad_none is not None:
+            odd_grad &= ~grad_none
+        train, n, start = batch.train, len(batch), 0
+        for i in [*np.flatnonzero((odd | odd_grad) & train).tolist(), n]:
+            if i > start:
+                t = start + np.flatnonzero(train[start:i])
+                self._finite_stretch(batch, t, loss_none, scale_none)
+            if i < n:
+                self.update(batch[i])
+            start = i + 1
+
+    def _finite_stretch(
+        self,
+        batch: Batch,
+        t: np.ndarray,
+        loss_none: np.ndarray | None,
+        scale_none: np.ndarray | None,
+    ) -> None:
+        """``update`` on train records ``t`` whose loss and grad norm are finite or missing."""
+        if t.size == 0:
+            return
+        self.n_records += int(t.size)
+        self.max_lr = batch.running_max("lr", t, self.max_lr)
+        if scale_none is None or not scale_none[t].all():
+            self.prev_inf_scale = None
+        n_loss = int(t.size) if loss_none is None else int((~loss_none[t]).sum())
+        for k, steps in self.bad.items():
+            if steps:
+                self.finite_after[k] += n_loss
+        if n_loss:
+            self.last_loss_finite = True
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()

@@ -32,6 +32,10 @@ import statistics
 from collections import deque
 from typing import Any, Literal
 
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from stabletrain.detectors.columns import Batch, Unsupported
 from stabletrain.detectors.fixes import make_fix, setting
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -45,6 +49,17 @@ def robust_stats(values: list[float]) -> tuple[float, float]:
     med = statistics.median(values)
     mad = statistics.median([abs(v - med) for v in values])
     return med, max(_MAD_TO_STD * mad, 1e-3 * abs(med), 1e-12)
+
+
+def robust_stats_many(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`robust_stats` of each row of a float64 array: the same sorted-order medians and
+    arithmetic, so the same values (a zero median may come out as -0.0)."""
+    s = np.sort(windows, axis=1)
+    h = s.shape[1] // 2
+    med = s[:, h] if s.shape[1] % 2 else (s[:, h - 1] + s[:, h]) / 2
+    d = np.sort(np.abs(s - med[:, None]), axis=1)
+    mad = d[:, h] if s.shape[1] % 2 else (d[:, h - 1] + d[:, h]) / 2
+    return med, np.maximum(np.maximum(_MAD_TO_STD * mad, 1e-3 * np.abs(med)), 1e-12)
 
 
 class SpikeDetector:
@@ -172,6 +187,111 @@ class SpikeDetector:
             evidence={"value": value, "baseline_median": med, "robust_z": round(z, 2)},
             source="log",
         )
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record of the batch (see ``detectors.base``), returning nothing.
+
+        Once the baseline is full, a stretch of values none of which is a spike candidate
+        (z > threshold) changes the state in a fixed way: statistics recomputed every 8 values
+        over windows of the stream, values entering the baseline ``delay`` later. Such stretches
+        are done in bulk (:meth:`_steady`); every other record goes through ``update``.
+        """
+        values = batch.floats(self.metric)
+        batch.floats("lr")
+        batch.steps  # noqa: B018 (raises Unsupported now, not once the state has changed)
+        idx = batch.finite(self.metric)
+        ints = idx[values[idx] == np.floor(values[idx])]
+        objs = batch.objects(self.metric)
+        if any(type(objs[i]) is not float for i in ints.tolist()):
+            raise Unsupported("int values: their median is an int, as update computes it")
+        pos, size, slow = 0, 256, 32
+        while pos < len(idx):
+            steady = (
+                len(self._baseline) == self.window >= max(self.warmup, 1)
+                and len(self._pending) == self.delay
+                and self._stats is not None
+            )
+            if not steady:
+                self.update(batch[int(idx[pos])])
+                pos += 1
+                continue
+            done = self._steady(batch, idx[pos : pos + size], values)
+            pos += done
+            if done < size:
+                # a candidate: it and the next few go through update; candidates come in
+                # clusters (a spike and its neighbours), dense ones make the stretch longer
+                for i in idx[pos : pos + slow].tolist():
+                    self.update(batch[i])
+                pos += slow
+                slow = 32 if done >= 64 else min(2 * slow, 4096)
+            size = min(max(2 * done, 256), 1 << 16)
+
+    def _steady(self, batch: Batch, idx: np.ndarray, values: np.ndarray) -> int:
+        """Apply ``update`` to the records ``idx`` up to the first spike candidate; return how
+        many were applied. Needs a full baseline, a full pending queue and cached statistics."""
+        v = values[idx]
+        k, d, w = len(v), len(self._pending), self.window
+        pend = list(self._pending)
+        # the baseline stream: the baseline, then each value popped from the pending queue
+        # (record r pops the r-th of pending + block values) unless it was a spike
+        joins = np.array([not spike for _, spike in pend] + [True] * max(k - d, 0))[:k]
+        stream = np.concatenate(
+            (np.array(self._baseline), [x for x, spike in pend if not spike], v[: max(k - d, 0)])
+        )
+        before = np.concatenate(([0], np.cumsum(joins)))  # joins before record r
+        # statistics are recomputed at record r when 8 values joined since the last time; once
+        # the pending values are popped every record joins, so that is every 8th record
+        at: list[int] = []
+        stale, r = self._stale, 0
+        while r < min(d, k):
+            if stale >= 8:
+                at.append(r)
+                stale = 0
+            stale += int(joins[r])
+            r += 1
+        at.extend(range(r + max(0, 8 - stale), k, 8))
+        starts = before[at]
+        assert self._stats is not None  # (steady)
+        med, std = self._stats
+        meds, stds = np.full(k, med), np.full(k, std)
+        if at:
+            m, sd = robust_stats_many(sliding_window_view(stream, w)[starts])
+            which = np.searchsorted(at, np.arange(k), side="right") - 1
+            has = which >= 0
+            meds[has], stds[has] = m[which[has]], sd[which[has]]
+        cand = np.flatnonzero((v - meds) / stds > self.z_threshold)
+        c = int(cand[0]) if cand.size else k
+        if c == 0:
+            return 0
+        # commit records 0..c-1
+        steps, epochs = batch.objects("step"), batch.objects("epoch")
+        last = int(idx[c - 1])
+        self.n_seen += c
+        self.last_step, self.last_epoch = steps[last], epochs[last]
+        self.max_lr = batch.running_max("lr", idx[:c], self.max_lr)
+        if self.episodes and self.episodes[-1]["recovered_at"] is None:
+            ep = self.episodes[-1]
+            sd = stds[:c] if ep.get("early_std") is None else ep["early_std"]
+            step_arr = batch.steps[idx[:c]]
+            back = (step_arr > ep["end"]) & (
+                (v[:c] <= ep["baseline"] + self.recover_z * sd) | (v[:c] <= ep["baseline"])
+            )
+            if back.any():
+                ep["recovered_at"] = steps[int(idx[int(np.argmax(back))])]
+        used = [a for a in at if a < c]
+        if used:
+            r = used[-1]
+            self._stats = (float(meds[r]), float(stds[r]))
+            if self._stats[0] == 0:  # the sign of a zero median: as robust_stats gives it
+                self._stats = robust_stats(stream[before[r] : before[r] + w].tolist())
+            self._stale = int(before[c] - before[r])
+        else:
+            self._stale += int(before[c])
+        self._baseline.extend(stream[w : w + int(before[c])].tolist())
+        # the queue after c records: what is left of it, then the newest values (never spikes)
+        kept = pend[c:] + [(x, False) for x in v[max(0, c - d) : c].tolist()]
+        self._pending = deque(kept[-d:] if d else [])
+        return c
 
     def _judge_early(self, record: StepRecord, value: float) -> None:
         """A value the live rule cannot judge yet (warm-up), against the values just before it.
