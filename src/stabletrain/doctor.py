@@ -32,7 +32,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from stabletrain.detectors.amp import amp_fixes
+from stabletrain.detectors.columns import Batch, Unsupported, as_batch
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, Severity, StepRecord
 from stabletrain.report import chain
 from stabletrain.report.fmt import where
@@ -66,32 +69,61 @@ def diagnose(
 
     Raises LogReadError / ConfigError (one-line reasons) when the inputs cannot be read.
     """
-    from stabletrain.logs.read import read_run
+    from stabletrain.logs.read import gc_paused, read_run_columns
 
-    run = read_run(path, mapping=mapping)
-    facts = run.facts
-    config_name: str | None = None
-    if config is not None:
-        from stabletrain.configs.read import read_config
+    with gc_paused():
+        run, columns = read_run_columns(path, mapping=mapping)
+        facts = run.facts
+        config_name: str | None = None
+        if config is not None:
+            from stabletrain.configs.read import read_config
 
-        facts = read_config(config).merged(run.facts)
-        config_name = str(config)
-    log_findings = detect(run.records, run.raw, facts)
-    log_findings += scale_findings(run.events, run.records, facts, {f.id for f in log_findings})
-    config_findings = _lint(facts) if facts.facts else []
-    train_steps = [r.step for r in run.records if r.kind == "train"]
-    span = (min(train_steps), max(train_steps)) if train_steps else None
-    findings = join(log_findings, config_findings, keep_unconfirmed=config is not None, span=span)
-    return Report(
-        findings=chain.order(findings),
-        facts=facts,
-        source=str(path),
-        format=run.format,
-        config=config_name,
-        records=list(run.records),
-        notes=list(run.notes),
-        kind="doctor",
-    )
+            facts = read_config(config).merged(run.facts)
+            config_name = str(config)
+        # columns shared by every detector and the code below (the reader's, when it has them)
+        raw = Batch(run.raw, columns)
+        batch = as_batch(run.records, like=raw)
+        log_findings = detect(batch, raw, facts)
+        seen = {f.id for f in log_findings}
+        log_findings += scale_findings(run.events, _scaled(batch), facts, seen)
+        config_findings = _lint(facts) if facts.facts else []
+        span = _train_span(batch)
+        findings = join(
+            log_findings, config_findings, keep_unconfirmed=config is not None, span=span
+        )
+        return Report(
+            findings=chain.order(findings),
+            facts=facts,
+            source=str(path),
+            format=run.format,
+            config=config_name,
+            records=list(run.records),
+            notes=list(run.notes),
+            kind="doctor",
+        )
+
+
+def _scaled(batch: Batch) -> list[StepRecord]:
+    """The train records that log a loss scale (the only ones ``scale_findings`` reads)."""
+    none = batch.none("loss_scale")
+    if none is not None and none.all():
+        return []
+    keep = batch.train if none is None else batch.train & ~none
+    return [batch[i] for i in np.flatnonzero(keep).tolist()]
+
+
+def _train_span(batch: Batch) -> tuple[int, int] | None:
+    """(first, last) train step: min and max over the train records."""
+    train = np.flatnonzero(batch.train)
+    if train.size == 0:
+        return None
+    try:
+        steps = batch.steps[train]
+    except Unsupported:  # steps that are not all ints
+        train_steps = [batch[i].step for i in train.tolist()]
+        return min(train_steps), max(train_steps)
+    objs = batch.objects("step")
+    return objs[int(train[np.argmin(steps)])], objs[int(train[np.argmax(steps)])]
 
 
 def detect(
