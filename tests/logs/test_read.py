@@ -14,6 +14,7 @@ from pathlib import Path
 from stabletrain.detectors.columns import Batch
 from stabletrain.logs.read import gc_paused, read_run, read_run_columns
 from stabletrain.logs.readers import runlog
+from stabletrain.logs.readers.base import clean_records
 from stabletrain.records import StepRecord
 
 FIELDS = [
@@ -92,6 +93,16 @@ def test_string_values_and_foreign_keys_give_no_columns(tmp_path: Path) -> None:
     foreign = [{"step": s, "loss": 1.0, "tokens_per_s": 5.0} for s in range(10)]
     data, columns = read_run_columns(_write(tmp_path / "b", foreign))
     assert columns is None and data.raw[0].metrics == {"tokens_per_s": 5.0}
+
+
+def test_cleaning_is_skipped_only_when_there_is_nothing_to_clean(tmp_path: Path) -> None:
+    in_order = [{"step": s, "loss": 1.0} for s in range(10)]
+    data, columns = read_run_columns(_write(tmp_path / "a", in_order))
+    assert data.records == clean_records(data.raw, []) and data.records is not data.raw
+    rewound = in_order[:6] + [{"step": s, "loss": 2.0} for s in range(3, 10)]
+    data, columns = read_run_columns(_write(tmp_path / "b", rewound))
+    assert columns is not None and [r.step for r in data.records] == list(range(10))
+    assert data.records[3].loss == 2.0 and "replaced by later records" in data.notes[0]
 
 
 def test_records_from_rows_takes_the_column_build_only_for_plain_rows() -> None:

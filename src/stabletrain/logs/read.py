@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stabletrain.errors import ConfigError, LogReadError
 from stabletrain.logs.readers import csvlog, hf_state, jsonl, runlog, tensorboard, text
 from stabletrain.logs.readers.base import RunData, clean_records
@@ -49,12 +51,29 @@ def read_run_columns(
         try:
             data, columns = _dispatch(p, mapping)
             data.path = p
-            data.records = clean_records(data.raw, data.notes)
+            data.records = (
+                list(data.raw)
+                if _nothing_to_clean(columns)
+                else clean_records(data.raw, data.notes)
+            )
         except (OSError, UnicodeDecodeError) as e:
             raise LogReadError(f"{p}: cannot read ({e})") from e
     if not data.raw:
         data.notes.append(f"{p}: no step records found")
     return data, columns
+
+
+def _nothing_to_clean(columns: dict[str, list[Any]] | None) -> bool:
+    """Whether the reader's columns show train records only, steps strictly increasing: no
+    rewind, no repeat, no eval to merge — ``clean_records`` would return them as they are (and
+    its pass over every record costs 0.3 s per million)."""
+    if columns is None:
+        return False
+    kinds, steps = columns["kind"], columns["step"]
+    if kinds.count("train") != len(kinds):
+        return False
+    arr = np.array(steps)
+    return arr.dtype == np.int64 and bool((arr[1:] > arr[:-1]).all())
 
 
 @contextmanager
