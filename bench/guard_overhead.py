@@ -4,7 +4,9 @@ One interleaved run per model: four identical copies (same init, same batches), 
 (bare ``clip_grad_norm_(1.0)`` loop, guard with the ``default`` preset, ZClip, AutoClip). The
 methods take turns in round-robin blocks of ``--block`` steps (the order rotates each round, so
 no method always runs right after another), the first round is warm-up and is discarded, and each
-method's figure is the median of its block times. Ratios are against the bare clip loop.
+method's figure is the median of its block times. Ratios are paired: each round's block time of
+a method over the same round's bare-clip block time, then the median over rounds (a slow drift
+of the machine's speed cancels within a round; the ratio of medians would carry it).
 Single-threaded torch for stable timings; CPU only (no GPU here). Times are the stepping
 thread's CPU time (``time.thread_time``): torch runs in that thread, so other processes on a
 shared machine do not inflate them the way they inflate wall time.
@@ -57,7 +59,10 @@ def setup(name: str) -> tuple[Callable[[], nn.Module], list[Batch]]:
     return (lambda: CNN(ccfg, 1, 10)), _batches(ds.x_train, ds.y_train, 64, 64)
 
 
-def bench(name: str, rounds: int, block: int, fused: bool = False) -> dict[Method, float]:
+def bench(
+    name: str, rounds: int, block: int, fused: bool = False
+) -> tuple[dict[Method, float], dict[Method, float]]:
+    """(median ms/step, median paired ratio to the bare clip loop) per method."""
     build, data = setup(name)
     base = build()
     steppers, models = {}, {}
@@ -80,7 +85,12 @@ def bench(name: str, rounds: int, block: int, fused: bool = False) -> dict[Metho
             dt = time.thread_time() - t0
             if r > 0:
                 times[m].append(dt / block)
-    return {m: statistics.median(v) * 1e3 for m, v in times.items()}
+    ms = {m: statistics.median(v) * 1e3 for m, v in times.items()}
+    ratio = {
+        m: statistics.median(a / b for a, b in zip(v, times["clip"], strict=True))
+        for m, v in times.items()
+    }
+    return ms, ratio
 
 
 def main() -> None:
@@ -110,10 +120,9 @@ def main() -> None:
     print("| model | bare clip ms/step | guard | ZClip | AutoClip |")
     print("|---|---|---|---|---|")
     for name in args.models.split(","):
-        ms = bench(name, args.rounds, args.block, args.fused)
-        base = ms["clip"]
-        cells = [f"{ms[m]:.2f} ms ({ms[m] / base:.3f}x)" for m in ("guard", "zclip", "autoclip")]
-        print(f"| {name} | {base:.2f} ms | " + " | ".join(cells) + " |", flush=True)
+        ms, ratio = bench(name, args.rounds, args.block, args.fused)
+        cells = [f"{ms[m]:.2f} ms ({ratio[m]:.3f}x)" for m in ("guard", "zclip", "autoclip")]
+        print(f"| {name} | {ms['clip']:.2f} ms | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from stabletrain.detectors.generalisation import EvalDetector
@@ -68,3 +69,17 @@ def test_state_dict_round_trip(scenarios) -> None:
         a.update(r)
         b.update(r)
     assert [f.to_json() for f in a.finish(facts)] == [f.to_json() for f in b.finish(facts)]
+
+
+def test_a_skipped_step_does_not_enter_the_train_loss() -> None:
+    """The demo's guard run: a 1e6-scaled batch the guard skipped has loss ~5000. Counted, it made
+    the train loss at the best eval huge, so a later train loss looked like a fall and a run whose
+    train and eval losses rise together was called overfitting."""
+    evals = [1.0, 0.8, 0.7, 0.68, 0.72, 0.78, 0.85]
+    train = [1.0, 0.75, 0.6, 0.5, 0.55, 0.62, 0.7]  # rising with the eval loss: not overfitting
+    recs = _evals(evals, train)
+    spike = StepRecord(step=31, epoch=3, loss=5208.0, skipped=True, action="skip_spike")
+    recs.insert(recs.index(next(r for r in recs if r.kind == "eval" and r.epoch == 3)), spike)
+    assert all(f.id != "overfitting" for f in replay(recs, None, [EvalDetector()]))
+    counted = [dataclasses.replace(r, skipped=None) if r is spike else r for r in recs]
+    assert any(f.id == "overfitting" for f in replay(counted, None, [EvalDetector()]))

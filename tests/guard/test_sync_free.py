@@ -247,3 +247,12 @@ def test_fp16_overflows_skip_on_the_device_bitwise_like_the_immediate_path(
     assert sync_free[0] == immediate[0] and sync_free[1] == immediate[1]
     assert all(torch.equal(a, b) for a, b in zip(immediate[2], sync_free[2], strict=True))
     assert all(torch.isfinite(p).all() for p in sync_free[2])
+
+
+def test_yaml_booleans_mean_on_and_off() -> None:
+    import yaml
+
+    assert GuardConfig(**yaml.safe_load("sync_free: on")).sync_free == "on"
+    assert GuardConfig(**yaml.safe_load("sync_free: off")).sync_free == "off"
+    with pytest.raises(ConfigError, match="sync_free"):
+        GuardConfig(sync_free="sometimes")  # type: ignore[arg-type]

@@ -9,8 +9,10 @@
   loss keeps falling, so the eval-train gap widens by ≥ 5 % of the best eval loss. When it fires,
   ``eval-unstable`` is not reported (a rising eval curve is overfitting, not noise).
 
-The training loss at each eval is the mean of the training records since the previous eval.
-State: one small row per eval.
+The training loss at each eval is the mean of the training records since the previous eval,
+leaving out steps marked skipped: their loss comes from a batch that never reached the weights
+(a guard-skipped 1e6-scaled batch made one epoch's mean train loss 5208, and the eval-train gap
+"widened" from -5208). State: one small row per eval.
 """
 
 from __future__ import annotations
@@ -45,8 +47,14 @@ class EvalDetector:
         self._n = 0
 
     def update(self, record: StepRecord) -> Finding | None:
-        if record.kind == "train" and record.loss is not None and math.isfinite(record.loss):
-            self._sum += record.loss
+        loss = record.loss
+        if (
+            record.kind == "train"
+            and loss is not None
+            and math.isfinite(loss)
+            and record.skipped is not True
+        ):
+            self._sum += loss
             self._n += 1
         if record.eval_loss is not None and math.isfinite(record.eval_loss):
             train = self._sum / self._n if self._n else None
@@ -58,6 +66,7 @@ class EvalDetector:
         """``update`` for every record of the batch (see ``detectors.base``)."""
         loss, eval_loss = batch.floats("loss"), batch.floats("eval_loss")
         i_loss = batch.finite("loss")
+        i_loss = i_loss[batch.floats("skipped")[i_loss] != 1.0]  # skipped steps are left out
         i_eval = np.flatnonzero(np.isfinite(eval_loss))
         # the train losses up to and including each eval record (a record adds its loss first)
         ends = np.searchsorted(i_loss, i_eval, side="right").tolist()

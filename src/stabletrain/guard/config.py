@@ -116,15 +116,18 @@ class GuardConfig:
     """GuardedOptimizer path: the framework already unscaled the grads (do not unscale again)."""
     shard_grads: bool = False
     """Grads are sharded across ranks (FSDP/ZeRO): all-reduce the norm. DDP grads are identical."""
-    sync_free: SyncFree = "auto"
+    sync_free: SyncFree | bool = "auto"
     """Decide each step on the device and read the values once every ``read_every`` steps (no
     host sync on the other steps; see ``guard/device.py``). Needs an optimizer that skips on the
     device (torch's Adam/AdamW/SGD/Adagrad with ``fused=True``). ``"auto"``: on for CUDA grads
-    with such an optimizer; ``"on"``: always (an error without one); ``"off"``: read every step."""
+    with such an optimizer; ``"on"``: always (an error without one); ``"off"``: read every step.
+    True/False mean "on"/"off" (YAML 1.1 reads a bare ``on`` as true)."""
     read_every: int = 10
     """Sync-free mode: steps between host reads (rollback, back-off and abort act at a read)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.sync_free, bool):
+            self.sync_free = "on" if self.sync_free else "off"
         if self.max_norm is not None and not self.max_norm > 0:
             raise ConfigError(f"guard.max_norm must be > 0 or None, got {self.max_norm!r}")
         _positive_ints = (
