@@ -154,3 +154,30 @@ def test_gc_paused_leaves_frozen_objects_frozen() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+_MEGATRON = (
+    " iteration      100/  1000 | consumed samples:  3200 | lm loss: 2.512E+00 | loss scale: "
+    "4096.0 | grad norm: 1.234 | number of skipped iterations:   0 |\n"
+)
+
+
+def test_a_folder_with_one_pasted_log_and_its_notes_reads_the_log(tmp_path: Path) -> None:
+    """How logs travel in bug reports: the log plus a SOURCE.txt / README saying where from."""
+    (tmp_path / "SOURCE.txt").write_text("https://github.com/example/issue/1\n")
+    (tmp_path / "README.md").write_text("# notes\n")
+    (tmp_path / "train.log").write_text(_MEGATRON + _MEGATRON.replace("100/", "110/"))
+    data = read_run(tmp_path)
+    assert [r.step for r in data.records] == [100, 110]
+    assert data.records[0].loss == 2.512 and data.records[0].loss_scale == 4096.0
+
+
+def test_a_folder_with_several_logs_names_them(tmp_path: Path) -> None:
+    import pytest
+
+    from stabletrain.errors import LogReadError
+
+    for name in ("a_trainer_state.json", "b_trainer_state.json"):
+        (tmp_path / name).write_text('{"log_history": []}')
+    with pytest.raises(LogReadError, match=r"2 log files \(a_trainer_state.json, b_trainer"):
+        read_run(tmp_path)

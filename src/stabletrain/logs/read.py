@@ -116,12 +116,15 @@ def _kind(p: Path) -> tuple[str, Path, Any]:
         csvs = sorted(p.rglob("metrics.csv"))
         if csvs:
             return "csv", csvs[-1], None
-        logs = [f for f in sorted(p.iterdir()) if f.suffix in (".jsonl", ".log", ".txt", ".csv")]
+        logs = _candidate_logs(p)
         if len(logs) == 1:
             return _kind(logs[0])
+        if logs:
+            names = ", ".join(f.name for f in logs[:8]) + (" ..." if len(logs) > 8 else "")
+            raise LogReadError(f"{p}: {len(logs)} log files ({names}); pass the one to read")
         raise LogReadError(
             f"{p}: no run log found (steps.jsonl, trainer_state.json, TensorBoard events, "
-            "metrics.csv); pass the log file itself"
+            "metrics.csv, or one .log/.txt/.out/.jsonl/.csv file); pass the log file itself"
         )
     with open(p, "rb") as f:
         head = f.read(4096)
@@ -157,6 +160,24 @@ def _kind(p: Path) -> tuple[str, Path, Any]:
     ):
         return "csv", p, None
     return "text", p, None
+
+
+#: files beside a pasted log that describe it rather than hold it
+_NOT_LOGS = ("readme", "source", "license", "notes", "changelog")
+
+
+def _candidate_logs(d: Path) -> list[Path]:
+    """The files of ``d`` that may be a training log: text logs, JSONL, CSV, HF trainer states;
+    not the README/SOURCE notes that travel with a pasted log."""
+    out = []
+    for f in sorted(d.iterdir()):
+        if not f.is_file() or f.stem.lower().startswith(_NOT_LOGS):
+            continue
+        if f.suffix in (".jsonl", ".log", ".txt", ".out", ".csv") or (
+            f.suffix == ".json" and "trainer_state" in f.name
+        ):
+            out.append(f)
+    return out
 
 
 def _is_runlog_meta(p: Path) -> bool:
