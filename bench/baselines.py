@@ -30,7 +30,8 @@ import stabletrain
 
 Method = Literal["none", "clip", "zclip", "autoclip", "guard"]
 METHODS: tuple[Method, ...] = ("none", "clip", "zclip", "autoclip", "guard")
-#: GuardConfig fields set over the default preset for the ``guard`` method (bench options)
+#: the ``guard`` method's preset and GuardConfig fields set over it (bench options)
+GUARD_PRESET: dict[str, Any] = {"name": "default"}
 GUARD_OVERRIDES: dict[str, Any] = {}
 T = TypeVar("T")
 
@@ -152,8 +153,9 @@ class GuardStepper:
         optimizer: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler | None = None,
         scheduler: Any = None,
-        preset: Literal["default", "conservative", "off"] = "default",
+        preset: Literal["default", "adaptive", "conservative", "off"] | None = None,
     ) -> None:
+        preset = preset or GUARD_PRESET["name"]
         self.guard = stabletrain.Guard(
             model, optimizer, scaler=scaler, scheduler=scheduler,
             config=stabletrain.GuardConfig.preset(preset, **GUARD_OVERRIDES),

@@ -30,7 +30,7 @@ import yaml
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import GUARD_OVERRIDES, Method, make_stepper
+from baselines import GUARD_OVERRIDES, GUARD_PRESET, Method, make_stepper
 from stabletrain.train.config import CNNSection, DataSection, GPTSection
 from stabletrain.train.data import load_dataset
 from stabletrain.train.models import CNN, GPT, loss_and_correct
@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=20, help="steps per block")
     ap.add_argument("--models", default="gpt,cnn")
     ap.add_argument("--fused", action="store_true", help="fused AdamW for every method")
+    ap.add_argument("--guard-preset", default="default", help="the guard method's preset")
     ap.add_argument(
         "--guard-set",
         action="append",
@@ -110,6 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.block = 5, 10
+    GUARD_PRESET["name"] = args.guard_preset
     for item in args.guard_set:
         key, _, value = item.partition("=")
         GUARD_OVERRIDES[key] = yaml.safe_load(value)

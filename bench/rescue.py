@@ -40,7 +40,7 @@ import yaml
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import GUARD_OVERRIDES, METHODS, Method, make_stepper
+from baselines import GUARD_OVERRIDES, GUARD_PRESET, METHODS, Method, make_stepper
 from stabletrain.errors import TrainingAborted
 from stabletrain.train.config import CNNSection, DataSection
 from stabletrain.train.data import Dataset, load_dataset
@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="epochs of 23 steps each")
     ap.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS))
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    ap.add_argument("--guard-preset", default="default", help="the guard method's preset")
     ap.add_argument(
         "--guard-set",
         action="append",
@@ -176,6 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.epochs = 2, 3
+    GUARD_PRESET["name"] = args.guard_preset
     for item in args.guard_set:
         key, _, value = item.partition("=")
         GUARD_OVERRIDES[key] = yaml.safe_load(value)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stabletrain.errors import TrainingAborted
+from stabletrain.errors import ConfigError, TrainingAborted
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard
 from stabletrain.logs.runlog import RunLog
@@ -350,3 +350,24 @@ def test_finish_reports_a_clip_that_fires_on_every_step(h: SimpleNamespace) -> N
     ids = {f.id for f in saturated[2].finish()}
     assert "clip-saturated" in ids
     assert not {"clip-saturated", "clip-near-threshold"} & {f.id for f in roomy[2].finish()}
+
+
+def test_adaptive_preset_clips_while_warming_up_then_only_outliers(h: SimpleNamespace) -> None:
+    """A healthy run whose grad norms sit far above 1 (inputs x20): the adaptive preset clips at
+    1.0 while its statistics warm up, then leaves ordinary steps alone. Fed the clipped norms
+    (1.0) during the warm-up, the statistics would clip every later step to 1.0 for good."""
+    x, y = h.linear_data()
+    model = torch.nn.Linear(32, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    guard = Guard(model, opt, config=GuardConfig.preset("adaptive", clip_warmup=10))
+    outs = [
+        guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32] * 20), y[i * 32 : (i + 1) * 32]))
+        for i in range(60)
+    ]
+    assert all(o.grad_norm is not None and o.grad_norm > 2 for o in outs)
+    assert all(o.clip_coef is not None and o.clip_coef < 1 for o in outs[:10])  # warming up
+    later = [o.clip_coef for o in outs[10:]]
+    assert sum(c is not None and c < 1 for c in later) <= 5  # only outliers after it
+    assert guard.clipper is not None and guard.clipper.mean > 2  # the run's own norm level
+    with pytest.raises(ConfigError, match="'adaptive'"):
+        GuardConfig.preset("adaptve")  # type: ignore[arg-type]

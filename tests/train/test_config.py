@@ -112,3 +112,11 @@ def test_resolved_config_round_trips() -> None:
     import yaml
 
     assert parse_config(yaml.safe_load(cfg.to_yaml())) == cfg
+
+
+def test_guard_preset_adaptive_takes_max_grad_norm_as_its_warmup_clip() -> None:
+    from stabletrain.train.config import guard_config, parse_config
+
+    cfg = parse_config({"train": {"max_grad_norm": 2.0}, "guard": {"preset": "adaptive"}})
+    g = guard_config(cfg)
+    assert (g.clip, g.max_norm, g.warmup_max_norm) == ("zscore", None, 2.0)

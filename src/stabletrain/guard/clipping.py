@@ -88,6 +88,11 @@ class ZScoreClipper:
         self.n = 0
         self._warm: list[float] = []
 
+    @property
+    def warming_up(self) -> bool:
+        """True until ``warmup`` clean norms were observed (no statistics to clip with yet)."""
+        return self.n < self.warmup
+
     def max_norm(self, norm: float) -> float | None:
         """The norm to clip ``norm`` to this step, or None (no adaptive clip yet / not needed)."""
         if self.n < self.warmup:
@@ -136,6 +141,11 @@ class PercentileClipper:
         self.history: deque[float] = deque(maxlen=window)
         self._cached: float | None = None
         self._stale = 0
+
+    @property
+    def warming_up(self) -> bool:
+        """True until ``warmup`` clean norms were observed."""
+        return len(self.history) < self.warmup
 
     def max_norm(self, norm: float) -> float | None:
         if len(self.history) < self.warmup:

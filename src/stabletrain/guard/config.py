@@ -5,6 +5,10 @@ Presets (``GuardConfig.preset(name, **overrides)``):
 - ``"default"``: skip non-finite steps, clip at ``max_norm``, skip a spiking step, roll back after
   3 bad steps within 25, back off the LR when spikes recur after a rollback, abort after 20 bad
   steps in a row or 5 rollbacks.
+- ``"adaptive"``: the same ladder, but clipping only outliers of the run's own grad-norm
+  statistics (z-score, ZClip-style) after a fixed clip at 1.0 while they warm up: no cost on a
+  healthy run whose norms sit above 1, less protection for a run whose LR is only stable under
+  a saturating clip (measured in docs/benchmarks-guard.md).
 - ``"conservative"``: the same ladder with tighter thresholds: clip at 0.5, spikes at 5σ, roll
   back after 2 bad steps, snapshots every 25 steps, abort after 10 bad steps or 3 rollbacks.
 - ``"off"``: the plain backward → unscale → step sequence, no checks.
@@ -18,7 +22,7 @@ from typing import Literal
 from stabletrain.errors import ConfigError
 
 ClipMode = Literal["none", "norm", "zscore", "percentile", "agc"]
-Preset = Literal["default", "conservative", "off"]
+Preset = Literal["default", "adaptive", "conservative", "off"]
 SpikeAction = Literal["warn", "skip", "rollback"]
 SpikeMetric = Literal["loss", "grad_norm", "both"]
 SyncFree = Literal["auto", "on", "off"]
@@ -54,7 +58,13 @@ class GuardConfig:
     zscore_alpha: float = 0.97
     """``clip="zscore"``: EMA decay of the norm's mean and variance."""
     clip_warmup: int = 25
-    """Adaptive modes: steps of plain ``max_norm`` clipping before their statistics are used."""
+    """Adaptive modes: clean steps observed before their statistics are used; until then only
+    the fixed clip applies (``max_norm``, or ``warmup_max_norm`` when ``max_norm`` is None).
+    The warm-up observes the norms *before* that fixed clip: the statistics learn the run's
+    own norm level, not the clip value."""
+    warmup_max_norm: float | None = None
+    """Adaptive modes with ``max_norm=None``: the fixed clip while the statistics warm up. The
+    first updates of a run are where a too-high LR explodes, before any baseline exists."""
     percentile: float = 90.0
     """``clip="percentile"``: clip at this percentile of recent norms (AutoClip)."""
     percentile_window: int = 500
@@ -128,8 +138,10 @@ class GuardConfig:
     def __post_init__(self) -> None:
         if isinstance(self.sync_free, bool):
             self.sync_free = "on" if self.sync_free else "off"
-        if self.max_norm is not None and not self.max_norm > 0:
-            raise ConfigError(f"guard.max_norm must be > 0 or None, got {self.max_norm!r}")
+        for name in ("max_norm", "warmup_max_norm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"guard.{name} must be > 0 or None, got {value!r}")
         _positive_ints = (
             "max_consecutive_bad",
             "rollback_after",
@@ -176,7 +188,8 @@ class GuardConfig:
 
     @classmethod
     def preset(cls, name: Preset, **overrides: object) -> GuardConfig:
-        """``"default"`` (on), ``"conservative"`` (tighter), ``"off"`` (plain step only)."""
+        """``"default"`` (on), ``"adaptive"`` (outlier clipping), ``"conservative"`` (tighter),
+        ``"off"`` (plain step only)."""
         if name == "default":
             base: dict[str, object] = {}
         elif name == "conservative":
@@ -189,6 +202,8 @@ class GuardConfig:
                 "max_rollbacks": 3,
                 "lr_backoff_factor": 0.3,
             }
+        elif name == "adaptive":
+            base = {"clip": "zscore", "max_norm": None, "warmup_max_norm": 1.0}
         elif name == "off":
             base = {
                 "enabled": False,
@@ -199,7 +214,8 @@ class GuardConfig:
             }
         else:
             raise ConfigError(
-                f"unknown guard preset {name!r}; allowed: 'default', 'conservative', 'off'"
+                f"unknown guard preset {name!r}; allowed: 'default', 'adaptive', 'conservative', "
+                "'off'"
             )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)

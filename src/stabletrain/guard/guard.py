@@ -392,7 +392,11 @@ class Guard:
         """A clean applied step: its LR is stable, its post-clip norm feeds adaptive clipping."""
         self._last_clean_lr = scheduled_lr
         if self.clipper is not None:
-            self.clipper.observe(norm_v * (clip_coef or 1.0))
+            # warming up: the norm before the fixed clip (the statistics must learn the run's
+            # norm level; fed the clip value they would clip every later step to it). After:
+            # the post-clip norm, as ZClip does, so an outlier does not inflate them.
+            warming = self.clipper.warming_up
+            self.clipper.observe(norm_v if warming else norm_v * (clip_coef or 1.0))
 
     def _report(
         self, decision: Decision, step: int, action: str | None,
@@ -469,9 +473,12 @@ class Guard:
             return 1.0
         limit = cfg.max_norm if cfg.clip != "none" else None
         if self.clipper is not None:
-            adaptive = self.clipper.max_norm(norm_v)
-            if adaptive is not None:
-                limit = adaptive if limit is None else min(limit, adaptive)
+            if self.clipper.warming_up:
+                limit = limit if limit is not None else cfg.warmup_max_norm
+            else:
+                adaptive = self.clipper.max_norm(norm_v)
+                if adaptive is not None:
+                    limit = adaptive if limit is None else min(limit, adaptive)
         if limit is None or not grads:
             return 1.0
         coef = min(1.0, limit / (norm_v + clipping.ZERO_EPS))

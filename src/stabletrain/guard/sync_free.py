@@ -89,7 +89,10 @@ def device_step(
         ceiling: torch.Tensor | float = (
             cfg.max_norm if cfg.clip != "none" and cfg.max_norm is not None else math.inf
         )
-        if guard.clipper is not None:
+        if guard.clipper is not None and guard.clipper.warming_up:
+            if cfg.max_norm is None and cfg.warmup_max_norm is not None:
+                ceiling = cfg.warmup_max_norm
+        elif guard.clipper is not None:
             adaptive = guard.clipper.ceiling(norm)
             if isinstance(adaptive, torch.Tensor):
                 ceiling = torch.clamp(adaptive, max=ceiling)

@@ -189,15 +189,20 @@ def guard_config(cfg: TrainConfig) -> GuardConfig:
     """``GuardConfig.preset(preset, **overrides)`` with ``max_norm`` from ``train.max_grad_norm``.
 
     Preset ``off`` still clips at ``train.max_grad_norm``: it is the plain backward → clip → step
-    sequence the seeds ran, so "with vs without guard" compares the guard, not clipping.
+    sequence the seeds ran, so "with vs without guard" compares the guard, not clipping. Preset
+    ``adaptive`` takes it as the fixed clip of its warm-up (then only outliers are clipped).
     """
     section = {k: _yaml_number(v) for k, v in cfg.guard.items()}
     preset = section.pop("preset", "default")
     if preset is False:  # YAML 1.1 reads an unquoted `off` as false
         preset = "off"
-    section.setdefault("max_norm", cfg.train.max_grad_norm)
-    if cfg.train.max_grad_norm is not None:
-        section.setdefault("clip", "norm")
+    if preset == "adaptive":
+        # outlier clipping after a fixed warm-up clip: train.max_grad_norm is that warm-up clip
+        section.setdefault("warmup_max_norm", cfg.train.max_grad_norm)
+    else:
+        section.setdefault("max_norm", cfg.train.max_grad_norm)
+        if cfg.train.max_grad_norm is not None:
+            section.setdefault("clip", "norm")
     allowed = sorted(f.name for f in dataclasses.fields(GuardConfig))
     for key in section:
         if key not in allowed:
