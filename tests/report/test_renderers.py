@@ -138,3 +138,18 @@ def test_command_line_flags_read_as_a_command_line() -> None:
     assert "+ --bf16" in text.render(report) and "+ --clip-grad 0.5" in markdown.render(report)
     # a config key keeps the key: value form
     assert config_diff(Fix("x", {"fp16.enabled": False}), facts) == ["+ fp16.enabled: false"]
+
+
+def test_a_precision_switch_shows_the_value_the_file_holds() -> None:
+    """ds_config's fp16.enabled is true in the file; the fact holds the normalised "fp16"."""
+    facts = ConfigFacts(source="ds_config.json", format="deepspeed")
+    facts.set("precision", "fp16", key="fp16.enabled", file="ds_config.json")
+    fix = Fix("bf16", {"fp16.enabled": False, "bf16.enabled": True})
+    assert config_diff(fix, facts) == [
+        "- fp16.enabled: true",
+        "+ fp16.enabled: false",
+        "+ bf16.enabled: true",
+    ]
+    hf = ConfigFacts(source="training_args.json", format="hf")
+    hf.set("precision", "fp16", key="fp16")
+    assert config_diff(Fix("bf16", {"fp16": False}), hf) == ["- fp16: true", "+ fp16: false"]

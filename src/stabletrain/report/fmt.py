@@ -74,10 +74,20 @@ def where(f: Finding) -> str:
     return "; ".join(parts)
 
 
+#: precision switch keys (``fp16.enabled``, HF's ``fp16: true``) → the precision they switch on
+_SWITCHES = {"fp16": "fp16", "half": "fp16", "bf16": "bf16"}
+
+
 def _current(facts: ConfigFacts, key: str) -> tuple[bool, Any]:
     """The current value for a user key (or a normalised fact name), if the config had it."""
     for fact in facts.facts.values():
         if fact.key == key or (fact.key is None and fact.name == key):
+            if fact.name == "precision" and isinstance(fact.value, str):
+                # the fact holds the normalised precision ("fp16"); a switch key holds a boolean
+                parts = [p.lstrip("-").lower() for p in key.split(".")]
+                switch = parts[-2] if parts[-1] == "enabled" and len(parts) > 1 else parts[-1]
+                if switch in _SWITCHES:
+                    return True, fact.value == _SWITCHES[switch]
             return True, fact.value
     if key in facts.facts:
         return True, facts.facts[key].value
