@@ -26,6 +26,8 @@ grads are already unscaled when ``step()`` runs (``GradScaler.step`` unscales fi
 never steps a scheduler or the scaler, and a rollback restores model + optimizer (+ scaler when
 given) and then skips the next M *updates* (the framework owns the data loader and step counter).
 
+Two paths share everything but the step itself: ``immediate.py`` (read, then decide and act) and
+``sync_free.py`` (act on the device, read and review later); rollback lives in ``rollback.py``.
 Host syncs: on the immediate path, one packed read per optimizer step (loss, norm, scale) plus
 one per micro-batch for the loss check, commented where they happen; the decisions need them. The
 sync-free path (``GuardConfig.sync_free``; ``sync_free.py``) decides on the device and reads once
@@ -51,7 +53,7 @@ from stabletrain.detectors.clipping import ClippingDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.errors import ConfigError, TrainingAborted
-from stabletrain.guard import clipping, rollback, sync_free
+from stabletrain.guard import clipping, immediate, rollback, sync_free
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.device import supports_found_inf
 from stabletrain.guard.health import Health
@@ -59,7 +61,7 @@ from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.optimizer import GuardedOptimizer
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Bad, Decision, Policy
-from stabletrain.guard.readout import is_distributed, read_step, step_with_lr_factor
+from stabletrain.guard.readout import is_distributed
 from stabletrain.guard.report import abort_finding
 from stabletrain.guard.snapshots import Snapshot, SnapshotStore
 from stabletrain.logs.runlog import RunLog
@@ -327,66 +329,7 @@ class Guard:
             norm_t = measure.reduce_norm_across_ranks(norm_t, norm_type=cfg.norm_type)
         if self._uses_sync_free():
             return sync_free.device_step(self, grads, params, norm_t, owns_loop, scaler_on)
-        loss_t, loss_bad = self._loss_acc, self._loss_bad
-        host = self._loss_host if self._loss_host_known else None
-        self._loss_acc, self._loss_bad = None, False
-        self._loss_host, self._loss_host_known = None, True
-        loss_v, norm_v, scale_v, loss_bad = read_step(
-            loss_t, loss_bad, norm_t, self.scaler, scaler_on, loss_host=host
-        )
-        self.host_reads += 1
-        lr_before = self.scheduled_lr()
-        lr_factor = self.policy.lr_factor(lr_before)
-        step = self.step_count
-
-        if not cfg.enabled:
-            return self._plain_step(grads, norm_t, norm_v, loss_v, scale_v, lr_before, owns_loop)
-
-        bad = self._classify(step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
-        if self._skip_pending > 0 and not self._in_batches and bad is None:
-            # a rollback asked to skip batches but the loop does not use guard.batches(): skip
-            # their updates instead (same effect on the weights)
-            self._skip_pending -= 1
-            bad_action: str | None = "skip_spike"
-            decision = Decision("skip", reason="batch skipped after a rollback")
-        else:
-            decision = self._decide(bad, lr_before)
-            bad_action = self._action_name(bad, loss_bad)
-        verdict = decision.verdict
-        if verdict == "abort":
-            self._abort(decision, bad_action, step)
-
-        clip_coef: float | None = None
-        applied = verdict in ("apply", "warn")
-        if applied:
-            clip_coef = self._clip(grads, params, norm_t, norm_v)
-            step_with_lr_factor(self.inner_optimizer, self.scaler, owns_loop, lr_factor)
-            if owns_loop and self.scheduler is not None:
-                self.scheduler.step()
-            if verdict == "apply":
-                self._observe_clean(norm_v, clip_coef, lr_before)
-        else:
-            for g in grads:
-                g.zero_()
-            if scaler_on and owns_loop:
-                self.scaler.update()  # type: ignore[union-attr]  # backs off if unscale_ saw inf
-            self.total_skipped += 1
-        action = self._report(decision, step, None if applied else bad_action,
-                              loss_v, norm_v, owns_loop)  # fmt: skip
-        outcome = StepOutcome(
-            step=step,
-            applied=applied,
-            action=action,
-            loss=loss_v,
-            grad_norm=norm_v if grads else None,
-            clip_coef=clip_coef,
-            lr=lr_before * lr_factor,
-            loss_scale=scale_v,
-        )
-        if verdict != "rollback":
-            self.step_count += 1
-        self._after_step(outcome, verdict)
-        return outcome
+        return immediate.immediate_step(self, grads, params, norm_t, owns_loop, scaler_on)
 
     def _observe_clean(self, norm_v: float, clip_coef: float | None, scheduled_lr: float) -> None:
         """A clean applied step: its LR is stable, its post-clip norm feeds adaptive clipping."""
@@ -462,45 +405,6 @@ class Guard:
         if bad == "spike":
             return "skip_spike"
         return "skip_nonfinite_loss" if loss_bad else "skip_nonfinite_grad"
-
-    def _clip(
-        self, grads: list[torch.Tensor], params: list[torch.nn.Parameter],
-        norm_t: torch.Tensor, norm_v: float,
-    ) -> float:  # fmt: skip
-        cfg = self.config
-        if cfg.clip == "agc":
-            clipping.agc_(params, cfg.agc_clip)
-            return 1.0
-        limit = cfg.max_norm if cfg.clip != "none" else None
-        if self.clipper is not None:
-            if self.clipper.warming_up:
-                limit = limit if limit is not None else cfg.warmup_max_norm
-            else:
-                adaptive = self.clipper.max_norm(norm_v)
-                if adaptive is not None:
-                    limit = adaptive if limit is None else min(limit, adaptive)
-        if limit is None or not grads:
-            return 1.0
-        coef = min(1.0, limit / (norm_v + clipping.ZERO_EPS))
-        if coef < 1.0:
-            torch._foreach_mul_(grads, coef)
-        return coef
-
-    def _plain_step(
-        self, grads: list[torch.Tensor], norm_t: torch.Tensor, norm_v: float,
-        loss_v: float | None, scale_v: float | None, lr: float, owns_loop: bool,
-    ) -> StepOutcome:  # fmt: skip
-        """``enabled=False``: clip at max_norm and step, nothing else (the scaler still skips infs)."""
-        fixed = self.config.max_norm is not None and self.config.clip != "none" and grads
-        coef = self._clip(grads, [], norm_t, norm_v) if fixed else None
-        step_with_lr_factor(self.inner_optimizer, self.scaler, owns_loop, 1.0)
-        if owns_loop and self.scheduler is not None:
-            self.scheduler.step()
-        outcome = StepOutcome(self.step_count, True, None, loss_v, norm_v, coef, lr, scale_v)
-        self.last_outcome = outcome
-        self._resolved.append(outcome)
-        self.step_count += 1
-        return outcome
 
     # -- after the step ---------------------------------------------------------------------
     def _after_step(self, outcome: StepOutcome, verdict: str, *, can_capture: bool = True) -> None:

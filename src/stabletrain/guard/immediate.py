@@ -1,0 +1,141 @@
+"""The guard's immediate path: read the step's values on the host, decide, then act.
+
+The path for the CPU and for optimizers that cannot skip on the device (``sync_free.py`` is
+the other): one host read per optimizer step — the norm, or ``[loss, norm, scale]`` packed under
+AMP or DDP — then the detectors (``_classify``), the ladder (``_decide``), the clip, the inner
+step or the skip, and the shared reporting (``_report``, ``_after_step``) of ``guard.py``.
+A skip never touches the optimizer: its state (moments, step counts) and the parameters stay
+bitwise unchanged; the grads are zeroed and the GradScaler backs off.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from stabletrain.guard import clipping
+from stabletrain.guard.outcome import StepOutcome
+from stabletrain.guard.policy import Decision
+from stabletrain.guard.readout import read_step, step_with_lr_factor
+
+if TYPE_CHECKING:
+    from stabletrain.guard.guard import Guard
+
+
+def immediate_step(
+    guard: Guard,
+    grads: list[torch.Tensor],
+    params: list[torch.nn.Parameter],
+    norm_t: torch.Tensor,
+    owns_loop: bool,
+    scaler_on: bool,
+) -> StepOutcome:
+    """Read, decide, clip, step or skip; the resolved outcome."""
+    cfg = guard.config
+    loss_t, loss_bad = guard._loss_acc, guard._loss_bad
+    host = guard._loss_host if guard._loss_host_known else None
+    guard._loss_acc, guard._loss_bad = None, False
+    guard._loss_host, guard._loss_host_known = None, True
+    loss_v, norm_v, scale_v, loss_bad = read_step(
+        loss_t, loss_bad, norm_t, guard.scaler, scaler_on, loss_host=host
+    )
+    guard.host_reads += 1
+    lr_before = guard.scheduled_lr()
+    lr_factor = guard.policy.lr_factor(lr_before)
+    step = guard.step_count
+
+    if not cfg.enabled:
+        return plain_step(guard, grads, norm_v, loss_v, scale_v, lr_before, owns_loop)
+
+    bad = guard._classify(step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
+    if guard._skip_pending > 0 and not guard._in_batches and bad is None:
+        # a rollback asked to skip batches but the loop does not use guard.batches(): skip
+        # their updates instead (same effect on the weights)
+        guard._skip_pending -= 1
+        bad_action: str | None = "skip_spike"
+        decision = Decision("skip", reason="batch skipped after a rollback")
+    else:
+        decision = guard._decide(bad, lr_before)
+        bad_action = guard._action_name(bad, loss_bad)
+    verdict = decision.verdict
+    if verdict == "abort":
+        guard._abort(decision, bad_action, step)
+
+    clip_coef: float | None = None
+    applied = verdict in ("apply", "warn")
+    if applied:
+        clip_coef = clip(guard, grads, params, norm_v)
+        step_with_lr_factor(guard.inner_optimizer, guard.scaler, owns_loop, lr_factor)
+        if owns_loop and guard.scheduler is not None:
+            guard.scheduler.step()
+        if verdict == "apply":
+            guard._observe_clean(norm_v, clip_coef, lr_before)
+    else:
+        for g in grads:
+            g.zero_()
+        if scaler_on and owns_loop:
+            guard.scaler.update()  # type: ignore[union-attr]  # backs off if unscale_ saw inf
+        guard.total_skipped += 1
+    action = guard._report(decision, step, None if applied else bad_action,
+                          loss_v, norm_v, owns_loop)  # fmt: skip
+    outcome = StepOutcome(
+        step=step,
+        applied=applied,
+        action=action,
+        loss=loss_v,
+        grad_norm=norm_v if grads else None,
+        clip_coef=clip_coef,
+        lr=lr_before * lr_factor,
+        loss_scale=scale_v,
+    )
+    if verdict != "rollback":
+        guard.step_count += 1
+    guard._after_step(outcome, verdict)
+    return outcome
+
+
+def clip(
+    guard: Guard, grads: list[torch.Tensor], params: list[torch.nn.Parameter], norm_v: float
+) -> float:
+    """Clip ``grads`` in place with the host norm; the coefficient (1.0: untouched).
+
+    The fixed ``max_norm``; an adaptive clipper's limit once it has statistics (the lower of the
+    two), or ``warmup_max_norm`` while it warms up without a ``max_norm``; AGC unit-wise. The
+    grads are multiplied only when the clip engages (``clip_grad_norm_`` always multiplies).
+    """
+    cfg = guard.config
+    if cfg.clip == "agc":
+        clipping.agc_(params, cfg.agc_clip)
+        return 1.0
+    limit = cfg.max_norm if cfg.clip != "none" else None
+    if guard.clipper is not None:
+        if guard.clipper.warming_up:
+            limit = limit if limit is not None else cfg.warmup_max_norm
+        else:
+            adaptive = guard.clipper.max_norm(norm_v)
+            if adaptive is not None:
+                limit = adaptive if limit is None else min(limit, adaptive)
+    if limit is None or not grads:
+        return 1.0
+    coef = min(1.0, limit / (norm_v + clipping.ZERO_EPS))
+    if coef < 1.0:
+        torch._foreach_mul_(grads, coef)
+    return coef
+
+
+def plain_step(
+    guard: Guard, grads: list[torch.Tensor], norm_v: float,
+    loss_v: float | None, scale_v: float | None, lr: float, owns_loop: bool,
+) -> StepOutcome:  # fmt: skip
+    """``enabled=False``: clip at max_norm and step, nothing else (the scaler still skips infs)."""
+    fixed = guard.config.max_norm is not None and guard.config.clip != "none" and grads
+    coef = clip(guard, grads, [], norm_v) if fixed else None
+    step_with_lr_factor(guard.inner_optimizer, guard.scaler, owns_loop, 1.0)
+    if owns_loop and guard.scheduler is not None:
+        guard.scheduler.step()
+    outcome = StepOutcome(guard.step_count, True, None, loss_v, norm_v, coef, lr, scale_v)
+    guard.last_outcome = outcome
+    guard._resolved.append(outcome)
+    guard.step_count += 1
+    return outcome
