@@ -28,11 +28,11 @@ given) and then skips the next M *updates* (the framework owns the data loader a
 
 Two paths share everything but the step itself: ``immediate.py`` (read, then decide and act) and
 ``sync_free.py`` (act on the device, read and review later); rollback lives in ``rollback.py``.
-Host syncs: on the immediate path, one packed read per optimizer step (loss, norm, scale) plus
-one per micro-batch for the loss check, commented where they happen; the decisions need them. The
-sync-free path (``GuardConfig.sync_free``; ``sync_free.py``) decides on the device and reads once
-every ``read_every`` steps; its outcomes are filled in at that read (``flush``, ``drain``). Distributed: the loss flags are reduced as int32 MAX and the loss as a
-finite SUM, so every rank sees the same numbers and takes the same decision. Under DDP a rank
+Host syncs: on the immediate path, one read per micro-batch (the loss, before its backward) and
+one per optimizer step (the norm; packed with loss and scale under AMP or DDP), commented where
+they happen. The sync-free path (``GuardConfig.sync_free``) decides on the device and reads once
+every ``read_every`` steps; its outcomes are filled in at that read (``flush``, ``drain``).
+Distributed: the loss flags are reduced as int32 MAX and the loss as a finite SUM, so every rank sees the same numbers and takes the same decision. Under DDP a rank
 with a non-finite loss still runs backward (its NaN grads reach every rank through the
 all-reduce; skipping the backward would hang the others).
 """
@@ -353,12 +353,27 @@ class Guard:
         elif verdict == "skip":
             self._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
                         {"loss": loss_v, "grad_norm": norm_v, "action": action})  # fmt: skip
-        if verdict in ("warn", "skip") and decision.backoff:
-            rollback.log_backoff(self, None)
         elif verdict == "rollback":
-            rollback.rollback(self, step, decision, owns_loop)
+            rollback.rollback(self, step, decision, owns_loop)  # logs its own back-off
             return "rollback"
+        if decision.backoff:  # a back-off without a snapshot to roll back to
+            rollback.log_backoff(self, None)
         return action
+
+    def _judge(
+        self, step: int, bad: Bad | None, loss_bad: bool, scheduled_lr: float, *, forced: bool
+    ) -> tuple[Decision, str | None]:
+        """The verdict on a classified step and the action a skip records; aborts when the
+        ladder says so. ``forced``: a clean step whose update a rollback asked to skip (a loop
+        without ``guard.batches()``: skipping its update has the same effect on the weights)."""
+        if forced:
+            decision = Decision("skip", reason="batch skipped after a rollback")
+            action: str | None = "skip_spike"
+        else:
+            decision, action = self._decide(bad, scheduled_lr), self._action_name(bad, loss_bad)
+        if decision.verdict == "abort":
+            self._abort(decision, action, step)
+        return decision, action
 
     def _decide(self, bad: Bad | None, scheduled_lr: float) -> Decision:
         """The policy's verdict, told which LR was last stable and whether the LR rose since."""

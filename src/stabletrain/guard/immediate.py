@@ -16,7 +16,6 @@ import torch
 
 from stabletrain.guard import clipping
 from stabletrain.guard.outcome import StepOutcome
-from stabletrain.guard.policy import Decision
 from stabletrain.guard.readout import read_step, step_with_lr_factor
 
 if TYPE_CHECKING:
@@ -49,18 +48,11 @@ def immediate_step(
         return plain_step(guard, grads, norm_v, loss_v, scale_v, lr_before, owns_loop)
 
     bad = guard._classify(step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
-    if guard._skip_pending > 0 and not guard._in_batches and bad is None:
-        # a rollback asked to skip batches but the loop does not use guard.batches(): skip
-        # their updates instead (same effect on the weights)
+    forced = bad is None and guard._skip_pending > 0 and not guard._in_batches
+    if forced:
         guard._skip_pending -= 1
-        bad_action: str | None = "skip_spike"
-        decision = Decision("skip", reason="batch skipped after a rollback")
-    else:
-        decision = guard._decide(bad, lr_before)
-        bad_action = guard._action_name(bad, loss_bad)
+    decision, bad_action = guard._judge(step, bad, loss_bad, lr_before, forced=forced)
     verdict = decision.verdict
-    if verdict == "abort":
-        guard._abort(decision, bad_action, step)
 
     clip_coef: float | None = None
     applied = verdict in ("apply", "warn")

@@ -64,7 +64,6 @@ class Policy:
         self.lr_ref: float | None = None
         self.rewarm_start: int | None = None
         self.backoffs = 0
-        self.clean_streak = 0
         # bad steps recurring every p steps reach `rollback_after` within the window only when
         # (rollback_after - 1) * p < window, i.e. with fewer clean steps than this between them;
         # a longer clean streak can only follow an isolated burst
@@ -100,14 +99,12 @@ class Policy:
             self.recent.popleft()
         if bad is None:
             self.consecutive_bad = 0
-            self.clean_streak += 1
-            if self.clean_streak >= self._reset_after:
+            if self.recent and self.tick - self.recent[-1] >= self._reset_after:
                 # healthy training since the last bad step: it was an isolated event (every bad
                 # step was skipped), not trouble that recurs; don't let it count toward a rollback
                 self.recent.clear()
             return Decision("apply")
         self.consecutive_bad += 1
-        self.clean_streak = 0
         if bad == "overflow":
             if self.consecutive_bad >= cfg.max_consecutive_bad:
                 return Decision("abort", reason=f"{self.consecutive_bad} fp16 overflows in a row")
@@ -197,7 +194,6 @@ class Policy:
             "lr_ref": self.lr_ref,
             "rewarm_start": self.rewarm_start,
             "backoffs": self.backoffs,
-            "clean_streak": self.clean_streak,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -210,4 +206,3 @@ class Policy:
         self.lr_ref = state.get("lr_ref")
         self.rewarm_start = state["rewarm_start"]
         self.backoffs = int(state["backoffs"])
-        self.clean_streak = int(state.get("clean_streak", 0))

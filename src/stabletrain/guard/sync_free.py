@@ -182,14 +182,9 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
     loss_v, norm_v, loss_bad, applied = _fill(p, values)
     step = p.outcome.step
     bad = guard._classify(step, loss_v, norm_v, loss_bad, p.scaler_on, p.has_grads)
-    if p.forced and bad is None:
-        decision = Decision("skip", reason="batch skipped after a rollback")
-        bad_action: str | None = "skip_spike"
-    else:
-        decision = guard._decide(bad, p.scheduled_lr)
-        bad_action = guard._action_name(bad, loss_bad)
-    if decision.verdict == "abort":
-        guard._abort(decision, bad_action, step)
+    decision, bad_action = guard._judge(
+        step, bad, loss_bad, p.scheduled_lr, forced=p.forced and bad is None
+    )
     if decision.verdict in ("apply", "warn") and not applied:
         # the device's limit (set at the previous read) was crossed; the detectors, which have
         # since seen the steps before this one, no longer call it a spike
