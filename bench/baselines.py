@@ -19,11 +19,13 @@ zero_grad. Limits: single process, one param group's worth of bookkeeping, not t
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Protocol, TypeVar
 
 import torch
+import yaml
 from torch import nn
 
 import stabletrain
@@ -33,6 +35,28 @@ METHODS: tuple[Method, ...] = ("none", "clip", "zclip", "autoclip", "guard")
 #: the ``guard`` method's preset and GuardConfig fields set over it (bench options)
 GUARD_PRESET: dict[str, Any] = {"name": "default"}
 GUARD_OVERRIDES: dict[str, Any] = {}
+
+
+def add_guard_options(ap: argparse.ArgumentParser) -> None:
+    """``--guard-preset`` and ``--guard-set FIELD=VALUE`` for a bench script's guard method."""
+    ap.add_argument("--guard-preset", default="default", help="the guard method's preset")
+    ap.add_argument(
+        "--guard-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a GuardConfig field over the preset (YAML value), repeatable",
+    )
+
+
+def apply_guard_options(args: argparse.Namespace) -> None:
+    """Set the guard method's preset and overrides from ``add_guard_options``' arguments."""
+    GUARD_PRESET["name"] = args.guard_preset
+    for item in args.guard_set:
+        key, _, value = item.partition("=")
+        GUARD_OVERRIDES[key] = yaml.safe_load(value)
+
+
 T = TypeVar("T")
 
 

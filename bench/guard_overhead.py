@@ -26,11 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import GUARD_OVERRIDES, GUARD_PRESET, Method, make_stepper
+from baselines import Method, add_guard_options, apply_guard_options, make_stepper
 from stabletrain.train.config import CNNSection, DataSection, GPTSection
 from stabletrain.train.data import load_dataset
 from stabletrain.train.models import CNN, GPT, loss_and_correct
@@ -99,22 +98,12 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=20, help="steps per block")
     ap.add_argument("--models", default="gpt,cnn")
     ap.add_argument("--fused", action="store_true", help="fused AdamW for every method")
-    ap.add_argument("--guard-preset", default="default", help="the guard method's preset")
-    ap.add_argument(
-        "--guard-set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a GuardConfig field over the default preset (YAML value), repeatable",
-    )
+    add_guard_options(ap)
     ap.add_argument("--quick", action="store_true", help="5 rounds of 10 steps")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.block = 5, 10
-    GUARD_PRESET["name"] = args.guard_preset
-    for item in args.guard_set:
-        key, _, value = item.partition("=")
-        GUARD_OVERRIDES[key] = yaml.safe_load(value)
+    apply_guard_options(args)
     torch.set_num_threads(1)
     extra = (" fused AdamW;" if args.fused else "") + "".join(f" {g};" for g in args.guard_set)
     print(f"torch {torch.__version__}, 1 thread, CPU;{extra} {args.rounds} rounds x {args.block} "

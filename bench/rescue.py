@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import GUARD_OVERRIDES, GUARD_PRESET, METHODS, Method, make_stepper
+from baselines import METHODS, Method, add_guard_options, apply_guard_options, make_stepper
 from stabletrain.errors import TrainingAborted
 from stabletrain.train.config import CNNSection, DataSection
 from stabletrain.train.data import Dataset, load_dataset
@@ -165,22 +164,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="epochs of 23 steps each")
     ap.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS))
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
-    ap.add_argument("--guard-preset", default="default", help="the guard method's preset")
-    ap.add_argument(
-        "--guard-set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="a GuardConfig field over the default preset (YAML value), repeatable",
-    )
+    add_guard_options(ap)
     ap.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.epochs = 2, 3
-    GUARD_PRESET["name"] = args.guard_preset
-    for item in args.guard_set:
-        key, _, value = item.partition("=")
-        GUARD_OVERRIDES[key] = yaml.safe_load(value)
+    apply_guard_options(args)
     torch.set_num_threads(1)
     logging_quiet()
     ds = load_dataset(DataSection(name="digits"), seed=0)
