@@ -27,7 +27,9 @@ never steps a scheduler or the scaler, and a rollback restores model + optimizer
 given) and then skips the next M *updates* (the framework owns the data loader and step counter).
 
 Two paths share everything but the step itself: ``immediate.py`` (read, then decide and act) and
-``sync_free.py`` (act on the device, read and review later); rollback lives in ``rollback.py``.
+``sync_free.py`` (act on the device, read and review later). Both take their verdict from
+``verdict.py`` (detectors, then the ladder) and record it through ``reporting.py``; rollback
+lives in ``rollback.py``.
 Host syncs: on the immediate path, one read per micro-batch (the loss, before its backward) and
 one per optimizer step (the norm; packed with loss and scale under AMP or DDP), commented where
 they happen. The sync-free path (``GuardConfig.sync_free``) decides on the device and reads once
@@ -52,20 +54,18 @@ from stabletrain.detectors.amp import LossScaleDetector
 from stabletrain.detectors.clipping import ClippingDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
-from stabletrain.errors import ConfigError, TrainingAborted
-from stabletrain.guard import clipping, immediate, rollback, sync_free
+from stabletrain.errors import TrainingAborted
+from stabletrain.guard import clipping, immediate, sync_free
 from stabletrain.guard.config import GuardConfig
-from stabletrain.guard.device import supports_found_inf
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.optimizer import GuardedOptimizer
 from stabletrain.guard.outcome import StepOutcome
-from stabletrain.guard.policy import Bad, Decision, Policy
+from stabletrain.guard.policy import Policy
 from stabletrain.guard.readout import is_distributed
-from stabletrain.guard.report import abort_finding
 from stabletrain.guard.snapshots import Snapshot, SnapshotStore
 from stabletrain.logs.runlog import RunLog
-from stabletrain.records import ConfigFacts, Finding, StepRecord, json_float
+from stabletrain.records import ConfigFacts, Finding, json_float
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -234,7 +234,7 @@ class Guard:
             self.check_model()
         cfg = self.config
         host: float | None = None
-        if cfg.enabled and cfg.skip_nonfinite and not self._uses_sync_free():
+        if cfg.enabled and cfg.skip_nonfinite and not sync_free.chosen(self):
             # host sync: one scalar per micro-batch, to avoid a useless (and NaN-spreading)
             # backward; the step then reuses the value
             self.host_reads += 1
@@ -284,26 +284,6 @@ class Guard:
         return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
 
     # -- the step -------------------------------------------------------------------------------
-    def _uses_sync_free(self) -> bool:
-        """Decide once (at the first step) whether this guard takes the sync-free path."""
-        if self.sync_free is None:
-            mode, opt = self.config.sync_free, self.inner_optimizer
-            fused = supports_found_inf(opt)
-            if mode == "on" and not fused:
-                raise ConfigError(
-                    f"guard.sync_free='on' needs an optimizer that skips on the device: "
-                    f"torch.optim.Adam/AdamW/SGD/Adagrad(..., fused=True); got "
-                    f"{type(opt).__name__} (fused={opt.defaults.get('fused')})"
-                )
-            params = self._param_list()
-            on_cuda = bool(params) and params[0].device.type == "cuda"
-            self.sync_free = self.config.enabled and (
-                mode == "on" or (mode == "auto" and fused and on_cuda)
-            )
-            if self.sync_free:
-                log.info("guard: sync-free path, reading every %d steps", self.config.read_every)
-        return self.sync_free
-
     def _param_list(self) -> list[torch.nn.Parameter]:
         """The optimizer's parameters, rebuilt only when its param groups change."""
         groups = self.inner_optimizer.param_groups
@@ -327,7 +307,7 @@ class Guard:
         norm_t = measure.total_grad_norm(grads, norm_type=cfg.norm_type)
         if cfg.shard_grads:
             norm_t = measure.reduce_norm_across_ranks(norm_t, norm_type=cfg.norm_type)
-        if self._uses_sync_free():
+        if sync_free.chosen(self):
             return sync_free.device_step(self, grads, params, norm_t, owns_loop, scaler_on)
         return immediate.immediate_step(self, grads, params, norm_t, owns_loop, scaler_on)
 
@@ -341,119 +321,7 @@ class Guard:
             warming = self.clipper.warming_up
             self.clipper.observe(norm_v if warming else norm_v * (clip_coef or 1.0))
 
-    def _report(
-        self, decision: Decision, step: int, action: str | None,
-        loss_v: float | None, norm_v: float, owns_loop: bool,
-    ) -> str | None:  # fmt: skip
-        """Log the verdict's event (and act on a rollback); the outcome's ``action``."""
-        verdict = decision.verdict
-        if verdict == "warn":
-            self._event("spike", f"step {step}: {decision.reason} (warn only)", "warning",
-                        {"loss": loss_v, "grad_norm": norm_v})  # fmt: skip
-        elif verdict == "skip":
-            self._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
-                        {"loss": loss_v, "grad_norm": norm_v, "action": action})  # fmt: skip
-        elif verdict == "rollback":
-            rollback.rollback(self, step, decision, owns_loop)  # logs its own back-off
-            return "rollback"
-        if decision.backoff:  # a back-off without a snapshot to roll back to
-            rollback.log_backoff(self, None)
-        return action
-
-    def _judge(
-        self, step: int, bad: Bad | None, loss_bad: bool, scheduled_lr: float, *, forced: bool
-    ) -> tuple[Decision, str | None]:
-        """The verdict on a classified step and the action a skip records; aborts when the
-        ladder says so. ``forced``: a clean step whose update a rollback asked to skip (a loop
-        without ``guard.batches()``: skipping its update has the same effect on the weights)."""
-        if forced:
-            decision = Decision("skip", reason="batch skipped after a rollback")
-            action: str | None = "skip_spike"
-        else:
-            decision, action = self._decide(bad, scheduled_lr), self._action_name(bad, loss_bad)
-        if decision.verdict == "abort":
-            self._abort(decision, action, step)
-        return decision, action
-
-    def _decide(self, bad: Bad | None, scheduled_lr: float) -> Decision:
-        """The policy's verdict, told which LR was last stable and whether the LR rose since."""
-        if bad is None:
-            return self.policy.decide(None, can_rollback=False)
-        target = rollback.rollback_target(self)
-        stable = (
-            float(target.guard.get("sched_lr") or scheduled_lr)
-            if target is not None
-            else (self._last_clean_lr or scheduled_lr)
-        )
-        self._cap_before = self.policy.lr_cap
-        return self.policy.decide(
-            bad,
-            can_rollback=target is not None,
-            stable_lr=stable,
-            lr_rose=scheduled_lr > self.config.lr_rise_ratio * stable,
-        )
-
-    def _classify(
-        self, step: int, loss_v: float | None, norm_v: float, loss_bad: bool,
-        scaler_on: bool, has_grads: bool,
-    ) -> Bad | None:  # fmt: skip
-        cfg = self.config
-        if loss_bad and cfg.skip_nonfinite:
-            return "nonfinite"
-        grad_bad = has_grads and not math.isfinite(norm_v)
-        if grad_bad and cfg.skip_nonfinite:
-            # fp16: inf grads with a finite loss are the scaler's range probing, not divergence
-            return "overflow" if scaler_on else "nonfinite"
-        spike = False
-        rec = StepRecord(step=step, loss=loss_v, grad_norm=norm_v if has_grads else None)
-        if cfg.spike_metric in ("loss", "both") and self.loss_spikes.update(rec) is not None:
-            spike = True
-        grad_spike = self.grad_spikes.update(rec) is not None  # always fed: reported by finish()
-        if cfg.spike_metric in ("grad_norm", "both") and grad_spike:
-            spike = True
-        return "spike" if spike else None
-
-    @staticmethod
-    def _action_name(bad: object, loss_bad: bool) -> str | None:
-        if bad is None:
-            return None
-        if bad == "spike":
-            return "skip_spike"
-        return "skip_nonfinite_loss" if loss_bad else "skip_nonfinite_grad"
-
     # -- after the step ---------------------------------------------------------------------
-    def _after_step(self, outcome: StepOutcome, verdict: str, *, can_capture: bool = True) -> None:
-        """Feed the run-level detectors and the health line, log LR changes, count toward the
-        next snapshot. ``outcome`` is resolved; ``step_count`` already points past it."""
-        record = outcome.to_record()
-        self.nonfinite.update(record)
-        self.clipping.update(record)
-        amp = self.loss_scale.update(record)
-        if amp is not None:
-            self.findings.append(amp)
-            self._event("loss-scale-collapse", amp.title, "error", dict(amp.evidence))
-        self.health.add(outcome)
-        self.last_outcome = outcome
-        self._resolved.append(outcome)
-        self._log_lr(outcome.lr)
-        rollback.snapshot_ladder(self, verdict, can_capture=can_capture)
-        he = self.config.health_every
-        if he and self.health.n >= he:
-            line, data = self.health.flush(self.step_count, self.policy)
-            log.info(line)
-            if self.run_log is not None:
-                self.run_log.log_event(self.step_count, "health", line, severity="info", data=data)
-
-    def _log_lr(self, lr: float | None) -> None:
-        prev, self._last_lr = self._last_lr, lr
-        if prev is None or lr is None:
-            return
-        if lr < 0.9 * prev:
-            self._event("lr-reduced", f"learning rate {prev:.4g} → {lr:.4g}", "info",
-                        {"old": prev, "new": lr})  # fmt: skip
-        elif lr > 1.5 * prev:
-            log.info("learning rate %.4g → %.4g", prev, lr)
-
     def _event(
         self, event: str, message: str, severity: str, data: dict[str, Any] | None = None
     ) -> None:
@@ -464,17 +332,6 @@ class Guard:
         if self.run_log is not None:
             clean = {k: json_float(v) for k, v in (data or {}).items()}
             self.run_log.log_event(self.step_count, event, message, severity=severity, data=clean)
-
-    def _abort(self, decision: Decision, action: str | None, step: int) -> None:
-        finding = abort_finding(self, decision.reason, action, step)
-        self.findings.append(finding)
-        self._event("abort", finding.title, "error", {"reason": decision.reason})
-        raise TrainingAborted(
-            f"stabletrain guard aborted at step {step}: {finding.title}. {finding.explanation} "
-            "What to change: " + "; ".join(f.description for f in finding.fixes),
-            [finding],
-            step=step,
-        )
 
     # -- run level ----------------------------------------------------------------------------
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from stabletrain.guard import clipping
+from stabletrain.guard import clipping, reporting, verdict
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.readout import read_step, step_with_lr_factor
 
@@ -47,21 +47,21 @@ def immediate_step(
     if not cfg.enabled:
         return plain_step(guard, grads, norm_v, loss_v, scale_v, lr_before, owns_loop)
 
-    bad = guard._classify(step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
+    bad = verdict.classify(guard, step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
     forced = bad is None and guard._skip_pending > 0 and not guard._in_batches
     if forced:
         guard._skip_pending -= 1
-    decision, bad_action = guard._judge(step, bad, loss_bad, lr_before, forced=forced)
-    verdict = decision.verdict
+    decision, bad_action = verdict.judge(guard, step, bad, loss_bad, lr_before, forced=forced)
+    kind = decision.verdict
 
     clip_coef: float | None = None
-    applied = verdict in ("apply", "warn")
+    applied = kind in ("apply", "warn")
     if applied:
         clip_coef = clip(guard, grads, params, norm_v)
         step_with_lr_factor(guard.inner_optimizer, guard.scaler, owns_loop, lr_factor)
         if owns_loop and guard.scheduler is not None:
             guard.scheduler.step()
-        if verdict == "apply":
+        if kind == "apply":
             guard._observe_clean(norm_v, clip_coef, lr_before)
     else:
         for g in grads:
@@ -69,7 +69,7 @@ def immediate_step(
         if scaler_on and owns_loop:
             guard.scaler.update()  # type: ignore[union-attr]  # backs off if unscale_ saw inf
         guard.total_skipped += 1
-    action = guard._report(decision, step, None if applied else bad_action,
+    action = reporting.report(guard, decision, step, None if applied else bad_action,
                           loss_v, norm_v, owns_loop)  # fmt: skip
     outcome = StepOutcome(
         step=step,
@@ -81,9 +81,9 @@ def immediate_step(
         lr=lr_before * lr_factor,
         loss_scale=scale_v,
     )
-    if verdict != "rollback":
+    if kind != "rollback":
         guard.step_count += 1
-    guard._after_step(outcome, verdict)
+    reporting.after_step(guard, outcome, kind)
     return outcome
 
 

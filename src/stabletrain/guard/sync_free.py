@@ -14,6 +14,7 @@ a spike "found at the read"); rollback, LR back-off and abort act at the read.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,13 +22,16 @@ from typing import TYPE_CHECKING
 import torch
 
 from stabletrain import measure
-from stabletrain.guard import clipping, device
+from stabletrain.errors import ConfigError
+from stabletrain.guard import clipping, device, reporting, verdict
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Decision
 from stabletrain.guard.readout import is_distributed, rank_mean_loss, step_with_lr_factor
 
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -43,6 +47,27 @@ class Pending:
     forced: bool
     owns_loop: bool
     scaler_on: bool
+
+
+def chosen(guard: Guard) -> bool:
+    """Whether ``guard`` takes this path, decided once, at its first step."""
+    if guard.sync_free is None:
+        mode, opt = guard.config.sync_free, guard.inner_optimizer
+        fused = device.supports_found_inf(opt)
+        if mode == "on" and not fused:
+            raise ConfigError(
+                f"guard.sync_free='on' needs an optimizer that skips on the device: "
+                f"torch.optim.Adam/AdamW/SGD/Adagrad(..., fused=True); got "
+                f"{type(opt).__name__} (fused={opt.defaults.get('fused')})"
+            )
+        params = guard._param_list()
+        on_cuda = bool(params) and params[0].device.type == "cuda"
+        guard.sync_free = guard.config.enabled and (
+            mode == "on" or (mode == "auto" and fused and on_cuda)
+        )
+        if guard.sync_free:
+            log.info("guard: sync-free path, reading every %d steps", guard.config.read_every)
+    return guard.sync_free
 
 
 def device_step(
@@ -181,9 +206,9 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
     """The host half of one device step; True when it rolled back."""
     loss_v, norm_v, loss_bad, applied = _fill(p, values)
     step = p.outcome.step
-    bad = guard._classify(step, loss_v, norm_v, loss_bad, p.scaler_on, p.has_grads)
-    decision, bad_action = guard._judge(
-        step, bad, loss_bad, p.scheduled_lr, forced=p.forced and bad is None
+    bad = verdict.classify(guard, step, loss_v, norm_v, loss_bad, p.scaler_on, p.has_grads)
+    decision, bad_action = verdict.judge(
+        guard, step, bad, loss_bad, p.scheduled_lr, forced=p.forced and bad is None
     )
     if decision.verdict in ("apply", "warn") and not applied:
         # the device's limit (set at the previous read) was crossed; the detectors, which have
@@ -200,10 +225,10 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
         if p.owns_loop and guard.scheduler is not None:
             guard._sched_debt += 1  # the scheduler stepped for it; hold one step later
     o = p.outcome
-    o.action = guard._report(decision, step, None if applied else bad_action, loss_v, norm_v,
+    o.action = reporting.report(guard, decision, step, None if applied else bad_action, loss_v, norm_v,
                              p.owns_loop)  # fmt: skip
     o.applied = applied and decision.verdict != "rollback"
-    guard._after_step(o, decision.verdict, can_capture=last)
+    reporting.after_step(guard, o, decision.verdict, can_capture=last)
     return decision.verdict == "rollback"
 
 

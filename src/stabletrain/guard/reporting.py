@@ -1,0 +1,92 @@
+"""What the guard records after a step: events, the outcome's action, run-level detectors,
+the health line, LR changes, snapshots, and the abort with its diagnosis.
+
+Functions over the Guard they serve, shared by both step paths (``immediate.py``,
+``sync_free.py``); events go to ``logging`` and to the run log (``Guard._event``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from stabletrain.errors import TrainingAborted
+from stabletrain.guard import rollback
+from stabletrain.guard.outcome import StepOutcome
+from stabletrain.guard.policy import Decision
+from stabletrain.guard.report import abort_finding
+
+if TYPE_CHECKING:
+    from stabletrain.guard.guard import Guard
+
+log = logging.getLogger(__name__)
+
+
+def report(
+    guard: Guard, decision: Decision, step: int, action: str | None,
+    loss_v: float | None, norm_v: float, owns_loop: bool,
+) -> str | None:  # fmt: skip
+    """Log the verdict's event (and act on a rollback); the outcome's ``action``."""
+    verdict = decision.verdict
+    data: dict[str, Any] = {"loss": loss_v, "grad_norm": norm_v}
+    if verdict == "warn":
+        guard._event("spike", f"step {step}: {decision.reason} (warn only)", "warning", data)
+    elif verdict == "skip":
+        guard._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
+                     {**data, "action": action})  # fmt: skip
+    elif verdict == "rollback":
+        rollback.rollback(guard, step, decision, owns_loop)  # logs its own back-off
+        return "rollback"
+    if decision.backoff:  # a back-off without a snapshot to roll back to
+        rollback.log_backoff(guard, None)
+    return action
+
+
+def after_step(
+    guard: Guard, outcome: StepOutcome, verdict: str, *, can_capture: bool = True
+) -> None:
+    """Feed the run-level detectors and the health line, log LR changes, count toward the
+    next snapshot. ``outcome`` is resolved; ``step_count`` already points past it."""
+    record = outcome.to_record()
+    guard.nonfinite.update(record)
+    guard.clipping.update(record)
+    amp = guard.loss_scale.update(record)
+    if amp is not None:
+        guard.findings.append(amp)
+        guard._event("loss-scale-collapse", amp.title, "error", dict(amp.evidence))
+    guard.health.add(outcome)
+    guard.last_outcome = outcome
+    guard._resolved.append(outcome)
+    log_lr(guard, outcome.lr)
+    rollback.snapshot_ladder(guard, verdict, can_capture=can_capture)
+    he = guard.config.health_every
+    if he and guard.health.n >= he:
+        line, data = guard.health.flush(guard.step_count, guard.policy)
+        log.info(line)
+        if guard.run_log is not None:
+            guard.run_log.log_event(guard.step_count, "health", line, severity="info", data=data)
+
+
+def log_lr(guard: Guard, lr: float | None) -> None:
+    """An ``lr-reduced`` event for a drop of 10% or more; rises go to the log only."""
+    prev, guard._last_lr = guard._last_lr, lr
+    if prev is None or lr is None:
+        return
+    if lr < 0.9 * prev:
+        data = {"old": prev, "new": lr}
+        guard._event("lr-reduced", f"learning rate {prev:.4g} → {lr:.4g}", "info", data)
+    elif lr > 1.5 * prev:
+        log.info("learning rate %.4g → %.4g", prev, lr)
+
+
+def abort(guard: Guard, decision: Decision, action: str | None, step: int) -> None:
+    """Raise ``TrainingAborted`` with the diagnosis (what happened, what to change)."""
+    finding = abort_finding(guard, decision.reason, action, step)
+    guard.findings.append(finding)
+    guard._event("abort", finding.title, "error", {"reason": decision.reason})
+    raise TrainingAborted(
+        f"stabletrain guard aborted at step {step}: {finding.title}. {finding.explanation} "
+        "What to change: " + "; ".join(f.description for f in finding.fixes),
+        [finding],
+        step=step,
+    )

@@ -1,0 +1,91 @@
+"""The verdict on one optimizer step: the live detectors, then the policy ladder.
+
+Both step paths (``immediate.py``, ``sync_free.py``) turn a step's numbers into a ``Decision``
+here: ``classify`` feeds the very detector objects the doctor replays logs with (non-finite,
+fp16 overflow, loss/grad-norm spikes); ``decide`` asks the policy, telling it the LR known to be
+stable (the rollback target's) and whether the scheduled LR rose since; ``judge`` adds the skips
+a rollback asked for and aborts when the ladder says so. Functions over the Guard it serves.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from stabletrain.guard import reporting, rollback
+from stabletrain.guard.policy import Bad, Decision
+from stabletrain.records import StepRecord
+
+if TYPE_CHECKING:
+    from stabletrain.guard.guard import Guard
+
+
+def judge(
+    guard: Guard, step: int, bad: Bad | None, loss_bad: bool, scheduled_lr: float, *, forced: bool
+) -> tuple[Decision, str | None]:
+    """The verdict on a classified step and the action a skip records; aborts when the
+    ladder says so. ``forced``: a clean step whose update a rollback asked to skip (a loop
+    without ``guard.batches()``: skipping its update has the same effect on the weights)."""
+    if forced:
+        decision = Decision("skip", reason="batch skipped after a rollback")
+        action: str | None = "skip_spike"
+    else:
+        decision, action = decide(guard, bad, scheduled_lr), action_name(bad, loss_bad)
+    if decision.verdict == "abort":
+        reporting.abort(guard, decision, action, step)
+    return decision, action
+
+
+def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
+    """The policy's verdict, told which LR was last stable and whether the LR rose since."""
+    if bad is None:
+        return guard.policy.decide(None, can_rollback=False)
+    target = rollback.rollback_target(guard)
+    stable = (
+        float(target.guard.get("sched_lr") or scheduled_lr)
+        if target is not None
+        else (guard._last_clean_lr or scheduled_lr)
+    )
+    guard._cap_before = guard.policy.lr_cap
+    return guard.policy.decide(
+        bad,
+        can_rollback=target is not None,
+        stable_lr=stable,
+        lr_rose=scheduled_lr > guard.config.lr_rise_ratio * stable,
+    )
+
+
+def classify(
+    guard: Guard,
+    step: int,
+    loss_v: float | None,
+    norm_v: float,
+    loss_bad: bool,
+    scaler_on: bool,
+    has_grads: bool,
+) -> Bad | None:
+    """What is wrong with this step, if anything: non-finite, fp16 overflow, or a spike."""
+    cfg = guard.config
+    if loss_bad and cfg.skip_nonfinite:
+        return "nonfinite"
+    grad_bad = has_grads and not math.isfinite(norm_v)
+    if grad_bad and cfg.skip_nonfinite:
+        # fp16: inf grads with a finite loss are the scaler's range probing, not divergence
+        return "overflow" if scaler_on else "nonfinite"
+    spike = False
+    rec = StepRecord(step=step, loss=loss_v, grad_norm=norm_v if has_grads else None)
+    if cfg.spike_metric in ("loss", "both") and guard.loss_spikes.update(rec) is not None:
+        spike = True
+    grad_spike = guard.grad_spikes.update(rec) is not None  # always fed: reported by finish()
+    if cfg.spike_metric in ("grad_norm", "both") and grad_spike:
+        spike = True
+    return "spike" if spike else None
+
+
+def action_name(bad: object, loss_bad: bool) -> str | None:
+    """The ``action`` a skipped step records in the run log."""
+    if bad is None:
+        return None
+    if bad == "spike":
+        return "skip_spike"
+    return "skip_nonfinite_loss" if loss_bad else "skip_nonfinite_grad"
