@@ -155,7 +155,7 @@ def test_loss_sitting_at_zero_has_no_spikes() -> None:
 
 
 def test_lower_lr_fix_gives_a_value_only_when_the_lr_is_known() -> None:
-    from stabletrain.detectors.spikes import lower_lr_fix
+    from stabletrain.detectors.fixes import lower_lr_fix
 
     known = ConfigFacts()
     known.set("lr", 3e-4, key="training.learning_rate")
@@ -258,3 +258,23 @@ def test_early_state_round_trip() -> None:
         b.update(r)
     assert a.state_dict() == b.state_dict()
     assert [f.to_json() for f in a.finish()] == [f.to_json() for f in b.finish()]
+
+
+@pytest.mark.parametrize("metric", ["loss", "grad_norm"])
+def test_limit_is_the_threshold_is_spike_applies(metric: str) -> None:
+    """The guard's sync-free path compares on the device against ``limit()``; the live and
+    replay paths call ``is_spike``. The two forms of the same three rules must agree."""
+    rng = random.Random(0)
+    for base in (0.001, 0.5, 3.0, 40.0):
+        det = SpikeDetector(metric, warmup=20, delay=0)  # type: ignore[arg-type]
+        for step in range(60):
+            det.update(StepRecord(step=step, **{metric: base * (1 + 0.05 * rng.random())}))
+        lim = det.limit()
+        assert math.isfinite(lim)
+        # is_spike on the same fresh statistics limit() computes
+        det._stats, det._stale = robust_stats(list(det._baseline)), 0
+        for eps in (1e-6, 1e-3, 0.1):
+            assert det.is_spike(lim * (1 + eps))[0], (base, eps)
+            assert not det.is_spike(lim * (1 - eps))[0], (base, eps)
+    warming = SpikeDetector(metric)  # type: ignore[arg-type]
+    assert warming.limit() == math.inf

@@ -32,242 +32,20 @@ warmup is a ``param_scheduler`` entry) is described, not keyed.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
+from stabletrain.detectors.vocabulary import (
+    DEFAULTS,
+    FORMATS,
+    KEYS,
+    LABELS,
+    NO_DEFAULTS,
+    PRECISION,
+    Precision,
+    Vocabulary,
+    vocabulary,
+)
 from stabletrain.records import ConfigFacts, Fix
-
-Vocabulary = Literal[
-    "names",
-    "stabletrain",
-    "generic",
-    "hf",
-    "ms-swift",
-    "deepspeed",
-    "megatron",
-    "lightning",
-    "mmengine",
-    "nanogpt",
-]
-Precision = Literal["bf16", "fp32"]
-
-_HF = {
-    "lr": "learning_rate",
-    "max_grad_norm": "max_grad_norm",
-    "warmup_steps": "warmup_steps",
-    "warmup_ratio": "warmup_ratio",
-    "weight_decay": "weight_decay",
-    "schedule": "lr_scheduler_type",
-    "beta1": "adam_beta1",
-    "beta2": "adam_beta2",
-    "eps": "adam_epsilon",
-    "batch_size": "per_device_train_batch_size",
-    "grad_accum": "gradient_accumulation_steps",
-    "epochs": "num_train_epochs",
-    "max_steps": "max_steps",
-    "logging_steps": "logging_steps",
-    "logging_nan_inf_filter": "logging_nan_inf_filter",
-    "plateau_patience": "lr_scheduler_kwargs.patience",
-    "early_stop_patience": "early_stopping_patience",  # EarlyStoppingCallback's argument
-}
-
-#: fact name -> key, per vocabulary, when the user's config does not set the fact
-_KEYS: dict[str, dict[str, str]] = {
-    "names": {},  # unknown origin: the normalised fact names themselves
-    "stabletrain": {
-        "lr": "optim.lr",
-        "min_lr": "schedule.min_lr",
-        "batch_size": "data.batch_size",
-        "grad_accum": "train.grad_accum",
-        "epochs": "train.epochs",
-        "max_steps": "train.max_steps",
-        "max_grad_norm": "train.max_grad_norm",
-        "warmup_steps": "schedule.warmup_steps",
-        "warmup_ratio": "schedule.warmup_ratio",
-        "schedule": "schedule.name",
-        "optimizer": "optim.name",
-        "beta1": "optim.betas[0]",
-        "beta2": "optim.betas[1]",
-        "eps": "optim.eps",
-        "weight_decay": "optim.weight_decay",
-        "plateau_patience": "schedule.plateau_patience",
-        "plateau_factor": "schedule.plateau_factor",
-        "early_stop_patience": "train.early_stopping_patience",
-        "early_stop_min_delta": "train.early_stopping_min_delta",
-        "loss_scale_init": "amp.init_scale",
-        "loss_scale_growth_interval": "amp.growth_interval",
-        "loss_scale_growth_factor": "amp.growth_factor",
-        "loss_scale_backoff": "amp.backoff_factor",
-    },
-    "generic": {  # keys configs.keys reads back from any YAML/JSON
-        "lr": "lr",
-        "min_lr": "min_lr",
-        "batch_size": "batch_size",
-        "grad_accum": "gradient_accumulation_steps",
-        "epochs": "epochs",
-        "max_steps": "max_steps",
-        "max_grad_norm": "max_grad_norm",
-        "warmup_steps": "warmup_steps",
-        "warmup_ratio": "warmup_ratio",
-        "schedule": "lr_scheduler",
-        "beta1": "beta1",
-        "beta2": "beta2",
-        "eps": "eps",
-        "weight_decay": "weight_decay",
-        "plateau_patience": "plateau_patience",
-        "plateau_factor": "plateau_factor",
-        "early_stop_patience": "early_stopping_patience",
-        "loss_scale_init": "init_scale",
-        "loss_scale_growth_interval": "growth_interval",
-        "loss_scale_growth_factor": "growth_factor",
-        "loss_scale_backoff": "backoff_factor",
-    },
-    "hf": _HF,
-    "ms-swift": _HF,
-    "deepspeed": {
-        "lr": "optimizer.params.lr",
-        "max_grad_norm": "gradient_clipping",
-        "weight_decay": "optimizer.params.weight_decay",
-        "eps": "optimizer.params.eps",
-        "warmup_steps": "scheduler.params.warmup_num_steps",
-        "batch_size": "train_micro_batch_size_per_gpu",
-        "grad_accum": "gradient_accumulation_steps",
-        "loss_scale_init": "fp16.initial_scale_power",
-        "loss_scale_growth_interval": "fp16.loss_scale_window",
-        "loss_scale_min": "fp16.min_loss_scale",
-    },
-    "megatron": {
-        "lr": "--lr",
-        "min_lr": "--min-lr",
-        "max_grad_norm": "--clip-grad",
-        "weight_decay": "--weight-decay",
-        "warmup_steps": "--lr-warmup-iters",
-        "warmup_ratio": "--lr-warmup-fraction",
-        "schedule": "--lr-decay-style",
-        "beta1": "--adam-beta1",
-        "beta2": "--adam-beta2",
-        "eps": "--adam-eps",
-        "batch_size": "--micro-batch-size",
-        "max_steps": "--train-iters",
-        "loss_scale_init": "--initial-loss-scale",
-        "loss_scale_growth_interval": "--loss-scale-window",
-        "loss_scale_min": "--min-loss-scale",
-    },
-    "lightning": {  # Trainer arguments; LR, warmup and decay live in the LightningModule
-        "max_grad_norm": "gradient_clip_val",
-        "grad_accum": "accumulate_grad_batches",
-        "epochs": "max_epochs",
-        "max_steps": "max_steps",
-    },
-    "mmengine": {
-        "lr": "optim_wrapper.optimizer.lr",
-        "weight_decay": "optim_wrapper.optimizer.weight_decay",
-        "eps": "optim_wrapper.optimizer.eps",
-        "max_grad_norm": "optim_wrapper.clip_grad.max_norm",
-        "grad_accum": "optim_wrapper.accumulative_counts",
-        "epochs": "train_cfg.max_epochs",
-        "loss_scale_init": "optim_wrapper.loss_scale.init_scale",
-        "loss_scale_growth_interval": "optim_wrapper.loss_scale.growth_interval",
-        "loss_scale_growth_factor": "optim_wrapper.loss_scale.growth_factor",
-        "loss_scale_backoff": "optim_wrapper.loss_scale.backoff_factor",
-    },
-    "nanogpt": {
-        "lr": "learning_rate",
-        "min_lr": "min_lr",
-        "max_grad_norm": "grad_clip",
-        "warmup_steps": "warmup_iters",
-        "weight_decay": "weight_decay",
-        "beta1": "beta1",
-        "beta2": "beta2",
-        "batch_size": "batch_size",
-        "grad_accum": "gradient_accumulation_steps",
-        "max_steps": "max_iters",
-    },
-}
-
-#: the keys (and values) that switch a framework to bf16 / to fp32
-_PRECISION: dict[str, dict[Precision, dict[str, Any]]] = {
-    "names": {"bf16": {"precision": "bf16"}, "fp32": {"precision": "fp32"}},
-    "stabletrain": {"bf16": {"train.precision": "bf16"}, "fp32": {"train.precision": "fp32"}},
-    "generic": {"bf16": {"precision": "bf16"}, "fp32": {"precision": "fp32"}},
-    "hf": {"bf16": {"fp16": False, "bf16": True}, "fp32": {"fp16": False}},
-    "ms-swift": {"bf16": {"torch_dtype": "bfloat16"}, "fp32": {"torch_dtype": "float32"}},
-    "deepspeed": {
-        "bf16": {"fp16.enabled": False, "bf16.enabled": True},
-        "fp32": {"fp16.enabled": False},
-    },
-    "megatron": {"bf16": {"--fp16": False, "--bf16": True}, "fp32": {"--fp16": False}},
-    "lightning": {"bf16": {"precision": "bf16-mixed"}, "fp32": {"precision": "32-true"}},
-    "mmengine": {
-        "bf16": {"optim_wrapper.dtype": "bfloat16"},
-        "fp32": {"optim_wrapper.type": "OptimWrapper"},
-    },
-    "nanogpt": {"bf16": {"dtype": "bfloat16"}, "fp32": {"dtype": "float32"}},
-}
-
-#: a framework's value for a fact the user did not set (only where the docs state one that
-#: matters for a fix: HF, Megatron and nanoGPT clip at 1.0 out of the box, DeepSpeed and Lightning
-#: do not clip unless told to)
-_DEFAULTS: dict[str, dict[str, float]] = {
-    "hf": {"max_grad_norm": 1.0},
-    "ms-swift": {"max_grad_norm": 1.0},
-    "megatron": {"max_grad_norm": 1.0},
-    "nanogpt": {"max_grad_norm": 1.0},
-    "stabletrain": {"max_grad_norm": 1.0},
-    "deepspeed": {"max_grad_norm": 0.0},
-    "lightning": {"max_grad_norm": 0.0},
-    "mmengine": {"max_grad_norm": 0.0},
-}
-
-#: formats that name no framework, so no framework default applies
-_NO_DEFAULTS = frozenset({None, "generic-log", "yaml", "json"})
-
-#: ConfigFacts.format (what a config or log reader found) -> vocabulary
-_FORMATS: dict[str, Vocabulary] = {
-    "generic-log": "stabletrain",
-    "stabletrain": "stabletrain",
-    "stabletrain-yaml": "stabletrain",
-    "yaml": "generic",
-    "json": "generic",
-    "deepspeed": "deepspeed",
-    "ds_config": "deepspeed",
-    "deepspeed-json": "deepspeed",
-    "hf": "hf",
-    "hf-training-args": "hf",
-    "hf_training_args": "hf",
-    "training_args": "hf",
-    "huggingface": "hf",
-    "hf-trainer-state": "hf",
-    "hf-console": "hf",
-    "hf-tensorboard": "hf",
-    "ms-swift": "ms-swift",
-    "ms-swift-jsonl": "ms-swift",
-    "megatron": "megatron",
-    "lightning": "lightning",
-    "lightning-csv": "lightning",
-    "lightning-tensorboard": "lightning",
-    "mmengine": "mmengine",
-    "xtuner": "mmengine",
-    "nanogpt": "nanogpt",
-}
-
-_LABELS: dict[str, str] = {
-    "names": "config",
-    "stabletrain": "stabletrain",
-    "generic": "config",
-    "hf": "HF TrainingArguments",
-    "ms-swift": "ms-swift",
-    "deepspeed": "DeepSpeed config",
-    "megatron": "Megatron-LM",
-    "lightning": "Lightning Trainer",
-    "mmengine": "mmengine",
-    "nanogpt": "nanoGPT",
-}
-
-
-def vocabulary(facts: ConfigFacts | None) -> Vocabulary:
-    """The framework whose key names a fix uses for facts the config did not set."""
-    fmt_name = (facts.format or "") if facts is not None else ""
-    return _FORMATS.get(fmt_name, "names")
 
 
 def setting(facts: ConfigFacts | None, name: str) -> tuple[Any, str | None]:
@@ -275,18 +53,18 @@ def setting(facts: ConfigFacts | None, name: str) -> tuple[Any, str | None]:
     when the facts name a framework that has one; else ``(None, None)``."""
     if facts is not None and name in facts:
         return facts.get(name), None
-    if facts is None or facts.format in _NO_DEFAULTS or facts.format not in _FORMATS:
+    if facts is None or facts.format in NO_DEFAULTS or facts.format not in FORMATS:
         return None, None  # no framework known: its defaults are unknown too
     vocab = vocabulary(facts)
-    value = _DEFAULTS.get(vocab, {}).get(name)
-    return (value, _LABELS[vocab]) if value is not None else (None, None)
+    value = DEFAULTS.get(vocab, {}).get(name)
+    return (value, LABELS[vocab]) if value is not None else (None, None)
 
 
 def user_key(facts: ConfigFacts | None, name: str) -> str:
     """The user's key for fact ``name``; else the vocabulary's key; else ``name`` itself."""
     if facts is not None and name in facts:
         return facts.key(name)
-    return _KEYS[vocabulary(facts)].get(name, name)
+    return KEYS[vocabulary(facts)].get(name, name)
 
 
 def config_known(facts: ConfigFacts | None) -> bool:
@@ -310,7 +88,7 @@ def changes_for(facts: ConfigFacts | None, **changes: Any) -> tuple[dict[str, An
             key = facts.key(name)
         else:
             vocab = vocabulary(facts)
-            key = _KEYS[vocab].get(name, name if vocab == "names" else "")
+            key = KEYS[vocab].get(name, name if vocab == "names" else "")
         if not key:
             missing.append(f"{name} {value}")
             continue
@@ -324,7 +102,7 @@ def make_fix(
     """A Fix whose ``changes`` are keyed by the user's keys (given here by fact name)."""
     keyed, missing = changes_for(facts, **changes)
     if missing:
-        where = _LABELS[vocabulary(facts)]
+        where = LABELS[vocabulary(facts)]
         description = f"{description} ({', '.join(missing)}: not a {where} setting; set in code)"
     return Fix(description=description, changes=keyed, code=code)
 
@@ -339,7 +117,7 @@ def precision_changes(facts: ConfigFacts | None, target: Precision) -> dict[str,
     """
     vocab = vocabulary(facts)
     if facts is None or "precision" not in facts or not facts.key("precision"):
-        return dict(_PRECISION[vocab][target])
+        return dict(PRECISION[vocab][target])
     key = facts.key("precision")
     current = facts.get("precision")
     parts = key.split(".")
@@ -407,3 +185,53 @@ def fmt(x: float | None) -> str:
     if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e6):
         return f"{x:.2g}"
     return f"{x:.4g}"
+
+
+def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]:
+    """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup.
+
+    ``logged_lr``: the peak LR the log shows, used when the config does not give the LR. A clip
+    the framework applies by default (HF, Megatron: 1.0) counts as set: the fix tightens it.
+    """
+    fixes: list[Fix] = [lower_lr_fix(facts, 2.0, logged_lr)]
+    clip, default_of = setting(facts, "max_grad_norm")
+    if isinstance(clip, (int, float)) and clip > 0.5:
+        why = f"; {clip:g} is the {default_of} default" if default_of else ""
+        fixes.append(
+            make_fix(facts, f"Clip gradients harder ({clip:g} → 0.5{why}).", max_grad_norm=0.5)
+        )
+    elif not isinstance(clip, (int, float)) or clip <= 0:
+        fixes.append(make_fix(facts, "Enable gradient clipping at norm 1.0.", max_grad_norm=1.0))
+    warm = facts.get("warmup_steps")
+    ratio = facts.get("warmup_ratio")
+    if (warm in (None, 0)) and (ratio in (None, 0, 0.0)):
+        fixes.append(
+            make_fix(facts, "Add a learning-rate warmup (a few hundred steps).", warmup_steps=500)
+        )
+    fixes.append(
+        Fix(
+            "Let the stabletrain guard skip or roll back spiking steps.",
+            code="guard = stabletrain.Guard(model, optimizer, config=GuardConfig.preset('default'))",
+        )
+    )
+    return fixes
+
+
+def lower_lr_fix(facts: ConfigFacts, factor: float, logged_lr: float | None = None) -> Fix:
+    """ "Divide the LR by ``factor``", with the concrete value when the config gives the LR, or
+    else from the peak LR the log shows (``logged_lr``)."""
+    lr = facts.get("lr")
+    source = ""
+    if not (isinstance(lr, (int, float)) and lr > 0) and logged_lr is not None:
+        lr, source = logged_lr, ", the peak LR in the log"
+    if isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr):
+        new = float(f"{lr / factor:.3g}")
+        return make_fix(
+            facts, f"Lower the learning rate {factor:g}x ({lr:g}{source} → {new:g}).", lr=new
+        )
+    # No LR known: say so instead of writing a placeholder expression as if it were a value.
+    return Fix(
+        f"Lower the learning rate {factor:g}x (pass the run's config with --config to get the "
+        "new value in your own key).",
+        {},
+    )

@@ -30,8 +30,7 @@ import numpy as np
 
 from stabletrain.detectors.amp import SCALE_FLOOR
 from stabletrain.detectors.columns import Batch
-from stabletrain.detectors.fixes import make_fix, setting
-from stabletrain.detectors.spikes import lower_lr_fix
+from stabletrain.detectors.fixes import lower_lr_fix, make_fix, setting
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 

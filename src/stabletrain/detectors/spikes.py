@@ -28,38 +28,18 @@ high is reported as an unrecovered spike (which, for a loss, it is).
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from typing import Any, Literal
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from stabletrain.detectors import spikes_bulk
 from stabletrain.detectors.columns import Batch, Unsupported
-from stabletrain.detectors.fixes import make_fix, setting
-from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+from stabletrain.detectors.fixes import spike_fixes
+from stabletrain.detectors.robust import robust_stats
+from stabletrain.records import ConfigFacts, Finding, StepRecord
 
 Metric = Literal["loss", "grad_norm"]
-
-_MAD_TO_STD = 1.4826
-
-
-def robust_stats(values: list[float]) -> tuple[float, float]:
-    """``(median, robust std)`` of ``values``: 1.4826·MAD, floored at 1e-3·|median| (and 1e-12)."""
-    med = statistics.median(values)
-    mad = statistics.median([abs(v - med) for v in values])
-    return med, max(_MAD_TO_STD * mad, 1e-3 * abs(med), 1e-12)
-
-
-def robust_stats_many(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`robust_stats` of each row of a float64 array: the same sorted-order medians and
-    arithmetic, so the same values (a zero median may come out as -0.0)."""
-    s = np.sort(windows, axis=1)
-    h = s.shape[1] // 2
-    med = s[:, h] if s.shape[1] % 2 else (s[:, h - 1] + s[:, h]) / 2
-    d = np.sort(np.abs(s - med[:, None]), axis=1)
-    mad = d[:, h] if s.shape[1] % 2 else (d[:, h - 1] + d[:, h]) / 2
-    return med, np.maximum(np.maximum(_MAD_TO_STD * mad, 1e-3 * np.abs(med)), 1e-12)
 
 
 class SpikeDetector:
@@ -194,7 +174,7 @@ class SpikeDetector:
         Once the baseline is full, a stretch of values none of which is a spike candidate
         (z > threshold) changes the state in a fixed way: statistics recomputed every 8 values
         over windows of the stream, values entering the baseline ``delay`` later. Such stretches
-        are done in bulk (:meth:`_steady`); every other record goes through ``update``.
+        are done in bulk (:func:`spikes_bulk.steady`); every other record goes through ``update``.
         """
         values = batch.floats(self.metric)
         batch.floats("lr")
@@ -215,7 +195,7 @@ class SpikeDetector:
                 self.update(batch[int(idx[pos])])
                 pos += 1
                 continue
-            done = self._steady(batch, idx[pos : pos + size], values)
+            done = spikes_bulk.steady(self, batch, idx[pos : pos + size], values)
             pos += done
             if done < size:
                 # a candidate: it and the next few go through update; candidates come in
@@ -225,73 +205,6 @@ class SpikeDetector:
                 pos += slow
                 slow = 32 if done >= 64 else min(2 * slow, 4096)
             size = min(max(2 * done, 256), 1 << 16)
-
-    def _steady(self, batch: Batch, idx: np.ndarray, values: np.ndarray) -> int:
-        """Apply ``update`` to the records ``idx`` up to the first spike candidate; return how
-        many were applied. Needs a full baseline, a full pending queue and cached statistics."""
-        v = values[idx]
-        k, d, w = len(v), len(self._pending), self.window
-        pend = list(self._pending)
-        # the baseline stream: the baseline, then each value popped from the pending queue
-        # (record r pops the r-th of pending + block values) unless it was a spike
-        joins = np.array([not spike for _, spike in pend] + [True] * max(k - d, 0))[:k]
-        stream = np.concatenate(
-            (np.array(self._baseline), [x for x, spike in pend if not spike], v[: max(k - d, 0)])
-        )
-        before = np.concatenate(([0], np.cumsum(joins)))  # joins before record r
-        # statistics are recomputed at record r when 8 values joined since the last time; once
-        # the pending values are popped every record joins, so that is every 8th record
-        at: list[int] = []
-        stale, r = self._stale, 0
-        while r < min(d, k):
-            if stale >= 8:
-                at.append(r)
-                stale = 0
-            stale += int(joins[r])
-            r += 1
-        at.extend(range(r + max(0, 8 - stale), k, 8))
-        starts = before[at]
-        assert self._stats is not None  # (steady)
-        med, std = self._stats
-        meds, stds = np.full(k, med), np.full(k, std)
-        if at:
-            m, sd = robust_stats_many(sliding_window_view(stream, w)[starts])
-            which = np.searchsorted(at, np.arange(k), side="right") - 1
-            has = which >= 0
-            meds[has], stds[has] = m[which[has]], sd[which[has]]
-        cand = np.flatnonzero((v - meds) / stds > self.z_threshold)
-        c = int(cand[0]) if cand.size else k
-        if c == 0:
-            return 0
-        # commit records 0..c-1
-        steps, epochs = batch.objects("step"), batch.objects("epoch")
-        last = int(idx[c - 1])
-        self.n_seen += c
-        self.last_step, self.last_epoch = steps[last], epochs[last]
-        self.max_lr = batch.running_max("lr", idx[:c], self.max_lr)
-        if self.episodes and self.episodes[-1]["recovered_at"] is None:
-            ep = self.episodes[-1]
-            sd = stds[:c] if ep.get("early_std") is None else ep["early_std"]
-            step_arr = batch.steps[idx[:c]]
-            back = (step_arr > ep["end"]) & (
-                (v[:c] <= ep["baseline"] + self.recover_z * sd) | (v[:c] <= ep["baseline"])
-            )
-            if back.any():
-                ep["recovered_at"] = steps[int(idx[int(np.argmax(back))])]
-        used = [a for a in at if a < c]
-        if used:
-            r = used[-1]
-            self._stats = (float(meds[r]), float(stds[r]))
-            if self._stats[0] == 0:  # the sign of a zero median: as robust_stats gives it
-                self._stats = robust_stats(stream[before[r] : before[r] + w].tolist())
-            self._stale = int(before[c] - before[r])
-        else:
-            self._stale += int(before[c])
-        self._baseline.extend(stream[w : w + int(before[c])].tolist())
-        # the queue after c records: what is left of it, then the newest values (never spikes)
-        kept = pend[c:] + [(x, False) for x in v[max(0, c - d) : c].tolist()]
-        self._pending = deque(kept[-d:] if d else [])
-        return c
 
     def _judge_early(self, record: StepRecord, value: float) -> None:
         """A value the live rule cannot judge yet (warm-up), against the values just before it.
@@ -474,53 +387,3 @@ class SpikeDetector:
         self.last_step = state.get("last_step")
         self.last_epoch = state.get("last_epoch")
         self.max_lr = float(state.get("max_lr", 0.0))
-
-
-def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]:
-    """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup.
-
-    ``logged_lr``: the peak LR the log shows, used when the config does not give the LR. A clip
-    the framework applies by default (HF, Megatron: 1.0) counts as set: the fix tightens it.
-    """
-    fixes: list[Fix] = [lower_lr_fix(facts, 2.0, logged_lr)]
-    clip, default_of = setting(facts, "max_grad_norm")
-    if isinstance(clip, (int, float)) and clip > 0.5:
-        why = f"; {clip:g} is the {default_of} default" if default_of else ""
-        fixes.append(
-            make_fix(facts, f"Clip gradients harder ({clip:g} → 0.5{why}).", max_grad_norm=0.5)
-        )
-    elif not isinstance(clip, (int, float)) or clip <= 0:
-        fixes.append(make_fix(facts, "Enable gradient clipping at norm 1.0.", max_grad_norm=1.0))
-    warm = facts.get("warmup_steps")
-    ratio = facts.get("warmup_ratio")
-    if (warm in (None, 0)) and (ratio in (None, 0, 0.0)):
-        fixes.append(
-            make_fix(facts, "Add a learning-rate warmup (a few hundred steps).", warmup_steps=500)
-        )
-    fixes.append(
-        Fix(
-            "Let the stabletrain guard skip or roll back spiking steps.",
-            code="guard = stabletrain.Guard(model, optimizer, config=GuardConfig.preset('default'))",
-        )
-    )
-    return fixes
-
-
-def lower_lr_fix(facts: ConfigFacts, factor: float, logged_lr: float | None = None) -> Fix:
-    """ "Divide the LR by ``factor``", with the concrete value when the config gives the LR, or
-    else from the peak LR the log shows (``logged_lr``)."""
-    lr = facts.get("lr")
-    source = ""
-    if not (isinstance(lr, (int, float)) and lr > 0) and logged_lr is not None:
-        lr, source = logged_lr, ", the peak LR in the log"
-    if isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr):
-        new = float(f"{lr / factor:.3g}")
-        return make_fix(
-            facts, f"Lower the learning rate {factor:g}x ({lr:g}{source} → {new:g}).", lr=new
-        )
-    # No LR known: say so instead of writing a placeholder expression as if it were a value.
-    return Fix(
-        f"Lower the learning rate {factor:g}x (pass the run's config with --config to get the "
-        "new value in your own key).",
-        {},
-    )

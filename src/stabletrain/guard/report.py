@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stabletrain.detectors.amp import amp_fixes
-from stabletrain.detectors.fixes import make_fix
-from stabletrain.detectors.spikes import lower_lr_fix, spike_fixes
+from stabletrain.detectors.fixes import lower_lr_fix, make_fix, spike_fixes
 from stabletrain.records import Finding, Fix
 
 if TYPE_CHECKING:
