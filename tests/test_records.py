@@ -34,3 +34,17 @@ def test_config_facts_remember_user_key() -> None:
 def test_finding_json_encodes_nonfinite_evidence() -> None:
     f = Finding(id="nonfinite-grad", severity="error", title="t", evidence={"norm": float("inf")})
     assert json.dumps(f.to_json(), allow_nan=False)
+
+
+def test_config_facts_number_is_a_float_never_a_bool() -> None:
+    from stabletrain.records import ConfigFacts
+
+    facts = ConfigFacts()
+    facts.set("lr", 3e-4)
+    facts.set("max_grad_norm", 0)
+    facts.set("fp16", True)
+    facts.set("schedule", "cosine")
+    assert facts.number("lr") == 3e-4 and facts.number("max_grad_norm") == 0.0
+    assert facts.number("max_grad_norm", positive=True) is None  # 0 disables clipping
+    assert facts.number("fp16") is None and facts.number("schedule") is None
+    assert facts.number("missing") is None

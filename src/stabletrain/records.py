@@ -180,6 +180,13 @@ class ConfigFacts:
         fact = self.facts.get(name)
         return default if fact is None else fact.value
 
+    def number(self, name: str, *, positive: bool = False) -> float | None:
+        """The fact as a float when it is a number (not a bool; > 0 with ``positive``), else None."""
+        v = self.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (positive and not v > 0):
+            return None
+        return float(v)
+
     def key(self, name: str) -> str:
         """The user's key for a fact (falls back to the normalised name)."""
         fact = self.facts.get(name)

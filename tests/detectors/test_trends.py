@@ -5,8 +5,10 @@ import math
 
 import torch
 
+from stabletrain.detectors.growth import GradNormGrowthDetector
 from stabletrain.detectors.registry import replay
-from stabletrain.detectors.trends import GradNormGrowthDetector, LossTrendDetector, spearman
+from stabletrain.detectors.robust import spearman
+from stabletrain.detectors.trends import LossTrendDetector
 from stabletrain.records import ConfigFacts, StepRecord
 
 

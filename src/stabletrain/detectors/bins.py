@@ -158,6 +158,12 @@ class Bins:
         self.bins: dict[int, Bin] = {}
         self._last_key = 0
 
+    def where(self, chosen: list[Bin]) -> tuple[list[int], list[int]]:
+        """(steps, epochs) of ``chosen`` bins for a finding: epochs if the log has them."""
+        if self.mode == "epoch":
+            return [], [b.key for b in chosen]
+        return [b.first_step for b in chosen], []
+
     def add(self, step: int, epoch: float | None, value: float) -> None:
         if not math.isfinite(value):
             return

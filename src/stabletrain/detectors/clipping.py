@@ -85,10 +85,8 @@ class ClippingDetector:
             self.inferred_clip = batch.objects("grad_norm")[i] * batch.objects("clip_coef")[i]
 
     def _clip(self, facts: ConfigFacts) -> float | None:
-        v = facts.get("max_grad_norm")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-            return float(v)
-        return self.inferred_clip
+        clip = facts.number("max_grad_norm", positive=True)
+        return clip if clip is not None else self.inferred_clip
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()

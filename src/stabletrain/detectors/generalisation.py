@@ -26,13 +26,8 @@ import numpy as np
 from stabletrain.detectors.bins import sequential_sum
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
-from stabletrain.detectors.trends import spearman
+from stabletrain.detectors.robust import spearman
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
-
-
-def _num(facts: ConfigFacts, name: str) -> float | None:
-    v = facts.get(name)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 class EvalDetector:
@@ -127,12 +122,12 @@ class EvalDetector:
         idx = list(range(i_best + 1, n)) if fluctuating else spikes
         steps, epochs = self._where(idx)
         fixes: list[Fix] = []
-        new_lr = lower_lr(_num(facts, "lr"))
+        new_lr = lower_lr(facts.number("lr"))
         if new_lr is not None:
             fixes.append(
                 make_fix(facts, "Lower the learning rate for smoother progress", lr=new_lr)
             )
-        patience = _num(facts, "plateau_patience")
+        patience = facts.number("plateau_patience")
         if patience is not None and patience > 3:
             fixes.append(
                 make_fix(facts, "Let the plateau scheduler react sooner", plateau_patience=3)
@@ -190,9 +185,9 @@ class EvalDetector:
             return None
         idx = [self.evals.index(rows[i]) for i in range(i_best + 1, n)]
         steps, epochs = self._where(idx)
-        wd = _num(facts, "weight_decay")
+        wd = facts.number("weight_decay")
         fixes = [make_fix(facts, "Regularise more", weight_decay=wd * 2 if wd else 0.01)]
-        if _num(facts, "early_stop_patience") is None:
+        if facts.number("early_stop_patience") is None:
             fixes.append(make_fix(facts, "Stop at the best eval", early_stop_patience=3))
         return Finding(
             id="overfitting",

@@ -16,12 +16,13 @@ from stabletrain.detectors.base import Detector, feed
 from stabletrain.detectors.clipping import ClippingDetector
 from stabletrain.detectors.columns import as_batch
 from stabletrain.detectors.generalisation import EvalDetector
+from stabletrain.detectors.growth import GradNormGrowthDetector
 from stabletrain.detectors.logging import DuplicateLoggingDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.perf import SlowStepsDetector
 from stabletrain.detectors.schedules import LRScheduleDetector
 from stabletrain.detectors.spikes import SpikeDetector
-from stabletrain.detectors.trends import GradNormGrowthDetector, LossTrendDetector
+from stabletrain.detectors.trends import LossTrendDetector
 from stabletrain.detectors.warmup import WarmupDetector
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 

@@ -1,6 +1,6 @@
-"""Robust statistics of a window of values: the median and 1.4826·MAD (a std that outliers
-cannot inflate), for one window (the live path) or many at once (the doctor's bulk replay).
-Both give the same numbers: the same sorted-order medians and arithmetic."""
+"""Robust statistics: the median and 1.4826·MAD of a window (a std that outliers cannot
+inflate), for one window (the live path) or many at once (the doctor's bulk replay), giving the
+same numbers; and a rank correlation with time (is a series trending?)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ def robust_stats_many(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = np.sort(np.abs(s - med[:, None]), axis=1)
     mad = d[:, h] if s.shape[1] % 2 else (d[:, h - 1] + d[:, h]) / 2
     return med, np.maximum(np.maximum(_MAD_TO_STD * mad, 1e-3 * np.abs(med)), 1e-12)
+
+
+def spearman(xs: list[float]) -> float:
+    """Rank correlation of ``xs`` with its index (ties broken by order; enough for trends)."""
+    n = len(xs)
+    if n < 3:
+        return 0.0
+    order = sorted(range(n), key=lambda i: xs[i])
+    ranks = [0] * n
+    for r, i in enumerate(order):
+        ranks[i] = r
+    d2 = sum((ranks[i] - i) ** 2 for i in range(n))
+    return 1.0 - 6.0 * d2 / (n * (n * n - 1))

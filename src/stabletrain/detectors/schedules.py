@@ -47,11 +47,6 @@ _DECAYING = (
 )
 
 
-def _num(facts: ConfigFacts, name: str) -> float | None:
-    v = facts.get(name)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
 def is_plateau(facts: ConfigFacts) -> bool:
     return "plateau" in str(facts.get("schedule", "")).lower()
 
@@ -225,7 +220,7 @@ class LRScheduleDetector:
         all_zero = self.n_zero == self.n_lr
         if not all_zero and length < 0.05 * self.n_lr:
             return None
-        lr = _num(facts, "lr")
+        lr = facts.number("lr")
         fixes = [
             Fix(
                 "Check the schedule: warmup that starts and stays at 0, min_lr 0 reached early, "
@@ -271,7 +266,7 @@ class LRScheduleDetector:
         if late < self.late_epochs:
             return None
         spike = next(((x, v) for x, v in before if x > best_x and v >= 1.5 * best), None)
-        patience = _num(facts, "plateau_patience")
+        patience = facts.number("plateau_patience")
         name = "epochs" if unit == "epoch" else "evaluations"
         spike_txt = f", the loss spiked to {fmt(spike[1])} at {unit} {spike[0]:g}" if spike else ""
         fixes: list[Fix] = []
@@ -329,7 +324,7 @@ class LRScheduleDetector:
         if since < 3 or since < 0.3 * len(series):
             return None
         best_x, best = series[i_best]
-        patience = _num(facts, "plateau_patience")
+        patience = facts.number("plateau_patience")
         fixes: list[Fix] = []
         if is_plateau(facts) or not sched:
             if patience is not None and patience > 1:
@@ -379,7 +374,7 @@ class LRScheduleDetector:
         )
 
     def _conflict(self, facts: ConfigFacts) -> Finding | None:
-        plateau, stop = _num(facts, "plateau_patience"), _num(facts, "early_stop_patience")
+        plateau, stop = facts.number("plateau_patience"), facts.number("early_stop_patience")
         if plateau is None or stop is None or plateau < stop:
             return None
         confirmed = self.n_lr > 0 and self.n_decrease == 0

@@ -1,9 +1,5 @@
-"""Slow, run-level trends: ``grad-norm-growth``, ``loss-divergence``, ``chance-level``.
+"""Slow, run-level loss trends: ``loss-divergence`` and ``chance-level``.
 
-- ``grad-norm-growth`` (seed 003: "epoch 0 mostly < 2, epochs 1-2 reaching 5-7, 3-4 reaching
-  12-16"): the per-epoch 90th-percentile grad norm of the last third of the run is ≥ 3× that of the
-  first third and rises with a rank correlation ≥ 0.6, over ≥ 3 bins of ≥ 3 grad norms each (a
-  few pasted lines per block are outliers, not a trend). A healthy run's norm falls or stays flat.
 - ``loss-divergence``: the per-epoch mean training loss ends well above its running minimum (the
   last two bins above ``min + max(25 % of the drop achieved, 20 % of min)``), i.e. a drift up, or a
   spike the run never recovered from (seed 001: 0.05 at epoch 10 → ~0.5 until the end).
@@ -11,145 +7,23 @@
   start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
   from ``facts["num_classes"]`` or is inferred from an initial loss ≈ ln(C) (cross-entropy of a
   uniform guess), read from the first finite logged loss (not a median of the first few: an early
-explosion would hide it). Limits: the inference assumes cross-entropy; inference needs C ≥ 3 and an initial loss
-  within 3 % of ln(C), and the loss-only rule then needs the loss to stay ≥ 0.9·ln(C) throughout.
+  explosion would hide it). Limits: the inference assumes cross-entropy; it needs C ≥ 3 and an
+  initial loss within 3 % of ln(C), and the loss-only rule then needs the loss to stay
+  ≥ 0.9·ln(C) throughout.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from statistics import median
 from typing import Any
 
 import numpy as np
 
-from stabletrain.detectors.bins import Bin, Bins
+from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import config_known, fmt, lower_lr, make_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
-
-
-def spearman(xs: list[float]) -> float:
-    """Rank correlation of ``xs`` with its index (ties broken by order; enough for trends)."""
-    n = len(xs)
-    if n < 3:
-        return 0.0
-    order = sorted(range(n), key=lambda i: xs[i])
-    ranks = [0] * n
-    for r, i in enumerate(order):
-        ranks[i] = r
-    d2 = sum((ranks[i] - i) ** 2 for i in range(n))
-    return 1.0 - 6.0 * d2 / (n * (n * n - 1))
-
-
-def _lr(facts: ConfigFacts) -> float | None:
-    v = facts.get("lr")
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _clip(facts: ConfigFacts) -> float | None:
-    v = facts.get("max_grad_norm")
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
-
-
-def _where(bins: Bins, chosen: list[Bin]) -> tuple[list[int], list[int]]:
-    """(steps, epochs) for a finding, depending on whether the log has epochs."""
-    if bins.mode == "epoch":
-        return [], [b.key for b in chosen]
-    return [b.first_step for b in chosen], []
-
-
-class GradNormGrowthDetector:
-    """Grad norm trending up across epochs (or step blocks)."""
-
-    ids: tuple[str, ...] = ("grad-norm-growth",)
-
-    def __init__(
-        self, min_ratio: float = 3.0, min_rho: float = 0.6, min_bins: int = 3, min_points: int = 3
-    ) -> None:
-        self.min_points = min_points
-        self.min_ratio = min_ratio
-        self.min_rho = min_rho
-        self.min_bins = min_bins
-        self.bins = Bins()
-
-    def update(self, record: StepRecord) -> Finding | None:
-        g = record.grad_norm
-        if record.kind == "train" and g is not None and math.isfinite(g) and g > 0:
-            self.bins.add(record.step, record.epoch, g)
-        return None
-
-    def update_many(self, batch: Batch) -> None:
-        """``update`` for every record of the batch (see ``detectors.base``)."""
-        g = batch.floats("grad_norm")
-        batch.check_bins()
-        idx = batch.finite("grad_norm")
-        idx = idx[g[idx] > 0]
-        self.bins.add_many(batch, idx, g[idx], batch.objects("grad_norm"))
-
-    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
-        facts = facts or ConfigFacts()
-        # a bin's 90th percentile needs a few points: a pasted excerpt of one or two lines per
-        # block (bigscience tr8b) is outliers, not a trend
-        ordered = [b for b in self.bins.ordered() if b.count >= self.min_points]
-        if len(ordered) < self.min_bins:
-            return []
-        p90 = [b.hist.quantile(0.9) or 0.0 for b in ordered]
-        k = max(1, len(p90) // 3)
-        first, last = median(p90[:k]), median(p90[-k:])
-        rho = spearman(p90)
-        if first <= 0 or last / first < self.min_ratio or rho < self.min_rho:
-            return []
-        ratio = last / first
-        steps, epochs = _where(self.bins, ordered)
-        labels = {
-            self.bins.label(b): [round(v, 3), round(b.max, 3)]
-            for b, v in zip(ordered, p90, strict=True)
-        }
-        fixes: list[Fix] = []
-        new_lr = lower_lr(_lr(facts))
-        if new_lr is not None:
-            fixes.append(
-                make_fix(facts, "Lower the learning rate so the norm stops climbing", lr=new_lr)
-            )
-        if _clip(facts) is None:
-            fixes.append(
-                make_fix(facts, "Clip gradients so growth cannot run away", max_grad_norm=1.0)
-            )
-        if not fixes:
-            fixes.append(Fix("Lower the learning rate (e.g. halve it) and keep clipping enabled"))
-        return [
-            Finding(
-                id="grad-norm-growth",
-                severity="warning",
-                title=f"Gradient norm grows {ratio:.1f}× over the run",
-                explanation=(
-                    f"The 90th-percentile gradient norm rose from {fmt(first)} early in the run to "
-                    f"{fmt(last)} at the end (max {fmt(max(b.max for b in ordered))}; rank "
-                    f"correlation with time {rho:.2f}). In a healthy run the norm falls or stays "
-                    "flat as the loss settles; a steady climb means updates are too large for the "
-                    "curvature the model has reached — usually the learning rate — and it ends in "
-                    "spikes or divergence. Clipping hides it without fixing it. After the change, "
-                    "the per-epoch norm should stay flat or decrease."
-                ),
-                steps=steps,
-                epochs=epochs,
-                evidence={
-                    "p90_and_max_per_bin": labels,
-                    "ratio": round(ratio, 2),
-                    "rho": round(rho, 3),
-                },
-                fixes=fixes,
-                related=["clip-saturated", "loss-spike"],
-            )
-        ]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"bins": self.bins.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.bins.load_state_dict(state["bins"])
 
 
 class LossTrendDetector:
@@ -249,12 +123,12 @@ class LossTrendDetector:
         if not (means[-1] > threshold and means[-2] > threshold):
             return None
         above = [b for b in ordered[i_min + 1 :] if b.mean > threshold]
-        steps, epochs = _where(self.bins, above)
+        steps, epochs = self.bins.where(above)
         fixes: list[Fix] = []
-        new_lr = lower_lr(_lr(facts), 0.6)
+        new_lr = lower_lr(facts.number("lr"), 0.6)
         if new_lr is not None:
             fixes.append(make_fix(facts, "Lower the learning rate", lr=new_lr))
-        clip = _clip(facts)
+        clip = facts.number("max_grad_norm", positive=True)
         if clip is not None:
             fixes.append(
                 make_fix(
@@ -340,7 +214,7 @@ class LossTrendDetector:
                 reasons.append(f"loss {fmt(final_loss)} never left its start ≈ ln({n_classes})")
         if not reasons:
             return None
-        steps, epochs = _where(self.bins, ordered[-3:])
+        steps, epochs = self.bins.where(ordered[-3:])
         if not ordered:
             steps = [self.last_step]
         return Finding(
@@ -378,7 +252,7 @@ class LossTrendDetector:
 
     def _chance_fixes(self, facts: ConfigFacts) -> list[Fix]:
         fixes: list[Fix] = []
-        if _clip(facts) is None and config_known(facts):
+        if facts.number("max_grad_norm", positive=True) is None and config_known(facts):
             fixes.append(make_fix(facts, "Enable gradient clipping", max_grad_norm=1.0))
         if str(facts.get("precision", "")).lower() in ("fp16", "16", "16-mixed", "true"):
             fixes.append(
@@ -388,7 +262,7 @@ class LossTrendDetector:
                     precision="fp32",
                 )
             )
-        new_lr = lower_lr(_lr(facts), 0.1)
+        new_lr = lower_lr(facts.number("lr"), 0.1)
         if new_lr is not None:
             fixes.append(make_fix(facts, "Try a 10× lower learning rate to rule it out", lr=new_lr))
         if not fixes:
