@@ -17,6 +17,7 @@
 
 The loss series is the eval loss (one point per eval) when there are ≥ 3 evals, else the
 per-epoch mean training loss. State is O(#evals + #epochs), plus ≤ 32 recorded cuts.
+The two plateau-scheduler findings are built in ``plateau.py`` from this detector's state.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from stabletrain.detectors import plateau
 from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, make_fix, user_key
+from stabletrain.detectors.plateau import is_plateau
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 #: Schedule names (lower-case fragments) that must move the LR. Free-form names (LambdaLR,
@@ -45,10 +48,6 @@ _DECAYING = (
     "warmupdecay",
     "wsd",
 )
-
-
-def is_plateau(facts: ConfigFacts) -> bool:
-    return "plateau" in str(facts.get("schedule", "")).lower()
 
 
 class LRScheduleDetector:
@@ -207,8 +206,10 @@ class LRScheduleDetector:
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
-        out = [f for f in (self._zero(facts), self._late(facts), self._constant(facts)) if f]
-        conflict = self._conflict(facts)
+        out = [
+            f for f in (self._zero(facts), plateau.late(self, facts), self._constant(facts)) if f
+        ]
+        conflict = plateau.conflict(self, facts)
         if conflict is not None:
             out.append(conflict)
         return out
@@ -244,70 +245,6 @@ class LRScheduleDetector:
             steps=[start],
             evidence={"zero_records": self.n_zero, "records": self.n_lr, "longest_stretch": length},
             fixes=fixes,
-        )
-
-    def _late(self, facts: ConfigFacts) -> Finding | None:
-        if not self.cuts:
-            return None
-        stepwise = self.n_increase <= 1 and self.n_decrease == len(self.cuts) <= 10
-        if not (is_plateau(facts) or ("schedule" not in facts and stepwise)):
-            return None
-        series, unit = self._series()
-        step, epoch, old, new = self.cuts[0]
-        cut_x = float(epoch) if unit == "epoch" and epoch is not None else float(step)
-        if unit == "epoch" and epoch is None:
-            return None
-        before = [(x, v) for x, v in series if x < cut_x]
-        if len(before) < 2:
-            return None
-        best_x, best = min(before, key=lambda p: p[1])
-        # Lateness in epochs, or (step-indexed evals) in evaluations after the best one.
-        late = cut_x - best_x if unit == "epoch" else float(sum(x > best_x for x, _ in before))
-        if late < self.late_epochs:
-            return None
-        spike = next(((x, v) for x, v in before if x > best_x and v >= 1.5 * best), None)
-        patience = facts.number("plateau_patience")
-        name = "epochs" if unit == "epoch" else "evaluations"
-        spike_txt = f", the loss spiked to {fmt(spike[1])} at {unit} {spike[0]:g}" if spike else ""
-        fixes: list[Fix] = []
-        if patience is not None:
-            fixes.append(
-                make_fix(
-                    facts,
-                    "React faster: halve the plateau patience",
-                    plateau_patience=max(1, math.ceil(patience / 2)),
-                )
-            )
-        fixes.append(
-            make_fix(facts, "Or decay proactively with a cosine schedule", schedule="cosine")
-        )
-        return Finding(
-            id="scheduler-late",
-            severity="warning",
-            title=f"LR was cut at {unit} {cut_x:g}, {late:g} {name} after the best loss",
-            explanation=(
-                f"The best loss ({fmt(best)}) came at {unit} {best_x:g}{spike_txt}, but the "
-                f"learning rate was only reduced ({fmt(old)} → {fmt(new)}) at {unit} {cut_x:g}: "
-                f"{late:g} {name} too late. A plateau scheduler is reactive: it waits `patience` "
-                "evaluations without improvement before it acts, and meanwhile the run keeps "
-                "training at the high LR that stopped working — long enough for instability to "
-                "set in. After the change, the first LR reduction should come a few "
-                f"{name} after the best loss, before any spike, and the loss should keep improving."
-            ),
-            steps=[int(step)],
-            epochs=[int(best_x), int(cut_x)] if unit == "epoch" else [],
-            evidence={
-                f"best_{unit}": best_x,
-                "best_loss": best,
-                f"cut_{unit}": cut_x,
-                f"{name}_late": late,
-                "lr_before": old,
-                "lr_after": new,
-                f"spike_{unit}": spike[0] if spike else None,
-                "plateau_patience": patience,
-            },
-            fixes=fixes,
-            related=["loss-spike", "patience-conflict", "loss-divergence"],
         )
 
     def _constant(self, facts: ConfigFacts) -> Finding | None:
@@ -371,51 +308,6 @@ class LRScheduleDetector:
             },
             fixes=fixes,
             related=["eval-unstable", "scheduler-late"],
-        )
-
-    def _conflict(self, facts: ConfigFacts) -> Finding | None:
-        plateau, stop = facts.number("plateau_patience"), facts.number("early_stop_patience")
-        if plateau is None or stop is None or plateau < stop:
-            return None
-        confirmed = self.n_lr > 0 and self.n_decrease == 0
-        new_p = max(1, math.ceil(plateau / 2))
-        ended = (
-            f"epoch {self.last_epoch:g}"
-            if self.last_epoch is not None
-            else f"step {self.last_step}"
-        )
-        return Finding(
-            id="patience-conflict",
-            severity="warning",
-            title=f"Plateau patience {plateau:g} ≥ early-stopping patience {stop:g}",
-            explanation=(
-                f"The LR scheduler waits {plateau:g} evaluations without improvement before it "
-                f"cuts the LR, but early stopping ends the run after {stop:g}: both count from the "
-                "same best, so the run stops before (or just as) the LR would have been reduced — "
-                "the schedule can never help."
-                + (
-                    f" The log confirms it: the run ended at {ended} without any LR reduction."
-                    if confirmed
-                    else ""
-                )
-                + " Keep early-stopping patience a few evaluations longer than the scheduler's; "
-                "afterwards you should see an LR reduction before any early stop."
-            ),
-            evidence={
-                "plateau_patience": plateau,
-                "early_stop_patience": stop,
-                "lr_reduced_in_log": self.n_decrease > 0 if self.n_lr else None,
-            },
-            fixes=[
-                make_fix(
-                    facts,
-                    "Scheduler patience well below early-stopping patience",
-                    plateau_patience=new_p,
-                    early_stop_patience=new_p + 2,
-                )
-            ],
-            source="both" if confirmed else "config",
-            related=["scheduler-late", "plateau-patience-long"],
         )
 
     def state_dict(self) -> dict[str, Any]:
