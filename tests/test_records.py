@@ -48,3 +48,5 @@ def test_config_facts_number_is_a_float_never_a_bool() -> None:
     assert facts.number("max_grad_norm", positive=True) is None  # 0 disables clipping
     assert facts.number("fp16") is None and facts.number("schedule") is None
     assert facts.number("missing") is None
+    facts.set("lr", float("inf"))
+    assert facts.number("lr") is None

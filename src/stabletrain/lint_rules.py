@@ -31,18 +31,12 @@ import math
 from typing import Any
 
 from stabletrain.detectors.fixes import fmt, make_fix, nice, user_key
+from stabletrain.detectors.plateau import conflict_fix
 from stabletrain.records import ConfigFacts, Finding
 
 __all__ = ["lint_facts"]
 
 _ADAM = ("adam", "adamw", "fusedadam", "adamw_torch", "adamw_hf", "lamb", "adafactor")
-
-
-def _num(facts: ConfigFacts, name: str) -> float | None:
-    v = facts.get(name)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
 
 
 def _optimizer(facts: ConfigFacts) -> str:
@@ -56,10 +50,10 @@ def _optimizer(facts: ConfigFacts) -> str:
 
 
 def _eff_batch(facts: ConfigFacts) -> float | None:
-    b = _num(facts, "batch_size")
+    b = facts.number("batch_size")
     if b is None:
         return None
-    return b * (_num(facts, "grad_accum") or 1.0) * (_num(facts, "world_size") or 1.0)
+    return b * (facts.number("grad_accum") or 1.0) * (facts.number("world_size") or 1.0)
 
 
 def _finding(id: str, severity: Any, title: str, explanation: str, **kw: Any) -> Finding:
@@ -90,7 +84,7 @@ def lint_facts(facts: ConfigFacts) -> list[Finding]:
 def _clipping(facts: ConfigFacts) -> list[Finding]:
     if not ({"lr", "optimizer"} & facts.facts.keys()):
         return []  # not a training config we understand
-    clip = _num(facts, "max_grad_norm")
+    clip = facts.number("max_grad_norm")
     if clip is not None and clip > 0:
         return []
     return [
@@ -113,7 +107,7 @@ def _fp16(facts: ConfigFacts) -> bool:
 
 
 def _fp16_scaling(facts: ConfigFacts) -> list[Finding]:
-    init = _num(facts, "loss_scale_init")
+    init = facts.number("loss_scale_init")
     if (
         not _fp16(facts)
         or init is None
@@ -138,10 +132,10 @@ def _fp16_scaling(facts: ConfigFacts) -> list[Finding]:
 
 
 def _scale_high(facts: ConfigFacts) -> list[Finding]:
-    init = _num(facts, "loss_scale_init")
+    init = facts.number("loss_scale_init")
     if init is None or init < 2.0**16 or facts.get("precision") in ("bf16", "fp32"):
         return []
-    interval = _num(facts, "loss_scale_growth_interval")
+    interval = facts.number("loss_scale_growth_interval")
     key = user_key(facts, "loss_scale_init")
     power_key = key.endswith("initial_scale_power")
     if interval is not None and interval <= 100:
@@ -151,7 +145,7 @@ def _scale_high(facts: ConfigFacts) -> list[Finding]:
     else:
         return []
     changes: dict[str, Any] = {"loss_scale_init": 2.0**10}  # make_fix writes powers as powers
-    growth = _num(facts, "loss_scale_growth_factor")
+    growth = facts.number("loss_scale_growth_factor")
     if interval is not None:
         changes["loss_scale_growth_interval"] = int(max(200, 2 * interval))
     if growth is not None and growth >= 2.0:
@@ -174,7 +168,7 @@ def _scale_high(facts: ConfigFacts) -> list[Finding]:
 
 
 def _lr_high(facts: ConfigFacts) -> list[Finding]:
-    lr, kind, eff = _num(facts, "lr"), _optimizer(facts), _eff_batch(facts)
+    lr, kind, eff = facts.number("lr"), _optimizer(facts), _eff_batch(facts)
     if lr is None or lr <= 0 or not kind:
         return []
     if kind == "adam":
@@ -209,7 +203,7 @@ def _plateau_relevant(facts: ConfigFacts) -> bool:
 
 def _patience(facts: ConfigFacts) -> list[Finding]:
     p, stop, epochs = (
-        _num(facts, n) for n in ("plateau_patience", "early_stop_patience", "epochs")
+        facts.number(n) for n in ("plateau_patience", "early_stop_patience", "epochs")
     )
     if p is None or not _plateau_relevant(facts):
         return []
@@ -242,14 +236,7 @@ def _patience(facts: ConfigFacts) -> list[Finding]:
                 f"ends the run after {stop:g}: the LR can never drop before the run stops. Keep "
                 "early-stopping patience a few evaluations longer than the scheduler's; afterwards "
                 "an LR reduction should appear before any early stop.",
-                fixes=[
-                    make_fix(
-                        facts,
-                        "Scheduler patience well below early-stopping patience",
-                        plateau_patience=new_p,
-                        early_stop_patience=new_p + 2,
-                    )
-                ],
+                fixes=[conflict_fix(facts, p)],
                 related=["scheduler-late"],
             )
         )
@@ -257,7 +244,11 @@ def _patience(facts: ConfigFacts) -> list[Finding]:
 
 
 def _warmup(facts: ConfigFacts) -> list[Finding]:
-    lr, ratio, steps = _num(facts, "lr"), _num(facts, "warmup_ratio"), _num(facts, "warmup_steps")
+    lr, ratio, steps = (
+        facts.number("lr"),
+        facts.number("warmup_ratio"),
+        facts.number("warmup_steps"),
+    )
     eff = _eff_batch(facts)
     if lr is None:
         return []
@@ -293,7 +284,7 @@ def _warmup(facts: ConfigFacts) -> list[Finding]:
 
 
 def _beta2(facts: ConfigFacts) -> list[Finding]:
-    b2, eff = _num(facts, "beta2"), _eff_batch(facts)
+    b2, eff = facts.number("beta2"), _eff_batch(facts)
     if b2 is None or b2 < 0.999 or not ((eff is not None and eff >= 512) or _fp16(facts)):
         return []
     return [

@@ -181,11 +181,11 @@ class ConfigFacts:
         return default if fact is None else fact.value
 
     def number(self, name: str, *, positive: bool = False) -> float | None:
-        """The fact as a float when it is a number (not a bool; > 0 with ``positive``), else None."""
+        """The fact as a float when it is a finite number (not a bool; > 0 with ``positive``)."""
         v = self.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (positive and not v > 0):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return None
-        return float(v)
+        return None if positive and not v > 0 else float(v)
 
     def key(self, name: str) -> str:
         """The user's key for a fact (falls back to the normalised name)."""

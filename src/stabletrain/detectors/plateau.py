@@ -100,7 +100,6 @@ def conflict(det: LRScheduleDetector, facts: ConfigFacts) -> Finding | None:
     if plateau is None or stop is None or plateau < stop:
         return None
     confirmed = det.n_lr > 0 and det.n_decrease == 0
-    new_p = max(1, math.ceil(plateau / 2))
     ended = f"epoch {det.last_epoch:g}" if det.last_epoch is not None else f"step {det.last_step}"
     return Finding(
         id="patience-conflict",
@@ -124,14 +123,19 @@ def conflict(det: LRScheduleDetector, facts: ConfigFacts) -> Finding | None:
             "early_stop_patience": stop,
             "lr_reduced_in_log": det.n_decrease > 0 if det.n_lr else None,
         },
-        fixes=[
-            make_fix(
-                facts,
-                "Scheduler patience well below early-stopping patience",
-                plateau_patience=new_p,
-                early_stop_patience=new_p + 2,
-            )
-        ],
+        fixes=[conflict_fix(facts, plateau)],
         source="both" if confirmed else "config",
         related=["scheduler-late", "plateau-patience-long"],
+    )
+
+
+def conflict_fix(facts: ConfigFacts, plateau: float) -> Fix:
+    """Halve the plateau patience and keep early stopping two evaluations beyond it (the doctor
+    and ``lint`` give the same change for ``patience-conflict``)."""
+    new_p = max(1, math.ceil(plateau / 2))
+    return make_fix(
+        facts,
+        "Scheduler patience well below early-stopping patience",
+        plateau_patience=new_p,
+        early_stop_patience=new_p + 2,
     )
