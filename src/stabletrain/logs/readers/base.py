@@ -27,6 +27,14 @@ class RunData:
     facts: ConfigFacts = field(default_factory=ConfigFacts)
     notes: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: what was read, for the report's header (so a user sees at once if the log was misread):
+    #: the dialect within the format (``"fairseq"``, ``"keras"``, ``"wandb-export"``...),
+    #: {the log's own metric name: the StepRecord field or role it was given},
+    #: and how many of the input's lines/rows the reader understood out of how many.
+    dialect: str | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+    lines_total: int | None = None
+    lines_understood: int | None = None
 
     @property
     def train(self) -> list[StepRecord]:
