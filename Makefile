@@ -11,10 +11,14 @@ TORCH_PIN ?= torch==2.13.0
 .PHONY: install demo test check lint format bench clean
 
 $(BIN)/python:
+	@echo "stabletrain: creating $(VENV) (first run only)"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "stabletrain: installing into $(VENV): $(TORCH_PIN) (CPU build) if no torch is present, then"
+	@echo "  stabletrain with its dev, hf and lightning extras (transformers, lightning, tensorboard, ...);"
+	@echo "  about 2 minutes on a bare machine, once"
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_PIN)"
 	$(BIN)/pip install -q -e ".[dev,hf,lightning]"
 	@touch $(STAMP)

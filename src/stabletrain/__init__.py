@@ -60,6 +60,12 @@ if TYPE_CHECKING:
     from stabletrain.report.model import Report
 
 
+def __dir__() -> list[str]:
+    """List the lazily imported names too, so ``dir(stabletrain)`` and tab completion show
+    ``Guard``, ``RunLog``... before their first use."""
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
