@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from stabletrain.train.data import (
     iter_batches,
     load_dataset,
     num_batches,
+    read_cifar_batch,
     unigram_entropy,
 )
 
@@ -72,6 +74,86 @@ def test_cifar10_missing_or_damaged_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "c" / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(ConfigError, match="test_batch is not a CIFAR-10 python batch"):
         load_dataset(DataSection(name="cifar10", path=str(tmp_path / "c")), seed=0)
+
+
+class _Touch:
+    """A real pickle payload: unpickling it runs ``touch MARKER`` (issue 12, item 1)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("name", ["data_batch_1", "test_batch"])
+def test_cifar10_batch_with_a_pickle_payload_is_refused_not_run(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "c"
+    _write_cifar(root, 4, ["data_batch_1", "test_batch"])
+    marker = tmp_path / "pwned"
+    with open(root / name, "wb") as f:
+        pickle.dump({b"data": _Touch(marker), b"labels": [0] * 4}, f)
+    with pytest.raises(
+        ConfigError, match=rf"{name} is not a CIFAR-10 .*refusing to load (os|posix)\.system"
+    ):
+        load_dataset(DataSection(name="cifar10", path=str(root)), seed=0)
+    assert not marker.exists(), "the payload ran"
+
+
+def test_cifar10_batch_as_published_protocol_2_naming_numpy_core(tmp_path: Path) -> None:
+    """The official files: protocol 2, ``numpy.core.multiarray`` (numpy 1), extra keys."""
+    batch = {
+        b"batch_label": b"training batch 1 of 5",
+        b"labels": [3, 9],
+        b"data": np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072),
+        b"filenames": [b"a.png", b"b.png"],
+    }
+    raw = pickle.dumps(batch, protocol=2).replace(b"numpy._core", b"numpy.core")
+    (tmp_path / "data_batch_1").write_bytes(raw)
+    x, y = read_cifar_batch(tmp_path / "data_batch_1")
+    assert x.shape == (2, 3, 32, 32) and y.tolist() == [3, 9]
+    assert np.array_equal(x.reshape(2, 3072), batch[b"data"])
+
+
+def test_cifar10_batch_of_the_wrong_shape_or_type_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "c"
+    _write_cifar(root, 4, ["data_batch_1", "test_batch"])
+    bad = [
+        {b"data": np.zeros((4, 3072), dtype=np.float32), b"labels": [0] * 4},
+        {b"data": np.zeros((4, 100), dtype=np.uint8), b"labels": [0] * 4},
+        {b"data": np.zeros((4, 3072), dtype=np.uint8), b"labels": [0] * 3},
+        {b"data": np.zeros((4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 11]},
+        [1, 2, 3],
+    ]
+    for obj in bad:
+        with open(root / "test_batch", "wb") as f:
+            pickle.dump(obj, f)
+        with pytest.raises(ConfigError, match="test_batch is not a CIFAR-10 python batch"):
+            load_dataset(DataSection(name="cifar10", path=str(root)), seed=0)
+
+
+def test_cifar10_payload_through_the_cli_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stabletrain.cli import main
+
+    root = tmp_path / "c"
+    _write_cifar(root, 4, ["data_batch_1", "test_batch"])
+    marker = tmp_path / "pwned"
+    with open(root / "data_batch_1", "wb") as f:
+        pickle.dump(_Touch(marker), f)
+    config = tmp_path / "cifar.yaml"
+    config.write_text(
+        "run: {tensorboard: false}\n"
+        f"data: {{name: cifar10, path: '{root}'}}\n"
+        "model: {name: cnn}\noptim: {name: sgd, lr: 0.01}\nschedule: {name: constant}\n"
+        "train: {epochs: 1}\namp: {}\n",
+        encoding="utf-8",
+    )
+    rc = main(["train", str(config), "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and not marker.exists()
+    assert "data_batch_1" in err and "Traceback" not in err
 
 
 def test_epoch_order_is_reproducible_and_sharded() -> None:

@@ -5,7 +5,8 @@
 - ``charcorpus``: character-level text made from the ``.py`` files of the running Python's
   standard library (a deterministic ~300 KB subset), cut into ``seq_len + 1`` blocks.
 - ``cifar10``: the standard python-pickle batches (``data_batch_1..5``, ``test_batch``) read from a
-  local folder. Never downloaded: a missing folder is a ConfigError naming the expected files.
+  local folder with a restricted unpickler (numpy arrays and plain data only: a crafted batch is
+  refused, never run). Never downloaded: a missing folder is a ConfigError naming the files.
 
 Batching is by index: each epoch's order is a permutation drawn from a ``torch.Generator`` seeded
 with ``(seed, epoch)``, so a resumed run regenerates the same order and skips the batches it
@@ -20,11 +21,12 @@ import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from stabletrain import safe_io
 from stabletrain.errors import ConfigError
 from stabletrain.train.config import CorruptSection, DataSection
 
@@ -131,19 +133,74 @@ def _cifar10(cfg: DataSection) -> Dataset:
     )
 
 
+#: What a CIFAR-10 python batch may reference: numpy's array/scalar rebuilders, nothing else.
+_CIFAR_GLOBALS = frozenset(
+    (module, name)
+    for core in ("numpy.core", "numpy._core")
+    for module, name in (
+        (f"{core}.multiarray", "_reconstruct"),
+        (f"{core}.multiarray", "scalar"),
+        (f"{core}.numeric", "_frombuffer"),
+    )
+) | {("numpy", "ndarray"), ("numpy", "dtype")}
+_CIFAR_MAX_BYTES = 64 << 20  # an official batch is ~31 MB
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only plain data and numpy arrays: any other global is refused, never called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 from Python 3 stores bytes
+            return _latin1
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: a CIFAR-10 batch references only numpy"
+            )
+        # numpy 2 moved numpy.core (the module official batches name) to numpy._core
+        return super().find_class(module.replace("numpy.core", "numpy._core"), name)
+
+
+def _latin1(text: str, encoding: str) -> bytes:
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refusing to decode bytes with {encoding!r}")
+    return text.encode("latin1")
+
+
+def read_cifar_batch(f: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch as (uint8 images N x 3 x 32 x 32, int64 labels), or ConfigError.
+
+    The batch is a pickle; it is read with a restricted unpickler that admits only numpy's array
+    rebuilders (the official files reference nothing else), so a crafted file cannot run code, and
+    the result must be the expected dict of a uint8 ``data`` array and ``labels`` in 0..9.
+    """
+    bad = f"data.path: {f} is not a CIFAR-10 python batch"
+    try:
+        with safe_io.open_regular(f, max_bytes=_CIFAR_MAX_BYTES, error=ConfigError) as fh:
+            d = _CifarUnpickler(fh, encoding="bytes").load()
+    except ConfigError:
+        raise
+    except Exception as e:  # pickle raises many types for a damaged file
+        raise ConfigError(f"{bad} ({e})") from None
+    if not isinstance(d, dict) or not {b"data", b"labels"} <= d.keys():
+        raise ConfigError(f"{bad} (expected a dict with b'data' and b'labels')")
+    data, labels = d[b"data"], d[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+        raise ConfigError(f"{bad} (b'data' must be a 2-D uint8 array)")
+    if data.shape[1] != 3 * 32 * 32:
+        raise ConfigError(f"{bad} (b'data' rows hold {data.shape[1]} values, not 3072)")
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{bad} (b'labels' must be integers)") from None
+    if y.shape != (len(data),) or (y.size and (y.min() < 0 or y.max() > 9)):
+        raise ConfigError(f"{bad} (need {len(data)} labels in 0..9)")
+    return data.reshape(-1, 3, 32, 32), y
+
+
 def _read_cifar(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                d = pickle.load(fh, encoding="bytes")
-            data, labels = d[b"data"], d[b"labels"]
-        except (OSError, pickle.UnpicklingError, KeyError, EOFError) as e:
-            raise ConfigError(f"data.path: {f} is not a CIFAR-10 python batch ({e})") from None
-        xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(labels, dtype=np.int64))
-    x = torch.from_numpy(np.concatenate(xs)).float() / 255.0
-    return x, torch.from_numpy(np.concatenate(ys))
+    batches = [read_cifar_batch(f) for f in files]
+    x = torch.from_numpy(np.concatenate([b[0] for b in batches])).float() / 255.0
+    return x, torch.from_numpy(np.concatenate([b[1] for b in batches]))
 
 
 def epoch_order(
