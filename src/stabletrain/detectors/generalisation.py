@@ -1,9 +1,20 @@
 """Eval-loss behaviour: ``eval-unstable`` and ``overfitting``.
 
-- ``eval-unstable`` (seed 003: eval loss 0.8294, 0.5869 (best), 0.6093, 0.6127, 0.6011, 0.5884):
-  ≥ 5 evals, the last ≥ 3 (and ≥ 30 % of them) without a new best, the values after the best
-  spread ≥ 1 % above it, and the curve changes direction ≥ 2 times — fluctuating, not improving.
-  Also fires on ≥ 2 eval spikes (≥ 1.25× the running best, then back down).
+- ``eval-unstable``, judged against the eval curve's own trend and noise, two ways:
+
+  * spikes (seed 000: eval loss 1.10 → 1.46 → 1.02, 0.97 → 1.39 → 0.93): ≥ 2 evals that stand
+    above *both* neighbours by more than the curve's noise can explain — ≥ 4 σ, where σ is the
+    robust scale of the evals' residuals around their running median of 3, taken over the evals
+    that are not local peaks (the spikes must not inflate the noise they are judged against) —
+    and by a material amount: ≥ 10 % of the improvement the curve achieved (first − best) and
+    ≥ 2 % of the best.
+  * fluctuating after the best (seed 003: 0.8294, 0.5869 (best), 0.6093, 0.6127, 0.6011,
+    0.5884): ≥ 5 evals, the last ≥ 3 (and ≥ 30 % of them) without a new best, the curve
+    changes direction ≥ 2 times, and the evals since the best give back a material share of the
+    progress: their mean sits ≥ 5 % of (first − best) and ≥ 1 % of the best above the best. A
+    converged run wiggling at its noise (best = its luckiest sample, ±0.7 % around a flat trend)
+    gives back ~1-2 % and stays quiet.
+
 - ``overfitting`` (seed 000's monitoring advice: "watch the train/eval gap"): after the best eval
   the eval loss rises (≥ 5 % above best, rank correlation ≥ 0.5, ≥ 2 evals) while the training
   loss keeps falling, so the eval-train gap widens by ≥ 5 % of the best eval loss. When it fires,
@@ -12,7 +23,8 @@
 The training loss at each eval is the mean of the training records since the previous eval,
 leaving out steps marked skipped: their loss comes from a batch that never reached the weights
 (a guard-skipped 1e6-scaled batch made one epoch's mean train loss 5208, and the eval-train gap
-"widened" from -5208). State: one small row per eval.
+"widened" from -5208). State: one small row per eval. A non-finite or missing epoch is data:
+such evals are located by step.
 """
 
 from __future__ import annotations
@@ -28,6 +40,25 @@ from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
 from stabletrain.detectors.robust import spearman
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _noise(vals: list[float]) -> float:
+    """Robust σ of the evals around their running median of 3, over the evals that are not local
+    peaks (so spikes do not inflate the noise they are judged against); 0 with < 3 such evals."""
+    resid = []
+    for i in range(1, len(vals) - 1):
+        a, v, b = vals[i - 1], vals[i], vals[i + 1]
+        if v > a and v > b:
+            continue
+        resid.append(abs(v - sorted((a, v, b))[1]))
+    if len(resid) < 3:
+        return 0.0
+    resid.sort()
+    return 1.4826 * resid[len(resid) // 2]
 
 
 class EvalDetector:
@@ -83,13 +114,14 @@ class EvalDetector:
         self._n += int(i_loss.size) - start
 
     def _where(self, idx: list[int]) -> tuple[list[int], list[int]]:
-        if all(self.evals[i][1] is not None for i in idx):
-            return [], [int(self.evals[i][1]) for i in idx]
+        epochs = [self.evals[i][1] for i in idx]
+        if all(_finite(e) for e in epochs):
+            return [], [int(e) for e in epochs]
         return [int(self.evals[i][0]) for i in idx], []
 
     def _label(self, i: int) -> str:
         step, epoch = self.evals[i][0], self.evals[i][1]
-        return f"epoch {epoch:g}" if epoch is not None else f"step {step}"
+        return f"epoch {epoch:g}" if _finite(epoch) else f"step {step}"
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
@@ -111,12 +143,21 @@ class EvalDetector:
         diffs = [b - a for a, b in itertools.pairwise(vals) if abs(b - a) > tol]
         turns = sum(1 for a, b in itertools.pairwise(diffs) if (a > 0) != (b > 0))
         spread = (max(vals[i_best:]) - best) / abs(best) if best else 0.0
-        fluctuating = since >= 3 and since >= 0.3 * n and spread >= 0.01 and turns >= 2
-        run_best, spikes = vals[0], []
-        for i in range(1, n - 1):
-            if vals[i] >= 1.25 * run_best and vals[i + 1] < vals[i]:
-                spikes.append(i)
-            run_best = min(run_best, vals[i])
+        progress = max(vals[0] - best, 0.0)
+        after = vals[i_best + 1 :]
+        give_back = (sum(after) / len(after) - best) if after else 0.0
+        fluctuating = (
+            since >= 3
+            and since >= 0.3 * n
+            and turns >= 2
+            and give_back >= 0.05 * progress
+            and give_back >= 0.01 * abs(best)
+        )
+        sigma = _noise(vals)
+        floor = max(4.0 * sigma, 0.1 * progress, 0.02 * abs(best))
+        spikes = [
+            i for i in range(1, n - 1) if vals[i] - max(vals[i - 1], vals[i + 1]) >= floor > 0
+        ]
         if not fluctuating and len(spikes) < 2:
             return None
         idx = list(range(i_best + 1, n)) if fluctuating else spikes
@@ -146,7 +187,8 @@ class EvalDetector:
                     "the best, "
                     f"{turns} changes of direction) instead of improving."
                     if fluctuating
-                    else f"the curve spiked {len(spikes)} times above 1.25× its running best."
+                    else f"the curve spiked {len(spikes)} times, each ≥ {fmt(floor)} above both "
+                    f"neighbouring evals — far beyond its own noise (σ ≈ {fmt(sigma)})."
                 )
                 + " The model is bouncing around a minimum rather than descending into it — "
                 "typically a learning rate too high for this stage of training, often together "
@@ -162,6 +204,9 @@ class EvalDetector:
                 "evals_since_best": since,
                 "turns": turns,
                 "spread_above_best": round(spread, 4),
+                "gave_back_of_progress": round(give_back / progress, 4) if progress else None,
+                "noise_sigma": round(sigma, 6),
+                "spikes": len(spikes),
             },
             fixes=fixes,
             related=["lr-constant", "clip-saturated", "grad-norm-growth"],
