@@ -10,11 +10,16 @@
 - ``autoclip``: AutoClip (Seetharaman et al. 2020, "AutoClip: Adaptive Gradient Clipping for
   Source Separation Networks"): clip to the p-th percentile (p=10) of every grad norm seen so far,
   the current one included. Non-finite norms enter the history too, as in the paper's recipe.
+- ``skipclip``: the plain loop a careful user writes by hand: skip the backward of a non-finite
+  loss, skip the update when the clipped grad norm is non-finite, else ``clip_grad_norm_(1.0)``.
 - ``guard``: :class:`stabletrain.Guard` with the ``default`` preset.
 
 Every stepper has ``batches(iterable)`` (identity except for the guard, which drops the batches a
 rollback asked to skip) and ``step(loss)``: backward, clip, optimizer step, scheduler step,
-zero_grad. Limits: single process, one param group's worth of bookkeeping, not tuned per task.
+zero_grad; ``step`` is ``backward(loss)`` then ``optimizer_step()``, the two halves a loop with
+gradient accumulation calls apart. ``observe_eval(value)`` passes an eval loss to the guard when
+it has ``Guard.observe_eval`` (a no-op elsewhere). Limits: single process, one param group's
+worth of bookkeeping, not tuned per task.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from torch import nn
 
 import stabletrain
 
-Method = Literal["none", "clip", "zclip", "autoclip", "guard"]
+Method = Literal["none", "clip", "zclip", "autoclip", "skipclip", "guard"]
 METHODS: tuple[Method, ...] = ("none", "clip", "zclip", "autoclip", "guard")
 #: the ``guard`` method's preset and GuardConfig fields set over it (bench options)
 GUARD_PRESET: dict[str, Any] = {"name": "default"}
@@ -63,7 +68,13 @@ T = TypeVar("T")
 class Stepper(Protocol):
     def batches(self, loader: Iterable[T]) -> Iterator[T]: ...
 
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def optimizer_step(self) -> None: ...
+
     def step(self, loss: torch.Tensor) -> None: ...
+
+    def observe_eval(self, value: float) -> None: ...
 
 
 def _grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
@@ -92,20 +103,31 @@ class PlainStepper:
     def clip(self) -> None:
         """No clipping; subclasses override."""
 
-    def step(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self) -> None:
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
             self.clip()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             self.clip()
             self.optimizer.step()
+        self.end_step()
+
+    def end_step(self) -> None:
         if self.scheduler is not None:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.backward(loss)
+        self.optimizer_step()
+
+    def observe_eval(self, value: float) -> None:
+        """Only the guard reads eval metrics."""
 
 
 class ClipStepper(PlainStepper):
@@ -113,6 +135,37 @@ class ClipStepper(PlainStepper):
 
     def clip(self) -> None:
         torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
+
+
+class SkipClipStepper(ClipStepper):
+    """The hand-written "skip non-finite + clip 1.0" loop (about 25 lines in a user's script)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backwards = 0  # micro-batches whose backward ran since the last step
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if not math.isfinite(float(loss)):  # a bad micro-batch: drop it, keep the others
+            return
+        super().backward(loss)
+        self.backwards += 1
+
+    def optimizer_step(self) -> None:
+        ran, self.backwards = self.backwards, 0
+        if ran == 0:  # every micro-batch was bad: nothing to apply
+            self.end_step()
+            return
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
+        if math.isfinite(float(norm)):
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+            else:
+                self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.update()  # backs the scale off after an overflow
+        self.end_step()
 
 
 class ZClipStepper(PlainStepper):
@@ -188,8 +241,20 @@ class GuardStepper:
     def batches(self, loader: Iterable[T]) -> Iterator[T]:
         return self.guard.batches(loader)
 
+    def backward(self, loss: torch.Tensor) -> None:
+        self.guard.backward(loss)
+
+    def optimizer_step(self) -> None:
+        self.guard.optimizer_step()
+
     def step(self, loss: torch.Tensor) -> None:
         self.guard.step(loss)
+
+    def observe_eval(self, value: float) -> None:
+        """``Guard.observe_eval`` when this version of the guard has it (the same bench runs on
+        the code before and after it was added)."""
+        if hasattr(self.guard, "observe_eval"):
+            self.guard.observe_eval(value)
 
 
 def make_stepper(
@@ -198,12 +263,15 @@ def make_stepper(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None = None,
     scheduler: Any = None,
+    preset: Literal["default", "adaptive", "conservative", "off"] | None = None,
 ) -> Stepper:
+    """``preset``: the guard method's preset (default: the ``--guard-preset`` option's)."""
     if method == "guard":
-        return GuardStepper(model, optimizer, scaler, scheduler)
+        return GuardStepper(model, optimizer, scaler, scheduler, preset)
     cls = {
         "none": PlainStepper,
         "clip": ClipStepper,
+        "skipclip": SkipClipStepper,
         "zclip": ZClipStepper,
         "autoclip": AutoClipStepper,
     }[method]

@@ -1,0 +1,132 @@
+"""The four model families of the fault matrix: data, model, batches and evaluation for each.
+
+- ``cnn``: the reference trainer's 3-conv CNN with BatchNorm (8/16/32 channels) on scikit-learn's
+  ``load_digits`` (1437 train / 360 val, standardised), AdamW 3e-3, batch 32.
+- ``mlp``: an 8-layer, 64-wide ReLU MLP with no normalisation (Kaiming init) on the same digits,
+  AdamW 1e-3, batch 32.
+- ``gpt``: the reference trainer's pre-LN GPT (2 layers, 2 heads, 48 wide) as a character LM on
+  the Python standard library's own ``.py`` sources, blocks of 32 characters, AdamW 3e-3 with a
+  20-step linear warm-up, batch 16.
+- ``lstm``: a one-layer LSTM character LM (embedding 32, hidden 96) on the same text, Adam 3e-3,
+  batch 16.
+
+The metric is val accuracy: of the 10 digit classes, or of the next character on 128 held-out
+blocks. A run is at *chance* when its metric is no better than ignoring the input: 0.15 on digits,
+the most frequent character's share (+0.02) on text. Batches are drawn once per seed, before the
+run, so every method sees the very same data in the same order, and a fault is a property of a
+batch (a NaN batch stays a NaN batch, whoever reads it).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rescue import mlp
+from stabletrain.train.config import CNNSection, DataSection, GPTSection
+from stabletrain.train.data import Dataset, load_dataset
+from stabletrain.train.models import CNN, GPT, loss_and_correct
+
+FamilyName = Literal["cnn", "mlp", "gpt", "lstm"]
+FAMILIES: tuple[FamilyName, ...] = ("cnn", "mlp", "gpt", "lstm")
+SEQ = 32
+VAL_BLOCKS = 128
+
+
+@dataclass(frozen=True)
+class Family:
+    name: FamilyName
+    task: Literal["classify", "lm"]
+    lr: float
+    batch: int
+    warmup: int = 0
+
+
+SPECS: dict[FamilyName, Family] = {
+    "cnn": Family("cnn", "classify", 3e-3, 32),
+    "mlp": Family("mlp", "classify", 1e-3, 32),
+    "gpt": Family("gpt", "lm", 3e-3, 16, warmup=20),
+    "lstm": Family("lstm", "lm", 1e-2, 16),
+}
+
+
+class CharLSTM(nn.Module):
+    def __init__(self, vocab: int, emb: int = 32, hidden: int = 96) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, emb)
+        self.rnn = nn.LSTM(emb, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.emb(idx))[0])
+
+
+@functools.cache
+def dataset(task: Literal["classify", "lm"]) -> Dataset:
+    if task == "classify":
+        return load_dataset(DataSection(name="digits"), seed=0)
+    ds = load_dataset(DataSection(name="charcorpus", seq_len=SEQ), seed=0)
+    ds.x_val, ds.y_val = ds.x_val[:VAL_BLOCKS], ds.y_val[:VAL_BLOCKS]
+    return ds
+
+
+@functools.cache
+def chance(task: Literal["classify", "lm"]) -> float:
+    """The metric of a model that ignores its input."""
+    if task == "classify":
+        return 0.15
+    y = dataset("lm").y_val
+    return float(torch.bincount(y.flatten()).max()) / y.numel() + 0.02
+
+
+def build_model(fam: Family, init_std: float | None = None) -> nn.Module:
+    """The family's model, initialised from the current torch seed."""
+    if fam.name == "cnn":
+        return CNN(CNNSection(channels=[8, 16, 32], hidden=64, batch_norm=True), 1, 10)
+    if fam.name == "mlp":
+        return mlp(init_std, depth=8, width=64)
+    vocab = dataset("lm").num_classes
+    if fam.name == "gpt":
+        return GPT(GPTSection(n_layer=2, n_head=2, n_embd=48), vocab, SEQ)
+    return CharLSTM(vocab)
+
+
+def draw_batches(
+    fam: Family, seed: int, count: int, batch: int, subset: int | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` batches of ``batch`` examples: epochs of a seeded permutation of the training set
+    (its first ``subset`` examples when given)."""
+    ds = dataset(fam.task)
+    n = len(ds.x_train) if subset is None else subset
+    g = torch.Generator().manual_seed(1000 + seed)
+    out: list[tuple[torch.Tensor, torch.Tensor]] = []
+    perm = torch.randperm(n, generator=g)
+    at = 0
+    while len(out) < count:
+        if at + batch > n:
+            perm, at = torch.randperm(n, generator=g), 0
+        idx = perm[at : at + batch]
+        at += batch
+        out.append((ds.x_train[idx].clone(), ds.y_train[idx].clone()))
+    return out
+
+
+def evaluate(model: nn.Module, fam: Family) -> tuple[float, float]:
+    """(val loss, val accuracy) in eval mode; the model is put back in train mode."""
+    ds = dataset(fam.task)
+    model.eval()
+    try:
+        with torch.no_grad():
+            dtype = next(model.parameters()).dtype
+            x = ds.x_val.to(dtype) if ds.x_val.is_floating_point() else ds.x_val
+            loss, correct = loss_and_correct(model(x), ds.y_val)
+    finally:
+        model.train()
+    return float(loss), float(correct) / ds.y_val.numel()

@@ -1,0 +1,492 @@
+"""Fault matrix: 17 fault classes x 3 seeds x 4 model families under 7 protection methods.
+
+Every fault enters the run the way it does in practice -- through the data, the config, the
+precision or the initialisation -- never by faking a loss. Families (``fault_families.py``): a
+CNN with BatchNorm on digits, an 8-layer MLP without normalisation on digits, a pre-LN GPT and an
+LSTM as character LMs on the Python standard library's sources. Each run is 200 optimizer steps
+(eval every 10). Methods: ``none``, ``clip`` (``clip_grad_norm_(1.0)``), ``zclip``, ``autoclip``,
+``skipclip`` (the hand-written skip-non-finite + clip 1.0 loop), ``guard`` (``default`` preset)
+and ``guard_adaptive`` (``adaptive`` preset), all from ``baselines.py``. The guard is used
+through its public API only (``stabletrain.Guard``, ``GuardConfig.preset``); when it has
+``observe_eval`` it gets the val loss after every eval (detected with ``hasattr``, so the same
+script runs on the code before and after that method exists).
+
+Scenarios, with the outcome a robust guard should reach, written BEFORE the guard ran on them
+(fault sizes were set by running ``none`` only). T = TUNE half, H = HELD-OUT half, decided here
+before the first run; the guard may be tuned on T, H is reported untouched beside it.
+
+stable (one per family: AdamW, Kaiming, normalised data; gpt with a 20-step warm-up)
+  stable_cnn / stable_mlp / stable_gpt / stable_lstm: the references (lstm at lr 1e-2, gpt at
+  3e-3 with a 20-step warm-up). Robust guard: takes no
+  action, ends within 1% of ``none``.
+cnn (BatchNorm)
+  T nan_batchnorm     one NaN pixel row in batch 40 (a corrupt image); the forward writes NaN
+                      into BN's running stats. Expect: skip, restore BN buffers, end ~ stable.
+  T plateau_late      SGD momentum 0.9 at lr 0.3, ReduceLROnPlateau on val loss with patience 10
+                      evals, which reacts too late. Expect: lower the LR on the eval plateau or
+                      worsening, sooner than the scheduler; end >= none, ideally not failed.
+  H inf_cluster       8 consecutive all-inf batches at 60-67 (a bad shard). Expect: skip 8 steps
+                      without rollback or LR cap, restore BN buffers, end ~ stable.
+  H aggressive_scaler fp16 autocast, GradScaler init 2**24 growing every 10 steps: overflow skips
+                      and scale swings. Expect: no crash, no rollback from scaler skips, ~ none.
+mlp (8 layers, no normalisation)
+  T nan_sparse        whole NaN batches at 30, 95, 150. Expect: 3 skips, nothing else, ~ stable.
+  T bad_init          weights normal(std 0.5) (~2.8x Kaiming over 8 layers). Expect: warn; end
+                      >= none (no method is expected to reach the reference).
+  T fp16_params_adam  ``model.half()`` + AdamW eps 1e-8 (0 in fp16): the first update writes
+                      NaN. Expect: undo the update, name the cause (eps / fp32 master weights);
+                      abort early or repair -- never train on NaN weights.
+  T first_nan_scaler  fp16 autocast + GradScaler (init 2**16) and the very first batch NaN.
+                      Expect: no crash; skip it; end ~ stable.
+  H scaled_1e6        batches multiplied by 1e6 at 50, 90, 130 (an unnormalised file). Expect:
+                      skip or clip those updates without rollback; end ~ stable.
+  H high_lr_sgd       SGD momentum 0.9 at lr 0.3 from step 0. Expect: back off the LR on the
+                      damage; end >= none and >= clip.
+  H nan_accum         gradient accumulation 4 x 8, micro-batches 100 and 420 NaN. Expect: skip
+                      those optimizer steps (or drop the micro-batch), ~ stable.
+  H fp16_overflow     fp16 autocast + GradScaler on inputs in raw 16-bit units (0..65535, a
+                      forgotten normalisation): every forward overflows, the scale collapses, the
+                      plain loop trains nothing (fp32 reaches ~0.78 of the reference).
+                      Expect: fall back to bf16/fp32 where the guard owns autocast
+                      (``Guard.autocast`` when it exists), else stop early naming fp16 overflow.
+gpt (pre-LN transformer LM)
+  T lr_jump           the schedule multiplies the LR by 30 from step 80 (a mistyped milestone).
+                      Expect: roll back to before the jump, cap the LR; end ~ stable.
+  H no_warmup         lr 3e-2 with no warm-up. Expect: lower the LR / ramp it on the early
+                      damage; end >= none.
+lstm (character LM)
+  T high_lr_adam      Adam lr 0.2 (20x the stable 1e-2), no warm-up: the metric stalls below
+                      its best, no single spike. Expect: see the trend against the run's own
+                      best, roll back, lower the LR; end >= none.
+  T eval_divergence   trained on only 128 blocks (4k characters) at lr 2e-2: the val loss
+                      climbs as it memorises. Reference: the best eval of the ``none`` run of the
+                      same seed (early stopping in hindsight), since the small set can never
+                      reach the stable config. Expect (observe_eval): roll back to the
+                      best-eval snapshot, lower the LR; end within 5% of that best.
+  H label_noise       steps 60-99 get random target characters (a mislabelled shard). Expect:
+                      no harmful action; end ~ stable.
+
+Per method it reports: *crashed* (an exception other than TrainingAborted, caught and counted;
+a crash never stops the bench), *diverged* (non-finite weights, buffers or val loss, metric at
+chance, or a guard abort), *failed* (crashed, diverged, or final metric < 95% of the stable
+reference of the same family and seed under ``none``), and the mean relative metric (final
+metric / that reference; 0 for a crash). Per scenario and seed it flags where the guard ended
+worse than ``none`` (relative metric lower by more than 0.02, or diverged/crashed where none did
+not). Stable configs show the guard's cost.
+
+    .venv/bin/python bench/fault_matrix.py [--seeds 0,1,2] [--faults a,b] [--methods m,n]
+        [--families cnn,mlp] [--out results.json] [--halves tune,held-out]
+
+Whole matrix: 21 scenarios x 7 methods x 3 seeds = 441 runs, ~20 min on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stabletrain
+from baselines import Method, add_guard_options, apply_guard_options, make_stepper
+from fault_families import (
+    FAMILIES,
+    SPECS,
+    FamilyName,
+    build_model,
+    chance,
+    dataset,
+    draw_batches,
+    evaluate,
+)
+from stabletrain.errors import TrainingAborted
+from stabletrain.train.models import loss_and_correct
+
+STEPS = 200
+EVAL_EVERY = 10
+Half = Literal["stable", "tune", "held-out"]
+#: matrix method -> (baselines stepper, guard preset)
+METHODS: dict[str, tuple[Method, Any]] = {
+    "none": ("none", None),
+    "clip": ("clip", None),
+    "zclip": ("zclip", None),
+    "autoclip": ("autoclip", None),
+    "skipclip": ("skipclip", None),
+    "guard": ("guard", None),  # the --guard-preset option's preset (default: "default")
+    "guard_adaptive": ("guard", "adaptive"),
+}
+#: raw digits pixel counts (0..16) as 16-bit units (0..65535)
+RAW16 = 4096.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    family: FamilyName
+    half: Half
+    opt: Literal["adamw", "sgd"] = "adamw"
+    lr: float | None = None  # None: the family's
+    warmup: int | None = None  # None: the family's
+    nan_batches: tuple[int, ...] = ()  # micro-batch positions filled with NaN
+    inf_batches: tuple[int, ...] = ()
+    nan_row_batches: tuple[int, ...] = ()  # one NaN example in the batch
+    scaled_batches: tuple[int, ...] = ()  # x 1e6
+    label_noise: tuple[int, int] | None = None  # [start, end) positions with random labels
+    lr_jump: tuple[int, float] | None = None  # (step, factor) in the schedule
+    plateau_patience: int | None = None
+    fp16_autocast: bool = False
+    scaler: dict[str, float] | None = None  # GradScaler kwargs; None: no scaler
+    fp16_params: bool = False
+    raw16_inputs: bool = False
+    init_std: float | None = None
+    accum: int = 1
+    train_subset: int | None = None
+    #: "stable": the family's stable config (none, same seed); "best_eval": the best eval of
+    #: this scenario's own ``none`` run (early stopping with hindsight)
+    reference: Literal["stable", "best_eval"] = "stable"
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("stable_cnn", "cnn", "stable"),
+    Scenario("stable_mlp", "mlp", "stable"),
+    Scenario("stable_gpt", "gpt", "stable"),
+    Scenario("stable_lstm", "lstm", "stable"),
+    # cnn
+    Scenario("nan_batchnorm", "cnn", "tune", nan_row_batches=(40,)),
+    Scenario("plateau_late", "cnn", "tune", opt="sgd", lr=0.3, plateau_patience=10),
+    Scenario("inf_cluster", "cnn", "held-out", inf_batches=tuple(range(60, 68))),
+    Scenario("aggressive_scaler", "cnn", "held-out", fp16_autocast=True,
+             scaler={"init_scale": 2.0**24, "growth_interval": 10}),
+    # mlp
+    Scenario("nan_sparse", "mlp", "tune", nan_batches=(30, 95, 150)),
+    Scenario("bad_init", "mlp", "tune", init_std=0.5),
+    Scenario("fp16_params_adam", "mlp", "tune", fp16_params=True),
+    Scenario("first_nan_scaler", "mlp", "tune", fp16_autocast=True, scaler={},
+             nan_batches=(0,)),
+    Scenario("scaled_1e6", "mlp", "held-out", scaled_batches=(50, 90, 130)),
+    Scenario("high_lr_sgd", "mlp", "held-out", opt="sgd", lr=0.3),
+    Scenario("nan_accum", "mlp", "held-out", accum=4, nan_batches=(100, 420)),
+    Scenario("fp16_overflow", "mlp", "held-out", fp16_autocast=True, scaler={},
+             raw16_inputs=True),
+    # gpt
+    Scenario("lr_jump", "gpt", "tune", lr_jump=(80, 30.0)),
+    Scenario("no_warmup", "gpt", "held-out", lr=3e-2, warmup=0),
+    # lstm
+    Scenario("high_lr_adam", "lstm", "tune", lr=0.2),
+    Scenario("eval_divergence", "lstm", "tune", lr=2e-2, train_subset=128,
+             reference="best_eval"),
+    Scenario("label_noise", "lstm", "held-out", label_noise=(60, 100)),
+]  # fmt: skip
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+@dataclass
+class Result:
+    scenario: str
+    method: str
+    seed: int
+    metric: float = 0.0
+    val_loss: float = math.inf
+    finite: bool = True
+    aborted: str | None = None
+    crashed: str | None = None
+    steps: int = 0
+    evals: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed: int) -> None:
+    """Corrupt the drawn batches in place, as a bad shard or file would."""
+    g = torch.Generator().manual_seed(2000 + seed)
+    classes = dataset(SPECS[sc.family].task).num_classes
+    for i, (x, y) in enumerate(batches):
+        if sc.raw16_inputs:
+            x = (x * 6.0168 + 4.8842) * RAW16  # undo the standardisation: raw counts in 16 bits
+        if i in sc.nan_batches:
+            x = torch.full_like(x, math.nan)
+        elif i in sc.inf_batches:
+            x = torch.full_like(x, math.inf)
+        elif i in sc.scaled_batches:
+            x = x * 1e6
+        elif i in sc.nan_row_batches:
+            x = x.clone()
+            x[0] = math.nan
+        if sc.label_noise and sc.label_noise[0] <= i < sc.label_noise[1]:
+            y = torch.randint(0, classes, y.shape, generator=g)
+        batches[i] = (x, y)
+
+
+def _schedule(sc: Scenario, warmup: int) -> Any:
+    jump = sc.lr_jump
+
+    def factor(step: int) -> float:
+        f = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if jump is not None and step >= jump[0]:
+            f *= jump[1]
+        return f
+
+    return factor
+
+
+def finite_model(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in [*model.parameters(), *model.buffers()]
+               if t.is_floating_point())  # fmt: skip
+
+
+def run_one(sc: Scenario, method: str, seed: int) -> Result:
+    res = Result(sc.name, method, seed)
+    t0 = time.perf_counter()
+    fam = SPECS[sc.family]
+    torch.manual_seed(seed)
+    model = build_model(fam, sc.init_std)
+    if sc.fp16_params:
+        model = model.half()
+    lr = sc.lr if sc.lr is not None else fam.lr
+    opt: torch.optim.Optimizer
+    if sc.opt == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = fam.warmup if sc.warmup is None else sc.warmup
+    sched = (
+        torch.optim.lr_scheduler.LambdaLR(opt, _schedule(sc, warmup))
+        if warmup or sc.lr_jump
+        else None
+    )
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=sc.plateau_patience, factor=0.1)
+        if sc.plateau_patience is not None
+        else None
+    )
+    scaler = torch.amp.GradScaler("cpu", **sc.scaler) if sc.scaler is not None else None
+    kind, preset = METHODS[method]
+    batches = draw_batches(fam, seed, STEPS * sc.accum, fam.batch // sc.accum, sc.train_subset)
+    _inject(sc, batches, seed)
+    try:
+        stepper = make_stepper(kind, model, opt, scaler, sched, preset)
+        guard = getattr(stepper, "guard", None)
+        use_guard_autocast = sc.fp16_autocast and guard is not None and hasattr(guard, "autocast")
+        micro = 0
+        for x, y in stepper.batches(batches):
+            if sc.fp16_params:
+                x = x.half()
+            if use_guard_autocast:
+                ctx: Any = guard.autocast("cpu", dtype=torch.float16)  # type: ignore[union-attr]
+            else:
+                ctx = torch.autocast("cpu", dtype=torch.float16, enabled=sc.fp16_autocast)
+            with ctx:
+                loss, _ = loss_and_correct(model(x), y)
+            stepper.backward(loss / sc.accum if sc.accum > 1 else loss)
+            micro += 1
+            if micro % sc.accum:
+                continue
+            stepper.optimizer_step()
+            res.steps += 1
+            if res.steps % EVAL_EVERY == 0:
+                vl, metric = evaluate(model, fam)
+                res.evals.append(round(metric, 4))
+                stepper.observe_eval(vl)
+                if plateau is not None:
+                    plateau.step(vl)
+    except TrainingAborted as e:
+        res.aborted = f"step {res.steps}: {str(e).splitlines()[0][:160]}"
+    except Exception as e:  # a crash is a result to count, never the end of the bench
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        res.crashed = f"{type(e).__name__}: {str(e)[:120]} ({Path(tb.filename).name}:{tb.lineno})"
+    res.finite = finite_model(model)
+    try:
+        vl, metric = evaluate(model, fam)
+    except Exception as e:  # a model the run left unusable
+        res.crashed = res.crashed or f"eval: {type(e).__name__}: {str(e)[:120]}"
+        vl, metric = math.inf, 0.0
+    res.val_loss = vl if math.isfinite(vl) else math.inf
+    res.metric = 0.0 if res.crashed else metric
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+# -- judging -------------------------------------------------------------------------------------
+def diverged(r: Result) -> bool:
+    fam = SPECS[BY_NAME[r.scenario].family]
+    return bool(
+        r.aborted or not r.finite or not math.isfinite(r.val_loss) or r.metric <= chance(fam.task)
+    )
+
+
+class Judge:
+    """References (stable config of the family, same seed, ``none``) and the per-run verdicts."""
+
+    def __init__(self, results: list[Result]) -> None:
+        self.by = {(r.scenario, r.method, r.seed): r for r in results}
+        self.ref: dict[tuple[str, int], float] = {}
+        for r in results:
+            if r.scenario.startswith("stable_") and r.method == "none":
+                self.ref[BY_NAME[r.scenario].family, r.seed] = r.metric
+            if BY_NAME[r.scenario].reference == "best_eval" and r.method == "none":
+                self.ref[r.scenario, r.seed] = max([r.metric, *r.evals])
+
+    def rel(self, r: Result) -> float | None:
+        sc = BY_NAME[r.scenario]
+        key = (sc.name if sc.reference == "best_eval" else sc.family, r.seed)
+        ref = self.ref.get(key)
+        return None if not ref else r.metric / ref
+
+    def failed(self, r: Result) -> bool:
+        rel = self.rel(r)
+        return bool(r.crashed) or diverged(r) or (rel is not None and rel < 0.95)
+
+    def worse_than_none(self, r: Result) -> bool:
+        base = self.by.get((r.scenario, "none", r.seed))
+        if base is None:
+            return False
+        if r.crashed or (diverged(r) and not (diverged(base) or base.crashed)):
+            return True
+        a, b = self.rel(r), self.rel(base)
+        return a is not None and b is not None and a < b - 0.02
+
+
+def summarise(results: list[Result], scenarios: list[Scenario], methods: list[str]) -> str:
+    j = Judge(results)
+    out: list[str] = []
+    runs = {(r.scenario, r.method): [] for r in results}  # type: dict[tuple[str, str], list[Result]]
+    for r in results:
+        runs[r.scenario, r.method].append(r)
+
+    def cell(rs: list[Result]) -> str:
+        rels = [j.rel(r) for r in rs]
+        known = [x for x in rels if x is not None]
+        mean = f"{statistics.mean(known):.3f}" if known else "  -  "
+        c, d, f = sum(bool(r.crashed) for r in rs), sum(diverged(r) for r in rs), 0
+        f = sum(j.failed(r) for r in rs)
+        return f"{c}/{d}/{f} {mean}"
+
+    out.append("cell = crashed/diverged/failed of the seeds, mean metric relative to the stable")
+    out.append("reference of the family and seed (none); failed = crashed, diverged or < 0.95\n")
+    out.append("| scenario | half | " + " | ".join(methods) + " |")
+    out.append("|---|---|" + "---|" * len(methods))
+    for sc in scenarios:
+        cells = [cell(runs.get((sc.name, m), [])) for m in methods]
+        out.append(f"| {sc.name} ({sc.family}) | {sc.half} | " + " | ".join(cells) + " |")
+    out.append("")
+    for half in ("tune", "held-out", "all faults", "stable"):
+        chosen = [
+            s for s in scenarios
+            if (s.half == half) or (half == "all faults" and s.half != "stable")
+        ]  # fmt: skip
+        if not chosen:
+            continue
+        out.append(f"**{half}** ({len(chosen)} scenarios)\n")
+        out.append(
+            "| method | runs | crashed | diverged | failed | mean rel. metric | worse than none |"
+        )
+        out.append("|---|---|---|---|---|---|---|")
+        for m in methods:
+            rs = [r for s in chosen for r in runs.get((s.name, m), [])]
+            if not rs:
+                continue
+            rels = [x for x in (j.rel(r) for r in rs) if x is not None]
+            mean = f"{statistics.mean(rels):.3f}" if rels else "-"
+            worse = sum(j.worse_than_none(r) for r in rs) if m != "none" else 0
+            out.append(
+                f"| {m} | {len(rs)} | {sum(bool(r.crashed) for r in rs)} | "
+                f"{sum(diverged(r) for r in rs)} | {sum(j.failed(r) for r in rs)} | {mean} | "
+                f"{worse if m != 'none' else '-'} |"
+            )
+        out.append("")
+    notes = []
+    for r in results:
+        if r.crashed:
+            notes.append(f"- CRASH {r.method} / {r.scenario} seed {r.seed}: {r.crashed}")
+        elif r.aborted:
+            notes.append(f"- abort {r.method} / {r.scenario} seed {r.seed}: {r.aborted}")
+    for m in methods:
+        if not m.startswith("guard"):
+            continue
+        worse = [
+            f"{r.scenario}/{r.seed} ({j.rel(r) or 0:.3f} vs {j.rel(j.by[r.scenario, 'none', r.seed]) or 0:.3f})"
+            for r in results
+            if r.method == m and j.worse_than_none(r)
+        ]  # fmt: skip
+        if worse:
+            notes.append(f"- {m} worse than none on: " + ", ".join(worse))
+    if notes:
+        out.append("\n".join(notes))
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    ap.add_argument("--faults", default="", help="comma-separated scenario names (default: all)")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
+    ap.add_argument("--halves", default="stable,tune,held-out", help="comma-separated subset")
+    ap.add_argument("--out", type=Path, help="write every run's result here as JSON")
+    add_guard_options(ap)
+    args = ap.parse_args()
+    apply_guard_options(args)
+    torch.set_num_threads(1)
+    logging.getLogger("stabletrain").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        ap.error(f"unknown method(s) {unknown}; allowed: {', '.join(METHODS)}")
+    wanted = set(args.faults.split(",")) - {""}
+    if wanted - set(BY_NAME):
+        ap.error(f"unknown scenario(s) {sorted(wanted - set(BY_NAME))}")
+    scenarios = [
+        s for s in SCENARIOS
+        if (not wanted or s.name in wanted)
+        and s.family in args.families.split(",")
+        and s.half in args.halves.split(",")
+    ]  # fmt: skip
+    # the references are needed for every relative figure: run them even when filtered out
+    refs = [BY_NAME[f"stable_{f}"] for f in {s.family for s in scenarios}]
+    print(f"stabletrain from {stabletrain.__file__}", flush=True)
+    t0 = time.perf_counter()
+    results: list[Result] = []
+    for sc in [*[r for r in refs if r not in scenarios], *scenarios]:
+        todo = methods if sc in scenarios else ["none"]
+        if sc.reference == "best_eval" and "none" not in todo:
+            todo = ["none", *todo]  # its reference is the none run
+        for m in todo:
+            for seed in seeds:
+                r = run_one(sc, m, seed)
+                results.append(r)
+            rs = results[-len(seeds) :]
+            tags = " ".join(
+                f"{r.metric:.3f}" + ("C" if r.crashed else "A" if r.aborted else "") for r in rs
+            )
+            print(f"# {sc.name:18s} {m:15s} {tags}  ({sum(r.seconds for r in rs):.1f} s)",
+                  flush=True)  # fmt: skip
+    shown = [s for s in SCENARIOS if s in scenarios]
+    print("\n" + summarise(results, shown, methods))
+    total = time.perf_counter() - t0
+    print(f"\n{len(results)} runs, {total:.0f} s total")
+    if args.out:
+        args.out.write_text(json.dumps({
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "stabletrain": stabletrain.__file__,
+            "argv": sys.argv[1:],
+            "seconds": round(total, 1),
+            "results": [asdict(r) for r in results],
+        }, indent=1))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
