@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,6 +36,96 @@ def test_save_is_atomic_and_load_validates(tmp_path: Path) -> None:
     save_checkpoint(path, {"model": {}})
     with pytest.raises(CheckpointError, match="not a stabletrain checkpoint"):
         load_checkpoint(path)
+
+
+class _Touch:
+    """A real pickle payload: unpickling it runs ``touch MARKER`` (issue 12, item 1)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_checkpoint_with_a_pickle_payload_is_refused_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {}, "optimizer": {}, "loop": _Touch(marker), "rng": {}}, path)
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt cannot be read safely"):
+        load_checkpoint(path)
+    assert not marker.exists(), "the payload ran"
+
+
+def test_resume_from_a_crafted_checkpoint_exits_2_without_running_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert train("digits-cnn.yaml", run, "train.epochs=1", "train.max_steps=3") == 0
+    marker = tmp_path / "pwned"
+    torch.save(
+        {"model": {}, "optimizer": {}, "loop": _Touch(marker), "rng": {}}, run / "checkpoint.pt"
+    )
+    capsys.readouterr()
+    assert train("digits-cnn.yaml", run, "train.epochs=1", "train.max_steps=3", resume=True) == 2
+    err = capsys.readouterr().err
+    assert not marker.exists(), "the payload ran"
+    assert "checkpoint.pt" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_everything_a_run_saves_loads_with_weights_only(tmp_path: Path) -> None:
+    """The real checkpoint of a real run (guard snapshots, numpy RNG...) loads with weights_only."""
+    run = tmp_path / "run"
+    assert train("digits-cnn.yaml", run, "train.epochs=1", "run.checkpoint_every=5") == 0
+    raw = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert {"model", "optimizer", "guard", "rng", "loop"} <= raw.keys()
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert isinstance(state["rng"]["numpy"][1], np.ndarray)
+    assert state["rng"]["numpy"][1].dtype == np.uint32
+
+
+def test_guard_state_round_trips_through_the_checkpoint(tmp_path: Path) -> None:
+    """Guard(...).state_dict() after real steps (one a NaN batch) survives save + safe load."""
+    from stabletrain.guard.guard import Guard
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    guard = Guard(model, opt)
+    x, y = torch.randn(64, 32), torch.randint(0, 2, (64,))
+    for i in range(12):
+        xb = torch.full_like(x[:8], float("nan")) if i == 5 else x[i % 8 * 8 : i % 8 * 8 + 8]
+        loss = torch.nn.functional.cross_entropy(model(xb), y[:8])
+        guard.step(loss)
+    before = guard.state_dict()
+    save_checkpoint(
+        tmp_path / "ck.pt", {"model": {}, "optimizer": {}, "loop": {}, "rng": {}, "guard": before}
+    )
+    after = load_checkpoint(tmp_path / "ck.pt")["guard"]
+    _assert_same(after, before)
+    fresh = Guard(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    fresh.load_state_dict(after)
+    _assert_same(fresh.state_dict(), before)
+
+
+def _assert_same(a: object, b: object, path: str = "guard") -> None:
+    assert type(a) is type(b) or (isinstance(a, dict) and isinstance(b, dict)), path
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and a.keys() == b.keys(), path
+        for k in b:
+            _assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(b, (list, tuple)):
+        assert isinstance(a, (list, tuple)) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(b, torch.Tensor):
+        assert isinstance(a, torch.Tensor) and torch.equal(a, b), path
+    elif isinstance(b, np.ndarray):
+        assert isinstance(a, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b), path
+    elif isinstance(b, float) and b != b:
+        assert isinstance(a, float) and a != a, path
+    else:
+        assert a == b, path
 
 
 def _kill_mid_training(run_dir: Path, after_steps: int) -> None:

@@ -6,6 +6,11 @@ epoch, early-stopping state, summary history). It is written to a temp file in t
 directory, fsynced, then ``os.replace``d over the old one: a run killed mid-write keeps the
 previous checkpoint intact, never a truncated file.
 
+Loading never executes anything from the file: checkpoints are read with
+``torch.load(weights_only=True)``, which admits tensors and plain data only. Everything a run saves
+is made of those (``encode``): the NumPy RNG state and other numpy arrays are stored as their raw
+bytes in a uint8 tensor beside their dtype and shape, and restored by ``decode``.
+
 Limits: CUDA RNG state is saved per device when CUDA is in use; bitwise-identical resume is
 guaranteed on CPU (GPU kernels may be non-deterministic).
 """
@@ -13,16 +18,20 @@ guaranteed on CPU (GPU kernels may be non-deterministic).
 from __future__ import annotations
 
 import os
+import pickle
 import random
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from stabletrain import safe_io
 from stabletrain.errors import CheckpointError
 
 CHECKPOINT_FILE = "checkpoint.pt"
+_TAG = "__stabletrain_type__"  # marks an encoded non-tensor value (see ``encode``)
 
 
 def rng_state() -> dict[str, Any]:
@@ -45,12 +54,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically (temp file + fsync + ``os.replace``)."""
+    """Write ``state`` atomically (temp file + fsync + ``os.replace``) in the safe-load format."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    payload = encode(state)
     tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
-        torch.save(state, f)
+        torch.save(payload, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, p)
@@ -58,17 +68,101 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only.
+
+    Nothing in the file is executed: a pickle that names any other class or function (a crafted
+    file, or a checkpoint written by another tool) is a :class:`CheckpointError`.
+    """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CheckpointError(f"no checkpoint at {p}: nothing to resume (run without --resume)")
     try:
-        # our own file, holding RNG tuples and numpy arrays: needs full unpickling
-        state = torch.load(p, map_location="cpu", weights_only=False)
+        with safe_io.open_regular(p, max_bytes=None, error=CheckpointError) as f:
+            raw = torch.load(f, map_location="cpu", weights_only=True)
+        state = decode(raw)
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError as e:
+        reason = " ".join(str(e).split())[:300]
+        raise CheckpointError(
+            f"checkpoint {p} cannot be read safely: it holds more than tensors and plain data "
+            f"(not written by this stabletrain, or crafted); nothing in it was run ({reason})"
+        ) from None
     except Exception as e:  # torch raises many types for a damaged file
         raise CheckpointError(f"checkpoint {p} cannot be read: {e}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {p} is not a stabletrain checkpoint")
     missing = {"model", "optimizer", "loop", "rng"} - set(state)
     if missing:
         raise CheckpointError(
             f"checkpoint {p} lacks {sorted(missing)}: not a stabletrain checkpoint"
         )
     return state
+
+
+def encode(obj: Any, where: str = "state") -> Any:
+    """``obj`` made of what ``torch.load(weights_only=True)`` accepts, and nothing else.
+
+    Tensors, str/int/float/bool/None, dicts, lists and tuples pass through; a numpy array becomes
+    a tagged dict holding its raw bytes as a uint8 tensor (the NumPy RNG state, the guard's
+    snapshots of it), a numpy scalar its Python value. Anything else is a CheckpointError naming
+    where it sits, so a state nobody can reload is never written.
+    """
+    if obj is None or isinstance(
+        obj, (torch.Tensor, str, bool, int, float, torch.dtype, torch.Size)
+    ):
+        return obj
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        if arr.dtype.hasobject:
+            raise CheckpointError(f"cannot checkpoint {where}: a numpy array of Python objects")
+        data = (
+            torch.frombuffer(bytearray(arr.tobytes()), dtype=torch.uint8)
+            if arr.size
+            else torch.zeros(0, dtype=torch.uint8)
+        )
+        return {_TAG: "ndarray", "dtype": arr.dtype.str, "shape": list(arr.shape), "data": data}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        if _TAG in obj:
+            raise CheckpointError(f"cannot checkpoint {where}: the key {_TAG!r} is reserved")
+        out = {k: encode(v, f"{where}.{k}") for k, v in obj.items()}
+        if isinstance(obj, OrderedDict):  # a module state_dict: keep its version metadata
+            ordered: OrderedDict[Any, Any] = OrderedDict(out)
+            meta = getattr(obj, "_metadata", None)
+            if meta is not None:
+                ordered._metadata = encode(dict(meta), f"{where}._metadata")  # type: ignore[attr-defined]
+            return ordered
+        return out
+    if isinstance(obj, list):
+        return [encode(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, tuple):
+        return tuple(encode(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    raise CheckpointError(
+        f"cannot checkpoint {where}: {type(obj).__qualname__} is not a tensor or plain data"
+    )
+
+
+def decode(obj: Any) -> Any:
+    """The inverse of :func:`encode`."""
+    if isinstance(obj, dict):
+        if obj.get(_TAG) == "ndarray":
+            dtype = np.dtype(obj["dtype"])
+            if dtype.hasobject:
+                raise CheckpointError("a numpy array of Python objects in the checkpoint")
+            flat = np.frombuffer(obj["data"].numpy().tobytes(), dtype=dtype)
+            return flat.reshape(tuple(obj["shape"])).copy()
+        out = {k: decode(v) for k, v in obj.items()}
+        if isinstance(obj, OrderedDict):
+            ordered: OrderedDict[Any, Any] = OrderedDict(out)
+            meta = getattr(obj, "_metadata", None)
+            if meta is not None:
+                ordered._metadata = meta  # type: ignore[attr-defined]
+            return ordered
+        return out
+    if isinstance(obj, list):
+        return [decode(v) for v in obj]
+    if isinstance(obj, tuple) and not isinstance(obj, torch.Size):
+        return tuple(decode(v) for v in obj)
+    return obj
