@@ -248,3 +248,28 @@ def test_duplicates_across_batches_and_heavy_repeats() -> None:
     raw = [r for r in base for _ in range(4)]  # four ranks, no rank guard
     assert_same(raw, chunks=5)
     assert_same(raw, bulk_only=True)
+
+
+# -- hostile values: data, never a crash (issue 12, item 3) ----------------------------------
+#: a value beyond float range (a 400-digit integer) is the readers' to turn into inf: records hold floats
+_HOSTILE: list[float] = [math.inf, -math.inf, math.nan, 1e300, -1e300, 1e308, -0.0, 5e-324]
+
+
+@pytest.mark.parametrize("field", ["epoch", "loss", "grad_norm", "lr", "loss_scale", "step_time",
+                                   "wall_time", "accuracy", "clip_coef", "eval_loss"])  # fmt: skip
+def test_non_finite_and_huge_values_are_data_not_a_crash(field: str) -> None:
+    recs = fuzz_run(7, 600)
+    rng = random.Random(field)
+    hostile = []
+    for r in recs:
+        if rng.random() < 0.2:
+            r = StepRecord(
+                **{**{f: getattr(r, f) for f in r.__slots__}, field: rng.choice(_HOSTILE)}
+            )  # type: ignore[attr-defined]
+        hostile.append(r)
+    hostile += [StepRecord(step=10**30, loss=1.0), StepRecord(step=-5, epoch=math.inf)]
+    assert_same(hostile, chunks=3)
+    for d in default_detectors():
+        for r in hostile:
+            d.update(r)
+        json.dumps([f.to_json() for f in d.finish(None)], default=repr)

@@ -23,8 +23,11 @@ tests/detectors/test_bulk.py checks every detector's two paths against each othe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from stabletrain.detectors.columns import Unsupported, as_batch
 from stabletrain.records import ConfigFacts, Finding, StepRecord
@@ -50,13 +53,24 @@ class Detector(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+def epoch_index(epoch: float | None) -> int | None:
+    """The whole epoch a record belongs to; None when it has none or it is not a finite number
+    (an ``"epoch": Infinity`` in a log is data about the log, not a position in the run)."""
+    if epoch is None or not math.isfinite(epoch):
+        return None
+    return int(epoch)
+
+
 def feed(detector: Detector, records: Sequence[StepRecord]) -> None:
     """Feed ``records`` to ``detector``: in bulk when it has ``update_many``, else one by one."""
     many = getattr(detector, "update_many", None)
     if many is not None:
         batch = as_batch(records)
         try:
-            many(batch)
+            # overflow to inf (1e308 + 1e308) and inf - inf = NaN are data, silently, as in
+            # Python's float arithmetic on the per-record path
+            with np.errstate(over="ignore", invalid="ignore"):
+                many(batch)
             return
         except Unsupported:
             records = batch.records  # a column it cannot treat exactly: record by record

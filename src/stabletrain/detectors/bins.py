@@ -170,7 +170,8 @@ class Bins:
         if self.mode is None:
             self.mode = "epoch" if epoch is not None else "step"
         if self.mode == "epoch":
-            key = int(epoch) if epoch is not None else self._last_key
+            # a non-finite epoch is no position: the record joins the previous record's bin
+            key = int(epoch) if epoch is not None and math.isfinite(epoch) else self._last_key
         else:
             key = step // self.block
         self._last_key = key

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from stabletrain.detectors.amp import SCALE_FLOOR
+from stabletrain.detectors.base import epoch_index
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import lower_lr_fix, make_fix, setting
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
@@ -86,8 +87,9 @@ class NonFiniteDetector:
         if fid is None:
             return None
         self.bad[fid].append(record.step)
-        if record.epoch is not None:
-            self.epochs[fid].append(int(record.epoch))
+        epoch = epoch_index(record.epoch)
+        if epoch is not None:
+            self.epochs[fid].append(epoch)
         if record.skipped:
             self.skipped[fid] += 1
         elif record.skipped is None:
@@ -99,7 +101,7 @@ class NonFiniteDetector:
             severity="error",
             title=f"non-finite {what} ({value}) at step {record.step}",
             steps=[record.step],
-            epochs=[int(record.epoch)] if record.epoch is not None else [],
+            epochs=[] if epoch is None else [epoch],
             evidence={"value": value, "skipped": bool(record.skipped)},
             source="log",
         )

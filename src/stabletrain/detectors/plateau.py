@@ -39,9 +39,9 @@ def late(det: LRScheduleDetector, facts: ConfigFacts) -> Finding | None:
         return None
     series, unit = det._series()
     step, epoch, old, new = det.cuts[0]
-    cut_x = float(epoch) if unit == "epoch" and epoch is not None else float(step)
-    if unit == "epoch" and epoch is None:
-        return None
+    if unit == "epoch" and (epoch is None or not math.isfinite(epoch)):
+        return None  # an epoch that is not a finite number places nothing
+    cut_x = float(epoch) if unit == "epoch" else float(step)
     before = [(x, v) for x, v in series if x < cut_x]
     if len(before) < 2:
         return None

@@ -197,7 +197,7 @@ class LRScheduleDetector:
     def _series(self) -> tuple[list[tuple[float, float]], str]:
         """[(x, loss)] with x the epoch (or eval index / step) and the unit name."""
         if len(self.evals) >= 3:
-            if all(e[1] is not None for e in self.evals):
+            if all(e[1] is not None and math.isfinite(e[1]) for e in self.evals):
                 return [(float(e[1]), float(e[2])) for e in self.evals], "epoch"
             return [(float(e[0]), float(e[2])) for e in self.evals], "step"
         if self.loss_bins.mode == "epoch":

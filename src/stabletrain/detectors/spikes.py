@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from stabletrain.detectors import spikes_bulk
+from stabletrain.detectors.base import epoch_index
 from stabletrain.detectors.columns import Batch, Unsupported
 from stabletrain.detectors.fixes import spike_fixes
 from stabletrain.detectors.robust import robust_stats
@@ -163,7 +164,7 @@ class SpikeDetector:
             severity="warning",
             title=f"{what} spike at step {record.step}: {value:.4g} vs baseline {med:.4g}",
             steps=[record.step],
-            epochs=[int(record.epoch)] if record.epoch is not None else [],
+            epochs=[e] if (e := epoch_index(record.epoch)) is not None else [],
             evidence={"value": value, "baseline_median": med, "robust_z": round(z, 2)},
             source="log",
         )
@@ -283,7 +284,7 @@ class SpikeDetector:
         unrecovered = [e for e in eps if e["recovered_at"] is None]
         what = "loss" if self.metric == "loss" else "gradient norm"
         steps = sorted({s for e in eps for s in e["steps"]})
-        epochs = sorted({int(e["epoch"]) for e in eps if e["epoch"] is not None})
+        epochs = sorted({i for e in eps if (i := epoch_index(e["epoch"])) is not None})
         worst = max(eps, key=lambda e: e["peak"] / max(abs(e["baseline"]), 1e-12))
         lines = []
         for e in eps[:10]:

@@ -70,7 +70,8 @@ class Report:
         evals = [r for r in self.records if r.kind == "eval" or r.eval_loss is not None]
         losses = [r.loss for r in train if r.loss is not None]
         finite = [x for x in losses if math.isfinite(x)]
-        epochs = [r.epoch for r in self.records if r.epoch is not None]
+        # an epoch that is not a finite number ("epoch": Infinity in a log) places nothing
+        epochs = [r.epoch for r in self.records if r.epoch is not None and math.isfinite(r.epoch)]
         out: dict[str, Any] = {
             "kind": self.kind,
             "source": self.source,
@@ -98,7 +99,7 @@ class Report:
         """The machine-readable report (strict JSON: non-finite floats become strings)."""
         return {
             "findings": [finding_json(f) for f in self.findings],
-            "summary": self.summary(),
+            "summary": _jsonable(self.summary()),
         }
 
 
