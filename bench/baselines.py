@@ -145,7 +145,7 @@ class SkipClipStepper(ClipStepper):
         self.backwards = 0  # micro-batches whose backward ran since the last step
 
     def backward(self, loss: torch.Tensor) -> None:
-        if not math.isfinite(float(loss)):  # a bad micro-batch: drop it, keep the others
+        if not math.isfinite(loss.detach().item()):  # a bad micro-batch: drop it, keep the others
             return
         super().backward(loss)
         self.backwards += 1

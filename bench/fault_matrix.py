@@ -477,13 +477,15 @@ def main() -> None:
     shown = [s for s in SCENARIOS if s in scenarios]
     print("\n" + summarise(results, shown, methods))
     total = time.perf_counter() - t0
-    print(f"\n{len(results)} runs, {total:.0f} s total")
+    cpu = time.process_time()
+    print(f"\n{len(results)} runs, {total:.0f} s wall, {cpu:.0f} s CPU (one thread)")
     if args.out:
         args.out.write_text(json.dumps({
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "stabletrain": stabletrain.__file__,
             "argv": sys.argv[1:],
             "seconds": round(total, 1),
+            "cpu_seconds": round(cpu, 1),
             "results": [asdict(r) for r in results],
         }, indent=1))  # fmt: skip
 
