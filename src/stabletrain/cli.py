@@ -4,8 +4,10 @@ The CLI owns the console; library code only logs. Each subcommand lives in the m
 the job (``train.entry``, ``doctor_cli``) and is imported only when used, so ``stabletrain lint``
 never imports torch-heavy code it does not need.
 
-Exit codes: 0 success/clean, 1 findings at or above ``--fail-on`` (doctor/lint) or a guard abort
-(train), 2 bad input (unreadable file, invalid config) with a one-line reason.
+Exit codes (one table for every command, :class:`stabletrain.errors.ExitCode`): 0 clean,
+1 findings at or above ``--fail-on`` (default ``error``; ``never`` opts out), 2 unusable input
+(one line naming the file and the reason), 3 the guard stopped a ``train`` run, 4 an internal
+error (one line asking for a report; the traceback only with ``-v``), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,10 +15,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from stabletrain import __version__
-from stabletrain.errors import StableTrainError
+from stabletrain.errors import ExitCode, StableTrainError
+
+#: Where a user reports an internal error.
+ISSUES_URL = "https://github.com/stabletrain/stabletrain/issues"
+FAIL_ON = ["info", "warning", "error", "never"]
+
+
+_FAIL_ON_HELP = (
+    "exit 1 when a finding is at or above this severity (default: error; never: always 0)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,10 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stabletrain", description="Keep PyTorch training runs stable."
     )
     p.add_argument("--version", action="version", version=f"stabletrain {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging, full tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -v also after the command (``stabletrain doctor -v X``); SUPPRESS keeps the global value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
 
-    t = sub.add_parser("train", help="train from a config file (reference trainer)")
+    t = sub.add_parser(
+        "train", parents=[common], help="train from a config file (reference trainer)"
+    )
     t.add_argument("config", help="YAML config (see configs/)")
     t.add_argument(
         "--set",
@@ -43,16 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    d = sub.add_parser("demo", help="train the embedded default (digits CNN) and show the result")
+    d = sub.add_parser(
+        "demo", parents=[common], help="train the embedded default (digits CNN) and show the result"
+    )
     d.add_argument("--run-dir", help="where the demo runs go (default: runs/demo)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    doc = sub.add_parser("doctor", help="diagnose a run from its logs (and config)")
+    doc = sub.add_parser(
+        "doctor", parents=[common], help="diagnose a run from its logs (and config)"
+    )
     doc.add_argument("path", help="run directory or log file (format detected from content)")
     doc.add_argument("--config", help="the run's config (YAML, TrainingArguments JSON, ds_config)")
     doc.add_argument("--format", choices=["text", "md", "html", "json"], default="text")
     doc.add_argument("-o", "--output", help="write the report here (html/md get plots beside it)")
-    doc.add_argument("--fail-on", choices=["info", "warning", "error"], default=None)
+    doc.add_argument("--fail-on", choices=FAIL_ON, default="error", help=_FAIL_ON_HELP)
     doc.add_argument(
         "--map",
         action="append",
@@ -61,10 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="column mapping for generic CSV/JSONL, e.g. --map loss=train_loss (repeatable)",
     )
 
-    li = sub.add_parser("lint", help="findings from config files alone")
+    li = sub.add_parser("lint", parents=[common], help="findings from config files alone")
     li.add_argument("files", nargs="+", help="YAML, TrainingArguments JSON, or ds_config.json")
     li.add_argument("--format", choices=["text", "json"], default="text")
-    li.add_argument("--fail-on", choices=["info", "warning", "error"], default=None)
+    li.add_argument("--fail-on", choices=FAIL_ON, default="error", help=_FAIL_ON_HELP)
     return p
 
 
@@ -92,12 +115,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_lint(args)
     except StableTrainError as e:
-        print(f"stabletrain {args.command}: {e}", file=sys.stderr)
-        return 2
+        print(f"stabletrain {args.command}: {_one_line(e)}", file=sys.stderr)
+        return ExitCode.UNUSABLE_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
-    return 2
+        return ExitCode.INTERRUPTED
+    except Exception as e:  # the last line of defence: one line, not a traceback
+        return internal_error(args.command, e, verbose=args.verbose)
+    return ExitCode.UNUSABLE_INPUT
+
+
+def internal_error(command: str, e: BaseException, *, verbose: bool) -> int:
+    """A bug in stabletrain: one line asking for a report; the traceback only with ``-v``."""
+    if verbose:
+        traceback.print_exception(e, file=sys.stderr)
+    hint = "" if verbose else "; rerun with -v for the traceback"
+    print(
+        f"stabletrain {command}: internal error ({type(e).__name__}: {_one_line(e)}): "
+        f"a bug in stabletrain, please report it with the command at {ISSUES_URL}{hint}",
+        file=sys.stderr,
+    )
+    return ExitCode.INTERNAL_ERROR
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:500] if text else type(e).__name__
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """``stabletrain doctor`` and ``stabletrain lint``: the console side of the doctor and lint.
 
-Exit codes (so both can gate CI): 0 clean (nothing at or above ``--fail-on``; without
-``--fail-on`` always 0), 1 findings at or above ``--fail-on``, 2 unreadable input — one line on
-stderr naming the file and the reason, never a traceback.
+Exit codes (so both can gate CI; the table is :class:`stabletrain.errors.ExitCode`): 0 clean
+(nothing at or above ``--fail-on``), 1 findings at or above ``--fail-on`` — default ``error``, as
+linters do; ``--fail-on never`` reports only — 2 unreadable input or an unwritable ``-o``: one
+line on stderr naming the file and the reason, never a traceback.
 
 ``--format text`` prints with rich; ``md``/``html`` with ``-o`` write the report and one PNG per
 plot panel beside it; ``json`` is the machine format (``Report.to_json``).
@@ -14,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stabletrain.errors import ConfigError, LogReadError
+from stabletrain.errors import ConfigError, ExitCode, LogReadError
 from stabletrain.records import Severity
 from stabletrain.report.model import Report
 
@@ -41,8 +42,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         report = diagnose(args.path, getattr(args, "config", None), mapping=mapping)
     except (LogReadError, ConfigError, OSError) as e:
         return _unreadable("doctor", e)
-    _emit(report, args.format, getattr(args, "output", None))
-    return 1 if report.fails(_fail_on(args)) else 0
+    return _finish("doctor", report, args)
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -53,19 +53,29 @@ def run_lint(args: argparse.Namespace) -> int:
         report = lint(list(args.files))
     except (LogReadError, ConfigError, OSError) as e:
         return _unreadable("lint", e)
-    _emit(report, args.format, getattr(args, "output", None))
-    return 1 if report.fails(_fail_on(args)) else 0
+    return _finish("lint", report, args)
+
+
+def _finish(command: str, report: Report, args: argparse.Namespace) -> int:
+    try:
+        _emit(report, args.format, getattr(args, "output", None))
+    except OSError as e:  # -o into a missing/readonly place, or a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        return _unreadable(command, OSError(f"{where}cannot write the report ({e.strerror or e})"))
+    return ExitCode.FINDINGS if report.fails(_fail_on(args)) else ExitCode.CLEAN
 
 
 def _fail_on(args: argparse.Namespace) -> Severity | None:
-    value = getattr(args, "fail_on", None)
-    return value if value in ("info", "warning", "error") else None
+    """``--fail-on``: a severity, or ``never``; ``error`` when the caller did not say."""
+    value = getattr(args, "fail_on", "error")
+    levels: dict[str, Severity | None] = {"never": None, "info": "info", "warning": "warning"}
+    return levels.get(value, "error")
 
 
 def _unreadable(command: str, e: BaseException) -> int:
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    print(f"stabletrain {command}: {reason}", file=sys.stderr)
-    return 2
+    reason = " ".join(str(e).split()) or type(e).__name__
+    print(f"stabletrain {command}: {reason[:500]}", file=sys.stderr)
+    return ExitCode.UNUSABLE_INPUT
 
 
 def _emit(report: Report, fmt: str, output: str | None) -> None:

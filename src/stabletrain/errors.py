@@ -10,14 +10,44 @@
 
 Errors name the bad value, what is allowed, and the fix. User input is never checked with
 ``assert``.
+
+:class:`ExitCode` is the one table of the CLI's exit codes (the same for every command).
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from stabletrain.records import Finding
+
+
+class ExitCode(IntEnum):
+    """What ``stabletrain COMMAND`` returns; one table for every command.
+
+    ======  ===============  ===============================================================
+    code    name             meaning
+    ======  ===============  ===============================================================
+    0       CLEAN            success: nothing at or above ``--fail-on``; a run that completed
+    1       FINDINGS         doctor/lint: a finding at or above ``--fail-on`` (default
+                             ``error``; ``--fail-on never`` always gives 0); demo: a stage
+                             missed its expected result
+    2       UNUSABLE_INPUT   a file, config, run dir or argument cannot be used: one line
+                             naming it and the reason (also argparse's usage errors)
+    3       GUARD_STOPPED    train/demo: the guard stopped the run (diagnosis in the log)
+    4       INTERNAL_ERROR   a bug in stabletrain: one line asking for a report; the
+                             traceback with ``-v``
+    130     INTERRUPTED      Ctrl-C
+    ======  ===============  ===============================================================
+    """
+
+    CLEAN = 0
+    FINDINGS = 1
+    UNUSABLE_INPUT = 2
+    GUARD_STOPPED = 3
+    INTERNAL_ERROR = 4
+    INTERRUPTED = 130
 
 
 class StableTrainError(Exception):

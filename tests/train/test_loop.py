@@ -70,11 +70,11 @@ def test_early_stopping(tmp_path: Path) -> None:
     assert summary["status"] == "early-stopped" and summary["epochs"] == 3
 
 
-def test_guard_abort_exits_1_with_aborted_summary(tmp_path: Path) -> None:
+def test_guard_abort_exits_3_with_aborted_summary(tmp_path: Path) -> None:
     run = tmp_path / "run"
     nan_everywhere = "data.corrupt.nan_batches=[0,1,2,3,4,5,6,7,8,9]"
     code = train("unstable-digits.yaml", run, nan_everywhere, "guard.max_consecutive_bad=3", *QUICK)
-    assert code == 1
+    assert code == 3  # ExitCode.GUARD_STOPPED
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "aborted" and "abort" in summary["abort_reason"]
     assert any(e["event"] == "abort" for e in read_jsonl(run / "events.jsonl"))

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stabletrain.errors import ExitCode
 from stabletrain.train.config import TrainConfig, load_config, parse_config
 from stabletrain.train.default_configs import DIGITS_CNN, UNSTABLE_DIGITS
 from stabletrain.train.distributed import shutdown_distributed
@@ -80,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
     res = run_config(cfg, run_dir, console, resume=args.resume, progress=not args.no_progress)
     if res.summary_path is not None:
         console.print(f"run dir {res.run_dir}  summary {res.summary_path}  plot {res.plot_path}")
-    return 1 if res.summary.get("status") == "aborted" else 0
+    return ExitCode.GUARD_STOPPED if res.summary.get("status") == "aborted" else ExitCode.CLEAN
 
 
 # -- the demo ----------------------------------------------------------------------------------
