@@ -71,6 +71,11 @@ def render(
     return "\n".join(rows), "\n".join(detail)
 
 
+# Sections after this line are written by other bench scripts (doctor_corpus.py, doctor_speed.py):
+# a rewrite of the comparison keeps them.
+KEEP_MARK = "<!-- Sections below are written by other bench scripts; compare_doctors.py --write-md keeps them. -->"
+
+
 def write_md(
     out: Path,
     summary: str,
@@ -159,4 +164,5 @@ stabletrain's tables) or a key spelled in the log's own files (e.g.
 {maps}
 """
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(body)
+    kept = out.read_text().partition(KEEP_MARK) if out.exists() else ("", "", "")
+    out.write_text(body + ("\n" + KEEP_MARK + kept[2] if kept[1] else ""))

@@ -20,7 +20,8 @@ each with a time cap, and scored the same way:
 Usage:
     PYTHONPATH=/work/base/src .venv/bin/python bench/doctor_corpus.py          # session-start code
     .venv/bin/python bench/doctor_corpus.py --tools stabletrain --split dev    # current tree
-    options: --json OUT (per-log details), --timeout S, --only NAME[,NAME]
+    options: --json OUT (per-log outcomes), --details, --timeout S, --only NAME[,NAME],
+             --from-json OUT (print the tables of a saved run without running anything)
 """
 
 from __future__ import annotations
@@ -273,7 +274,7 @@ def details(cases: list[Case], results: dict[str, dict[str, Outcome]], tools: li
         "|---|---|---|---|" + "---|" * len(tools),
     ]
     for c in cases:
-        expected = "quiet" if c.healthy else "; ".join("|".join(p) for p in c.problems)
+        expected = "quiet" if c.healthy else "; ".join(" / ".join(p) for p in c.problems)
         cells = []
         for tool in tools:
             out = results[tool][c.name]
@@ -297,6 +298,23 @@ def details(cases: list[Case], results: dict[str, dict[str, Outcome]], tools: li
     return "\n".join(rows)
 
 
+def render_saved(path: Path, split: str, with_details: bool) -> int:
+    doc = json.loads(path.read_text())
+    names = {c["name"] for c in doc["cases"]}
+    cases = [c for c in load_cases() if c.name in names and split in ("all", c.split)]
+    results = {
+        tool: {n: Outcome(**{k: v for k, v in o.items() if k != "verdict"}) for n, o in r.items()}
+        for tool, r in doc["results"].items()
+    }
+    tools = list(results)
+    print(f"# saved run {path} (stabletrain from {doc.get('stabletrain_from')})")
+    print(table(cases, results, tools))
+    if with_details:
+        print()
+        print(details(cases, results, tools))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tools", default=",".join(TOOLS))
@@ -306,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write per-log outcomes here")
     ap.add_argument("--details", action="store_true", help="print the per-log table too")
+    ap.add_argument("--from-json", type=Path, help="render the tables of a saved --json run")
     args = ap.parse_args(argv)
+    if args.from_json:
+        return render_saved(args.from_json, args.split, args.details)
 
     tools = [t for t in args.tools.split(",") if t]
     cases = [c for c in load_cases() if args.split in ("all", c.split)]
