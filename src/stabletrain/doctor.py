@@ -36,6 +36,7 @@ import numpy as np
 
 from stabletrain.detectors.amp import amp_fixes
 from stabletrain.detectors.columns import Batch, Unsupported, as_batch
+from stabletrain.errors import LogReadError
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, Severity, StepRecord
 from stabletrain.report import chain
 from stabletrain.report.fmt import where
@@ -73,6 +74,9 @@ def diagnose(
 
     with gc_paused():
         run, columns = read_run_columns(path, mapping=mapping)
+        if not run.records:  # zero records is never a clean verdict (the reader may say it first)
+            tried = ", ".join(getattr(run, "tried", None) or [run.format])
+            raise LogReadError(f"no training records found in {path} (tried: {tried})")
         facts = run.facts
         config_name: str | None = None
         if config is not None:
@@ -97,7 +101,7 @@ def diagnose(
             source=str(path),
             format=run.format,
             config=config_name,
-            records=list(run.records),
+            records=batch,  # a Sequence[StepRecord]; its columns serve the report's summary
             notes=list(run.notes),
             kind="doctor",
         )

@@ -17,10 +17,17 @@ Two views of each column, each exact:
 
 A detector's ``update_many`` asks for every column it needs *before* it changes any state, so an
 ``Unsupported`` never leaves a detector half-updated.
+
+Readers of tables (CSV, JSONL, MLflow, W&B) build no records at all: they fill a :class:`Table` of
+numpy arrays, and :class:`TableRecords` stands in for the record list, making a StepRecord only
+when one is asked for (a finding's step, a per-record fallback). A Batch over TableRecords takes
+its columns straight from the arrays; ``objects`` is then a :class:`Values` view that converts one
+value on access, so a million-row log never becomes a million Python objects.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import eq, is_
@@ -28,7 +35,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from stabletrain.records import StepRecord
+from stabletrain.records import RecordKind, StepRecord
 
 #: one list comprehension per field: reading a slot by name in a comprehension is ~1.6x faster
 #: than ``map(attrgetter(name), records)``, and a million-record log reads 15 of them
@@ -55,6 +62,197 @@ _COLUMN: dict[str, Callable[[Sequence[StepRecord]], list[Any]]] = {
 _EXACT = 2.0**53  # ints below this convert to float64 exactly
 
 
+def _int_if_finite(x: float) -> int | float:
+    return int(x) if math.isfinite(x) else x
+
+
+#: how a StepRecord field's float64 column value becomes the Python value a record holds
+#: (what ``logs.readers.fields.records_from_row`` stores: floats, ints for counts, bools)
+CONVERT: dict[str, Callable[[Any], Any]] = {
+    "samples": _int_if_finite,
+    "tokens": _int_if_finite,
+    "rank": _int_if_finite,
+    "skipped": bool,
+}
+
+
+class Values(Sequence[Any]):
+    """A read-only column view: ``values[i]`` is ``None`` where ``none[i]``, else
+    ``convert(values[i])`` as a Python value; a slice is a list. Built on demand, so a column of
+    a million floats costs 8 MB, not 32."""
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        none: np.ndarray | None,
+        convert: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.values, self.mask, self.convert = values, none, convert
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            out = self.values[i].tolist()
+            if self.convert is not None:
+                out = list(map(self.convert, out))
+            if self.mask is not None:
+                for j in np.flatnonzero(self.mask[i]).tolist():
+                    out[j] = None
+            return out
+        if self.mask is not None and self.mask[i]:
+            return None
+        v = self.values[i].item()
+        return v if self.convert is None else self.convert(v)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self[:])
+
+    def take(self, idx: np.ndarray) -> list[Any]:
+        """``[self[i] for i in idx]``, converted in bulk."""
+        out = self.values[idx].tolist()
+        if self.convert is not None:
+            out = list(map(self.convert, out))
+        if self.mask is not None:
+            for j in np.flatnonzero(self.mask[idx]).tolist():
+                out[j] = None
+        return out
+
+    def __contains__(self, x: object) -> bool:
+        if x is None:
+            return self.mask is not None and bool(self.mask.any())
+        return x in self[:]
+
+    def count(self, x: Any) -> int:
+        if x is None:
+            return 0 if self.mask is None else int(self.mask.sum())
+        return self[:].count(x)
+
+
+class _Kinds(Sequence[str]):
+    """The ``kind`` column of a table: "train" where the mask is set, else "eval"."""
+
+    def __init__(self, train: np.ndarray) -> None:
+        self.mask = train
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return ["train" if t else "eval" for t in self.mask[i].tolist()]
+        return "train" if self.mask[i] else "eval"
+
+    def count(self, x: Any) -> int:
+        n = int(self.mask.sum())
+        return n if x == "train" else len(self.mask) - n if x == "eval" else 0
+
+
+class Table:
+    """Records as columns: ``step`` (int64), ``train`` (bool: kind == "train"), StepRecord fields
+    as (float64 values, bool mask where None or None when no value is missing), and the per-record
+    ``metrics`` likewise ({name: (values, mask)}; a record's dict holds the names it has a value
+    for). What tabular readers build; see :class:`TableRecords`."""
+
+    def __init__(
+        self,
+        step: np.ndarray,
+        train: np.ndarray,
+        fields: dict[str, tuple[np.ndarray, np.ndarray | None]],
+        metrics: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None,
+    ) -> None:
+        self.step = _frozen(np.ascontiguousarray(step, dtype=np.int64))
+        self.train = _frozen(np.asarray(train, dtype=bool))
+        self.fields = {k: _pair(v, m) for k, (v, m) in fields.items() if m is None or not m.all()}
+        self.metrics = {k: _pair(v, m) for k, (v, m) in (metrics or {}).items()}
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def take(self, idx: np.ndarray) -> Table:
+        """The rows at ``idx`` (in that order)."""
+        pick = _pick(idx)
+        return Table(
+            self.step[idx],
+            self.train[idx],
+            {k: (v[idx], pick(m)) for k, (v, m) in self.fields.items()},
+            {k: (v[idx], pick(m)) for k, (v, m) in self.metrics.items()},
+        )
+
+    def has_value(self, name: str) -> bool:
+        """Whether some row holds a value (NaN included) for the field."""
+        return name in self.fields
+
+    def column(self, name: str) -> Sequence[Any]:
+        """The field as the records would hold it (a :class:`Values` view)."""
+        if name == "step":
+            return Values(self.step, None)
+        if name == "kind":
+            return _Kinds(self.train)
+        got = self.fields.get(name)
+        if got is None:
+            return Values(np.zeros(len(self), dtype=np.float64), np.ones(len(self), dtype=bool))
+        return Values(got[0], got[1], CONVERT.get(name))
+
+    def record(self, i: int) -> StepRecord:
+        kw: dict[str, Any] = {}
+        for name, (v, m) in self.fields.items():
+            if m is None or not m[i]:
+                x = v[i].item()
+                conv = CONVERT.get(name)
+                kw[name] = x if conv is None else conv(x)
+        metrics = {k: v[i].item() for k, (v, m) in self.metrics.items() if m is None or not m[i]}
+        kind: RecordKind = "train" if self.train[i] else "eval"
+        return StepRecord(step=int(self.step[i]), kind=kind, metrics=metrics, **kw)
+
+
+def _pair(v: np.ndarray, m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    values = np.ascontiguousarray(v, dtype=np.float64)
+    if m is None or not m.any():
+        return _frozen(values), None
+    mask = np.asarray(m, dtype=bool)
+    if not np.isnan(values[mask]).all():  # NaN where None, as Batch.floats promises
+        values = np.where(mask, np.nan, values)
+    return _frozen(values), _frozen(mask)
+
+
+def _pick(idx: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray | None]:
+    def pick(m: np.ndarray | None) -> np.ndarray | None:
+        return None if m is None else m[idx]
+
+    return pick
+
+
+class TableRecords(Sequence[StepRecord]):
+    """A :class:`Table` seen as a list of StepRecords, each made when it is asked for."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @overload
+    def __getitem__(self, i: int) -> StepRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[StepRecord]: ...
+    def __getitem__(self, i: int | slice) -> StepRecord | list[StepRecord]:
+        if isinstance(i, slice):
+            return [self.table.record(j) for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        return self.table.record(i % n)
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        return map(self.table.record, range(len(self)))
+
+
 class Unsupported(ValueError):
     """A column the bulk path cannot treat exactly; the records go through ``update`` instead."""
 
@@ -67,16 +265,26 @@ class Batch(Sequence[StepRecord]):
     """
 
     def __init__(
-        self, records: Sequence[StepRecord], columns: dict[str, list[Any]] | None = None
+        self,
+        records: Sequence[StepRecord],
+        columns: dict[str, list[Any]] | dict[str, Sequence[Any]] | None = None,
     ) -> None:
+        if isinstance(records, Batch) and not columns:  # a batch of a batch: share its columns
+            columns = dict(records._objects)
+            records = records.records
         self.records: Sequence[StepRecord] = records
-        self._objects: dict[str, list[Any]] = dict(columns or {})
+        self._objects: dict[str, Sequence[Any]] = dict(columns or {})
         self._floats: dict[str, np.ndarray] = {}
         self._none: dict[str, np.ndarray | None] = {}
         self._steps: np.ndarray | None = None
         self._train: np.ndarray | None = None
         self._epoch_keys: np.ndarray | None = None
         self._all_missing: tuple[np.ndarray, np.ndarray] | None = None
+        self.table = records.table if isinstance(records, TableRecords) else None
+        if self.table is not None:
+            self._steps, self._train = self.table.step, self.table.train
+            for name, (v, m) in self.table.fields.items():
+                self._floats[name], self._none[name] = v, m
 
     def __len__(self) -> int:
         return len(self.records)
@@ -92,18 +300,29 @@ class Batch(Sequence[StepRecord]):
         return iter(self.records)
 
     # -- columns -------------------------------------------------------------------------------
-    def objects(self, name: str) -> list[Any]:
-        """The field's values as stored on the records."""
+    def objects(self, name: str) -> Sequence[Any]:
+        """The field's values as stored on the records (a list, or a :class:`Values` view)."""
         col = self._objects.get(name)
         if col is None:
-            col = self._objects[name] = _COLUMN[name](self.records)
+            col = self._objects[name] = (
+                _COLUMN[name](self.records) if self.table is None else self.table.column(name)
+            )
         return col
 
     def floats(self, name: str) -> np.ndarray:
         """float64 values, NaN where None. Raises Unsupported for non-numeric values."""
         out = self._floats.get(name)
         if out is None:
-            arr, none = _to_floats(self.objects(name))
+            if self.table is not None and name not in ("kind", "action"):
+                mask: np.ndarray | None = None
+                if name == "step":
+                    got = _frozen(self.table.step.astype(np.float64))
+                else:
+                    got, mask = self._missing()  # a field the table does not have
+                self._floats[name], self._none[name] = got, mask
+                return got
+            objs = self.objects(name)
+            arr, none = _to_floats(objs if isinstance(objs, list) else list(objs))
             if arr is None:  # no value at all: one shared all-NaN array
                 arr, none = self._missing()
             out = self._floats[name] = _frozen(arr)
@@ -204,6 +423,8 @@ def take(objs: Sequence[Any], idx: np.ndarray) -> list[Any]:
     n = len(idx)
     if n == 0:
         return []
+    if isinstance(objs, Values):
+        return objs.take(idx)
     first, last = int(idx[0]), int(idx[-1])
     if last - first + 1 == n:
         part = objs[first : last + 1]
@@ -217,6 +438,14 @@ def as_batch(records: Iterable[StepRecord], like: Batch | None = None) -> Batch:
     if isinstance(records, Batch):
         return records
     seq = records if isinstance(records, Sequence) else list(records)
+    if like is not None and like.records is seq:
+        return like
+    if (
+        like is not None
+        and isinstance(seq, TableRecords)
+        and isinstance(like.records, TableRecords)
+    ):
+        return like if like.records.table is seq.table else Batch(seq)
     if like is not None and len(like) == len(seq) and all(map(is_, like.records, seq)):
         return like
     return Batch(seq)

@@ -6,6 +6,11 @@ meta.json), an HF checkpoint (trainer_state.json), a TensorBoard log dir, or a L
 or text. Readers live in ``stabletrain.logs.readers``; this module only dispatches and cleans.
 Every reader reads up to damage and says so in ``notes``; only input that cannot be read at all
 raises :class:`~stabletrain.errors.LogReadError` (one line, naming the file).
+
+Honesty: a diagnosis of data that was not understood is worse than none. A file that yields no
+record with any reader tried raises "no training records found in X (tried: ...)"; a table whose
+columns hold no value of a role the detectors use (loss, grad norm, LR, accuracy, eval loss...)
+raises with the columns it has and the ``--map`` that would name them.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from stabletrain.detectors.columns import TableRecords
 from stabletrain.errors import ConfigError, LogReadError
-from stabletrain.logs.readers import csvlog, hf_state, jsonl, runlog, tensorboard, text
+from stabletrain.logs.readers import csvlog, hf_state, jsonl, runlog, table, tensorboard, text
 from stabletrain.logs.readers.base import RunData, clean_records
 from stabletrain.logs.readers.tfrecord import looks_like_tfrecord
 
@@ -51,16 +57,57 @@ def read_run_columns(
         try:
             data, columns = _dispatch(p, mapping)
             data.path = p
-            data.records = (
-                list(data.raw)
-                if _nothing_to_clean(columns)
-                else clean_records(data.raw, data.notes)
-            )
+            _check_understood(p, data, mapping)
+            if isinstance(data.raw, TableRecords):
+                table.clean(data)
+            else:
+                data.records = (
+                    list(data.raw)
+                    if _nothing_to_clean(columns)
+                    else clean_records(data.raw, data.notes)
+                )
         except (OSError, UnicodeDecodeError) as e:
             raise LogReadError(f"{p}: cannot read ({e})") from e
-    if not data.raw:
-        data.notes.append(f"{p}: no step records found")
     return data, columns
+
+
+#: StepRecord fields the detectors judge a run by; a log holding none of them was not understood
+UNDERSTOOD = (
+    "loss",
+    "grad_norm",
+    "lr",
+    "loss_scale",
+    "clip_coef",
+    "accuracy",
+    "eval_loss",
+    "eval_accuracy",
+    "step_time",
+    "skipped",
+    "action",
+)
+
+
+def _check_understood(p: Path, data: RunData, mapping: dict[str, str] | None) -> None:
+    """LogReadError unless ``data`` holds records with a value in an :data:`UNDERSTOOD` field."""
+    if not data.raw:
+        tried = ", ".join(data.tried or [data.format])
+        raise LogReadError(f"no training records found in {p} (tried: {tried})")
+    if isinstance(data.raw, TableRecords):
+        if any(map(data.raw.table.has_value, UNDERSTOOD)):
+            return
+    elif any(getattr(r, name) is not None for name in UNDERSTOOD for r in data.raw):
+        return
+    names = [n for n, role in data.roles.items() if role not in ("step", "skip")]
+    if not names:
+        names = sorted({k for r in data.raw for k in r.metrics})
+    shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+    example = f"--map loss={names[0]}" if names else "--map loss=COLUMN"
+    given = f" (--map given: {mapping})" if mapping else ""
+    raise LogReadError(
+        f"{p}: read {len(data.raw)} record(s) as {data.format}, but no column is a loss or "
+        f"metric stabletrain knows (columns: {shown or 'none'}){given}; name them with --map, "
+        f"e.g. {example}"
+    )
 
 
 def _nothing_to_clean(columns: dict[str, list[Any]] | None) -> bool:
@@ -206,7 +253,19 @@ def _dispatch(
         data = jsonl.read(target, mapping)
     else:
         data = text.read(target, mapping)
+    if not data.raw and kind in ("csv", "jsonl") and target.is_file():
+        # a .csv or JSON-looking file with no row we could use may still be a console log
+        fallback = text.read(target, mapping)
+        fallback.tried = [data.format, fallback.format]
+        if fallback.raw:
+            fallback.notes.insert(0, f"{target.name}: read as a text log (no {kind} rows)")
+        return (fallback if fallback.raw else _tried(data, fallback)), None
     return data, None
+
+
+def _tried(first: RunData, second: RunData) -> RunData:
+    first.tried = [first.format, second.format]
+    return first
 
 
 def _note_siblings(d: Path, data: RunData, used: str) -> None:

@@ -17,6 +17,7 @@ Limits: the summary's loss statistics skip non-finite values (they are counted s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,7 +36,7 @@ class Report:
     source: str | None = None
     format: str | None = None
     config: str | None = None
-    records: list[StepRecord] = field(default_factory=list)
+    records: Sequence[StepRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     kind: ReportKind = "doctor"
 
@@ -66,33 +67,20 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         """Run-level numbers for the report header and the JSON ``summary``."""
-        train = [r for r in self.records if r.kind == "train"]
-        evals = [r for r in self.records if r.kind == "eval" or r.eval_loss is not None]
-        losses = [r.loss for r in train if r.loss is not None]
-        finite = [x for x in losses if math.isfinite(x)]
-        # an epoch that is not a finite number ("epoch": Infinity in a log) places nothing
-        epochs = [r.epoch for r in self.records if r.epoch is not None and math.isfinite(r.epoch)]
+        numbers = _numbers(self.records)
+        loss = numbers.pop("loss")
         out: dict[str, Any] = {
             "kind": self.kind,
             "source": self.source,
             "format": self.format,
             "config": self.config,
-            "records": len(train),
-            "evals": len(evals),
-            "first_step": train[0].step if train else None,
-            "last_step": train[-1].step if train else None,
-            "epochs": (max(epochs) if epochs else None),
+            **numbers,
             "counts": self.counts(),
             "worst_severity": self.worst_severity,
             "notes": list(self.notes),
         }
-        if losses:
-            out["loss"] = {
-                "first": _num(losses[0]),
-                "last": _num(losses[-1]),
-                "min": min(finite) if finite else None,
-                "nonfinite": len(losses) - len(finite),
-            }
+        if loss is not None:
+            out["loss"] = loss
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +89,74 @@ class Report:
             "findings": [finding_json(f) for f in self.findings],
             "summary": _jsonable(self.summary()),
         }
+
+
+def _numbers(records: Sequence[StepRecord]) -> dict[str, Any]:
+    """records, evals, first/last train step, epochs, loss (first, last, min, nonfinite) — from
+    the columns when the records are a table or a Batch (a million records read no objects)."""
+    from stabletrain.detectors.columns import Batch, TableRecords, Unsupported
+
+    if isinstance(records, (Batch, TableRecords)):
+        try:
+            return _column_numbers(Batch(records))
+        except Unsupported:
+            pass
+    train = [r for r in records if r.kind == "train"]
+    evals = [r for r in records if r.kind == "eval" or r.eval_loss is not None]
+    losses = [r.loss for r in train if r.loss is not None]
+    finite = [x for x in losses if math.isfinite(x)]
+    # an epoch that is not a finite number ("epoch": Infinity in a log) places nothing
+    epochs = [r.epoch for r in records if r.epoch is not None and math.isfinite(r.epoch)]
+    return {
+        "records": len(train),
+        "evals": len(evals),
+        "first_step": train[0].step if train else None,
+        "last_step": train[-1].step if train else None,
+        "epochs": (max(epochs) if epochs else None),
+        "loss": {
+            "first": _num(losses[0]),
+            "last": _num(losses[-1]),
+            "min": min(finite) if finite else None,
+            "nonfinite": len(losses) - len(finite),
+        }
+        if losses
+        else None,
+    }
+
+
+def _column_numbers(b: Any) -> dict[str, Any]:
+    """``_numbers`` on a Batch's columns (the same values, taken from the stored objects)."""
+    import numpy as np
+
+    train = b.train
+    t = np.flatnonzero(train)
+    el_none = b.none("eval_loss")
+    n_evals = int((~train).sum()) + (
+        int(train.sum()) if el_none is None else int((train & ~el_none).sum())
+    )
+    epoch = b.floats("epoch")
+    ok = np.flatnonzero(np.isfinite(epoch))
+    steps = b.objects("step")
+    out: dict[str, Any] = {
+        "records": int(t.size),
+        "evals": n_evals,
+        "first_step": steps[int(t[0])] if t.size else None,
+        "last_step": steps[int(t[-1])] if t.size else None,
+        "epochs": b.objects("epoch")[int(ok[np.argmax(epoch[ok])])] if ok.size else None,
+        "loss": None,
+    }
+    loss_none = b.none("loss")
+    li = t if loss_none is None else t[~loss_none[t]]
+    if li.size:
+        loss, objs = b.floats("loss"), b.objects("loss")
+        fin = li[np.isfinite(loss[li])]
+        out["loss"] = {
+            "first": _num(objs[int(li[0])]),
+            "last": _num(objs[int(li[-1])]),
+            "min": objs[int(fin[np.argmin(loss[fin])])] if fin.size else None,
+            "nonfinite": int(li.size - fin.size),
+        }
+    return out
 
 
 def finding_json(f: Finding) -> dict[str, Any]:

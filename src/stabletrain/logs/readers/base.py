@@ -35,6 +35,8 @@ class RunData:
     roles: dict[str, str] = field(default_factory=dict)
     lines_total: int | None = None
     lines_understood: int | None = None
+    #: the readers the dispatcher tried, in order, when the first gave no records
+    tried: list[str] = field(default_factory=list)
 
     @property
     def train(self) -> list[StepRecord]:

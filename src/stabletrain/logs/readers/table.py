@@ -1,0 +1,208 @@
+"""Columns of a table (CSV, JSON lines, MLflow, W&B) into records, without a Python object per row.
+
+A tabular reader hands :func:`to_run` the table's columns as float64 arrays with a mask where a
+cell is empty, and the step column. Each column gets its slot from ``fields.build_lookup`` (the
+one name -> role vocabulary), and a row becomes a train record and/or an eval record exactly as
+``fields.records_from_row`` splits one row: a train record when a train field has a value (or only
+unknown train metrics do), an eval record when an eval value is present, the epoch on both, the
+unknown train metrics of an eval-only row folded into the eval record. The records are a
+:class:`~stabletrain.detectors.columns.TableRecords`: each StepRecord is made only if asked for,
+and the detectors read the arrays.
+
+:func:`clean` is ``base.clean_records`` on a table: the latest record of a step wins, a rewound
+step drops what the old attempt logged after it, train and eval merged in step order.
+
+Limits: a cell that is not a number is empty (as ``fields.to_float`` makes it); integers beyond
+2**53 lose exactness as doubles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stabletrain.detectors.columns import Table, TableRecords
+from stabletrain.logs.readers.base import RunData
+from stabletrain.logs.readers.fields import Slot
+
+#: (float64 values, bool mask of empty cells or None when none is empty)
+Column = tuple[np.ndarray, np.ndarray | None]
+
+
+def floats(values: Any) -> Column:
+    """A column of numbers/None/strings as (float64, empty mask); strings via ``float()``
+    ("nan", "inf", "Infinity"), anything else empty."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        out = arr.astype(np.float64)
+        return out, None
+    n = len(arr)
+    out = np.full(n, np.nan)
+    empty = np.ones(n, dtype=bool)
+    cache: dict[str, float | None] = {}
+    for i, v in enumerate(arr.tolist()):
+        x: float | None = None
+        if isinstance(v, str):
+            if v not in cache:
+                cache[v] = _parse(v)
+            x = cache[v]
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            x = float(v)
+        if x is not None:
+            out[i], empty[i] = x, False
+    return out, (empty if empty.any() else None)
+
+
+def _parse(v: str) -> float | None:
+    try:
+        return float(v.strip())
+    except (ValueError, OverflowError):
+        return None
+
+
+def _present(col: Column, n: int) -> np.ndarray:
+    return np.ones(n, dtype=bool) if col[1] is None else ~col[1]
+
+
+def to_run(
+    data: RunData,
+    step: np.ndarray,
+    columns: dict[str, Column],
+    lookup: dict[str, Slot],
+    *,
+    epoch: Column | None = None,
+) -> None:
+    """Fill ``data.raw`` (TableRecords) and ``data.roles`` from ``columns`` at ``step`` per row.
+
+    ``epoch``: an epoch column given apart (Keras: the epoch is the step); else a column whose
+    slot is ``epoch``. Columns with a ``step``/``skip`` slot are not read.
+    """
+    n = len(step)
+    train_f: dict[str, Column] = {}
+    eval_f: dict[str, Column] = {}
+    train_m: dict[str, Column] = {}
+    eval_m: dict[str, Column] = {}
+    for name, col in columns.items():
+        kind, field, metric = lookup[name]
+        if kind in ("step", "skip"):
+            data.roles[name] = kind
+            continue
+        if field == "epoch":
+            epoch = _merge(epoch, col)
+            data.roles[name] = "epoch"
+        elif kind == "train":
+            if field is None:
+                train_m[metric] = col
+            else:
+                train_f[field] = _merge(train_f.get(field), col)
+            data.roles[name] = field or "metric"
+        else:
+            if field is None:
+                eval_m[metric] = col
+            else:
+                eval_f[field] = _merge(eval_f.get(field), col)
+            data.roles[name] = field or "eval metric"
+    none = np.zeros(n, dtype=bool)
+    has_train = _any(train_f.values(), n, none)
+    has_tm = _any(train_m.values(), n, none)
+    has_ev = _any([*eval_f.values(), *eval_m.values()], n, none)
+    tr_row = has_train | (has_tm & ~has_ev)
+    move = ~has_train & has_tm & has_ev  # an eval row's bookkeeping goes with the eval record
+    t_rows, e_rows = np.flatnonzero(tr_row), np.flatnonzero(has_ev)
+    if e_rows.size == 0:
+        src, is_train = t_rows, np.ones(t_rows.size, dtype=bool)
+    else:
+        keys = np.concatenate((t_rows * 2, e_rows * 2 + 1))
+        order = np.argsort(keys, kind="stable")
+        src = keys[order] // 2
+        is_train = (keys[order] % 2) == 0
+    fields: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name, col in train_f.items():
+        fields[name] = _out(col, src, n, is_train)
+    for name, col in eval_f.items():
+        fields[name] = _out(col, src, n, ~is_train)
+    if epoch is not None:
+        fields["epoch"] = _out(epoch, src, n, None)
+    metrics: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name, col in train_m.items():
+        metrics[name] = _out(col, src, n, is_train | move[src])
+    for name, col in eval_m.items():
+        metrics[name] = _out(col, src, n, ~is_train)
+    table = Table(step[src], is_train, fields, metrics)
+    data.raw = TableRecords(table)  # type: ignore[assignment]
+
+
+def _merge(first: Column | None, later: Column) -> Column:
+    """Two columns for one field: the later one wins where it has a value (as a dict update)."""
+    if first is None:
+        return later
+    if later[1] is None:
+        return later
+    keep = later[1]
+    vals = np.where(keep, first[0], later[0])
+    mask = keep if first[1] is None else keep & first[1]
+    return vals, mask
+
+
+def _any(cols: Any, n: int, none: np.ndarray) -> np.ndarray:
+    out = none.copy()
+    for col in cols:
+        if col[1] is None:
+            return np.ones(n, dtype=bool)
+        out |= ~col[1]
+    return out
+
+
+def _out(col: Column, src: np.ndarray, n: int, where: np.ndarray | None) -> Column:
+    vals = col[0][src]
+    present = _present(col, n)[src]
+    if where is not None:
+        present = present & where
+    return vals, (None if present.all() else ~present)
+
+
+def clean(data: RunData) -> None:
+    """``data.records`` from ``data.raw`` (TableRecords): ``base.clean_records`` on columns."""
+    raw = data.raw
+    if not isinstance(raw, TableRecords):
+        raise TypeError("table.clean needs records read as a table")
+    table = raw.table
+    step, train = table.step, table.train
+    kept = np.zeros(len(step), dtype=bool)
+    for mask, what in ((train, "train"), (~train, "eval")):
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            continue
+        s = step[idx]
+        # a record survives when no later record of its kind logs the same or an earlier step
+        later_min = np.minimum.accumulate(s[::-1])[::-1]
+        ok = np.ones(idx.size, dtype=bool)
+        ok[:-1] = s[:-1] < later_min[1:]
+        kept[idx[ok]] = True
+        dropped = int(idx.size - ok.sum())
+        if dropped and what == "train":
+            data.notes.append(
+                f"{dropped} train record(s) replaced by later records of the same or earlier "
+                "steps (resumed/rewound run or duplicate logging); the latest were kept"
+            )
+        elif dropped:
+            data.notes.append(
+                f"{dropped} eval record(s) replaced by later records for the same steps"
+            )
+    idx = np.flatnonzero(kept)
+    if train[idx].all() or not train[idx].any():
+        if idx.size == len(step):
+            data.records = raw  # type: ignore[assignment]
+            return
+    else:  # stable: train before eval at the same step, read order otherwise
+        idx = idx[np.lexsort((~train[idx], step[idx]))]
+    data.records = TableRecords(table.take(idx))  # type: ignore[assignment]
+
+
+def note_rows(data: RunData, path: Path, total: int, used: int) -> None:
+    """``lines_total``/``lines_understood`` for the report header."""
+    data.lines_total, data.lines_understood = total, used
+    if used < total:
+        data.notes.append(f"{path.name}: {total - used} of {total} row(s) held nothing readable")
