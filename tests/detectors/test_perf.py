@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 from stabletrain.detectors.perf import SlowStepsDetector
 from stabletrain.detectors.registry import replay
@@ -54,3 +55,24 @@ def test_slowdown_just_past_the_floor_is_reported() -> None:
     times = [0.015] * 200 + [0.06] * 100  # 4x, and the slow steps take 60 ms
     [f] = replay(_run(times), None, [SlowStepsDetector()])
     assert f.epochs == [4, 5]
+
+
+def _drift(first: float, last: float, n: int = 600, noise: float = 0.05, seed: int = 0):
+    rng = random.Random(seed)
+    return [
+        (first + (last - first) * i / (n - 1)) * (1 + rng.uniform(-noise, noise)) for i in range(n)
+    ]
+
+
+def test_gradual_drift_60_percent_slower_over_the_run() -> None:
+    # 1.0 s → 1.6 s per step over 600 steps in 3 epochs: no 3× jump, but a steady drift
+    [f] = replay(_run(_drift(1.0, 1.6), per_epoch=200), None, [SlowStepsDetector()])
+    assert f.id == "slow-steps" and "drift" in f.explanation
+    assert 1.45 <= f.evidence["drift_ratio"] <= 1.75
+
+
+def test_near_miss_flat_noisy_steps_and_a_small_drift_are_quiet() -> None:
+    assert replay(_run(_drift(1.0, 1.0, noise=0.3)), None, [SlowStepsDetector()]) == []
+    assert replay(_run(_drift(1.0, 1.15)), None, [SlowStepsDetector()]) == []
+    # faster over the run (caches warming, a shorter curriculum) is not a problem
+    assert replay(_run(_drift(1.6, 1.0)), None, [SlowStepsDetector()]) == []

@@ -150,11 +150,14 @@ class Bin:
 class Bins:
     """A metric summarised per epoch (if records carry ``epoch``) or per doubling step block."""
 
-    def __init__(self, max_bins: int = 64, block: int = 16, histogram: bool = True) -> None:
+    def __init__(
+        self, max_bins: int = 64, block: int = 16, histogram: bool = True, *, by_step: bool = False
+    ) -> None:
         self.max_bins = max_bins
         self.block = block
         self.histogram = histogram
-        self.mode: str | None = None  # "epoch" | "step", fixed by the first record
+        #: "epoch" | "step", fixed by the first record (always "step" with ``by_step``)
+        self.mode: str | None = "step" if by_step else None
         self.bins: dict[int, Bin] = {}
         self._last_key = 0
 

@@ -169,8 +169,9 @@ class DuplicateLoggingDetector:
                     f"of {typical} processes (ranks) each writing the same metrics"
                     + (f" (world size {world})" if world else "")
                     + f": the log is {typical}× longer and confusing, and any metric summed from "
-                    "it is wrong. Log, print and save checkpoints only on the main process; "
-                    "afterwards each step or epoch should appear exactly once."
+                    "it is wrong. The doctor kept one copy of each record and analysed that. "
+                    "Log, print and save checkpoints only on the main process; afterwards each "
+                    "step or epoch should appear exactly once."
                 ),
                 steps=self.first_steps,
                 evidence={

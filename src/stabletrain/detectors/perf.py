@@ -12,11 +12,19 @@ regression. Single slow steps (eval pauses, checkpoint saves) do not move a bin'
 bin's median must also be ≥ ``min_seconds`` (50 ms): millisecond steps (tiny models, CPU tests)
 are dominated by host jitter — another process on the cores reads as a 3-100× "slowdown" — so a
 regression that small is noise, not a training problem.
+
+A gradual drift (seed 004's "8.3 hours per epoch": a leak makes every step a little slower than
+the last) never jumps 3×, so durations are also kept per step block (always by step, ≤ 64
+blocks, whatever the epochs): the median of each block with ≥ 3 durations; with ≥ 6 such blocks,
+a Theil–Sen line through the medians (robust to a slow warm-up block or a stretch of eval
+pauses) that rises steadily (rank correlation with time ≥ 0.8) and ends ≥ ``drift_factor``
+(1.4×) above where it started is ``slow-steps`` too.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +32,28 @@ import numpy as np
 
 from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.robust import spearman
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+_PROFILE_FIX = Fix(
+    "Profile one slow step (torch.profiler) and compare with a fast one; "
+    "log loss.item(), not the tensor; check DataLoader num_workers/pin_memory",
+    code="running_loss += loss.item()  # not `+= loss`, which keeps the graph",
+)
+
+
+def _theil_sen(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(slope, intercept) of the Theil–Sen line: the median pairwise slope, the median offset."""
+    slopes = sorted(
+        (ys[j] - ys[i]) / (xs[j] - xs[i])
+        for i in range(len(xs))
+        for j in range(i + 1, len(xs))
+        if xs[j] != xs[i]
+    )
+    if not slopes:
+        return 0.0, statistics.median(ys)
+    slope = statistics.median(slopes)
+    return slope, statistics.median(y - slope * x for x, y in zip(xs, ys, strict=True))
 
 
 class SlowStepsDetector:
@@ -32,11 +61,19 @@ class SlowStepsDetector:
 
     ids: tuple[str, ...] = ("slow-steps",)
 
-    def __init__(self, factor: float = 3.0, min_bins: int = 3, min_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        factor: float = 3.0,
+        min_bins: int = 3,
+        min_seconds: float = 0.05,
+        drift_factor: float = 1.4,
+    ) -> None:
         self.factor = factor
         self.min_seconds = min_seconds
         self.min_bins = min_bins
+        self.drift_factor = drift_factor
         self.bins = Bins()
+        self.blocks = Bins(by_step=True)  # the same durations by step block, for a drift
         self._prev: tuple[int, float] | None = None
 
     def update(self, record: StepRecord) -> Finding | None:
@@ -49,6 +86,7 @@ class SlowStepsDetector:
             self._prev = (record.step, record.wall_time)
         if dt is not None and math.isfinite(dt) and dt > 0:
             self.bins.add(record.step, record.epoch, dt)
+            self.blocks.add(record.step, None, dt)
         return None
 
     def update_many(self, batch: Batch) -> None:
@@ -75,63 +113,111 @@ class SlowStepsDetector:
             self._prev = (batch.objects("step")[last], batch.objects("wall_time")[last])
         d = dt[t]
         sel = t[np.isfinite(d) & (d > 0)]
-        self.bins.add_many(batch, sel, dt[sel], _Durations(batch.objects("step_time"), dt))
+        durations = _Durations(batch.objects("step_time"), dt)
+        self.bins.add_many(batch, sel, dt[sel], durations)
+        self.blocks.add_many(batch, sel, dt[sel], durations)
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        jump = self._jump()
+        return [jump] if jump is not None else self._drift()
+
+    def _drift(self) -> list[Finding]:
+        blocks = [b for b in self.blocks.ordered() if b.count >= 3]
+        if len(blocks) < 6:
+            return []
+        meds = [b.hist.quantile(0.5) or 0.0 for b in blocks]
+        xs = [(b.first_step + b.last_step) / 2 for b in blocks]
+        slope, intercept = _theil_sen(xs, meds)
+        start, end = intercept + slope * xs[0], intercept + slope * xs[-1]
+        if start <= 0 or spearman(meds) < 0.8:
+            return []
+        ratio = end / start
+        if ratio < self.drift_factor or end < self.min_seconds:
+            return []
+        first, last = blocks[0], blocks[-1]
+        return [
+            Finding(
+                id="slow-steps",
+                severity="warning",
+                title=f"Steps became {ratio:.1f}× slower over the run (a steady drift)",
+                explanation=(
+                    f"Seconds per step rose steadily from about {start:.3g} s (steps "
+                    f"{first.first_step}-{first.last_step}) to {end:.3g} s (steps "
+                    f"{last.first_step}-{last.last_step}): a drift of {ratio - 1:.0%} across "
+                    f"{len(blocks)} stretches of the run, rising in nearly every one — not a "
+                    "single slow phase. Steps that get slower the longer a run lasts usually "
+                    "mean something accumulates: tensors kept alive (e.g. appending the loss "
+                    "tensor instead of loss.item()), a growing Python list or cache, memory "
+                    "fragmentation or swapping. After the fix, seconds per step should stay flat "
+                    "across the run."
+                ),
+                steps=[
+                    b.first_step
+                    for b, m in zip(blocks, meds, strict=True)
+                    if m >= start * self.drift_factor
+                ],
+                evidence={
+                    "start_s_per_step": round(start, 6),
+                    "end_s_per_step": round(end, 6),
+                    "drift_ratio": round(ratio, 3),
+                    "blocks": len(blocks),
+                },
+                fixes=[_PROFILE_FIX],
+            )
+        ]
+
+    def _jump(self) -> Finding | None:
         ordered = [b for b in self.bins.ordered() if b.count >= 3]
         if len(ordered) < self.min_bins:
-            return []
+            return None
         meds = [b.hist.quantile(0.5) or 0.0 for b in ordered]
         base = sorted(meds)[(len(meds) - 1) // 4]
         if base <= 0:
-            return []
+            return None
         slow = [
             (b, m)
             for b, m in zip(ordered[1:], meds[1:], strict=True)
             if m >= self.factor * base and m >= self.min_seconds
         ]
         if not slow:
-            return []
+            return None
         worst = max(m for _, m in slow)
         first = slow[0][0]
         epoch_mode = self.bins.mode == "epoch"
-        return [
-            Finding(
-                id="slow-steps",
-                severity="warning",
-                title=f"Steps became {worst / base:.1f}× slower from {self.bins.label(first)}",
-                explanation=(
-                    f"The typical step took {base:.3g} s, but from {self.bins.label(first)} the "
-                    f"median step took up to {worst:.3g} s ({worst / base:.1f}×) in "
-                    f"{len(slow)} of {len(ordered)} "
-                    f"{'epochs' if epoch_mode else 'stretches'}. A sustained jump (not a single "
-                    "checkpoint or eval pause) usually means memory growth (tensors kept alive, "
-                    "e.g. appending the loss tensor instead of loss.item()), a new host sync in "
-                    "the loop, data loading falling behind, or swapping. After the fix, seconds "
-                    "per step should stay flat across the run."
-                ),
-                steps=[] if epoch_mode else [b.first_step for b, _ in slow],
-                epochs=[b.key for b, _ in slow] if epoch_mode else [],
-                evidence={
-                    "baseline_s_per_step": round(base, 6),
-                    "slow": {self.bins.label(b): round(m, 6) for b, m in slow},
-                    "worst_ratio": round(worst / base, 2),
-                },
-                fixes=[
-                    Fix(
-                        "Profile one slow step (torch.profiler) and compare with a fast one; "
-                        "log loss.item(), not the tensor; check DataLoader num_workers/pin_memory",
-                        code="running_loss += loss.item()  # not `+= loss`, which keeps the graph",
-                    )
-                ],
-            )
-        ]
+        return Finding(
+            id="slow-steps",
+            severity="warning",
+            title=f"Steps became {worst / base:.1f}× slower from {self.bins.label(first)}",
+            explanation=(
+                f"The typical step took {base:.3g} s, but from {self.bins.label(first)} the "
+                f"median step took up to {worst:.3g} s ({worst / base:.1f}×) in "
+                f"{len(slow)} of {len(ordered)} "
+                f"{'epochs' if epoch_mode else 'stretches'}. A sustained jump (not a single "
+                "checkpoint or eval pause) usually means memory growth (tensors kept alive, "
+                "e.g. appending the loss tensor instead of loss.item()), a new host sync in "
+                "the loop, data loading falling behind, or swapping. After the fix, seconds "
+                "per step should stay flat across the run."
+            ),
+            steps=[] if epoch_mode else [b.first_step for b, _ in slow],
+            epochs=[b.key for b, _ in slow] if epoch_mode else [],
+            evidence={
+                "baseline_s_per_step": round(base, 6),
+                "slow": {self.bins.label(b): round(m, 6) for b, m in slow},
+                "worst_ratio": round(worst / base, 2),
+            },
+            fixes=[_PROFILE_FIX],
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"bins": self.bins.state_dict(), "prev": list(self._prev) if self._prev else None}
+        return {
+            "bins": self.bins.state_dict(),
+            "blocks": self.blocks.state_dict(),
+            "prev": list(self._prev) if self._prev else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.bins.load_state_dict(state["bins"])
+        self.blocks.load_state_dict(state["blocks"])
         p = state["prev"]
         self._prev = (int(p[0]), float(p[1])) if p else None
 

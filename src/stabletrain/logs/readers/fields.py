@@ -86,7 +86,7 @@ _EVAL_PREFIXES = (
     "valid_",
 )
 _EVAL_SUFFIXES = ("/val", "/eval", "/validation", "_val")
-_TRAIN_PREFIXES = ("trainiterstats/", "train/", "train_", "training/", "training_")
+_TRAIN_PREFIXES = ("trainiterstats/", "train/", "train_", "training/", "training_", "epoch_")
 _TRAIN_SUFFIXES = ("/train", "_step")
 
 
