@@ -417,13 +417,13 @@ def test_no_records_is_an_error_not_a_clean_verdict(tmp_path: Path) -> None:
 
     log = tmp_path / "train.log"
     log.write_text("Starting training...\nloading data\ndone\n", encoding="utf-8")
-    with pytest.raises(LogReadError, match="train.log") as err:
+    with pytest.raises(LogReadError, match=r"train\.log") as err:
         diagnose(log)
     assert "\n" not in str(err.value)  # one clear line
     # a table with rows but no record in it is the same: never a clean verdict
     empty = tmp_path / "metrics.csv"
     empty.write_text("step,loss\n", encoding="utf-8")
-    with pytest.raises(LogReadError, match="metrics.csv"):
+    with pytest.raises(LogReadError, match=r"metrics\.csv"):
         diagnose(empty)
 
 
