@@ -13,8 +13,8 @@ def test_ladder_skip_then_rollback_then_backoff_then_abort() -> None:
     d = p.decide("spike", can_rollback=True)
     assert d.verdict == "rollback" and not d.backoff
     assert p.decide(None, can_rollback=True).verdict == "apply"
-    p.decide("nonfinite", can_rollback=True)
-    d = p.decide("nonfinite", can_rollback=True)
+    p.decide("spike", can_rollback=True)
+    d = p.decide("spike", can_rollback=True)
     assert d.verdict == "rollback" and d.backoff and p.lr_scale == 0.5 and p.lr_cap == 0.5
     assert [round(p.lr_factor(), 3)] == [0.125]  # re-warm: 1/4 of 0.5x
     for _ in range(4):
@@ -23,6 +23,21 @@ def test_ladder_skip_then_rollback_then_backoff_then_abort() -> None:
     p.decide("spike", can_rollback=True)
     d = p.decide("spike", can_rollback=True)
     assert d.verdict == "abort" and "2 rollbacks" in d.reason
+
+
+def test_nonfinite_skips_are_harmless_never_escalate_but_count_for_abort() -> None:
+    p = Policy(GuardConfig(rollback_after=2, max_consecutive_bad=5))
+    verdicts = [p.decide("nonfinite", can_rollback=True).verdict for _ in range(5)]
+    assert verdicts == ["skip"] * 4 + ["abort"]
+    assert p.rollbacks == 0 and p.lr_cap is None
+
+
+def test_damage_rolls_back_and_caps_the_lr_then_aborts_when_rollbacks_run_out() -> None:
+    p = Policy(GuardConfig(max_rollbacks=1, lr_rewarm_steps=0))
+    d = p.damage("weights non-finite", can_rollback=True, stable_lr=1e-2)
+    assert d.verdict == "rollback" and d.backoff and p.lr_cap == 5e-3
+    d = p.damage("weights non-finite", can_rollback=True, stable_lr=1e-2)
+    assert d.verdict == "abort" and "max_rollbacks" in d.reason
 
 
 def test_overflow_never_escalates_but_counts_for_abort() -> None:

@@ -51,6 +51,10 @@ class GuardConfig:
     """Warn when a layer's weight std exceeds this multiple of the Kaiming std for its fan-in."""
     health_every: int = 100
     """Emit a health line (grad norm, clip rate, skips, scale, LR) every N steps; 0 = never."""
+    weight_growth_limit: float = 10.0
+    """Post-update integrity: on a bad step right after an applied update, weights whose total
+    norm exceeds this multiple of the rollback snapshot's are damage (the update exploded them),
+    as are non-finite weights: the update is undone and the LR lowered."""
 
     # -- adaptive clipping ------------------------------------------------------------------
     zscore_threshold: float = 2.5
@@ -167,6 +171,10 @@ class GuardConfig:
         if not 0.0 < self.lr_backoff_factor <= 1.0:
             raise ConfigError(
                 f"guard.lr_backoff_factor must be in (0, 1], got {self.lr_backoff_factor!r}"
+            )
+        if not self.weight_growth_limit > 1.0:
+            raise ConfigError(
+                f"guard.weight_growth_limit must be > 1, got {self.weight_growth_limit!r}"
             )
         if not self.lr_rise_ratio > 1.0:
             raise ConfigError(f"guard.lr_rise_ratio must be > 1, got {self.lr_rise_ratio!r}")

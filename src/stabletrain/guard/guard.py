@@ -54,11 +54,13 @@ from stabletrain.detectors.amp import LossScaleDetector
 from stabletrain.detectors.clipping import ClippingDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
-from stabletrain.errors import TrainingAborted
-from stabletrain.guard import clipping, immediate, sync_free
+from stabletrain.errors import ConfigError, TrainingAborted
+from stabletrain.guard import clipping, immediate, rollback, sync_free
+from stabletrain.guard.buffers import BufferKeeper
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
+from stabletrain.guard.integrity import WeightCheck
 from stabletrain.guard.optimizer import GuardedOptimizer
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Policy
@@ -85,6 +87,7 @@ class Guard:
         run_log: RunLog | None = None,
         facts: ConfigFacts | None = None,
     ) -> None:
+        _check_owner(model, optimizer)
         self.model = model
         self.inner_optimizer = optimizer
         self.scaler = scaler
@@ -121,6 +124,11 @@ class Guard:
         self.policy = Policy(cfg)
         self.snapshots = SnapshotStore(cfg.snapshots_kept)
         self.health = Health()
+        #: BatchNorm running statistics as they were after the last good forward
+        self.buffers = BufferKeeper(model)
+        #: post-update integrity: the weights after an applied update (see ``integrity.py``)
+        self.weights = WeightCheck(cfg.weight_growth_limit)
+        self._backward_ran = False  # a (scaled) backward ran since the last optimizer step
         self._since_snapshot = 0
         self._candidate: Snapshot | None = None  # a snapshot waiting for clean steps after it
         self._candidate_age = 0
@@ -230,8 +238,16 @@ class Guard:
         The sync-free path always runs the backward (knowing the loss is NaN needs a host read);
         the NaN grads it makes are never applied.
         """
-        if self.config.enabled and self.config.check_init and not self._checked:
-            self.check_model()
+        if not isinstance(loss, torch.Tensor):
+            raise ConfigError(
+                f"guard.step()/guard.backward() need the loss tensor with its graph, got "
+                f"{type(loss).__name__} {loss!r}: pass the loss before .item() or float()"
+            )
+        if not loss.requires_grad:
+            raise ConfigError(
+                "guard.step()/guard.backward(): the loss does not require grad (computed under "
+                "torch.no_grad(), or detached): pass the training loss itself"
+            )
         cfg = self.config
         host: float | None = None
         if cfg.enabled and cfg.skip_nonfinite and not sync_free.chosen(self):
@@ -239,6 +255,10 @@ class Guard:
             # backward; the step then reuses the value
             self.host_reads += 1
             host = loss.detach().item()
+            if not math.isfinite(host):
+                self.buffers.restore()  # the forward wrote its NaN into the BN statistics
+        if cfg.enabled and cfg.check_init and not self._checked:
+            self.check_model()
         self._record_loss(loss, host)
         if host is not None and not math.isfinite(host):
             self._loss_bad = True
@@ -247,6 +267,7 @@ class Guard:
             # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         scaled.backward()
+        self._backward_ran = True
         return not self._loss_bad
 
     def optimizer_step(self) -> StepOutcome:
@@ -257,6 +278,7 @@ class Guard:
         """
         outcome = self._check_and_step(owns_loop=True)
         self.inner_optimizer.zero_grad(set_to_none=True)
+        self._backward_ran = False
         return outcome
 
     def step(self, loss: torch.Tensor) -> StepOutcome:
@@ -299,8 +321,13 @@ class Guard:
         cfg, opt = self.config, self.inner_optimizer
         if cfg.enabled and cfg.check_init and not self._checked:
             self.check_model()
+        if cfg.enabled:
+            rollback.initial_snapshot(self)
         scaler_on = self.scaler is not None and self.scaler.is_enabled()
-        if scaler_on and owns_loop and not cfg.grads_unscaled:
+        # no backward since the last step (a non-finite loss skipped it): the scaler never
+        # scaled anything, so there is nothing to unscale (and no scale yet at step 0)
+        unscaled = scaler_on and owns_loop and not cfg.grads_unscaled and self._backward_ran
+        if unscaled:
             self.scaler.unscale_(opt)  # type: ignore[union-attr]
         params = self._param_list()
         grads = measure.grads_of(params)
@@ -309,7 +336,9 @@ class Guard:
             norm_t = measure.reduce_norm_across_ranks(norm_t, norm_type=cfg.norm_type)
         if sync_free.chosen(self):
             return sync_free.device_step(self, grads, params, norm_t, owns_loop, scaler_on)
-        return immediate.immediate_step(self, grads, params, norm_t, owns_loop, scaler_on)
+        return immediate.immediate_step(
+            self, grads, params, norm_t, owns_loop, scaler_on, unscaled=unscaled or not owns_loop
+        )
 
     def _observe_clean(self, norm_v: float, clip_coef: float | None, scheduled_lr: float) -> None:
         """A clean applied step: its LR is stable, its post-clip norm feeds adaptive clipping."""
@@ -372,6 +401,7 @@ class Guard:
             },
             "health": self.health.state_dict(),
             "snapshots": self.snapshots.state_dict(),
+            "weights": self.weights.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -397,4 +427,27 @@ class Guard:
             self.health.load_state_dict(state["health"])
         if "snapshots" in state:
             self.snapshots.load_state_dict(state["snapshots"])
+        if "weights" in state:
+            self.weights.load_state_dict(state["weights"])
+        self.buffers.reset()  # the model was (re)loaded beside this state
         self._checked = False  # verify the loaded weights are finite before the next step
+
+
+def _check_owner(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """A clear error when ``optimizer`` owns none of ``model``'s trainable parameters (the
+    guard would measure grads it never steps, and report steps applied that change nothing)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"Guard(model, optimizer): optimizer must be a torch.optim.Optimizer, got "
+            f"{type(optimizer).__name__}"
+        )
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if not trainable:
+        return
+    owned = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if not trainable & owned:
+        raise ConfigError(
+            f"Guard(model, optimizer): the optimizer ({type(optimizer).__name__}) does not own "
+            f"any of the model's {len(trainable)} trainable parameters; build it from this "
+            "model's parameters, e.g. torch.optim.AdamW(model.parameters(), ...)"
+        )

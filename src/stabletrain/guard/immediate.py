@@ -29,8 +29,11 @@ def immediate_step(
     norm_t: torch.Tensor,
     owns_loop: bool,
     scaler_on: bool,
+    *,
+    unscaled: bool,
 ) -> StepOutcome:
-    """Read, decide, clip, step or skip; the resolved outcome."""
+    """Read, decide, clip, step or skip; the resolved outcome. ``unscaled``: the GradScaler
+    recorded an ``unscale_`` this step (so a skip must ``update()`` it to back off)."""
     cfg = guard.config
     loss_t, loss_bad = guard._loss_acc, guard._loss_bad
     host = guard._loss_host if guard._loss_host_known else None
@@ -47,11 +50,18 @@ def immediate_step(
     if not cfg.enabled:
         return plain_step(guard, grads, norm_v, loss_v, scale_v, lr_before, owns_loop)
 
+    if loss_bad:
+        guard.buffers.restore()  # a non-finite forward wrote into the BN statistics
+    else:
+        guard.buffers.save()
     bad = verdict.classify(guard, step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
     forced = bad is None and guard._skip_pending > 0 and not guard._in_batches
     if forced:
         guard._skip_pending -= 1
-    decision, bad_action = verdict.judge(guard, step, bad, loss_bad, lr_before, forced=forced)
+    damage = verdict.weight_damage(guard, bad, params)
+    decision, bad_action = verdict.judge(
+        guard, step, bad, loss_bad, lr_before, forced=forced, damage=damage
+    )
     kind = decision.verdict
 
     clip_coef: float | None = None
@@ -61,12 +71,13 @@ def immediate_step(
         step_with_lr_factor(guard.inner_optimizer, guard.scaler, owns_loop, lr_factor)
         if owns_loop and guard.scheduler is not None:
             guard.scheduler.step()
+        guard.weights.applied()
         if kind == "apply":
             guard._observe_clean(norm_v, clip_coef, lr_before)
     else:
         for g in grads:
             g.zero_()
-        if scaler_on and owns_loop:
+        if scaler_on and owns_loop and unscaled:
             guard.scaler.update()  # type: ignore[union-attr]  # backs off if unscale_ saw inf
         guard.total_skipped += 1
     action = reporting.report(guard, decision, step, None if applied else bad_action,

@@ -1,21 +1,28 @@
-"""The policy ladder: what the guard does about a bad step.
+"""The policy ladder: what the guard does about a bad step — a pure decision on evidence.
 
-::
+Evidence comes in two kinds. A *harmless* event changed nothing: a skipped step leaves weights,
+optimizer state and (restored) BatchNorm buffers as they were, so it never caps the LR or rolls
+back; it only counts toward the "the data is all bad" abort. *Damage* is evidence that applied
+updates made things worse: weights non-finite or exploded after an update, the loss trending away
+from the run's own best, eval getting worse (``damage``)::
 
     clean step                      → apply
+    non-finite loss/grad            → skip (harmless: optimizer state untouched)
+    fp16 overflow (finite loss)     → skip; the GradScaler backs off (harmless)
     isolated spike                  → warn | skip (``spike_action``)
-    non-finite loss/grad            → skip (optimizer state untouched)
-    fp16 overflow (finite loss)     → skip; the GradScaler backs off (never escalates: it is the
-                                      scaler probing its range, but counts toward the abort)
-    ``rollback_after`` bad steps within ``escalate_window`` (a clean streak long enough that
-    the bad steps cannot be recurring clears the count: an isolated burst, already skipped,
+    ``rollback_after`` spikes within ``escalate_window`` (a clean streak long enough that
+    they cannot be recurring clears the count: an isolated burst, already skipped,
     is no reason to throw progress away)
                                     → roll back to the last good snapshot, drop the next M batches
     a rollback soon after another, or one whose spike followed a rise of the scheduled LR
                                     → also cap the LR at ``lr_backoff_factor`` x the last LR known
                                       to be stable, re-warming over ``lr_rewarm_steps``
-    ``max_consecutive_bad`` bad steps in a row, or ``max_rollbacks`` exhausted, or the LR cap
-    below ``min_lr_scale`` x the first stable LR  → abort with a diagnosis
+    damage (``damage()``)           → roll back to the snapshot before it began and cap the LR
+    ``max_consecutive_bad`` bad steps in a row (the data is all bad), or ``max_rollbacks``
+    exhausted, or the LR cap below ``min_lr_scale`` x the first stable LR  → abort
+
+Recurring loss spikes stay on the ladder: a loss far above the run's baseline on batch after
+batch is a measurement of the weights as much as of the data.
 
 Why a cap and not a multiplier on the schedule: a rollback restores the scheduler too, so a
 spike caused by the schedule (a ×100 milestone typo, the peak of a warmup) is replayed. Halving a
@@ -46,6 +53,8 @@ class Decision:
     verdict: Verdict
     backoff: bool = False
     reason: str = ""
+    #: the damage behind a rollback or an abort ("nonfinite-weights", "loss-divergence", ...)
+    damage: str | None = None
 
 
 class Policy:
@@ -64,6 +73,8 @@ class Policy:
         self.lr_ref: float | None = None
         self.rewarm_start: int | None = None
         self.backoffs = 0
+        #: the tick of the last bad step of any kind (snapshots wait for a quiet stretch)
+        self.last_bad_tick: int | None = None
         # bad steps recurring every p steps reach `rollback_after` within the window only when
         # (rollback_after - 1) * p < window, i.e. with fewer clean steps than this between them;
         # a longer clean streak can only follow an isolated burst
@@ -72,6 +83,16 @@ class Policy:
             if config.escalate_reset is not None
             else max(config.escalate_window // max(config.rollback_after - 1, 1), 1)
         )
+
+    @property
+    def recently_bad(self) -> bool:
+        """A bad step (of any kind) within ``escalate_window`` steps and fewer clean steps than
+        clear the count: too soon to take a snapshot."""
+        last = self.last_bad_tick
+        if last is None:
+            return False
+        since = self.tick - last
+        return since < self.config.escalate_window and since < self._reset_after
 
     @property
     def lr_scale(self) -> float:
@@ -105,10 +126,21 @@ class Policy:
                 self.recent.clear()
             return Decision("apply")
         self.consecutive_bad += 1
+        self.last_bad_tick = self.tick
         if bad == "overflow":
             if self.consecutive_bad >= cfg.max_consecutive_bad:
                 return Decision("abort", reason=f"{self.consecutive_bad} fp16 overflows in a row")
             return Decision("skip", reason="fp16 overflow")
+        if bad == "nonfinite":
+            # harmless: nothing changed, so no LR cap and no rollback; only the data-abort counts
+            if self.consecutive_bad >= cfg.max_consecutive_bad:
+                return Decision(
+                    "abort",
+                    reason=f"{self.consecutive_bad} bad steps in a row (limit "
+                    f"max_consecutive_bad={cfg.max_consecutive_bad}), every one a non-finite "
+                    "loss or gradient from finite weights: the input data",
+                )
+            return Decision("skip", reason="nonfinite step")
         self.recent.append(self.tick)
         if self.consecutive_bad >= cfg.max_consecutive_bad:
             return Decision(
@@ -116,7 +148,7 @@ class Policy:
                 reason=f"{self.consecutive_bad} bad steps in a row (limit max_consecutive_bad="
                 f"{cfg.max_consecutive_bad})",
             )
-        base: Verdict = "skip" if bad == "nonfinite" else cfg.spike_action
+        base: Verdict = cfg.spike_action
         escalate = base == "rollback" or len(self.recent) >= cfg.rollback_after
         if not escalate:
             return Decision(base, reason=f"{bad} step")
@@ -151,6 +183,38 @@ class Policy:
         if backoff and lr_rose and not recurring:
             why += " right after the scheduled LR rose"
         return Decision("rollback", backoff=backoff, reason=why)
+
+    def damage(self, evidence: str, *, can_rollback: bool, stable_lr: float) -> Decision:
+        """The verdict on damage (applied updates made things worse): roll back to the snapshot
+        before it began and cap the LR; abort when the rollbacks or the LR are exhausted.
+        ``evidence``: what showed it, for the log. Not counted as a step (no tick)."""
+        cfg = self.config
+        self.recent.clear()
+        if can_rollback and self.rollbacks >= cfg.max_rollbacks:
+            return Decision(
+                "abort",
+                reason=f"{evidence}, after {self.rollbacks} rollbacks (limit "
+                f"max_rollbacks={cfg.max_rollbacks})",
+            )
+        can_back_off = cfg.lr_backoff_factor < 1.0
+        if can_back_off and not self._back_off(stable_lr):
+            return self._abort_lr()
+        if not can_rollback:
+            return Decision("skip", backoff=can_back_off, reason=evidence + ", no snapshot")
+        self.rollbacks += 1
+        self.last_rollback_tick = self.tick
+        return Decision("rollback", backoff=can_back_off, reason=evidence)
+
+    def cap_lr(self, lr: float, factor: float) -> tuple[float | None, float]:
+        """Lower the cap to ``factor`` x ``lr`` (never raise it; no re-warm): the eval-plateau
+        rung. Returns (old cap, new cap)."""
+        old = self.lr_cap
+        new = lr * factor if old is None else min(old, lr * factor)
+        if self.lr_ref is None:
+            self.lr_ref = lr
+        self.lr_cap = new
+        self.backoffs += 1
+        return old, new
 
     def _back_off(self, stable_lr: float) -> bool:
         """Cap the LR at ``lr_backoff_factor`` x the stable LR (or x the current cap, if lower).
@@ -194,6 +258,7 @@ class Policy:
             "lr_ref": self.lr_ref,
             "rewarm_start": self.rewarm_start,
             "backoffs": self.backoffs,
+            "last_bad_tick": self.last_bad_tick,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -206,3 +271,4 @@ class Policy:
         self.lr_ref = state.get("lr_ref")
         self.rewarm_start = state["rewarm_start"]
         self.backoffs = int(state["backoffs"])
+        self.last_bad_tick = state.get("last_bad_tick")

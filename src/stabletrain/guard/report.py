@@ -10,17 +10,24 @@ from typing import TYPE_CHECKING
 
 from stabletrain.detectors.amp import amp_fixes
 from stabletrain.detectors.fixes import lower_lr_fix, make_fix, spike_fixes
+from stabletrain.guard.integrity import FP16_FIXES, fp16_adam_cause
 from stabletrain.records import Finding, Fix
 
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
 
 
-def abort_finding(guard: Guard, reason: str, action: str | None, step: int) -> Finding:
+def abort_finding(
+    guard: Guard, reason: str, action: str | None, step: int, *, damage: str | None = None
+) -> Finding:
     """The Finding a TrainingAborted carries: cause, evidence, concrete fixes."""
     facts = guard.facts
     pol = guard.policy
-    if action == "skip_nonfinite_loss":
+    if damage == "nonfinite-weights":
+        fid, what = "nonfinite-weights", "an update made the weights NaN/inf (it was undone)"
+    elif damage is not None:
+        fid, what = damage, "the damage keeps coming back"
+    elif action == "skip_nonfinite_loss":
         fid, what = "nonfinite-loss", "the loss is NaN/inf"
     elif action == "skip_nonfinite_grad":
         fid, what = "nonfinite-grad", "the gradients are NaN/inf"
@@ -38,10 +45,22 @@ def abort_finding(guard: Guard, reason: str, action: str | None, step: int) -> F
         "total_skipped": guard.total_skipped,
         "last_applied_loss": last.loss if last is not None and last.applied else None,
     }
-    if fid == "loss-scale-collapse":
+    if fid == "nonfinite-weights" and fp16_adam_cause(guard.inner_optimizer) is not None:
+        fixes = [Fix(text) for text in FP16_FIXES]
+    elif fid == "loss-scale-collapse":
         fixes = amp_fixes(facts, collapse=True)
     elif fid == "loss-spike":
         fixes = spike_fixes(facts)
+    elif fid == "nonfinite-loss" and pol.rollbacks == 0:
+        # every skip was harmless (finite weights, nothing applied): the batches are the cause
+        fixes = [
+            Fix(
+                "Check the input data: every recent batch gave a NaN/inf loss from finite "
+                "weights (NaN/inf values in the inputs or labels, a broken file or transform, "
+                "log(0) or x/0 in the loss)."
+            ),
+            lower_lr_fix(facts, 3.0),
+        ]
     else:
         fixes = [lower_lr_fix(facts, 3.0)]
         if guard.config.max_norm is None or guard.config.clip == "none":

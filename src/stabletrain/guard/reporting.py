@@ -81,7 +81,7 @@ def log_lr(guard: Guard, lr: float | None) -> None:
 
 def abort(guard: Guard, decision: Decision, action: str | None, step: int) -> None:
     """Raise ``TrainingAborted`` with the diagnosis (what happened, what to change)."""
-    finding = abort_finding(guard, decision.reason, action, step)
+    finding = abort_finding(guard, decision.reason, action, step, damage=decision.damage)
     guard.findings.append(finding)
     guard._event("abort", finding.title, "error", {"reason": decision.reason})
     raise TrainingAborted(

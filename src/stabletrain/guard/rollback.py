@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stabletrain.detectors.spikes import SpikeDetector
+from stabletrain.guard.integrity import weight_norm
 from stabletrain.guard.policy import Decision
 from stabletrain.guard.snapshots import Snapshot
 
@@ -28,6 +29,9 @@ def snapshot_state(guard: Guard) -> dict[str, Any]:
     """The guard's own part of a snapshot."""
     return {
         "step_count": guard.step_count,
+        # the reference an exploded update is measured against (integrity.py)
+        # (a CPU copy, read only when a bad step needs it)
+        "weight_norm": weight_norm(guard._param_list()).to("cpu"),
         # the LR the restored state runs at first: the stable LR a back-off caps against
         "sched_lr": guard.scheduled_lr(),
         "clipper": guard.clipper.state_dict() if guard.clipper is not None else None,
@@ -53,10 +57,11 @@ def snapshot_ladder(guard: Guard, verdict: str, *, can_capture: bool = True) -> 
         guard._candidate_age += 1
         if guard._candidate_age >= cfg.snapshot_confirm_steps:
             guard.snapshots.add(guard._candidate)
+            guard.snapshots.initial = None  # a confirmed target exists: free the first copy
             guard._candidate = None
     elif (
         can_capture
-        and not guard.policy.recent
+        and not guard.policy.recently_bad
         and (len(guard.snapshots) == 0 or guard._since_snapshot >= cfg.snapshot_every)
     ):
         guard._candidate = guard.snapshots.capture(
@@ -67,28 +72,41 @@ def snapshot_ladder(guard: Guard, verdict: str, *, can_capture: bool = True) -> 
         guard._since_snapshot = 0
         if cfg.snapshot_confirm_steps == 0:
             guard.snapshots.add(guard._candidate)
+            guard.snapshots.initial = None
             guard._candidate = None
 
 
+def initial_snapshot(guard: Guard) -> None:
+    """The state before the first update, kept apart as the target of last resort: the first
+    update may be the one that breaks the weights (pure fp16 under Adam), before any snapshot
+    could be confirmed. Taken once, at the first optimizer step, before its update."""
+    if guard.config.snapshot_every <= 0 or guard.snapshots.initial is not None:
+        return
+    guard.snapshots.initial = guard.snapshots.capture(
+        guard.step_count, guard.model, guard.inner_optimizer, guard.scaler, guard.scheduler,
+        snapshot_state(guard),
+    )  # fmt: skip
+
+
 def rollback_target(guard: Guard) -> Snapshot | None:
-    """The newest snapshot, unless rolling back to it already failed twice: then one older."""
+    """The newest snapshot, unless rolling back to it already failed twice: then one older;
+    the state before the first update when none was confirmed yet."""
     if guard.config.snapshot_every <= 0:
         return None
     newest = guard.snapshots.pick(0)
     if newest is not None and newest.restores >= 2:
         return guard.snapshots.pick(1)
-    return newest
+    return newest if newest is not None else guard.snapshots.initial
 
 
-def rollback(guard: Guard, step: int, decision: Decision, owns_loop: bool) -> None:
-    """Restore the rollback target, rewind, schedule the batch skips, log (and the back-off)."""
+def restore(guard: Guard, snap: Snapshot, *, scheduler: bool = True) -> None:
+    """Load ``snap`` into the live model, optimizer, scaler (scheduler) and the guard's
+    statistics, and forget the snapshots of the abandoned timeline."""
     # (a skipped step already called scaler.update(), resetting its per-step state, so the
     # snapshot's scale can be loaded over it)
-    snap = rollback_target(guard)
-    assert snap is not None  # the policy rolls back only when a snapshot exists
     guard.snapshots.restore(
         snap, guard.model, guard.inner_optimizer, guard.scaler,
-        guard.scheduler if owns_loop else None,
+        guard.scheduler if scheduler else None,
     )  # fmt: skip
     guard.snapshots.drop_after(snap.step)
     guard._candidate = None
@@ -101,20 +119,34 @@ def rollback(guard: Guard, step: int, decision: Decision, owns_loop: bool) -> No
         episodes = det.episodes
         det.load_state_dict(snap.guard[name])
         det.episodes = episodes
-    # our loop rewinds with the scheduler; a framework keeps its own step numbering
-    guard.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
+    guard.buffers.save()  # the restored BN statistics are the good copy now
+    guard.weights.pending = False
     guard._since_snapshot = 0
     guard._sched_debt = 0
-    guard._skip_pending = guard.config.rollback_skip_batches
     guard._checked = False  # re-verify the restored weights before the next step
+
+
+def rollback(
+    guard: Guard, step: int, decision: Decision, owns_loop: bool, *, skip: int | None = None
+) -> None:
+    """Restore the rollback target, rewind, schedule the batch skips, log (and the back-off).
+    ``skip``: batches to drop (default ``rollback_skip_batches``; 0 when the cause is not the
+    data, as for a divergence)."""
+    snap = rollback_target(guard)
+    assert snap is not None  # the policy rolls back only when a snapshot exists
+    restore(guard, snap, scheduler=owns_loop)
+    # our loop rewinds with the scheduler; a framework keeps its own step numbering
+    guard.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
     cfg = guard.config
+    skip = cfg.rollback_skip_batches if skip is None else skip
+    guard._skip_pending = skip
     guard._event(
         "rollback",
         f"step {step}: {decision.reason}; rolled back to the snapshot of step {snap.step} "
-        f"and skipping the next {cfg.rollback_skip_batches} batches",
+        f"and skipping the next {skip} batches",
         "warning",
-        {"from_step": step, "to_step": snap.step, "skip_batches": cfg.rollback_skip_batches,
-         "rollbacks": guard.policy.rollbacks},
+        {"from_step": step, "to_step": snap.step, "skip_batches": skip,
+         "rollbacks": guard.policy.rollbacks, "evidence": decision.damage or "spikes"},
     )  # fmt: skip
     if decision.backoff:
         log_backoff(guard, snap)

@@ -78,6 +78,8 @@ class SnapshotStore:
     def __init__(self, keep: int = 2) -> None:
         self.keep = keep
         self.snapshots: deque[Snapshot] = deque(maxlen=keep)
+        #: the state before the first update: the target when no snapshot was kept yet
+        self.initial: Snapshot | None = None
 
     @staticmethod
     def capture(
@@ -137,19 +139,8 @@ class SnapshotStore:
     def state_dict(self) -> dict[str, Any]:
         return {
             "keep": self.keep,
-            "snapshots": [
-                {
-                    "step": s.step,
-                    "model": s.model,
-                    "optimizer": s.optimizer,
-                    "scaler": s.scaler,
-                    "scheduler": s.scheduler,
-                    "rng": s.rng,
-                    "guard": s.guard,
-                    "restores": s.restores,
-                }
-                for s in self.snapshots
-            ],
+            "snapshots": [_as_dict(s) for s in self.snapshots],
+            "initial": _as_dict(self.initial) if self.initial is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -157,6 +148,21 @@ class SnapshotStore:
         self.snapshots = deque(
             (Snapshot(**to_cpu(s)) for s in state["snapshots"]), maxlen=self.keep
         )
+        initial = state.get("initial")
+        self.initial = Snapshot(**to_cpu(initial)) if initial is not None else None
 
     def __len__(self) -> int:
         return len(self.snapshots)
+
+
+def _as_dict(s: Snapshot) -> dict[str, Any]:
+    return {
+        "step": s.step,
+        "model": s.model,
+        "optimizer": s.optimizer,
+        "scaler": s.scaler,
+        "scheduler": s.scheduler,
+        "rng": s.rng,
+        "guard": s.guard,
+        "restores": s.restores,
+    }

@@ -10,9 +10,13 @@ a rollback asked for and aborts when the ladder says so. Functions over the Guar
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
+
 from stabletrain.guard import reporting, rollback
+from stabletrain.guard.integrity import Damage, fp16_adam_cause
 from stabletrain.guard.policy import Bad, Decision
 from stabletrain.records import StepRecord
 
@@ -21,19 +25,85 @@ if TYPE_CHECKING:
 
 
 def judge(
-    guard: Guard, step: int, bad: Bad | None, loss_bad: bool, scheduled_lr: float, *, forced: bool
+    guard: Guard,
+    step: int,
+    bad: Bad | None,
+    loss_bad: bool,
+    scheduled_lr: float,
+    *,
+    forced: bool,
+    damage: WeightDamage | None = None,
 ) -> tuple[Decision, str | None]:
     """The verdict on a classified step and the action a skip records; aborts when the
     ladder says so. ``forced``: a clean step whose update a rollback asked to skip (a loop
-    without ``guard.batches()``: skipping its update has the same effect on the weights)."""
+    without ``guard.batches()``: skipping its update has the same effect on the weights).
+    ``damage``: the weights after the last applied update are broken (``weight_damage``)."""
     if forced:
         decision = Decision("skip", reason="batch skipped after a rollback")
         action: str | None = "skip_spike"
+    elif damage is not None:
+        decision, action = judge_damage(guard, step, damage), action_name(bad, loss_bad)
     else:
         decision, action = decide(guard, bad, scheduled_lr), action_name(bad, loss_bad)
     if decision.verdict == "abort":
         reporting.abort(guard, decision, action, step)
     return decision, action
+
+
+@dataclass(slots=True)
+class WeightDamage:
+    """What the post-update check found: the kind, the weights' norm, the reference norm."""
+
+    kind: Damage
+    norm: float
+    reference: float | None
+
+    def evidence(self, step: int) -> str:
+        if self.kind == "nonfinite-weights":
+            return f"the weights hold NaN/inf after the update before step {step}"
+        ratio = self.norm / self.reference if self.reference else math.inf
+        return (
+            f"the weights exploded after the update before step {step} (norm {self.norm:.3g}, "
+            f"{ratio:.3g}x the snapshot's)"
+        )
+
+
+def weight_damage(
+    guard: Guard, bad: Bad | None, params: list[torch.nn.Parameter]
+) -> WeightDamage | None:
+    """The post-update check, on a bad step that follows an applied update only."""
+    if bad is None or not guard.config.enabled:
+        return None
+    target = rollback.rollback_target(guard)
+    ref_t = target.guard.get("weight_norm") if target is not None else None
+    ref = float(ref_t) if ref_t is not None else None  # a CPU tensor: no device sync
+    kind, norm = guard.weights.judge(params, ref)
+    if kind is None or norm is None:
+        return None
+    return WeightDamage(kind, norm, ref)
+
+
+def judge_damage(guard: Guard, step: int, damage: WeightDamage) -> Decision:
+    """Roll back (the update is undone) and lower the LR; with a known cause that a lower LR
+    cannot fix (fp16 weights under Adam's eps), undo the update and stop with the remedy."""
+    target = rollback.rollback_target(guard)
+    evidence = damage.evidence(step)
+    cause = fp16_adam_cause(guard.inner_optimizer) if damage.kind == "nonfinite-weights" else None
+    if cause is not None or (target is None and damage.kind == "nonfinite-weights"):
+        if target is not None:
+            rollback.restore(guard, target)
+        return Decision(
+            "abort", reason=f"{evidence}: {cause or 'no snapshot to restore'}", damage=damage.kind
+        )
+    stable = (
+        float(target.guard.get("sched_lr") or guard.scheduled_lr())
+        if target is not None
+        else guard.scheduled_lr()
+    )
+    guard._cap_before = guard.policy.lr_cap
+    decision = guard.policy.damage(evidence, can_rollback=target is not None, stable_lr=stable)
+    decision.damage = damage.kind
+    return decision
 
 
 def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:

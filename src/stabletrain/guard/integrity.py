@@ -1,0 +1,98 @@
+"""Post-update integrity: after an applied update, are the weights still finite and in range?
+
+The loss and the gradients say nothing about what the update wrote. Pure fp16 parameters under
+Adam (eps=1e-8 is 0 in fp16, the second moment underflows, the update is 0/0) write NaN on the
+first step; an unclipped update on a 1e15-scaled batch writes weights ~1e29 whose next forward is
+inf. Either way every later loss is non-finite, and a guard that reads only losses skips batch
+after batch as if the data were bad.
+
+The check is folded into a read the guard already does: an update that broke the weights makes
+the *next* loss (or grad norm) non-finite or a spike, which the guard reads anyway. Only then —
+on a bad step that follows an applied update — does ``WeightCheck.judge`` read the weights'
+total norm (one fused pass and one host read, on that step only): non-finite, or above
+``growth_limit`` x the norm at the rollback snapshot, is *damage*; anything else leaves the bad
+step harmless (the data). Clean steps cost nothing.
+
+Limits: weights that break without changing the next loss (a NaN in a parameter the loss does
+not use) are found by ``Guard.check_model`` at the next load or rollback, not here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+Damage = Literal["nonfinite-weights", "exploding-weights"]
+
+
+def weight_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """The total 2-norm of ``params``, a float32 0-dim tensor on their device (NaN/inf
+    propagate); reading it is the caller's choice."""
+    if not params:
+        return torch.zeros(())
+    # in float32: the norm of a large fp16 model exceeds fp16's range though no weight does
+    norms = [torch.linalg.vector_norm(p.detach(), dtype=torch.float32) for p in params]
+    dev = norms[0].device
+    return torch.linalg.vector_norm(torch.stack([n.to(dev) for n in norms]))
+
+
+class WeightCheck:
+    """Whether the weights were verified since the last applied update, and the verdict."""
+
+    def __init__(self, growth_limit: float) -> None:
+        self.growth_limit = growth_limit
+        #: an update was applied since the weights were last verified
+        self.pending = False
+
+    def applied(self) -> None:
+        self.pending = True
+
+    def judge(
+        self, params: list[torch.nn.Parameter], reference: float | None
+    ) -> tuple[Damage | None, float | None]:
+        """(damage, weight norm) for a bad step; (None, None) when nothing was applied since
+        the last verification (the weights are those of a step already judged)."""
+        if not self.pending:
+            return None, None
+        self.pending = False
+        # host sync: only on a bad step right after an applied update
+        norm = float(weight_norm(params))
+        if not math.isfinite(norm):
+            return "nonfinite-weights", norm
+        if reference and norm > self.growth_limit * reference:
+            return "exploding-weights", norm
+        return None, norm
+
+    def state_dict(self) -> dict[str, object]:
+        return {"pending": self.pending}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.pending = bool(state.get("pending", False))
+
+
+def fp16_adam_cause(optimizer: torch.optim.Optimizer) -> str | None:
+    """The known cause of non-finite weights, when it is fp16 parameters under an optimizer whose
+    eps is 0 (or subnormal) in fp16; None otherwise."""
+    tiny = torch.finfo(torch.float16).tiny
+    for g in optimizer.param_groups:
+        eps = g.get("eps")
+        if not isinstance(eps, (int, float)) or eps >= tiny:
+            continue
+        if any(p.dtype == torch.float16 for p in g["params"]):
+            return (
+                f"the parameters are pure fp16 under {type(optimizer).__name__}(eps={eps:g}): "
+                f"eps is {float(torch.tensor(eps, dtype=torch.float16)):g} in fp16 and the "
+                "second moment underflows to 0, so the update divides 0 by 0"
+            )
+    return None
+
+
+FP16_FIXES = (
+    "Keep float32 master weights: build the model in float32 and run the forward under "
+    "torch.autocast(dtype=torch.float16) with a GradScaler (or guard.autocast()).",
+    "Or use bf16 (torch.autocast(dtype=torch.bfloat16), or model.to(torch.bfloat16)): its range "
+    "is float32's.",
+    "Or, keeping fp16 parameters, raise the optimizer's eps to 1e-4 (representable in fp16).",
+)

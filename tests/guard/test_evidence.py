@@ -1,0 +1,190 @@
+"""Evidence before escalation, on real tiny models (issue 10, defects 1-4; issue 12 item 9).
+
+Each test reproduces a run the first guard lost: a GradScaler whose first loss is NaN, NaN rows
+in a regression's batches, pure fp16 weights under Adam, a NaN row through BatchNorm, and the
+two misuses (a float loss, an optimizer that does not own the model's parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stabletrain.errors import ConfigError, TrainingAborted
+from stabletrain.guard.config import GuardConfig
+from stabletrain.guard.guard import Guard
+from stabletrain.logs.runlog import RunLog
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+
+
+def test_scaler_with_a_nan_first_loss_skips_and_keeps_the_scaler_consistent(
+    h: SimpleNamespace,
+) -> None:
+    x, y = h.linear_data()
+    model = nn.Linear(32, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    guard = Guard(model, opt, scaler=scaler, config=GuardConfig(snapshot_every=5))
+    bad = x[:32].clone()
+    bad[0, 0] = float("nan")
+    out = guard.step(F.cross_entropy(model(bad), y[:32]))  # crashed in scaler.unscale_ before
+    assert not out.applied and out.action == "skip_nonfinite_loss"
+    for i in range(1, 40):
+        xb = x[i * 32 : (i + 1) * 32]
+        if i in (7, 20):  # NaN losses later, after the scaler has a scale
+            xb = xb.clone()
+            xb[1, 1] = float("nan")
+        out = guard.step(F.cross_entropy(model(xb), y[i * 32 : (i + 1) * 32]))
+        assert out.applied == (i not in (7, 20))
+    assert scaler.get_scale() == 2.0**10  # a NaN loss is no overflow: the scale is untouched
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _regression(seed: int, nan_every: float, epochs: int = 3) -> float:
+    """Adam 16->64->1 on a smooth target; ``nan_every``: share of batches holding one NaN row."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2048, 16, generator=g)
+    w = torch.randn(16, 1, generator=g)
+    y = torch.tanh(x @ w) + 0.1 * torch.sin(3 * x[:, :1])
+    xv, yv = x[:256], y[:256]
+    x, y = x[256:], y[256:]
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    guard = Guard(model, opt)
+    n = len(x) // 32
+    bad = set(torch.randperm(n * epochs, generator=g)[: int(nan_every * n * epochs)].tolist())
+    for e in range(epochs):
+        for b in guard.batches(range(n)):
+            xb, yb = x[b * 32 : (b + 1) * 32], y[b * 32 : (b + 1) * 32]
+            if e * n + b in bad:
+                xb = xb.clone()
+                xb[3, 5] = float("nan")  # one corrupted row, as a broken pipeline delivers it
+            guard.step(F.mse_loss(model(xb), yb))
+    with torch.no_grad():
+        return float(F.mse_loss(model(xv), yv))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_nan_rows_in_6_percent_of_batches_cost_no_progress(seed: int) -> None:
+    clean, dirty = _regression(seed, 0.0), _regression(seed, 0.06)
+    assert math.isfinite(dirty) and dirty <= 1.1 * clean, (clean, dirty)
+
+
+def test_skips_alone_never_cap_the_lr_or_roll_back(h: SimpleNamespace) -> None:
+    x, y = h.linear_data()
+    model = nn.Linear(32, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    guard = Guard(model, opt, config=GuardConfig(snapshot_every=5))
+    for i in range(120):
+        xb = x[i * 32 : (i + 1) * 32]
+        if i % 4 == 0:  # a NaN batch every 4 steps: 25% of the data is broken
+            xb = xb * float("nan")
+        guard.step(F.cross_entropy(model(xb), y[i * 32 : (i + 1) * 32]))
+    assert guard.policy.rollbacks == 0 and guard.policy.lr_cap is None
+    assert guard.total_skipped == 30 and guard.step_count == 120
+
+
+def test_all_bad_data_aborts_naming_the_data(h: SimpleNamespace) -> None:
+    x, y = h.linear_data()
+    model = nn.Linear(32, 2)
+    guard = Guard(
+        model, torch.optim.Adam(model.parameters()), config=GuardConfig(max_consecutive_bad=6)
+    )
+    for i in range(5):
+        guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
+    with pytest.raises(TrainingAborted, match="input data") as err:
+        for _ in range(10):
+            guard.step(F.cross_entropy(model(x[:32] * float("nan")), y[:32]))
+    assert guard.policy.rollbacks == 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert err.value.findings[0].id == "nonfinite-loss"
+
+
+def test_pure_fp16_adam_update_is_undone_and_the_cause_named(h: SimpleNamespace) -> None:
+    x, y = h.linear_data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2)).half()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # eps=1e-8 is 0 in fp16
+    guard = Guard(model, opt)
+    with pytest.raises(TrainingAborted) as err:
+        for i in range(30):
+            xb = x[i * 32 : (i + 1) * 32].half()
+            guard.step(F.cross_entropy(model(xb).float(), y[i * 32 : (i + 1) * 32]))
+    msg = str(err.value)
+    assert "eps" in msg and "fp16" in msg and ("bf16" in msg or "float32" in msg), msg
+    assert err.value.findings[0].id == "nonfinite-weights"
+    assert err.value.step is not None and err.value.step <= 2  # at once, not after 20 skips
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the update was undone
+
+
+def test_an_update_that_blows_up_the_weights_is_undone_and_the_lr_lowered(
+    h: SimpleNamespace, tmp_path: Path
+) -> None:
+    """A schedule typo multiplies the LR by 1e5 at step 30: the update of step 30 (clipped,
+    finite loss) blows the weights up; the next loss is a spike. The weights are finite but
+    exploded: damage, not bad data. The guard undoes it (rollback) and caps the LR."""
+    x, y = h.linear_data()
+    torch.manual_seed(0)
+    model = nn.Linear(32, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1e5 if s >= 30 else 1.0)
+    with RunLog(tmp_path, tensorboard=False) as run_log:
+        guard = Guard(model, opt, scheduler=sched, config=GuardConfig(snapshot_every=5),
+                      run_log=run_log)  # fmt: skip
+        outs = []
+        for i in range(80):
+            target = y[i * 32 : (i + 1) * 32].float().unsqueeze(1)
+            outs.append(guard.step(F.mse_loss(model(x[i * 32 : (i + 1) * 32]), target)))
+    assert outs[30].applied and outs[31].action == "rollback"
+    assert guard.policy.rollbacks == 1 and guard.policy.lr_cap == pytest.approx(0.025)
+    assert float(model.weight.detach().abs().max()) < 10.0
+    (event,) = [e for e in _events(tmp_path) if e["event"] == "rollback"]
+    assert event["data"]["evidence"] == "exploding-weights" and "exploded" in event["message"]
+
+
+def test_a_nan_row_through_batchnorm_leaves_the_running_stats_finite(h: SimpleNamespace) -> None:
+    x, y = h.linear_data()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 2))
+    guard = Guard(model, torch.optim.Adam(model.parameters(), lr=1e-2))
+    for i in range(20):
+        xb = x[i * 32 : (i + 1) * 32]
+        if i == 10:
+            xb = xb.clone()
+            xb[4, 2] = float("nan")
+        before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+        out = guard.step(F.cross_entropy(model(xb), y[i * 32 : (i + 1) * 32]))
+        if i == 10:
+            assert not out.applied
+            after = {k: v for k, v in model.state_dict().items() if "running" in k}
+            assert all(torch.equal(before[k], after[k]) for k in before)
+    bn = model[1]
+    assert isinstance(bn, nn.BatchNorm1d) and bn.running_var is not None
+    assert torch.isfinite(bn.running_mean).all() and torch.isfinite(bn.running_var).all()
+    model.eval()
+    with torch.no_grad():
+        assert math.isfinite(float(F.cross_entropy(model(x[-256:]), y[-256:])))
+
+
+def test_a_float_loss_is_a_config_error(h: SimpleNamespace) -> None:
+    model = nn.Linear(32, 2)
+    guard = Guard(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ConfigError, match="loss tensor"):
+        guard.step(1.0)  # type: ignore[arg-type]
+
+
+def test_an_optimizer_that_does_not_own_the_models_parameters_is_a_config_error() -> None:
+    model, other = nn.Linear(32, 2), nn.Linear(32, 2)
+    with pytest.raises(ConfigError, match="does not own"):
+        Guard(model, torch.optim.SGD(other.parameters(), lr=0.1))
