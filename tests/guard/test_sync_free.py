@@ -256,3 +256,23 @@ def test_yaml_booleans_mean_on_and_off() -> None:
     assert GuardConfig(**yaml.safe_load("sync_free: off")).sync_free == "off"
     with pytest.raises(ConfigError, match="sync_free"):
         GuardConfig(sync_free="sometimes")  # type: ignore[arg-type]
+
+
+def test_nan_row_through_batchnorm_restored_on_the_device(h: SimpleNamespace) -> None:
+    torch.manual_seed(0)
+    x, y = h.linear_data()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(32, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Linear(32, 2)
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    guard = Guard(model, opt, config=GuardConfig(sync_free="on", read_every=5))
+    for i in range(12):
+        xb = x[i * 32 : (i + 1) * 32].clone()
+        if i == 6:
+            xb[4, 2] = float("nan")
+        guard.step(F.cross_entropy(model(xb), y[i * 32 : (i + 1) * 32]))
+    guard.flush()
+    bn = model[1]
+    assert isinstance(bn, torch.nn.BatchNorm1d) and bn.running_var is not None
+    assert torch.isfinite(bn.running_mean).all() and torch.isfinite(bn.running_var).all()
+    assert guard.total_skipped == 1

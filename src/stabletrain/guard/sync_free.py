@@ -93,6 +93,8 @@ def device_step(
         flags = measure.any_rank_flag(torch.stack([loss_bad, has]))
         loss_bad = flags[0]
         loss = rank_mean_loss(loss)
+    # a non-finite forward wrote into the BN statistics: put them back, on the device
+    guard.buffers.restore_where(loss_bad)
     forced = guard._skip_pending > 0 and not guard._in_batches
     if forced:
         guard._skip_pending -= 1  # a rollback's skips, for a loop without guard.batches()
@@ -207,8 +209,10 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
     loss_v, norm_v, loss_bad, applied = _fill(p, values)
     step = p.outcome.step
     bad = verdict.classify(guard, step, loss_v, norm_v, loss_bad, p.scaler_on, p.has_grads)
+    # the live weights are those after the window: a bad row after an applied one checks them
+    damage = verdict.weight_damage(guard, bad, guard._param_list())
     decision, bad_action = verdict.judge(
-        guard, step, bad, loss_bad, p.scheduled_lr, forced=p.forced and bad is None
+        guard, step, bad, loss_bad, p.scheduled_lr, forced=p.forced and bad is None, damage=damage
     )
     if decision.verdict in ("apply", "warn") and not applied:
         # the device's limit (set at the previous read) was crossed; the detectors, which have
@@ -218,6 +222,8 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
     elif decision.verdict == "skip" and applied:
         reason = f"{decision.reason}, found at the read after it was applied"
         decision = Decision("warn", decision.backoff, reason)
+    if applied:
+        guard.weights.applied()
     if decision.verdict == "apply":
         guard._observe_clean(norm_v, p.outcome.clip_coef, p.scheduled_lr)
     if not applied:
