@@ -442,3 +442,23 @@ def test_non_finite_epochs_are_data_not_a_crash(tmp_path: Path) -> None:
     assert "nonfinite-loss" in _ids(r)
     for renderer in (text, markdown, html, jsonfmt):
         assert renderer.render(r)
+
+
+def test_run_restart_each_attempt_is_analysed(tmp_path: Path) -> None:
+    # attempt 1 blows up (NaN loss from step 290); the run is resumed from its step-250
+    # checkpoint and trains cleanly to 600. Keeping the latest record per step erases the NaN:
+    # the earlier attempt is analysed on its own, and its finding names the attempt.
+    lines = []
+    for s in range(1, 301):
+        loss = "NaN" if s >= 290 else f"{2.0 / s**0.5:.5f}"
+        lines.append(f'{{"step": {s}, "loss": {loss}, "grad_norm": 1.0, "lr": 0.001}}')
+    for s in range(250, 601):
+        lines.append(f'{{"step": {s}, "loss": {2.0 / s**0.5:.5f}, "grad_norm": 1.0, "lr": 0.0005}}')
+    log = tmp_path / "train.jsonl"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    f = _by_id(diagnose(log))
+    restart = f["run-restart"]
+    assert restart.steps == [250] and restart.severity == "info"
+    nan = f["nonfinite-loss"]
+    assert nan.steps[0] == 290 and "attempt 1 of 2" in nan.title
+    assert nan.evidence["attempt"] == 1

@@ -26,9 +26,10 @@ Implements the diagnoses of the seed postmortems (shared/seeds/000-004).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -88,6 +89,7 @@ def diagnose(
         raw = Batch(run.raw, columns)
         batch = as_batch(run.records, like=raw)
         log_findings = detect(batch, raw, facts)
+        log_findings += per_attempt(run.raw, log_findings, facts)
         seen = {f.id for f in log_findings}
         log_findings += scale_findings(run.events, _scaled(batch), facts, seen)
         config_findings = _lint(facts) if facts.facts else []
@@ -138,6 +140,51 @@ def detect(
     from stabletrain.detectors.registry import replay
 
     return replay(records, facts, raw=raw)
+
+
+#: more attempts than this are reported (run-restart) but not analysed one by one
+MAX_ATTEMPTS = 8
+#: ids about the log as a whole, not about one attempt
+_WHOLE_LOG = frozenset({"run-restart", "duplicate-logging"})
+
+
+def per_attempt(
+    raw: Sequence[StepRecord], found: list[Finding], facts: ConfigFacts | None
+) -> list[Finding]:
+    """Findings of the earlier attempts in a log whose step counter went back (``run-restart``).
+
+    The cleaned records keep the latest record per step, so what an earlier attempt logged at
+    steps a later one logged again is gone — often the very blow-up that made the user restart.
+    Each earlier attempt is replayed on its own; a finding whose id the whole run does not have
+    is added, its title and evidence naming the attempt and its steps.
+    """
+    from stabletrain.logs.readers.base import clean_records
+
+    restart = next((f for f in found if f.id == "run-restart"), None)
+    if restart is None:
+        return []
+    segs = restart.evidence["segments"]
+    if len(segs) > MAX_ATTEMPTS:
+        return []
+    have = {f.id for f in found}
+    out: list[Finding] = []
+    for k, (seg, nxt) in enumerate(itertools.pairwise(segs), start=1):
+        part = list(raw[seg["from_record"] : nxt["from_record"]])
+        for f in detect(clean_records(part, []), part, facts):
+            if f.id in _WHOLE_LOG or f.id in have:
+                continue
+            have.add(f.id)
+            where_ = f"attempt {k} of {len(segs)}, steps {seg['first_step']}–{seg['last_step']}"
+            out.append(
+                replace(
+                    f,
+                    title=f"[{where_}] {f.title}",
+                    explanation=f"In {where_} (a later attempt logged these steps again): "
+                    + f.explanation,
+                    evidence={**f.evidence, "attempt": k, "attempts": len(segs)},
+                )
+            )
+    return out
 
 
 def _lint(facts: ConfigFacts) -> list[Finding]:

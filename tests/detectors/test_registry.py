@@ -25,6 +25,7 @@ ALL_IDS = {
     "eval-unstable",
     "overfitting",
     "duplicate-logging",
+    "run-restart",
     "slow-steps",
 }
 

@@ -3,7 +3,7 @@
 ``default_detectors()`` is what the doctor replays and what the guard may run live: fresh
 instances, default thresholds. ``replay`` feeds records in order and collects ``finish(facts)``;
 detectors with a bulk path (``update_many``) get all records at once, sharing one set of columns.
-Detectors whose class sets ``wants_raw = True`` (duplicate logging) read ``raw`` — the records as
+Detectors whose class sets ``wants_raw = True`` (duplicate logging, run restarts) read ``raw`` — the records as
 read, before the readers removed exact duplicates — when it is given.
 """
 
@@ -20,6 +20,7 @@ from stabletrain.detectors.growth import GradNormGrowthDetector
 from stabletrain.detectors.logging import DuplicateLoggingDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.perf import SlowStepsDetector
+from stabletrain.detectors.restart import RunRestartDetector
 from stabletrain.detectors.schedules import LRScheduleDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.detectors.trends import LossTrendDetector
@@ -43,6 +44,7 @@ def default_detectors() -> list[Detector]:
         LRScheduleDetector(),
         EvalDetector(),
         DuplicateLoggingDetector(),
+        RunRestartDetector(),
         SlowStepsDetector(),
     ]
 

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+
+from stabletrain.detectors.registry import replay
+from stabletrain.detectors.restart import RunRestartDetector
+from stabletrain.records import StepRecord
+
+
+def _run(first: int, last: int, scale: float = 1.0, **kw: object) -> list[StepRecord]:
+    return [StepRecord(step=s, loss=scale * 2.0 / s**0.5, **kw) for s in range(first, last + 1)]  # type: ignore[arg-type]
+
+
+def test_two_runs_appended_in_one_log() -> None:
+    recs = _run(1, 200) + _run(1, 150, scale=0.9)
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    assert f.id == "run-restart" and f.severity == "info"
+    assert f.steps == [1]
+    segs = f.evidence["segments"]
+    assert [(s["first_step"], s["last_step"]) for s in segs] == [(1, 200), (1, 150)]
+    assert segs[1]["from_record"] == 200 and segs[1]["kind"] == "new run"
+    assert "2 runs" in f.title
+
+
+def test_a_resumed_run_logs_steps_again() -> None:
+    recs = _run(1, 300) + _run(250, 600, scale=1.01)
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    seg = f.evidence["segments"][1]
+    assert seg["kind"] == "resumed" and seg["first_step"] == 250
+    assert f.steps == [250] and "resumed at step 250 after step 300" in f.explanation
+
+
+def test_near_miss_rank_interleaved_copies_and_per_epoch_step_counters() -> None:
+    # 2 ranks printing the same metrics, slightly out of order: copies, not a restart
+    one = _run(1, 100)
+    ranks = []
+    for i in range(0, 100, 2):
+        ranks += [one[i], one[i + 1], one[i]]
+    assert replay(ranks, None, [RunRestartDetector()], raw=ranks) == []
+    # the step counter is the batch index within each epoch (MetricLogger's [ 100/1251])
+    epochs = [StepRecord(step=b, epoch=e, loss=1.0 / (1 + e + b / 100)) for e in range(5) for b in range(0, 100, 10)]  # fmt: skip
+    assert replay(epochs, None, [RunRestartDetector()], raw=epochs) == []
+    # cleaned records never restart: without raw the detector sees no reset
+    assert replay(_run(1, 50), None, [RunRestartDetector()]) == []
+
+
+def test_eval_records_do_not_cut_segments() -> None:
+    recs = _run(1, 100)
+    recs.insert(50, StepRecord(step=10, kind="eval", eval_loss=1.0))
+    assert replay(recs, None, [RunRestartDetector()], raw=recs) == []
+
+
+def test_state_dict_round_trip() -> None:
+    recs = _run(1, 100) + _run(1, 80, scale=0.8) + _run(40, 120)
+    a, b = RunRestartDetector(), RunRestartDetector()
+    for r in recs[:130]:
+        a.update(r)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    for r in recs[130:]:
+        a.update(r)
+        b.update(r)
+    assert a.state_dict() == b.state_dict()
+    assert [f.to_json() for f in a.finish()] == [f.to_json() for f in b.finish()]
+    assert len(a.finish()[0].evidence["segments"]) == 3
