@@ -13,6 +13,7 @@ error (one line asking for a report; the traceback only with ``-v``), 130 interr
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import traceback
@@ -24,6 +25,7 @@ from stabletrain.errors import ExitCode, StableTrainError
 #: Where a user reports an internal error.
 ISSUES_URL = "https://github.com/stabletrain/stabletrain/issues"
 FAIL_ON = ["info", "warning", "error", "never"]
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 _FAIL_ON_HELP = (
@@ -59,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="where the run log and checkpoints go")
     t.add_argument(
         "--resume", action="store_true", help="continue from the run dir's last checkpoint"
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --run-dir (without it, reusing a run dir is refused)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -116,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_lint(args)
     except StableTrainError as e:
         print(f"stabletrain {args.command}: {_one_line(e)}", file=sys.stderr)
+        return ExitCode.UNUSABLE_INPUT
+    except OSError as e:  # a file we must write or read: full disk, permissions, a bad path
+        where = f"{e.filename}: " if e.filename else ""
+        full = " (disk full: free space and rerun)" if e.errno in _DISK_FULL else ""
+        print(f"stabletrain {args.command}: {where}{e.strerror or e}{full}", file=sys.stderr)
         return ExitCode.UNUSABLE_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

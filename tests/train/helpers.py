@@ -11,10 +11,12 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 
-def train(config: str, run_dir: Path, *overrides: str, resume: bool = False) -> int:
+def train(
+    config: str, run_dir: Path, *overrides: str, resume: bool = False, overwrite: bool = False
+) -> int:
     argv = ["train", str(CONFIGS / config), "--run-dir", str(run_dir), "--no-progress"]
     argv += [a for o in ("run.tensorboard=false", *overrides) for a in ("--set", o)]
-    return main([*argv, "--resume"] if resume else argv)
+    return main(argv + ["--resume"] * resume + ["--overwrite"] * overwrite)
 
 
 def read_jsonl(path: Path) -> list[dict]:

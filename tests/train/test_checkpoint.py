@@ -128,6 +128,78 @@ def _assert_same(a: object, b: object, path: str = "guard") -> None:
         assert a == b, path
 
 
+def _small_tmpfs(path: Path, size: str) -> bool:
+    """Mount a tiny tmpfs at ``path`` (needs root); False where the system does not allow it."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        return False
+    cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+    return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+
+
+def test_disk_full_on_a_real_small_filesystem(tmp_path: Path) -> None:
+    """A real ENOSPC: the partial temp file is removed, the previous checkpoint survives."""
+    disk = tmp_path / "disk"
+    if not _small_tmpfs(disk, "300k"):
+        pytest.skip("mounting a tmpfs needs root; the injected-ENOSPC test covers the logic")
+    try:
+        path = disk / "checkpoint.pt"
+        small = {"model": {"w": torch.arange(20000.0)}, "optimizer": {}, "loop": {}, "rng": {}}
+        save_checkpoint(path, small)
+        big = {**small, "model": {"w": torch.zeros(60000)}}
+        with pytest.raises(CheckpointError, match=r"disk full writing checkpoint .*checkpoint\.pt"):
+            save_checkpoint(path, big)
+        assert [p.name for p in disk.iterdir()] == ["checkpoint.pt"]  # no temp file left
+        assert torch.equal(load_checkpoint(path)["model"]["w"], torch.arange(20000.0))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_disk_full_at_fsync_cleans_up_and_says_what_was_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC injected at the file-write boundary (fsync reports it on delayed-allocation disks)."""
+    import errno
+
+    import stabletrain.train.checkpoint as ck
+
+    path = tmp_path / "checkpoint.pt"
+    state = {"model": {"w": torch.ones(3)}, "optimizer": {}, "loop": {}, "rng": {}}
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ck.os, "fsync", full)
+    with pytest.raises(CheckpointError, match="no earlier checkpoint exists") as e:
+        save_checkpoint(path, state)
+    assert "\n" not in str(e.value) and "No space left on device" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    save_checkpoint(path, state)
+    monkeypatch.setattr(ck.os, "fsync", full)
+    with pytest.raises(CheckpointError, match=r"kept the previous checkpoint .*--resume"):
+        save_checkpoint(path, {**state, "model": {"w": torch.zeros(3)}})
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+
+
+def test_train_on_a_full_disk_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk = tmp_path / "disk"
+    if not _small_tmpfs(disk, "1m"):
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        capsys.readouterr()
+        assert train("digits-cnn.yaml", disk / "run", "train.epochs=1") == 2
+        err = capsys.readouterr().err.strip()
+        assert "disk full" in err and "\n" not in err and "Traceback" not in err
+        assert not list((disk / "run").glob(".checkpoint.pt.tmp*"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
 def _kill_mid_training(run_dir: Path, after_steps: int) -> None:
     cmd = [sys.executable, "-m", "stabletrain.cli", "train", str(CONFIGS / "digits-cnn.yaml"),
            "--run-dir", str(run_dir), "--no-progress"]  # fmt: skip

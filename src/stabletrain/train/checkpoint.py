@@ -17,6 +17,7 @@ guaranteed on CPU (GPU kernels may be non-deterministic).
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import random
@@ -31,6 +32,7 @@ from stabletrain import safe_io
 from stabletrain.errors import CheckpointError
 
 CHECKPOINT_FILE = "checkpoint.pt"
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 _TAG = "__stabletrain_type__"  # marks an encoded non-tensor value (see ``encode``)
 
 
@@ -59,12 +61,36 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     p.parent.mkdir(parents=True, exist_ok=True)
     payload = encode(state)
     tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)  # never leave a partial file that keeps the disk full
+        cause = _os_error(e)
+        if cause is not None and cause.errno in _DISK_FULL:
+            head = f"disk full writing checkpoint {p} ({cause.strerror}): removed the partial file"
+            raise CheckpointError(
+                f"{head}; kept the previous checkpoint and the run log; free space, then "
+                "continue with --resume"
+                if p.exists()
+                else f"{head}; no earlier checkpoint exists, the run log is kept; free space, "
+                "then start again with --overwrite"
+            ) from None
+        raise
     return p
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind ``e`` (torch.save wraps write errors in RuntimeError)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The CLI owns the console, so this module (called only from cli.py) prints with rich; the library
 modules it drives only log. ``run_demo`` is a list of stages over a shared context, so showing
-the doctor's verdict later is one more small stage function.
+the doctor's verdict later is one more small stage function. The demo owns its run dirs and
+replaces them on each run; ``train`` refuses to reuse a run dir without ``--resume`` or
+``--overwrite`` (``train.rundir``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from stabletrain.train.default_configs import DIGITS_CNN, UNSTABLE_DIGITS
 from stabletrain.train.distributed import shutdown_distributed
 from stabletrain.train.loop import train
 from stabletrain.train.plot import plot_history
+from stabletrain.train.rundir import prepare_run_dir
 from stabletrain.train.summary import build_summary, summary_lines, write_summary
 
 
@@ -40,10 +43,15 @@ def run_config(
     console: Console,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> RunResult:
-    """Train one config; write summary.json and the plot (rank 0); print the final summary."""
+    """Train one config; write summary.json and the plot (rank 0); print the final summary.
+
+    A run dir that already holds a run needs ``resume`` (same config) or ``overwrite``.
+    """
     cfg.run.dir = str(run_dir)
+    prepare_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
     bar = None
     if progress and console.is_terminal:
         bar = Progress(
@@ -78,7 +86,14 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_dir()
     console = Console(soft_wrap=True)
-    res = run_config(cfg, run_dir, console, resume=args.resume, progress=not args.no_progress)
+    res = run_config(
+        cfg,
+        run_dir,
+        console,
+        resume=args.resume,
+        overwrite=getattr(args, "overwrite", False),
+        progress=not args.no_progress,
+    )
     if res.summary_path is not None:
         console.print(f"run dir {res.run_dir}  summary {res.summary_path}  plot {res.plot_path}")
     return ExitCode.GUARD_STOPPED if res.summary.get("status") == "aborted" else ExitCode.CLEAN
@@ -97,7 +112,9 @@ class DemoContext:
 
 def _stage_train_digits(ctx: DemoContext) -> None:
     cfg = parse_config(DIGITS_CNN, source="embedded digits-cnn")
-    res = run_config(cfg, ctx.root / "digits-cnn", ctx.console, progress=ctx.progress)
+    res = run_config(
+        cfg, ctx.root / "digits-cnn", ctx.console, overwrite=True, progress=ctx.progress
+    )
     ctx.results["digits-cnn"] = res
     ctx.console.print(
         f"run dir  {res.run_dir}\nsummary  {res.summary_path}\nplot     {res.plot_path}"
@@ -111,7 +128,7 @@ def _stage_guard_rescue(ctx: DemoContext) -> None:
         cfg = parse_config(data, source=f"embedded unstable-digits (guard {preset})")
         name = f"unstable-digits-guard-{preset}"
         ctx.console.print(f"[bold]unstable-digits with guard preset {preset!r}[/bold]")
-        res = run_config(cfg, ctx.root / name, ctx.console, progress=ctx.progress)
+        res = run_config(cfg, ctx.root / name, ctx.console, overwrite=True, progress=ctx.progress)
         ctx.results[name] = res
         rows.append((preset, res.summary))
     ctx.console.print("\n[bold]unstable-digits (NaN + 1e6-scaled batches, high LR):[/bold]")
