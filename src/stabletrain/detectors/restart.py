@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -131,8 +132,8 @@ class RunRestartDetector:
         batch: Batch,
         t: np.ndarray,
         ts: np.ndarray,
-        step_obj: list[Any],
-        epoch_obj: list[Any],
+        step_obj: Sequence[Any],
+        epoch_obj: Sequence[Any],
         base: int,
         a: int,
         b: int,
@@ -154,7 +155,7 @@ class RunRestartDetector:
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         if len(self.segments) < 2:
             return []
-        segs = []
+        segs: list[dict[str, Any]] = []
         for i, (index, first, last, n) in enumerate(self.segments):
             kind = "first"
             if i:
@@ -194,7 +195,7 @@ class RunRestartDetector:
                     "would vanish. The latest record per step is analysed as the run, and every "
                     "earlier attempt is analysed on its own; findings from those name the attempt."
                 ),
-                steps=[s["first_step"] for s in segs[1:]],
+                steps=[int(s["first_step"]) for s in segs[1:]],
                 evidence={"segments": segs, "resets": len(segs) - 1 + self.extra_resets},
             )
         ]
