@@ -462,3 +462,12 @@ def test_run_restart_each_attempt_is_analysed(tmp_path: Path) -> None:
     nan = f["nonfinite-loss"]
     assert nan.steps[0] == 290 and "attempt 1 of 2" in nan.title
     assert nan.evidence["attempt"] == 1
+
+
+def test_report_says_what_was_read(seeds: dict[str, Report]) -> None:
+    r = seeds["seed003"]
+    read = r.to_json()["read"]
+    assert read["file"].endswith("trainer_state.json") and read["format"]
+    assert read["train_records"] == 70 and read["eval_records"] == 6
+    assert read["config"].endswith("config.yaml")
+    assert read["roles"].get("grad_norm") == "grad_norm" or not read["roles"]

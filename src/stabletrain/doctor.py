@@ -106,6 +106,10 @@ def diagnose(
             records=batch,  # a Sequence[StepRecord]; its columns serve the report's summary
             notes=list(run.notes),
             kind="doctor",
+            dialect=getattr(run, "dialect", None),
+            roles=dict(getattr(run, "roles", None) or {}),
+            lines_total=getattr(run, "lines_total", None),
+            lines_understood=getattr(run, "lines_understood", None),
         )
 
 

@@ -153,3 +153,76 @@ def test_a_precision_switch_shows_the_value_the_file_holds() -> None:
     hf = ConfigFacts(source="training_args.json", format="hf")
     hf.set("precision", "fp16", key="fp16")
     assert config_diff(Fix("bf16", {"fp16": False}), hf) == ["- fp16: true", "+ fp16: false"]
+
+
+# -- what was read, at the top of every report (issue 11) -----------------------------------
+def _read_report() -> Report:
+    r = _report([CLIP], _records())
+    r.dialect = "hf-trainer"
+    r.roles = {"train/loss": "loss", "train/grad_norm": "grad_norm", "eval/loss": "eval_loss"}
+    r.lines_total, r.lines_understood = 1000, 950
+    return r
+
+
+def test_every_report_starts_with_what_was_read() -> None:
+    r = _read_report()
+    read = r.to_json()["read"]
+    assert next(iter(r.to_json())) == "read"
+    assert read["file"] == "runs/cnn" and read["format"] == "tensorboard"
+    assert read["dialect"] == "hf-trainer" and read["config"] == "none"
+    assert read["train_records"] == 400 and read["eval_records"] == 4
+    assert read["roles"]["train/grad_norm"] == "grad_norm"
+    assert read["lines_total"] == 1000 and read["understood"] == 0.95
+    for out in (text.render(r), markdown.render(r), html.render(r)):
+        head = out[: out.index("Verdict")]
+        for want in ("runs/cnn", "tensorboard", "hf-trainer", "400 train", "4 eval", "95%",
+                     "950 of 1000", "train/grad_norm", "grad_norm", "Config", "none"):  # fmt: skip
+            assert want in head, (want, head)
+
+
+def test_header_renders_what_is_present_and_says_when_the_share_is_unknown() -> None:
+    r = _report([], _records())
+    r.config = "cfg.yaml"
+    out = text.render(r)
+    head = out[: out.index("Verdict")]
+    assert "cfg.yaml" in head and "400 train" in head
+    assert "lines understood" not in head  # the reader did not count them: nothing invented
+    assert r.to_json()["read"]["understood"] is None
+
+
+# -- Markdown escaping (issue 12, item 2) ---------------------------------------------------
+_EVIL = '<img src=x onerror="alert(1)">'
+
+
+def _evil_report() -> Report:
+    facts = ConfigFacts(source=f"cfg{_EVIL}.yaml")
+    facts.set("max_grad_norm", 4.0, key=f"trainer.{_EVIL}")
+    f = Finding(
+        "clip-near-threshold",
+        "warning",
+        f"Grad norm of {_EVIL} hovers [x](javascript:alert(1))",
+        explanation=f"The metric `{_EVIL}` | hovers under {_EVIL}.",
+        evidence={_EVIL: _EVIL},
+        fixes=[Fix(f"Lower {_EVIL}", {f"trainer.{_EVIL}": 2.0}, code=f"x = 1  # {_EVIL}")],
+    )
+    r = Report([f], facts, source=f"runs/{_EVIL}", format="jsonl", config=f"cfg{_EVIL}.yaml",
+               records=_records(50))  # fmt: skip
+    r.roles = {_EVIL: "loss"}
+    return r
+
+
+def test_markdown_escapes_names_that_come_from_the_users_files() -> None:
+    out = markdown.render(_evil_report())
+    try:
+        import markdown as python_markdown
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        python_markdown = None
+    if python_markdown is not None:
+        for extensions in ([], ["fenced_code", "tables"]):
+            rendered = python_markdown.markdown(out, extensions=extensions)
+            assert "<img" not in rendered, extensions
+            assert '<a href="javascript' not in rendered, extensions
+    outside_code = out.split("```")[::2]
+    for part in outside_code:
+        assert "<img" not in part
+    assert "&lt;img" in out

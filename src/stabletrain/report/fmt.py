@@ -8,9 +8,13 @@ the user's own key names, with the current value taken from the facts the config
 from __future__ import annotations
 
 import math
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any
 
 from stabletrain.records import ConfigFacts, Finding, Fix
+
+if TYPE_CHECKING:
+    from stabletrain.report.model import Report
 
 SEVERITY_MARK = {"error": "✖", "warning": "▲", "info": "●"}
 
@@ -148,3 +152,75 @@ def headline(counts: dict[str, int]) -> str:
             else ""
         )
     return ", ".join(parts)
+
+
+#: metric roles shown in the header before "+N more"
+_ROLES_SHOWN = 12
+
+
+def read_items(report: Report, summary: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """What was read, as (label, text) rows for the top of the text, Markdown and HTML reports.
+
+    Plain text: each renderer escapes it for its format. Rows the reader gave no data for are
+    left out (a share of lines understood is never invented)."""
+    r = report.read(summary)
+    rows = []
+    what = r["format"] or "?"
+    if r["dialect"] and r["dialect"] != r["format"]:
+        what += f", dialect {r['dialect']}"
+    rows.append(("Read", f"{r['file'] or '?'} ({what})"))
+    if report.kind == "doctor":
+        span = ""
+        if r["first_step"] is not None:
+            span = f" (steps {r['first_step']}–{r['last_step']})"
+        rows.append(("Records", f"{r['train_records']} train{span}, {r['eval_records']} eval"))
+    if r["understood"] is not None:
+        rows.append(
+            (
+                "Understood",
+                f"{r['understood']:.0%} of lines ({r['lines_understood']} of "
+                f"{r['lines_total']} lines understood)",
+            )
+        )
+    roles = list(r["roles"].items())
+    if roles:
+        shown = ", ".join(f"{name} → {role}" for name, role in roles[:_ROLES_SHOWN])
+        if len(roles) > _ROLES_SHOWN:
+            shown += f", +{len(roles) - _ROLES_SHOWN} more"
+        rows.append(("Metrics", shown))
+    if report.kind == "doctor":
+        rows.append(("Config", r["config"]))
+    return rows
+
+
+_MD_SPECIAL = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        "`": "\\`",
+        "[": "\\[",
+        "]": "\\]",
+        "|": "\\|",
+        "*": "\\*",
+        "\\": "\\\\",
+    }
+)
+
+
+def md_text(value: object) -> str:
+    """Text from the user's files (keys, metric names, file names) made inert in Markdown: HTML
+    as entities (Python-Markdown passes raw HTML through), and the characters that open code
+    spans, links, emphasis or table cells backslash-escaped."""
+    return str(value).translate(_MD_SPECIAL)
+
+
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def md_fence(text: str) -> str:
+    """Text for a fenced code block, inert where fences are not understood (Python-Markdown
+    without ``fenced_code`` reads the block as paragraphs and passes raw HTML through): what
+    would open an HTML tag is an entity, and a line that would close the fence is broken up.
+    A comparison such as ``a < b`` is left alone."""
+    return _TAG.sub("&lt;", text).replace("```", "`\u200b``")

@@ -19,6 +19,7 @@ from stabletrain.report.fmt import (
     evidence_items,
     fix_files,
     headline,
+    read_items,
     where,
 )
 from stabletrain.report.model import Report
@@ -68,15 +69,10 @@ def render(report: Report, panels: dict[str, bytes] | None = None) -> str:
     """The report as one HTML document; ``panels`` (name → PNG bytes) are embedded inline."""
     s = report.summary()
     title = f"stabletrain {report.kind}: {report.source or ''}"
-    meta = []
-    if report.format:
-        meta.append(f"format <b>{escape(report.format)}</b>")
-    if s["records"]:
-        meta.append(f"{s['records']} steps ({s['first_step']}–{s['last_step']})")
-    if s["evals"]:
-        meta.append(f"{s['evals']} evals")
-    if report.config:
-        meta.append(f"config <code>{escape(report.config)}</code>")
+    read = "".join(
+        f"<div class='meta'><b>{escape(label)}:</b> {escape(value)}</div>"
+        for label, value in read_items(report, s)
+    )
     worst = report.worst_severity if report.problems else None
     vclass = {"error": "v-error", "warning": "v-warning"}.get(worst or "", "v-ok")
     parts = [
@@ -85,7 +81,7 @@ def render(report: Report, panels: dict[str, bytes] | None = None) -> str:
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>stabletrain {escape(report.kind)}</h1>",
         f"<div class='meta'><code>{escape(report.source or '')}</code></div>",
-        f"<div class='meta'>{' · '.join(meta)}</div>",
+        read,
         f"<div class='verdict {vclass}'>Verdict: {escape(headline(report.counts()))}</div>",
     ]
     parts += [f"<div class='note'>note: {escape(n)}</div>" for n in report.notes]

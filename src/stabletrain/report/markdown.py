@@ -17,29 +17,26 @@ from stabletrain.report.fmt import (
     evidence_items,
     fix_files,
     headline,
+    md_fence,
+    md_text,
+    read_items,
     where,
 )
 from stabletrain.report.model import Report
 
 
 def render(report: Report, images: dict[str, str] | None = None) -> str:
-    """The report as Markdown; ``images`` maps panel name → relative PNG path to embed."""
+    """The report as Markdown; ``images`` maps panel name → relative PNG path to embed.
+
+    Everything that comes from the user's files (file names, config keys, metric names, and the
+    titles and explanations that quote them) is escaped with :func:`md_text`, as the HTML report
+    escapes it: a name such as ``<img onerror=…>`` stays text in any Markdown renderer."""
     s = report.summary()
-    lines = [f"# stabletrain {report.kind}: {report.source or ''}", ""]
-    meta = []
-    if report.format:
-        meta.append(f"format **{report.format}**")
-    if s["records"]:
-        meta.append(f"{s['records']} steps ({s['first_step']}–{s['last_step']})")
-    if s["evals"]:
-        meta.append(f"{s['evals']} evals")
-    if report.config:
-        meta.append(f"config `{report.config}`")
-    if meta:
-        lines += [", ".join(meta), ""]
-    lines += [f"**Verdict: {headline(report.counts())}.**", ""]
+    lines = [f"# stabletrain {report.kind}: {md_text(report.source or '')}", ""]
+    lines += [f"- **{label}:** {md_text(value)}" for label, value in read_items(report, s)]
+    lines += ["", f"**Verdict: {headline(report.counts())}.**", ""]
     for note in report.notes:
-        lines.append(f"> note: {note}")
+        lines.append(f"> note: {md_text(note)}")
     if report.notes:
         lines.append("")
     if not report.problems:
@@ -49,7 +46,8 @@ def render(report: Report, images: dict[str, str] | None = None) -> str:
         lines += ["## Findings", "", "| | id | where | title |", "|---|---|---|---|"]
         for f in report.findings:
             lines.append(
-                f"| {SEVERITY_MARK[f.severity]} {f.severity} | `{f.id}` | {where(f)} | {f.title} |"
+                f"| {SEVERITY_MARK[f.severity]} {f.severity} | `{f.id}` | {where(f)} "
+                f"| {md_text(f.title)} |"
             )
         lines.append("")
     for f in report.findings:
@@ -57,33 +55,33 @@ def render(report: Report, images: dict[str, str] | None = None) -> str:
     if images:
         lines += ["## Curves", ""]
         for name, rel in images.items():
-            lines += [f"![{name}]({rel})", ""]
+            lines += [f"![{md_text(name)}]({rel})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _finding(f: Finding, report: Report) -> list[str]:
-    out = [f"### {SEVERITY_MARK[f.severity]} `{f.id}` — {f.title}", ""]
+    out = [f"### {SEVERITY_MARK[f.severity]} `{f.id}` — {md_text(f.title)}", ""]
     src = {"both": " (predicted by the config, confirmed by the log)", "config": " (config)"}.get(
         f.source, ""
     )
     out += [f"**Where:** {where(f)}{src}", ""]
     ev = evidence_items(f)
     if ev:
-        out += ["**Evidence:** " + "; ".join(f"{k}: {v}" for k, v in ev), ""]
+        out += ["**Evidence:** " + "; ".join(f"{md_text(k)}: {md_text(v)}" for k, v in ev), ""]
     if f.explanation:
-        out += [f"**Why:** {f.explanation}", ""]
+        out += [f"**Why:** {md_text(f.explanation)}", ""]
     for fix in f.fixes:
-        out += [f"**Fix:** {fix.description}", ""]
+        out += [f"**Fix:** {md_text(fix.description)}", ""]
         diff = config_diff(fix, report.facts)
         if diff:
             files = fix_files(fix, report.facts)
             out.append("```diff")
             if files:
-                out.append(f"# {', '.join(files)}")
-            out += diff
+                out.append(md_fence(f"# {', '.join(files)}"))
+            out += [md_fence(line) for line in diff]
             out += ["```", ""]
         if fix.code:
-            out += ["```python", fix.code, "```", ""]
+            out += ["```python", md_fence(fix.code), "```", ""]
     out += [f"**Watch after:** {watch_for(f.id)}", ""]
     present = {g.id for g in report.findings}
     related = [r for r in f.related if r in present]  # a detector may name ids this run lacks

@@ -6,7 +6,9 @@ facts (so fixes can show the user's own keys and current values), the records th
 
 ``to_json()`` is the machine format::
 
-    {"findings": [{"id", "severity", "title", "steps", "epochs", "evidence", "explanation",
+    {"read": {"file", "format", "dialect", "train_records", "eval_records", "first_step",
+              "last_step", "roles", "lines_total", "lines_understood", "understood", "config"},
+     "findings": [{"id", "severity", "title", "steps", "epochs", "evidence", "explanation",
                    "fix": [{"description", "changes", "code"}], "source", "related", "watch"}],
      "summary": {"kind", "source", "format", "config", "records", "first_step", "last_step",
                  "epochs", "loss": {...}, "counts": {...}, "worst_severity", "notes"}}
@@ -39,6 +41,12 @@ class Report:
     records: Sequence[StepRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     kind: ReportKind = "doctor"
+    #: what the reader understood (``RunData``): the dialect within the format, {the log's own
+    #: metric name: the role it was given}, and how many lines/rows it understood of how many
+    dialect: str | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+    lines_total: int | None = None
+    lines_understood: int | None = None
 
     @property
     def worst_severity(self) -> Severity | None:
@@ -83,11 +91,37 @@ class Report:
             out["loss"] = loss
         return out
 
+    def read(self, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What was read, for the top of every report: file, format and dialect, train and eval
+        records, each metric's role, the share of lines understood (None when the reader did not
+        count them) and the config used ("none" without one). ``summary`` saves recomputing it."""
+        s = summary if summary is not None else self.summary()
+        total, understood = self.lines_total, self.lines_understood
+        share = None
+        if total and understood is not None:
+            share = round(understood / total, 4)
+        return {
+            "file": self.source,
+            "format": self.format,
+            "dialect": self.dialect,
+            "train_records": s["records"],
+            "eval_records": s["evals"],
+            "first_step": s["first_step"],
+            "last_step": s["last_step"],
+            "roles": dict(self.roles),
+            "lines_total": total,
+            "lines_understood": understood,
+            "understood": share,
+            "config": self.config or "none",
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report (strict JSON: non-finite floats become strings)."""
+        summary = self.summary()
         return {
+            "read": _jsonable(self.read(summary)),
             "findings": [finding_json(f) for f in self.findings],
-            "summary": _jsonable(self.summary()),
+            "summary": _jsonable(summary),
         }
 
 

@@ -23,6 +23,7 @@ from stabletrain.report.fmt import (
     evidence_items,
     fix_files,
     headline,
+    read_items,
     where,
 )
 from stabletrain.report.model import Report
@@ -69,17 +70,9 @@ def _header(report: Report) -> Text:
     t = Text()
     t.append(f"stabletrain {report.kind}: ", style="bold")
     t.append(report.source or "")
-    bits = []
-    if report.format:
-        bits.append(report.format)
-    if s["records"]:
-        bits.append(f"{s['records']} steps {s['first_step']}–{s['last_step']}")
-    if s["evals"]:
-        bits.append(f"{s['evals']} evals")
-    if report.config:
-        bits.append(f"config {report.config}")
-    if bits:
-        t.append("\n" + ", ".join(bits), style="dim")
+    for label, value in read_items(report, s):
+        t.append(f"\n  {label + ':':11} ", style="bold dim")
+        t.append(value, style="dim")
     t.append("\n")
     worst = report.worst_severity
     style = _STYLE.get(worst or "", "green") if report.problems else "bold green"
