@@ -23,6 +23,8 @@ Rules and their heuristics (documented honestly — they are rules of thumb, not
   ratio < 0.1 and an effective batch ≥ 512 (seed 000: 0.05 at batch 1024 → 0.1).
 - ``beta2-slow`` (info): Adam beta2 ≥ 0.999 with an effective batch ≥ 512 or fp16 (seed 000 → 0.99).
 - ``fp16-prefer-bf16`` (info): fp16 where bf16 (same range as fp32) is usually available.
+- ``config-not-finite`` (error): a numeric setting is NaN or infinite (``lr: .inf``, a 400-digit
+  integer): the run would train on it, so it is reported, never a crash; the other rules skip it.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def lint_facts(facts: ConfigFacts) -> list[Finding]:
         return []
     out: list[Finding] = []
     for rule in (
+        _not_finite,
         _clipping,
         _fp16_scaling,
         _scale_high,
@@ -79,6 +82,28 @@ def lint_facts(facts: ConfigFacts) -> list[Finding]:
     ):
         out.extend(rule(facts))
     return out
+
+
+def _not_finite(facts: ConfigFacts) -> list[Finding]:
+    bad = {
+        f.key or f.name: f.value
+        for f in facts.facts.values()
+        if isinstance(f.value, float) and not math.isfinite(f.value)
+    }
+    if not bad:
+        return []
+    shown = ", ".join(f"{k} = {v}" for k, v in bad.items())
+    return [
+        _finding(
+            "config-not-finite",
+            "error",
+            f"{len(bad)} setting{'s are' if len(bad) > 1 else ' is'} not a finite number",
+            f"{shown}: a NaN or infinite setting (or an integer too long for a float) makes the "
+            "first update non-finite or the schedule meaningless. Set a finite value; the other "
+            "rules ignore these settings until then.",
+            evidence=bad,
+        )
+    ]
 
 
 def _clipping(facts: ConfigFacts) -> list[Finding]:

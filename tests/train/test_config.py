@@ -55,11 +55,11 @@ def test_overrides_parse_yaml_values() -> None:
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("run: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
         load_config(bad)
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):

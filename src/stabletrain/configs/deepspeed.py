@@ -7,6 +7,7 @@ DeepSpeed's fp16 block stores the initial scale as a power of two (``initial_sca
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from stabletrain.configs.keys import extract
@@ -30,8 +31,9 @@ def read(obj: dict[str, Any], facts: ConfigFacts, file: str) -> None:
     if _enabled(fp16):
         facts.set("precision", "fp16", key="fp16.enabled", file=file)
         power = fp16.get("initial_scale_power")
-        if isinstance(power, (int, float)):
-            facts.set("loss_scale_init", 2.0**power, key="fp16.initial_scale_power", file=file)
+        if isinstance(power, (int, float)) and not isinstance(power, bool):
+            scale = 2.0**power if power < 1024 else math.inf  # 2.0**1024 overflows: inf is data
+            facts.set("loss_scale_init", scale, key="fp16.initial_scale_power", file=file)
         static = fp16.get("loss_scale")
         if isinstance(static, (int, float)) and static > 0:
             facts.set("loss_scale_init", float(static), key="fp16.loss_scale", file=file)

@@ -4,7 +4,9 @@ Formats (detected from content): stabletrain YAML (the reference trainer's schem
 HF ``TrainingArguments`` JSON (``TrainingArguments.to_json_string()``), DeepSpeed ``ds_config.json``,
 and generic YAML/JSON with seed-style keys anywhere in the tree (``stabletrain.configs.keys``).
 JSON pasted with ``//`` comments or trailing commas still parses (a ``logging`` warning says so).
-Unreadable input raises :class:`~stabletrain.errors.ConfigError` with a one-line reason.
+Unreadable input raises :class:`~stabletrain.errors.ConfigError` with a one-line reason: files are
+read with :mod:`stabletrain.safe_io` (no FIFOs or devices, a size cap, bounded nesting, no YAML
+alias bombs, only YAML's safe tags), and a value that is not a finite number is data.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from stabletrain import safe_io
 from stabletrain.configs import deepspeed
 from stabletrain.configs.keys import extract
 from stabletrain.errors import ConfigError
@@ -70,28 +71,26 @@ def read_config(path: str | os.PathLike[str]) -> ConfigFacts:
 
 
 def load_tree(p: Path) -> tuple[Any, list[str]]:
-    """Parse YAML or JSON (JSON with comments tolerated); notes say what was repaired."""
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read config ({e})") from e
+    """Parse YAML or JSON (JSON with comments tolerated); notes say what was repaired.
+
+    Read through :mod:`stabletrain.safe_io`: regular files only, at most ``CONFIG_MAX_BYTES``,
+    bounded depth and (YAML) alias-expanded size; NaN/Infinity and huge numbers stay data.
+    """
+    text = safe_io.read_text(p, max_bytes=safe_io.CONFIG_MAX_BYTES, error=ConfigError)
     notes: list[str] = []
+    source = str(p)
     if p.suffix == ".json" or text.lstrip().startswith("{"):
         try:
-            return json.loads(text), notes
-        except ValueError:
+            return safe_io.parse_json(text, source=source, error=ConfigError), notes
+        except json.JSONDecodeError:
             cleaned = _TRAILING_COMMA.sub(r"\1", _COMMENTS.sub(lambda m: m.group(1) or "", text))
             try:
-                tree = json.loads(cleaned)
-            except ValueError as e:
+                tree = safe_io.parse_json(cleaned, source=source, error=ConfigError)
+            except json.JSONDecodeError as e:
                 raise ConfigError(f"{p}: invalid JSON ({e})") from e
             notes.append(f"{p}: JSON had comments or trailing commas; parsed after removing them")
             return tree, notes
-    try:
-        return yaml.safe_load(text), notes
-    except yaml.YAMLError as e:
-        reason = str(e).replace("\n", " ")
-        raise ConfigError(f"{p}: invalid YAML ({reason[:200]})") from e
+    return safe_io.parse_yaml(text, source=source, error=ConfigError), notes
 
 
 def _stabletrain(tree: dict[str, Any], facts: ConfigFacts, file: str) -> None:

@@ -19,12 +19,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stabletrain import safe_io
 from stabletrain.errors import ConfigError
 from stabletrain.guard.config import GuardConfig
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # a NaN/inf setting (``lr: .inf``, a 400-digit integer read as inf) is an error naming the key
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class RunSection(_Section):
@@ -231,12 +233,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> TrainConfig
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config, apply ``key=value`` overrides, validate."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    data = safe_io.load_yaml(p, error=ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"{p}: the top level must be a mapping of sections, got {type(data).__name__}"
@@ -263,8 +260,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> None:
                 )
             node = child
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+            value = safe_io.parse_yaml(raw, source=f"--set {key}", error=ConfigError)
+        except ConfigError:
             value = raw
         node[parts[-1]] = _yaml_number(value)
 
