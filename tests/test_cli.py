@@ -97,3 +97,24 @@ def test_readme_documents_every_exit_code() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", readme, flags=re.M))
     assert sorted(int(c) for c in table) == sorted(int(c) for c in ExitCode)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "devzero"])
+def test_doctor_refuses_a_fifo_or_device_at_once(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import threading
+
+    path = tmp_path / "train.log"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    out: list[int] = []
+    t = threading.Thread(target=lambda: out.append(main(["doctor", str(path)])), daemon=True)
+    t.start()
+    t.join(10)
+    assert out == [ExitCode.UNUSABLE_INPUT], "doctor hung or did not refuse"
+    err = capsys.readouterr().err.strip()
+    assert str(path) in err and "not a regular file" in err and "\n" not in err

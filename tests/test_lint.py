@@ -86,3 +86,10 @@ def test_public_lint_is_callable_even_after_the_submodule_import(tmp_path: Path)
 
     report = stabletrain.lint(_config("seed001", tmp_path))
     assert "patience-conflict" in {f.id for f in report.findings}
+
+
+def test_a_file_without_training_settings_is_an_error_not_a_clean_verdict(tmp_path: Path) -> None:
+    p = tmp_path / "compose.yaml"
+    p.write_text("services:\n  web:\n    image: nginx\n    ports: ['80:80']\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"compose\.yaml: no training settings found"):
+        lint(p)

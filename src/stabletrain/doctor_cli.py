@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stabletrain import safe_io
 from stabletrain.errors import ConfigError, ExitCode, LogReadError
 from stabletrain.records import Severity
 from stabletrain.report.model import Report
@@ -39,6 +40,9 @@ def run_doctor(args: argparse.Namespace) -> int:
 
     try:
         mapping = parse_mapping(getattr(args, "map", None))
+        path = Path(args.path)
+        if path.exists() and not path.is_dir():  # a FIFO or a device would block or never end
+            safe_io.regular_file(path, error=LogReadError)
         report = diagnose(args.path, getattr(args, "config", None), mapping=mapping)
     except (LogReadError, ConfigError, OSError) as e:
         return _unreadable("doctor", e)

@@ -4,7 +4,8 @@
 DeepSpeed ds_config.json), merges them as the settings of ONE run — the usual pair is a
 training config plus its ds_config, as in seed 002 — and runs the config rules
 (``stabletrain.lint_rules``). When two files set the same fact, the first file given wins.
-Lint unrelated configs with one call each.
+Lint unrelated configs with one call each. Files in which no training setting is found are a
+ConfigError (exit 2), never a clean verdict.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
     facts: ConfigFacts = read_config(items[0])
     for p in items[1:]:
         facts = facts.merged(read_config(p))
+    if not facts.facts:  # a clean verdict on a file we did not understand would be a lie
+        names = ", ".join(str(p) for p in items)
+        raise ConfigError(
+            f"{names}: no training settings found (looked for keys such as learning_rate/lr, "
+            "batch_size, max_grad_norm, fp16/bf16, warmup, scheduler patience); nothing to lint"
+        )
     findings = list(lint_facts(facts))
     for f in findings:
         f.source = "config"
