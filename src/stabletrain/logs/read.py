@@ -26,9 +26,20 @@ from typing import Any
 
 import numpy as np
 
+from stabletrain import safe_io
 from stabletrain.detectors.columns import TableRecords
 from stabletrain.errors import ConfigError, LogReadError
-from stabletrain.logs.readers import csvlog, hf_state, jsonl, runlog, table, tensorboard, text
+from stabletrain.logs.readers import (
+    csvlog,
+    hf_state,
+    jsonl,
+    mlflow_store,
+    runlog,
+    table,
+    tensorboard,
+    text,
+    wandb_run,
+)
 from stabletrain.logs.readers.base import RunData, clean_records
 from stabletrain.logs.readers.tfrecord import looks_like_tfrecord
 
@@ -156,6 +167,10 @@ def _kind(p: Path) -> tuple[str, Path, Any]:
     if p.is_dir():
         if (p / "steps.jsonl").exists() or _is_runlog_meta(p / "meta.json"):
             return "stabletrain", p, None
+        if mlflow_store.is_file_store(p):
+            return "mlflow", p, None
+        if wandb_run.run_file(p) is not None:
+            return "wandb", p, None
         if (p / "trainer_state.json").exists():
             return "hf-trainer-state", p / "trainer_state.json", None
         if tensorboard.event_files(p):
@@ -173,10 +188,15 @@ def _kind(p: Path) -> tuple[str, Path, Any]:
             f"{p}: no run log found (steps.jsonl, trainer_state.json, TensorBoard events, "
             "metrics.csv, or one .log/.txt/.out/.jsonl/.csv file); pass the log file itself"
         )
-    with open(p, "rb") as f:
+    # regular files only, within the size cap (a FIFO, /dev/zero or a 50 GB file: one line)
+    with safe_io.open_regular(p) as f:
         head = f.read(4096)
     if "tfevents" in p.name or looks_like_tfrecord(head):
         return "tensorboard", p, None
+    if mlflow_store.is_sqlite(head):
+        return "mlflow", p, None
+    if p.suffix == ".wandb" or head.startswith(b":W&B"):
+        return "wandb", p, None
     if not head.strip():
         raise LogReadError(f"{p}: empty file")
     if b"\x00" in head:
@@ -184,7 +204,7 @@ def _kind(p: Path) -> tuple[str, Path, Any]:
     start = head.lstrip()[:1]
     if start == b"{" or start == b"[":
         try:
-            obj = json.loads(p.read_text(encoding="utf-8"))
+            obj = safe_io.parse_json(safe_io.read_text(p, errors="replace"), source=str(p))
         except ValueError:
             obj = None
         if hf_state.is_trainer_state(obj):
@@ -221,7 +241,7 @@ def _candidate_logs(d: Path) -> list[Path]:
         if not f.is_file() or f.stem.lower().startswith(_NOT_LOGS):
             continue
         if f.suffix in (".jsonl", ".log", ".txt", ".out", ".csv") or (
-            f.suffix == ".json" and "trainer_state" in f.name
+            f.suffix == ".json" and ("trainer_state" in f.name or f.name == "metrics.json")
         ):
             out.append(f)
     return out
@@ -251,6 +271,10 @@ def _dispatch(
         _hparams_facts(target.parent, data)
     elif kind == "jsonl":
         data = jsonl.read(target, mapping)
+    elif kind == "mlflow":
+        data = mlflow_store.read(target, mapping)
+    elif kind == "wandb":
+        data = wandb_run.read(target, mapping)
     else:
         data = text.read(target, mapping)
     if not data.raw and kind in ("csv", "jsonl") and target.is_file():

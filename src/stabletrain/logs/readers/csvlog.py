@@ -141,8 +141,10 @@ def _regular_rows(path: Path, ncols: int) -> int | None:
 
 
 def _polars(path: Path, names: list[str]) -> dict[str, Column] | None:
-    import polars as pl
-
+    try:
+        import polars as pl
+    except ImportError:  # (a dependency; without it every file takes the slow path)
+        return None
     try:
         df = pl.read_csv(path, has_header=True, new_columns=names, infer_schema_length=10_000)
     except Exception:  # polars raises many kinds; a second try, then csv.reader decides

@@ -9,10 +9,10 @@ single-step spike is smoothed, and ``logging_nan_inf_filter`` hides NaN losses.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from stabletrain import safe_io
 from stabletrain.errors import LogReadError
 from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import build_lookup, records_from_row
@@ -33,10 +33,7 @@ def is_trainer_state(obj: Any) -> bool:
 
 def read(path: Path, mapping: dict[str, str] | None = None, obj: Any = None) -> RunData:
     if obj is None:
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise LogReadError(f"{path}: not a readable trainer_state.json ({e})") from e
+        obj = safe_io.load_json(path)
     if not is_trainer_state(obj):
         raise LogReadError(f"{path}: no 'log_history' list; not an HF trainer_state.json")
     data = RunData(path=path, format="hf-trainer-state")

@@ -1,8 +1,21 @@
-"""Read generic JSON-lines metric logs (one object per line), ms-swift's included.
+"""Read generic JSON-lines metric logs into columns: one object per line (detectron2's
+``metrics.json``, ms-swift's ``logging.jsonl``, HF-style dicts, any ``{"step": .., "loss": ..}``).
 
-Each line is a row of metrics mapped with ``stabletrain.logs.readers.fields``; the step comes from
+Each key is a column mapped with ``stabletrain.logs.readers.fields``; the step comes from
 ``step``/``global_step``/``iteration`` or ms-swift's ``"global_step/max_steps": "8270/11043"``,
-else the line number (said in the notes). Damaged lines are skipped with a note.
+else the line number (said in the notes). Dialects:
+
+- detectron2 ``metrics.json``: ``iteration``, ``total_loss``, ``lr``, ``time`` (seconds per
+  iteration: the step time); evaluation lines carry ``bbox/AP``, ``segm/AP50``... and become eval
+  records; ``eta_seconds`` is bookkeeping.
+- ms-swift: the step and ``max_steps`` from ``global_step/max_steps``.
+
+Reading: polars parses the lines into typed columns. Its schema comes from the first lines, so a
+key that first appears later (an eval line) would be dropped: the number of ``"key":`` pairs in the
+raw bytes is counted and compared with the cells read, and on any difference the file is parsed
+again with the schema inferred from every line. Lines polars refuses (``NaN``/``Infinity``
+literals, a half-written last line) send the file through ``json.loads`` line by line, which
+skips damaged lines with a note.
 """
 
 from __future__ import annotations
@@ -10,43 +23,120 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from stabletrain.logs.readers import table
 from stabletrain.logs.readers.base import RunData
-from stabletrain.logs.readers.fields import build_lookup, records_from_row, step_of
+from stabletrain.logs.readers.fields import build_lookup
 from stabletrain.logs.readers.runlog import read_json_lines
+from stabletrain.logs.readers.table import Column
 
 _SWIFT_STEP = "global_step/max_steps"
+_D2_EVAL = ("bbox/", "segm/", "keypoints/", "sem_seg/", "panoptic_seg/")
+_CHUNK = 1 << 24
 
 
 def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
     data = RunData(path=path, format="jsonl")
     data.facts.format = "generic-log"  # no framework known: fixes use stabletrain's keys
-    rows = read_json_lines(path, data.notes)
-    if any(_SWIFT_STEP in r for r in rows[:5]):
-        data.format = "ms-swift-jsonl"
+    got = _polars(path)
+    if got is None:
+        rows = read_json_lines(path, data.notes)
+        names = list(dict.fromkeys(k for r in rows for k in r))
+        cols = {k: table.floats([r.get(k) for r in rows]) for k in names}
+        swift = [r.get(_SWIFT_STEP) for r in rows] if _SWIFT_STEP in names else None
+        total = len(rows)
+    else:
+        names, cols, swift, total = got
+    lookup = build_lookup(names, mapping)
+    step: np.ndarray | None = None
+    if swift is not None:
+        data.format, data.dialect = "ms-swift-jsonl", "ms-swift"
         data.facts.format = "ms-swift"  # its arguments: HF TrainingArguments' plus torch_dtype
-    lookup = build_lookup(sorted({k for r in rows for k in r}), mapping)
-    lookup[_SWIFT_STEP] = ("skip", None, _SWIFT_STEP)
-    numbered = 0
-    for i, row in enumerate(rows):
-        step = _swift_step(row, data) if _SWIFT_STEP in row else step_of(row, lookup)
-        if step is None:
-            step = i
-            numbered += 1
-        tr, ev = records_from_row(row, step, lookup)
-        if tr is not None:
-            data.raw.append(tr)
-        if ev is not None:
-            data.raw.append(ev)
-    if numbered:
-        data.notes.append(f"{path.name}: {numbered} line(s) without a step; steps are line numbers")
+        step = _swift_steps(swift, data)
+        lookup[_SWIFT_STEP] = ("skip", None, _SWIFT_STEP)
+    elif "total_loss" in names and "iteration" in names:
+        data.dialect = "detectron2"
+        data.facts.format = "detectron2"
+        for k in names:
+            if k.startswith(_D2_EVAL):
+                lookup[k] = ("eval", None, k)
+        if "time" in lookup and not (mapping and "time" in mapping.values()):
+            lookup["time"] = ("train", "step_time", "time")
+        if "eta_seconds" in lookup:
+            lookup["eta_seconds"] = ("skip", None, "eta_seconds")
+    n = total
+    if step is None:
+        step = np.full(n, np.nan)
+        for k in names:  # the first step-like key with a finite value wins, as step_of does
+            if lookup[k][0] == "step":
+                v = cols[k][0]
+                ok = np.isfinite(v) & np.isnan(step)
+                step[ok] = v[ok]
+    missing = np.isnan(step)
+    if missing.any():
+        step[missing] = np.flatnonzero(missing)
+        data.notes.append(
+            f"{path.name}: {int(missing.sum())} line(s) without a step; steps are line numbers"
+        )
+    table.to_run(data, step.astype(np.int64), cols, lookup)
+    data.lines_total = data.lines_understood = total
     return data
 
 
-def _swift_step(row: dict[str, Any], data: RunData) -> int | None:
-    cur, _, total = str(row[_SWIFT_STEP]).partition("/")
+def _swift_steps(values: list[Any], data: RunData) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        cur, _, tot = str(v).partition("/")
+        try:
+            out[i] = int(cur)
+            if tot and "max_steps" not in data.facts:
+                data.facts.set("max_steps", int(tot), key=_SWIFT_STEP, file=str(data.path))
+        except ValueError:
+            continue
+    return out
+
+
+def _polars(
+    path: Path,
+) -> tuple[list[str], dict[str, Column], list[Any] | None, int] | None:
+    """(keys, columns, ms-swift step strings or None, lines) via polars; None when polars
+    cannot read the file as it is (the caller parses it line by line)."""
     try:
-        if total and "max_steps" not in data.facts:
-            data.facts.set("max_steps", int(total), key=_SWIFT_STEP, file=str(data.path))
-        return int(cur)
-    except ValueError:
+        import polars as pl
+    except ImportError:  # (a dependency; without it every file takes the slow path)
         return None
+
+    from stabletrain.logs.readers.csvlog import polars_column
+
+    try:
+        df = pl.read_ndjson(path)
+        pairs, nulls = _count(path, (b'":', b'": null', b'":null'))
+        cells = sum(len(df) - df.get_column(c).null_count() for c in df.columns)
+        if cells + nulls != pairs:  # a key the first lines did not have, or nested objects
+            df = pl.read_ndjson(path, infer_schema_length=None)
+    except Exception:  # polars raises many kinds; json.loads line by line decides
+        return None
+    if not len(df.columns):
+        return None
+    if any(dt.is_nested() for dt in df.dtypes):
+        return None  # nested values: from_json's rules, line by line
+    names = list(df.columns)
+    swift = df.get_column(_SWIFT_STEP).to_list() if _SWIFT_STEP in names else None
+    cols = {k: polars_column(df.get_column(k)) for k in names if k != _SWIFT_STEP}
+    if swift is not None:
+        cols[_SWIFT_STEP] = (np.full(len(df), np.nan), np.ones(len(df), dtype=bool))
+    return names, cols, swift, len(df)
+
+
+def _count(path: Path, patterns: tuple[bytes, ...]) -> tuple[int, int]:
+    """(occurrences of the first pattern, of the others together) in the file, read in chunks."""
+    counts = [0] * len(patterns)
+    carry = [b""] * len(patterns)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            for i, p in enumerate(patterns):
+                buf = carry[i] + chunk
+                counts[i] += buf.count(p)
+                carry[i] = buf[-(len(p) - 1) :]
+    return counts[0], sum(counts[1:])

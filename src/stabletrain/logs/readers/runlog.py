@@ -19,7 +19,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from stabletrain.errors import ConfigError, LogReadError
+from stabletrain import safe_io
+from stabletrain.errors import ConfigError
 from stabletrain.logs.readers.base import RunData
 from stabletrain.records import StepRecord
 
@@ -37,10 +38,7 @@ def read_json_lines(path: Path, notes: list[str]) -> list[dict[str, Any]]:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise LogReadError(f"{path}: cannot read ({e.strerror or e})") from e
+    return safe_io.read_text(path, errors="replace")
 
 
 def _rows(text: str, path: Path, notes: list[str]) -> list[dict[str, Any]]:

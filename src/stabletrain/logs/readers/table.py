@@ -34,15 +34,14 @@ Column = tuple[np.ndarray, np.ndarray | None]
 def floats(values: Any) -> Column:
     """A column of numbers/None/strings as (float64, empty mask); strings via ``float()``
     ("nan", "inf", "Infinity"), anything else empty."""
-    arr = np.asarray(values)
-    if arr.dtype.kind in "fiub":
-        out = arr.astype(np.float64)
-        return out, None
-    n = len(arr)
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "fiu":
+        return values.astype(np.float64), None
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    n = len(items)
     out = np.full(n, np.nan)
     empty = np.ones(n, dtype=bool)
     cache: dict[str, float | None] = {}
-    for i, v in enumerate(arr.tolist()):
+    for i, v in enumerate(items):
         x: float | None = None
         if isinstance(v, str):
             if v not in cache:

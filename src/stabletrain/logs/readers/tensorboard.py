@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from stabletrain import safe_io
 from stabletrain.errors import LogReadError
 from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import Slot, build_lookup, classify
@@ -34,10 +35,7 @@ def read_scalars(
     path: Path, notes: list[str], *, verify_crc: bool = False
 ) -> tuple[list[Scalar], dict[str, str]]:
     """All scalars of one event file, up to any damage (reported in ``notes``)."""
-    try:
-        buf = path.read_bytes()
-    except OSError as e:
-        raise LogReadError(f"{path}: cannot read ({e.strerror or e})") from e
+    buf = safe_io.read_bytes(path)
     out, plugins, n_frames, damage, bad = scan(buf, verify_data=verify_crc)
     if damage:
         notes.append(f"{path.name}: {damage}; {n_frames} record(s) read before it")
