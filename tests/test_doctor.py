@@ -471,3 +471,39 @@ def test_report_says_what_was_read(seeds: dict[str, Report]) -> None:
     assert read["train_records"] == 70 and read["eval_records"] == 6
     assert read["config"].endswith("config.yaml")
     assert read["roles"].get("grad_norm") == "grad_norm" or not read["roles"]
+
+
+def _healthy_run_dir(root: Path) -> Path:
+    """A stabletrain run dir whose own config.yaml has an optimizer and no clip or warmup."""
+    run = root / "run"
+    run.mkdir(parents=True)
+    meta = '{"schema": "stabletrain.runlog", "version": 1}\n'
+    (run / "meta.json").write_text(meta, encoding="utf-8")
+    (run / "config.yaml").write_text(
+        "optim: {name: adamw, lr: 3.0e-3}\ntrain: {epochs: 2}\n", encoding="utf-8"
+    )
+    rows = [
+        f'{{"step": {s}, "epoch": {(s - 1) // 100}, "loss": {2.0 / (1 + s / 50):.5f}, '
+        f'"grad_norm": {0.5 + 0.01 * (s % 7):.3f}, "lr": 0.003}}'
+        for s in range(1, 201)
+    ]
+    (run / "steps.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return run
+
+
+def test_a_model_only_config_predicts_no_optimizer_problems(tmp_path: Path) -> None:
+    # "lint only what it was given": the run's own settings may lack a clip and a warmup, but a
+    # model-only hparams file given with --config says nothing about either — and a healthy log
+    # does not confirm them either
+    run = _healthy_run_dir(tmp_path)
+    model = tmp_path / "hparams.yaml"
+    model.write_text("model:\n  hidden_dim: 128\n  num_layers: 4\n  dropout: 0.1\n")
+    optimizer_ids = {"no-grad-clipping", "warmup-short", "lr-high-for-batch", "beta2-slow"}
+    assert not optimizer_ids & set(_ids(diagnose(run, model)))
+    from stabletrain.lint import lint
+
+    assert not optimizer_ids & {f.id for f in lint(model).findings}
+    # given a training config without a clip, the prediction is the user's to see
+    train = tmp_path / "train.yaml"
+    train.write_text("optimizer: adamw\nlearning_rate: 3.0e-3\n")
+    assert "no-grad-clipping" in _ids(diagnose(run, train))

@@ -12,7 +12,9 @@ by the config and seen in the log becomes one finding with ``source="both"`` tha
 norm hovering just under ``max_grad_norm: 4.0``; plateau patience 10 ≥ early-stop patience 10 and
 the LR cut came 14 epochs late). Without ``--config`` the log's own settings (a run dir's
 config.yaml, trainer_state arguments) are linted too, but a config-only finding is kept only when
-the log confirms it — a clean run gets no warnings from settings that did it no harm.
+the log confirms it — a clean run gets no warnings from settings that did it no harm. With
+``--config``, an unconfirmed config finding is kept only when the given config predicts it on its
+own: a model-only hparams file is not blamed for the optimizer settings of the run it came with.
 
 Loss-scale evidence the log *states* (:func:`scale_findings`): DeepSpeed ``OVERFLOW! ... reducing
 to`` events, and train records whose loss scale dropped (a scaler lowers it only on overflow). Rule: an overflow after the
@@ -29,7 +31,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -80,10 +82,16 @@ def diagnose(
             raise LogReadError(f"no training records found in {path} (tried: {tried})")
         facts = run.facts
         config_name: str | None = None
+        # config findings kept without the log confirming them: only what the given config
+        # predicts on its own ("lint only what it was given": a model-only hparams file does not
+        # predict optimizer problems from the run's own settings)
+        given: frozenset[str] = frozenset()
         if config is not None:
             from stabletrain.configs.read import read_config
 
-            facts = read_config(config).merged(run.facts)
+            own = read_config(config)
+            given = frozenset(f.id for f in _lint(own)) if own.facts else frozenset()
+            facts = own.merged(run.facts)
             config_name = str(config)
         # columns shared by every detector and the code below (the reader's, when it has them)
         raw = Batch(run.raw, columns)
@@ -94,9 +102,7 @@ def diagnose(
         log_findings += scale_findings(run.events, _scaled(batch), facts, seen)
         config_findings = _lint(facts) if facts.facts else []
         span = _train_span(batch)
-        findings = join(
-            log_findings, config_findings, keep_unconfirmed=config is not None, span=span
-        )
+        findings = join(log_findings, config_findings, keep_unconfirmed=given, span=span)
         return Report(
             findings=chain.order(findings),
             facts=facts,
@@ -220,12 +226,13 @@ def join(
     log_findings: list[Finding],
     config_findings: list[Finding],
     *,
-    keep_unconfirmed: bool,
+    keep_unconfirmed: bool | Collection[str],
     span: tuple[int, int] | None = None,
 ) -> list[Finding]:
     """One list from both sources: same id → one ``source="both"`` finding; a config finding
     whose predicted symptom shows in the log says so; unconfirmed config findings are kept only
-    when the user gave the config explicitly. ``span`` (first, last train step) lets a warmup
+    when ``keep_unconfirmed`` is True or holds their id (the ids the config the user gave
+    predicts on its own). ``span`` (first, last train step) lets a warmup
     prediction be confirmed only by symptoms early in the run."""
     by_id = {f.id: f for f in log_findings}
     out = list(log_findings)
@@ -237,7 +244,9 @@ def join(
         confirming = [f for f in log_findings if _confirms(c, f, span)]
         if confirming:
             out.append(_confirmed(c, confirming))
-        elif keep_unconfirmed:
+        elif keep_unconfirmed is True or (
+            not isinstance(keep_unconfirmed, bool) and c.id in keep_unconfirmed
+        ):
             out.append(c)
     return out
 
