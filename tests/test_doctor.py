@@ -497,7 +497,9 @@ def test_a_model_only_config_predicts_no_optimizer_problems(tmp_path: Path) -> N
     # does not confirm them either
     run = _healthy_run_dir(tmp_path)
     model = tmp_path / "hparams.yaml"
-    model.write_text("model:\n  hidden_dim: 128\n  num_layers: 4\n  dropout: 0.1\n")
+    model.write_text(
+        "model:\n  hidden_dim: 128\n  num_classes: 10\n  dropout: 0.1\nbatch_size: 64\n"
+    )
     optimizer_ids = {"no-grad-clipping", "warmup-short", "lr-high-for-batch", "beta2-slow"}
     assert not optimizer_ids & set(_ids(diagnose(run, model)))
     from stabletrain.lint import lint
