@@ -142,6 +142,7 @@ FactName = Literal[
     "early_stop_patience",
     "early_stop_min_delta",
     "num_classes",
+    "vocab_size",
     "model",
     "logging_steps",
     "logging_nan_inf_filter",

@@ -188,3 +188,31 @@ def test_grad_growth_sustained_over_full_blocks() -> None:
     recs = [StepRecord(step=s, epoch=s // 10, grad_norm=1.05**s) for s in range(60)]
     [f] = replay(recs, None, [GradNormGrowthDetector()])
     assert f.id == "grad-norm-growth"
+
+
+def _lm(losses: list[float]) -> list[StepRecord]:
+    return [StepRecord(step=i, loss=v) for i, v in enumerate(losses)]
+
+
+def test_chance_level_from_the_configs_vocab_size() -> None:
+    # a GPT-2-vocabulary LM whose loss starts at 11.5 (no ln(C) to infer from) and sticks at
+    # ~10.9 ≈ ln(50257) = 10.82: a uniform guess over the vocabulary
+    facts = ConfigFacts()
+    facts.set("vocab_size", 50257, key="vocab_size")
+    recs = _lm([11.5] + [10.9 + 0.02 * (i % 3) for i in range(199)])
+    assert "chance-level" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}
+    [f] = [f for f in replay(recs, facts, [LossTrendDetector()]) if f.id == "chance-level"]
+    assert f.evidence["num_classes"] == 50257 and f.evidence["num_classes_from"] == "config"
+    # the same model learning (10.9 → 4) is not at chance
+    learning = _lm([11.5] + [4.0 + 6.9 * math.exp(-i / 40) for i in range(199)])
+    assert "chance-level" not in {f.id for f in replay(learning, facts, [LossTrendDetector()])}
+
+
+def test_num_labels_wins_over_vocab_size() -> None:
+    # a BERT classifier's config has both: its head has 2 labels, its embedding 30522 tokens
+    facts = ConfigFacts()
+    facts.set("vocab_size", 30522, key="vocab_size")
+    facts.set("num_classes", 2, key="num_labels")
+    recs = [StepRecord(step=i, epoch=i // 20, loss=0.69, accuracy=0.5) for i in range(100)]
+    [f] = [f for f in replay(recs, facts, [LossTrendDetector()]) if f.id == "chance-level"]
+    assert f.evidence["num_classes"] == 2

@@ -77,6 +77,7 @@ KEY_FACTS: dict[str, str] = {
     "num_classes": "num_classes",
     "n_classes": "num_classes",
     "num_labels": "num_classes",
+    "vocab_size": "vocab_size",
     "optimizer": "optimizer",
     "optim": "optimizer",
     "logging_steps": "logging_steps",

@@ -171,9 +171,12 @@ class LossTrendDetector:
 
     # -- chance-level --------------------------------------------------------------------------
     def _classes(self, facts: ConfigFacts) -> tuple[int | None, str]:
-        c = facts.get("num_classes")
-        if isinstance(c, int) and not isinstance(c, bool) and c >= 2:
-            return c, "config"
+        # a classifier's label count, else a language model's vocabulary (a BERT classifier's
+        # config has both: its head has num_labels outputs)
+        for name in ("num_classes", "vocab_size"):
+            c = facts.get(name)
+            if isinstance(c, int) and not isinstance(c, bool) and c >= 2:
+                return c, "config"
         if self.first_losses:
             # the FIRST loss: a run that explodes in its first log lines (seed 002, per-epoch
             # 2.30 → 4.8 → 17) hides ln(C) from any median of the opening losses
