@@ -178,3 +178,17 @@ def test_number() -> None:
 def test_json_brackets_inside_strings_do_not_count_as_nesting() -> None:
     text = '[{"k": "]]]]\\"[[[[' + "[" * 200 + '"}]'
     assert safe_io.parse_json(text, source="s.json")[0]["k"].startswith("]]]]")
+
+
+def test_reading_allocates_only_what_the_file_holds(tmp_path: Path) -> None:
+    """A small file under a 2 GiB cap must not allocate 2 GiB (fuzz: MemoryError under RLIMIT_AS)."""
+    f = tmp_path / "small.log"
+    f.write_bytes(b"loss 1.0\n" * 10)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert safe_io.read_bytes(f, max_bytes=1 << 40) == b"loss 1.0\n" * 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000
+
+
+def test_yaml_control_characters_are_an_error_naming_the_source() -> None:
+    with pytest.raises(LogReadError, match=r"c\.yaml: invalid YAML \(unacceptable character"):
+        safe_io.parse_yaml("lr: \x1b[31m1\n", source="c.yaml")

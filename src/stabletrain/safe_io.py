@@ -153,7 +153,11 @@ def read_bytes(
     """The whole content of a regular file of at most ``max_bytes`` bytes."""
     with open_regular(path, max_bytes=max_bytes, error=error) as f:
         try:
-            data = f.read(max_bytes + 1)
+            # read(n) allocates n bytes up front: ask for the size fstat saw (+1 to notice growth)
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(min(size, max_bytes) + 1)
+            if len(data) > size and len(data) <= max_bytes:  # grew since fstat: read the rest
+                data += f.read(max_bytes + 1 - len(data))
         except OSError as e:
             raise _oserror(path, e, error) from e
     if len(data) > max_bytes:  # grew while we read it
@@ -371,8 +375,9 @@ def parse_yaml(
 
     Every problem (syntax, an unknown ``!!python`` tag, a limit) raises ``error`` naming ``source``.
     """
-    loader = _BoundedLoader(text, max_depth, max_nodes)
+    loader: _BoundedLoader | None = None
     try:
+        loader = _BoundedLoader(text, max_depth, max_nodes)  # checks the characters already
         return loader.get_single_data()
     except _Limit as e:
         raise error(f"{source}: {e}; refusing to read it") from e
@@ -382,7 +387,8 @@ def parse_yaml(
         reason = " ".join(str(e).split())
         raise error(f"{source}: invalid YAML ({reason[:200]})") from e
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(
