@@ -206,6 +206,23 @@ class Result:
     steps: int = 0
     evals: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    #: the guard's log lines (INFO and up, first 40) and how many there were
+    log: list[str] = field(default_factory=list)
+    log_lines: int = 0
+
+
+class _Capture(logging.Handler):
+    """Keeps the guard's log lines of one run (what it did, and why) for the JSON output."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if len(self.lines) < 40:
+            self.lines.append(record.getMessage()[:200])
 
 
 def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed: int) -> None:
@@ -275,6 +292,9 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     kind, preset = METHODS[method]
     batches = draw_batches(fam, seed, STEPS * sc.accum, fam.batch // sc.accum, sc.train_subset)
     _inject(sc, batches, seed)
+    capture = _Capture()
+    logger = logging.getLogger("stabletrain")
+    logger.addHandler(capture)
     try:
         stepper = make_stepper(kind, model, opt, scaler, sched, preset)
         guard = getattr(stepper, "guard", None)
@@ -306,6 +326,9 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     except Exception as e:  # a crash is a result to count, never the end of the bench
         tb = traceback.extract_tb(e.__traceback__)[-1]
         res.crashed = f"{type(e).__name__}: {str(e)[:120]} ({Path(tb.filename).name}:{tb.lineno})"
+    finally:
+        logger.removeHandler(capture)
+    res.log, res.log_lines = capture.lines, capture.count
     res.finite = finite_model(model)
     try:
         vl, metric = evaluate(model, fam)
@@ -406,6 +429,7 @@ def summarise(results: list[Result], scenarios: list[Scenario], methods: list[st
                 f"{worse if m != 'none' else '-'} |"
             )
         out.append("")
+    out.extend(targets(j, runs, scenarios, methods))
     notes = []
     for r in results:
         if r.crashed:
@@ -427,6 +451,69 @@ def summarise(results: list[Result], scenarios: list[Scenario], methods: list[st
     return "\n".join(out)
 
 
+def targets(
+    j: Judge,
+    runs: dict[tuple[str, str], list[Result]],
+    scenarios: list[Scenario],
+    methods: list[str],
+) -> list[str]:
+    """The issue's targets for each guard method, per half: 0 crashed, 0 diverged, failed <= 1/4
+    of the runs and <= half of the best other method's, never worse than none, stable >= 0.99."""
+    others = [m for m in methods if not m.startswith("guard")]
+    out: list[str] = []
+    for m in (m for m in methods if m.startswith("guard")):
+        out.append(f"**targets, {m}**\n")
+        out.append("| half | crashed = 0 | diverged = 0 | failed <= 1/4 | failed <= best other / 2 "
+                   "| worse than none = 0 |")  # fmt: skip
+        out.append("|---|---|---|---|---|---|")
+        for half in ("tune", "held-out", "all faults"):
+            chosen = [s for s in scenarios if s.half == half or
+                      (half == "all faults" and s.half != "stable")]  # fmt: skip
+            rs = [r for s in chosen for r in runs.get((s.name, m), [])]
+            if not rs:
+                continue
+            crashed = sum(bool(r.crashed) for r in rs)
+            div = sum(diverged(r) for r in rs)
+            failed = sum(j.failed(r) for r in rs)
+            other_failed = {
+                o: sum(j.failed(r) for s in chosen for r in runs.get((s.name, o), []))
+                for o in others
+            }
+            best = min(other_failed, key=other_failed.__getitem__) if other_failed else None
+            worse = sum(j.worse_than_none(r) for r in rs)
+
+            def verdict(ok: bool) -> str:
+                return "met" if ok else "**missed**"
+
+            best_cell = (
+                f"{failed} vs {best} {other_failed[best]}: "
+                f"{verdict(2 * failed <= other_failed[best])}"
+                if best
+                else "-"
+            )
+            out.append(
+                f"| {half} ({len(rs)} runs) | {crashed}: {verdict(crashed == 0)} | "
+                f"{div}: {verdict(div == 0)} | {failed}/{len(rs)}: "
+                f"{verdict(4 * failed <= len(rs))} | {best_cell} | {worse}: {verdict(worse == 0)} |"
+            )
+        stable = [s for s in scenarios if s.half == "stable"]
+        cells = []
+        for s in stable:
+            rels = [x for x in (j.rel(r) for r in runs.get((s.name, m), [])) if x is not None]
+            if rels:
+                mean = statistics.mean(rels)
+                cells.append(f"{s.family} {mean:.3f}" + ("" if mean >= 0.99 else " **missed**"))
+        if cells:
+            out.append(f"\nstable configs within 1% of none (mean rel >= 0.99): {', '.join(cells)}")
+        out.append("")
+    return out
+
+
+def load_results(path: Path) -> list[Result]:
+    data = json.loads(path.read_text())
+    return [Result(**r) for r in data["results"]]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
@@ -435,11 +522,17 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
     ap.add_argument("--halves", default="stable,tune,held-out", help="comma-separated subset")
     ap.add_argument("--out", type=Path, help="write every run's result here as JSON")
+    ap.add_argument(
+        "--report", type=Path, help="print the tables of a saved --out file, run nothing"
+    )
     add_guard_options(ap)
     args = ap.parse_args()
     apply_guard_options(args)
     torch.set_num_threads(1)
-    logging.getLogger("stabletrain").setLevel(logging.ERROR)
+    quiet = logging.getLogger("stabletrain")
+    quiet.setLevel(logging.INFO)  # kept by _Capture per run, never printed
+    quiet.propagate = False
+    quiet.addHandler(logging.NullHandler())
     warnings.filterwarnings("ignore")
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = [m for m in args.methods.split(",") if m]
@@ -457,6 +550,12 @@ def main() -> None:
     ]  # fmt: skip
     # the references are needed for every relative figure: run them even when filtered out
     refs = [BY_NAME[f"stable_{f}"] for f in {s.family for s in scenarios}]
+    if args.report:
+        saved = [r for r in load_results(args.report) if r.method in methods or r.method == "none"]
+        names = {r.scenario for r in saved}
+        shown = [s for s in scenarios if s.name in names]
+        print(summarise(saved, shown, [m for m in methods if any(r.method == m for r in saved)]))
+        return
     print(f"stabletrain from {stabletrain.__file__}", flush=True)
     t0 = time.perf_counter()
     results: list[Result] = []
