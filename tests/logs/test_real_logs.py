@@ -159,9 +159,25 @@ def test_coqui_tfevents(real_logs: Path) -> None:
     assert data.train[0].loss == pytest.approx(0.06261977) and data.train[-1].step == 125000
 
 
-def test_unrecognised_text_is_one_line_error(real_logs: Path) -> None:
-    f = real_logs / "trainproof_xtts_coqui_diverged" / "trainer_0_log.txt"
-    with pytest.raises(LogReadError, match=r"trainer_0_log\.txt"):
+def test_coqui_text_log_reads_like_its_tensorboard_file(real_logs: Path) -> None:
+    """Coqui's console blocks (a ``GLOBAL_STEP`` header, then one ``| > name: value`` line per
+    metric) read as one record per step; ``--> EVAL PERFORMANCE`` blocks as evals."""
+    d = real_logs / "trainproof_xtts_coqui_diverged"
+    data = read_run(d / "trainer_0_log.txt")
+    train = [r for r in data.records if r.kind == "train"]
+    assert train[0].step == 0 and train[0].loss == pytest.approx(0.06261977)  # as in the TB file
+    assert train[0].lr == 5e-06 and train[0].step_time == 0.2354
+    assert train[0].metrics["loss_mel_ce"] == pytest.approx(5.235686302185059)
+    evals = [(r.step, r.eval_loss) for r in data.records if r.kind == "eval"]
+    assert evals[0] == (0, pytest.approx(4.8813194660913375)) and len(evals) == 3
+    assert data.roles["current_lr"] == "lr" and data.roles["avg_loss"] == "eval_loss"
+    assert data.lines_understood is not None and data.lines_total is not None
+    assert 0.5 < data.lines_understood / data.lines_total < 1.0
+
+
+def test_text_without_training_records_is_one_line_error(real_logs: Path) -> None:
+    f = real_logs / "bigscience_tr1_13B" / "SOURCE.txt"
+    with pytest.raises(LogReadError, match=r"SOURCE\.txt"):
         read_run(f)
 
 

@@ -1,300 +1,770 @@
-"""Read console/text training logs, including ones pasted into markdown or bug reports.
+"""Read console/text training logs: one generic reader, framework dialects as hints.
 
-Recognised lines (ANSI colour codes and tqdm carriage returns stripped first):
+Every line goes through the same steps (:mod:`~stabletrain.logs.readers.lines`): normalise it
+(ANSI colours, tqdm redraws, ``> `` quotes, leading timestamps, ``[rank3]:`` prefixes), find its
+``name value`` items, then read them:
 
-- Megatron-LM / Megatron-DeepSpeed: ``iteration N/ M | lm loss: .. | loss scale: .. | grad norm: ..
-  | number of skipped iterations: ..`` and ``validation loss at iteration N | lm loss value: ..``.
-  Megatron prints ``grad norm: 0.000`` when it did not compute the norm (treated as missing); an
-  identical non-zero grad norm on consecutive lines means the step was skipped (fp16 overflow: the
-  norm is not recomputed), so those records get ``skipped=True``.
-- DeepSpeed fp16 ``OVERFLOW! Rank 0 Skipping step. Attempted loss scale: X, reducing to Y`` (and
-  the older ``Grad overflow`` wording): an event plus a skipped record with the new loss scale.
-- HF Trainer console dicts ``{'loss': .., 'grad_norm': .., 'learning_rate': .., 'epoch': ..}``,
-  Python reprs with ``nan``/``inf``; they carry no step, so steps are the row order times
-  ``logging_steps`` (1 unless given) — said in the notes.
-- nanoGPT style ``step N, loss: X, norm: G, lr: L, time: T ms`` and ``iter N: loss X, time Tms``.
-- mmengine ``Epoch(train) [e][i/N]  lr: ..  loss: ..  grad_norm: ..`` (step = (e-1)*N + i).
+- **the step** from the line's own context: a step item (``iteration 5/100``, ``step: 5``,
+  ``num_updates 300``, ``GLOBAL_STEP: 5``), else a position within an epoch (``Epoch: [3]
+  [100/1251]``, ``Epoch(train) [1][200/735]``, ``epoch 001: 450 / 1891``, a Keras ``413/413 [===]``
+  bar under an ``Epoch 3/10`` header: ``(epoch - first epoch) * N + i``), else what a header line
+  just above said (a tqdm bar, Coqui's ``GLOBAL_STEP`` line), else the order of the records —
+  never an invented number: the notes say when steps are counted;
+- **train or eval** from the metric's name (``val_loss``, ``valid_ppl``, ``eval/loss``) or from a
+  word before the line's first metric or on a header line above (``Test:``, ``valid on 'valid'
+  subset``, ``Epoch(val)``, ``validation loss at iteration``, ``--> EVAL PERFORMANCE``); an eval
+  line without a step of its own belongs to the last train step;
+- **a role** for each metric from its name (:mod:`~stabletrain.logs.readers.fields`, plus the
+  dialect's own names from :mod:`~stabletrain.logs.readers.dialects`), with units: ``ms``/``us``
+  step times become seconds, ``s/it``/``it/s``/``ms/step`` rates become step times, and an accuracy
+  column holding values above 1 is read as percent.
+
+Framework knowledge lives in the dialect tables: Megatron prints ``grad norm: 0.000`` when it did
+not compute the norm (missing) and repeats the last norm on a skipped step (``skipped=True``);
+DeepSpeed's ``OVERFLOW! ... Attempted loss scale: X, reducing to Y`` is an event and a skipped step;
+HF Trainer's console dicts and fairseq's json lines are read as dicts; an epoch-average summary line
+(fairseq's ``| train |``) is set aside when the log also has per-step lines.
+
+Lines printed by several ranks stay in ``RunData.raw`` with their rank, so the duplicate-logging
+detector sees the repeats; ``records`` keep one per step. A file in which no training record is
+found returns an empty ``raw`` with ``lines_total``/``lines_understood`` set: the caller reports it
+(never a clean verdict on a log that was not understood).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from stabletrain.errors import LogReadError
+from stabletrain import safe_io
+from stabletrain.logs.readers import dialects as dl
 from stabletrain.logs.readers.base import RunData
-from stabletrain.logs.readers.fields import records_from_row, to_float
+from stabletrain.logs.readers.fields import Slot, build_lookup, classify, records_from_row, to_float
+from stabletrain.logs.readers.lines import Item, dict_items, items, normalise, strip_ansi, to_number
+from stabletrain.logs.readers.plan import LinePlan, analyse, numbers, shape
 from stabletrain.records import StepRecord
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf|Infinity)"
-_MEGATRON = re.compile(r"iteration\s+(\d+)\s*/\s*(\d+)\s*\|(.*)")
-_MEGATRON_VAL = re.compile(r"validation loss at iteration\s+(\d+)\s*\|(.*)")
 _OVERFLOW = re.compile(
     rf"(?:OVERFLOW!|[Oo]verflow).*?Skipping step\.?\s*Attempted loss scale:\s*({_NUM}),\s*reducing to\s*({_NUM})"
 )
-_MIN_SCALE = re.compile(r"loss scale already at minimum")
-_TQDM = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
-_HF_DICT = re.compile(r"\{'[^{}]*\}")
-_HF_PAIR = re.compile(rf"'([^']+)':\s*({_NUM}|'[^']*')")
-_NANOGPT = re.compile(r"^\s*(?:step|iter)\s+(\d+)\s*[,:|]\s*(.*)$")
-_MMENGINE = re.compile(r"Epoch\((train|val)\)\s*\[(\d+)\]\s*\[\s*(\d+)\s*/\s*(\d+)\]\s*(.*)")
-_MM_ITER = re.compile(r"Iter\((train|val)\)\s*\[\s*(\d+)\s*/\s*(\d+)\]\s*(.*)")
-_PAIR = re.compile(rf"([A-Za-z][\w/ .()-]*?)\s*[:=]?\s+({_NUM})\s*(ms|s)?(?=\s*(?:[,|]|\s\s|$))")
-
-_MEGATRON_KEYS = {
-    "lm loss": "loss",
-    "loss": "loss",
-    "loss scale": "loss_scale",
-    "grad norm": "grad_norm",
-    "learning rate": "lr",
-    "consumed samples": "samples",
-    "consumed tokens": "tokens",
-}
-_HF_SUMMARY = ("train_runtime", "train_loss", "total_flos")
+_MIN_SCALE = "loss scale already at minimum"
+_HF_SUMMARY = ("train_runtime", "total_flos")  # HF Trainer's end-of-training dict
+_TIME_UNITS = {"ms": 1e-3, "us": 1e-6, "µs": 1e-6, "s": 1.0, "sec": 1.0}
+#: a record without a step of its own needs one of these to count as a training record (a
+#: ``lr: 0.001`` in a printed config is not a step)
+_PRIMARY = frozenset({"loss", "eval_loss", "accuracy", "eval_accuracy"})
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_SPACES = re.compile(r"\s+")
+_MERGEABLE = ("epoch", "loss", "grad_norm", "lr", "loss_scale", "skipped", "action", "accuracy")
+_FIELDS = (*_MERGEABLE[1:], "eval_loss", "eval_accuracy", "step_time", "samples", "tokens")
+_INT_FIELDS = frozenset({"samples", "tokens"})
+_INF = math.inf
+_MAX_PLANS = 50_000
+#: a shape whose numbers the generic items do not line up with: analysed line by line
+_NO_PLAN = LinePlan(-1, dl.GENERIC)
 
 
 def read(path: Path, mapping: dict[str, str] | None = None, logging_steps: int = 1) -> RunData:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise LogReadError(f"{path}: cannot read ({e.strerror or e})") from e
+    text = safe_io.read_text(path, errors="replace")
     return parse_text(text, path, mapping, logging_steps)
 
 
 def parse_text(
     text: str, path: Path, mapping: dict[str, str] | None = None, logging_steps: int = 1
 ) -> RunData:
-    data = RunData(path=path, format="text")
-    kinds: Counter[str] = Counter()
-    lookup = _user_lookup(mapping)
-    hf_rows = 0
-    inferred = 0
-    tqdm_step: int | None = None
-    nanogpt_iter = False  # nanoGPT's train.py prints "iter N: loss ..."; build-nanogpt "step N"
-    prev_norm: float | None = None
-    prev_step = -1
-    for raw_line in _ANSI.sub("", text).replace("\r", "\n").split("\n"):
-        line = raw_line.strip()
-        if not line:
-            continue
-        t = _TQDM.search(line)
-        if t:
-            tqdm_step = int(t.group(1))
-        m = _MEGATRON.search(line)
-        if m:
-            rec = _megatron(int(m.group(1)), m.group(3), data)
-            if "max_steps" not in data.facts:
-                data.facts.set("max_steps", int(m.group(2)), key="train-iters", file=str(path))
-            g = rec.grad_norm
-            if g is not None and g == prev_norm and rec.step > prev_step:
-                rec.skipped = True  # norm not recomputed: the step was skipped (overflow)
-            prev_norm, prev_step = g, rec.step
-            data.raw.append(rec)
-            kinds["megatron"] += 1
-            continue
-        m = _MEGATRON_VAL.search(line)
-        if m:
-            vals = _pairs(m.group(2))
-            loss = vals.get("lm loss value", vals.get("loss"))
-            data.raw.append(StepRecord(step=int(m.group(1)), kind="eval", eval_loss=loss))
-            kinds["megatron"] += 1
-            continue
-        m = _OVERFLOW.search(line)
-        if m:
-            step = (tqdm_step + 1) if tqdm_step is not None else _last_step(data) + 1
-            old, new = to_float(m.group(1)), to_float(m.group(2))
-            data.events.append(
+    """Read a whole text log (see the module docstring)."""
+    return _Reader(path, mapping, logging_steps).read(text)
+
+
+def _step_value(v: str) -> int | None:
+    """A step number, or None when it is not one a run can have (``inf``, 400 digits, -3)."""
+    if v.isdigit() and len(v) < 16:
+        return int(v)
+    try:
+        x = to_number(v)
+    except ValueError:
+        return None
+    if not math.isfinite(x) or x < 0 or x >= 1e15:
+        return None
+    return int(x)
+
+
+class _Reader:
+    """The state of one pass over a log: the context lines carry over, the records, the counts."""
+
+    def __init__(self, path: Path, mapping: dict[str, str] | None, logging_steps: int) -> None:
+        self.data = RunData(path=path, format="text")
+        self.user = build_lookup([], mapping) if mapping else {}
+        self.logging_steps = logging_steps
+        self.slots: dict[tuple[str, bool, str], tuple[Slot, str, float]] = {}
+        self.plans: dict[str, LinePlan] = {}
+        self.kinds: Counter[str] = Counter()
+        self.understood = 0
+        # context carried from header lines (Keras ``Epoch 3/10``, tqdm bars, Coqui's step line)
+        self.epoch: float | None = None
+        self.first_epoch: float | None = None
+        self.pos: tuple[int, int] | None = None
+        self.header_step: int | None = None
+        self.split: bool | None = None
+        self.last_train = -1
+        self.fine = False  # a train record with a step of its own was read
+        self.own_step = False  # the line being read has a step of its own
+        self.coarse: list[StepRecord] = []
+        self.counted = 0  # records numbered by order
+        self.prev_norm: float | None = None
+        self.prev_norm_step = -1
+        self.ranks: set[int] = set()
+        self.nanogpt_iter = False
+        self.percent: set[str] = set()
+        self.epoch_steps = False  # per-epoch lines numbered by their epoch
+        self.skipped_by_repeat = 0
+
+    # -- the pass -------------------------------------------------------------------------------
+
+    def read(self, text: str) -> RunData:
+        data = self.data
+        total = 0
+        for raw in strip_ansi(text).replace("\r", "\n").split("\n"):
+            line, rank = normalise(raw)
+            if not line or line[0] == "#":  # a comment or a markdown heading
+                continue
+            total += 1
+            if self._line(line, rank):
+                self.understood += 1
+        data.lines_total, data.lines_understood = total, self.understood
+        self._finish()
+        return data
+
+    def _line(self, line: str, rank: int | None) -> bool:
+        if "verflow" in line or "VERFLOW" in line:
+            m = _OVERFLOW.search(line)
+            if m:
+                self._context(items(line[: m.start()]), line)
+                self._overflow(m)
+                return True
+        if _MIN_SCALE in line and not line.startswith("#"):
+            self.data.events.append(
                 {
-                    "step": step,
-                    "event": "skip",
-                    "severity": "warning",
-                    "message": f"fp16 overflow: loss scale {old:g} -> {new:g}, step skipped",
-                    "data": {"reason": "fp16-overflow", "attempted_scale": old, "new_scale": new},
+                    "step": self._last_step(),
+                    "event": "abort",
+                    "severity": "error",
+                    "message": line[:200],
                 }
             )
-            data.raw.append(
-                StepRecord(step=step, loss_scale=new, skipped=True, action="skip_nonfinite_grad")
-            )
-            kinds["deepspeed"] += 1
-        if _MIN_SCALE.search(line) and not line.startswith("#"):
-            step = _last_step(data)
-            data.events.append(
-                {"step": step, "event": "abort", "severity": "error", "message": line[:200]}
-            )
-        if "{'" in line:
-            for d in _HF_DICT.findall(line):
-                row = {k: v for k, v in _HF_PAIR.findall(d)}
-                if not row or any(k in row for k in _HF_SUMMARY):
-                    continue
-                hf_rows += 1
-                given = to_float(row.get("step"))
-                if given is not None:
-                    step = int(given)
-                elif tqdm_step is not None:
-                    step = tqdm_step  # the progress bar printed just before the dict
+            return True
+        if "{'" in line or '{"' in line:
+            rows = dict_items(line)
+            if rows:
+                self._context(items(line[: line.index("{")]), line)
+                return self._dicts(rows, line, rank)
+        key = shape(line)
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = analyse(line) or _NO_PLAN
+            if len(self.plans) >= _MAX_PLANS:
+                self.plans.clear()  # a log of ever-new shapes: keep memory bounded
+            self.plans[key] = plan
+        values = numbers(line) if plan is not _NO_PLAN else []
+        if plan is _NO_PLAN or len(values) != plan.n:
+            values = []
+            plan = analyse(line, values) or _NO_PLAN
+        elif plan.extra:
+            values += plan.extra
+        return self._apply(plan, values, rank)
+
+    # -- items ----------------------------------------------------------------------------------
+
+    def _apply(self, plan: LinePlan, values: list[str], rank: int | None) -> bool:
+        """Read one line's numbers through its shape's plan."""
+        if plan.iter_lines:
+            self.nanogpt_iter = True
+        dialect = plan.dialect
+        step = epoch = pos = None
+        if plan.step is not None:
+            step = _step_value(values[plan.step])
+            if step is not None and plan.step_total is not None and "iteration/" in dialect.facts:
+                total = _step_value(values[plan.step_total])
+                if total is not None:
+                    self._fact(dialect, "iteration/", total)
+        if plan.epoch is not None:
+            epoch = _number(values[plan.epoch])
+            if epoch is not None and not math.isfinite(epoch):
+                epoch = None
+            if epoch is not None and self.first_epoch is None:
+                self.first_epoch = epoch
+            if epoch is not None and plan.epoch_header and plan.metrics:
+                self.epoch = epoch  # ``Epoch 3/50 - Learning Rate: ...``: later lines are epoch 3
+        if plan.pos is not None:
+            i, n = _step_value(values[plan.pos[0]]), _step_value(values[plan.pos[1]])
+            if i is not None and n is not None:
+                pos = (i, n)
+        if not plan.metrics:
+            if not plan.epoch_header:
+                epoch = None  # ``1 epoch = 2640 batches`` is prose, not a header
+            return self._header(step, epoch, pos, plan.marker)
+        is_eval = plan.split if plan.split is not None else bool(self.split)
+        comp = plan.compiled.get(is_eval)
+        if comp is None:
+            comp = plan.compiled[is_eval] = self._compile(plan, is_eval)
+        kw, tmet, ekw, emet = _read_values(comp, values)
+        if not (kw or tmet or ekw or emet):
+            return self._header(step, epoch, pos, plan.marker)
+        step, coarse = self._resolve(step, epoch, pos, is_eval, comp.primary)
+        if step is None:
+            return False
+        if plan.rate is not None and not comp.has_time and (kw or tmet):
+            idx, scale, inverse = plan.rate
+            rate = _seconds(values[idx], scale, inverse=inverse)
+            if rate is not None:
+                kw["step_time"] = rate
+        e = epoch if epoch is not None else self.epoch
+        tr = ev = None
+        if kw or (tmet and not ekw and not emet):
+            tr = StepRecord(step, epoch=e, rank=rank, metrics=tmet, **kw)
+        elif tmet:
+            emet.update(tmet)  # bookkeeping beside eval values
+        if ekw or emet:
+            ev = StepRecord(step, kind="eval", epoch=e, rank=rank, metrics=emet, **ekw)
+        if not comp.registered:
+            comp.registered = True
+            for name, role in comp.roles:
+                self.data.roles.setdefault(name, role)
+            self.percent.update(comp.percent)
+        if tr is not None and comp.skipped:
+            for idx in comp.skipped:
+                x = to_float(values[idx])
+                if x is not None and x > 0:
+                    tr.skipped = True
+        return self._keep(tr, ev, step, dialect, rank, coarse)
+
+    def _compile(self, plan: LinePlan, is_eval: bool) -> _Compiled:
+        """How to turn a plan's metric values into record fields, for one split."""
+        comp = _Compiled()
+        dialect = plan.dialect
+        for m in plan.metrics:
+            slot, role, _ = self._slot(m.name, m.key, is_eval, dialect)
+            kind, field_, _ = slot
+            if kind == "skip":
+                continue
+            scale = _TIME_UNITS.get(m.unit, 1.0) if role == "step_time" else 1.0
+            if m.unit == "%" and role in ("accuracy", "eval_accuracy"):
+                comp.percent.add(role)
+                scale = 0.01  # ``Accuracy: 10.07%``
+            zero = field_ in dialect.zero_is_missing
+            label = f"{role} (percent, read as a fraction)" if scale == 0.01 else role
+            comp.roles.append((m.name, label or "metric"))
+            if role == "skipped_count":
+                comp.skipped.append(m.idx)
+            if role in _PRIMARY:
+                comp.primary = True
+            if field_ == "step_time":
+                comp.has_time = True
+            if kind == "train":
+                if field_ is None or field_ == "epoch":
+                    comp.tm.append((m.idx, m.name, scale))
                 else:
-                    step = hf_rows * logging_steps
-                    inferred += 1
-                _add_row(data, row, step, lookup)
-                kinds["hf-console"] += 1
-            continue
-        m = _MMENGINE.search(line)
-        if m:
-            split, ep, i, n, rest = m.groups()
-            step = (int(ep) - 1) * int(n) + int(i)
-            _add_mm(data, split, step, rest, lookup, float(ep))
-            kinds["mmengine"] += 1
-            continue
-        m = _MM_ITER.search(line)
-        if m:
-            split, i, _n, rest = m.groups()
-            _add_mm(data, split, int(i), rest, lookup, None)
-            kinds["mmengine"] += 1
-            continue
-        m = _NANOGPT.match(line)
-        if m:
-            row = _pairs(m.group(2), seconds=True)
-            if row:
-                _add_row(data, row, int(m.group(1)), lookup)
-                kinds["nanogpt"] += 1
-                nanogpt_iter = nanogpt_iter or line.startswith("iter")
-    if kinds:
-        data.format = kinds.most_common(1)[0][0]
-        data.facts.format = _vocabulary(kinds, nanogpt_iter)
-    if inferred:
-        data.notes.append(
-            f"HF console dicts carry no step: steps inferred as row order x logging_steps "
-            f"({logging_steps}); eval rows count as rows too"
-        )
-    if kinds["megatron"] and any(r.skipped for r in data.raw if r.kind == "train"):
-        n = sum(1 for r in data.raw if r.skipped)
-        data.notes.append(f"{n} Megatron line(s) repeat the previous grad norm: marked skipped")
-    if not data.raw and not data.events:
-        raise LogReadError(
-            f"{path}: no training-log lines recognised (Megatron, DeepSpeed, HF console, nanoGPT, "
-            "mmengine); for CSV/JSONL pass the file as such or give a mapping"
-        )
-    return data
+                    comp.tf.append((m.idx, field_, scale, zero, m.name))
+            elif field_ is None or field_ == "epoch":
+                comp.em.append((m.idx, m.name, scale))
+            else:
+                comp.ef.append((m.idx, field_, scale, zero, m.name))
+        return comp
 
+    def _fact(self, dialect: dl.Dialect, name: str, value: int) -> None:
+        fact, key = dialect.facts[name]
+        if fact not in self.data.facts:
+            self.data.facts.set(fact, value, key=key, file=str(self.data.path))
 
-def _vocabulary(kinds: Counter[str], nanogpt_iter: bool) -> str:
-    """Whose config keys a fix should use (``ConfigFacts.format``, see detectors.fixes).
+    def _header(self, step: int | None, epoch: float | None, pos: Any, marker: bool | None) -> bool:
+        """A line that only says where the run is (``Epoch 3/10``, a tqdm bar, ``GLOBAL_STEP: 5``)
+        or which phase follows (``--> EVAL PERFORMANCE``)."""
+        if step is None and epoch is None and pos is None:
+            if marker is not None:
+                self.split = marker
+                return True
+            return False
+        if epoch is not None:
+            self.epoch = epoch
+        if pos is not None:
+            self.pos = pos
+        if step is not None:
+            self.header_step = step
+        self.split = marker
+        return True
 
-    DeepSpeed overflow lines win over the HF dicts printed beside them: under DeepSpeed its
-    ds_config holds the fp16 and clipping settings (HF's ``fp16``/``max_grad_norm`` only fill its
-    "auto" values). build-nanogpt's ``step N`` lines come from code without a config: generic.
-    """
-    if kinds["deepspeed"]:
-        return "deepspeed"
-    top = kinds.most_common(1)[0][0]
-    if top == "nanogpt":
-        return "nanogpt" if nanogpt_iter else "generic-log"
-    return top
+    def _resolve(
+        self, step: int | None, epoch: float | None, pos: Any, is_eval: bool, primary: bool
+    ) -> tuple[int | None, bool]:
+        """The step of a metric line, and whether it is an epoch summary (coarse)."""
+        self.own_step = step is not None or (pos is not None and not is_eval)
+        if step is not None:
+            return step, False
+        if is_eval:
+            if self.header_step is not None and self.header_step > self.last_train:
+                return self.header_step, False
+            return max(self.last_train, 0), False
+        e = epoch if epoch is not None else self.epoch
+        if pos is not None:
+            i, n = pos
+            if e is None:
+                return i, False
+            base = 0 if (self.first_epoch == 0) else 1
+            return int((e - base) * n + i), False
+        if epoch is not None:
+            if self.fine:
+                return self.last_train, True
+            if float(epoch).is_integer():
+                self.epoch_steps = True
+                return int(epoch), False
+        if self.header_step is not None:
+            return self.header_step, False
+        if not primary:
+            return None, False
+        return self._carried()
 
+    def _carried(self) -> tuple[int, bool]:
+        """The step of a record whose line names none: the header above it, else the order."""
+        if self.pos is not None and self.epoch is None:
+            return self.pos[0], False
+        if self.header_step is not None:
+            return self.header_step, False
+        if self.epoch is not None and not self.fine and float(self.epoch).is_integer():
+            self.epoch_steps = True  # ``Epoch 3/50`` header, then lines of that epoch
+            return int(self.epoch), False
+        self.counted += 1
+        return self.counted * self.logging_steps, False
 
-def _megatron(step: int, rest: str, data: RunData) -> StepRecord:
-    kw: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
-    for part in rest.split("|"):
-        key, sep, val = part.partition(":")
-        if not sep:
-            continue
-        key = key.strip().lower()
-        x = to_float(val)
-        if x is None:
-            continue
-        field = _MEGATRON_KEYS.get(key)
-        if field == "grad_norm" and x == 0.0:
-            continue  # Megatron prints 0.000 when it did not compute the norm
-        if field in ("samples", "tokens"):
-            kw[field] = int(x)
-        elif field is not None:
-            kw[field] = x
-        elif key.startswith("elapsed time per iteration"):
-            kw["step_time"] = x / 1000.0 if "(ms)" in key else x
-        elif key == "global batch size":
-            if "batch_size" not in data.facts:
-                data.facts.set("batch_size", int(x), key="global-batch-size", file=str(data.path))
-            metrics[key] = x
+    # -- names ----------------------------------------------------------------------------------
+
+    def _slot(
+        self, name: str, key: str, is_eval: bool, dialect: dl.Dialect
+    ) -> tuple[Slot, str, float]:
+        """(slot for records_from_row, role, unit scale) of a metric name, cached."""
+        ck = (name, is_eval, dialect.name)
+        hit = self.slots.get(ck)
+        if hit is not None:
+            return hit
+        res = self._classify(name, key, is_eval, dialect)
+        self.slots[ck] = res
+        return res
+
+    def _classify(
+        self, name: str, key: str, is_eval: bool, dialect: dl.Dialect
+    ) -> tuple[Slot, str, float]:
+        """(slot, role, scale) of a metric name: the user's mapping, then the dialect's names,
+        then the shared table (``fields.classify``), then the name without its leading words
+        (``Current learning rate is`` -> ``learning rate``)."""
+        if name in self.user:
+            slot = self.user[name]
+            return slot, slot[1] or "", 1.0
+        orig = name.strip()
+        if orig.endswith(")") and "(" in orig:
+            orig = orig[: orig.index("(")].strip()
+        for tail in (" is", " =", " of"):
+            if orig.endswith(tail):
+                orig = orig[: -len(tail)]
+        base = _SPACES.sub(" ", orig.lower())
+        snake = _CAMEL.sub("_", orig).lower().replace(" ", "_")  # ValLoss -> val_loss
+        bare, prefix_eval = _split_prefix(base)
+        if not prefix_eval and snake != base:
+            bare2, prefix_eval = _split_prefix(snake)
+            if prefix_eval:
+                bare = bare2
+        if dl.ignored(base) or dl.ignored(bare):
+            return ("skip", None, name), "", 1.0
+        is_eval = is_eval or prefix_eval
+        alias = dialect.aliases.get(bare)
+        if alias is None:
+            alias = dl.TEXT_ALIASES.get(bare)
+        if alias == "":
+            return ("skip", None, name), "", 1.0
+        kind: Any
+        field_: str | None
+        if alias is not None:
+            if alias in ("throughput", "skipped_count"):
+                return ("eval" if is_eval else "train", None, name), alias, 1.0
+            kind, field_ = "train", alias
         else:
-            metrics[key] = x
-            if key == "number of skipped iterations" and x > 0:
-                kw["skipped"] = True
-    return StepRecord(step=step, metrics=metrics, **kw)
+            kind, field_, _ = classify(snake)
+            words = base.split(" ")
+            while field_ is None and kind != "skip" and len(words) > 1:
+                words = words[1:]
+                if len(words) == 1 and words[0] != "loss":
+                    break  # ``gradient clipping of norm`` is a setting, not a grad norm
+                k2, f2, _ = classify(" ".join(words))
+                if f2 is None:
+                    k2, f2, _ = classify("_".join(words))
+                if f2 is not None:
+                    kind, field_ = k2, f2
+            if kind in ("skip", "step") or field_ == "epoch":
+                return ("skip", None, name), "", 1.0
+        if is_eval and kind == "train":
+            kind = "eval"
+            field_ = {"loss": "eval_loss", "accuracy": "eval_accuracy"}.get(field_ or "")
+        role = field_ or _role_by_name(bare)
+        if kind == "eval" and not field_ and role:
+            role = f"eval {role}"
+        return (kind, field_, name), role, 1.0
+
+    # -- records --------------------------------------------------------------------------------
+
+    def _add(
+        self,
+        row: dict[str, float],
+        step: int,
+        epoch: float | None,
+        dialect: dl.Dialect,
+        rank: int | None,
+        is_eval: bool,
+        coarse: bool,
+    ) -> bool:
+        lookup: dict[str, Slot] = {}
+        roles = self.data.roles
+        for n in row:
+            slot, role, _ = self._slot(n, _SPACES.sub(" ", n.lower()), is_eval, dialect)
+            lookup[n] = slot
+            if n not in roles and slot[0] != "skip":
+                roles[n] = role or "metric"
+        tr, ev = records_from_row(row, step, lookup)
+        if tr is None and ev is None:
+            return False
+        e = epoch if epoch is not None else self.epoch
+        for r in (tr, ev):
+            if r is not None:
+                if r.epoch is None:
+                    r.epoch = e
+                r.rank = rank
+        return self._keep(tr, ev, step, dialect, rank, coarse)
+
+    def _keep(
+        self,
+        tr: StepRecord | None,
+        ev: StepRecord | None,
+        step: int,
+        dialect: dl.Dialect,
+        rank: int | None,
+        coarse: bool,
+    ) -> bool:
+        """Append a line's records to ``raw`` (folded into the previous record when they
+        complete it), with the dialect's rules for skipped steps."""
+        if rank is not None:
+            self.ranks.add(rank)
+        if tr is not None:
+            field_ = dialect.repeat_means_skipped
+            if field_ is not None:
+                g = getattr(tr, field_)
+                if g is not None and g == self.prev_norm and step > self.prev_norm_step:
+                    tr.skipped = True  # the norm was not recomputed: the step was skipped
+                    self.skipped_by_repeat += 1
+                self.prev_norm, self.prev_norm_step = g, step
+            if coarse:
+                self.coarse.append(tr)
+            else:
+                self.fine = self.fine or self.own_step
+                self.last_train = step
+            if not self._merge_into_last(tr):
+                self.data.raw.append(tr)
+        if ev is not None and not self._merge_into_last(ev):
+            self.data.raw.append(ev)
+        self.kinds[dialect.name] += 1
+        return True
+
+    def _dicts(self, rows: list[dict[str, str]], line: str, rank: int | None) -> bool:
+        """HF Trainer console dicts and fairseq json lines."""
+        done = False
+        coarse_line = "| train |" in line
+        dialect = dl.dialect_of(line)
+        for row in rows:
+            if any(k in row for k in _HF_SUMMARY):
+                continue
+            step: int | None = None
+            vals: dict[str, float] = {}
+            epoch: float | None = None
+            for k, v in row.items():
+                kk = k.lower()
+                base = kk.split("_", 1)[1] if kk.startswith(("train_", "valid_")) else kk
+                if base in dl.STEP_WORDS:
+                    step = _step_value(v) if step is None else step
+                    continue
+                x = to_float(v)
+                if x is None:
+                    continue
+                if base == "epoch":
+                    epoch = x
+                    continue
+                vals[k] = x
+            if not vals:
+                continue
+            is_eval = all(k.lower().startswith(("valid_", "val_", "eval_", "test_")) for k in vals)
+            given = step is not None
+            if step is None:
+                if is_eval:
+                    step = max(self.last_train, 0)
+                else:  # the progress bar printed just before the dict, a header, the order
+                    step, _ = self._carried()
+            self.own_step = given
+            coarse = coarse_line and not is_eval
+            if epoch is not None:
+                vals["epoch"] = epoch
+            if self._add(vals, step, epoch, dialect, rank, False, coarse):
+                done = True
+        return done
+
+    def _overflow(self, m: re.Match[str]) -> None:
+        step = (self.pos[0] + 1) if self.pos is not None else self._last_step() + 1
+        old, new = to_float(m.group(1)), to_float(m.group(2))
+        self.data.events.append(
+            {
+                "step": step,
+                "event": "skip",
+                "severity": "warning",
+                "message": f"fp16 overflow: loss scale {old:g} -> {new:g}, step skipped",
+                "data": {"reason": "fp16-overflow", "attempted_scale": old, "new_scale": new},
+            }
+        )
+        self.data.raw.append(
+            StepRecord(step=step, loss_scale=new, skipped=True, action="skip_nonfinite_grad")
+        )
+        self.kinds["deepspeed"] += 1
+
+    def _context(self, its: list[Item], line: str) -> None:
+        """Carry a tqdm position printed on the same line before a dict or an overflow message."""
+        for it in its:
+            if not it.name and it.total is not None:
+                self.pos = (int(to_number(it.value)), int(it.total))
+
+    def _merge_into_last(self, rec: StepRecord) -> bool:
+        """Fold ``rec`` into the previous record of the same step when it completes it: no value
+        differs and it is not the very same set of fields.
+
+        A DeepSpeed overflow line and the HF dict printed at the same step describe one step, and
+        so do the lines of one Coqui block, or a dict and a summary block that echoes it; a line
+        repeated with the same fields (every rank printing it) stays a separate raw record, for
+        the duplicate-logging detector.
+        """
+        raw = self.data.raw
+        last = raw[-1] if raw else None
+        if last is None or last.step != rec.step or last.kind != rec.kind or last.rank != rec.rank:
+            return False
+        if last.epoch is not None and rec.epoch is not None and last.epoch != rec.epoch:
+            return False
+        same = True  # the same fields as ``last``: a repeat (another rank), not a completion
+        for f in _FIELDS:
+            a, b = getattr(last, f), getattr(rec, f)
+            if (a is None) != (b is None):
+                same = False
+            elif a is not None and not _same(a, b):
+                return False
+        for k, v in rec.metrics.items():
+            w = last.metrics.get(k)
+            if w is not None and not _same(w, v):
+                return False
+        if same and rec.metrics.keys() == last.metrics.keys():
+            return False
+        for f in _MERGEABLE + _FIELDS:
+            if getattr(rec, f) is not None:
+                setattr(last, f, getattr(rec, f))
+        last.metrics.update(rec.metrics)
+        return True
+
+    def _last_step(self) -> int:
+        for r in reversed(self.data.raw):
+            if r.kind == "train":
+                return r.step
+        return 0
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        data = self.data
+        if self.coarse and self.fine:
+            drop = {id(r) for r in self.coarse}
+            data.raw = [r for r in data.raw if id(r) not in drop]
+            data.notes.append(
+                f"{len(drop)} epoch-summary line(s) set aside: the log has per-step lines"
+            )
+        for role in ("accuracy", "eval_accuracy"):
+            values = [getattr(r, role) for r in data.raw if getattr(r, role) is not None]
+            finite = [v for v in values if math.isfinite(v)]
+            if role not in self.percent and finite and 1.0 < max(finite) <= 100.0:
+                for r in data.raw:
+                    v = getattr(r, role)
+                    if v is not None:
+                        setattr(r, role, v / 100.0)
+                for n, rl in data.roles.items():
+                    if rl == role:
+                        data.roles[n] = f"{role} (percent, read as a fraction)"
+        if self.kinds:
+            top = self.kinds.most_common(1)[0][0]
+            data.dialect = top
+            data.format = top if top != "generic" else "text"
+            data.facts.format = self._vocabulary(top)
+        if self.counted:
+            data.notes.append(
+                f"{self.counted} record(s) carry no step: numbered by their order x logging_steps "
+                f"({self.logging_steps}), steps inferred"
+            )
+        if self.epoch_steps:
+            data.notes.append(
+                "per-epoch lines without a step: the epoch number is used as the step"
+            )
+        if self.skipped_by_repeat:
+            data.notes.append(
+                f"{self.skipped_by_repeat} Megatron line(s) repeat the previous grad norm: marked skipped"
+            )
+        if len(self.ranks) > 1:
+            data.notes.append(
+                f"lines from {len(self.ranks)} ranks ({', '.join(map(str, sorted(self.ranks)))}): "
+                "every rank's records are kept as read; one per step is analysed"
+            )
+
+    def _vocabulary(self, top: str) -> str:
+        """Whose config keys a fix should use (``ConfigFacts.format``, see detectors.fixes).
+
+        DeepSpeed overflow lines win over the HF dicts printed beside them: under DeepSpeed its
+        ds_config holds the fp16 and clipping settings (HF's ``fp16``/``max_grad_norm`` only fill
+        its "auto" values). build-nanogpt's ``step N`` lines come from code without a config.
+        """
+        if self.kinds["deepspeed"]:
+            return "deepspeed"
+        if top == "nanogpt":
+            return "nanogpt" if self.nanogpt_iter else "generic-log"
+        for d in dl.DIALECTS:
+            if d.name == top:
+                return d.vocabulary
+        return "generic-log"
 
 
-def _pairs(rest: str, seconds: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, val, unit in _PAIR.findall(rest):
-        k = key.strip().lower()
-        x = to_float(val)
-        if x is None:
-            continue
-        if seconds and k in ("time", "dt"):
-            out["step_time"] = x / 1000.0 if unit == "ms" else x
-        else:
-            out[k] = x
-    return out
+def _same(a: Any, b: Any) -> bool:
+    """Equal as printed values: ``0.1007`` and ``10.07%`` are; NaN equals NaN."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9) or (a != a and b != b)
+    return bool(a == b)
 
 
-def _user_lookup(mapping: dict[str, str] | None) -> dict[str, Any]:
-    from stabletrain.logs.readers.fields import build_lookup
+class _Compiled:
+    """A plan's metrics for one split: (value index, field, scale, zero is missing, name) for
+    record fields, (value index, name, scale) for other metrics."""
 
-    return build_lookup([], mapping)
+    __slots__ = (
+        "ef",
+        "em",
+        "has_time",
+        "percent",
+        "primary",
+        "registered",
+        "roles",
+        "skipped",
+        "tf",
+        "tm",
+    )
 
-
-def _add_row(data: RunData, row: dict[str, Any], step: int, lookup: dict[str, Any]) -> None:
-    tr, ev = records_from_row(row, step, lookup)
-    if tr is not None and not _merge_into_last(data, tr):
-        data.raw.append(tr)
-    if ev is not None:
-        data.raw.append(ev)
-
-
-_MERGEABLE = ("epoch", "loss", "grad_norm", "lr", "loss_scale", "skipped", "action", "accuracy")
-
-
-def _merge_into_last(data: RunData, rec: StepRecord) -> bool:
-    """Fold ``rec`` into the previous record of the same step when they share no field.
-
-    A DeepSpeed overflow line and the HF dict printed at the same step describe one step; a
-    repeated identical dict (duplicate logging) shares fields and stays a separate raw record.
-    """
-    last = data.raw[-1] if data.raw else None
-    if last is None or last.step != rec.step or last.kind != rec.kind:
-        return False
-    if any(getattr(last, f) is not None and getattr(rec, f) is not None for f in _MERGEABLE):
-        return False
-    for f in _MERGEABLE:
-        if getattr(rec, f) is not None:
-            setattr(last, f, getattr(rec, f))
-    last.metrics.update(rec.metrics)
-    return True
+    def __init__(self) -> None:
+        self.tf: list[tuple[int, str, float, bool, str]] = []
+        self.tm: list[tuple[int, str, float]] = []
+        self.ef: list[tuple[int, str, float, bool, str]] = []
+        self.em: list[tuple[int, str, float]] = []
+        self.skipped: list[int] = []
+        self.roles: list[tuple[str, str]] = []
+        self.percent: set[str] = set()
+        self.primary = False
+        self.has_time = False
+        self.registered = False
 
 
-def _add_mm(
-    data: RunData, split: str, step: int, rest: str, lookup: dict[str, Any], epoch: float | None
-) -> None:
-    row = _pairs(rest)
-    row.pop("eta", None)
-    if "time" in row:
-        row["step_time"] = row.pop("time")
-    if split == "val":
-        step = _last_step(data)
-        row = {f"val_{k}": v for k, v in row.items()}
-    tr, ev = records_from_row(row, step, lookup)
-    for r in (tr, ev):
-        if r is not None:
-            if r.epoch is None:
-                r.epoch = epoch
-            data.raw.append(r)
+def _number(v: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        return float(v.replace(",", ""))  # 10,050 (or the digit run ``52922,``)
 
 
-def _last_step(data: RunData) -> int:
-    for r in reversed(data.raw):
-        if r.kind == "train":
-            return r.step
-    return 0
+def _read_values(
+    comp: _Compiled, values: list[str]
+) -> tuple[dict[str, Any], dict[str, float], dict[str, Any], dict[str, float]]:
+    """(train fields, train metrics, eval fields, eval metrics) of one line."""
+    out: list[dict[str, Any]] = []
+    for fields_ in (comp.tf, comp.ef):
+        kw: dict[str, Any] = {}
+        for idx, f, scale, zero, _name in fields_:
+            v = values[idx]
+            try:
+                x = float(v)
+            except ValueError:
+                x = float(v.replace(",", ""))
+            if zero and x == 0.0:
+                continue
+            if f in _INT_FIELDS:
+                if x == x and x not in (_INF, -_INF):
+                    kw[f] = int(x)  # else ``consumed samples: inf``: not a count
+            elif f == "skipped":
+                kw[f] = bool(x)
+            else:
+                kw[f] = x * scale if scale != 1.0 else x
+        out.append(kw)
+    tm = {name: _number(values[idx]) * scale for idx, name, scale in comp.tm} if comp.tm else {}
+    em = {name: _number(values[idx]) * scale for idx, name, scale in comp.em} if comp.em else {}
+    return out[0], tm, out[1], em
+
+
+def _seconds(value: str, scale: float, *, inverse: bool) -> float | None:
+    x = to_float(value)
+    if x is None:
+        return None
+    if inverse:
+        return 1.0 / x if x else None
+    return x * scale
+
+
+_ROLE_WORDS = (
+    ("perplexity", "perplexity"),
+    ("ppl", "perplexity"),
+    ("tokens/s", "throughput"),
+    ("tok/s", "throughput"),
+    ("tps", "throughput"),
+    ("samples/s", "throughput"),
+    ("/s", "throughput"),
+    ("per second", "throughput"),
+)
+
+
+_TRAIN_PREFIXES = ("train_", "train/", "train ", "training_", "training/", "training ")
+_EVAL_PREFIXES = (
+    "valid_",
+    "valid/",
+    "valid ",
+    "val_",
+    "val/",
+    "val ",
+    "eval_",
+    "eval/",
+    "eval ",
+    "validation_",
+    "validation/",
+    "validation ",
+    "test_",
+    "test/",
+    "test ",
+)
+
+
+def _split_prefix(name: str) -> tuple[str, bool]:
+    """``(name without a train/eval prefix, whether the prefix said eval)``."""
+    for p in _EVAL_PREFIXES:
+        if name.startswith(p):
+            return name[len(p) :], True
+    for p in _TRAIN_PREFIXES:
+        if name.startswith(p):
+            return name[len(p) :], False
+    return name, False
+
+
+def _role_by_name(base: str) -> str:
+    for word, role in _ROLE_WORDS:
+        if word in base:
+            return role
+    return ""

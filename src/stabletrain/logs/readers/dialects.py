@@ -1,0 +1,267 @@
+"""What the generic text reader knows about each framework's console log: small tables, no parsers.
+
+A dialect is recognised by a marker in a line and contributes only knowledge the generic reader
+cannot guess: its own metric names (fairseq's ``gnorm`` and ``num_updates``, Megatron's ``lm loss``
+and ``consumed samples``), which names are bookkeeping (``eta``, ``oom``, ``wall``), numbers printed
+as a placeholder (Megatron's ``grad norm: 0.000`` when the norm was not computed), and whose config
+keys a fix should use (``vocabulary``, i.e. ``ConfigFacts.format``). Everything else — finding the
+items, the step, train vs eval, the units — is :mod:`stabletrain.logs.readers.text`'s generic code.
+
+Sources of the tables: Megatron-LM ``training.py`` log line; DeepSpeed ``loss_scaler.py``; fairseq
+``progress_bar.py`` (simple and json formats) and ``fairseq_cli/train.py``; mmengine/mmcv
+``LoggerHook`` (``Epoch(train) [e][i/N]``, ``Epoch [e][i/N]``); torchvision references
+``utils.MetricLogger``; Keras ``ProgbarLogger``; torchtitan ``metrics.py``; nanoGPT ``train.py``;
+HF Trainer console dicts; Coqui ``trainer`` console; real logs in ``tests/fixtures/logs``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DIALECTS",
+    "EPOCH_WORDS",
+    "GENERIC",
+    "STEP_WORDS",
+    "TEXT_ALIASES",
+    "Dialect",
+    "dialect_of",
+    "eval_marker",
+]
+
+#: names whose value is the optimizer step (a multi-word name counts when it ends with one:
+#: ``validation loss at iteration 7000``, but not ``elapsed time per iteration``)
+STEP_WORDS = frozenset(
+    {
+        "step",
+        "steps",
+        "iter",
+        "iters",
+        "iteration",
+        "global_step",
+        "global step",
+        "globalstep",
+        "num_updates",
+        "it",
+        "update",
+        "updates",
+        "trainer/global_step",
+        "acc_iter",
+        "total_step",
+    }
+)
+EPOCH_WORDS = frozenset({"epoch", "ep", "epochs"})
+
+#: text-console names the shared table (``fields.classify``) does not hold because in a CSV or
+#: JSON column they can mean something else (``time`` there is often a wall-clock timestamp)
+TEXT_ALIASES: dict[str, str] = {
+    "time": "step_time",
+    "dt": "step_time",
+    "iter_time": "step_time",
+    "batch_time": "step_time",
+    "batch time": "step_time",
+    "time/step": "step_time",
+    "step time": "step_time",
+    "elapsed time per iteration": "step_time",
+    "lm loss value": "loss",
+    "lm_loss value": "loss",
+    "consumed samples": "samples",
+    "losses": "loss",
+    "total loss": "loss",
+    "consumed tokens": "tokens",
+    "lrm": "",  # nanochat's LR multiplier, not an LR
+}
+
+#: bookkeeping printed beside the metrics (not a quantity of training stability)
+_IGNORE = frozenset(
+    {
+        "eta",
+        "oom",
+        "wall",
+        "train_wall",
+        "total time",
+        "num zeros",
+        "max mem",
+        "memory",
+        "data",
+        "data_time",
+        "loader_time",
+        "rank",
+        "seed",
+        "number of nan iterations",
+        "actual seqlen",
+        "percentage",
+        "elapsed_time",
+        "remaining_time",
+        "total_flos",
+        "train_runtime",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One framework's console log: how to recognise its lines and what its names mean."""
+
+    name: str
+    #: a line of this dialect contains ``hint`` (cheap test) and matches ``marker``
+    hint: str
+    marker: re.Pattern[str]
+    #: whose config keys a fix should use (``ConfigFacts.format``)
+    vocabulary: str
+    #: {the dialect's name, lower-case: StepRecord field or ``""`` for bookkeeping}
+    aliases: dict[str, str] = field(default_factory=dict)
+    #: fields this dialect prints as 0 when it did not compute them (read as missing)
+    zero_is_missing: frozenset[str] = frozenset()
+    #: a field whose identical non-zero value on consecutive steps means the step was skipped
+    repeat_means_skipped: str | None = None
+    #: the step is a position within an epoch (``(epoch - first) * N + i``) unless said otherwise
+    #: where ``first`` is 0 or 1: the dialect's epochs count from it
+    epoch_base: int | None = None
+    #: {name (``"iteration/"``: the total after the step): (ConfigFacts key, the dialect's key)}
+    facts: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+_MEGATRON = Dialect(
+    "megatron",
+    "iteration",
+    re.compile(r"iteration\s+\d+\s*/\s*\d+\s*\||validation loss at iteration"),
+    "megatron",
+    aliases={
+        "lm loss": "loss",
+        "loss scale": "loss_scale",
+        "grad norm": "grad_norm",
+        "learning rate": "lr",
+        "number of skipped iterations": "skipped_count",
+        "samples per second": "throughput",
+        "tflops": "",
+    },
+    zero_is_missing=frozenset({"grad_norm"}),
+    repeat_means_skipped="grad_norm",
+    facts={
+        "iteration/": ("max_steps", "train-iters"),
+        "global batch size": ("batch_size", "global-batch-size"),
+    },
+)
+_FAIRSEQ = Dialect(
+    "fairseq",
+    "",
+    re.compile(r"^\| epoch \d{3}|\| (?:train_inner|train|valid) \||fairseq"),
+    "fairseq",
+    aliases={
+        "gnorm": "grad_norm",
+        "clip": "",  # share of updates clipped, not a clip coefficient
+        "wps": "throughput",
+        "ups": "",
+        "wpb": "",
+        "bsz": "",
+        "ntokens": "",
+        "nsentences": "",
+        "sample_size": "",
+        "update": "",  # fractional epoch in the json format; num_updates is the step
+        "best": "",
+        "best_loss": "",
+        "s/checkpoint": "",
+        "words/s": "throughput",
+        "words/batch": "",
+    },
+    epoch_base=1,
+)
+_MMENGINE = Dialect(
+    "mmengine",
+    "(",
+    re.compile(r"(?:Epoch|Iter)\((?:train|val|test)\)"),
+    "mmengine",
+    aliases={"base_lr": ""},
+    epoch_base=1,
+)
+_MMCV = Dialect(
+    "mmcv",
+    "Epoch [",
+    re.compile(r"Epoch \[\d+\]\[\s*\d+/\d+\]"),
+    "mmengine",
+    epoch_base=1,
+)
+_TORCHVISION = Dialect(
+    "torchvision",
+    ": [",
+    re.compile(r"^(?:Epoch: \[\d+\]|Test:)"),
+    "generic-log",
+    aliases={"img/s": "throughput", "acc1": "accuracy", "acc@1": "accuracy"},
+    epoch_base=0,
+)
+_KERAS = Dialect(
+    "keras",
+    " - ",
+    re.compile(r"^\d+/\d+ \[[=>.]*\] - | - loss: "),
+    "keras",
+)
+_TORCHTITAN = Dialect(
+    "torchtitan",
+    "step:",
+    re.compile(r"step:\s*\d+\s+loss:"),
+    "torchtitan",
+    aliases={"tps": "throughput", "tflops": "", "mfu": ""},
+)
+_NANOGPT = Dialect(
+    "nanogpt",
+    "",
+    re.compile(r"^(?:step|iter) \d+"),
+    "nanogpt",
+    aliases={"mfu": "", "tokens/sec": "throughput", "tok/sec": "throughput"},
+)
+_HF = Dialect("hf-console", "{'", re.compile(r"\{'"), "hf-console")
+_COQUI = Dialect(
+    "coqui",
+    "> ",
+    re.compile(r"GLOBAL_STEP|\| > "),
+    "generic-log",
+    aliases={"current_lr": "lr", "avg_loss": "loss", "loader_time": ""},
+)
+#: free-form ``name value`` lines from a script of the user's own
+GENERIC = Dialect("generic", "", re.compile(""), "generic-log")
+
+#: tried in order; the first that matches names the line's dialect
+DIALECTS: tuple[Dialect, ...] = (
+    _MEGATRON,
+    _HF,
+    _MMENGINE,
+    _MMCV,
+    _FAIRSEQ,
+    _TORCHVISION,
+    _TORCHTITAN,
+    _KERAS,
+    _COQUI,
+    _NANOGPT,
+)
+
+#: a whole line (or block) is an evaluation when one of these words precedes its first metric
+_EVAL_MARKER = re.compile(
+    r"(?<![\w/.-])(?:valid(?:ation)?|val|eval(?:uation|uating)?|test(?:ing)?)(?![\w/.-])",
+    re.IGNORECASE,
+)
+_TRAIN_MARKER = re.compile(r"(?<![\w/.-])train(?:ing)?(?![\w/.-])", re.IGNORECASE)
+
+
+def dialect_of(line: str) -> Dialect:
+    """The dialect a line is written in (:data:`GENERIC` when none says so)."""
+    for d in DIALECTS:
+        if d.hint in line and d.marker.search(line):
+            return d
+    return GENERIC
+
+
+def eval_marker(text: str) -> bool | None:
+    """True if ``text`` (the part of a line before its metrics, or a header line) says it is an
+    evaluation, False if it says training, None if it says neither."""
+    if _EVAL_MARKER.search(text):
+        return True
+    if _TRAIN_MARKER.search(text):
+        return False
+    return None
+
+
+def ignored(name: str) -> bool:
+    """Whether a (lower-case) name is bookkeeping in every dialect."""
+    return name in _IGNORE

@@ -1,0 +1,135 @@
+"""The generic text-log line: normalise it, then find its ``name: number`` items.
+
+Normalising removes what a console or a paste adds around a logger's message: ANSI colours (on
+the whole text, once), tqdm's carriage-return redraws (each redraw is its own line), ``> `` quote
+prefixes from an issue or e-mail, leading timestamps, and per-process prefixes (``[rank3]:``, ``rank 3:``,
+``[default3]:`` from torchrun, ``[1,3]<stdout>:`` from mpirun), whose rank is kept so that lines
+every rank printed stay visible as repeats. Logger names and timestamps elsewhere in a line need
+no stripping: an item must start with a name, and ``- root - INFO -`` or ``eta: 0:00:25`` are no
+``name number``.
+
+An item is what a training script prints about one quantity, in any of the shapes the common
+loggers use::
+
+    loss: 2.31   loss=2.31   loss 2.31   loss = 2.31   lm loss: 2.31E+00   tps: 10,050
+    iteration 29020/ 311541   Epoch: [3]   Epoch(train) [1][200/735]   [ 100/1251]
+    time: 120.5ms   mfu: 13.99%   2ms/step   132.41s/it   elapsed time per iteration (ms): 4247.9
+
+A name is up to six words (``number of skipped iterations``); a value in brackets or followed by
+``/ total`` is a position (epoch or batch); a value may carry a unit (``ms``, ``s``, ``%``,
+``s/it``...), and a running average printed after it in parentheses (``loss: 6.9 (7.1)``) is
+left alone. Python dict reprs and JSON objects inside a line (HF Trainer, fairseq's json format)
+are read by :func:`dict_items`.
+
+Limits: a name must start with a letter or ``_``; numbers written with thousands separators are
+read only with ``,`` every three digits; a value in an exotic unit (``1.2k``) is not read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+__all__ = ["Item", "dict_items", "items", "normalise", "strip_ansi", "to_number"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+#: a number, or a non-finite word that is not the start of a phrase (``number of nan iterations``)
+_NUM = (
+    r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
+    r"|(?:nan|NaN|NAN|inf|Inf|INF|Infinity|infinity)(?!\s+[A-Za-z]))"
+)
+_WORD = r"[A-Za-z_](?:[\w@/\-]|\.(?=\w))*(?:\([A-Za-z]+\))?"
+_UNIT = r"ms/step|us/step|µs/step|s/step|sec/step|s/it|it/s|ms|us|µs|sec|s|%|GiB|MiB|GB|MB"
+_ITEM = re.compile(
+    rf"(?:(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)(?:\s*\((?P<tag>[A-Za-z/%]{{1,8}})\))?"
+    rf"(?:\s*[:=]\s*|\s+))?"
+    rf"(?P<lb>\[\s*)?(?P<num>{_NUM})(?:\s*/\s*(?P<tot>\d+))?(?(lb)\s*\])"
+    rf"(?:\s?(?P<unit>{_UNIT}))?"
+    r"(?=[\s,;|)\]}\[(]|[:.]\s|[:.]$|$)"
+)
+_QUOTE = re.compile(r"^(?:\s*>)+\s?")
+_RANK = re.compile(
+    r"^\s*(?:\[(?:rank|default)\s*(\d+)\]\s*:?|(?:rank|RANK|Rank)\s*(\d+)\s*:|\[\d+,(\d+)\]<std\w+>:)\s*"
+)
+_TIME = re.compile(
+    r"^\[?(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}(?:/\d{2,4})?)[ T]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?\]?:?\s*"
+)
+_DICT = re.compile(r"\{[^{}]*\}")
+_DICT_PAIR = re.compile(rf"""['"]([^'"]+)['"]\s*:\s*(?:({_NUM})|['"]({_NUM})%?['"])(?=\s*[,}}])""")
+
+
+class Item(NamedTuple):
+    """One ``name value`` found in a line; ``name`` is ``""`` for a bare value (``[ 100/1251]``,
+    ``2ms/step``)."""
+
+    name: str
+    tag: str  # a unit or split in parentheses after the name: ``(ms)``, ``(train)``
+    value: str
+    total: str | None  # ``/ total`` after the value: a position (``iteration 5/100``)
+    bracketed: bool
+    unit: str
+    start: int
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI colour/cursor codes (cheap when there are none)."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
+def normalise(line: str) -> tuple[str, int | None]:
+    """The logger's message of one line and the rank that printed it (None when not said)."""
+    s = line.strip()
+    if not s:
+        return s, None
+    c = s[0]
+    if c == ">":
+        s = _QUOTE.sub("", s)
+        if not s:
+            return s, None
+        c = s[0]
+    rank = None
+    if c == "[" or c == "r" or c == "R":
+        m = _RANK.match(s)
+        if m:
+            rank = int(next(g for g in m.groups() if g is not None))
+            s = s[m.end() :]
+            c = s[:1]
+    if c.isdigit() or c == "[":
+        m = _TIME.match(s)
+        if m:
+            s = s[m.end() :]
+    return s, rank
+
+
+def items(line: str) -> list[Item]:
+    """Every ``name value`` item of a normalised line, in order."""
+    return [
+        Item(
+            m["name"] or "",
+            m["tag"] or "",
+            m["num"],
+            m["tot"],
+            m["lb"] is not None,
+            m["unit"] or "",
+            m.start(),
+        )
+        for m in _ITEM.finditer(line)
+    ]
+
+
+def dict_items(line: str) -> list[dict[str, str]]:
+    """The flat ``{'key': number, ...}`` / ``{"key": "number", ...}`` objects inside a line."""
+    out = []
+    for d in _DICT.findall(line):
+        row = {k: a or b for k, a, b in _DICT_PAIR.findall(d)}
+        if row:
+            out.append(row)
+    return out
+
+
+def to_number(text: str) -> float:
+    """A value as :data:`_NUM` matched it; ``1,024`` -> 1024.0, a 400-digit integer -> inf."""
+    if "," in text:
+        text = text.replace(",", "")
+    return float(text)

@@ -1,0 +1,171 @@
+"""What one shape of log line says: which of its numbers is the step, the epoch, each metric.
+
+A training log prints the same few line shapes millions of times with different numbers. The text
+reader analyses a shape once (:func:`analyse`, the slow generic path of
+:mod:`~stabletrain.logs.readers.lines`) and keeps the result as a :class:`LinePlan` keyed by the
+line with its digits removed (:func:`shape`); every later line of that shape only needs its
+numbers (:func:`numbers`, one C-level regex call) read through the plan. A line whose numbers do
+not line up with its shape's plan (same skeleton, different number count) is analysed on its own.
+
+This is what keeps the generic reader as fast as the per-framework parsers it replaced.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from stabletrain.logs.readers import dialects as dl
+from stabletrain.logs.readers.lines import items
+
+__all__ = ["LinePlan", "Metric", "analyse", "numbers", "shape"]
+
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+#: the digit runs of a line, as numbers (one simple pattern: Python's ``re`` is slow on
+#: alternations; ``nan``/``inf`` words are part of a shape and kept as constants in its plan)
+_TOKEN = re.compile(r"[-+]?\d+(?:,\d\d\d)*\.?\d*(?:[eE][-+]?\d+)?")
+_SPACES = re.compile(r"\s+")
+_NOT_STEP = (" per ", "skipped", "nan ", "number of")
+#: seconds per step from a bare rate (``132.41s/it``, ``2ms/step``); ``it/s`` is inverted
+_RATE = {"s/it": 1.0, "s/step": 1.0, "sec/step": 1.0, "ms/step": 1e-3, "us/step": 1e-6}
+_RATE["µs/step"] = 1e-6
+
+
+def shape(line: str) -> str:
+    """The cache key of a line: the line without its digits."""
+    return line.translate(_DROP_DIGITS)
+
+
+def numbers(line: str) -> list[str]:
+    """The standalone numbers of a line, in order (what a plan's indexes point into)."""
+    return _TOKEN.findall(line)
+
+
+@dataclass(slots=True)
+class Metric:
+    """One metric item of a line: where its value is, its own name, the name lower-cased, unit."""
+
+    idx: int
+    name: str
+    key: str
+    unit: str
+
+
+@dataclass(slots=True)
+class LinePlan:
+    """Where a line's context and metrics are, as indexes into its :func:`numbers` (or, for a
+    plan built for one line only, into its items' values)."""
+
+    n: int
+    dialect: dl.Dialect
+    step: int | None = None
+    step_total: int | None = None
+    epoch: int | None = None
+    pos: tuple[int, int] | None = None
+    rate: tuple[int, float, bool] | None = None
+    #: the line says it is an eval (True) or train (False) line before its metrics; None: silent
+    split: bool | None = None
+    metrics: list[Metric] = field(default_factory=list)
+    #: a header line (no metric) that names a phase (``Test:``, ``--> EVAL PERFORMANCE``)
+    marker: bool | None = None
+    iter_lines: bool = False
+    epoch_header: bool = False
+    #: values that are words in this shape (``nan``, ``inf``): indexes ``n``, ``n + 1``... point here
+    extra: list[str] = field(default_factory=list)
+    #: the reader's per-split compilation of ``metrics`` (see ``text._Reader``)
+    compiled: dict[Any, Any] = field(default_factory=dict)
+
+
+def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
+    """The plan of ``line``'s shape, its indexes pointing into :func:`numbers`; None when an
+    item's value is not one of those numbers. With ``values`` (an empty list to fill), a plan for
+    this line only, its indexes pointing into the items' values that it appends to ``values``."""
+    its = items(line)
+    aligned = values is None
+    starts: dict[int, int] = {}
+    if aligned:
+        starts = {m.start(): i for i, m in enumerate(_TOKEN.finditer(line))}
+        n = len(starts)
+    else:
+        assert values is not None
+        for it in its:
+            values.append(it.value)
+            if it.total is not None:
+                values.append(it.total)
+        n = len(values)
+    dialect = dl.dialect_of(line)
+    plan = LinePlan(n, dialect, iter_lines=dialect.name == "nanogpt" and line.startswith("iter"))
+    if not its:
+        plan.marker = dl.eval_marker(line) if len(line) < 120 else None
+        return plan
+    step_global = False
+    first_metric = -1
+    j = 0
+    for it in its:
+        if aligned:
+            found = starts.get(it.start + _value_offset(line, it))
+            if found is None:
+                if it.value.lstrip("+-")[:1].isalpha() and it.total is None:
+                    found = n + len(plan.extra)  # ``nan``: the same word in every such line
+                    plan.extra.append(it.value)
+                elif not it.name and it.total is None and not it.unit:
+                    continue  # a bare number the tokens split differently: unused anyway
+                else:
+                    return None
+            idx = found
+        else:
+            idx = j
+            j += 1 if it.total is None else 2
+        name = it.name
+        if not name:
+            if it.total is not None:
+                if plan.pos is None and (
+                    it.bracketed
+                    or plan.epoch is not None
+                    or " [" in line[it.start : it.start + 24]
+                    or "][" in line[it.start : it.start + 24]
+                ):
+                    plan.pos = (idx, idx + 1)
+            elif it.unit in _RATE:
+                plan.rate = (idx, _RATE[it.unit], False)
+            elif it.unit == "it/s":
+                plan.rate = (idx, 1.0, True)
+            continue
+        key = _SPACES.sub(" ", name.lower())
+        tag = it.tag.lower()
+        if key.endswith(")") and "(" in key:
+            key, _, t = key[:-1].partition("(")
+            tag = tag or t
+            if t in ("val", "test", "eval"):
+                plan.split = True
+            elif t == "train":
+                plan.split = False
+        last = key.rsplit(" ", 1)[-1]
+        if (key in dl.STEP_WORDS or last in dl.STEP_WORDS) and not any(w in key for w in _NOT_STEP):
+            is_global = "global" in key
+            if plan.step is None or (is_global and not step_global):
+                plan.step, step_global = idx, is_global
+                if it.total is not None:
+                    plan.step_total = idx + 1
+            continue
+        if (key in dl.EPOCH_WORDS or last in dl.EPOCH_WORDS) and " per " not in key:
+            plan.epoch = idx
+            # a header (``Epoch 3/10``) carries over; prose (``1 epoch = 2640 batches``) does not
+            plan.epoch_header = it.total is not None or not line[: it.start].strip(" >-|*[")
+            continue
+        if first_metric < 0:
+            first_metric = it.start
+        plan.metrics.append(Metric(idx, name, key, it.unit or tag))
+    if plan.metrics and plan.split is None:
+        plan.split = dl.eval_marker(line[:first_metric])
+    elif not plan.metrics:
+        plan.marker = dl.eval_marker(line)
+    return plan
+
+
+def _value_offset(line: str, it: Any) -> int:
+    """Where an item's value starts, relative to the item's start."""
+    if not it.name:
+        return 1 + line[it.start + 1 :].find(it.value) if it.bracketed else 0
+    return line.find(it.value, it.start + len(it.name)) - it.start
