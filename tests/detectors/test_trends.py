@@ -78,6 +78,7 @@ def test_chance_inferred_from_initial_loss_without_config() -> None:
     recs = [StepRecord(step=i, epoch=i // 10, loss=2.30 + 0.01 * (i % 4)) for i in range(60)]
     [f] = [f for f in replay(recs, None, [LossTrendDetector()]) if f.id == "chance-level"]
     assert f.evidence["num_classes"] == 10 and f.evidence["num_classes_from"] != "config"
+    assert f.severity == "warning" and "inferred" in f.explanation  # it says what it assumed
 
 
 def test_chance_near_miss_learning_run() -> None:
@@ -146,9 +147,21 @@ def test_chance_near_miss_loss_near_ln2_is_not_inferred() -> None:
 
 
 def test_seed004_loss_stuck_at_12_is_chance_for_a_large_vocab(scenarios) -> None:
+    # "training loss stuck at ~12.06, 0% validation accuracy"
     clean, _raw, facts = scenarios.seed004()
-    [f] = replay(clean, facts, [LossTrendDetector()])
+    evals = [StepRecord(step=r.step, kind="eval", epoch=r.epoch, eval_accuracy=0.0) for r in clean]
+    [f] = replay(sorted(clean + evals, key=lambda r: r.step), facts, [LossTrendDetector()])
     assert f.id == "chance-level" and f.evidence["num_classes"] > 100_000
+    assert f.severity == "error"
+    # the loss alone cannot tell ln(172 800) from the log of its neighbours: no guess of C
+    assert replay(clean, facts, [LossTrendDetector()]) == []
+
+
+def test_chance_near_miss_flat_excerpt_of_a_converged_run() -> None:
+    # a converged fine-tune logged from step 5000 on: flat at 1.93 ± 1 %. e^1.93 ≈ 6.9 is "7
+    # classes" within 3 %, but on the loss alone that is a coincidence, not a uniform guess
+    recs = [StepRecord(step=5000 + i, loss=1.93 * (1 + 0.01 * math.sin(i))) for i in range(300)]
+    assert replay(recs, None, [LossTrendDetector()]) == []
 
 
 def test_chance_near_miss_inferred_classes_but_loss_far_above_start() -> None:
@@ -216,3 +229,11 @@ def test_num_labels_wins_over_vocab_size() -> None:
     recs = [StepRecord(step=i, epoch=i // 20, loss=0.69, accuracy=0.5) for i in range(100)]
     [f] = [f for f in replay(recs, facts, [LossTrendDetector()]) if f.id == "chance-level"]
     assert f.evidence["num_classes"] == 2
+
+
+def test_divergence_near_miss_loss_oscillating_at_its_noise() -> None:
+    # per-epoch means bouncing ±15 % around 0.9 with no trend: the last two sit above the
+    # luckiest epoch by more than a fifth, but well within the curve's own noise
+    means = [1.0, 0.85, 1.1, 0.8, 1.05, 0.82, 1.08, 0.78, 1.0, 0.85, 1.02, 1.0]
+    recs = [StepRecord(step=e, epoch=e, loss=v) for e, v in enumerate(means)]
+    assert "loss-divergence" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}

@@ -38,27 +38,12 @@ import numpy as np
 from stabletrain.detectors.bins import sequential_sum
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
-from stabletrain.detectors.robust import spearman
+from stabletrain.detectors.robust import spearman, trend_noise
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
 def _finite(x: Any) -> bool:
     return x is not None and math.isfinite(x)
-
-
-def _noise(vals: list[float]) -> float:
-    """Robust σ of the evals around their running median of 3, over the evals that are not local
-    peaks (so spikes do not inflate the noise they are judged against); 0 with < 3 such evals."""
-    resid = []
-    for i in range(1, len(vals) - 1):
-        a, v, b = vals[i - 1], vals[i], vals[i + 1]
-        if v > a and v > b:
-            continue
-        resid.append(abs(v - sorted((a, v, b))[1]))
-    if len(resid) < 3:
-        return 0.0
-    resid.sort()
-    return 1.4826 * resid[len(resid) // 2]
 
 
 class EvalDetector:
@@ -153,7 +138,7 @@ class EvalDetector:
             and give_back >= 0.05 * progress
             and give_back >= 0.01 * abs(best)
         )
-        sigma = _noise(vals)
+        sigma = trend_noise(vals)
         floor = max(4.0 * sigma, 0.1 * progress, 0.02 * abs(best))
         spikes = [
             i for i in range(1, n - 1) if vals[i] - max(vals[i - 1], vals[i + 1]) >= floor > 0

@@ -1,6 +1,7 @@
 """Robust statistics: the median and 1.4826·MAD of a window (a std that outliers cannot
 inflate), for one window (the live path) or many at once (the doctor's bulk replay), giving the
-same numbers; and a rank correlation with time (is a series trending?)."""
+same numbers; a rank correlation with time (is a series trending?); and the noise of a short
+series around its own trend (:func:`trend_noise`)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,19 @@ def spearman(xs: list[float]) -> float:
         ranks[i] = r
     d2 = sum((ranks[i] - i) ** 2 for i in range(n))
     return 1.0 - 6.0 * d2 / (n * (n * n - 1))
+
+
+def trend_noise(values: list[float]) -> float:
+    """Robust σ of a short series (evals, per-epoch means) around its running median of 3, over
+    the points that are not local peaks, so the spikes a detector is judging do not inflate the
+    noise they are judged against; 0 with fewer than 3 such points."""
+    resid = []
+    for i in range(1, len(values) - 1):
+        a, v, b = values[i - 1], values[i], values[i + 1]
+        if v > a and v > b:
+            continue
+        resid.append(abs(v - sorted((a, v, b))[1]))
+    if len(resid) < 3:
+        return 0.0
+    resid.sort()
+    return _MAD_TO_STD * resid[len(resid) // 2]

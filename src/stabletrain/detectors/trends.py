@@ -1,15 +1,20 @@
 """Slow, run-level loss trends: ``loss-divergence`` and ``chance-level``.
 
 - ``loss-divergence``: the per-epoch mean training loss ends well above its running minimum (the
-  last two bins above ``min + max(25 % of the drop achieved, 20 % of min)``), i.e. a drift up, or a
-  spike the run never recovered from (seed 001: 0.05 at epoch 10 → ~0.5 until the end).
+  last two bins above ``min + max(25 % of the drop achieved, 20 % of min, 3 σ)``, σ the noise of
+  the bin means around their own trend, :func:`~stabletrain.detectors.robust.trend_noise`), i.e.
+  a drift up, or a spike the run never recovered from (seed 001: 0.05 at epoch 10 → ~0.5 until
+  the end).
 - ``chance-level`` (seed 002: "accuracy 10.07 % = random guessing on 10 classes", loss 17.6 from a
   start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
   from ``facts["num_classes"]`` or is inferred from an initial loss ≈ ln(C) (cross-entropy of a
   uniform guess), read from the first finite logged loss (not a median of the first few: an early
   explosion would hide it). Limits: the inference assumes cross-entropy; it needs C ≥ 3 and an
-  initial loss within 3 % of ln(C), and the loss-only rule then needs the loss to stay
-  ≥ 0.9·ln(C) throughout.
+  initial loss within 3 % of ln(C). On the loss alone (no accuracy logged) that is not evidence —
+  any loss ≥ 2 is within 3 % of the log of some integer, so a converged excerpt would read as
+  "stuck at chance" — the first loss must then be ln(C) within 0.01 nats for a C ≤ 100, the loss
+  stay ≥ 0.9·ln(C) throughout, and the finding is a warning that names its
+  assumption. Accuracy at chance, or C from the config, make it an error.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import config_known, fmt, lower_lr, make_fix
+from stabletrain.detectors.robust import trend_noise
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
@@ -119,7 +125,10 @@ class LossTrendDetector:
         start, low, end = means[0], means[i_min], means[-1]
         if i_min > len(means) - 3:
             return None
-        threshold = low + max(0.25 * (start - low), 0.2 * abs(low))
+        # material (a quarter of the drop achieved, a fifth of the best) and beyond the noise of
+        # the per-epoch means themselves (a noisy plateau's last two bins above its luckiest one)
+        sigma = trend_noise(means)
+        threshold = low + max(0.25 * (start - low), 0.2 * abs(low), 3.0 * sigma)
         if not (means[-1] > threshold and means[-2] > threshold):
             return None
         above = [b for b in ordered[i_min + 1 :] if b.mean > threshold]
@@ -188,6 +197,15 @@ class LossTrendDetector:
                     return guess, "initial loss ≈ ln(C)"
         return None, ""
 
+    def _tight(self, n_classes: int) -> bool:
+        """Whether the first loss is ln(C) within 0.01 nats, for C ≤ 100. Any loss ≥ 2 is within
+        3 % of the log of *some* integer, so on the loss alone (no accuracy) only a close match
+        to a small class count is evidence of "a uniform guess over C"; past C = 100 the logs of
+        neighbouring integers are closer than 0.01 nats and nothing can be inferred (give the
+        config's vocab_size)."""
+        l0 = self.first_losses[0]
+        return n_classes <= 100 and abs(l0 - math.log(n_classes)) <= 0.01
+
     def _chance(self, facts: ConfigFacts) -> Finding | None:
         ordered = self.bins.ordered()
         if len(ordered) < 3 and self.n_loss < 20 and self.n_acc < 20:
@@ -211,18 +229,22 @@ class LossTrendDetector:
                 reasons.append(f"loss {fmt(final_loss)} stuck at/above ln({n_classes})={fmt(ln_c)}")
             elif (
                 source != "config"
+                and self._tight(n_classes)
                 and 0.97 * ln_c <= final_loss <= 1.1 * ln_c
                 and best_loss >= 0.9 * ln_c
             ):
                 reasons.append(f"loss {fmt(final_loss)} never left its start ≈ ln({n_classes})")
         if not reasons:
             return None
+        # sure when accuracy says so or the config gives C; on the loss alone with an inferred C
+        # it rests on the loss being a C-class cross-entropy: a warning that says so
+        sure = source == "config" or reasons[0].startswith("accuracy")
         steps, epochs = self.bins.where(ordered[-3:])
         if not ordered:
             steps = [self.last_step]
         return Finding(
             id="chance-level",
-            severity="error",
+            severity="error" if sure else "warning",
             title=f"The model is at chance level ({'; '.join(reasons)})",
             explanation=(
                 f"With {n_classes} classes (from {source}) a model that guesses uniformly scores "
@@ -233,7 +255,14 @@ class LossTrendDetector:
                     if final_loss > ordered[0].mean * 1.2
                     else ""
                 )
-                + ". The usual causes are non-finite or exploding gradients that wrecked the weights "
+                + ". "
+                + (
+                    ""
+                    if sure
+                    else f"(C = {n_classes} is inferred from the first loss ≈ ln({n_classes}); if "
+                    "this loss is not a cross-entropy over classes, ignore this finding.) "
+                )
+                + "The usual causes are non-finite or exploding gradients that wrecked the weights "
                 "(look for nonfinite-grad/fp16-overflow findings), no gradient clipping, or a "
                 "learning rate far too high. After the fix, accuracy should beat chance within "
                 f"the first epoch and the loss should fall below {fmt(ln_c)}."
