@@ -119,6 +119,8 @@ class Dialect:
     #: the step is a position within an epoch (``(epoch - first) * N + i``) unless said otherwise
     #: where ``first`` is 0 or 1: the dialect's epochs count from it
     epoch_base: int | None = None
+    #: accuracy names this dialect prints in percent (``acc1: 76.1``)
+    percent: frozenset[str] = frozenset()
     #: {name (``"iteration/"``: the total after the step): (ConfigFacts key, the dialect's key)}
     facts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -189,6 +191,7 @@ _TORCHVISION = Dialect(
     re.compile(r"^(?:Epoch: \[\d+\]|Test:)"),
     "generic-log",
     aliases={"img/s": "throughput", "acc1": "accuracy", "acc@1": "accuracy"},
+    percent=frozenset({"acc1", "acc@1", "acc5", "acc@5"}),
     epoch_base=0,
 )
 _KERAS = Dialect(

@@ -48,6 +48,11 @@ _TRAIN_ALIASES: dict[str, str] = {
     "skipped": "skipped",
     "current_lr": "lr",
     "avg_loss": "loss",
+    "gnorm": "grad_norm",  # fairseq
+    "acc1": "accuracy",  # torchvision / timm (percent)
+    "acc@1": "accuracy",
+    "top1": "accuracy",
+    "top1_acc": "accuracy",
 }
 _EVAL_ALIASES: dict[str, str] = {
     "loss": "eval_loss",
@@ -68,7 +73,7 @@ _SUMMARY_NAMES = frozenset(
     }
 )
 _STEP_NAMES = frozenset(
-    {"step", "global_step", "iteration", "iter", "steps", "trainer/global_step"}
+    {"step", "global_step", "iteration", "iter", "steps", "trainer/global_step", "num_updates"}
 )
 #: bookkeeping that is not a metric of training stability
 _SKIP_NAMES = frozenset(
@@ -84,6 +89,8 @@ _EVAL_PREFIXES = (
     "validation_",
     "valid/",
     "valid_",
+    "test/",
+    "test_",
 )
 _EVAL_SUFFIXES = ("/val", "/eval", "/validation", "_val")
 _TRAIN_PREFIXES = ("trainiterstats/", "train/", "train_", "training/", "training_", "epoch_")
@@ -189,8 +196,10 @@ def records_from_row(
                 tmetrics[metric] = x
             elif field == "skipped":
                 train["skipped"] = bool(x)
+            elif field in _INT_FIELDS and not math.isfinite(x):
+                tmetrics[metric] = x  # ``consumed samples: inf`` is data, not a count
             else:
-                train[field] = int(x) if field in _INT_FIELDS and math.isfinite(x) else x
+                train[field] = int(x) if field in _INT_FIELDS else x
         elif field is None:
             emetrics[metric] = x
         else:

@@ -33,10 +33,13 @@ from typing import NamedTuple
 __all__ = ["Item", "dict_items", "items", "normalise", "strip_ansi", "to_number"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
-#: a number, or a non-finite word that is not the start of a phrase (``number of nan iterations``)
+_WORDS = r"nan|NaN|NAN|inf|Inf|INF|Infinity|infinity"
+#: a number, or a non-finite word; after a bare space the word must not start a phrase
+#: (``grad_norm: nan  loss: 2.1`` holds a NaN, ``number of nan iterations: 0`` does not)
 _NUM = (
     r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
-    r"|(?:nan|NaN|NAN|inf|Inf|INF|Infinity|infinity)(?!\s+[A-Za-z]))"
+    rf"|(?:(?<=[:=])|(?<=[:=]\s)|(?<=[:=]\s\s)|(?<=[:=]\s\s\s))(?:{_WORDS})"
+    rf"|(?:{_WORDS})(?!\s+[A-Za-z]))"
 )
 _WORD = r"[A-Za-z_](?:[\w@/\-]|\.(?=\w))*(?:\([A-Za-z]+\))?"
 _UNIT = r"ms/step|us/step|µs/step|s/step|sec/step|s/it|it/s|ms|us|µs|sec|s|%|GiB|MiB|GB|MB"

@@ -251,7 +251,10 @@ class _Reader:
             if kind == "skip":
                 continue
             scale = _TIME_UNITS.get(m.unit, 1.0) if role == "step_time" else 1.0
-            if m.unit == "%" and role in ("accuracy", "eval_accuracy"):
+            if (m.unit == "%" or m.key in dialect.percent) and role in (
+                "accuracy",
+                "eval_accuracy",
+            ):
                 comp.percent.add(role)
                 scale = 0.01  # ``Accuracy: 10.07%``
             zero = field_ in dialect.zero_is_missing
@@ -687,10 +690,12 @@ def _read_values(
     comp: _Compiled, values: list[str]
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any], dict[str, float]]:
     """(train fields, train metrics, eval fields, eval metrics) of one line."""
+    tm = {name: _number(values[idx]) * scale for idx, name, scale in comp.tm} if comp.tm else {}
+    em = {name: _number(values[idx]) * scale for idx, name, scale in comp.em} if comp.em else {}
     out: list[dict[str, Any]] = []
-    for fields_ in (comp.tf, comp.ef):
+    for fields_, mets in ((comp.tf, tm), (comp.ef, em)):
         kw: dict[str, Any] = {}
-        for idx, f, scale, zero, _name in fields_:
+        for idx, f, scale, zero, name in fields_:
             v = values[idx]
             try:
                 x = float(v)
@@ -700,14 +705,14 @@ def _read_values(
                 continue
             if f in _INT_FIELDS:
                 if x == x and x not in (_INF, -_INF):
-                    kw[f] = int(x)  # else ``consumed samples: inf``: not a count
+                    kw[f] = int(x)
+                else:
+                    mets[name] = x  # ``consumed samples: inf`` is data, not a count
             elif f == "skipped":
                 kw[f] = bool(x)
             else:
                 kw[f] = x * scale if scale != 1.0 else x
         out.append(kw)
-    tm = {name: _number(values[idx]) * scale for idx, name, scale in comp.tm} if comp.tm else {}
-    em = {name: _number(values[idx]) * scale for idx, name, scale in comp.em} if comp.em else {}
     return out[0], tm, out[1], em
 
 

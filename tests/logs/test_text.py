@@ -1,0 +1,252 @@
+"""The generic text reader on real console logs of each framework (tests/fixtures/logs/*/log.txt,
+each with its SOURCE.txt): the values one reads in them by eye, the step each line names, train
+vs eval, roles and units — and the inputs issue 12 found crashing readers (``inf`` counts,
+400-digit numbers) read as data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from stabletrain.errors import LogReadError
+from stabletrain.logs.read import read_run
+from stabletrain.logs.readers import text
+from stabletrain.logs.readers.base import RunData
+from stabletrain.records import StepRecord
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "logs"
+
+
+def _log(name: str) -> Path:
+    return FIXTURES / name / "log.txt"
+
+
+def _train(data: RunData) -> list[StepRecord]:
+    return [r for r in data.records if r.kind == "train"]
+
+
+def _evals(data: RunData) -> list[StepRecord]:
+    return [r for r in data.records if r.kind == "eval"]
+
+
+def test_every_fixture_names_its_source_and_licence() -> None:
+    for d in sorted(p for p in FIXTURES.iterdir() if (p / "log.txt").exists()):
+        source = (d / "SOURCE.txt").read_text()
+        assert "https://github.com/" in source and "licence" in source, d.name
+
+
+def test_fairseq_simple_format_steps_are_num_updates() -> None:
+    data = read_run(_log("fairseq_simple_940"))
+    assert data.dialect == "fairseq" and data.facts.format == "fairseq"
+    train = _train(data)
+    assert [r.step for r in train] == [445, 495, 545, 595, 645]
+    first = train[0]
+    assert (first.loss, first.grad_norm, first.lr, first.loss_scale) == (
+        11.521,
+        1.543,
+        8.90889e-05,
+        2.0,
+    )
+    assert first.epoch == 1.0 and first.metrics["ppl"] == 1886.05
+    (ev,) = _evals(data)  # "| epoch 001 | valid on 'valid' subset | valid_loss 8.11425 | ..."
+    assert ev.step == 600 and ev.eval_loss == 8.11425
+    assert data.roles["gnorm"] == "grad_norm" and data.roles["wps"] == "throughput"
+    assert data.roles["valid_loss"] == "eval_loss"
+    assert "clip" not in data.roles  # a share of clipped updates, not a clip coefficient
+    assert (data.lines_total, data.lines_understood) == (6, 6)
+
+
+def test_fairseq_epoch_summaries_and_valid_lines() -> None:
+    data = read_run(_log("fairseq_epoch_514"))
+    assert [r.step for r in _train(data)] == [21896, 22897, 23897, 24633, 25634]
+    assert [(r.step, r.eval_loss) for r in _evals(data)] == [(21896, 6.43844), (24633, 6.37204)]
+
+
+def test_fairseq_json_format_with_string_values() -> None:
+    data = read_run(_log("fairseq_json_2493"))
+    train = _train(data)
+    assert [(r.step, r.epoch, r.loss) for r in train] == [
+        (643, 21.0, 816.933),
+        (674, 22.0, 788.127),
+    ]
+    assert train[0].grad_norm == 1000.72 and train[0].loss_scale == 0.5
+    assert train[0].lr == 2.49835e-05 and data.dialect == "fairseq"
+
+
+def test_torchvision_metric_logger_takes_the_value_not_the_running_average() -> None:
+    data = read_run(_log("torchvision_sew_resnet_10"))
+    train = _train(data)
+    assert [r.step for r in train] == list(range(103, 110))  # epoch 0: 0 * 5005 + i
+    assert train[0].loss == 6.8536 and train[0].lr == 0.1 and train[0].step_time == 2.5401
+    assert train[0].accuracy == 0.0 and train[0].metrics["img/s"] == pytest.approx(13.6283098)
+    assert data.roles["acc1"].startswith("accuracy (percent")  # torchvision prints percent
+    assert data.roles["img/s"] == "throughput" and "eta" not in data.roles
+
+
+def test_torchvision_detection_log_with_total_time_line() -> None:
+    data = read_run(_log("torchvision_maskrcnn_thesis"))
+    assert [(r.step, r.loss) for r in _train(data)][:3] == [(0, 8.2773), (1, 7.5953), (2, 7.5953)]
+    assert _train(data)[0].metrics["loss_objectness"] == 4.7510
+    assert data.lines_understood == data.lines_total == 7  # the "Total time" line is context
+
+
+def test_mmengine_epoch_position_and_nan_grad_norm() -> None:
+    data = read_run(_log("mmengine_yoloworld_190"))
+    train = _train(data)
+    assert train[0].step == 99 * 4309 + 3200 and train[0].epoch == 100.0
+    assert math.isnan(train[0].grad_norm or 0.0) and train[0].loss == 1102.9471
+    assert train[1].grad_norm == 971.4538 and train[0].lr == 5.96e-05
+    assert "base_lr" not in data.roles and data.facts.format == "mmengine"
+
+
+def test_mmcv_text_logger_with_a_diverging_start() -> None:
+    data = read_run(_log("mmcv_detectors_3446"))
+    train = _train(data)
+    assert [r.step for r in train] == [50, 100, 2 * 1749 + 50, 2 * 1749 + 100, 2 * 1749 + 150]
+    assert train[0].loss == 59307.8674 and train[0].grad_norm == pytest.approx(3.8018984e12)
+    assert train[0].step_time == 1.807 and train[0].metrics["s0.loss_cls"] == 485.9971
+    assert data.lines_total == 7 and data.lines_understood == 5  # two start-up lines
+
+
+def test_keras_epoch_headers_and_val_metrics() -> None:
+    data = read_run(_log("keras_cifar_8680"))
+    train, evals = _train(data), _evals(data)
+    assert [r.epoch for r in train] == [39.0, 40.0, 41.0, 42.0, 43.0, 44.0]
+    assert train[0].step == 39 * 1562 and train[1].step == 40 * 1562
+    assert (train[0].loss, train[0].accuracy) == (0.7744, 0.7344)
+    assert (evals[0].step, evals[0].eval_loss, evals[0].eval_accuracy) == (
+        39 * 1562,
+        0.6673,
+        0.7737,
+    )
+    assert data.facts.format == "keras"
+
+
+def test_keras_nan_loss_and_step_time_from_ms_per_step() -> None:
+    train = _train(read_run(_log("keras_nan_handson_398")))
+    assert len(train) == 5 and all(math.isnan(r.loss or 0.0) for r in train)
+    assert train[0].step_time == pytest.approx(0.002)  # "1s 2ms/step"
+
+
+def test_keras_progress_lines_without_a_header() -> None:
+    train = _train(read_run(_log("keras_progress_moire_25")))
+    assert [(r.step, r.loss, r.accuracy) for r in train][:2] == [
+        (1, 0.6917, 0.5938),
+        (2, 0.6912, 0.5938),
+    ]
+
+
+def test_torchtitan_rank_prefix_and_thousands_separator() -> None:
+    data = read_run(_log("torchtitan_rank_prefix_3393"))
+    train = _train(data)
+    assert [r.step for r in train] == list(range(14, 22))
+    assert train[0].loss == 3.24405 and train[0].grad_norm == 0.8319 and train[0].rank == 0
+    assert train[0].metrics["tps"] == 7282.0 and data.roles["tps"] == "throughput"
+    assert "memory" not in train[0].metrics and data.facts.format == "torchtitan"
+
+
+def test_torchtitan_lines_every_rank_printed_stay_in_raw() -> None:
+    data = read_run(_log("torchtitan_repeated_2389"))
+    assert len(data.raw) == 7 and {r.step for r in data.raw} == {4}
+    assert all(r.loss == 7.62585 for r in data.raw) and len(data.records) == 1
+
+
+def test_rank_prefixed_duplicates_keep_their_rank() -> None:
+    lines = _log("torchtitan_rank_prefix_3393").read_text().splitlines()[:3]
+    doubled = "\n".join(
+        f"{p}{line[len('[rank0]:') :]}" for line in lines for p in ("[rank0]:", "[rank1]:")
+    )
+    data = text.parse_text(doubled, Path("x.log"))
+    assert [(r.step, r.rank) for r in data.raw] == [
+        (14, 0),
+        (14, 1),
+        (15, 0),
+        (15, 1),
+        (16, 0),
+        (16, 1),
+    ]
+    assert any("2 ranks" in n for n in data.notes)
+
+
+def test_free_form_research_scripts() -> None:
+    deeplab = _train(read_run(_log("freeform_deeplab_5")))
+    assert (deeplab[0].step, deeplab[0].loss, deeplab[0].step_time) == (13104, 0.712, 1.011)
+    mask = _train(read_run(_log("freeform_maskrcnn_1347")))  # "iteration : 6, losses : ..."
+    assert [r.step for r in mask] == list(range(1, 11))
+    assert mask[5].loss == 1436176.25 and math.isnan(mask[6].loss or 0.0)
+    bigdl = read_run(_log("freeform_bigdl_infinity_1486"))  # "Loss is Infinity."
+    b = _train(bigdl)
+    assert [r.step for r in b] == [45457, 45458, 45459] and b[0].epoch == 64.0
+    assert b[0].loss == 1.2645824 and b[2].loss == math.inf
+    assert b[0].lr == pytest.approx(0.04628416419774555)  # "Current learning rate is ..."
+
+
+def test_epoch_lines_without_step_use_the_epoch_and_say_so() -> None:
+    data = read_run(_log("freeform_automap_4"))  # "Epoch 81, Loss: ..., ValLoss: ..."
+    assert [r.step for r in _train(data)] == [81, 82, 83, 84, 85, 86]
+    assert _evals(data)[0].eval_loss == pytest.approx(0.00010864507203223184)
+    assert any("epoch number is used as the step" in n for n in data.notes)
+
+
+def test_average_meter_lines_after_a_tqdm_validation_bar() -> None:
+    data = read_run(_log("imagenet_meter_deepspeech_485"))
+    train = _train(data)
+    assert train[0].step == 20 * 1930 + 1390 and train[0].loss == 2.5681
+    assert train[0].step_time == 0.690  # "Time 0.690 (0.986)": the value, not the average
+
+
+def test_pasted_log_quotes_ansi_tqdm_and_timestamps_read_the_same() -> None:
+    """The same real lines quoted in a GitHub reply (``> ``), coloured, behind tqdm redraws and a
+    timestamp give the same records."""
+    plain = _log("mmengine_yoloworld_190").read_text()
+    pasted = "\n".join(
+        f"> \x1b[32m 50%|█████     | 5/10 [00:05<00:05]\r2024-03-26 00:47:15,001 {line}\x1b[0m"
+        for line in plain.splitlines()
+    )
+    a = read_run(_log("mmengine_yoloworld_190"))
+    b = text.parse_text(pasted, Path("pasted.md"))
+    assert [r.to_json() for r in b.raw] == [r.to_json() for r in a.raw]
+
+
+def test_issue12_non_finite_and_huge_numbers_are_data(real_logs: Path) -> None:
+    """``consumed samples: inf``, a 400-digit loss, ``1.36e15`` then ``inf`` (a real Megatron line
+    with those values put in) read as data, never a crash or an invented count."""
+    log = real_logs / "bigscience_tr8b_104B" / "megatron_iterations_extracted.log"
+    line = log.read_text().splitlines()[0]
+    assert "216960" in line and "3.876781E+00" in line
+    rows = [
+        line.replace("216960", "inf"),
+        line.replace("6502/", "6503/").replace("3.876781E+00", "1.36E+15"),
+        line.replace("6502/", "6504/").replace("3.876781E+00", "inf"),
+        line.replace("6502/", "6505/").replace("3.876781E+00", "9" * 400),
+    ]
+    data = text.parse_text("\n".join(rows), Path("m.log"))
+    r = {x.step: x for x in data.raw}
+    assert r[6502].samples is None and r[6502].metrics["consumed samples"] == math.inf
+    assert r[6503].loss == 1.36e15 and r[6504].loss == math.inf and r[6505].loss == math.inf
+    assert r[6503].samples == 216960  # the line's own count, read as an int
+
+
+def test_hf_console_dicts_without_steps_are_numbered_and_said_so(real_logs: Path) -> None:
+    data = read_run(real_logs / "issue_timemoe_71_intermittent_nan" / "log.txt")
+    assert [r.step for r in data.records] == list(range(1, 10))
+    assert any("numbered by their order" in n for n in data.notes)
+
+
+def test_text_without_training_records_is_empty_not_clean(tmp_path: Path) -> None:
+    f = tmp_path / "notes.txt"
+    f.write_text("Using device: cuda\nModel has 124M parameters\nTorch seed: 1\nDone.\n")
+    data = text.read(f)
+    assert data.raw == [] and (data.lines_total, data.lines_understood) == (4, 0)
+    with pytest.raises(LogReadError, match="no training records"):
+        read_run(f)
+
+
+def test_user_mapping_names_a_metric_the_reader_does_not_know() -> None:
+    data = text.parse_text(
+        "step 1 | objective 3.5\nstep 2 | objective 3.1\n", Path("x.log"), {"loss": "objective"}
+    )
+    assert [(r.step, r.loss) for r in data.raw] == [(1, 3.5), (2, 3.1)]
+    assert data.roles["objective"] == "loss"
