@@ -28,6 +28,7 @@ _WATCH: dict[str, str] = {
     "fp16-overflow": "Overflow/skipped steps becoming rare after the first few hundred steps.",
     "duplicate-logging": "Each step logged once (only rank 0 writes logs).",
     "slow-steps": "Step time flat across the run; no regression after checkpoints or evals.",
+    "run-restart": "One run per log (a fresh log or run dir per launch); a resume continuing from its checkpoint's step.",
     "no-grad-clipping": "Grad norm bounded by the clip value; no inf norms.",
     "fp16-without-loss-scaling": "No fp16 overflow or underflowed (zero) gradients.",
     "loss-scale-init-high": "Few overflow skips at the start; the scale growing rather than collapsing.",

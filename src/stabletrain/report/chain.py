@@ -42,6 +42,7 @@ _STAGE: dict[str, int] = {
     "eval-unstable": 9,
     "overfitting": 9,
     "duplicate-logging": 10,
+    "run-restart": 10,
     "slow-steps": 10,
 }
 _DEFAULT_STAGE = 6
