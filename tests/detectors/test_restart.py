@@ -30,6 +30,19 @@ def test_a_resumed_run_logs_steps_again() -> None:
     assert f.steps == [250] and "resumed at step 250 after step 300" in f.explanation
 
 
+def test_a_resume_logged_by_every_rank_is_one_restart() -> None:
+    recs = [
+        StepRecord(step=s, loss=1.0 / s + 0.01 * r, rank=r) for s in range(1, 101) for r in range(4)
+    ]
+    recs += [
+        StepRecord(step=s, loss=0.9 / s + 0.01 * r, rank=r)
+        for s in range(60, 121)
+        for r in range(4)
+    ]
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    assert f.steps == [60] and f.evidence["segments"][1]["kind"] == "resumed"
+
+
 def test_near_miss_rank_interleaved_copies_and_per_epoch_step_counters() -> None:
     # 2 ranks printing the same metrics, slightly out of order: copies, not a restart
     one = _run(1, 100)
@@ -40,6 +53,12 @@ def test_near_miss_rank_interleaved_copies_and_per_epoch_step_counters() -> None
     # the step counter is the batch index within each epoch (MetricLogger's [ 100/1251])
     epochs = [StepRecord(step=b, epoch=e, loss=1.0 / (1 + e + b / 100)) for e in range(5) for b in range(0, 100, 10)]  # fmt: skip
     assert replay(epochs, None, [RunRestartDetector()], raw=epochs) == []
+    # 2 ranks printing their own (different) local losses, interleaved out of order
+    local = []
+    for s in range(1, 60, 2):
+        for rank in (0, 1):
+            local += [StepRecord(step=t, loss=1.0 / t + 0.01 * rank, rank=rank) for t in (s, s + 1)]
+    assert replay(local, None, [RunRestartDetector()], raw=local) == []
     # cleaned records never restart: without raw the detector sees no reset
     assert replay(_run(1, 50), None, [RunRestartDetector()]) == []
 

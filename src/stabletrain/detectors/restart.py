@@ -9,16 +9,18 @@ counter reset, and reports each segment; the doctor then analyses each earlier s
 own (:func:`stabletrain.doctor.diagnose`).
 
 Rule: a train record starts a new segment when its step is lower than the previous train
-record's step, unless
+record's step of the same rank (``record.rank`` when the log names it: the lines of several
+processes interleave out of order, and their local losses differ), unless
 
 - it repeats, in every value but rank and timing, one of the last 16 train records (ranks
   printing the same metrics slightly out of order: ``duplicate-logging``'s business), or
-- its epoch is higher than the previous record's (a step counter that counts batches within an
+- its epoch is higher than that previous record's (a step counter that counts batches within an
   epoch, like torchvision's ``[ 100/1251]``).
 
 A segment whose first step is above the previous segment's first step continues it from a
 checkpoint ("resumed"); one that starts at or below it is a "new run". Eval records never cut a
-segment. State: the last train step and epoch, 16 signatures, ≤ ``MAX_SEGMENTS`` segments.
+segment. State: the last train step and epoch of each rank, 16 signatures, ≤ ``MAX_SEGMENTS``
+segments.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ class RunRestartDetector:
 
     def __init__(self) -> None:
         self.n_seen = 0  # records seen, of every kind: a segment starts at this index of raw
-        self.last_step: int | None = None
-        self.last_epoch: float | None = None
+        #: per rank ("None" without one): [last train step, its epoch]
+        self.last: dict[str, list[Any]] = {}
         self.recent: deque[tuple[object, ...]] = deque(maxlen=_WINDOW)
         #: [index in raw of the first record, first step, highest step, train records]
         self.segments: list[list[int]] = []
@@ -62,12 +64,12 @@ class RunRestartDetector:
 
     # -- the rule, for one train record ---------------------------------------------------------
     def _resets(self, record: StepRecord, sig: tuple[object, ...]) -> bool:
-        if self.last_step is None or record.step >= self.last_step:
+        prev = self.last.get(str(record.rank))
+        if prev is None or record.step >= prev[0]:
             return False
-        e, prev = record.epoch, self.last_epoch
-        if e is not None and prev is not None and math.isfinite(e) and math.isfinite(prev):
-            # the epoch moved on: a counter of batches within the epoch, not a restart
-            return e <= prev and sig not in self.recent
+        e, pe = record.epoch, prev[1]
+        if e is not None and pe is not None and math.isfinite(e) and math.isfinite(pe) and e > pe:
+            return False  # the epoch moved on: a counter of batches within the epoch
         return sig not in self.recent
 
     def _open(self, index: int, step: int) -> None:
@@ -76,62 +78,81 @@ class RunRestartDetector:
             return
         self.segments.append([index, step, step, 0])
 
-    def update(self, record: StepRecord) -> Finding | None:
-        index = self.n_seen
-        self.n_seen += 1
-        if record.kind != "train":
-            return None
+    def _take(self, index: int, record: StepRecord) -> None:
+        """The per-record rule and bookkeeping (``update`` and ``update_many``'s candidates)."""
         sig = signature(record)
-        if not self.segments or self._resets(record, sig):
+        if not self.segments:
             self._open(index, record.step)
+        elif self._resets(record, sig):
+            self._open(index, record.step)
+            self.last.clear()  # a new attempt: every rank's counter starts over with it
         seg = self.segments[-1]
         seg[2] = max(seg[2], record.step)
         seg[3] += 1
         self.recent.append(sig)
-        self.last_step, self.last_epoch = record.step, record.epoch
+        self.last[str(record.rank)] = [record.step, record.epoch]
+
+    def update(self, record: StepRecord) -> Finding | None:
+        index = self.n_seen
+        self.n_seen += 1
+        if record.kind == "train":
+            self._take(index, record)
         return None
 
     def update_many(self, batch: Batch) -> None:
         """``update`` for every record of the batch (see ``detectors.base``): only the records
-        whose step is below the previous train record's are judged one by one."""
+        whose step is below the previous train step of their rank are judged one by one."""
         steps, train = batch.steps, batch.train
         t = np.flatnonzero(train)
+        base = self.n_seen
         if t.size == 0:
             self.n_seen += len(batch)
             return
         ts = steps[t]
-        prev = np.empty_like(ts)
-        prev[1:] = ts[:-1]
-        prev[0] = ts[0] if self.last_step is None else self.last_step
-        if self.last_step is None:
-            cands = np.flatnonzero(ts[1:] < prev[1:]) + 1
-        else:
-            cands = np.flatnonzero(ts < prev)
+        named = batch.none("rank")
+        keys = (
+            None if named is not None and named.all() else [str(r) for r in batch.take("rank", t)]
+        )
+        cands = self._candidates(ts, keys)
         step_obj, epoch_obj = batch.objects("step"), batch.objects("epoch")
-        base = self.n_seen
         start = 0  # position in t of the first record not yet applied
-        for k in [*cands.tolist(), int(t.size)]:
-            self._run(batch, t, ts, step_obj, epoch_obj, base, start, k)
+        for k in [*cands, int(t.size)]:
+            self._run(batch, t, ts, keys, step_obj, epoch_obj, base, start, k)
             if k == t.size:
                 break
             i = int(t[k])
-            record = batch[i]
-            sig = signature(record)
-            if not self.segments or self._resets(record, sig):
-                self._open(base + i, record.step)
-            seg = self.segments[-1]
-            seg[2] = max(seg[2], record.step)
-            seg[3] += 1
-            self.recent.append(sig)
-            self.last_step, self.last_epoch = record.step, record.epoch
+            self._take(base + i, batch[i])
             start = k + 1
         self.n_seen = base + len(batch)
+
+    def _candidates(self, ts: np.ndarray, keys: list[str] | None) -> list[int]:
+        """Positions whose step is below the previous train step of the same rank."""
+        groups: dict[str, list[int]] = {}
+        if keys is None:
+            groups["None"] = list(range(len(ts)))
+        else:
+            for j, key in enumerate(keys):
+                groups.setdefault(key, []).append(j)
+        out: list[int] = []
+        for key, pos in groups.items():
+            p = np.asarray(pos)
+            s = ts[p]
+            prev = np.empty_like(s)
+            prev[1:] = s[:-1]
+            known = self.last.get(key)
+            if known is None:
+                out += (p[1:][s[1:] < prev[1:]]).tolist()
+            else:
+                prev[0] = known[0]
+                out += (p[s < prev]).tolist()
+        return sorted(out)
 
     def _run(
         self,
         batch: Batch,
         t: np.ndarray,
         ts: np.ndarray,
+        keys: list[str] | None,
         step_obj: Sequence[Any],
         epoch_obj: Sequence[Any],
         base: int,
@@ -149,8 +170,15 @@ class RunRestartDetector:
         seg[3] += b - a
         for j in t[max(a, b - _WINDOW) : b].tolist():
             self.recent.append(signature(batch[j]))
-        last = int(t[b - 1])
-        self.last_step, self.last_epoch = step_obj[last], epoch_obj[last]
+        # each rank's last record in the stretch
+        last: dict[str, int] = {}
+        if keys is None:
+            last["None"] = int(t[b - 1])
+        else:
+            for j in range(a, b):
+                last[keys[j]] = int(t[j])
+        for key, i in last.items():
+            self.last[key] = [step_obj[i], epoch_obj[i]]
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         if len(self.segments) < 2:
@@ -203,8 +231,7 @@ class RunRestartDetector:
     def state_dict(self) -> dict[str, Any]:
         return {
             "n_seen": self.n_seen,
-            "last_step": self.last_step,
-            "last_epoch": self.last_epoch,
+            "last": {k: list(v) for k, v in self.last.items()},
             "recent": [list(s) for s in self.recent],
             "segments": [list(s) for s in self.segments],
             "extra_resets": self.extra_resets,
@@ -212,8 +239,7 @@ class RunRestartDetector:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_seen = int(state["n_seen"])
-        self.last_step = state["last_step"]
-        self.last_epoch = state["last_epoch"]
+        self.last = {str(k): list(v) for k, v in state["last"].items()}
         self.recent = deque((_as_tuple(s) for s in state["recent"]), maxlen=_WINDOW)
         self.segments = [[int(x) for x in s] for s in state["segments"]]
         self.extra_resets = int(state["extra_resets"])
