@@ -1,21 +1,35 @@
-"""Reading speed of million-step logs, and total doctor time, beside tbparse and EventAccumulator.
+"""Doctor speed and memory, whole CLI process, beside runmedic and trainproof on the same files.
 
-Generates in a temp dir a stabletrain run log (``--steps`` lines of steps.jsonl) and a TensorBoard
-file of ``--steps`` scalars (4 tags x steps/4 steps, written with our own TFRecord framing and a
-numpy CRC-32C, since ``SummaryWriter`` needs ~160 µs per scalar), then prints records/s for
-``read_run`` on each, the same TB file through ``tbparse`` and tensorboard's ``EventAccumulator``
-(``size_guidance={'scalars': 0}``: every point), and ``stabletrain.doctor.diagnose`` end to end.
+Writes a CSV (``step,epoch,loss,grad_norm,lr``) and a JSON-lines log (``{"step", "epoch", "loss",
+"grad_norm", "learning_rate"}``, HF's key names) of ``--rows`` steps of a decaying loss with a few
+real spikes, then runs each tool's CLI on each file in a child process and prints wall seconds and
+the child's peak RSS (``os.wait4``'s ``ru_maxrss``: that child alone), and each tool's ratio to
+stabletrain. ``--big N`` adds an N-row CSV for stabletrain alone (memory must stay bounded).
 
-    .venv/bin/python bench/doctor_speed.py            # 1,000,000 steps / scalars
-    .venv/bin/python bench/doctor_speed.py --steps 200000 --skip-competitors
+    .venv/bin/python bench/doctor_speed.py                      # 1,000,000 rows, all three tools
+    .venv/bin/python bench/doctor_speed.py --rows 200000 --big 10000000 --skip-competitors
+    .venv/bin/python bench/doctor_speed.py --readers            # in-process readers (run log, TB)
+
+Commands run: ``stabletrain doctor F --format json --fail-on never``, ``runmedic diagnose --json
+F``, ``trainproof doctor --json F`` (stdout to /dev/null). The machine is shared: run it twice.
+
+``--readers``: the older in-process reader benchmark — a stabletrain run log and a TensorBoard file
+(written with our own TFRecord framing and a numpy CRC-32C, since ``SummaryWriter`` needs ~160 µs
+per scalar) through ``read_run``, tbparse and tensorboard's ``EventAccumulator``, and
+``stabletrain.doctor.diagnose`` end to end.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
+import os
+import platform
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -135,13 +149,8 @@ def timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - t, out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=1_000_000)
-    ap.add_argument("--skip-competitors", action="store_true")
-    ap.add_argument("--skip-doctor", action="store_true")
-    args = ap.parse_args()
-    n = args.steps
+def readers_bench(args: argparse.Namespace) -> None:
+    n = args.rows
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         tbdir = Path(tmp) / "tb"
@@ -202,6 +211,146 @@ def main() -> None:
                 f"{name:<44} {inp:<12} {t:>7.2f} {cpu:>7.2f} {cnt:>10,} {cnt / t:>10,.0f} "
                 f"{cnt / max(cpu, 1e-9):>12,.0f}"
             )
+
+
+# -- whole-process comparison -------------------------------------------------------------------
+def write_tables(csv_path: Path | None, jsonl_path: Path | None, n: int) -> None:
+    """``n`` steps as a CSV and/or a JSON-lines log (vectorised: a million rows in ~2 s)."""
+    s = np.arange(n)
+    loss = 3.0 * np.exp(-s / max(n / 5, 1)) + 0.5 + 0.01 * np.sin(s)
+    norm = 1.0 + 0.1 * np.cos(s / 7)
+    spike = (s % 250_000) == 123_456  # a few real spikes for every doctor to find
+    loss[spike] *= 8
+    norm[spike] *= 50
+    epoch = s // 10_000
+    chunk = 200_000
+    if csv_path is not None:
+        with open(csv_path, "w") as f:
+            f.write("step,epoch,loss,grad_norm,lr\n")
+            for a in range(0, n, chunk):
+                b = slice(a, a + chunk)
+                f.writelines(
+                    f"{i},{e},{x:.6f},{g:.5f},0.0003\n"
+                    for i, e, x, g in zip(
+                        s[b].tolist(),
+                        epoch[b].tolist(),
+                        loss[b].tolist(),
+                        norm[b].tolist(),
+                        strict=True,
+                    )
+                )
+    if jsonl_path is not None:
+        with open(jsonl_path, "w") as f:
+            for a in range(0, n, chunk):
+                b = slice(a, a + chunk)
+                f.writelines(
+                    f'{{"step": {i}, "epoch": {e}, "loss": {x:.6f}, "grad_norm": {g:.5f}, '
+                    f'"learning_rate": 0.0003}}\n'
+                    for i, e, x, g in zip(
+                        s[b].tolist(),
+                        epoch[b].tolist(),
+                        loss[b].tolist(),
+                        norm[b].tolist(),
+                        strict=True,
+                    )
+                )
+
+
+def run_child(cmd: list[str], timeout: float) -> tuple[float, float, int]:
+    """(wall s, peak RSS MB, exit code) of one child process."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = t + timeout
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            p.kill()
+            pid, status, usage = os.wait4(p.pid, 0)
+            break
+        time.sleep(0.01)
+    wall = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    if p.returncode not in (0, 1):
+        print(f"  note: {cmd[0]} exited {p.returncode}: {err.strip()[-300:]}")
+    return wall, usage.ru_maxrss / 1024, p.returncode
+
+
+def tools(bin_dir: Path) -> dict[str, list[str]]:
+    return {
+        "stabletrain": [
+            str(bin_dir / "stabletrain"),
+            "doctor",
+            "{f}",
+            "--format",
+            "json",
+            "--fail-on",
+            "never",
+        ],
+        "runmedic": [str(bin_dir / "runmedic"), "diagnose", "--json", "{f}"],
+        "trainproof": [str(bin_dir / "trainproof"), "doctor", "--json", "{f}"],
+    }
+
+
+def compare(args: argparse.Namespace) -> None:
+    bin_dir = Path(sys.executable).parent
+    cmds = tools(bin_dir)
+    if args.skip_competitors:
+        cmds = {"stabletrain": cmds["stabletrain"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        files: list[tuple[str, Path]] = []
+        if args.rows:
+            c, j = Path(tmp) / "metrics.csv", Path(tmp) / "metrics.jsonl"
+            t0 = time.perf_counter()
+            write_tables(c, j, args.rows)
+            print(f"wrote {args.rows:,}-row CSV and JSONL in {time.perf_counter() - t0:.1f}s")
+            files += [(f"{args.rows / 1e6:g}M-row CSV", c), (f"{args.rows / 1e6:g}M-line JSONL", j)]
+        if args.big:
+            big = Path(tmp) / "big.csv"
+            write_tables(big, None, args.big)
+            files.append((f"{args.big / 1e6:g}M-row CSV", big))
+        print(
+            f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"best of {args.repeat}"
+        )
+        head = f"{'input':<16} {'tool':<12} {'wall s':>7} {'peak MB':>8} {'exit':>4} {'time x':>7} {'mem x':>6}"
+        print(head)
+        for label, f in files:
+            ours: tuple[float, float] | None = None
+            for name, cmd in cmds.items():
+                if f.name == "big.csv" and name != "stabletrain" and not args.big_competitors:
+                    continue
+                runs = [
+                    run_child([a.replace("{f}", str(f)) for a in cmd], args.timeout)
+                    for _ in range(args.repeat)
+                ]
+                wall = min(r[0] for r in runs)
+                rss = min(r[1] for r in runs)
+                code = runs[-1][2]
+                if name == "stabletrain":
+                    ours = (wall, rss)
+                ratio = f"{wall / ours[0]:>6.2f}x {rss / ours[1]:>5.2f}x" if ours else ""
+                print(f"{label:<16} {name:<12} {wall:>7.2f} {rss:>8.0f} {code:>4} {ratio}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--big", type=int, default=0, help="also an N-row CSV (stabletrain only)")
+    ap.add_argument("--big-competitors", action="store_true", help="run the others on --big too")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--skip-competitors", action="store_true")
+    ap.add_argument("--readers", action="store_true", help="the in-process reader benchmark")
+    ap.add_argument("--skip-doctor", action="store_true", help="(--readers) no diagnose timing")
+    args = ap.parse_args()
+    if args.readers:
+        readers_bench(args)
+    else:
+        compare(args)
 
 
 if __name__ == "__main__":

@@ -98,13 +98,7 @@ class Values(Sequence[Any]):
     def __getitem__(self, i: slice) -> list[Any]: ...
     def __getitem__(self, i: int | slice) -> Any:
         if isinstance(i, slice):
-            out = self.values[i].tolist()
-            if self.convert is not None:
-                out = list(map(self.convert, out))
-            if self.mask is not None:
-                for j in np.flatnonzero(self.mask[i]).tolist():
-                    out[j] = None
-            return out
+            return self._list(self.values[i], None if self.mask is None else self.mask[i])
         if self.mask is not None and self.mask[i]:
             return None
         v = self.values[i].item()
@@ -115,12 +109,18 @@ class Values(Sequence[Any]):
 
     def take(self, idx: np.ndarray) -> list[Any]:
         """``[self[i] for i in idx]``, converted in bulk."""
-        out = self.values[idx].tolist()
+        return self._list(self.values[idx], None if self.mask is None else self.mask[idx])
+
+    def _list(self, values: np.ndarray, mask: np.ndarray | None) -> list[Any]:
+        out = values.tolist()
         if self.convert is not None:
             out = list(map(self.convert, out))
-        if self.mask is not None:
-            for j in np.flatnonzero(self.mask[idx]).tolist():
-                out[j] = None
+        if mask is not None and mask.any():
+            if mask.all():
+                return [None] * len(out)
+            obj = np.array(out, dtype=object)
+            obj[mask] = None
+            return obj.tolist()  # type: ignore[no-any-return]
         return out
 
     def __contains__(self, x: object) -> bool:
@@ -313,8 +313,10 @@ class Batch(Sequence[StepRecord]):
         """float64 values, NaN where None. Raises Unsupported for non-numeric values."""
         out = self._floats.get(name)
         if out is None:
-            if self.table is not None and name not in ("kind", "action"):
-                mask: np.ndarray | None = None
+            if self.table is not None:
+                if name == "kind":
+                    raise Unsupported("non-numeric values (kind)")
+                mask: np.ndarray | None = None  # (a table holds no action: every one is None)
                 if name == "step":
                     got = _frozen(self.table.step.astype(np.float64))
                 else:

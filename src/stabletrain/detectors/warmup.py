@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -93,23 +94,16 @@ class WarmupDetector:
         severe |= has & ~np.isfinite(x)
         js = np.flatnonzero(np.isfinite(x))
         self.ema_loss = _ema_jumps(
-            self.ema_loss,
-            batch.take("loss", t[js]),
-            x[js],
-            js,
-            n0,
-            severe,
-            lambda v, e: (v > 2.0 * e) & (2.0 * e > 0),
+            self.ema_loss, x[js], js, n0, severe, lambda v, e: (v > 2.0 * e) & (2.0 * e > 0)
         )
         x = g[t]
         has = np.ones(m, dtype=bool) if g_none is None else ~g_none[t]
         severe |= has & ~np.isfinite(x)
         js = np.flatnonzero(np.isfinite(x) & (x > 0))
-        logs = list(map(math.log, batch.take("grad_norm", t[js])))
+        # math.log, as update takes it (numpy's log may differ in the last bit)
+        logs = np.fromiter(map(math.log, x[js].tolist()), dtype=np.float64, count=int(js.size))
         jump = math.log(4.0)
-        self.ema_log_g = _ema_jumps(
-            self.ema_log_g, logs, np.array(logs), js, n0, severe, lambda v, e: v > e + jump
-        )
+        self.ema_log_g = _ema_jumps(self.ema_log_g, logs, js, n0, severe, lambda v, e: v > e + jump)
         c = coef[t]
         clipped = np.isfinite(c) & (c < 1 - 1e-6)
         ev = np.flatnonzero(severe | clipped)
@@ -242,29 +236,32 @@ class WarmupDetector:
 
 def _ema_jumps(
     ema: float | None,
-    values: list[float],
     floats: np.ndarray,
     js: np.ndarray,
     n0: int,
     severe: np.ndarray,
     jumped: Callable[[np.ndarray, np.ndarray], np.ndarray],
 ) -> float | None:
-    """The EMA part of ``_classify`` over ``values`` (as stored; ``floats`` the same as float64)
-    at train positions ``js`` (``n0`` records before the batch): marks ``severe`` where
-    ``jumped(value, ema before it)`` once more than 5 records were seen, and returns the new EMA.
-    The recurrence runs in Python, as ``update`` computes it; only the comparisons are
+    """The EMA part of ``_classify`` over ``floats`` (the values as float64: an int a record
+    holds multiplies exactly as its float) at train positions ``js`` (``n0`` records before the
+    batch): marks ``severe`` where ``jumped(value, ema before it)`` once more than 5 records were
+    seen, and returns the new EMA. The recurrence ``e = 0.9 * e + 0.1 * v`` runs in
+    ``itertools.accumulate`` in record order, the very operations ``update`` does (no vectorised
+    filter: a different evaluation order could change the last bit); only the comparisons are
     vectorised."""
-    if not values:
+    n = int(floats.size)
+    if n == 0:
         return ema
-    before = [math.nan]  # the EMA before each value; none before the first ever
-    e = values[0] if ema is None else 0.9 * ema + 0.1 * values[0]
-    if ema is not None:
-        before[0] = ema
-    append = before.append
-    for v in values[1:]:
-        append(e)
-        e = 0.9 * e + 0.1 * v
-    prev = np.array(before, dtype=np.float64)
+    values = floats.tolist()
+    first = values[0] if ema is None else 0.9 * ema + 0.1 * values[0]
+    emas = np.fromiter(  # the EMA after each value
+        accumulate(values[1:], lambda e, v: 0.9 * e + 0.1 * v, initial=first),
+        dtype=np.float64,
+        count=n,
+    )
+    prev = np.empty(n)  # the EMA before each value; none before the first ever
+    prev[0] = math.nan if ema is None else ema
+    prev[1:] = emas[:-1]
     hit = jumped(floats, prev) & (js + n0 + 1 > 5)
     severe[js[hit]] = True
-    return e
+    return float(emas[-1])

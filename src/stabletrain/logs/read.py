@@ -203,13 +203,18 @@ def _kind(p: Path) -> tuple[str, Path, Any]:
         raise LogReadError(f"{p}: binary file that is not a TensorBoard event file")
     start = head.lstrip()[:1]
     if start == b"{" or start == b"[":
-        try:
-            obj = safe_io.parse_json(safe_io.read_text(p, errors="replace"), source=str(p))
-        except ValueError:
-            obj = None
+        first = head.lstrip().split(b"\n", 1)[0]
+        # one object per line is JSON lines: parsing the whole file as one document would only
+        # fail, after holding all of it (a million lines: 1.3 GB)
+        lines = first.rstrip().endswith(b"}") and b"\n{" in head.lstrip()
+        obj = None
+        if not lines:
+            try:
+                obj = safe_io.parse_json(safe_io.read_text(p, errors="replace"), source=str(p))
+            except ValueError:
+                obj = None
         if hf_state.is_trainer_state(obj):
             return "hf-trainer-state", p, obj
-        first = head.lstrip().split(b"\n", 1)[0]
         if (
             start == b"{"
             and (obj is None or isinstance(obj, dict))

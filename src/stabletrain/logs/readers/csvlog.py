@@ -105,12 +105,27 @@ def _header(path: Path) -> list[str]:
 def _columns(path: Path, header: list[str]) -> tuple[list[str], dict[str, Column], int, int]:
     """(names, {name: column}, data rows, malformed rows skipped)."""
     names = _unique([h.strip() for h in header])
-    rows = _regular_rows(path, len(header))
-    if rows is not None:
-        got = _polars(path, names)
-        if got is not None and len(next(iter(got.values()))[0]) == rows:
+    got = _polars(path, names)
+    if got is not None:
+        rows = len(next(iter(got.values()))[0])
+        # polars fills a short row's missing cells with nulls and keeps blank lines as empty
+        # rows: one row per line and no empty cell, or every line with all its separators
+        if rows == _data_lines(path) and (
+            all(m is None for _, m in got.values()) or _regular_rows(path, len(header)) == rows
+        ):
             return names, got, rows, 0
     return _python(path, names)
+
+
+def _data_lines(path: Path) -> int:
+    """Lines after the header (a last line without a newline counted)."""
+    newlines = 0
+    last = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return newlines - 1 + (1 if last not in (b"\n", b"") else 0)
 
 
 def _regular_rows(path: Path, ncols: int) -> int | None:

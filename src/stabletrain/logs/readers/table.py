@@ -110,7 +110,10 @@ def to_run(
     tr_row = has_train | (has_tm & ~has_ev)
     move = ~has_train & has_tm & has_ev  # an eval row's bookkeeping goes with the eval record
     t_rows, e_rows = np.flatnonzero(tr_row), np.flatnonzero(has_ev)
-    if e_rows.size == 0:
+    src: np.ndarray | slice
+    if e_rows.size == 0 and t_rows.size == n:  # every row one train record: views, no copies
+        src, is_train = slice(None), np.ones(n, dtype=bool)
+    elif e_rows.size == 0:
         src, is_train = t_rows, np.ones(t_rows.size, dtype=bool)
     else:
         keys = np.concatenate((t_rows * 2, e_rows * 2 + 1))
@@ -126,7 +129,7 @@ def to_run(
         fields["epoch"] = _out(epoch, src, n, None)
     metrics: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for name, col in train_m.items():
-        metrics[name] = _out(col, src, n, is_train | move[src])
+        metrics[name] = _out(col, src, n, is_train | move[src])  # (move is all False with a slice)
     for name, col in eval_m.items():
         metrics[name] = _out(col, src, n, ~is_train)
     table = Table(step[src], is_train, fields, metrics)
@@ -154,8 +157,10 @@ def _any(cols: Any, n: int, none: np.ndarray) -> np.ndarray:
     return out
 
 
-def _out(col: Column, src: np.ndarray, n: int, where: np.ndarray | None) -> Column:
+def _out(col: Column, src: np.ndarray | slice, n: int, where: np.ndarray | None) -> Column:
     vals = col[0][src]
+    if col[1] is None and (where is None or where.all()):
+        return vals, None
     present = _present(col, n)[src]
     if where is not None:
         present = present & where
