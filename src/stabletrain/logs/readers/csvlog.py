@@ -156,9 +156,8 @@ def _regular_rows(path: Path, ncols: int) -> int | None:
 
 
 def _polars(path: Path, names: list[str]) -> dict[str, Column] | None:
-    try:
-        import polars as pl
-    except ImportError:  # (a dependency; without it every file takes the slow path)
+    pl = table.import_polars()
+    if pl is None:  # (a dependency; without it every file takes the slow path)
         return None
     try:
         df = pl.read_csv(path, has_header=True, new_columns=names, infer_schema_length=10_000)

@@ -102,9 +102,8 @@ def _polars(
 ) -> tuple[list[str], dict[str, Column], list[Any] | None, int] | None:
     """(keys, columns, ms-swift step strings or None, lines) via polars; None when polars
     cannot read the file as it is (the caller parses it line by line)."""
-    try:
-        import polars as pl
-    except ImportError:  # (a dependency; without it every file takes the slow path)
+    pl = table.import_polars()
+    if pl is None:  # (a dependency; without it every file takes the slow path)
         return None
 
     from stabletrain.logs.readers.csvlog import polars_column
