@@ -45,6 +45,7 @@ from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import Slot, build_lookup, classify, records_from_row, to_float
 from stabletrain.logs.readers.lines import Item, dict_items, items, normalise, strip_ansi, to_number
 from stabletrain.logs.readers.plan import LinePlan, analyse, numbers, shape
+from stabletrain.logs.readers.plan import number as _number
 from stabletrain.records import StepRecord
 
 _NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf|Infinity)"
@@ -80,12 +81,12 @@ def parse_text(
     return _Reader(path, mapping, logging_steps).read(text)
 
 
-def _step_value(v: str) -> int | None:
+def _step_value(v: bytes | str) -> int | None:
     """A step number, or None when it is not one a run can have (``inf``, 400 digits, -3)."""
     if v.isdigit() and len(v) < 16:
         return int(v)
     try:
-        x = to_number(v)
+        x = _number(v)
     except ValueError:
         return None
     if not math.isfinite(x) or x < 0 or x >= 1e15:
@@ -101,7 +102,7 @@ class _Reader:
         self.user = build_lookup([], mapping) if mapping else {}
         self.logging_steps = logging_steps
         self.slots: dict[tuple[str, bool, str], tuple[Slot, str, float]] = {}
-        self.plans: dict[str, LinePlan] = {}
+        self.plans: dict[bytes, LinePlan] = {}
         self.kinds: Counter[str] = Counter()
         self.understood = 0
         # context carried from header lines (Keras ``Epoch 3/10``, tqdm bars, Coqui's step line)
@@ -161,14 +162,15 @@ class _Reader:
             if rows:
                 self._context(items(line[: line.index("{")]), line)
                 return self._dicts(rows, line, rank)
-        key = shape(line)
+        raw = line.encode()
+        key = shape(raw)
         plan = self.plans.get(key)
         if plan is None:
             plan = analyse(line) or _NO_PLAN
             if len(self.plans) >= _MAX_PLANS:
                 self.plans.clear()  # a log of ever-new shapes: keep memory bounded
             self.plans[key] = plan
-        values = numbers(line) if plan is not _NO_PLAN else []
+        values: list[Any] = numbers(raw) if plan is not _NO_PLAN else []
         if plan is _NO_PLAN or len(values) != plan.n:
             values = []
             plan = analyse(line, values) or _NO_PLAN
@@ -178,7 +180,7 @@ class _Reader:
 
     # -- items ----------------------------------------------------------------------------------
 
-    def _apply(self, plan: LinePlan, values: list[str], rank: int | None) -> bool:
+    def _apply(self, plan: LinePlan, values: list[Any], rank: int | None) -> bool:
         """Read one line's numbers through its shape's plan."""
         if plan.iter_lines:
             self.nanogpt_iter = True
@@ -236,8 +238,7 @@ class _Reader:
             self.percent.update(comp.percent)
         if tr is not None and comp.skipped:
             for idx in comp.skipped:
-                x = to_float(values[idx])
-                if x is not None and x > 0:
+                if _number(values[idx]) > 0:
                     tr.skipped = True
         return self._keep(tr, ev, step, dialect, rank, coarse)
 
@@ -584,6 +585,9 @@ class _Reader:
 
     def _finish(self) -> None:
         data = self.data
+        if not data.raw:
+            names = ", ".join(d.name for d in dl.DIALECTS)
+            data.tried = [f"text ({names}, free-form 'name value' lines)"]
         if self.coarse and self.fine:
             drop = {id(r) for r in self.coarse}
             data.raw = [r for r in data.raw if id(r) not in drop]
@@ -679,15 +683,8 @@ class _Compiled:
         self.registered = False
 
 
-def _number(v: str) -> float:
-    try:
-        return float(v)
-    except ValueError:
-        return float(v.replace(",", ""))  # 10,050 (or the digit run ``52922,``)
-
-
 def _read_values(
-    comp: _Compiled, values: list[str]
+    comp: _Compiled, values: list[Any]
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any], dict[str, float]]:
     """(train fields, train metrics, eval fields, eval metrics) of one line."""
     tm = {name: _number(values[idx]) * scale for idx, name, scale in comp.tm} if comp.tm else {}
@@ -700,7 +697,7 @@ def _read_values(
             try:
                 x = float(v)
             except ValueError:
-                x = float(v.replace(",", ""))
+                x = _number(v)
             if zero and x == 0.0:
                 continue
             if f in _INT_FIELDS:
@@ -716,9 +713,10 @@ def _read_values(
     return out[0], tm, out[1], em
 
 
-def _seconds(value: str, scale: float, *, inverse: bool) -> float | None:
-    x = to_float(value)
-    if x is None:
+def _seconds(value: bytes | str, scale: float, *, inverse: bool) -> float | None:
+    try:
+        x = _number(value)
+    except ValueError:
         return None
     if inverse:
         return 1.0 / x if x else None
