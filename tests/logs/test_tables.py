@@ -218,3 +218,19 @@ def test_unreadable_inputs_exit_2_with_one_line(
     header_only = tmp_path / "h.csv"
     header_only.write_text("step,loss\n")
     _exit_2(header_only, capsys, "no training records found", "h.csv")
+
+
+def test_partly_corrupt_event_file_says_how_much_was_read(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(str(tmp_path))
+    for s in range(20):
+        w.add_scalar("train/loss", 1.0 / (s + 1), s)
+    w.close()
+    f = next(tmp_path.glob("events.*"))
+    blob = f.read_bytes()
+    f.write_bytes(blob[: len(blob) // 2] + b"\x07" * 64)
+    data = read_run(f)
+    assert 0 < len(data.train) < 20
+    size = f"{len(blob) // 2 + 64:,}-byte file"
+    assert any("record(s) read before it" in n and size in n for n in data.notes), data.notes

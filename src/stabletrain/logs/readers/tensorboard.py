@@ -38,7 +38,10 @@ def read_scalars(
     buf = safe_io.read_bytes(path)
     out, plugins, n_frames, damage, bad = scan(buf, verify_data=verify_crc)
     if damage:
-        notes.append(f"{path.name}: {damage}; {n_frames} record(s) read before it")
+        notes.append(
+            f"{path.name}: {damage}; {n_frames} record(s) read before it, of a "
+            f"{len(buf):,}-byte file"
+        )
     if bad:
         notes.append(f"{path.name}: {bad} record(s) with an undecodable Event skipped")
     return out, plugins
