@@ -14,6 +14,7 @@ from typing import Any
 
 from stabletrain import safe_io
 from stabletrain.errors import LogReadError
+from stabletrain.logs.readers import table
 from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import build_lookup, records_from_row
 
@@ -60,6 +61,9 @@ def read(path: Path, mapping: dict[str, str] | None = None, obj: Any = None) -> 
             data.raw.append(ev)
     if no_step:
         data.notes.append(f"{path.name}: {no_step} log_history row(s) without a 'step' skipped")
+    data.dialect, data.roles = "hf-trainer", table.roles(lookup)
+    data.lines_total = len(rows)  # log_history rows
+    data.lines_understood = len(rows) - no_step
     if data.raw and all(r.grad_norm is None for r in data.raw if r.kind == "train"):
         data.notes.append("no grad_norm in log_history (transformers < 4.38 did not log it)")
     return data

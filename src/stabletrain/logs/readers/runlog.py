@@ -211,12 +211,25 @@ def read_columns(
         rows = _rows(text, p, data.notes)
         records, cols = _records(rows, p, data.notes, _has_strings(text))
         data.raw.extend(records)
+        data.lines_total = (
+            (data.lines_total or 0)
+            + text.count("\n")
+            + (1 if text and not text.endswith("\n") else 0)
+        )
+        data.lines_understood = (data.lines_understood or 0) + len(records)
         if columns is not None and cols is not None:
             for f, values in cols.items():
                 if values:  # (an empty evals.jsonl adds nothing)
                     columns[f] = columns[f] + values if columns[f] else values
         else:
             columns = None
+    data.dialect = "run-log"
+    if columns is not None:  # its own field names: each is its role
+        data.roles = {
+            f: f
+            for f, v in columns.items()
+            if f not in ("step", "kind") and any(x is not None for x in v)
+        }
     events = run_dir / "events.jsonl"
     if path.is_dir() and events.exists():
         data.events = read_json_lines(events, data.notes)

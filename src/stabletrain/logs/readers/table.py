@@ -154,6 +154,18 @@ def to_run(
     data.raw = TableRecords(table)  # type: ignore[assignment]
 
 
+def roles(lookup: dict[str, Slot]) -> dict[str, str]:
+    """{the log's name: the field it fills, "metric"/"eval metric", "step" or "skip"}, for the
+    report's header (readers that build records row by row)."""
+    out: dict[str, str] = {}
+    for name, (kind, field, _metric) in lookup.items():
+        if kind in ("step", "skip"):
+            out[name] = kind
+        else:
+            out[name] = field or ("metric" if kind == "train" else "eval metric")
+    return out
+
+
 def _merge(first: Column | None, later: Column) -> Column:
     """Two columns for one field: the later one wins where it has a value (as a dict update)."""
     if first is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from stabletrain import safe_io
 from stabletrain.errors import LogReadError
+from stabletrain.logs.readers import table
 from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import Slot, build_lookup, classify
 from stabletrain.logs.readers.tfrecord import Scalar, scan
@@ -62,7 +63,9 @@ def read(path: Path, mapping: dict[str, str] | None = None, *, verify_crc: bool 
     tags = sorted({s[0] for s in scalars})
     lookup = build_lookup(tags, mapping)
     data.raw = _records(scalars, lookup, data.notes)
-    data.facts.format = writer_of(tags)
+    data.facts.format = data.dialect = writer_of(tags)
+    data.roles = table.roles(lookup)
+    data.lines_total = data.lines_understood = len(scalars)  # scalar points read
     return data
 
 
