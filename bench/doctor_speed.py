@@ -242,8 +242,8 @@ def write_tables(csv_path: Path | None, jsonl_path: Path | None, n: int) -> None
                 f.writelines(line.format(*row) for row in zip(*part, strict=True))
 
 
-def run_child(cmd: list[str], timeout: float) -> tuple[float, float, int]:
-    """(wall s, peak RSS MB, exit code) of one child process."""
+def run_child(cmd: list[str], timeout: float) -> tuple[float, float, float, int]:
+    """(wall s, CPU s (user + system), peak RSS MB, exit code) of one child process."""
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = t + timeout
@@ -261,7 +261,7 @@ def run_child(cmd: list[str], timeout: float) -> tuple[float, float, int]:
     err = p.stderr.read().decode(errors="replace") if p.stderr else ""
     if p.returncode not in (0, 1):
         print(f"  note: {cmd[0]} exited {p.returncode}: {err.strip()[-300:]}")
-    return wall, usage.ru_maxrss / 1024, p.returncode
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, p.returncode
 
 
 def tools(bin_dir: Path) -> dict[str, list[str]]:
@@ -302,10 +302,13 @@ def compare(args: argparse.Namespace) -> None:
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
             f"best of {args.repeat}"
         )
-        head = f"{'input':<16} {'tool':<12} {'wall s':>7} {'peak MB':>8} {'exit':>4} {'time x':>7} {'mem x':>6}"
+        head = (
+            f"{'input':<16} {'tool':<12} {'wall s':>7} {'cpu s':>6} {'peak MB':>8} {'exit':>4}"
+            f" {'wall x':>7} {'cpu x':>6} {'mem x':>6}"
+        )
         print(head)
         for label, f in files:
-            ours: tuple[float, float] | None = None
+            ours: tuple[float, float, float] | None = None
             for name, cmd in cmds.items():
                 if f.name == "big.csv" and name != "stabletrain" and not args.big_competitors:
                     continue
@@ -313,13 +316,18 @@ def compare(args: argparse.Namespace) -> None:
                     run_child([a.replace("{f}", str(f)) for a in cmd], args.timeout)
                     for _ in range(args.repeat)
                 ]
-                wall = min(r[0] for r in runs)
-                rss = min(r[1] for r in runs)
-                code = runs[-1][2]
+                wall, cpu, rss = (min(r[k] for r in runs) for k in range(3))
+                code = runs[-1][3]
                 if name == "stabletrain":
-                    ours = (wall, rss)
-                ratio = f"{wall / ours[0]:>6.2f}x {rss / ours[1]:>5.2f}x" if ours else ""
-                print(f"{label:<16} {name:<12} {wall:>7.2f} {rss:>8.0f} {code:>4} {ratio}")
+                    ours = (wall, cpu, rss)
+                ratio = (
+                    f"{wall / ours[0]:>6.2f}x {cpu / ours[1]:>5.2f}x {rss / ours[2]:>5.2f}x"
+                    if ours
+                    else ""
+                )
+                print(
+                    f"{label:<16} {name:<12} {wall:>7.2f} {cpu:>6.2f} {rss:>8.0f} {code:>4} {ratio}"
+                )
 
 
 def main() -> None:

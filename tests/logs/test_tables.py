@@ -234,3 +234,32 @@ def test_partly_corrupt_event_file_says_how_much_was_read(tmp_path: Path) -> Non
     assert 0 < len(data.train) < 20
     size = f"{len(blob) // 2 + 64:,}-byte file"
     assert any("record(s) read before it" in n and size in n for n in data.notes), data.notes
+
+
+def _jsonl(path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(400):
+        row: dict[str, object] = {"global_step": i, "loss": round(rng.uniform(0.1, 3), 4)}
+        if rng.random() < 0.5:
+            row["grad_norm"] = rng.choice([1.5, 2, "nan", "inf"])
+        if i > 150 and i % 50 == 0:  # keys first seen after polars' schema sample
+            row = {"global_step": i, "eval_loss": 1.0 / i, "eval_f1": 0.5}
+        lines.append(json.dumps(row))
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_polars_and_python_paths_read_the_same(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stabletrain.logs.readers import table
+
+    c, j = tmp_path / "metrics.csv", tmp_path / "log.jsonl"
+    _random_csv(c, seed)
+    _jsonl(j, seed)
+    python = [list(read_run(f).records) for f in (c, j)]
+    monkeypatch.setattr(table, "POLARS_MIN_BYTES", 0)
+    fast = [list(read_run(f).records) for f in (c, j)]
+    assert [list(map(repr, r)) for r in fast] == [list(map(repr, r)) for r in python]
+    assert any(r.kind == "eval" and r.metrics == {"eval_f1": 0.5} for r in fast[1])

@@ -18,11 +18,13 @@ Dialects (from the header, and for TensorBoard from the file name):
   run name ``validation``/``val``/``eval`` making it an eval metric (Keras' ``epoch_loss`` in
   ``validation/``).
 
-Reading: polars parses the file into typed columns (0.26 s per million rows here, against 0.56 s
-for pyarrow.csv and ~10 s for ``csv.reader`` with per-row records; see docs/benchmarks-doctor.md);
-the rows are checked first by counting separators in the raw bytes, and a file with a malformed
-row (wrong number of cells, a half-written last line), blank lines or quoted cells goes through
-``csv.reader`` instead, which skips the bad rows with a note. A cell that is not a number is empty.
+Reading: polars parses a file of ``table.POLARS_MIN_BYTES`` or more into typed columns (0.26 s
+per million rows here, against 0.56 s for pyarrow.csv and ~10 s for ``csv.reader`` with per-row
+records; see docs/benchmarks-doctor.md); one row per line and no empty cell, or every line with
+all its separators (counted on the raw bytes), says no row was short. A file with a malformed row
+(wrong number of cells, a half-written last line), blank lines or quoted cells with empty ones,
+and every smaller file, goes through ``csv.reader`` instead, which skips bad rows with a note.
+A cell that is not a number is empty.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def _header(path: Path) -> list[str]:
 def _columns(path: Path, header: list[str]) -> tuple[list[str], dict[str, Column], int, int]:
     """(names, {name: column}, data rows, malformed rows skipped)."""
     names = _unique([h.strip() for h in header])
-    got = _polars(path, names)
+    got = _polars(path, names) if path.stat().st_size >= table.POLARS_MIN_BYTES else None
     if got is not None:
         rows = len(next(iter(got.values()))[0])
         # polars fills a short row's missing cells with nulls and keeps blank lines as empty

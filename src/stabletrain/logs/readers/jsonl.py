@@ -10,12 +10,12 @@ else the line number (said in the notes). Dialects:
   records; ``eta_seconds`` is bookkeeping.
 - ms-swift: the step and ``max_steps`` from ``global_step/max_steps``.
 
-Reading: polars parses the lines into typed columns. Its schema comes from the first lines, so a
-key that first appears later (an eval line) would be dropped: the number of ``"key":`` pairs in the
-raw bytes is counted and compared with the cells read, and on any difference the file is parsed
-again with the schema inferred from every line. Lines polars refuses (``NaN``/``Infinity``
-literals, a half-written last line) send the file through ``json.loads`` line by line, which
-skips damaged lines with a note.
+Reading: polars parses a file of ``table.POLARS_MIN_BYTES`` or more into typed columns. Its
+schema comes from the first lines, so a key that first appears later (an eval line) would be
+dropped: the number of ``"key":`` pairs in the raw bytes is counted and compared with the cells
+read, and on any difference the file is parsed again with the schema inferred from every line.
+Lines polars refuses (``NaN``/``Infinity`` literals, a half-written last line), and every smaller
+file, go through ``json.loads`` line by line, which skips damaged lines with a note.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _CHUNK = 1 << 24
 def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
     data = RunData(path=path, format="jsonl")
     data.facts.format = "generic-log"  # no framework known: fixes use stabletrain's keys
-    got = _polars(path)
+    got = _polars(path) if path.stat().st_size >= table.POLARS_MIN_BYTES else None
     if got is None:
         rows = read_json_lines(path, data.notes)
         names = list(dict.fromkeys(k for r in rows for k in r))

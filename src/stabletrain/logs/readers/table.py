@@ -63,6 +63,10 @@ def _parse(v: str) -> float | None:
         return None
 
 
+#: smaller tables are parsed in Python: importing polars (0.1-0.4 s) costs more than it saves
+POLARS_MIN_BYTES = 4 << 20
+
+
 def import_polars() -> Any:
     """polars, or None when it is not installed (every table then takes the slow path).
 
