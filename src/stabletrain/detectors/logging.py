@@ -67,9 +67,9 @@ def _seen_before(steps: np.ndarray, train: np.ndarray) -> np.ndarray:
     return out
 
 
-def _as_tuple(key: Any) -> Any:
-    # a signature that went through JSON comes back as nested lists
-    return tuple(_as_tuple(v) for v in key) if isinstance(key, (list, tuple)) else key
+def signature_from_json(key: Any) -> Any:
+    """A :func:`signature` back from a state dict (JSON turns its tuples into lists)."""
+    return tuple(signature_from_json(v) for v in key) if isinstance(key, (list, tuple)) else key
 
 
 class DuplicateLoggingDetector:
@@ -201,7 +201,9 @@ class DuplicateLoggingDetector:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.recent = OrderedDict((_as_tuple(k), [int(c), int(s)]) for k, c, s in state["recent"])
+        self.recent = OrderedDict(
+            (signature_from_json(k), [int(c), int(s)]) for k, c, s in state["recent"]
+        )
         self.copies = Counter({int(c): int(n) for c, n in state["copies"]})
         self.n_distinct = int(state["n_distinct"])
         self.n_duplicates = int(state["n_duplicates"])

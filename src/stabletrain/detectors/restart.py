@@ -34,16 +34,12 @@ from typing import Any
 import numpy as np
 
 from stabletrain.detectors.columns import Batch
-from stabletrain.detectors.logging import signature
+from stabletrain.detectors.logging import signature, signature_from_json
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
 _WINDOW = 16
 #: segments kept in full; more resets than this are counted only (and are hardly restarts)
 MAX_SEGMENTS = 64
-
-
-def _as_tuple(key: Any) -> Any:
-    return tuple(_as_tuple(v) for v in key) if isinstance(key, (list, tuple)) else key
 
 
 class RunRestartDetector:
@@ -110,9 +106,9 @@ class RunRestartDetector:
             return
         ts = steps[t]
         named = batch.none("rank")
-        keys = (
-            None if named is not None and named.all() else [str(r) for r in batch.take("rank", t)]
-        )
+        keys = None
+        if named is None or not named.all():
+            keys = np.asarray([str(r) for r in batch.take("rank", t)])
         cands = self._candidates(ts, keys)
         step_obj, epoch_obj = batch.objects("step"), batch.objects("epoch")
         start = 0  # position in t of the first record not yet applied
@@ -125,13 +121,13 @@ class RunRestartDetector:
             start = k + 1
         self.n_seen = base + len(batch)
 
-    def _candidates(self, ts: np.ndarray, keys: list[str] | None) -> list[int]:
+    def _candidates(self, ts: np.ndarray, keys: np.ndarray | None) -> list[int]:
         """Positions whose step is below the previous train step of the same rank."""
         groups: dict[str, list[int]] = {}
         if keys is None:
             groups["None"] = list(range(len(ts)))
         else:
-            for j, key in enumerate(keys):
+            for j, key in enumerate(keys.tolist()):
                 groups.setdefault(key, []).append(j)
         out: list[int] = []
         for key, pos in groups.items():
@@ -152,7 +148,7 @@ class RunRestartDetector:
         batch: Batch,
         t: np.ndarray,
         ts: np.ndarray,
-        keys: list[str] | None,
+        keys: np.ndarray | None,
         step_obj: Sequence[Any],
         epoch_obj: Sequence[Any],
         base: int,
@@ -171,13 +167,16 @@ class RunRestartDetector:
         for j in t[max(a, b - _WINDOW) : b].tolist():
             self.recent.append(signature(batch[j]))
         # each rank's last record in the stretch
-        last: dict[str, int] = {}
         if keys is None:
-            last["None"] = int(t[b - 1])
+            last = {"None": int(t[b - 1])}
         else:
-            for j in range(a, b):
-                last[keys[j]] = int(t[j])
-        for key, i in last.items():
+            ranks, back = np.unique(keys[a:b][::-1], return_index=True)
+            last = {
+                str(r): int(t[b - 1 - k])
+                for r, k in zip(ranks.tolist(), back.tolist(), strict=True)
+            }
+        for key in sorted(last, key=last.__getitem__):  # in record order, as update sets them
+            i = last[key]
             self.last[key] = [step_obj[i], epoch_obj[i]]
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
@@ -240,6 +239,6 @@ class RunRestartDetector:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_seen = int(state["n_seen"])
         self.last = {str(k): list(v) for k, v in state["last"].items()}
-        self.recent = deque((_as_tuple(s) for s in state["recent"]), maxlen=_WINDOW)
+        self.recent = deque((signature_from_json(s) for s in state["recent"]), maxlen=_WINDOW)
         self.segments = [[int(x) for x in s] for s in state["segments"]]
         self.extra_resets = int(state["extra_resets"])
