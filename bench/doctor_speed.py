@@ -37,8 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from stabletrain.logs.read import read_run
-
 _POLY = 0x82F63B78
 _TABLE = np.zeros(256, dtype=np.uint32)
 for _n in range(256):
@@ -150,6 +148,8 @@ def timed(fn: Any) -> tuple[float, Any]:
 
 
 def readers_bench(args: argparse.Namespace) -> None:
+    from stabletrain.logs.read import read_run
+
     n = args.rows
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
@@ -280,6 +280,15 @@ def tools(bin_dir: Path) -> dict[str, list[str]]:
     }
 
 
+def write_in_child(path: Path, kind: str, n: int) -> None:
+    """``write_tables`` in a child process: a child's peak RSS starts from its parent's RSS at
+    fork (Linux carries the high-water mark through exec), so the parent stays small."""
+    subprocess.run(
+        [sys.executable, __file__, "--write", str(path), "--kind", kind, "--rows", str(n)],
+        check=True,
+    )
+
+
 def compare(args: argparse.Namespace) -> None:
     bin_dir = Path(sys.executable).parent
     cmds = tools(bin_dir)
@@ -290,12 +299,13 @@ def compare(args: argparse.Namespace) -> None:
         if args.rows:
             c, j = Path(tmp) / "metrics.csv", Path(tmp) / "metrics.jsonl"
             t0 = time.perf_counter()
-            write_tables(c, j, args.rows)
+            write_in_child(c, "csv", args.rows)
+            write_in_child(j, "jsonl", args.rows)
             print(f"wrote {args.rows:,}-row CSV and JSONL in {time.perf_counter() - t0:.1f}s")
             files += [(f"{args.rows / 1e6:g}M-row CSV", c), (f"{args.rows / 1e6:g}M-line JSONL", j)]
         if args.big:
             big = Path(tmp) / "big.csv"
-            write_tables(big, None, args.big)
+            write_in_child(big, "csv", args.big)
             files.append((f"{args.big / 1e6:g}M-row CSV", big))
         print(
             f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
@@ -340,8 +350,13 @@ def main() -> None:
     ap.add_argument("--skip-competitors", action="store_true")
     ap.add_argument("--readers", action="store_true", help="the in-process reader benchmark")
     ap.add_argument("--skip-doctor", action="store_true", help="(--readers) no diagnose timing")
+    ap.add_argument("--write", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--kind", choices=("csv", "jsonl"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.readers:
+    if args.write:
+        csv = args.write if args.kind == "csv" else None
+        write_tables(csv, None if csv else args.write, args.rows)
+    elif args.readers:
         readers_bench(args)
     else:
         compare(args)
