@@ -9,6 +9,8 @@ stabletrain. ``--big N`` adds an N-row CSV for stabletrain alone (memory must st
     .venv/bin/python bench/doctor_speed.py                      # 1,000,000 rows, all three tools
     .venv/bin/python bench/doctor_speed.py --rows 200000 --big 10000000 --skip-competitors
     .venv/bin/python bench/doctor_speed.py --readers            # in-process readers (run log, TB)
+    .venv/bin/python bench/doctor_speed.py --parsers            # polars vs pyarrow, same files
+    .venv/bin/python bench/doctor_speed.py --profile            # one diagnosis's time by stage
 
 Commands run: ``stabletrain doctor F --format json --fail-on never``, ``runmedic diagnose --json
 F``, ``trainproof doctor --json F`` (stdout to /dev/null). The machine is shared: run it twice.
@@ -340,6 +342,57 @@ def compare(args: argparse.Namespace) -> None:
                 )
 
 
+def parsers_bench(args: argparse.Namespace) -> None:
+    """polars vs pyarrow parsing the same CSV and JSONL into numpy columns (best of 3)."""
+    import polars as pl
+    import pyarrow.csv as pa_csv
+    import pyarrow.json as pa_json
+
+    def pl_cols(df: Any) -> list[np.ndarray]:
+        return [df[c].to_numpy() for c in df.columns]
+
+    def pa_cols(tb: Any) -> list[np.ndarray]:
+        return [tb[c].to_numpy() for c in tb.column_names]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        c, j = Path(tmp) / "m.csv", Path(tmp) / "m.jsonl"
+        write_tables(c, j, args.rows)
+        cases = {
+            "polars read_csv": lambda: pl_cols(pl.read_csv(c)),
+            "pyarrow.csv read_csv": lambda: pa_cols(pa_csv.read_csv(c)),
+            "polars read_ndjson": lambda: pl_cols(pl.read_ndjson(j)),
+            "pyarrow.json read_json": lambda: pa_cols(pa_json.read_json(j)),
+        }
+        for name, fn in cases.items():
+            best = min(timed(fn)[0] for _ in range(3))
+            print(f"{name:<24} {args.rows:,} rows  {best:.3f} s")
+
+
+def profile_bench(args: argparse.Namespace) -> None:
+    """Where one diagnosis of an ``--rows`` CSV spends its time: imports, read, each detector."""
+    t0 = time.perf_counter()
+    from stabletrain.detectors.base import feed
+    from stabletrain.detectors.columns import Batch, as_batch
+    from stabletrain.detectors.registry import default_detectors
+    from stabletrain.logs.read import read_run_columns
+    from stabletrain.logs.readers.table import import_polars
+
+    import_polars()
+    print(f"{'imports':<32} {time.perf_counter() - t0:.3f} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        c = Path(tmp) / "metrics.csv"
+        write_tables(c, None, args.rows)
+        t, (run, cols) = timed(lambda: read_run_columns(c))
+        print(f"{'read ' + f'{args.rows:,}-row CSV':<32} {t:.3f} s")
+        raw = Batch(run.raw, cols)
+        batch = as_batch(run.records, like=raw)
+        for d in default_detectors():
+            src = raw if getattr(d, "wants_raw", False) else batch
+            t, _ = timed(lambda d=d, src=src: feed(d, src))
+            name = type(d).__name__ + (f"({d.metric})" if hasattr(d, "metric") else "")
+            print(f"  {name:<30} {t:.3f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -350,12 +403,18 @@ def main() -> None:
     ap.add_argument("--skip-competitors", action="store_true")
     ap.add_argument("--readers", action="store_true", help="the in-process reader benchmark")
     ap.add_argument("--skip-doctor", action="store_true", help="(--readers) no diagnose timing")
+    ap.add_argument("--parsers", action="store_true", help="polars vs pyarrow, CSV and JSONL")
+    ap.add_argument("--profile", action="store_true", help="a diagnosis's time by stage")
     ap.add_argument("--write", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--kind", choices=("csv", "jsonl"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.write:
         csv = args.write if args.kind == "csv" else None
         write_tables(csv, None if csv else args.write, args.rows)
+    elif args.parsers:
+        parsers_bench(args)
+    elif args.profile:
+        profile_bench(args)
     elif args.readers:
         readers_bench(args)
     else:
