@@ -250,3 +250,15 @@ def test_user_mapping_names_a_metric_the_reader_does_not_know() -> None:
     )
     assert [(r.step, r.loss) for r in data.raw] == [(1, 3.5), (2, 3.1)]
     assert data.roles["objective"] == "loss"
+
+
+def test_a_huge_line_is_skipped_in_linear_time(tmp_path: Path) -> None:
+    """A 5 MB one-line blob (issue 12: a 50 MB one-line input took 26 s then a traceback) is
+    counted, said in the notes, and does not hide the records around it."""
+    line = _log("torchtitan_rank_prefix_3393").read_text().splitlines()[0]
+    f = tmp_path / "blob.log"
+    f.write_text(f"{line}\n{'x1 ' * 1_700_000}\n{line.replace('step: 14', 'step: 15')}\n")
+    data = read_run(f)
+    assert [r.step for r in data.records] == [14, 15]
+    assert (data.lines_total, data.lines_understood) == (3, 2)
+    assert any("longer than" in n for n in data.notes)

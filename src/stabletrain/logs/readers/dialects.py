@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 __all__ = [
     "DIALECTS",
     "EPOCH_WORDS",
+    "EVENT_LINES",
     "GENERIC",
     "STEP_WORDS",
     "TEXT_ALIASES",
     "Dialect",
+    "EventLine",
     "dialect_of",
     "eval_marker",
 ]
@@ -237,6 +239,39 @@ DIALECTS: tuple[Dialect, ...] = (
     _KERAS,
     _COQUI,
     _NANOGPT,
+)
+
+
+@dataclass(frozen=True)
+class EventLine:
+    """A line that reports what the framework did (skipped a step, gave up), not metrics."""
+
+    name: str
+    hints: tuple[str, ...]  # a cheap test: one of these is in the line
+    pattern: re.Pattern[str]
+    #: ``"skip"``: the step was skipped, groups 1 and 2 are the old and new loss scale;
+    #: ``"abort"``: the run stopped
+    event: str
+
+
+_SCALE = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|inf|nan))"
+EVENT_LINES: tuple[EventLine, ...] = (
+    # DeepSpeed fp16 loss scaler (and the older "Grad overflow" wording)
+    EventLine(
+        "deepspeed",
+        ("OVERFLOW", "verflow"),
+        re.compile(
+            rf"(?:OVERFLOW!|[Oo]verflow).*?Skipping step\.?\s*Attempted loss scale:\s*{_SCALE},"
+            rf"\s*reducing to\s*{_SCALE}"
+        ),
+        "skip",
+    ),
+    EventLine(
+        "deepspeed",
+        ("loss scale already at minimum",),
+        re.compile("loss scale already at minimum"),
+        "abort",
+    ),
 )
 
 #: a whole line (or block) is an evaluation when one of these words precedes its first metric

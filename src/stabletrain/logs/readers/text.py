@@ -25,6 +25,15 @@ DeepSpeed's ``OVERFLOW! ... Attempted loss scale: X, reducing to Y`` is an event
 HF Trainer's console dicts and fairseq's json lines are read as dicts; an epoch-average summary line
 (fairseq's ``| train |``) is set aside when the log also has per-step lines.
 
+Speed: a log repeats a few line shapes; each shape is analysed once
+(:mod:`~stabletrain.logs.readers.plan`) and every other line of it costs one ``bytes.translate``
+and ``split`` plus the record it makes (a million Megatron lines: faster than the old per-framework
+parser; ``bench/text_reader_speed.py``).
+
+Limits: a line longer than 65,536 characters is skipped (said in the notes); a metric whose name
+the tables do not know is kept under its own name in ``metrics`` (``--map`` gives it a role); an
+accuracy column of values all at most 1 whose log does not say ``%`` is read as a fraction.
+
 Lines printed by several ranks stay in ``RunData.raw`` with their rank, so the duplicate-logging
 detector sees the repeats; ``records`` keep one per step. A file in which no training record is
 found returns an empty ``raw`` with ``lines_total``/``lines_understood`` set: the caller reports it
@@ -48,11 +57,6 @@ from stabletrain.logs.readers.plan import LinePlan, analyse, numbers, shape
 from stabletrain.logs.readers.plan import number as _number
 from stabletrain.records import StepRecord
 
-_NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|NaN|inf|-inf|Infinity)"
-_OVERFLOW = re.compile(
-    rf"(?:OVERFLOW!|[Oo]verflow).*?Skipping step\.?\s*Attempted loss scale:\s*({_NUM}),\s*reducing to\s*({_NUM})"
-)
-_MIN_SCALE = "loss scale already at minimum"
 _HF_SUMMARY = ("train_runtime", "total_flos")  # HF Trainer's end-of-training dict
 _TIME_UNITS = {"ms": 1e-3, "us": 1e-6, "µs": 1e-6, "s": 1.0, "sec": 1.0}
 #: a record without a step of its own needs one of these to count as a training record (a
@@ -65,6 +69,7 @@ _FIELDS = (*_MERGEABLE[1:], "eval_loss", "eval_accuracy", "step_time", "samples"
 _INT_FIELDS = frozenset({"samples", "tokens"})
 _INF = math.inf
 _MAX_PLANS = 50_000
+_MAX_LINE = 65_536
 #: a shape whose numbers the generic items do not line up with: analysed line by line
 _NO_PLAN = LinePlan(-1, dl.GENERIC)
 
@@ -123,6 +128,7 @@ class _Reader:
         self.percent: set[str] = set()
         self.epoch_steps = False  # per-epoch lines numbered by their epoch
         self.skipped_by_repeat = 0
+        self.long_lines = 0
 
     # -- the pass -------------------------------------------------------------------------------
 
@@ -134,6 +140,9 @@ class _Reader:
             if not line or line[0] == "#":  # a comment or a markdown heading
                 continue
             total += 1
+            if len(line) > _MAX_LINE:
+                self.long_lines += 1  # no logger prints this: a blob, not a record
+                continue
             if self._line(line, rank):
                 self.understood += 1
         data.lines_total, data.lines_understood = total, self.understood
@@ -141,22 +150,12 @@ class _Reader:
         return data
 
     def _line(self, line: str, rank: int | None) -> bool:
-        if "verflow" in line or "VERFLOW" in line:
-            m = _OVERFLOW.search(line)
-            if m:
-                self._context(items(line[: m.start()]), line)
-                self._overflow(m)
-                return True
-        if _MIN_SCALE in line and not line.startswith("#"):
-            self.data.events.append(
-                {
-                    "step": self._last_step(),
-                    "event": "abort",
-                    "severity": "error",
-                    "message": line[:200],
-                }
-            )
-            return True
+        for ev in dl.EVENT_LINES:
+            if any(h in line for h in ev.hints):
+                m = ev.pattern.search(line)
+                if m:
+                    self._event(ev, m, line)
+                    return True
         if "{'" in line or '{"' in line:
             rows = dict_items(line)
             if rows:
@@ -518,7 +517,18 @@ class _Reader:
                 done = True
         return done
 
-    def _overflow(self, m: re.Match[str]) -> None:
+    def _event(self, ev: dl.EventLine, m: re.Match[str], line: str) -> None:
+        if ev.event == "abort":
+            self.data.events.append(
+                {
+                    "step": self._last_step(),
+                    "event": "abort",
+                    "severity": "error",
+                    "message": line[:200],
+                }
+            )
+            return
+        self._context(items(line[: m.start()]), line)  # a tqdm bar printed before the message
         step = (self.pos[0] + 1) if self.pos is not None else self._last_step() + 1
         old, new = to_float(m.group(1)), to_float(m.group(2))
         self.data.events.append(
@@ -533,7 +543,7 @@ class _Reader:
         self.data.raw.append(
             StepRecord(step=step, loss_scale=new, skipped=True, action="skip_nonfinite_grad")
         )
-        self.kinds["deepspeed"] += 1
+        self.kinds[ev.name] += 1
 
     def _context(self, its: list[Item], line: str) -> None:
         """Carry a tqdm position printed on the same line before a dict or an overflow message."""
@@ -618,6 +628,10 @@ class _Reader:
         if self.epoch_steps:
             data.notes.append(
                 "per-epoch lines without a step: the epoch number is used as the step"
+            )
+        if self.long_lines:
+            data.notes.append(
+                f"{self.long_lines} line(s) longer than {_MAX_LINE:,} characters not read"
             )
         if self.skipped_by_repeat:
             data.notes.append(
