@@ -188,3 +188,100 @@ def test_an_optimizer_that_does_not_own_the_models_parameters_is_a_config_error(
     model, other = nn.Linear(32, 2), nn.Linear(32, 2)
     with pytest.raises(ConfigError, match="does not own"):
         Guard(model, torch.optim.SGD(other.parameters(), lr=0.1))
+
+
+def test_a_loss_climbing_back_from_its_best_rolls_back_to_the_best_snapshot(
+    h: SimpleNamespace, tmp_path: Path
+) -> None:
+    """A warm-up that never stops (LR x1 → x70 over 700 steps): the loss falls, then climbs
+    back over hundreds of steps without a NaN. With the spike rung out of the way (warn only),
+    the divergence rule alone rolls back to the snapshot by the best loss and caps the LR."""
+    x, y = h.linear_data(8000)
+
+    def run(fraction: float | None) -> tuple[float, Guard]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 + s * 0.1)
+        cfg = GuardConfig(divergence_fraction=fraction, spike_action="warn", snapshot_every=25)
+        with RunLog(tmp_path / str(fraction), tensorboard=False) as run_log:
+            guard = Guard(model, opt, scheduler=sched, config=cfg, run_log=run_log)
+            for i in range(700):
+                b = i % 220
+                guard.step(
+                    F.cross_entropy(model(x[b * 32 : (b + 1) * 32]), y[b * 32 : (b + 1) * 32])
+                )
+        with torch.no_grad():
+            return float(F.cross_entropy(model(x[-1000:]), y[-1000:])), guard
+
+    unguarded, _ = run(None)
+    guarded, guard = run(0.5)
+    assert guarded < 0.5 * unguarded, (guarded, unguarded)
+    (event,) = [e for e in _events(tmp_path / "0.5") if e["event"] == "rollback"]
+    assert event["data"]["evidence"] == "loss-divergence" and event["data"]["skip_batches"] == 0
+    episode = guard.divergence.episodes[0]
+    # the snapshot by the bottom of the loss, long before the climb was called
+    assert abs(event["data"]["to_step"] - episode["best_step"]) <= 25
+    assert event["data"]["to_step"] < episode["step"] - 100
+    assert "gave back" in event["message"]
+    assert guard.policy.lr_cap is not None
+
+
+def _overfit(tmp_path: Path, observe: bool) -> tuple[list[float], Guard]:
+    """A 32→256→2 MLP on 64 noisy training samples: the eval loss bottoms out, then rises."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1064, 32, generator=g)
+    y = ((x[:, 0] + x[:, 1] + 0.8 * torch.randn(1064, generator=g)) > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    evals = []
+    with RunLog(tmp_path, tensorboard=False) as run_log:
+        guard = Guard(model, opt, config=GuardConfig(snapshot_every=5), run_log=run_log)
+        for _epoch in range(30):
+            for b in range(2):
+                guard.step(
+                    F.cross_entropy(model(x[b * 32 : (b + 1) * 32]), y[b * 32 : (b + 1) * 32])
+                )
+            with torch.no_grad():
+                evals.append(float(F.cross_entropy(model(x[64:]), y[64:])))
+            if observe:
+                guard.observe_eval(evals[-1])
+    return evals, guard
+
+
+def test_eval_getting_worse_rolls_back_to_the_best_eval_and_lowers_the_lr(
+    tmp_path: Path,
+) -> None:
+    plain, _ = _overfit(tmp_path / "plain", observe=False)
+    assert plain[-1] > 1.3 * min(plain)  # the run overfits: the eval loss climbs back
+    watched, guard = _overfit(tmp_path / "watched", observe=True)
+    events = _events(tmp_path / "watched")
+    rollbacks = [e for e in events if e["event"] == "rollback"]
+    assert rollbacks and all(e["data"]["evidence"] == "eval-worse" for e in rollbacks)
+    reduced = [e for e in events if e["event"] == "lr-reduced"]
+    assert reduced and all(e["data"]["new"] < e["data"]["old"] for e in reduced)  # never up
+    assert watched[-1] < plain[-1] and watched[-1] <= 1.15 * min(watched)
+    assert guard.evals.rollbacks == len(rollbacks) <= guard.config.eval_max_rollbacks
+
+
+def test_an_eval_plateau_lowers_the_lr_after_three_evaluations(
+    h: SimpleNamespace, tmp_path: Path
+) -> None:
+    x, y = h.linear_data()
+    model = nn.Linear(32, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with RunLog(tmp_path, tensorboard=False) as run_log:
+        guard = Guard(model, opt, run_log=run_log)
+        guard.step(F.cross_entropy(model(x[:32]), y[:32]))
+        actions = [guard.observe_eval(v, mode="max") for v in (0.80, 0.81, 0.8101, 0.805, 0.81)]
+        out = guard.step(F.cross_entropy(model(x[32:64]), y[32:64]))
+    assert actions == ["improved", "improved", None, None, "plateau"]
+    assert out.lr == pytest.approx(0.05) and opt.param_groups[0]["lr"] == 0.1
+    (event,) = [e for e in _events(tmp_path) if e["event"] == "lr-reduced"]
+    assert event["data"]["old"] == pytest.approx(0.1) and event["data"]["new"] == pytest.approx(
+        0.05
+    )
+    assert "0.1 → 0.05" in event["message"]
+    with pytest.raises(ConfigError, match="mode"):
+        guard.observe_eval(0.8, mode="min")

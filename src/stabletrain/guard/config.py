@@ -123,6 +123,29 @@ class GuardConfig:
     """A scheduled LR this many times the rollback snapshot's counts as "the LR rose": the spike
     will replay from the snapshot, so the first rollback already backs off."""
 
+    # -- damage: divergence and evaluation -----------------------------------------------------
+    divergence_fraction: float | None = 0.5
+    """Roll back to the best snapshot and lower the LR when the smoothed train loss has given
+    back this fraction of its progress (start → best) for ``divergence_span`` steps in a row
+    (``detectors/divergence.py``). None: report only, never act."""
+    divergence_span: int = 50
+    """The EMA span of the divergence rule and the steps the climb must last."""
+    eval_worse_patience: int = 3
+    """``observe_eval``: this many evaluations in a row worse than the best by more than
+    ``eval_worse_margin`` → roll back to the best-eval snapshot and lower the LR."""
+    eval_worse_margin: float = 0.05
+    """Relative margin (of ``|best|``) an evaluation must be worse by to count as worse."""
+    eval_plateau_patience: int = 3
+    """``observe_eval``: this many evaluations without improving on the best by
+    ``eval_min_delta`` → cap the LR at ``eval_lr_factor`` x the current LR (0: never)."""
+    eval_min_delta: float = 1e-3
+    """Relative improvement (of ``|best|``) that counts as a new best evaluation."""
+    eval_lr_factor: float = 0.5
+    """The LR cap after an eval plateau, as a fraction of the LR the last step ran at."""
+    eval_max_rollbacks: int = 2
+    """Eval-worsening rollbacks allowed; after them the eval rule only lowers the LR (a run
+    that overfits again is not aborted)."""
+
     # -- AMP and distribution ---------------------------------------------------------------
     scale_collapse: float = 1.0
     """A GradScaler scale at or below this is a collapse (finding: switch to bf16)."""
@@ -155,6 +178,8 @@ class GuardConfig:
             "spike_window",
             "percentile_window",
             "read_every",
+            "divergence_span",
+            "eval_worse_patience",
         )
         if self.escalate_reset is not None and self.escalate_reset < 1:
             raise ConfigError(
@@ -164,7 +189,8 @@ class GuardConfig:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"guard.{name} must be >= 1, got {getattr(self, name)!r}")
         _non_negative = ("health_every", "snapshot_every", "rollback_skip_batches",
-                         "lr_rewarm_steps", "snapshot_confirm_steps")  # fmt: skip
+                         "lr_rewarm_steps", "snapshot_confirm_steps", "eval_plateau_patience",
+                         "eval_max_rollbacks")  # fmt: skip
         for name in _non_negative:
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"guard.{name} must be >= 0, got {getattr(self, name)!r}")
@@ -172,6 +198,19 @@ class GuardConfig:
             raise ConfigError(
                 f"guard.lr_backoff_factor must be in (0, 1], got {self.lr_backoff_factor!r}"
             )
+        if self.divergence_fraction is not None and not 0.0 < self.divergence_fraction <= 1.0:
+            raise ConfigError(
+                f"guard.divergence_fraction must be in (0, 1] or None, got "
+                f"{self.divergence_fraction!r}"
+            )
+        if not 0.0 < self.eval_lr_factor < 1.0:
+            raise ConfigError(
+                f"guard.eval_lr_factor must be in (0, 1) (it only lowers the LR), got "
+                f"{self.eval_lr_factor!r}"
+            )
+        for name in ("eval_worse_margin", "eval_min_delta"):
+            if not getattr(self, name) >= 0.0:
+                raise ConfigError(f"guard.{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.weight_growth_limit > 1.0:
             raise ConfigError(
                 f"guard.weight_growth_limit must be > 1, got {self.weight_growth_limit!r}"

@@ -52,12 +52,14 @@ import torch
 from stabletrain import measure
 from stabletrain.detectors.amp import LossScaleDetector
 from stabletrain.detectors.clipping import ClippingDetector
+from stabletrain.detectors.divergence import DivergenceDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.errors import ConfigError, TrainingAborted
 from stabletrain.guard import clipping, immediate, rollback, sync_free
 from stabletrain.guard.buffers import BufferKeeper
 from stabletrain.guard.config import GuardConfig
+from stabletrain.guard.evaluation import EvalWatch
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.integrity import WeightCheck
@@ -109,6 +111,12 @@ class Guard:
             "grad_norm", z_threshold=cfg.spike_z, window=cfg.spike_window, warmup=cfg.spike_warmup
         )
         self.nonfinite = NonFiniteDetector()
+        #: the train loss against the run's own best (damage: roll back to the best snapshot)
+        self.divergence = DivergenceDetector(
+            span=cfg.divergence_span, fraction=cfg.divergence_fraction or 0.5
+        )
+        #: the eval rule (``observe_eval``)
+        self.evals = EvalWatch(cfg)
         self.loss_scale = LossScaleDetector(collapse_scale=cfg.scale_collapse)
         #: clip-saturated / clip-near-threshold over the run (the doctor's detector, fed live)
         self.clipping = ClippingDetector()
@@ -291,6 +299,58 @@ class Guard:
         Returns the outcomes it resolved (none on the immediate path: it has nothing queued)."""
         return sync_free.flush(self)
 
+    def observe_eval(self, value: float, *, mode: str = "min") -> str | None:
+        """Tell the guard an evaluation's result (``mode``: "min" for a loss, "max" for an
+        accuracy). Sustained worsening → roll back to the best-eval weights and lower the LR; a
+        plateau → lower the LR (see ``evaluation.py``). Returns the action taken, if any
+        ("improved", "rollback", "plateau"). Call it after each evaluation, between steps."""
+        if isinstance(value, torch.Tensor):
+            value = float(value.detach())  # host sync: once per evaluation
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"observe_eval(value): a number, got {type(value).__name__}")
+        if not self.config.enabled:
+            return None
+        self.flush()
+        verdict = self.evals.observe(float(value), mode)
+        if verdict.action == "improved":
+            if self.config.snapshot_every > 0:
+                # host sync: a copy of the weights, once per improving evaluation
+                self.snapshots.best_eval = self.snapshots.capture(
+                    self.step_count, self.model, self.inner_optimizer, self.scaler,
+                    self.scheduler, rollback.snapshot_state(self),
+                )  # fmt: skip
+            return verdict.action
+        if verdict.action is None:
+            return None
+        snap = self.snapshots.best_eval if verdict.action == "rollback" else None
+        if snap is not None:
+            rollback.restore(self, snap, scheduler=False)
+            self.divergence.rebase()
+            self._event(
+                "rollback",
+                f"eval {value:.4g}: {verdict.reason}; rolled back to the weights of the best "
+                f"evaluation (step {snap.step})",
+                "warning",
+                {"to_step": snap.step, "eval": value, "evidence": "eval-worse",
+                 "skip_batches": 0},
+            )  # fmt: skip
+        self._lower_lr_for_eval(verdict.reason)
+        return verdict.action if snap is not None or verdict.action == "plateau" else "plateau"
+
+    def _lower_lr_for_eval(self, reason: str) -> None:
+        """Cap the LR at ``eval_lr_factor`` x the LR the last step ran at; log old → new."""
+        scheduled = self.scheduled_lr()
+        current = scheduled * self.policy.lr_factor(scheduled)
+        self.policy.cap_lr(current, self.config.eval_lr_factor)
+        new = scheduled * self.policy.lr_factor(scheduled)
+        self._event(
+            "lr-reduced",
+            f"learning rate {current:.4g} → {new:.4g} ({reason})",
+            "warning",
+            {"old": current, "new": new, "evidence": "eval"},
+        )
+        self._last_lr = new
+
     def drain(self) -> list[StepOutcome]:
         """The outcomes resolved since the last call, in step order, without reading the device
         (the immediate path resolves each step at once; the sync-free path at its reads). Keeps
@@ -368,7 +428,8 @@ class Guard:
         facts = facts or self.facts
         self.flush()
         out: list[Finding] = []
-        dets = (self.nonfinite, self.loss_scale, self.loss_spikes, self.grad_spikes, self.clipping)
+        dets = (self.nonfinite, self.loss_scale, self.loss_spikes, self.grad_spikes,
+                self.clipping, self.divergence)  # fmt: skip
         for det in dets:
             for f in det.finish(facts):
                 f.source = "guard"
@@ -398,7 +459,9 @@ class Guard:
                 "nonfinite": self.nonfinite.state_dict(),
                 "loss_scale": self.loss_scale.state_dict(),
                 "clipping": self.clipping.state_dict(),
+                "divergence": self.divergence.state_dict(),
             },
+            "evals": self.evals.state_dict(),
             "health": self.health.state_dict(),
             "snapshots": self.snapshots.state_dict(),
             "weights": self.weights.state_dict(),
@@ -420,7 +483,10 @@ class Guard:
         if self.clipper is not None and state.get("clipper") is not None:
             self.clipper.load_state_dict(state["clipper"])
         dets = state.get("detectors", {})
-        for name in ("loss_spikes", "grad_spikes", "nonfinite", "loss_scale", "clipping"):
+        if "evals" in state:
+            self.evals.load_state_dict(state["evals"])
+        for name in ("loss_spikes", "grad_spikes", "nonfinite", "loss_scale", "clipping",
+                     "divergence"):  # fmt: skip
             if name in dets:
                 getattr(self, name).load_state_dict(dets[name])
         if "health" in state:

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from stabletrain.guard.config import GuardConfig
 
-Bad = Literal["nonfinite", "spike", "overflow"]
+Bad = Literal["nonfinite", "spike", "overflow", "divergence"]
 Verdict = Literal["apply", "warn", "skip", "rollback", "abort"]
 
 

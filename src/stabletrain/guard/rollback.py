@@ -29,6 +29,8 @@ def snapshot_state(guard: Guard) -> dict[str, Any]:
     """The guard's own part of a snapshot."""
     return {
         "step_count": guard.step_count,
+        # the smoothed train loss of these weights: the best snapshot is kept by it
+        "loss_ema": guard.divergence.smoothed,
         # the reference an exploded update is measured against (integrity.py)
         # (a CPU copy, read only when a bad step needs it)
         "weight_norm": weight_norm(guard._param_list()).to("cpu"),
@@ -56,8 +58,7 @@ def snapshot_ladder(guard: Guard, verdict: str, *, can_capture: bool = True) -> 
     if guard._candidate is not None:
         guard._candidate_age += 1
         if guard._candidate_age >= cfg.snapshot_confirm_steps:
-            guard.snapshots.add(guard._candidate)
-            guard.snapshots.initial = None  # a confirmed target exists: free the first copy
+            keep(guard, guard._candidate)
             guard._candidate = None
     elif (
         can_capture
@@ -71,9 +72,23 @@ def snapshot_ladder(guard: Guard, verdict: str, *, can_capture: bool = True) -> 
         guard._candidate_age = 0
         guard._since_snapshot = 0
         if cfg.snapshot_confirm_steps == 0:
-            guard.snapshots.add(guard._candidate)
-            guard.snapshots.initial = None
+            keep(guard, guard._candidate)
             guard._candidate = None
+
+
+def keep(guard: Guard, snap: Snapshot) -> None:
+    """A confirmed snapshot: the newest target, and the best one if its loss is the lowest."""
+    guard.snapshots.add(snap)
+    guard.snapshots.initial = None  # a confirmed target exists: free the first copy
+    guard.snapshots.keep_best(snap, snap.guard.get("loss_ema"))
+
+
+def target_for(guard: Guard, evidence: str | None) -> Snapshot | None:
+    """The snapshot a rollback goes to, chosen by its evidence: for a divergence the best one
+    (the lowest smoothed loss, taken before the climb began), else the newest."""
+    if evidence == "loss-divergence" and guard.snapshots.best is not None:
+        return guard.snapshots.best
+    return rollback_target(guard)
 
 
 def initial_snapshot(guard: Guard) -> None:
@@ -132,9 +147,12 @@ def rollback(
     """Restore the rollback target, rewind, schedule the batch skips, log (and the back-off).
     ``skip``: batches to drop (default ``rollback_skip_batches``; 0 when the cause is not the
     data, as for a divergence)."""
-    snap = rollback_target(guard)
+    snap = target_for(guard, decision.damage)
     assert snap is not None  # the policy rolls back only when a snapshot exists
     restore(guard, snap, scheduler=owns_loop)
+    if decision.damage == "loss-divergence":
+        skip = 0 if skip is None else skip  # the cause is the LR, not the data
+        guard.divergence.rebase()
     # our loop rewinds with the scheduler; a framework keeps its own step numbering
     guard.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
     cfg = guard.config

@@ -80,6 +80,19 @@ class SnapshotStore:
         self.snapshots: deque[Snapshot] = deque(maxlen=keep)
         #: the state before the first update: the target when no snapshot was kept yet
         self.initial: Snapshot | None = None
+        #: the kept snapshot with the lowest smoothed train loss (the target of a divergence)
+        self.best: Snapshot | None = None
+        #: the weights of the best evaluation (the target of an eval rollback)
+        self.best_eval: Snapshot | None = None
+
+    def keep_best(self, snap: Snapshot, score: float | None) -> None:
+        """Keep ``snap`` as ``best`` when its ``score`` (lower is better) beats the best's."""
+        if score is None:
+            return
+        old = self.best.guard.get("score") if self.best is not None else None
+        if old is None or score <= old:
+            snap.guard["score"] = score
+            self.best = snap
 
     @staticmethod
     def capture(
@@ -135,12 +148,16 @@ class SnapshotStore:
         """Forget snapshots newer than ``step`` (they belong to a timeline that was rolled back)."""
         while self.snapshots and self.snapshots[-1].step > step:
             self.snapshots.pop()
+        if self.best is not None and self.best.step > step:
+            self.best = None
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "keep": self.keep,
             "snapshots": [_as_dict(s) for s in self.snapshots],
             "initial": _as_dict(self.initial) if self.initial is not None else None,
+            "best": _as_dict(self.best) if self.best is not None else None,
+            "best_eval": _as_dict(self.best_eval) if self.best_eval is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -148,8 +165,9 @@ class SnapshotStore:
         self.snapshots = deque(
             (Snapshot(**to_cpu(s)) for s in state["snapshots"]), maxlen=self.keep
         )
-        initial = state.get("initial")
-        self.initial = Snapshot(**to_cpu(initial)) if initial is not None else None
+        for name in ("initial", "best", "best_eval"):
+            saved = state.get(name)
+            setattr(self, name, Snapshot(**to_cpu(saved)) if saved is not None else None)
 
     def __len__(self) -> int:
         return len(self.snapshots)

@@ -110,6 +110,20 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
     """The policy's verdict, told which LR was last stable and whether the LR rose since."""
     if bad is None:
         return guard.policy.decide(None, can_rollback=False)
+    if bad == "divergence":
+        target = rollback.target_for(guard, "loss-divergence")
+        ep = guard.divergence.episodes[-1]
+        stable = float(target.guard.get("sched_lr") or scheduled_lr) if target else scheduled_lr
+        guard._cap_before = guard.policy.lr_cap
+        decision = guard.policy.damage(
+            f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (start "
+            f"{ep['start']:.4g}, best {ep['best']:.4g} at step {ep['best_step']}, now "
+            f"{ep['loss_ema']:.4g}) for {guard.divergence.patience} steps",
+            can_rollback=target is not None,
+            stable_lr=stable,
+        )
+        decision.damage = "loss-divergence"
+        return decision
     target = rollback.rollback_target(guard)
     stable = (
         float(target.guard.get("sched_lr") or scheduled_lr)
@@ -149,13 +163,18 @@ def classify(
     grad_spike = guard.grad_spikes.update(rec) is not None  # always fed: reported by finish()
     if cfg.spike_metric in ("grad_norm", "both") and grad_spike:
         spike = True
-    return "spike" if spike else None
+    if spike:
+        return "spike"
+    trend = guard.divergence.update(rec)  # clean steps only: a skipped loss is no evidence
+    if trend is not None and cfg.divergence_fraction is not None:
+        return "divergence"
+    return None
 
 
 def action_name(bad: object, loss_bad: bool) -> str | None:
     """The ``action`` a skipped step records in the run log."""
     if bad is None:
         return None
-    if bad == "spike":
+    if bad in ("spike", "divergence"):
         return "skip_spike"
     return "skip_nonfinite_loss" if loss_bad else "skip_nonfinite_grad"

@@ -12,6 +12,7 @@ Where the Trainer (transformers 5.x) steps, per optimizer step (after the accumu
     on_optimizer_step                             # we mark the AcceleratedOptimizer as skipped ...
     if not accelerator.optimizer_step_was_skipped:
         lr_scheduler.step()                       # ... so the schedule does not advance on a skip
+    evaluate → on_evaluate                        # the eval metric → guard.observe_eval
 
 The callback swaps the torch optimizer inside accelerate's ``AcceleratedOptimizer`` for the guard's
 ``GuardedOptimizer`` at ``on_train_begin`` and takes ``args.max_grad_norm`` as the guard's
@@ -138,6 +139,23 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             # HF's own averaged values ride along (e.g. its NaN-filtered "loss")
             self._pending.metrics.update({f"hf_{k}": v for k, v in numbers.items() if k != "epoch"})
 
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:  # fmt: skip
+        """The eval metric HF selects the best model by (``metric_for_best_model``, default
+        the eval loss) goes to ``guard.observe_eval``: worsening rolls back, a plateau lowers
+        the LR."""
+        if self.guard is None or not metrics:
+            return
+        if self._hook is None:
+            return  # an evaluate() after training: judge nothing, change no weights
+        key = args.metric_for_best_model or "loss"
+        key = key if key.startswith("eval_") else f"eval_{key}"
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.guard.observe_eval(float(value), mode="max" if args.greater_is_better else "min")
+
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self._flush()
         if self._hook is not None:
@@ -149,6 +167,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             args.max_grad_norm = self._saved_max_grad_norm
         if self.run_log is not None:
             self.run_log.close()
+            self.run_log = None  # an evaluate() after training logs nothing here
 
     # -- internals --------------------------------------------------------------------------------
     @staticmethod

@@ -9,6 +9,7 @@ Where Lightning 2.x steps with automatic optimization (per optimizer step)::
         guard checks + clip + step     # ... then norm -> checks -> clip -> inner step or skip
     update_lr_schedulers("step")
     on_train_batch_end                 # we write the run-log record here
+    ... validation loop → on_validation_end   # callback_metrics[monitor] → guard.observe_eval
 
 The callback replaces each ``trainer.strategy.optimizers`` entry by the guard's
 ``GuardedOptimizer`` at ``on_fit_start`` (after the strategy created and wrapped them, before a
@@ -50,9 +51,18 @@ __all__ = ["StableTrainCallback"]
 class StableTrainCallback(Callback):  # type: ignore[misc]
     """Guard every optimizer step of a Lightning ``Trainer`` and write a stabletrain run log."""
 
-    def __init__(self, config: GuardConfig | None = None, run_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        config: GuardConfig | None = None,
+        run_dir: str | None = None,
+        *,
+        monitor: str = "val_loss",
+        mode: str = "min",
+    ) -> None:
         self.config = config
         self.run_dir = run_dir
+        #: the logged validation metric passed to ``guard.observe_eval`` (and how it improves)
+        self.monitor, self.mode = monitor, mode
         self.guards: list[Guard] = []
         self.run_log: RunLog | None = None
         self._saved_clip: float | None = None
@@ -118,6 +128,16 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
             on_step=True,
             on_epoch=False,
         )
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """The monitored metric goes to ``guard.observe_eval`` (not during the sanity check)."""
+        if not self.guards or trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return  # not logged this validation (log it with self.log(monitor, ...))
+        for g in self.guards:
+            g.observe_eval(float(value), mode=self.mode)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         # e.g. TrainingAborted: the run log must still be closed (and flushed) for the doctor

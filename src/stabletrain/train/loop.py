@@ -235,6 +235,7 @@ def after_eval(
         StepRecord(step=st.step, epoch=st.epoch + 1, eval_loss=val_loss, eval_accuracy=val_acc)
     )
     echo(f"  eval: loss {val_loss:.4f}  accuracy {val_acc:.2%}")
+    p.guard.observe_eval(val_loss)  # worsening → best-eval weights, plateau → a lower LR
     if p.plateau is not None:
         before = current_lr(p.optimizer)
         p.plateau.step(val_loss)
