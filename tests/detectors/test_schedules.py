@@ -133,3 +133,16 @@ def test_lr_constant_near_miss_free_form_lambda_schedule(scenarios) -> None:
     facts = ConfigFacts()
     facts.set("schedule", "lambdalr", key="model.lr_scheduler")
     assert "lr-constant" not in _ids(replay(recs, facts, [LRScheduleDetector()]))
+
+
+def test_scheduler_late_near_miss_step_decay_after_a_noisy_plateau() -> None:
+    # a healthy StepLR run (no config): the loss flattens by epoch 15 and wiggles ±0.5 % until
+    # the LR step at epoch 30. Its lowest epoch (23) is just the luckiest one: nothing degraded
+    # while the scheduler waited, so the cut is not "late"
+    wiggle = [0.004, -0.003, 0.002, -0.005, 0.003, -0.002, 0.005, -0.004, 0.001, -0.001]
+    recs = []
+    for e in range(40):
+        loss = 0.6 + 1.4 * math.exp(-e / 2) + wiggle[e % 10] * 0.6
+        lr = 0.1 if e < 30 else 0.01
+        recs += [StepRecord(step=e * 10 + i, epoch=e, loss=loss, lr=lr) for i in range(10)]
+    assert "scheduler-late" not in {f.id for f in replay(recs, None, [LRScheduleDetector()])}

@@ -5,9 +5,11 @@ config facts:
 
 - ``scheduler-late`` (seed 001: best loss at epoch 10, spike at 13, ReduceLROnPlateau with
   patience 10 cut the LR at epoch 24 — "14 epochs too late"): the first LR cut (a drop of ≥ 20 % in
-  one record) came ≥ ``late_epochs`` after the best point of the loss series. Fires when the config
-  says plateau, or, without config, when the LR is piecewise constant (cuts only), so cosine decay
-  logged per epoch is not mistaken for a late cut.
+  one record) came ≥ ``late_epochs`` after the best point of the loss series, and the loss got
+  worse while the scheduler waited (its mean between the best and the cut ≥ 5 % and ≥ 3 σ of the
+  curve's own noise above the best: a noisy plateau's lowest point is only its luckiest). Fires
+  when the config says plateau, or, without config, when the LR is piecewise constant (cuts
+  only), so cosine decay logged per epoch is not mistaken for a late cut.
 - ``patience-conflict`` (seed 001: scheduler patience 10, early stopping 10): plateau patience ≥
   early-stopping patience, so early stopping ends the run before the LR can be cut. From facts;
   the log confirms it when the run ended with no LR cut.
@@ -19,6 +21,7 @@ import math
 from typing import TYPE_CHECKING
 
 from stabletrain.detectors.fixes import fmt, make_fix
+from stabletrain.detectors.robust import trend_noise
 from stabletrain.records import ConfigFacts, Finding, Fix
 
 if TYPE_CHECKING:
@@ -49,6 +52,13 @@ def late(det: LRScheduleDetector, facts: ConfigFacts) -> Finding | None:
     # Lateness in epochs, or (step-indexed evals) in evaluations after the best one.
     late = cut_x - best_x if unit == "epoch" else float(sum(x > best_x for x, _ in before))
     if late < det.late_epochs:
+        return None
+    # late only if the run got worse while the scheduler waited: the loss between the best and
+    # the cut sits above the best beyond the curve's own noise (and by ≥ 5 %); a noisy plateau's
+    # lowest point is just its luckiest one, and cutting after it is the scheduler doing its job
+    waited = [v for x, v in before if x > best_x]
+    excess = sum(waited) / len(waited) - best if waited else 0.0
+    if excess < max(3.0 * trend_noise([v for _, v in before]), 0.05 * abs(best)):
         return None
     spike = next(((x, v) for x, v in before if x > best_x and v >= 1.5 * best), None)
     patience = facts.number("plateau_patience")
