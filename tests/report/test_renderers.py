@@ -169,7 +169,8 @@ def test_every_report_starts_with_what_was_read() -> None:
     read = r.to_json()["read"]
     assert next(iter(r.to_json())) == "read"
     assert read["file"] == "runs/cnn" and read["format"] == "tensorboard"
-    assert read["dialect"] == "hf-trainer" and read["config"] == "none"
+    assert read["dialect"] == "hf-trainer"
+    assert read["config"] == "none given (the run's own settings read from training_args.json)"
     assert read["train_records"] == 400 and read["eval_records"] == 4
     assert read["roles"]["train/grad_norm"] == "grad_norm"
     assert read["lines_total"] == 1000 and read["understood"] == 0.95

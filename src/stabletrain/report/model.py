@@ -112,8 +112,15 @@ class Report:
             "lines_total": total,
             "lines_understood": understood,
             "understood": share,
-            "config": self.config or "none",
+            "config": self.config or self._own_settings(),
         }
+
+    def _own_settings(self) -> str:
+        """Without a config given: "none", and which files of the run the settings came from."""
+        files = sorted({f.file for f in self.facts.facts.values() if f.file})
+        if not files:
+            return "none"
+        return f"none given (the run's own settings read from {', '.join(files)})"
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report (strict JSON: non-finite floats become strings)."""
