@@ -65,20 +65,21 @@ def render(report: Report, *, width: int = 100, color: bool = False) -> str:
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
 
 
-def _header(report: Report) -> Text:
+def _header(report: Report) -> RenderableType:
     s = report.summary()
-    t = Text()
-    t.append(f"stabletrain {report.kind}: ", style="bold")
-    t.append(report.source or "")
+    # what was read, as a grid: a long path or metric list wraps under its text, not its label
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold dim", no_wrap=True, min_width=11)
+    grid.add_column(style="dim", overflow="fold")
     for label, value in read_items(report, s):
-        t.append(f"\n  {label + ':':11} ", style="bold dim")
-        t.append(value, style="dim")
-    t.append("\n")
+        grid.add_row(f"{label}:", value)
+    verdict = Text()
     worst = report.worst_severity
     style = _STYLE.get(worst or "", "green") if report.problems else "bold green"
-    t.append("Verdict: ", style="bold")
-    t.append(headline(report.counts()), style=style)
-    return t
+    verdict.append("Verdict: ", style="bold")
+    verdict.append(headline(report.counts()), style=style)
+    title = Text(f"stabletrain {report.kind}", style="bold")
+    return Group(title, Padding(grid, (0, 0, 0, 2), expand=False), verdict)
 
 
 def _finding(f: Finding, report: Report, order: list[str], index: int) -> RenderableType:
