@@ -262,3 +262,14 @@ def test_a_huge_line_is_skipped_in_linear_time(tmp_path: Path) -> None:
     assert [r.step for r in data.records] == [14, 15]
     assert (data.lines_total, data.lines_understood) == (3, 2)
     assert any("longer than" in n for n in data.notes)
+
+
+def test_prose_and_code_that_mention_metrics_are_no_training_records() -> None:
+    """This project's README and the guard's source mention losses, clip values and epochs in
+    prose; none of it is a training record (a junk record would get a verdict)."""
+    root = Path(__file__).parents[2]
+    for f in (root / "README.md", root / "src" / "stabletrain" / "guard" / "guard.py"):
+        data = text.read(f)
+        assert data.raw == [], f.name
+        assert data.lines_understood is not None and data.lines_total is not None
+        assert data.lines_understood < data.lines_total / 5

@@ -309,6 +309,8 @@ class _Reader:
         if is_eval:
             if self.header_step is not None and self.header_step > self.last_train:
                 return self.header_step, False
+            if not primary and self.header_step is None and epoch is None and pos is None:
+                return None, False  # ``the last 4096 ...`` under a ``## Evaluation`` heading
             return max(self.last_train, 0), False
         e = epoch if epoch is not None else self.epoch
         if pos is not None:
@@ -394,6 +396,8 @@ class _Reader:
         else:
             kind, field_, _ = classify(snake)
             words = base.split(" ")
+            if len(words) > 3:
+                words = []  # ``Non-finite weights make every loss`` is prose, not a loss
             while field_ is None and kind != "skip" and len(words) > 1:
                 words = words[1:]
                 if len(words) == 1 and words[0] != "loss":
