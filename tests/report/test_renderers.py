@@ -227,3 +227,12 @@ def test_markdown_escapes_names_that_come_from_the_users_files() -> None:
     for part in outside_code:
         assert "<img" not in part
     assert "&lt;img" in out
+
+
+def test_values_at_the_float_range_edge_are_marked_not_drawn(tmp_path: Path) -> None:
+    # a grad norm of 1e308 is finite, but no axis can be scaled to it: marked like inf
+    recs = [StepRecord(step=i, loss=1.0 / (i + 1), grad_norm=1e308 if i % 5 == 0 else 1.0,
+                       lr=1e-3, loss_scale=1e300) for i in range(50)]  # fmt: skip
+    panels = plots.render_panels(_report([], recs))
+    assert set(panels) == {"loss", "grad_norm", "lr", "loss_scale"}
+    assert all(png.startswith(b"\x89PNG") for png in panels.values())

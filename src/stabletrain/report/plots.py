@@ -21,6 +21,9 @@ from stabletrain.report.model import Report
 
 #: Points per line above which a series is min/max decimated.
 MAX_POINTS = 4000
+#: values beyond this magnitude cannot be drawn (matplotlib's autoscaling overflows near the
+#: float range's edge): they are marked along the top edge with the non-finite ones
+PLOTTABLE = 1e150
 PANELS = ("loss", "grad_norm", "lr", "loss_scale")
 _TITLES = {
     "loss": "Loss",
@@ -42,12 +45,12 @@ def _pyplot() -> Any:
 
 
 def series(records: Sequence[StepRecord], attr: str) -> tuple[list[float], list[float]]:
-    """``(steps, values)`` of the finite values of one field."""
+    """``(steps, values)`` of the drawable values of one field (finite, within ``PLOTTABLE``)."""
     xs: list[float] = []
     ys: list[float] = []
     for r in records:
         v = getattr(r, attr)
-        if v is not None and math.isfinite(v):
+        if v is not None and math.isfinite(v) and abs(v) <= PLOTTABLE:
             xs.append(float(r.step))
             ys.append(float(v))
     return xs, ys
@@ -76,7 +79,7 @@ def _nonfinite_steps(records: Sequence[StepRecord], attr: str) -> list[float]:
     out = []
     for r in records:
         v = getattr(r, attr)
-        if v is not None and not math.isfinite(v):
+        if v is not None and not (math.isfinite(v) and abs(v) <= PLOTTABLE):
             out.append(float(r.step))
     return out
 
