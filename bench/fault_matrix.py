@@ -8,8 +8,10 @@ LSTM as character LMs on the Python standard library's sources. Each run is 200 
 ``skipclip`` (the hand-written skip-non-finite + clip 1.0 loop), ``guard`` (``default`` preset)
 and ``guard_adaptive`` (``adaptive`` preset), all from ``baselines.py``. The guard is used
 through its public API only (``stabletrain.Guard``, ``GuardConfig.preset``); when it has
-``observe_eval`` it gets the val loss after every eval (detected with ``hasattr``, so the same
-script runs on the code before and after that method exists).
+``observe_eval`` it gets the val loss after every eval, and when it has ``autocast`` its fp16
+runs put the forward under ``guard.autocast(dtype=torch.float16)`` so it may fall back to a wider
+dtype (``--torch-autocast`` keeps ``torch.autocast``); both are detected with ``hasattr``, so the
+same script runs on the code before and after they exist.
 
 Scenarios, with the outcome a robust guard should reach, written BEFORE the guard ran on them
 (fault sizes were set by running ``none`` only). T = TUNE half, H = HELD-OUT half, decided here
@@ -128,6 +130,9 @@ METHODS: dict[str, tuple[Method, Any]] = {
     "guard": ("guard", None),  # the --guard-preset option's preset (default: "default")
     "guard_adaptive": ("guard", "adaptive"),
 }
+#: guard methods run their fp16 forward under ``Guard.autocast`` when the guard has it (it may
+#: then fall back to bf16/fp32); ``--torch-autocast`` keeps ``torch.autocast`` for every method
+GUARD_AUTOCAST = True
 #: raw digits pixel counts (0..16) as 16-bit units (0..65535)
 RAW16 = 4096.0
 
@@ -298,13 +303,15 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     try:
         stepper = make_stepper(kind, model, opt, scaler, sched, preset)
         guard = getattr(stepper, "guard", None)
-        use_guard_autocast = sc.fp16_autocast and guard is not None and hasattr(guard, "autocast")
+        use_guard_autocast = (
+            GUARD_AUTOCAST and sc.fp16_autocast and guard is not None and hasattr(guard, "autocast")
+        )
         micro = 0
         for x, y in stepper.batches(batches):
             if sc.fp16_params:
                 x = x.half()
             if use_guard_autocast:
-                ctx: Any = guard.autocast("cpu", dtype=torch.float16)  # type: ignore[union-attr]
+                ctx: Any = guard.autocast(dtype=torch.float16, device_type="cpu")  # type: ignore[union-attr]
             else:
                 ctx = torch.autocast("cpu", dtype=torch.float16, enabled=sc.fp16_autocast)
             with ctx:
@@ -523,11 +530,19 @@ def main() -> None:
     ap.add_argument("--halves", default="stable,tune,held-out", help="comma-separated subset")
     ap.add_argument("--out", type=Path, help="write every run's result here as JSON")
     ap.add_argument(
+        "--torch-autocast",
+        action="store_true",
+        help="guard methods use torch.autocast too, not Guard.autocast (the guard cannot then "
+        "change the dtype)",
+    )
+    ap.add_argument(
         "--report", type=Path, help="print the tables of a saved --out file, run nothing"
     )
     add_guard_options(ap)
     args = ap.parse_args()
     apply_guard_options(args)
+    global GUARD_AUTOCAST
+    GUARD_AUTOCAST = not args.torch_autocast
     torch.set_num_threads(1)
     quiet = logging.getLogger("stabletrain")
     quiet.setLevel(logging.INFO)  # kept by _Capture per run, never printed
