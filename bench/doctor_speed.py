@@ -12,8 +12,10 @@ stabletrain. ``--big N`` adds an N-row CSV for stabletrain alone (memory must st
     .venv/bin/python bench/doctor_speed.py --parsers            # polars vs pyarrow, same files
     .venv/bin/python bench/doctor_speed.py --profile            # one diagnosis's time by stage
 
-Commands run: ``stabletrain doctor F --format json --fail-on never``, ``runmedic diagnose --json
-F``, ``trainproof doctor --json F`` (stdout to /dev/null). The machine is shared: run it twice.
+Commands run: ``stabletrain doctor F --format json``, ``runmedic diagnose --json F``,
+``trainproof doctor --json F`` (stdout to /dev/null; exit 0 or 1 both count as a diagnosis).
+The machine is shared: run it twice. ``PYTHONPATH=/work/base/src`` before the command measures
+the session-start code.
 
 ``--readers``: the older in-process reader benchmark — a stabletrain run log and a TensorBoard file
 (written with our own TFRecord framing and a numpy CRC-32C, since ``SummaryWriter`` needs ~160 µs
@@ -274,8 +276,6 @@ def tools(bin_dir: Path) -> dict[str, list[str]]:
             "{f}",
             "--format",
             "json",
-            "--fail-on",
-            "never",
         ],
         "runmedic": [str(bin_dir / "runmedic"), "diagnose", "--json", "{f}"],
         "trainproof": [str(bin_dir / "trainproof"), "doctor", "--json", "{f}"],
