@@ -20,6 +20,7 @@ from torch import nn
 from stabletrain.errors import ConfigError, TrainingAborted
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard
+from stabletrain.guard.precision import STOP_AFTER, Precision
 from stabletrain.logs.runlog import RunLog
 
 
@@ -285,3 +286,52 @@ def test_an_eval_plateau_lowers_the_lr_after_three_evaluations(
     assert "0.1 → 0.05" in event["message"]
     with pytest.raises(ConfigError, match="mode"):
         guard.observe_eval(0.8, mode="min")
+
+
+def _raw_units(h: SimpleNamespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs left in raw 16-bit units (up to 65504, a forgotten normalisation): every fp16
+    forward through a 32→64→2 MLP overflows in its first layer."""
+    x, y = h.linear_data()
+    return ((x + 4.0) * 20000.0).clamp(0.0, 65504.0), y
+
+
+def test_fp16_forward_overflow_under_guard_autocast_falls_back_to_bf16(
+    h: SimpleNamespace, tmp_path: Path
+) -> None:
+    x, y = _raw_units(h)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    with RunLog(tmp_path, tensorboard=False) as run_log:
+        guard = Guard(model, opt, scaler=scaler, run_log=run_log)
+        outs = []
+        for i in range(20):
+            with guard.autocast():
+                logits = model(x[i * 32 : (i + 1) * 32])
+            outs.append(guard.step(F.cross_entropy(logits.float(), y[i * 32 : (i + 1) * 32])))
+    assert [o.applied for o in outs[:3]] == [False] * 3  # fp16: inf on every forward
+    assert all(o.applied for o in outs[3:])  # bf16 from the 4th step on
+    (event,) = [e for e in _events(tmp_path) if e["event"] == "precision-fallback"]
+    assert event["data"]["old"] == "fp16" and event["data"]["new"] == "bf16"
+    assert guard.precision.dtype == torch.bfloat16 and guard.policy.rollbacks == 0
+    state = guard.state_dict()["precision"]
+    assert state["dtype"] == "bf16"
+
+
+def test_precision_rule_falls_back_when_owned_and_stops_when_not() -> None:
+    owned = Precision(patience=3)
+    owned.autocast("cpu", None)
+    seen = [owned.observe(loss_nonfinite=True, skipped=True, scale_collapsed=False)
+            for _ in range(3)]  # fmt: skip
+    assert seen == [None, None, "fallback"]
+    assert owned.fall_back() == (torch.float16, torch.bfloat16)
+    assert owned.observe(loss_nonfinite=True, skipped=True, scale_collapsed=True) is None
+    foreign = Precision(patience=3)  # the user's own autocast: the guard cannot change it
+    assert foreign.observe(loss_nonfinite=False, skipped=True, scale_collapsed=True) is None
+    seen = [foreign.observe(loss_nonfinite=False, skipped=True, scale_collapsed=False)
+            for _ in range(STOP_AFTER)]  # fmt: skip
+    assert seen[-1] == "stop" and seen[:-1] == [None] * (STOP_AFTER - 1)
+    a_nan_cluster = Precision(patience=3)  # no scaler trouble: non-finite losses are data
+    assert {a_nan_cluster.observe(loss_nonfinite=True, skipped=True, scale_collapsed=False)
+            for _ in range(30)} == {None}  # fmt: skip

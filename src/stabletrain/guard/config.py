@@ -147,6 +147,10 @@ class GuardConfig:
     that overfits again is not aborted)."""
 
     # -- AMP and distribution ---------------------------------------------------------------
+    precision_patience: int = 3
+    """Under ``guard.autocast()`` at fp16: this many non-finite losses in a row (or a loss-scale
+    collapse) switch the forward to bf16 (fp32 where bf16 is unsupported); see
+    ``guard/precision.py``."""
     scale_collapse: float = 1.0
     """A GradScaler scale at or below this is a collapse (finding: switch to bf16)."""
     grads_unscaled: bool = False
@@ -180,6 +184,7 @@ class GuardConfig:
             "read_every",
             "divergence_span",
             "eval_worse_patience",
+            "precision_patience",
         )
         if self.escalate_reset is not None and self.escalate_reset < 1:
             raise ConfigError(

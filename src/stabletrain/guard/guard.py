@@ -60,6 +60,7 @@ from stabletrain.guard import clipping, immediate, rollback, sync_free
 from stabletrain.guard.buffers import BufferKeeper
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.evaluation import EvalWatch
+from stabletrain.guard.precision import Precision, dtype_name
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.integrity import WeightCheck
@@ -117,6 +118,8 @@ class Guard:
         )
         #: the eval rule (``observe_eval``)
         self.evals = EvalWatch(cfg)
+        #: the autocast dtype when the forward runs under ``guard.autocast()``
+        self.precision = Precision(cfg.precision_patience)
         self.loss_scale = LossScaleDetector(collapse_scale=cfg.scale_collapse)
         #: clip-saturated / clip-near-threshold over the run (the doctor's detector, fed live)
         self.clipping = ClippingDetector()
@@ -299,6 +302,35 @@ class Guard:
         Returns the outcomes it resolved (none on the immediate path: it has nothing queued)."""
         return sync_free.flush(self)
 
+    def autocast(
+        self, dtype: torch.dtype | None = None, device_type: str | None = None
+    ) -> torch.autocast:
+        """The autocast context for the forward, owned by the guard: ``dtype`` (fp16 by
+        default) until the evidence says fp16 cannot hold the run, then bf16 (or fp32)::
+
+            with guard.autocast():
+                loss = loss_fn(model(x), y)
+            guard.step(loss)
+        """
+        if device_type is None:
+            params = self._param_list()
+            device_type = params[0].device.type if params else "cpu"
+        return self.precision.autocast(device_type, dtype)
+
+    def fall_back_precision(self, evidence: str) -> None:
+        """Switch the guard's autocast to the next wider dtype (logged old → new) and reset the
+        GradScaler's scale to 1: bf16 and fp32 need no scaling."""
+        old, new = self.precision.fall_back()
+        if self.scaler is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict({**self.scaler.state_dict(), "scale": 1.0})
+        self._event(
+            "precision-fallback",
+            f"autocast {dtype_name(old)} → {dtype_name(new)} after {evidence} (fp16's range "
+            "ends at 65504)",
+            "warning",
+            {"old": dtype_name(old), "new": dtype_name(new), "evidence": evidence},
+        )
+
     def observe_eval(self, value: float, *, mode: str = "min") -> str | None:
         """Tell the guard an evaluation's result (``mode``: "min" for a loss, "max" for an
         accuracy). Sustained worsening → roll back to the best-eval weights and lower the LR; a
@@ -462,6 +494,7 @@ class Guard:
                 "divergence": self.divergence.state_dict(),
             },
             "evals": self.evals.state_dict(),
+            "precision": self.precision.state_dict(),
             "health": self.health.state_dict(),
             "snapshots": self.snapshots.state_dict(),
             "weights": self.weights.state_dict(),
@@ -485,6 +518,8 @@ class Guard:
         dets = state.get("detectors", {})
         if "evals" in state:
             self.evals.load_state_dict(state["evals"])
+        if "precision" in state:
+            self.precision.load_state_dict(state["precision"])
         for name in ("loss_spikes", "grad_spikes", "nonfinite", "loss_scale", "clipping",
                      "divergence"):  # fmt: skip
             if name in dets:

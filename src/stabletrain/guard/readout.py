@@ -50,15 +50,19 @@ def read_step(
         lt = rank_mean_loss(lt)
         loss_bad, has_loss = bool(flag[0]), bool(flag[1])  # host sync: decision needs it
     scale_t: torch.Tensor = torch.zeros((), device=dev)
-    if scaler_on and scaler is not None:
-        scale_t = scaler._get_scale_async() or scale_t
+    # (``is None``, never ``or``: the truth value of a device tensor is a host read)
+    live = scaler._get_scale_async() if scaler_on and scaler is not None else None
+    if live is not None:
+        scale_t = live
     # host sync: the one packed read per step (loss, norm, scale) the decisions are made on
     loss_v, norm_v, scale_v = torch.stack(
         [lt.float(), norm_t.float(), scale_t.to(dev).float()]
     ).tolist()
     if loss_bad and has_loss and math.isfinite(loss_v):
         loss_v = float("nan")  # the mean over ranks hid a rank's NaN: report it as such
-    return (loss_v if has_loss else None), norm_v, (scale_v if scaler_on else None), loss_bad
+    # no scale before the scaler's first scale() (a non-finite first loss skipped it)
+    has_scale = scaler_on and live is not None
+    return (loss_v if has_loss else None), norm_v, (scale_v if has_scale else None), loss_bad
 
 
 def rank_mean_loss(loss: torch.Tensor) -> torch.Tensor:

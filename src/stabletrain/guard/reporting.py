@@ -8,12 +8,14 @@ Functions over the Guard they serve, shared by both step paths (``immediate.py``
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from stabletrain.errors import TrainingAborted
 from stabletrain.guard import rollback
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Decision
+from stabletrain.guard.precision import STOP_AFTER
 from stabletrain.guard.report import abort_finding
 
 if TYPE_CHECKING:
@@ -54,6 +56,25 @@ def after_step(
     if amp is not None:
         guard.findings.append(amp)
         guard._event("loss-scale-collapse", amp.title, "error", dict(amp.evidence))
+    loss_bad = outcome.loss is not None and not math.isfinite(outcome.loss)
+    action = guard.precision.observe(
+        loss_nonfinite=loss_bad,
+        skipped=bool(outcome.skipped),
+        scale_collapsed=amp is not None and amp.id == "loss-scale-collapse",
+    )
+    if action == "fallback":
+        guard.fall_back_precision(
+            "a loss-scale collapse" if amp is not None else
+            f"{guard.precision.patience} non-finite losses in a row under fp16"
+        )  # fmt: skip
+    elif action == "stop":
+        decision = Decision(
+            "abort",
+            reason=f"the fp16 loss scale collapsed and {STOP_AFTER} more steps were skipped; "
+            "the autocast dtype is not the guard's to change",
+            damage="loss-scale-collapse",
+        )
+        abort(guard, decision, None, outcome.step)
     guard.health.add(outcome)
     guard.last_outcome = outcome
     guard._resolved.append(outcome)
