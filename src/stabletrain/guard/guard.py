@@ -60,13 +60,13 @@ from stabletrain.guard import clipping, immediate, rollback, sync_free
 from stabletrain.guard.buffers import BufferKeeper
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.evaluation import EvalWatch
-from stabletrain.guard.precision import Precision, dtype_name
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.integrity import WeightCheck
 from stabletrain.guard.optimizer import GuardedOptimizer
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Policy
+from stabletrain.guard.precision import Precision, dtype_name
 from stabletrain.guard.readout import is_distributed
 from stabletrain.guard.snapshots import Snapshot, SnapshotStore
 from stabletrain.logs.runlog import RunLog
