@@ -263,3 +263,53 @@ def test_polars_and_python_paths_read_the_same(
     fast = [list(read_run(f).records) for f in (c, j)]
     assert [list(map(repr, r)) for r in fast] == [list(map(repr, r)) for r in python]
     assert any(r.kind == "eval" and r.metrics == {"eval_f1": 0.5} for r in fast[1])
+
+
+def test_huge_and_infinite_numbers_are_data(tmp_path: Path) -> None:
+    big = "9" * 400
+    j = tmp_path / "log.jsonl"
+    j.write_text("".join(f'{{"step": {i}, "loss": {big if i == 7 else 1.0}}}\n' for i in range(20)))
+    c = tmp_path / "log.csv"
+    c.write_text("step,loss\n" + "".join(f"{i},{big if i == 7 else 1.0}\n" for i in range(20)))
+    state = tmp_path / "trainer_state.json"
+    rows = [{"step": i, "loss": 1.0, "epoch": "Infinity" if i == 3 else i / 10} for i in range(20)]
+    state.write_text(
+        json.dumps({"log_history": rows}).replace('"Infinity"', "Infinity"), encoding="utf-8"
+    )
+    for f in (j, c):
+        assert read_run(f).records[7].loss == math.inf
+        assert main(["doctor", str(f), "--format", "json", "--fail-on", "never"]) == 0
+    assert read_run(state).records[3].epoch == math.inf
+    assert main(["doctor", str(state), "--format", "json", "--fail-on", "never"]) == 0
+
+
+def test_yolov5_results_csv_with_padded_cells(tmp_path: Path) -> None:
+    # YOLOv5's train.py writes every name and value padded to 20 characters ('%20s' / '%20.5g')
+    keys = ["epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision"]
+    keys += ["metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss"]
+    keys += ["val/obj_loss", "val/cls_loss", "x/lr0", "x/lr1", "x/lr2"]
+    lines = [",".join(f"{k:>20}" for k in keys)]
+    for e in range(5):
+        vals = [
+            e,
+            0.1 / (e + 1),
+            0.03,
+            0.02,
+            0.5,
+            0.4,
+            0.3,
+            0.2,
+            0.05,
+            0.02,
+            0.01,
+            0.07,
+            0.001,
+            0.001,
+        ]
+        lines.append(",".join(f"{v:>20.5g}" for v in vals))
+    f = tmp_path / "results.csv"
+    f.write_text("\n".join(lines) + "\n")
+    data = read_run(f)
+    assert data.dialect == "ultralytics" and [r.step for r in data.train] == [0, 1, 2, 3, 4]
+    assert data.train[1].loss == pytest.approx(0.05 + 0.03 + 0.02) and data.train[1].lr == 0.07
+    assert data.evals[0].eval_loss == pytest.approx(0.08)

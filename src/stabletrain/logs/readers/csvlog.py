@@ -7,9 +7,10 @@ Dialects (from the header, and for TensorBoard from the file name):
   ``train_loss``, ``val_loss``, ``lr-AdamW``...).
 - Keras ``CSVLogger``: one row per epoch (``epoch,loss,accuracy,val_loss,...``); the epoch is
   the step.
-- ultralytics ``results.csv``: padded names (``   train/box_loss``), one row per epoch; the train
-  loss is the sum of the ``train/*_loss`` components (what the trainer backpropagates, per image),
-  the eval loss the sum of ``val/*_loss``, the LR ``lr/pg0``; mAP/precision/recall are eval metrics.
+- ultralytics ``results.csv`` (YOLOv8+, and YOLOv5's with names and cells padded to 20
+  characters): one row per epoch; the train loss is the sum of the ``train/*_loss`` components
+  (what the trainer backpropagates, per image), the eval loss the sum of ``val/*_loss``, the LR the
+  first param group's (``lr/pg0``, YOLOv5 ``x/lr0``); mAP/precision/recall are eval metrics.
 - W&B chart export: ``Step`` plus ``"<run> - <metric>"`` columns with ``__MIN``/``__MAX``
   companions (the band W&B draws when it samples); the companions are left out, and a file
   holding several runs is read for its first run (the note names the others).
@@ -246,7 +247,7 @@ def _dialect(path: Path, names: list[str]) -> str | None:
     if (
         "epoch" in low
         and any(n.startswith(("train/", "metrics/", "val/")) for n in low)
-        and any(n.startswith("lr/pg") for n in low)
+        and any(n.startswith(("lr/pg", "x/lr")) for n in low)
     ):
         return "ultralytics"
     if "epoch" in low and not set(low) & set(_STEPS):
@@ -325,6 +326,7 @@ def _ultralytics(names: list[str], cols: dict[str, Column], data: RunData) -> No
         if n.startswith("metrics/"):
             cols[f"val_{n[len('metrics/') :]}"] = cols.pop(n)
             names[names.index(n)] = f"val_{n[len('metrics/') :]}"
-    if "lr/pg0" in cols:
-        cols["lr"] = cols.pop("lr/pg0")
-        names[names.index("lr/pg0")] = "lr"
+    for first in ("lr/pg0", "x/lr0"):  # ultralytics 8 / YOLOv5: the first param group
+        if first in cols and "lr" not in cols:
+            cols["lr"] = cols.pop(first)
+            names[names.index(first)] = "lr"

@@ -18,6 +18,7 @@ Limits: a cell that is not a number is empty (as ``fields.to_float`` makes it); 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -50,7 +51,10 @@ def floats(values: Any) -> Column:
                 cache[v] = _parse(v)
             x = cache[v]
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            x = float(v)
+            try:
+                x = float(v)
+            except OverflowError:  # an integer beyond a double's range: data, not a crash
+                x = math.inf if v > 0 else -math.inf
         if x is not None:
             out[i], empty[i] = x, False
     return out, (empty if empty.any() else None)
