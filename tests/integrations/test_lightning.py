@@ -178,3 +178,24 @@ def _ddp_main(root: Path) -> None:
 
 if __name__ == "__main__":
     _ddp_main(Path(sys.argv[1]))
+
+
+class DigitsWithVal(DigitsMLP):
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self.net(x), y))
+
+
+def test_validation_metric_reaches_observe_eval(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = DigitsWithVal()
+    train = torch.utils.data.DataLoader(digits(None), batch_size=BATCH, shuffle=False)
+    val = torch.utils.data.DataLoader(digits(None), batch_size=64, shuffle=False)
+    cb = StableTrainCallback()
+    L.Trainer(
+        callbacks=[cb], accelerator="cpu", devices=1, max_epochs=3, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, logger=False,
+        default_root_dir=str(tmp_path), num_sanity_val_steps=2,
+    ).fit(model, train, val)  # fmt: skip
+    assert cb.guard.evals.count == 3  # one per epoch, not the sanity check
+    assert cb.guard.evals.best is not None and cb.guard.evals.best < 2.3
