@@ -273,3 +273,36 @@ def test_prose_and_code_that_mention_metrics_are_no_training_records() -> None:
         assert data.raw == [], f.name
         assert data.lines_understood is not None and data.lines_total is not None
         assert data.lines_understood < data.lines_total / 5
+
+
+def test_timm_train_lines_phase_label_holds_the_epoch() -> None:
+    data = read_run(_log("timm_mobilenet_814"))  # "Train: 1 [ 350/5004 (  7%)]  Loss: ..."
+    train = _train(data)
+    assert [(r.step, r.epoch) for r in train][:2] == [(350, 1.0), (400, 1.0)]
+    assert train[0].loss == 6.732388 and train[0].lr == 0.02133 and train[0].step_time == 1.271
+    assert "Train" not in data.roles and not any("numbered" in n for n in data.notes)
+
+
+def test_lightning_progress_bar_redraws() -> None:
+    data = read_run(_log("lightning_progress_4225"))
+    # the postfix shows the loss of the step before until it is updated: the latest per step wins
+    assert [(r.step, r.loss) for r in data.records] == [
+        (1, 10.473),
+        (2, 10.224),
+        (3, 10.047),
+        (4, 9.926),
+        (5, 9.847),
+    ]
+    assert data.records[0].step_time == 8.77 and "v_num" not in data.roles
+    assert "Training" not in data.roles  # "Training:   0%|" is a label, not a metric
+
+
+def test_sagemaker_mpirun_prefix_and_escaped_carriage_returns() -> None:
+    data = read_run(_log("lightning_sagemaker_mpi_6"))  # "[1,mpirank:0,algo-1]<stdout>:#015Epoch 0"
+    assert [(r.step, r.kind, r.rank) for r in data.raw] == [
+        (1, "train", 0),
+        (2, "train", 0),
+        (2, "eval", 0),
+    ]
+    assert data.raw[2].eval_accuracy == 0.166 and "mpirank" not in data.roles
+    assert any("redraw" in n for n in data.notes)

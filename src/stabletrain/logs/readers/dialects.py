@@ -98,6 +98,8 @@ _IGNORE = frozenset(
         "remaining_time",
         "total_flos",
         "train_runtime",
+        "v_num",  # Lightning's logger version
+        "dataloader",
     }
 )
 

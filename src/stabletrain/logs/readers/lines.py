@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 __all__ = ["Item", "dict_items", "items", "normalise", "strip_ansi", "to_number"]
 
+#: a tqdm-style position may carry its share in parentheses: ``[ 350/5004 (  7%)]`` (timm)
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _WORDS = r"nan|NaN|NAN|inf|Inf|INF|Infinity|infinity"
 #: a number, or a non-finite word; after a bare space the word must not start a phrase
@@ -48,13 +50,14 @@ _UNIT = r"ms/step|us/step|µs/step|s/step|sec/step|s/it|it/s|ms|us|µs|sec|s|%|G
 _ITEM = re.compile(
     rf"(?:(?<![\w@/.\-])(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)(?:\s*\((?P<tag>[A-Za-z/%]{{1,8}})\))?"
     rf"(?:\s*[:=]\s*|\s+))?"
-    rf"(?P<lb>\[\s*)?(?P<num>{_NUM})(?:\s*/\s*(?P<tot>\d+))?(?(lb)\s*\])"
+    rf"(?P<lb>\[\s*)?(?P<num>{_NUM})(?:\s*/\s*(?P<tot>\d+))?(?(lb)(?:\s*\(\s*\d+%\))?\s*\])"
     rf"(?:\s?(?P<unit>{_UNIT}))?"
     r"(?=[\s,;|)\]}\[(]|[:.]\s|[:.]$|$)"
 )
 _QUOTE = re.compile(r"^(?:\s*>)+\s?")
 _RANK = re.compile(
-    r"^\s*(?:\[(?:rank|default)\s*(\d+)\]\s*:?|(?:rank|RANK|Rank)\s*(\d+)\s*:|\[\d+,(\d+)\]<std\w+>:)\s*"
+    r"^\s*(?:\[(?:rank|default)\s*(\d+)\]\s*:?|(?:rank|RANK|Rank)\s*(\d+)\s*:"
+    r"|\[\d+,(?:mpirank:)?(\d+)[^\]]{0,40}\]<std\w+>:)\s*"
 )
 _TIME = re.compile(
     r"^\[?(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}(?:/\d{2,4})?)[ T]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?"
@@ -78,7 +81,11 @@ class Item(NamedTuple):
 
 
 def strip_ansi(text: str) -> str:
-    """``text`` without ANSI colour/cursor codes (cheap when there are none)."""
+    """``text`` without ANSI colour/cursor codes (cheap when there are none); the ``#015``/``#033``
+    escapes some log collectors (SageMaker, syslog) write for carriage return and ESC are read as
+    those characters first."""
+    if "#015" in text or "#033" in text:
+        text = text.replace("#015", "\r").replace("#033", "\x1b")
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 

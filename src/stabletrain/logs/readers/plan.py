@@ -27,6 +27,19 @@ _DIGITS = b"0123456789"
 _NUMBER_BYTES = bytes(c if c in b"0123456789.eE+-," else 32 for c in range(256))
 _RUN = re.compile(rb"\S+")
 _SPACES = re.compile(r"\s+")
+_PHASES = {
+    "train": False,
+    "training": False,
+    "test": True,
+    "testing": True,
+    "eval": True,
+    "evaluation": True,
+    "val": True,
+    "valid": True,
+    "validation": True,
+    "validation dataloader": True,
+    "validating": True,
+}
 _NOT_STEP = (" per ", "skipped", "nan ", "number of")
 #: seconds per step from a bare rate (``132.41s/it``, ``2ms/step``); ``it/s`` is inverted
 _RATE = {"s/it": 1.0, "s/step": 1.0, "sec/step": 1.0, "ms/step": 1e-3, "us/step": 1e-6}
@@ -84,6 +97,8 @@ class LinePlan:
     marker: bool | None = None
     iter_lines: bool = False
     epoch_header: bool = False
+    #: a progress bar (a position and a rate: tqdm, Lightning, Keras): its redraws repeat records
+    bar: bool = False
     #: values that are words in this shape (``nan``, ``inf``): indexes ``n``, ``n + 1``... point here
     extra: list[bytes] = field(default_factory=list)
     #: the reader's per-split compilation of ``metrics`` (see ``text._Reader``)
@@ -161,6 +176,15 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
                 plan.split = True
             elif t == "train":
                 plan.split = False
+        if key in _PHASES:
+            # ``Train: 1 [ 350/5004 (7%)]`` (timm): a phase label holding the epoch; ``Training:``,
+            # ``Validation DataLoader 0:`` (Lightning bars): a label, not a metric
+            if plan.split is None:
+                plan.split = _PHASES[key]
+            if it.total is None and " [" in line[it.start : it.start + len(it.name) + 24]:
+                plan.epoch = idx
+                plan.epoch_header = True
+            continue
         last = key.rsplit(" ", 1)[-1]
         if (key in dl.STEP_WORDS or last in dl.STEP_WORDS) and not any(w in key for w in _NOT_STEP):
             is_global = "global" in key
@@ -177,6 +201,7 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
         if first_metric < 0:
             first_metric = it.start
         plan.metrics.append(Metric(idx, name, key, it.unit or tag))
+    plan.bar = plan.pos is not None and (plan.rate is not None or "it/s" in line)
     if plan.metrics and plan.split is None:
         plan.split = dl.eval_marker(line[:first_metric])
     elif not plan.metrics:

@@ -129,22 +129,29 @@ class _Reader:
         self.epoch_steps = False  # per-epoch lines numbered by their epoch
         self.skipped_by_repeat = 0
         self.long_lines = 0
+        self.redraws = 0  # progress-bar lines that repeated the bar's previous record
+        self.bar = False  # the line being read is a progress bar
 
     # -- the pass -------------------------------------------------------------------------------
 
     def read(self, text: str) -> RunData:
         data = self.data
         total = 0
-        for raw in strip_ansi(text).replace("\r", "\n").split("\n"):
-            line, rank = normalise(raw)
-            if not line or line[0] == "#":  # a comment or a markdown heading
-                continue
-            total += 1
-            if len(line) > _MAX_LINE:
-                self.long_lines += 1  # no logger prints this: a blob, not a record
-                continue
-            if self._line(line, rank):
-                self.understood += 1
+        for physical in strip_ansi(text).split("\n"):
+            line, rank = normalise(physical)
+            # tqdm redraws: each carriage-return segment is a line, printed by the same rank
+            for part in line.split("\r") if "\r" in line else (line,):
+                if part is not line:
+                    part, inner = normalise(part)
+                    rank = rank if inner is None else inner
+                if not part or part[0] == "#":  # a comment or a markdown heading
+                    continue
+                total += 1
+                if len(part) > _MAX_LINE:
+                    self.long_lines += 1  # no logger prints this: a blob, not a record
+                    continue
+                if self._line(part, rank):
+                    self.understood += 1
         data.lines_total, data.lines_understood = total, self.understood
         self._finish()
         return data
@@ -181,6 +188,7 @@ class _Reader:
 
     def _apply(self, plan: LinePlan, values: list[Any], rank: int | None) -> bool:
         """Read one line's numbers through its shape's plan."""
+        self.bar = plan.bar
         if plan.iter_lines:
             self.nanogpt_iter = True
         dialect = plan.dialect
@@ -207,7 +215,10 @@ class _Reader:
             if not plan.epoch_header:
                 epoch = None  # ``1 epoch = 2640 batches`` is prose, not a header
             return self._header(step, epoch, pos, plan.marker)
-        is_eval = plan.split if plan.split is not None else bool(self.split)
+        if plan.split is not None:
+            is_eval = plan.split
+        else:  # a block under an ``EVAL`` header, unless the line says where it is itself
+            is_eval = bool(self.split) and step is None and epoch is None and pos is None
         comp = plan.compiled.get(is_eval)
         if comp is None:
             comp = plan.compiled[is_eval] = self._compile(plan, is_eval)
@@ -460,6 +471,8 @@ class _Reader:
         complete it), with the dialect's rules for skipped steps."""
         if rank is not None:
             self.ranks.add(rank)
+        if tr is not None and self.bar and self._redraw(tr):
+            tr = None  # the bar drawn again: its eval values (``val_acc``) may be new
         if tr is not None:
             field_ = dialect.repeat_means_skipped
             if field_ is not None:
@@ -475,13 +488,14 @@ class _Reader:
                 self.last_train = step
             if not self._merge_into_last(tr):
                 self.data.raw.append(tr)
-        if ev is not None and not self._merge_into_last(ev):
+        if ev is not None and not (self.bar and self._redraw(ev)) and not self._merge_into_last(ev):
             self.data.raw.append(ev)
         self.kinds[dialect.name] += 1
         return True
 
     def _dicts(self, rows: list[dict[str, str]], line: str, rank: int | None) -> bool:
         """HF Trainer console dicts and fairseq json lines."""
+        self.bar = False
         done = False
         coarse_line = "| train |" in line
         dialect = dl.dialect_of(line)
@@ -589,6 +603,18 @@ class _Reader:
         last.metrics.update(rec.metrics)
         return True
 
+    def _redraw(self, rec: StepRecord) -> bool:
+        """Whether ``rec`` (from a progress bar) repeats the bar's previous record: a redraw."""
+        last = next((r for r in reversed(self.data.raw[-2:]) if r.kind == rec.kind), None)
+        if last is None or (last.step, last.rank) != (rec.step, rec.rank):
+            return False
+        if rec.metrics != last.metrics:
+            return False
+        if not all(_same(getattr(last, f), getattr(rec, f)) for f in _FIELDS if f != "step_time"):
+            return False
+        self.redraws += 1
+        return True
+
     def _last_step(self) -> int:
         for r in reversed(self.data.raw):
             if r.kind == "train":
@@ -632,6 +658,10 @@ class _Reader:
         if self.epoch_steps:
             data.notes.append(
                 "per-epoch lines without a step: the epoch number is used as the step"
+            )
+        if self.redraws:
+            data.notes.append(
+                f"{self.redraws} progress-bar redraw(s) repeating the previous record folded"
             )
         if self.long_lines:
             data.notes.append(
