@@ -134,3 +134,13 @@ def test_garbage_wandb_file_is_an_error(tmp_path: Path) -> None:
     f.write_bytes(os.urandom(1000))
     with pytest.raises(LogReadError, match=r"run-x\.wandb"):
         read_run(f)
+
+
+def test_a_wandb_folder_with_two_runs_names_them(tmp_path: Path) -> None:
+    run = next(_wandb(tmp_path).glob("offline-run-*"))
+    twin = run.parent / "offline-run-20000101_000000-twin0000"
+    twin.mkdir()
+    (twin / "run-twin0000.wandb").write_bytes(next(run.glob("run-*.wandb")).read_bytes())
+    (run.parent / "latest-run").unlink()
+    with pytest.raises(LogReadError, match=r"2 W&B runs \(offline-run-"):
+        read_run(run.parent)

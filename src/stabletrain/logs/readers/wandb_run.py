@@ -50,7 +50,10 @@ def run_file(p: Path) -> Path | None:
     if latest.is_dir():
         return run_file(latest)
     runs = sorted(p.glob("*run-*/run-*.wandb"))
-    return runs[0] if len(runs) == 1 else None
+    if len(runs) > 1:
+        shown = ", ".join(r.parent.name for r in runs[:6]) + (" ..." if len(runs) > 6 else "")
+        raise LogReadError(f"{p}: {len(runs)} W&B runs ({shown}); pass the run folder to read")
+    return runs[0] if runs else None
 
 
 def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
