@@ -112,21 +112,27 @@ def test_all_bad_data_aborts_naming_the_data(h: SimpleNamespace) -> None:
     assert err.value.findings[0].id == "nonfinite-loss"
 
 
-def test_pure_fp16_adam_update_is_undone_and_the_cause_named(h: SimpleNamespace) -> None:
+def test_pure_fp16_adam_update_is_undone_the_cause_named_and_eps_raised(
+    h: SimpleNamespace, tmp_path: Path
+) -> None:
     x, y = h.linear_data()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2)).half()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # eps=1e-8 is 0 in fp16
-    guard = Guard(model, opt)
-    with pytest.raises(TrainingAborted) as err:
-        for i in range(30):
+    outs = []
+    with RunLog(tmp_path, tensorboard=False) as run_log:
+        guard = Guard(model, opt, run_log=run_log)
+        for i in range(60):
             xb = x[i * 32 : (i + 1) * 32].half()
-            guard.step(F.cross_entropy(model(xb).float(), y[i * 32 : (i + 1) * 32]))
-    msg = str(err.value)
-    assert "eps" in msg and "fp16" in msg and ("bf16" in msg or "float32" in msg), msg
-    assert err.value.findings[0].id == "nonfinite-weights"
-    assert err.value.step is not None and err.value.step <= 2  # at once, not after 20 skips
+            outs.append(guard.step(F.cross_entropy(model(xb).float(), y[i * 32 : (i + 1) * 32])))
+    (event,) = [e for e in _events(tmp_path) if e["event"] == "optimizer-eps"]
+    msg = event["message"]
+    assert event["step"] <= 2  # at once, not after 20 skips
+    assert "eps" in msg and "fp16" in msg and "bf16" in msg and "float32" in msg, msg
+    assert opt.param_groups[0]["eps"] == 1e-4
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the update was undone
+    assert sum(o.applied for o in outs) >= 55  # and training goes on
+    assert outs[-1].loss is not None and outs[-1].loss < outs[2].loss  # and learns
 
 
 def test_an_update_that_blows_up_the_weights_is_undone_and_the_lr_lowered(

@@ -89,6 +89,28 @@ def fp16_adam_cause(optimizer: torch.optim.Optimizer) -> str | None:
     return None
 
 
+#: an Adam eps fp16 holds as a normal number (its smallest is 6.1e-5)
+FP16_SAFE_EPS = 1e-4
+
+
+def raise_fp16_eps(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Raise ``eps`` to ``FP16_SAFE_EPS`` in the param groups that hold fp16 parameters with an
+    eps fp16 cannot hold; the old values. It only shrinks the update where the second moment is
+    tiny (where the old eps divided by 0)."""
+    tiny = torch.finfo(torch.float16).tiny
+    old: list[float] = []
+    for g in optimizer.param_groups:
+        eps = g.get("eps")
+        if (
+            isinstance(eps, (int, float))
+            and eps < tiny
+            and any(p.dtype == torch.float16 for p in g["params"])
+        ):
+            old.append(float(eps))
+            g["eps"] = FP16_SAFE_EPS
+    return old
+
+
 FP16_FIXES = (
     "Keep float32 master weights: build the model in float32 and run the forward under "
     "torch.autocast(dtype=torch.float16) with a GradScaler (or guard.autocast()).",

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from stabletrain.guard import reporting, rollback
-from stabletrain.guard.integrity import Damage, fp16_adam_cause
+from stabletrain.guard.integrity import (
+    FP16_FIXES,
+    FP16_SAFE_EPS,
+    Damage,
+    fp16_adam_cause,
+    raise_fp16_eps,
+)
 from stabletrain.guard.policy import Bad, Decision
 from stabletrain.records import StepRecord
 
@@ -84,14 +90,25 @@ def weight_damage(
 
 
 def judge_damage(guard: Guard, step: int, damage: WeightDamage) -> Decision:
-    """Roll back (the update is undone) and lower the LR; with a known cause that a lower LR
-    cannot fix (fp16 weights under Adam's eps), undo the update and stop with the remedy."""
+    """Roll back (the update is undone) and lower the LR. With a known cause that a lower LR
+    cannot fix (fp16 weights under Adam's eps, 0 in fp16): undo the update, raise eps to a
+    value fp16 holds (logged, with the better fixes), and go on; a second time, the ladder."""
     target = rollback.rollback_target(guard)
     evidence = damage.evidence(step)
     cause = fp16_adam_cause(guard.inner_optimizer) if damage.kind == "nonfinite-weights" else None
-    if cause is not None or (target is None and damage.kind == "nonfinite-weights"):
-        if target is not None:
-            rollback.restore(guard, target)
+    if cause is not None and target is not None:
+        # the optimizer's state_dict carries eps: restore first, then raise it
+        rollback.restore(guard, target, scheduler=False)
+        changed = raise_fp16_eps(guard.inner_optimizer)
+        guard._event(
+            "optimizer-eps",
+            f"step {step}: {evidence}: {cause}. The update was undone and eps raised "
+            f"{changed[0]:g} → {FP16_SAFE_EPS:g}. Better: " + " ".join(FP16_FIXES[:2]),
+            "warning",
+            {"old": changed[0], "new": FP16_SAFE_EPS, "evidence": damage.kind},
+        )
+        return Decision("skip", reason=f"{evidence} (undone; eps raised)", damage=damage.kind)
+    if target is None and damage.kind == "nonfinite-weights":
         return Decision(
             "abort", reason=f"{evidence}: {cause or 'no snapshot to restore'}", damage=damage.kind
         )
