@@ -51,10 +51,11 @@ from typing import Any
 from stabletrain import safe_io
 from stabletrain.logs.readers import dialects as dl
 from stabletrain.logs.readers.base import RunData
-from stabletrain.logs.readers.fields import Slot, build_lookup, classify, records_from_row, to_float
+from stabletrain.logs.readers.fields import Slot, build_lookup, records_from_row, to_float
 from stabletrain.logs.readers.lines import Item, dict_items, items, normalise, strip_ansi, to_number
 from stabletrain.logs.readers.plan import LinePlan, analyse, numbers, shape
 from stabletrain.logs.readers.plan import number as _number
+from stabletrain.logs.readers.roles import role_of
 from stabletrain.records import StepRecord
 
 _HF_SUMMARY = ("train_runtime", "total_flos")  # HF Trainer's end-of-training dict
@@ -62,7 +63,6 @@ _TIME_UNITS = {"ms": 1e-3, "us": 1e-6, "µs": 1e-6, "s": 1.0, "sec": 1.0}
 #: a record without a step of its own needs one of these to count as a training record (a
 #: ``lr: 0.001`` in a printed config is not a step)
 _PRIMARY = frozenset({"loss", "eval_loss", "accuracy", "eval_accuracy"})
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _SPACES = re.compile(r"\s+")
 _MERGEABLE = ("epoch", "loss", "grad_norm", "lr", "loss_scale", "skipped", "action", "accuracy")
 _FIELDS = (*_MERGEABLE[1:], "eval_loss", "eval_accuracy", "step_time", "samples", "tokens")
@@ -106,7 +106,7 @@ class _Reader:
         self.data = RunData(path=path, format="text")
         self.user = build_lookup([], mapping) if mapping else {}
         self.logging_steps = logging_steps
-        self.slots: dict[tuple[str, bool, str], tuple[Slot, str, float]] = {}
+        self.slots: dict[tuple[str, bool, str], tuple[Slot, str]] = {}
         self.plans: dict[bytes, LinePlan] = {}
         self.kinds: Counter[str] = Counter()
         self.understood = 0
@@ -257,7 +257,7 @@ class _Reader:
         comp = _Compiled()
         dialect = plan.dialect
         for m in plan.metrics:
-            slot, role, _ = self._slot(m.name, m.key, is_eval, dialect)
+            slot, role = self._slot(m.name, is_eval, dialect)
             kind, field_, _ = slot
             if kind == "skip":
                 continue
@@ -356,77 +356,16 @@ class _Reader:
 
     # -- names ----------------------------------------------------------------------------------
 
-    def _slot(
-        self, name: str, key: str, is_eval: bool, dialect: dl.Dialect
-    ) -> tuple[Slot, str, float]:
-        """(slot for records_from_row, role, unit scale) of a metric name, cached."""
+    def _slot(self, name: str, is_eval: bool, dialect: dl.Dialect) -> tuple[Slot, str]:
+        """(slot for records_from_row, role) of a metric name, cached."""
         ck = (name, is_eval, dialect.name)
         hit = self.slots.get(ck)
         if hit is not None:
             return hit
-        res = self._classify(name, key, is_eval, dialect)
+        user = self.user.get(name)
+        res = (user, user[1] or "") if user else role_of(name, is_eval, dialect)
         self.slots[ck] = res
         return res
-
-    def _classify(
-        self, name: str, key: str, is_eval: bool, dialect: dl.Dialect
-    ) -> tuple[Slot, str, float]:
-        """(slot, role, scale) of a metric name: the user's mapping, then the dialect's names,
-        then the shared table (``fields.classify``), then the name without its leading words
-        (``Current learning rate is`` -> ``learning rate``)."""
-        if name in self.user:
-            slot = self.user[name]
-            return slot, slot[1] or "", 1.0
-        orig = name.strip()
-        if orig.endswith(")") and "(" in orig:
-            orig = orig[: orig.index("(")].strip()
-        for tail in (" is", " =", " of"):
-            if orig.endswith(tail):
-                orig = orig[: -len(tail)]
-        base = _SPACES.sub(" ", orig.lower())
-        snake = _CAMEL.sub("_", orig).lower().replace(" ", "_")  # ValLoss -> val_loss
-        bare, prefix_eval = _split_prefix(base)
-        if not prefix_eval and snake != base:
-            bare2, prefix_eval = _split_prefix(snake)
-            if prefix_eval:
-                bare = bare2
-        if dl.ignored(base) or dl.ignored(bare):
-            return ("skip", None, name), "", 1.0
-        is_eval = is_eval or prefix_eval
-        alias = dialect.aliases.get(bare)
-        if alias is None:
-            alias = dl.TEXT_ALIASES.get(bare)
-        if alias == "":
-            return ("skip", None, name), "", 1.0
-        kind: Any
-        field_: str | None
-        if alias is not None:
-            if alias in ("throughput", "skipped_count"):
-                return ("eval" if is_eval else "train", None, name), alias, 1.0
-            kind, field_ = "train", alias
-        else:
-            kind, field_, _ = classify(snake)
-            words = base.split(" ")
-            if len(words) > 3:
-                words = []  # ``Non-finite weights make every loss`` is prose, not a loss
-            while field_ is None and kind != "skip" and len(words) > 1:
-                words = words[1:]
-                if len(words) == 1 and words[0] != "loss":
-                    break  # ``gradient clipping of norm`` is a setting, not a grad norm
-                k2, f2, _ = classify(" ".join(words))
-                if f2 is None:
-                    k2, f2, _ = classify("_".join(words))
-                if f2 is not None:
-                    kind, field_ = k2, f2
-            if kind in ("skip", "step") or field_ == "epoch":
-                return ("skip", None, name), "", 1.0
-        if is_eval and kind == "train":
-            kind = "eval"
-            field_ = {"loss": "eval_loss", "accuracy": "eval_accuracy"}.get(field_ or "")
-        role = field_ or _role_by_name(bare)
-        if kind == "eval" and not field_ and role:
-            role = f"eval {role}"
-        return (kind, field_, name), role, 1.0
 
     # -- records --------------------------------------------------------------------------------
 
@@ -443,7 +382,7 @@ class _Reader:
         lookup: dict[str, Slot] = {}
         roles = self.data.roles
         for n in row:
-            slot, role, _ = self._slot(n, _SPACES.sub(" ", n.lower()), is_eval, dialect)
+            slot, role = self._slot(n, is_eval, dialect)
             lookup[n] = slot
             if n not in roles and slot[0] != "skip":
                 roles[n] = role or "metric"
@@ -769,53 +708,3 @@ def _seconds(value: bytes | str, scale: float, *, inverse: bool) -> float | None
     if inverse:
         return 1.0 / x if x else None
     return x * scale
-
-
-_ROLE_WORDS = (
-    ("perplexity", "perplexity"),
-    ("ppl", "perplexity"),
-    ("tokens/s", "throughput"),
-    ("tok/s", "throughput"),
-    ("tps", "throughput"),
-    ("samples/s", "throughput"),
-    ("/s", "throughput"),
-    ("per second", "throughput"),
-)
-
-
-_TRAIN_PREFIXES = ("train_", "train/", "train ", "training_", "training/", "training ")
-_EVAL_PREFIXES = (
-    "valid_",
-    "valid/",
-    "valid ",
-    "val_",
-    "val/",
-    "val ",
-    "eval_",
-    "eval/",
-    "eval ",
-    "validation_",
-    "validation/",
-    "validation ",
-    "test_",
-    "test/",
-    "test ",
-)
-
-
-def _split_prefix(name: str) -> tuple[str, bool]:
-    """``(name without a train/eval prefix, whether the prefix said eval)``."""
-    for p in _EVAL_PREFIXES:
-        if name.startswith(p):
-            return name[len(p) :], True
-    for p in _TRAIN_PREFIXES:
-        if name.startswith(p):
-            return name[len(p) :], False
-    return name, False
-
-
-def _role_by_name(base: str) -> str:
-    for word, role in _ROLE_WORDS:
-        if word in base:
-            return role
-    return ""
