@@ -1,8 +1,12 @@
-"""Time ``stabletrain doctor`` on large generated text logs (the text reader's speed bar).
+"""Time the text reader and ``stabletrain doctor`` on large generated text logs.
 
     python bench/text_reader_speed.py write /tmp/textlogs      # 1M-line logs, once
-    /usr/bin/time -v stabletrain doctor /tmp/textlogs/megatron.log
-    /usr/bin/time -v stabletrain doctor /tmp/textlogs/freeform.log
+    python bench/text_reader_speed.py read /tmp/textlogs       # read_run only, CPU seconds
+    /usr/bin/time -f "%e s wall %U s user %S s sys %M KB" stabletrain doctor /tmp/textlogs/megatron.log
+
+To compare with another version of the code, run the same commands with ``PYTHONPATH`` pointing
+at its ``src`` (e.g. ``/work/base/src``). On a shared machine compare CPU time (user + sys), not
+wall time.
 
 Two dialects: Megatron ``iteration N/ M | ... |`` lines, and a free-form research script's
 ``step N | loss X | lr Y | grad_norm G | dt T ms`` lines with a few prints between them.
@@ -45,10 +49,25 @@ def freeform(n: int) -> str:
     return "\n".join(out[:n]) + "\n"
 
 
+def read(d: Path) -> None:
+    import time
+
+    from stabletrain.logs.read import read_run
+
+    for name in ("megatron.log", "freeform.log"):
+        t0 = time.process_time()
+        data = read_run(d / name)
+        dt = time.process_time() - t0
+        print(f"{name}: {len(data.raw):,} records in {dt:.2f} s CPU ({data.format})")
+
+
 def main() -> None:
-    if len(sys.argv) != 3 or sys.argv[1] != "write":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("write", "read"):
         sys.exit(__doc__)
     d = Path(sys.argv[2])
+    if sys.argv[1] == "read":
+        read(d)
+        return
     d.mkdir(parents=True, exist_ok=True)
     (d / "megatron.log").write_text(megatron(1_000_000))
     (d / "freeform.log").write_text(freeform(1_000_000))

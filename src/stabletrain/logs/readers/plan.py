@@ -42,8 +42,8 @@ _PHASES = {
 }
 _NOT_STEP = (" per ", "skipped", "nan ", "number of")
 #: seconds per step from a bare rate (``132.41s/it``, ``2ms/step``); ``it/s`` is inverted
-_RATE = {"s/it": 1.0, "s/step": 1.0, "sec/step": 1.0, "ms/step": 1e-3, "us/step": 1e-6}
-_RATE["µs/step"] = 1e-6
+_RATE = {"s/it": 1.0, "s/step": 1.0, "sec/step": 1.0, "ms/step": 1000.0, "us/step": 1e6}
+_RATE["µs/step"] = 1e6  # divisors to seconds per step
 
 
 def shape(raw: bytes) -> bytes:

@@ -59,7 +59,7 @@ from stabletrain.logs.readers.roles import role_of
 from stabletrain.records import StepRecord
 
 _HF_SUMMARY = ("train_runtime", "total_flos")  # HF Trainer's end-of-training dict
-_TIME_UNITS = {"ms": 1e-3, "us": 1e-6, "µs": 1e-6, "s": 1.0, "sec": 1.0}
+_TIME_UNITS = {"ms": 1000.0, "us": 1e6, "µs": 1e6, "s": 1.0, "sec": 1.0}  # divisors to seconds
 #: a record without a step of its own needs one of these to count as a training record (a
 #: ``lr: 0.001`` in a printed config is not a step)
 _PRIMARY = frozenset({"loss", "eval_loss", "accuracy", "eval_accuracy"})
@@ -229,8 +229,8 @@ class _Reader:
         if step is None:
             return False
         if plan.rate is not None and not comp.has_time and (kw or tmet):
-            idx, scale, inverse = plan.rate
-            rate = _seconds(values[idx], scale, inverse=inverse)
+            idx, div, inverse = plan.rate
+            rate = _seconds(values[idx], div, inverse=inverse)
             if rate is not None:
                 kw["step_time"] = rate
         e = epoch if epoch is not None else self.epoch
@@ -261,15 +261,15 @@ class _Reader:
             kind, field_, _ = slot
             if kind == "skip":
                 continue
-            scale = _TIME_UNITS.get(m.unit, 1.0) if role == "step_time" else 1.0
+            div = _TIME_UNITS.get(m.unit, 1.0) if role == "step_time" else 1.0
             if (m.unit == "%" or m.key in dialect.percent) and role in (
                 "accuracy",
                 "eval_accuracy",
             ):
                 comp.percent.add(role)
-                scale = 0.01  # ``Accuracy: 10.07%``
+                div = 100.0  # ``Accuracy: 10.07%``
             zero = field_ in dialect.zero_is_missing
-            label = f"{role} (percent, read as a fraction)" if scale == 0.01 else role
+            label = f"{role} (percent, read as a fraction)" if div == 100.0 else role
             comp.roles.append((m.name, label or "metric"))
             if role == "skipped_count":
                 comp.skipped.append(m.idx)
@@ -279,13 +279,13 @@ class _Reader:
                 comp.has_time = True
             if kind == "train":
                 if field_ is None or field_ == "epoch":
-                    comp.tm.append((m.idx, m.name, scale))
+                    comp.tm.append((m.idx, m.name, div))
                 else:
-                    comp.tf.append((m.idx, field_, scale, zero, m.name))
+                    comp.tf.append((m.idx, field_, div, zero, m.name))
             elif field_ is None or field_ == "epoch":
-                comp.em.append((m.idx, m.name, scale))
+                comp.em.append((m.idx, m.name, div))
             else:
-                comp.ef.append((m.idx, field_, scale, zero, m.name))
+                comp.ef.append((m.idx, field_, div, zero, m.name))
         return comp
 
     def _fact(self, dialect: dl.Dialect, name: str, value: int) -> None:
@@ -641,8 +641,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class _Compiled:
-    """A plan's metrics for one split: (value index, field, scale, zero is missing, name) for
-    record fields, (value index, name, scale) for other metrics."""
+    """A plan's metrics for one split: (value index, field, unit divisor, zero is missing, name)
+    for record fields, (value index, name, unit divisor) for other metrics."""
 
     __slots__ = (
         "ef",
@@ -674,12 +674,12 @@ def _read_values(
     comp: _Compiled, values: list[Any]
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any], dict[str, float]]:
     """(train fields, train metrics, eval fields, eval metrics) of one line."""
-    tm = {name: _number(values[idx]) * scale for idx, name, scale in comp.tm} if comp.tm else {}
-    em = {name: _number(values[idx]) * scale for idx, name, scale in comp.em} if comp.em else {}
+    tm = {name: _number(values[idx]) / div for idx, name, div in comp.tm} if comp.tm else {}
+    em = {name: _number(values[idx]) / div for idx, name, div in comp.em} if comp.em else {}
     out: list[dict[str, Any]] = []
     for fields_, mets in ((comp.tf, tm), (comp.ef, em)):
         kw: dict[str, Any] = {}
-        for idx, f, scale, zero, name in fields_:
+        for idx, f, div, zero, name in fields_:
             v = values[idx]
             try:
                 x = float(v)
@@ -695,16 +695,16 @@ def _read_values(
             elif f == "skipped":
                 kw[f] = bool(x)
             else:
-                kw[f] = x * scale if scale != 1.0 else x
+                kw[f] = x / div if div != 1.0 else x
         out.append(kw)
     return out[0], tm, out[1], em
 
 
-def _seconds(value: bytes | str, scale: float, *, inverse: bool) -> float | None:
+def _seconds(value: bytes | str, div: float, *, inverse: bool) -> float | None:
     try:
         x = _number(value)
     except ValueError:
         return None
     if inverse:
         return 1.0 / x if x else None
-    return x * scale
+    return x / div
