@@ -306,3 +306,28 @@ def test_sagemaker_mpirun_prefix_and_escaped_carriage_returns() -> None:
     ]
     assert data.raw[2].eval_accuracy == 0.166 and "mpirank" not in data.roles
     assert any("redraw" in n for n in data.notes)
+
+
+def test_whitespace_table_header_then_rows() -> None:
+    """YOLO's console: a header of column names, then one row per epoch (``9/55  9.02G  0.1295
+    ...``); its validation table names no step and no known metric, so it makes no record."""
+    data = text.read(_log("ultralytics_console_21765"))
+    assert [(r.step, r.epoch) for r in data.raw] == [(9, 9.0), (10, 10.0)]
+    assert data.raw[0].metrics == {"box_loss": 0.1295, "cls_loss": 7.585, "dfl_loss": 3.256}
+    assert data.dialect == "table" and "GPU_mem" not in data.roles
+    # no total loss in YOLO's console: the doctor asks for a mapping rather than guess
+    with pytest.raises(LogReadError, match="--map loss=box_loss"):
+        read_run(_log("ultralytics_console_21765"))
+
+
+def test_a_scripts_own_table() -> None:
+    data = text.parse_text(
+        "epoch  train_loss  val_loss  lr\n1  2.31  2.40  0.001\n2  1.90  2.10  0.001\n",
+        Path("table.log"),
+    )
+    assert [(r.step, r.kind, r.loss, r.eval_loss) for r in data.raw] == [
+        (1, "train", 2.31, None),
+        (1, "eval", None, 2.40),
+        (2, "train", 1.90, None),
+        (2, "eval", None, 2.10),
+    ]

@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_LINES",
     "GENERIC",
     "STEP_WORDS",
+    "TABLE",
     "TEXT_ALIASES",
     "Dialect",
     "EventLine",
@@ -99,6 +100,9 @@ _IGNORE = frozenset(
         "total_flos",
         "train_runtime",
         "v_num",  # Lightning's logger version
+        "gpu_mem",  # YOLO's table
+        "instances",
+        "size",
         "dataloader",
     }
 )
@@ -228,6 +232,8 @@ _COQUI = Dialect(
 )
 #: free-form ``name value`` lines from a script of the user's own
 GENERIC = Dialect("generic", "", re.compile(""), "generic-log")
+#: a whitespace table: a header line of names, then rows of numbers (YOLO's console, scripts)
+TABLE = Dialect("table", "", re.compile(""), "generic-log")
 
 #: tried in order; the first that matches names the line's dialect
 DIALECTS: tuple[Dialect, ...] = (

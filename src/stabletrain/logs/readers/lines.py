@@ -30,7 +30,16 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-__all__ = ["Item", "dict_items", "items", "normalise", "strip_ansi", "to_number"]
+__all__ = [
+    "Item",
+    "dict_items",
+    "items",
+    "normalise",
+    "strip_ansi",
+    "table_header",
+    "table_row",
+    "to_number",
+]
 
 #: a tqdm-style position may carry its share in parentheses: ``[ 350/5004 (  7%)]`` (timm)
 
@@ -145,3 +154,46 @@ def to_number(text: str) -> float:
     if "," in text:
         text = text.replace(",", "")
     return float(text)
+
+
+_BAR = re.compile(r"\d+%\|")
+
+
+def table_header(line: str) -> list[str] | None:
+    """The column names of a whitespace table's header line (``Epoch  GPU_mem  box_loss ...``,
+    ``epoch  train_loss  val_loss  lr``): three or more words that each start with a letter,
+    alone on the line or followed by a progress bar; None for any other line."""
+    words = line.split()
+    names = []
+    for i, w in enumerate(words):
+        if not (w[0].isalpha() or w[0] == "_"):
+            if _BAR.match(w):  # ``Class  Images ... mAP50-95): 100%|███| 66/66 [...]`` (YOLO)
+                break
+            return None
+        names.append(w.rstrip(":"))
+        if w.endswith(":"):
+            if i + 1 < len(words) and not _BAR.match(words[i + 1]):
+                return None
+            break
+    return names if len(names) >= 3 else None
+
+
+def table_row(line: str, width: int) -> list[tuple[str, str | None]] | None:
+    """The cells of a table row under a header of ``width`` names: (value, total) per column,
+    ``("", None)`` for a cell that is no number (``9.03G``, ``all``); None when the line is no
+    row (fewer cells, or more than one that is no number)."""
+    cells = line.split(None, width)[:width]
+    if len(cells) < width:
+        return None
+    out: list[tuple[str, str | None]] = []
+    misses = 0
+    for c in cells:
+        v, _, tot = c.rstrip(":,").partition("/")
+        try:
+            float(v)
+        except ValueError:
+            misses += 1
+            out.append(("", None))
+            continue
+        out.append((v, tot if tot.isdigit() else None))
+    return out if misses <= 1 else None

@@ -52,7 +52,16 @@ from stabletrain import safe_io
 from stabletrain.logs.readers import dialects as dl
 from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import Slot, build_lookup, records_from_row, to_float
-from stabletrain.logs.readers.lines import Item, dict_items, items, normalise, strip_ansi, to_number
+from stabletrain.logs.readers.lines import (
+    Item,
+    dict_items,
+    items,
+    normalise,
+    strip_ansi,
+    table_header,
+    table_row,
+    to_number,
+)
 from stabletrain.logs.readers.plan import LinePlan, analyse, numbers, shape
 from stabletrain.logs.readers.plan import number as _number
 from stabletrain.logs.readers.roles import role_of
@@ -131,6 +140,7 @@ class _Reader:
         self.long_lines = 0
         self.redraws = 0  # progress-bar lines that repeated the bar's previous record
         self.bar = False  # the line being read is a progress bar
+        self.table: list[str] | None = None  # the column names of a whitespace table above
 
     # -- the pass -------------------------------------------------------------------------------
 
@@ -168,6 +178,11 @@ class _Reader:
             if rows:
                 self._context(items(line[: line.index("{")]), line)
                 return self._dicts(rows, line, rank)
+        if self.table is not None:
+            cells = table_row(line, len(self.table))
+            if cells is not None:
+                return self._table_row(self.table, cells, rank)
+            self.table = None
         raw = line.encode()
         key = shape(raw)
         plan = self.plans.get(key)
@@ -182,7 +197,38 @@ class _Reader:
             plan = analyse(line, values) or _NO_PLAN
         elif plan.extra:
             values += plan.extra
+        if not plan.metrics:
+            header = table_header(line)
+            if header is not None:
+                self.table = header
+                return True
         return self._apply(plan, values, rank)
+
+    def _table_row(
+        self, names: list[str], cells: list[tuple[str, str | None]], rank: int | None
+    ) -> bool:
+        """A row under a whitespace table's header (YOLO's ``Epoch GPU_mem box_loss ...``, a
+        script's ``epoch train_loss val_loss``)."""
+        step = epoch = None
+        row: dict[str, float] = {}
+        for name, (value, _total) in zip(names, cells, strict=True):
+            if not value:
+                continue
+            key = name.lower()
+            if key in dl.STEP_WORDS:
+                step = _step_value(value)
+            elif key in dl.EPOCH_WORDS:
+                epoch = _number(value)
+            else:
+                row[name] = _number(value)
+        primary = any(self._slot(n, False, dl.TABLE)[1] in _PRIMARY for n in row)
+        if not row:
+            return False
+        self.own_step = step is not None or epoch is not None
+        resolved, coarse = self._resolve(step, epoch, None, False, primary)
+        if resolved is None:
+            return False
+        return self._add(row, resolved, epoch, dl.TABLE, rank, False, coarse)
 
     # -- items ----------------------------------------------------------------------------------
 
