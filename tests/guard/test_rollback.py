@@ -45,3 +45,25 @@ def test_a_snapshot_is_kept_only_after_clean_steps_follow_it(h: SimpleNamespace)
     # the window passed: recaptured after step 7 (it resumes at step 8), kept 3 clean steps later
     assert len(guard.snapshots) == 1
     assert guard.snapshots.pick(0).step == 8  # type: ignore[union-attr]
+
+
+def test_recovery_state_round_trip_and_targets_by_evidence(h: SimpleNamespace) -> None:
+    x, y = h.linear_data()
+    model = torch.nn.Linear(32, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    guard = Guard(model, opt, config=GuardConfig(snapshot_every=5, snapshot_confirm_steps=2))
+    assert guard.recovery.target() is None
+    for i in range(30):
+        guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
+        if i == 0:  # the state before the first update is the target until one is confirmed
+            initial = guard.recovery.target()
+            assert initial is not None and initial.step == 0
+    assert guard.snapshots.initial is None and len(guard.snapshots) == 2
+    best = guard.snapshots.best
+    assert best is not None and guard.recovery.target("loss-divergence") is best
+    assert guard.recovery.target() is guard.snapshots.pick(0)
+    guard.recovery.owe(3)
+    other = Guard(model, opt, config=GuardConfig(snapshot_every=5, snapshot_confirm_steps=2))
+    other.recovery.load_state_dict(guard.recovery.state_dict())
+    assert other.recovery.skip_debt == 3 and len(other.snapshots) == 2
+    assert [other.recovery.pay() for _ in range(4)] == [True, True, True, False]

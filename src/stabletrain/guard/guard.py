@@ -68,6 +68,7 @@ from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Policy
 from stabletrain.guard.precision import Precision, dtype_name
 from stabletrain.guard.readout import is_distributed
+from stabletrain.guard.recovery import Recovery
 from stabletrain.guard.snapshots import Snapshot, SnapshotStore
 from stabletrain.logs.runlog import RunLog
 from stabletrain.records import ConfigFacts, Finding, json_float
@@ -133,17 +134,14 @@ class Guard:
                 cfg.percentile, cfg.percentile_window, cfg.clip_warmup
             )
         self.policy = Policy(cfg)
-        self.snapshots = SnapshotStore(cfg.snapshots_kept)
+        #: snapshots, the rollback target and the skip debt
+        self.recovery = Recovery(cfg)
         self.health = Health()
         #: BatchNorm running statistics as they were after the last good forward
         self.buffers = BufferKeeper(model)
         #: post-update integrity: the weights after an applied update (see ``integrity.py``)
         self.weights = WeightCheck(cfg.weight_growth_limit)
         self._backward_ran = False  # a (scaled) backward ran since the last optimizer step
-        self._since_snapshot = 0
-        self._candidate: Snapshot | None = None  # a snapshot waiting for clean steps after it
-        self._candidate_age = 0
-        self._skip_pending = 0
         self._in_batches = False
         self._loss_acc: torch.Tensor | None = None
         self._loss_bad = False
@@ -175,6 +173,16 @@ class Guard:
         return self._wrapper
 
     @property
+    def snapshots(self) -> SnapshotStore:
+        """The kept snapshots (owned by ``recovery``)."""
+        return self.recovery.store
+
+    @property
+    def _candidate(self) -> Snapshot | None:
+        """The snapshot waiting to be confirmed (read-only; owned by ``recovery``)."""
+        return self.recovery.candidate
+
+    @property
     def consecutive_bad(self) -> int:
         return self.policy.consecutive_bad
 
@@ -185,8 +193,7 @@ class Guard:
             for batch in loader:
                 index = self.batches_seen
                 self.batches_seen += 1
-                if self._skip_pending > 0:
-                    self._skip_pending -= 1
+                if self.recovery.pay():
                     self.dropped_batches.append(index)
                     self._event(
                         "skip", f"batch {index} dropped after a rollback", "info",
@@ -347,17 +354,18 @@ class Guard:
         if verdict.action == "improved":
             if self.config.snapshot_every > 0:
                 # host sync: a copy of the weights, once per improving evaluation
-                self.snapshots.best_eval = self.snapshots.capture(
-                    self.step_count, self.model, self.inner_optimizer, self.scaler,
-                    self.scheduler, rollback.snapshot_state(self),
-                )  # fmt: skip
+                self.snapshots.best_eval = rollback.capture(self)
             return verdict.action
         if verdict.action is None:
             return None
         snap = self.snapshots.best_eval if verdict.action == "rollback" else None
+        stable: float | None = None
         if snap is not None:
             rollback.restore(self, snap, scheduler=False)
             self.divergence.rebase()
+            # the LR the best evaluation was reached at: a schedule that rose since (a jump,
+            # a warm-up overshoot) is capped against it, not against its own high value
+            stable = snap.guard.get("sched_lr")
             self._event(
                 "rollback",
                 f"eval {value:.4g}: {verdict.reason}; rolled back to the weights of the best "
@@ -366,14 +374,16 @@ class Guard:
                 {"to_step": snap.step, "eval": value, "evidence": "eval-worse",
                  "skip_batches": 0},
             )  # fmt: skip
-        self._lower_lr_for_eval(verdict.reason)
+        self._lower_lr_for_eval(verdict.reason, stable)
         return verdict.action if snap is not None or verdict.action == "plateau" else "plateau"
 
-    def _lower_lr_for_eval(self, reason: str) -> None:
-        """Cap the LR at ``eval_lr_factor`` x the LR the last step ran at; log old → new."""
+    def _lower_lr_for_eval(self, reason: str, stable: float | None = None) -> None:
+        """Cap the LR at ``eval_lr_factor`` x the LR the last step ran at (or x ``stable``, the
+        best evaluation's LR, when lower); log old → new. Never raises it."""
         scheduled = self.scheduled_lr()
         current = scheduled * self.policy.lr_factor(scheduled)
-        self.policy.cap_lr(current, self.config.eval_lr_factor)
+        base = current if stable is None else min(current, float(stable))
+        self.policy.cap_lr(base, self.config.eval_lr_factor)
         new = scheduled * self.policy.lr_factor(scheduled)
         self._event(
             "lr-reduced",
@@ -479,8 +489,7 @@ class Guard:
             "total_skipped": self.total_skipped,
             "batches_seen": self.batches_seen,
             "dropped_batches": list(self.dropped_batches),
-            "skip_pending": self._skip_pending,
-            "since_snapshot": self._since_snapshot,
+            **self.recovery.state_dict(),
             "last_lr": self._last_lr,
             "last_clean_lr": self._last_clean_lr,
             "policy": self.policy.state_dict(),
@@ -496,7 +505,6 @@ class Guard:
             "evals": self.evals.state_dict(),
             "precision": self.precision.state_dict(),
             "health": self.health.state_dict(),
-            "snapshots": self.snapshots.state_dict(),
             "weights": self.weights.state_dict(),
         }
 
@@ -509,8 +517,7 @@ class Guard:
             self.policy.consecutive_bad = int(state.get("consecutive_bad", 0))
         self.batches_seen = int(state.get("batches_seen", 0))
         self.dropped_batches = [int(b) for b in state.get("dropped_batches", [])]
-        self._skip_pending = int(state.get("skip_pending", 0))
-        self._since_snapshot = int(state.get("since_snapshot", 0))
+        self.recovery.load_state_dict(state)
         self._last_lr = state.get("last_lr")
         self._last_clean_lr = state.get("last_clean_lr")
         if self.clipper is not None and state.get("clipper") is not None:
@@ -526,8 +533,6 @@ class Guard:
                 getattr(self, name).load_state_dict(dets[name])
         if "health" in state:
             self.health.load_state_dict(state["health"])
-        if "snapshots" in state:
-            self.snapshots.load_state_dict(state["snapshots"])
         if "weights" in state:
             self.weights.load_state_dict(state["weights"])
         self.buffers.reset()  # the model was (re)loaded beside this state

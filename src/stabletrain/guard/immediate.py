@@ -55,9 +55,8 @@ def immediate_step(
     else:
         guard.buffers.save()
     bad = verdict.classify(guard, step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
-    forced = bad is None and guard._skip_pending > 0 and not guard._in_batches
-    if forced:
-        guard._skip_pending -= 1
+    # a rollback's skips, for a loop without guard.batches()
+    forced = bad is None and not guard._in_batches and guard.recovery.pay()
     damage = verdict.weight_damage(guard, bad, params)
     decision, bad_action = verdict.judge(
         guard, step, bad, loss_bad, lr_before, forced=forced, damage=damage

@@ -2,12 +2,8 @@
 
 The guard's acting half of the policy's "rollback" verdict, split out of ``guard.py`` by job:
 
-- ``snapshot_ladder``: every ``snapshot_every`` clean steps a candidate snapshot is captured; it
-  becomes a rollback target only after ``snapshot_confirm_steps`` more clean steps (an update's
-  damage shows in the *next* losses, so a copy taken right after a bad update would carry it),
-  and is dropped at the first bad step.
-- ``rollback_target``: the newest kept snapshot, unless rolling back to it already failed twice
-  (then one older): the spike replays from it even with a lower LR, so it may carry the cause.
+- ``snapshot_ladder``, ``initial_snapshot``, ``target_for``: the guard's side of ``Recovery``
+  (which owns the snapshots, the candidate and the skip debt; see ``recovery.py``).
 - ``rollback``: restore model, optimizer, scaler, scheduler, RNG and the guard's statistics;
   rewind the step counter; ask ``guard.batches`` to drop the next M batches; log it.
 """
@@ -42,76 +38,42 @@ def snapshot_state(guard: Guard) -> dict[str, Any]:
     }
 
 
-def snapshot_ladder(guard: Guard, verdict: str, *, can_capture: bool = True) -> None:
-    """Count one step toward the next snapshot; capture, confirm or drop the candidate.
-
-    ``can_capture=False``: the live weights are not this step's (the sync-free path reviews a
-    window of steps after all of them ran): count, but capture only at the window's last step.
-    """
-    cfg = guard.config
-    if cfg.snapshot_every <= 0:
-        return
-    if verdict != "apply":
-        guard._candidate = None
-        return
-    guard._since_snapshot += 1
-    if guard._candidate is not None:
-        guard._candidate_age += 1
-        if guard._candidate_age >= cfg.snapshot_confirm_steps:
-            keep(guard, guard._candidate)
-            guard._candidate = None
-    elif (
-        can_capture
-        and not guard.policy.recently_bad
-        and (len(guard.snapshots) == 0 or guard._since_snapshot >= cfg.snapshot_every)
-    ):
-        guard._candidate = guard.snapshots.capture(
-            guard.step_count, guard.model, guard.inner_optimizer, guard.scaler,
-            guard.scheduler, snapshot_state(guard),
-        )  # fmt: skip
-        guard._candidate_age = 0
-        guard._since_snapshot = 0
-        if cfg.snapshot_confirm_steps == 0:
-            keep(guard, guard._candidate)
-            guard._candidate = None
-
-
-def keep(guard: Guard, snap: Snapshot) -> None:
-    """A confirmed snapshot: the newest target, and the best one if its loss is the lowest."""
-    guard.snapshots.add(snap)
-    guard.snapshots.initial = None  # a confirmed target exists: free the first copy
-    guard.snapshots.keep_best(snap, snap.guard.get("loss_ema"))
-
-
-def target_for(guard: Guard, evidence: str | None) -> Snapshot | None:
-    """The snapshot a rollback goes to, chosen by its evidence: for a divergence the best one
-    (the lowest smoothed loss, taken before the climb began), else the newest."""
-    if evidence == "loss-divergence" and guard.snapshots.best is not None:
-        return guard.snapshots.best
-    return rollback_target(guard)
-
-
-def initial_snapshot(guard: Guard) -> None:
-    """The state before the first update, kept apart as the target of last resort: the first
-    update may be the one that breaks the weights (pure fp16 under Adam), before any snapshot
-    could be confirmed. Taken once, at the first optimizer step, before its update."""
-    if guard.config.snapshot_every <= 0 or guard.snapshots.initial is not None:
-        return
-    guard.snapshots.initial = guard.snapshots.capture(
+def capture(guard: Guard) -> Snapshot:
+    """A snapshot of the live training state and the guard's part of it."""
+    return guard.recovery.store.capture(
         guard.step_count, guard.model, guard.inner_optimizer, guard.scaler, guard.scheduler,
         snapshot_state(guard),
     )  # fmt: skip
 
 
+def snapshot_ladder(guard: Guard, verdict: str, *, can_capture: bool = True) -> None:
+    """Count one step toward the next snapshot (``Recovery.count``).
+
+    ``can_capture=False``: the live weights are not this step's (the sync-free path reviews a
+    window of steps after all of them ran): count, but capture only at the window's last step.
+    """
+    guard.recovery.count(
+        verdict,
+        quiet=not guard.policy.recently_bad,
+        can_capture=can_capture,
+        capture=lambda: capture(guard),
+    )
+
+
+def initial_snapshot(guard: Guard) -> None:
+    """The state before the first update, the target of last resort (``Recovery``)."""
+    guard.recovery.take_initial(lambda: capture(guard))
+
+
+def target_for(guard: Guard, evidence: str | None) -> Snapshot | None:
+    """The snapshot a rollback on ``evidence`` goes to."""
+    return guard.recovery.target(evidence)
+
+
 def rollback_target(guard: Guard) -> Snapshot | None:
     """The newest snapshot, unless rolling back to it already failed twice: then one older;
     the state before the first update when none was confirmed yet."""
-    if guard.config.snapshot_every <= 0:
-        return None
-    newest = guard.snapshots.pick(0)
-    if newest is not None and newest.restores >= 2:
-        return guard.snapshots.pick(1)
-    return newest if newest is not None else guard.snapshots.initial
+    return guard.recovery.target()
 
 
 def restore(guard: Guard, snap: Snapshot, *, scheduler: bool = True) -> None:
@@ -119,12 +81,11 @@ def restore(guard: Guard, snap: Snapshot, *, scheduler: bool = True) -> None:
     statistics, and forget the snapshots of the abandoned timeline."""
     # (a skipped step already called scaler.update(), resetting its per-step state, so the
     # snapshot's scale can be loaded over it)
-    guard.snapshots.restore(
+    guard.recovery.store.restore(
         snap, guard.model, guard.inner_optimizer, guard.scaler,
         guard.scheduler if scheduler else None,
     )  # fmt: skip
-    guard.snapshots.drop_after(snap.step)
-    guard._candidate = None
+    guard.recovery.restored(snap)
     if guard.clipper is not None and snap.guard.get("clipper") is not None:
         guard.clipper.load_state_dict(snap.guard["clipper"])
     for name in ("loss_spikes", "grad_spikes"):
@@ -136,7 +97,6 @@ def restore(guard: Guard, snap: Snapshot, *, scheduler: bool = True) -> None:
         det.episodes = episodes
     guard.buffers.save()  # the restored BN statistics are the good copy now
     guard.weights.pending = False
-    guard._since_snapshot = 0
     guard._sched_debt = 0
     guard._checked = False  # re-verify the restored weights before the next step
 
@@ -157,7 +117,7 @@ def rollback(
     guard.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
     cfg = guard.config
     skip = cfg.rollback_skip_batches if skip is None else skip
-    guard._skip_pending = skip
+    guard.recovery.owe(skip)
     guard._event(
         "rollback",
         f"step {step}: {decision.reason}; rolled back to the snapshot of step {snap.step} "

@@ -95,9 +95,8 @@ def device_step(
         loss = rank_mean_loss(loss)
     # a non-finite forward wrote into the BN statistics: put them back, on the device
     guard.buffers.restore_where(loss_bad)
-    forced = guard._skip_pending > 0 and not guard._in_batches
-    if forced:
-        guard._skip_pending -= 1  # a rollback's skips, for a loop without guard.batches()
+    # a rollback's skips, for a loop without guard.batches()
+    forced = not guard._in_batches and guard.recovery.pay()
     loss_limit, norm_limit = guard._limits
     ok = device.ok_flag(
         loss if has_loss else None,
