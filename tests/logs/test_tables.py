@@ -313,3 +313,18 @@ def test_yolov5_results_csv_with_padded_cells(tmp_path: Path) -> None:
     assert data.dialect == "ultralytics" and [r.step for r in data.train] == [0, 1, 2, 3, 4]
     assert data.train[1].loss == pytest.approx(0.05 + 0.03 + 0.02) and data.train[1].lr == 0.07
     assert data.evals[0].eval_loss == pytest.approx(0.08)
+
+
+def test_steps_and_sums_out_of_range_are_data(tmp_path: Path) -> None:
+    f = tmp_path / "log.csv"
+    f.write_text("step,loss\n1e300,1.0\n" + "".join(f"{i},1.0\n" for i in range(1, 30)))
+    data = read_run(f)  # (warnings are errors here: no cast of 1e300 to int64)
+    assert [r.step for r in data.train][:2] == [1, 2] and any("malformed" in n for n in data.notes)
+    u = tmp_path / "results.csv"
+    src = (FIXTURES / "ultralytics_gallstone_seg" / "results.csv").read_text().splitlines()
+    cells = src[1].split(",")
+    cells[2], cells[3] = "Infinity", "-Infinity"  # train/box_loss + train/seg_loss
+    u.write_text("\n".join([src[0], ",".join(cells), *src[2:]]) + "\n")
+    data = read_run(u)
+    assert math.isnan(data.train[0].loss or 0.0)
+    assert main(["doctor", str(u), "--format", "json", "--fail-on", "never"]) == 0

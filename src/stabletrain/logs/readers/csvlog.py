@@ -228,7 +228,7 @@ def _steps(
         if lookup[name][0] != "step":
             continue
         v = cols[name][0]
-        ok = np.isfinite(v) & np.isnan(step)
+        ok = table.usable_steps(v) & np.isnan(step)
         step[ok] = v[ok]
     missing = np.isnan(step)
     if not missing.any():
@@ -308,7 +308,8 @@ def _ultralytics(names: list[str], cols: dict[str, Column], data: RunData) -> No
         parts = [n for n in names if n.startswith(prefix) and n.endswith("_loss")]
         if not parts:
             return None
-        vals = np.sum([cols[p][0] for p in parts], axis=0)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: data, as read
+            vals = np.sum([cols[p][0] for p in parts], axis=0)
         mask = None
         for p in parts:
             m = cols[p][1]

@@ -71,7 +71,7 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
         for k in names:  # the first step-like key with a finite value wins, as step_of does
             if lookup[k][0] == "step":
                 v = cols[k][0]
-                ok = np.isfinite(v) & np.isnan(step)
+                ok = table.usable_steps(v) & np.isnan(step)
                 step[ok] = v[ok]
     missing = np.isnan(step)
     if missing.any():
@@ -89,7 +89,8 @@ def _swift_steps(values: list[Any], data: RunData) -> np.ndarray:
     for i, v in enumerate(values):
         cur, _, tot = str(v).partition("/")
         try:
-            out[i] = int(cur)
+            if abs(int(cur)) < table.STEP_LIMIT:
+                out[i] = int(cur)
             if tot and "max_steps" not in data.facts:
                 data.facts.set("max_steps", int(tot), key=_SWIFT_STEP, file=str(data.path))
         except ValueError:

@@ -99,6 +99,8 @@ def _metric_file(f: Path) -> tuple[np.ndarray, np.ndarray]:
             s = int(parts[2]) if len(parts) > 2 else len(steps)
         except ValueError:
             continue
+        if abs(s) >= table.STEP_LIMIT:
+            continue
         steps.append(s)
         vals.append(v)
     return np.array(steps, dtype=np.int64), np.array(vals, dtype=np.float64)
@@ -138,6 +140,8 @@ def _read_sqlite(path: Path, mapping: dict[str, str] | None) -> RunData:
         con.close()
     grouped: dict[str, tuple[list[int], list[float]]] = {}
     for key, step, value, is_nan in rows:
+        if not isinstance(step, int) or abs(step) >= table.STEP_LIMIT:
+            continue
         s, v = grouped.setdefault(key, ([], []))
         s.append(int(step))
         v.append(float("nan") if is_nan else float(value))

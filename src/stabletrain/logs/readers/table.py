@@ -87,6 +87,15 @@ def import_polars() -> Any:
     return polars
 
 
+#: steps are int64: a step beyond (a fuzzed "1e300") is no step
+STEP_LIMIT = float(2**63)
+
+
+def usable_steps(v: np.ndarray) -> np.ndarray:
+    """Where a float step column holds a finite value that fits an int64."""
+    return np.isfinite(v) & (np.abs(v) < STEP_LIMIT)
+
+
 def _present(col: Column, n: int) -> np.ndarray:
     return np.ones(n, dtype=bool) if col[1] is None else ~col[1]
 

@@ -18,6 +18,7 @@ much was read.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -84,7 +85,11 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
         if kind == "history":
             row = {_key(it): _value(it) for it in rec.history.item}
             step = row.get("_step")
-            steps.append(int(step) if isinstance(step, (int, float)) else int(rec.history.step.num))
+            if not isinstance(step, (int, float)) or isinstance(step, bool):
+                step = rec.history.step.num
+            if not (math.isfinite(step) and abs(step) < table.STEP_LIMIT):
+                continue  # a step that is no number
+            steps.append(int(step))
             rows.append(row)
         elif kind in ("config", "run"):  # the run record carries the config given to init
             for it in (rec.config if kind == "config" else rec.run.config).update:
