@@ -354,7 +354,12 @@ class Guard:
         if verdict.action == "improved":
             if self.config.snapshot_every > 0:
                 # host sync: a copy of the weights, once per improving evaluation
-                self.snapshots.best_eval = rollback.capture(self)
+                best = rollback.capture(self)
+                # the LR the steps up to this evaluation ran at (the schedule may already have
+                # moved on: a jump at this very step)
+                last = self.last_outcome
+                best.guard["ran_lr"] = last.lr if last is not None else None
+                self.snapshots.best_eval = best
             return verdict.action
         if verdict.action is None:
             return None
@@ -365,7 +370,7 @@ class Guard:
             self.divergence.rebase()
             # the LR the best evaluation was reached at: a schedule that rose since (a jump,
             # a warm-up overshoot) is capped against it, not against its own high value
-            stable = snap.guard.get("sched_lr")
+            stable = snap.guard.get("ran_lr") or snap.guard.get("sched_lr")
             self._event(
                 "rollback",
                 f"eval {value:.4g}: {verdict.reason}; rolled back to the weights of the best "
