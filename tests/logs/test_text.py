@@ -331,3 +331,32 @@ def test_a_scripts_own_table() -> None:
         (2, "train", 1.90, None),
         (2, "eval", None, 2.10),
     ]
+
+
+def test_megatron_core_and_nemo_lines() -> None:
+    core = _train(
+        read_run(_log("megatron_core_756"))
+    )  # " [2024-04-06 03:02:12] iteration 71/ 100 |"
+    assert [r.step for r in core] == [71, 72, 73]
+    assert core[0].loss == 1.818812 and core[0].grad_norm == 1.3 and core[0].step_time == 5.3616
+    assert core[0].metrics["throughput per GPU"] == 243.6
+    nemo = read_run(
+        _log("nemo_megatron_10128")
+    )  # "... | global_step: 0 | reduced_train_loss: 11.02"
+    assert [(r.step, r.loss) for r in _train(nemo)][:2] == [(0, 11.02), (1, 9.761)]
+    assert nemo.roles["reduced_train_loss"] == "loss" and _train(nemo)[0].samples == 32
+
+
+def test_lines_printed_twice_by_two_log_handlers_stay_in_raw() -> None:
+    """``INFO:tensorflow:`` and absl's ``I0912 11:40:27.956218 ... model_lib_v2.py:652]`` print
+    every record twice; both copies stay in ``raw`` for duplicate-logging, one is analysed."""
+    tf1 = read_run(
+        _log("tf_slim_doubled_2980")
+    )  # "global step 1: loss = 79.3501 (57.126 sec/step)"
+    assert [r.step for r in tf1.raw] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    first = tf1.records[0]
+    assert (first.step, first.loss, first.step_time) == (1, 79.3501, 57.126)
+    tf2 = read_run(_log("tf2_objdet_glog_6"))  # "Step 200 per-step time 0.831s loss=1.192"
+    assert [r.step for r in tf2.raw] == [100, 200, 200, 300, 300, 400, 400, 500, 500]
+    assert tf2.raw[1].to_json() == tf2.raw[2].to_json()  # the glog prefix is not a metric
+    assert (tf2.records[1].loss, tf2.records[1].step_time) == (1.192, 0.831)

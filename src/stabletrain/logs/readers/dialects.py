@@ -70,6 +70,9 @@ TEXT_ALIASES: dict[str, str] = {
     "lm loss value": "loss",
     "lm_loss value": "loss",
     "consumed samples": "samples",
+    "consumed_samples": "samples",
+    "reduced_train_loss": "loss",  # NeMo
+    "per-step time": "step_time",  # TF2 object detection
     "losses": "loss",
     "total loss": "loss",
     "consumed tokens": "tokens",

@@ -57,7 +57,7 @@ _NUM = (
 _WORD = r"[A-Za-z_](?:[\w@/\-]|\.(?=\w))*+(?:\([A-Za-z]+\))?"
 _UNIT = r"ms/step|us/step|µs/step|s/step|sec/step|s/it|it/s|ms|us|µs|sec|s|%|GiB|MiB|GB|MB"
 _ITEM = re.compile(
-    rf"(?:(?<![\w@/.\-])(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)(?:\s*\((?P<tag>[A-Za-z/%]{{1,8}})\))?"
+    rf"(?:(?<![\w@/.\-])(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)(?:\s*\((?P<tag>[A-Za-z/%]{{1,16}})\))?"
     rf"(?:\s*[:=]\s*|\s+))?"
     rf"(?P<lb>\[\s*)?(?P<num>{_NUM})(?:\s*/\s*(?P<tot>\d+))?(?(lb)(?:\s*\(\s*\d+%\))?\s*\])"
     rf"(?:\s?(?P<unit>{_UNIT}))?"
@@ -71,6 +71,8 @@ _RANK = re.compile(
 _TIME = re.compile(
     r"^\[?(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}(?:/\d{2,4})?)[ T]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?"
     r"(?:Z|[+-]\d{2}:?\d{2})?\]?:?\s*"
+    # absl/glog: ``I0912 11:40:27.956218 139735407601536 model_lib_v2.py:652] ``
+    r"|^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\]\s*"
 )
 _DICT = re.compile(r"\{[^{}]*\}")
 _DICT_PAIR = re.compile(rf"""['"]([^'"]+)['"]\s*:\s*(?:({_NUM})|['"]({_NUM})%?['"])(?=\s*[,}}])""")
@@ -116,7 +118,7 @@ def normalise(line: str) -> tuple[str, int | None]:
             rank = int(next(g for g in m.groups() if g is not None))
             s = s[m.end() :]
             c = s[:1]
-    if c.isdigit() or c == "[":
+    if c.isdigit() or c == "[" or (c in "IWEF" and s[1:2].isdigit()):
         m = _TIME.match(s)
         if m:
             s = s[m.end() :]

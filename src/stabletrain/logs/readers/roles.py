@@ -91,6 +91,7 @@ def role_of(name: str, is_eval: bool, dialect: dl.Dialect) -> tuple[Slot, str]:
 
 
 _ROLE_WORDS = (
+    ("throughput", "throughput"),
     ("perplexity", "perplexity"),
     ("ppl", "perplexity"),
     ("tokens/s", "throughput"),
