@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -77,11 +76,6 @@ def _check(command: str, name: str, data: bytes, why: str) -> None:
         assert err.strip().count("\n") == 0 or "WARNING" in err, f"{why}: {err}"
 
 
-@pytest.mark.xfail(
-    reason="the log readers and detectors still crash on some mutated logs (issue 12, items "
-    "3-5); bench/fuzz.py --keep DIR writes the reproducers",
-    strict=False,
-)
 @FAST
 @given(pick=st.integers(0, 10_000), seed=st.integers(0, 2**32 - 1))
 def test_doctor_on_mutated_real_logs(pick: int, seed: int) -> None:
