@@ -151,7 +151,6 @@ class Guard:
         self._init_checked = False
         self._last_lr: float | None = None
         self._last_clean_lr: float | None = None  # the scheduled LR of the last applied step
-        self._cap_before: float | None = None
         self._wrapper: GuardedOptimizer | None = None
         self._params: list[torch.nn.Parameter] | None = None
         self._params_key: tuple[int, ...] = ()

@@ -73,6 +73,8 @@ class Policy:
         self.lr_ref: float | None = None
         self.rewarm_start: int | None = None
         self.backoffs = 0
+        #: the cap before the last back-off (for its log line)
+        self.cap_before: float | None = None
         #: the tick of the last bad step of any kind (snapshots wait for a quiet stretch)
         self.last_bad_tick: int | None = None
         # bad steps recurring every p steps reach `rollback_after` within the window only when
@@ -208,7 +210,7 @@ class Policy:
     def cap_lr(self, lr: float, factor: float) -> tuple[float | None, float]:
         """Lower the cap to ``factor`` x ``lr`` (never raise it; no re-warm): the eval-plateau
         rung. Returns (old cap, new cap)."""
-        old = self.lr_cap
+        old = self.cap_before = self.lr_cap
         new = lr * factor if old is None else min(old, lr * factor)
         if self.lr_ref is None:
             self.lr_ref = lr
@@ -224,6 +226,7 @@ class Policy:
         ref = self.lr_ref if self.lr_ref is not None else stable_lr
         if not new > 0 or new < self.config.min_lr_scale * ref:
             return False
+        self.cap_before = self.lr_cap
         self.lr_cap, self.lr_ref = new, ref
         self.rewarm_start = self.tick
         self.backoffs += 1

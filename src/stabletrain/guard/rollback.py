@@ -132,7 +132,7 @@ def rollback(
 
 def log_backoff(guard: Guard, snap: Snapshot | None) -> None:
     """The ``lr-backoff`` event: the new cap, what it is relative to, the re-warm."""
-    cap, old = guard.policy.lr_cap or 0.0, guard._cap_before
+    cap, old = guard.policy.lr_cap or 0.0, guard.policy.cap_before
     where = f"the LR of step {snap.step}" if snap is not None else "the last clean step's LR"
     guard._event(
         "lr-backoff",

@@ -117,7 +117,6 @@ def judge_damage(guard: Guard, step: int, damage: WeightDamage) -> Decision:
         if target is not None
         else guard.scheduled_lr()
     )
-    guard._cap_before = guard.policy.lr_cap
     decision = guard.policy.damage(evidence, can_rollback=target is not None, stable_lr=stable)
     decision.damage = damage.kind
     return decision
@@ -131,7 +130,6 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         target = rollback.target_for(guard, "loss-divergence")
         ep = guard.divergence.episodes[-1]
         stable = float(target.guard.get("sched_lr") or scheduled_lr) if target else scheduled_lr
-        guard._cap_before = guard.policy.lr_cap
         decision = guard.policy.damage(
             f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (start "
             f"{ep['start']:.4g}, best {ep['best']:.4g} at step {ep['best_step']}, now "
@@ -147,7 +145,6 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         if target is not None
         else (guard._last_clean_lr or scheduled_lr)
     )
-    guard._cap_before = guard.policy.lr_cap
     return guard.policy.decide(
         bad,
         can_rollback=target is not None,
