@@ -114,7 +114,7 @@ def test_wandb_chart_export(tmp_path: Path) -> None:
         lines.append(",".join([str(s * 10), f"{a},{a * 0.9},{a * 1.1}", f"{a},{a},{a}"]))
     f.write_text("\n".join(lines) + "\n")
     data = read_run(f)
-    assert data.dialect == "wandb-export" and data.roles["run-a - train/loss"] == "train/loss"
+    assert data.dialect == "wandb-export" and data.roles["run-a - train/loss"] == "loss"
     assert data.roles["run-a - train/loss__MIN"] == "skip"
     assert [r.step for r in data.train][:3] == [0, 10, 20] and math.isnan(data.train[30].loss or 0)
     assert any("2 runs" in n and "'run-a'" in n for n in data.notes)
@@ -143,8 +143,10 @@ def test_tensorboard_download_csv(tmp_path: Path, name: str, field: str) -> None
 def test_tensorboard_csv_of_an_unknown_tag_asks_for_a_mapping(tmp_path: Path) -> None:
     f = tmp_path / "run-a-tag-objective.csv"
     f.write_text("Wall time,Step,Value\n1.7e9,0,1.0\n1.7e9,1,0.5\n")
-    with pytest.raises(LogReadError, match=r"--map loss=objective"):
+    with pytest.raises(LogReadError, match=r"--map loss=Value"):
         read_run(f)
+    data = read_run(f, mapping={"loss": "Value"})
+    assert [r.loss for r in data.train] == [1.0, 0.5] and data.roles["Value"] == "loss"
 
 
 def test_ultralytics_results_csv() -> None:

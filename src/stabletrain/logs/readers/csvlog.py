@@ -57,13 +57,18 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
     data.dialect = _dialect(path, names)
     lower = {h.lower() for h in names}
     has_step = bool(lower & set(_STEPS)) or bool(mapping and "step" in mapping)
+    renamed: dict[str, str] = {}  # a dialect's name for a column -> the file's own name
     if data.dialect == "tensorboard-csv":
+        renamed = dict(zip(["Step", "wall_time"], names[1::-1], strict=True))
         names, cols = _tensorboard(path, names, cols, data)
+        renamed[names[2]] = "Value"
     elif data.dialect == "wandb-export":
+        old_names = names
         names, cols = _wandb(names, cols, data)
+        renamed = {data.roles[n]: n for n in old_names if data.roles.get(n) not in (None, "skip")}
         has_step = True
     elif data.dialect == "ultralytics":
-        _ultralytics(names, cols, data)
+        renamed = _ultralytics(names, cols, data)
     if data.dialect in ("keras", "ultralytics"):
         data.format = "keras-csv" if data.dialect == "keras" else "csv"
     elif has_step:
@@ -72,6 +77,9 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
         data.format, data.dialect = "keras-csv", "keras"
     # whose keys fixes use: Lightning's Trainer arguments (gradient_clip_val...), else generic
     data.facts.format = "lightning" if data.format == "lightning-csv" else "generic-log"
+    if mapping and renamed:  # --map names the file's own columns
+        back = {orig: new for new, orig in renamed.items()}
+        mapping = {field: back.get(col, col) for field, col in mapping.items()}
     lookup = build_lookup(names, mapping)
     epoch: Column | None = None
     if data.format == "keras-csv" or data.dialect == "ultralytics":
@@ -85,6 +93,8 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
         epoch = None if epoch is None else (epoch[0][keep], None)
         bad += int((~keep).sum())
     table.to_run(data, step, {n: cols[n] for n in names}, lookup, epoch=epoch)
+    # the header shows the file's own column names, not the names a dialect gave them
+    data.roles = {renamed.get(k, k): v for k, v in data.roles.items()}
     if bad:
         data.notes.append(f"{path.name}: {bad} malformed row(s) skipped")
     if numbered and data.format == "csv":
@@ -303,7 +313,10 @@ def _wandb(
     return out_names, out
 
 
-def _ultralytics(names: list[str], cols: dict[str, Column], data: RunData) -> None:
+def _ultralytics(names: list[str], cols: dict[str, Column], data: RunData) -> dict[str, str]:
+    """Adds the summed losses, renames metrics/* and the LR; returns {new name: file's name}."""
+    renamed: dict[str, str] = {}
+
     def total(prefix: str) -> Column | None:
         parts = [n for n in names if n.startswith(prefix) and n.endswith("_loss")]
         if not parts:
@@ -323,11 +336,15 @@ def _ultralytics(names: list[str], cols: dict[str, Column], data: RunData) -> No
         if got is not None and name not in cols:
             names.append(name)
             cols[name] = got
-    for n in names:
+    for n in list(names):
         if n.startswith("metrics/"):
-            cols[f"val_{n[len('metrics/') :]}"] = cols.pop(n)
-            names[names.index(n)] = f"val_{n[len('metrics/') :]}"
+            new = f"val_{n[len('metrics/') :]}"
+            cols[new] = cols.pop(n)
+            names[names.index(n)] = new
+            renamed[new] = n
     for first in ("lr/pg0", "x/lr0"):  # ultralytics 8 / YOLOv5: the first param group
         if first in cols and "lr" not in cols:
             cols["lr"] = cols.pop(first)
             names[names.index(first)] = "lr"
+            renamed["lr"] = first
+    return renamed
