@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stabletrain import safe_io
 from stabletrain.errors import ConfigError, LogReadError
@@ -192,3 +194,29 @@ def test_reading_allocates_only_what_the_file_holds(tmp_path: Path) -> None:
 def test_yaml_control_characters_are_an_error_naming_the_source() -> None:
     with pytest.raises(LogReadError, match=r"c\.yaml: invalid YAML \(unacceptable character"):
         safe_io.parse_yaml("lr: \x1b[31m1\n", source="c.yaml")
+
+
+def _depth(obj: object) -> int:
+    if isinstance(obj, dict):
+        return 1 + max((_depth(v) for v in obj.values()), default=0)
+    if isinstance(obj, list):
+        return 1 + max((_depth(v) for v in obj), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text('[]{}"\\ab1'),
+    lambda kids: (
+        st.lists(kids, max_size=4)
+        | st.dictionaries(st.text('[]{}"\\ab', max_size=4), kids, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(obj=_JSON, ascii_only=st.booleans())
+def test_json_depth_scan_matches_the_parsed_depth(obj: object, ascii_only: bool) -> None:
+    """The pre-parse scan sees exactly the nesting of the document, whatever the strings hold."""
+    text = json.dumps(obj, ensure_ascii=ascii_only)
+    assert safe_io._json_shape(text)[0] == _depth(obj)

@@ -216,29 +216,41 @@ def check_depth(obj: Any, max_depth: int, *, source: str, error: ErrorClass) -> 
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
+_BRACKET = np.zeros(256, dtype=np.int8)  # +1 opens, -1 closes a JSON array/object
+_BRACKET[[ord("["), ord("{")]] = 1
+_BRACKET[[ord("]"), ord("}")]] = -1
 _DIGIT = np.zeros(256, dtype=bool)
 _DIGIT[np.frombuffer(b"0123456789", dtype=np.uint8)] = True
 
 
 def _json_shape(text: str | bytes) -> tuple[int, int]:
-    """(deepest bracket nesting, longest run of digits) outside strings, at C/numpy speed.
+    """(deepest bracket nesting outside strings, longest run of digits), at numpy speed.
 
-    Exact for valid JSON; computed before parsing so a 1,000-deep document is refused before the
-    parser recurses, and the integer hook (slow) is used only when a huge integer is present.
+    Computed before parsing, so a 1,000-deep document is refused before the parser recurses and
+    the slow integer hook is used only when a huge integer may be present. The depth is exact for
+    valid JSON: a bracket is inside a string when an odd number of quotes precede it (with
+    backslashes in the text, escaped quotes are removed by a regex first). The digit run counts
+    digits inside strings too, which can only make the hook run when it was not needed.
     """
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
-    bare = _JSON_STRING.sub(b"", raw)
-    brackets = np.frombuffer(bare.translate(None, _NOT_BRACKET), dtype=np.uint8)
-    depth = 0
-    if brackets.size:
-        steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
-        depth = int(steps.cumsum().max())
-    digits = _DIGIT[np.frombuffer(bare, dtype=np.uint8)]
+    arr = np.frombuffer(raw, dtype=np.uint8)
     longest = 0
+    digits = _DIGIT[arr]
     if digits.any():
         edges = np.flatnonzero(np.diff(np.concatenate(([False], digits, [False])).astype(np.int8)))
         longest = int((edges[1::2] - edges[0::2]).max())
+    if b"\\" in raw:  # escaped quotes: strip whole strings (slower, rare in logs)
+        arr = np.frombuffer(_JSON_STRING.sub(b"", raw), dtype=np.uint8)
+    kind = _BRACKET[arr]
+    where = np.flatnonzero(kind)
+    if not where.size:
+        return 0, longest
+    quotes = np.flatnonzero(arr == ord('"'))
+    if quotes.size:
+        where = where[np.searchsorted(quotes, where) % 2 == 0]  # an even count of quotes before
+    if not where.size:
+        return 0, longest
+    depth = int(np.cumsum(kind[where], dtype=np.int64).max())
     return depth, longest
 
 
