@@ -99,7 +99,7 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
         data.notes.append(f"{path.name}: {bad} malformed row(s) skipped")
     if numbered and data.format == "csv":
         data.notes.append(f"{path.name}: no step column; steps are row numbers")
-    table.note_rows(data, path, total, total - bad)
+    table.note_rows(data, total, total - bad)
     return data
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -252,8 +251,6 @@ def clean(data: RunData) -> None:
     data.records = TableRecords(table.take(idx))  # type: ignore[assignment]
 
 
-def note_rows(data: RunData, path: Path, total: int, used: int) -> None:
-    """``lines_total``/``lines_understood`` for the report header."""
+def note_rows(data: RunData, total: int, used: int) -> None:
+    """``lines_total``/``lines_understood`` for the report header (the reader notes the rest)."""
     data.lines_total, data.lines_understood = total, used
-    if used < total:
-        data.notes.append(f"{path.name}: {total - used} of {total} row(s) held nothing readable")
