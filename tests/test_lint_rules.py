@@ -196,3 +196,11 @@ def test_clean_stabletrain_config_is_quiet() -> None:
         plateau_patience=(10, "schedule.plateau_patience"),
     )
     assert lint_facts(f) == []
+
+
+def test_non_positive_batch_or_accumulation_is_unknown_not_a_crash() -> None:
+    """Fuzz: batch_size -1 took math.sqrt of a negative effective batch (ValueError)."""
+    for bad in (-1, 0):
+        facts = _facts(lr=(0.1, "lr"), batch_size=(bad, "bs"), grad_accum=(bad, "ga"))
+        ids = _by_id(lint_facts(facts))
+        assert "lr-high-for-batch" in ids  # judged against the floor bound, as with no batch

@@ -52,10 +52,11 @@ def _optimizer(facts: ConfigFacts) -> str:
 
 
 def _eff_batch(facts: ConfigFacts) -> float | None:
-    b = facts.number("batch_size")
+    b = facts.number("batch_size", positive=True)  # 0 or -1 (fuzzed, or "auto" -1): unknown
     if b is None:
         return None
-    return b * (facts.number("grad_accum") or 1.0) * (facts.number("world_size") or 1.0)
+    accum = facts.number("grad_accum", positive=True) or 1.0
+    return b * accum * (facts.number("world_size", positive=True) or 1.0)
 
 
 def _finding(id: str, severity: Any, title: str, explanation: str, **kw: Any) -> Finding:
