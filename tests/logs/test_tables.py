@@ -330,3 +330,36 @@ def test_steps_and_sums_out_of_range_are_data(tmp_path: Path) -> None:
     data = read_run(u)
     assert math.isnan(data.train[0].loss or 0.0)
     assert main(["doctor", str(u), "--format", "json", "--fail-on", "never"]) == 0
+
+
+def test_table_views_hold_what_records_would() -> None:
+    import numpy as np
+
+    from stabletrain.detectors.columns import Table, Unsupported, Values
+
+    v = Values(np.array([1.0, 2.0, 3.0, 4.0]), np.array([False, True, False, False]))
+    assert [v[0], v[1], v[-1]] == [1.0, None, 4.0] and v[1:3] == [None, 3.0]
+    assert v.take(np.array([0, 1, 3])) == [1.0, None, 4.0]
+    assert v.count(None) == 1 and None in v and 3.0 in v and list(v) == [1.0, None, 3.0, 4.0]
+    ints = Values(np.array([3.0, math.inf]), None, lambda x: int(x) if math.isfinite(x) else x)
+    assert type(ints[0]) is int and ints[1] == math.inf
+    t = Table(
+        np.array([5, 6]),
+        np.array([True, False]),
+        {"loss": (np.array([0.5, 0.0]), np.array([False, True]))},
+        {"f1": (np.array([0.0, 0.7]), np.array([True, False]))},
+    )
+    recs = TableRecords(t)
+    assert (
+        repr(recs[-1]) == repr(recs[1])
+        and recs[1].kind == "eval"
+        and recs[1].metrics == {"f1": 0.7}
+    )
+    with pytest.raises(IndexError):
+        recs[2]
+    b = Batch(recs)
+    assert b.none("grad_norm") is not None and b.none("grad_norm").all()  # a field it lacks
+    assert b.none("action").all() and list(b.objects("kind")) == ["train", "eval"]
+    with pytest.raises(Unsupported):
+        b.floats("kind")
+    assert b.floats("loss")[1] != b.floats("loss")[1]  # NaN where None
