@@ -63,6 +63,7 @@ from stabletrain.guard.evaluation import EvalWatch
 from stabletrain.guard.health import Health
 from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.integrity import WeightCheck
+from stabletrain.guard.losses import LossReader
 from stabletrain.guard.optimizer import GuardedOptimizer
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Policy
@@ -143,10 +144,8 @@ class Guard:
         self.weights = WeightCheck(cfg.weight_growth_limit)
         self._backward_ran = False  # a (scaled) backward ran since the last optimizer step
         self._in_batches = False
-        self._loss_acc: torch.Tensor | None = None
-        self._loss_bad = False
-        self._loss_host: float | None = None  # the accumulated loss as read in backward()
-        self._loss_host_known = True  # False once a loss came without a host value
+        #: this step's micro-batch losses
+        self.losses = LossReader()
         self._checked = False
         self._init_checked = False
         self._last_lr: float | None = None
@@ -194,7 +193,7 @@ class Guard:
                 self.batches_seen += 1
                 if self.recovery.pay():
                     self.dropped_batches.append(index)
-                    self._event(
+                    self.event(
                         "skip", f"batch {index} dropped after a rollback", "info",
                         {"batch": index, "reason": "rollback"},
                     )  # fmt: skip
@@ -230,7 +229,7 @@ class Guard:
         if init is None:
             return []
         self.findings.append(init)
-        self._event("init-warning", init.title + ": " + init.explanation, "warning",
+        self.event("init-warning", init.title + ": " + init.explanation, "warning",
                     {"layers": init.evidence["layers"]})  # fmt: skip
         return [init]
 
@@ -240,14 +239,7 @@ class Guard:
 
     def _record_loss(self, loss: torch.Tensor | float, host: float | None) -> None:
         """Accumulate this micro-batch's loss; ``host``: its value when already read."""
-        t = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        self._loss_acc = (
-            t if self._loss_acc is None else self._loss_acc + t.to(self._loss_acc.device)
-        )
-        if host is None:
-            self._loss_host_known = False
-        else:
-            self._loss_host = host if self._loss_host is None else self._loss_host + host
+        self.losses.add(loss, host)
 
     def backward(self, loss: torch.Tensor) -> bool:
         """Backward of ``loss`` (scaled when a GradScaler is used). False (no backward) if non-finite.
@@ -278,14 +270,14 @@ class Guard:
             self.check_model()
         self._record_loss(loss, host)
         if host is not None and not math.isfinite(host):
-            self._loss_bad = True
+            self.losses.mark_nonfinite()
             if not is_distributed():
                 return False
             # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         scaled.backward()
         self._backward_ran = True
-        return not self._loss_bad
+        return not self.losses.nonfinite
 
     def optimizer_step(self) -> StepOutcome:
         """Unscale, measure, decide, clip, step (or skip), advance the scheduler, zero grads.
@@ -319,7 +311,7 @@ class Guard:
             guard.step(loss)
         """
         if device_type is None:
-            params = self._param_list()
+            params = self.params()
             device_type = params[0].device.type if params else "cpu"
         return self.precision.autocast(device_type, dtype)
 
@@ -329,7 +321,7 @@ class Guard:
         old, new = self.precision.fall_back()
         if self.scaler is not None and self.scaler.is_enabled():
             self.scaler.load_state_dict({**self.scaler.state_dict(), "scale": 1.0})
-        self._event(
+        self.event(
             "precision-fallback",
             f"autocast {dtype_name(old)} → {dtype_name(new)} after {evidence} (fp16's range "
             "ends at 65504)",
@@ -370,7 +362,7 @@ class Guard:
             # the LR the best evaluation was reached at: a schedule that rose since (a jump,
             # a warm-up overshoot) is capped against it, not against its own high value
             stable = snap.guard.get("ran_lr") or snap.guard.get("sched_lr")
-            self._event(
+            self.event(
                 "rollback",
                 f"eval {value:.4g}: {verdict.reason}; rolled back to the weights of the best "
                 f"evaluation (step {snap.step})",
@@ -389,7 +381,7 @@ class Guard:
         base = current if stable is None else min(current, float(stable))
         self.policy.cap_lr(base, self.config.eval_lr_factor)
         new = scheduled * self.policy.lr_factor(scheduled)
-        self._event(
+        self.event(
             "lr-reduced",
             f"learning rate {current:.4g} → {new:.4g} ({reason})",
             "warning",
@@ -412,7 +404,7 @@ class Guard:
         return float(lr.item() if isinstance(lr, torch.Tensor) else lr)
 
     # -- the step -------------------------------------------------------------------------------
-    def _param_list(self) -> list[torch.nn.Parameter]:
+    def params(self) -> list[torch.nn.Parameter]:
         """The optimizer's parameters, rebuilt only when its param groups change."""
         groups = self.inner_optimizer.param_groups
         key = (len(groups), *(len(g["params"]) for g in groups))
@@ -435,7 +427,7 @@ class Guard:
         unscaled = scaler_on and owns_loop and not cfg.grads_unscaled and self._backward_ran
         if unscaled:
             self.scaler.unscale_(opt)  # type: ignore[union-attr]
-        params = self._param_list()
+        params = self.params()
         grads = measure.grads_of(params)
         norm_t = measure.total_grad_norm(grads, norm_type=cfg.norm_type)
         if cfg.shard_grads:
@@ -457,9 +449,10 @@ class Guard:
             self.clipper.observe(norm_v if warming else norm_v * (clip_coef or 1.0))
 
     # -- after the step ---------------------------------------------------------------------
-    def _event(
+    def event(
         self, event: str, message: str, severity: str, data: dict[str, Any] | None = None
     ) -> None:
+        """Record what the guard did: to ``logging`` and, with ``data``, to the run log."""
         if severity == "info":
             log.info(message)
         else:

@@ -35,10 +35,8 @@ def immediate_step(
     """Read, decide, clip, step or skip; the resolved outcome. ``unscaled``: the GradScaler
     recorded an ``unscale_`` this step (so a skip must ``update()`` it to back off)."""
     cfg = guard.config
-    loss_t, loss_bad = guard._loss_acc, guard._loss_bad
-    host = guard._loss_host if guard._loss_host_known else None
-    guard._loss_acc, guard._loss_bad = None, False
-    guard._loss_host, guard._loss_host_known = None, True
+    taken = guard.losses.take()
+    loss_t, loss_bad, host = taken.tensor, taken.nonfinite, taken.host
     loss_v, norm_v, scale_v, loss_bad = read_step(
         loss_t, loss_bad, norm_t, guard.scaler, scaler_on, loss_host=host
     )

@@ -2,7 +2,7 @@
 the health line, LR changes, snapshots, and the abort with its diagnosis.
 
 Functions over the Guard they serve, shared by both step paths (``immediate.py``,
-``sync_free.py``); events go to ``logging`` and to the run log (``Guard._event``).
+``sync_free.py``); events go to ``logging`` and to the run log (``Guard.event``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def report(
     verdict = decision.verdict
     data: dict[str, Any] = {"loss": loss_v, "grad_norm": norm_v}
     if verdict == "warn":
-        guard._event("spike", f"step {step}: {decision.reason} (warn only)", "warning", data)
+        guard.event("spike", f"step {step}: {decision.reason} (warn only)", "warning", data)
     elif verdict == "skip":
-        guard._event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
+        guard.event("skip", f"step {step} skipped: {action} ({decision.reason})", "warning",
                      {**data, "action": action})  # fmt: skip
     elif verdict == "rollback":
         rollback.rollback(guard, step, decision, owns_loop)  # logs its own back-off
@@ -55,7 +55,7 @@ def after_step(
     amp = guard.loss_scale.update(record)
     if amp is not None:
         guard.findings.append(amp)
-        guard._event("loss-scale-collapse", amp.title, "error", dict(amp.evidence))
+        guard.event("loss-scale-collapse", amp.title, "error", dict(amp.evidence))
     loss_bad = outcome.loss is not None and not math.isfinite(outcome.loss)
     action = guard.precision.observe(
         loss_nonfinite=loss_bad,
@@ -95,7 +95,7 @@ def log_lr(guard: Guard, lr: float | None) -> None:
         return
     if lr < 0.9 * prev:
         data = {"old": prev, "new": lr}
-        guard._event("lr-reduced", f"learning rate {prev:.4g} → {lr:.4g}", "info", data)
+        guard.event("lr-reduced", f"learning rate {prev:.4g} → {lr:.4g}", "info", data)
     elif lr > 1.5 * prev:
         log.info("learning rate %.4g → %.4g", prev, lr)
 
@@ -104,7 +104,7 @@ def abort(guard: Guard, decision: Decision, action: str | None, step: int) -> No
     """Raise ``TrainingAborted`` with the diagnosis (what happened, what to change)."""
     finding = abort_finding(guard, decision.reason, action, step, damage=decision.damage)
     guard.findings.append(finding)
-    guard._event("abort", finding.title, "error", {"reason": decision.reason})
+    guard.event("abort", finding.title, "error", {"reason": decision.reason})
     raise TrainingAborted(
         f"stabletrain guard aborted at step {step}: {finding.title}. {finding.explanation} "
         "What to change: " + "; ".join(f.description for f in finding.fixes),

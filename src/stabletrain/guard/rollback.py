@@ -29,7 +29,7 @@ def snapshot_state(guard: Guard) -> dict[str, Any]:
         "loss_ema": guard.divergence.smoothed,
         # the reference an exploded update is measured against (integrity.py)
         # (a CPU copy, read only when a bad step needs it)
-        "weight_norm": weight_norm(guard._param_list()).to("cpu"),
+        "weight_norm": weight_norm(guard.params()).to("cpu"),
         # the LR the restored state runs at first: the stable LR a back-off caps against
         "sched_lr": guard.scheduled_lr(),
         "clipper": guard.clipper.state_dict() if guard.clipper is not None else None,
@@ -118,7 +118,7 @@ def rollback(
     cfg = guard.config
     skip = cfg.rollback_skip_batches if skip is None else skip
     guard.recovery.owe(skip)
-    guard._event(
+    guard.event(
         "rollback",
         f"step {step}: {decision.reason}; rolled back to the snapshot of step {snap.step} "
         f"and skipping the next {skip} batches",
@@ -134,7 +134,7 @@ def log_backoff(guard: Guard, snap: Snapshot | None) -> None:
     """The ``lr-backoff`` event: the new cap, what it is relative to, the re-warm."""
     cap, old = guard.policy.lr_cap or 0.0, guard.policy.cap_before
     where = f"the LR of step {snap.step}" if snap is not None else "the last clean step's LR"
-    guard._event(
+    guard.event(
         "lr-backoff",
         f"LR capped at {cap:.4g} ({guard.config.lr_backoff_factor:g}x {where}"
         + (f", was capped at {old:.4g}" if old is not None else "")

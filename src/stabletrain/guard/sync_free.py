@@ -60,7 +60,7 @@ def chosen(guard: Guard) -> bool:
                 f"torch.optim.Adam/AdamW/SGD/Adagrad(..., fused=True); got "
                 f"{type(opt).__name__} (fused={opt.defaults.get('fused')})"
             )
-        params = guard._param_list()
+        params = guard.params()
         on_cuda = bool(params) and params[0].device.type == "cuda"
         guard.sync_free = guard.config.enabled and (
             mode == "on" or (mode == "auto" and fused and on_cuda)
@@ -81,8 +81,7 @@ def device_step(
     """Decide, clip and step on the device; queue the values; read them every ``read_every``."""
     cfg, opt = guard.config, guard.inner_optimizer
     dev = norm.device
-    loss_t, guard._loss_acc, guard._loss_bad = guard._loss_acc, None, False
-    guard._loss_host, guard._loss_host_known = None, True
+    loss_t = guard.losses.take().tensor
     has_loss = loss_t is not None
     loss = loss_t.to(dev) if loss_t is not None else torch.zeros((), device=dev)
     loss_bad = (~torch.isfinite(loss)).to(torch.int32)
@@ -209,7 +208,7 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
     step = p.outcome.step
     bad = verdict.classify(guard, step, loss_v, norm_v, loss_bad, p.scaler_on, p.has_grads)
     # the live weights are those after the window: a bad row after an applied one checks them
-    damage = verdict.weight_damage(guard, bad, guard._param_list())
+    damage = verdict.weight_damage(guard, bad, guard.params())
     decision, bad_action = verdict.judge(
         guard, step, bad, loss_bad, p.scheduled_lr, forced=p.forced and bad is None, damage=damage
     )

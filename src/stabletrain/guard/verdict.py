@@ -100,7 +100,7 @@ def judge_damage(guard: Guard, step: int, damage: WeightDamage) -> Decision:
         # the optimizer's state_dict carries eps: restore first, then raise it
         rollback.restore(guard, target, scheduler=False)
         changed = raise_fp16_eps(guard.inner_optimizer)
-        guard._event(
+        guard.event(
             "optimizer-eps",
             f"step {step}: {evidence}: {cause}. The update was undone and eps raised "
             f"{changed[0]:g} → {FP16_SAFE_EPS:g}. Better: " + " ".join(FP16_FIXES[:2]),
