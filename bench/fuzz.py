@@ -42,11 +42,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_LOGS = REPO.parent / "shared" / "real-logs"
+SEEDS_INIT = REPO / "tests" / "fixtures" / "seeds" / "__init__.py"
 
 #: Hostile tokens inserted into inputs: each one broke a reader in the issue-12 audit or is kin.
 TOKENS: tuple[bytes, ...] = (
@@ -149,18 +151,25 @@ def garbage(rng: random.Random) -> tuple[bytes, str]:
 # -- seeds ---------------------------------------------------------------------------------------
 
 
-def seed_files(include_shared: bool = True) -> dict[str, list[Path]]:
-    """{"doctor": log files, "lint": config files} from tests/, configs/ and the shared logs."""
+def seed_files(include_shared: bool = True, generated: Path | None = None) -> dict[str, list[Path]]:
+    """{"doctor": log files, "lint": config files} from tests/, configs/ and the shared logs;
+    with ``generated``, also the five seed postmortems' logs and configs (HF TrainingArguments
+    JSON, ds_config.json...) written there by tests/fixtures/seeds."""
     logs: list[Path] = []
     configs = sorted((REPO / "configs").glob("*.yaml"))
     roots = [REPO / "tests" / "fixtures"]
     if include_shared and SHARED_LOGS.is_dir():
         roots.append(SHARED_LOGS)
+    if generated is not None:
+        configs += _generate_seeds(generated)
+        roots.append(generated)
     for root in roots:
         for p in sorted(root.rglob("*")):
             if not p.is_file() or p.suffix == ".py" or p.name in ("SOURCE.txt", "README.md"):
                 continue
             if p.stat().st_size > 2_000_000:
+                continue
+            if p in configs:
                 continue
             if p.suffix in (".yaml", ".yml") and "config" in p.name:
                 configs.append(p)
@@ -168,6 +177,26 @@ def seed_files(include_shared: bool = True) -> dict[str, list[Path]]:
                 logs.append(p)
     configs += sorted((REPO / "tests").rglob("*.yaml"))
     return {"doctor": logs, "lint": sorted(set(configs))}
+
+
+def _generate_seeds(out: Path) -> list[Path]:
+    """Write the seed postmortems' logs and configs under ``out``; returns the config files.
+
+    In a subprocess: the generators import torch, which would make the parent (and so every
+    forked child's RSS, which counts the pages it shares with the parent) 200 MB bigger.
+    """
+    import subprocess
+
+    code = (
+        "import importlib.util, sys; from pathlib import Path\n"
+        f"spec = importlib.util.spec_from_file_location('seeds', {str(SEEDS_INIT)!r})\n"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "for name in mod.NAMES: print(mod.generate(name, Path(sys.argv[1]))[1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True
+    )
+    return [Path(line) for line in done.stdout.split("\n") if line]
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -251,23 +280,34 @@ def preload() -> None:
 
 
 def run_cases(
-    cases: list[Case], *, workers: int, timeout: float, mem_mb: int, progress: bool = True
+    cases: Iterable[Case],
+    *,
+    total: int,
+    workers: int,
+    timeout: float,
+    mem_mb: int,
+    progress: bool = True,
 ) -> list[Result]:
     preload()
     work = Path(tempfile.mkdtemp(prefix="stabletrain-fuzz-"))
     mem = mem_mb << 20
     results: list[Result] = []
     running: dict[int, tuple[Case, Path, float]] = {}
-    todo = list(enumerate(cases))
+    # cases are made one at a time and their bytes dropped once written: the parent stays small,
+    # so a child's peak RSS (which counts the pages it shares with the parent) is its own
+    todo = enumerate(cases)
+    pending = next(todo, None)
     t_start = time.perf_counter()
     try:
-        while todo or running:
-            while todo and len(running) < workers:
-                i, case = todo.pop(0)
+        while pending is not None or running:
+            while pending is not None and len(running) < workers:
+                i, case = pending
+                pending = next(todo, None)
                 d = work / str(i)
                 d.mkdir()
                 path = d / case.name
                 path.write_bytes(case.data)
+                case.data = b""
                 pid = os.fork()
                 if pid == 0:
                     _child(path, case, d, mem, timeout)
@@ -295,11 +335,13 @@ def run_cases(
                     usage.ru_maxrss / 1024,
                     ("hang: " if hung else "") + err,
                 )
+                if res.kind != "ok":  # keep the input of a failure for --keep
+                    case.data = (d / case.name).read_bytes()
                 results.append(res)
                 shutil.rmtree(d, ignore_errors=True)
                 if progress and len(results) % 500 == 0:
                     rate = len(results) / (time.perf_counter() - t_start)
-                    print(f"  {len(results)}/{len(cases)} ({rate:.1f}/s)", file=sys.stderr)
+                    print(f"  {len(results)}/{total} ({rate:.1f}/s)", file=sys.stderr)
     finally:
         for pid in running:
             os.kill(pid, signal.SIGKILL)
@@ -307,23 +349,23 @@ def run_cases(
     return results
 
 
-def build_cases(n: int, seed: int, include_shared: bool, garbage_share: float) -> list[Case]:
+def build_cases(
+    n: int, seed: int, include_shared: bool, garbage_share: float, only: str | None = None
+) -> Iterator[Case]:
     rng = random.Random(seed)
-    seeds = seed_files(include_shared)
+    seeds = seed_files(include_shared, generated=Path(tempfile.mkdtemp(prefix="fuzz-seeds-")))
     contents = {p: p.read_bytes() for files in seeds.values() for p in files}
-    cases: list[Case] = []
     for _ in range(n):
         if rng.random() < garbage_share:
-            command = rng.choice(("doctor", "doctor", "lint"))
+            command = only or rng.choice(("doctor", "doctor", "lint"))
             data, what = garbage(rng)
             names = LOG_NAMES if command == "doctor" else CONFIG_NAMES
-            cases.append(Case(command, "garbage", what, data, rng.choice(names), garbage=True))
+            yield Case(command, "garbage", what, data, rng.choice(names), garbage=True)
             continue
-        command = "lint" if rng.random() < 0.3 else "doctor"
+        command = only or ("lint" if rng.random() < 0.3 else "doctor")
         p = rng.choice(seeds[command])
         data, what = mutate(contents[p], rng)
-        cases.append(Case(command, str(p.relative_to(p.anchor)), what, data, p.name))
-    return cases
+        yield Case(command, str(p.relative_to(p.anchor)), what, data, p.name)
 
 
 def main() -> int:
@@ -336,15 +378,16 @@ def main() -> int:
     ap.add_argument("--garbage-share", type=float, default=0.1)
     ap.add_argument("--no-shared", action="store_true", help="skip ../shared/real-logs")
     ap.add_argument("--keep", type=Path, help="write failing inputs here")
+    ap.add_argument("--only", choices=["doctor", "lint"], help="fuzz one command only")
     args = ap.parse_args()
     os.environ.setdefault("POLARS_MAX_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    cases = build_cases(args.n, args.seed, not args.no_shared, args.garbage_share)
-    print(
-        f"{len(cases)} inputs, {args.workers} workers, cap {args.timeout:.0f} s / {args.mem_mb} MiB"
-    )
+    cases = build_cases(args.n, args.seed, not args.no_shared, args.garbage_share, args.only)
+    print(f"{args.n} inputs, {args.workers} workers, cap {args.timeout:.0f} s / {args.mem_mb} MiB")
     t0 = time.perf_counter()
-    results = run_cases(cases, workers=args.workers, timeout=args.timeout, mem_mb=args.mem_mb)
+    results = run_cases(
+        cases, total=args.n, workers=args.workers, timeout=args.timeout, mem_mb=args.mem_mb
+    )
     wall = time.perf_counter() - t0
     report(results, wall, args.keep)
     return 0
@@ -359,7 +402,10 @@ def report(results: list[Result], wall: float, keep: Path | None) -> None:
     print(f"\ninputs {len(results)} (garbage {garbage_n}) in {wall:.0f} s")
     print(f"crashes            {kinds['crash']}")
     print(f"hangs              {kinds['hang']}")
-    print(f"peak RSS           {peak:.0f} MiB (per child, max)")
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"peak RSS           {peak:.0f} MiB (per child, max; the parent's pages count: {parent:.0f} MiB)"
+    )
     print(f"slowest input      {slowest:.1f} s")
     print(f"exit-0-on-garbage  {kinds['exit-0-on-garbage']}")
     print(
