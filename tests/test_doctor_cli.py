@@ -35,7 +35,9 @@ def test_text_report_and_fail_on(
     seed003: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     log, cfg = seed003
-    assert main(["doctor", str(log), "--config", str(cfg)]) == 0  # no --fail-on: report only
+    assert (
+        main(["doctor", str(log), "--config", str(cfg)]) == 0
+    )  # default --fail-on error: warnings alone pass
     out = capsys.readouterr().out
     assert "clip-saturated" in out and "+ training.grad_clip: 3.0" in out
     assert main(["doctor", str(log), "--config", str(cfg), "--fail-on", "warning"]) == 1
