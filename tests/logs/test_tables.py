@@ -363,3 +363,19 @@ def test_table_views_hold_what_records_would() -> None:
     with pytest.raises(Unsupported):
         b.floats("kind")
     assert b.floats("loss")[1] != b.floats("loss")[1]  # NaN where None
+
+
+def test_jsonl_types_and_keys_changing_after_the_schema_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stabletrain.logs.readers import table
+
+    f = tmp_path / "log.jsonl"
+    rows = [{"step": i, "loss": 1} for i in range(1500)]
+    rows += [{"step": 1500 + i, "loss": 2.5, "eval_loss": 0.3} for i in range(10)]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    python = list(map(repr, read_run(f).records))
+    monkeypatch.setattr(table, "POLARS_MIN_BYTES", 0)
+    fast = read_run(f).records
+    assert list(map(repr, fast)) == python
+    assert fast[-3].loss == 2.5 and fast[-1].eval_loss == 0.3

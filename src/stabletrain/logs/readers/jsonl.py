@@ -34,6 +34,7 @@ from stabletrain.logs.readers.table import Column
 _SWIFT_STEP = "global_step/max_steps"
 _D2_EVAL = ("bbox/", "segm/", "keypoints/", "sem_seg/", "panoptic_seg/")
 _CHUNK = 1 << 24
+_SCHEMA_ROWS = 1000
 
 
 def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
@@ -110,7 +111,10 @@ def _polars(
     from stabletrain.logs.readers.csvlog import polars_column
 
     try:
-        df = pl.read_ndjson(path)
+        # the schema of the first lines, given: a third faster than letting polars infer it; a
+        # later line that does not fit it shows in the count below and is read again
+        sample = pl.read_ndjson(path, n_rows=_SCHEMA_ROWS)
+        df = pl.read_ndjson(path, schema=sample.schema)
         pairs = _count(path, b'":')
         cells = sum(len(df) - df.get_column(c).null_count() for c in df.columns)
         # fewer cells than pairs: a key the first lines did not have (or nested objects, or
