@@ -378,4 +378,4 @@ def test_jsonl_types_and_keys_changing_after_the_schema_sample(
     monkeypatch.setattr(table, "POLARS_MIN_BYTES", 0)
     fast = read_run(f).records
     assert list(map(repr, fast)) == python
-    assert fast[-3].loss == 2.5 and fast[-1].eval_loss == 0.3
+    assert fast[-2].loss == 2.5 and fast[-1].eval_loss == 0.3
