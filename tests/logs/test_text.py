@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stabletrain.errors import LogReadError
 from stabletrain.logs.read import read_run
@@ -360,3 +362,74 @@ def test_lines_printed_twice_by_two_log_handlers_stay_in_raw() -> None:
     assert [r.step for r in tf2.raw] == [100, 200, 200, 300, 300, 400, 400, 500, 500]
     assert tf2.raw[1].to_json() == tf2.raw[2].to_json()  # the glog prefix is not a metric
     assert (tf2.records[1].loss, tf2.records[1].step_time) == (1.192, 0.831)
+
+
+_FRAGMENTS = [
+    "loss",
+    "lm loss",
+    "val_loss",
+    "grad norm",
+    "step",
+    "iteration",
+    "Epoch",
+    "Test:",
+    "lr",
+    "acc1",
+    "time",
+    "consumed samples",
+    ": ",
+    "=",
+    " ",
+    " | ",
+    ", ",
+    " - ",
+    "/",
+    "[",
+    "]",
+    "(",
+    ")",
+    "%",
+    "ms",
+    "s/it",
+    "{'loss': ",
+    "}",
+    '{"epoch": "',
+    '"}',
+    "> ",
+    "[rank1]:",
+    "\x1b[32m",
+    "\r",
+    "\n",
+    "#015",
+    "nan",
+    "inf",
+    "-inf",
+    "Infinity",
+    "1.36e15",
+    "9" * 400,
+    "1e999",
+    "0",
+    "7",
+    "2.5",
+    "10,050",
+    "-3",
+    "█",
+    "é",
+]
+
+
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_any_mix_of_log_fragments_is_data_never_a_crash(parts: list[str]) -> None:
+    data = text.parse_text("".join(parts), Path("fuzz.log"))
+    assert data.lines_total is not None and data.lines_understood is not None
+    assert 0 <= data.lines_understood <= data.lines_total
+    for r in data.raw:
+        assert isinstance(r.step, int) and 0 <= r.step < 10**15
+        assert r.samples is None or isinstance(r.samples, int)
+
+
+def test_a_60000_digit_number_is_read_in_linear_time() -> None:
+    """Number runs are matched without backtracking (a 400-digit run took seconds per line)."""
+    data = text.parse_text(f"step 1 | loss {'9' * 60_000}\nstep 2 | loss 2.5\n", Path("x.log"))
+    assert [(r.step, r.loss) for r in data.raw] == [(1, math.inf), (2, 2.5)]
