@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -65,7 +64,7 @@ from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
 from stabletrain.guard.integrity import WeightCheck
 from stabletrain.guard.losses import LossReader
 from stabletrain.guard.optimizer import GuardedOptimizer
-from stabletrain.guard.outcome import StepOutcome
+from stabletrain.guard.outcome import Outcomes, StepOutcome
 from stabletrain.guard.policy import Policy
 from stabletrain.guard.precision import Precision, dtype_name
 from stabletrain.guard.readout import is_distributed
@@ -148,17 +147,16 @@ class Guard:
         self.losses = LossReader()
         self._checked = False
         self._init_checked = False
-        self._last_lr: float | None = None
         self._last_clean_lr: float | None = None  # the scheduled LR of the last applied step
         self._wrapper: GuardedOptimizer | None = None
         self._params: list[torch.nn.Parameter] | None = None
         self._params_key: tuple[int, ...] = ()
         #: sync-free path: None until the first step decides (see ``sync_free.py``)
         self.sync_free: bool | None = None
-        self._pending: list[sync_free.Pending] = []
-        self._limits: tuple[float, float] = (math.inf, math.inf)
-        self._sched_debt = 0  # scheduler steps to hold back for steps skipped on the device
-        self._resolved: deque[StepOutcome] = deque(maxlen=4096)
+        #: the sync-free path's queue of unread steps, its limits and its scheduler debt
+        self.queue = sync_free.DeviceQueue()
+        #: resolved outcomes for ``drain`` and the last LR
+        self.outcomes = Outcomes()
         #: how many times the guard read device values on the host (tests, benchmarks)
         self.host_reads = 0
 
@@ -179,6 +177,11 @@ class Guard:
     def _candidate(self) -> Snapshot | None:
         """The snapshot waiting to be confirmed (read-only; owned by ``recovery``)."""
         return self.recovery.candidate
+
+    @property
+    def _limits(self) -> tuple[float, float]:
+        """The sync-free path's current spike limits (read-only; owned by ``queue``)."""
+        return self.queue.limits
 
     @property
     def consecutive_bad(self) -> int:
@@ -387,15 +390,13 @@ class Guard:
             "warning",
             {"old": current, "new": new, "evidence": "eval"},
         )
-        self._last_lr = new
+        self.outcomes.last_lr = new
 
     def drain(self) -> list[StepOutcome]:
         """The outcomes resolved since the last call, in step order, without reading the device
         (the immediate path resolves each step at once; the sync-free path at its reads). Keeps
         the last 4096 if never called."""
-        out = list(self._resolved)
-        self._resolved.clear()
-        return out
+        return self.outcomes.drain()
 
     def scheduled_lr(self) -> float:
         """Param group 0's LR as the schedule set it (the guard's back-off applies around steps)."""
@@ -487,7 +488,7 @@ class Guard:
             "batches_seen": self.batches_seen,
             "dropped_batches": list(self.dropped_batches),
             **self.recovery.state_dict(),
-            "last_lr": self._last_lr,
+            "last_lr": self.outcomes.last_lr,
             "last_clean_lr": self._last_clean_lr,
             "policy": self.policy.state_dict(),
             "clipper": self.clipper.state_dict() if self.clipper is not None else None,
@@ -515,7 +516,7 @@ class Guard:
         self.batches_seen = int(state.get("batches_seen", 0))
         self.dropped_batches = [int(b) for b in state.get("dropped_batches", [])]
         self.recovery.load_state_dict(state)
-        self._last_lr = state.get("last_lr")
+        self.outcomes.last_lr = state.get("last_lr")
         self._last_clean_lr = state.get("last_clean_lr")
         if self.clipper is not None and state.get("clipper") is not None:
             self.clipper.load_state_dict(state["clipper"])

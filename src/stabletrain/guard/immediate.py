@@ -136,6 +136,6 @@ def plain_step(
         guard.scheduler.step()
     outcome = StepOutcome(guard.step_count, True, None, loss_v, norm_v, coef, lr, scale_v)
     guard.last_outcome = outcome
-    guard._resolved.append(outcome)
+    guard.outcomes.resolve(outcome)
     guard.step_count += 1
     return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from stabletrain.records import StepRecord
@@ -46,3 +47,25 @@ class StepOutcome:
             skipped=None if self.applied is None else not self.applied,
             action=self.action,
         )
+
+
+class Outcomes:
+    """The resolved outcomes not yet drained (the last 4096) and the LR the last one ran at."""
+
+    def __init__(self) -> None:
+        self.resolved: deque[StepOutcome] = deque(maxlen=4096)
+        #: the LR of the last resolved step (an LR change is logged against it)
+        self.last_lr: float | None = None
+
+    def resolve(self, outcome: StepOutcome) -> None:
+        self.resolved.append(outcome)
+
+    def drain(self) -> list[StepOutcome]:
+        out = list(self.resolved)
+        self.resolved.clear()
+        return out
+
+    def lr_change(self, lr: float | None) -> float | None:
+        """Record ``lr`` as the latest; the previous one."""
+        prev, self.last_lr = self.last_lr, lr
+        return prev

@@ -77,7 +77,7 @@ def after_step(
         abort(guard, decision, None, outcome.step)
     guard.health.add(outcome)
     guard.last_outcome = outcome
-    guard._resolved.append(outcome)
+    guard.outcomes.resolve(outcome)
     log_lr(guard, outcome.lr)
     rollback.snapshot_ladder(guard, verdict, can_capture=can_capture)
     he = guard.config.health_every
@@ -90,7 +90,7 @@ def after_step(
 
 def log_lr(guard: Guard, lr: float | None) -> None:
     """An ``lr-reduced`` event for a drop of 10% or more; rises go to the log only."""
-    prev, guard._last_lr = guard._last_lr, lr
+    prev = guard.outcomes.lr_change(lr)
     if prev is None or lr is None:
         return
     if lr < 0.9 * prev:

@@ -97,7 +97,7 @@ def restore(guard: Guard, snap: Snapshot, *, scheduler: bool = True) -> None:
         det.episodes = episodes
     guard.buffers.save()  # the restored BN statistics are the good copy now
     guard.weights.pending = False
-    guard._sched_debt = 0
+    guard.queue.sched_debt = 0
     guard._checked = False  # re-verify the restored weights before the next step
 
 

@@ -49,6 +49,17 @@ class Pending:
     scaler_on: bool
 
 
+class DeviceQueue:
+    """The sync-free path's own state: the steps run on the device and not yet read, the spike
+    limits the device compares against until the next read, and the scheduler steps owed for
+    steps the device skipped (the scheduler stepped for them)."""
+
+    def __init__(self) -> None:
+        self.pending: list[Pending] = []
+        self.limits: tuple[float, float] = (math.inf, math.inf)
+        self.sched_debt = 0
+
+
 def chosen(guard: Guard) -> bool:
     """Whether ``guard`` takes this path, decided once, at its first step."""
     if guard.sync_free is None:
@@ -96,7 +107,7 @@ def device_step(
     guard.buffers.restore_where(loss_bad)
     # a rollback's skips, for a loop without guard.batches()
     forced = not guard._in_batches and guard.recovery.pay()
-    loss_limit, norm_limit = guard._limits
+    loss_limit, norm_limit = guard.queue.limits
     ok = device.ok_flag(
         loss if has_loss else None,
         loss_bad if cfg.skip_nonfinite else torch.zeros_like(loss_bad),
@@ -134,12 +145,12 @@ def device_step(
     factor = guard.policy.lr_factor(scheduled)
     step_with_lr_factor(opt, guard.scaler, owns_loop, factor, ok=ok)
     if owns_loop and guard.scheduler is not None:
-        if guard._sched_debt > 0:
-            guard._sched_debt -= 1  # a step the device skipped earlier: hold the schedule
+        if guard.queue.sched_debt > 0:
+            guard.queue.sched_debt -= 1  # a step the device skipped earlier: hold the schedule
         else:
             guard.scheduler.step()
     outcome = StepOutcome(step=guard.step_count, applied=None, lr=scheduled * factor)
-    guard._pending.append(
+    guard.queue.pending.append(
         Pending(
             outcome=outcome,
             row=device.row(loss if has_loss else None, norm, scale, loss_bad, ok, coef),
@@ -154,16 +165,16 @@ def device_step(
     )
     guard.step_count += 1
     guard.last_outcome = outcome
-    if len(guard._pending) >= cfg.read_every:
+    if len(guard.queue.pending) >= cfg.read_every:
         flush(guard)
     return outcome
 
 
 def flush(guard: Guard) -> list[StepOutcome]:
     """Read the queued rows (the one host sync), review each in order; the outcomes resolved."""
-    if not guard._pending:
+    if not guard.queue.pending:
         return []
-    pending, guard._pending = guard._pending, []
+    pending, guard.queue.pending = guard.queue.pending, []
     # host sync: the one read per read_every steps on the sync-free path
     rows = torch.stack([p.row for p in pending]).tolist()
     guard.host_reads += 1
@@ -185,7 +196,7 @@ def refresh_limits(guard: Guard) -> None:
     acts = cfg.spike_action != "warn"
     loss = guard.loss_spikes.limit() if acts and cfg.spike_metric != "grad_norm" else math.inf
     norm = guard.grad_spikes.limit() if acts and cfg.spike_metric != "loss" else math.inf
-    guard._limits = (loss, norm)
+    guard.queue.limits = (loss, norm)
 
 
 def _fill(p: Pending, values: list[float]) -> tuple[float | None, float, bool, bool]:
@@ -227,7 +238,7 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
     if not applied:
         guard.total_skipped += 1
         if p.owns_loop and guard.scheduler is not None:
-            guard._sched_debt += 1  # the scheduler stepped for it; hold one step later
+            guard.queue.sched_debt += 1  # the scheduler stepped for it; hold one step later
     o = p.outcome
     o.action = reporting.report(guard, decision, step, None if applied else bad_action, loss_v, norm_v,
                              p.owns_loop)  # fmt: skip
@@ -241,4 +252,4 @@ def _discarded(guard: Guard, p: Pending, values: list[float]) -> None:
     _fill(p, values)
     p.outcome.applied = False
     p.outcome.action = "rolled_back"
-    guard._resolved.append(p.outcome)
+    guard.outcomes.resolve(p.outcome)
