@@ -142,12 +142,14 @@ class Guard:
         #: post-update integrity: the weights after an applied update (see ``integrity.py``)
         self.weights = WeightCheck(cfg.weight_growth_limit)
         self._backward_ran = False  # a (scaled) backward ran since the last optimizer step
-        self._in_batches = False
+        #: inside ``batches()``: a rollback's skips drop batches there, not updates
+        self.in_batches = False
         #: this step's micro-batch losses
         self.losses = LossReader()
-        self._checked = False
+        #: False: verify every weight is finite before the next step (start, load, rollback)
+        self.weights_checked = False
         self._init_checked = False
-        self._last_clean_lr: float | None = None  # the scheduled LR of the last applied step
+        self.last_clean_lr: float | None = None  # the scheduled LR of the last applied step
         self._wrapper: GuardedOptimizer | None = None
         self._params: list[torch.nn.Parameter] | None = None
         self._params_key: tuple[int, ...] = ()
@@ -189,7 +191,7 @@ class Guard:
 
     def batches(self, loader: Iterable[T]) -> Iterator[T]:
         """Yield the batches of ``loader``, dropping (and logging) those a rollback asked to skip."""
-        self._in_batches = True
+        self.in_batches = True
         try:
             for batch in loader:
                 index = self.batches_seen
@@ -203,12 +205,12 @@ class Guard:
                     continue
                 yield batch
         finally:
-            self._in_batches = False
+            self.in_batches = False
 
     def check_model(self) -> list[Finding]:
         """Verify every parameter and buffer is finite (raise TrainingAborted if not); warn on
         init scales known to explode (first call only). Returns the warnings found."""
-        self._checked = True
+        self.weights_checked = True
         bad = nonfinite_tensors(self.model)
         if bad:
             finding = Finding(
@@ -269,7 +271,7 @@ class Guard:
             host = loss.detach().item()
             if not math.isfinite(host):
                 self.buffers.restore()  # the forward wrote its NaN into the BN statistics
-        if cfg.enabled and cfg.check_init and not self._checked:
+        if cfg.enabled and cfg.check_init and not self.weights_checked:
             self.check_model()
         self._record_loss(loss, host)
         if host is not None and not math.isfinite(host):
@@ -288,7 +290,7 @@ class Guard:
         On the sync-free path the outcome is *pending* (``outcome.resolved`` is False) until the
         next read fills it in (every ``read_every`` steps, or ``flush()``).
         """
-        outcome = self._check_and_step(owns_loop=True)
+        outcome = self.check_and_step(owns_loop=True)
         self.inner_optimizer.zero_grad(set_to_none=True)
         self._backward_ran = False
         return outcome
@@ -414,11 +416,11 @@ class Guard:
             self._params_key = key
         return self._params
 
-    def _check_and_step(self, *, owns_loop: bool) -> StepOutcome:
+    def check_and_step(self, *, owns_loop: bool) -> StepOutcome:
         """``owns_loop``: Guard.optimizer_step (unscale + scaler + scheduler are ours) vs the
         GuardedOptimizer path (the framework unscaled and owns scaler and scheduler)."""
         cfg, opt = self.config, self.inner_optimizer
-        if cfg.enabled and cfg.check_init and not self._checked:
+        if cfg.enabled and cfg.check_init and not self.weights_checked:
             self.check_model()
         if cfg.enabled:
             rollback.initial_snapshot(self)
@@ -439,9 +441,9 @@ class Guard:
             self, grads, params, norm_t, owns_loop, scaler_on, unscaled=unscaled or not owns_loop
         )
 
-    def _observe_clean(self, norm_v: float, clip_coef: float | None, scheduled_lr: float) -> None:
+    def observe_clean(self, norm_v: float, clip_coef: float | None, scheduled_lr: float) -> None:
         """A clean applied step: its LR is stable, its post-clip norm feeds adaptive clipping."""
-        self._last_clean_lr = scheduled_lr
+        self.last_clean_lr = scheduled_lr
         if self.clipper is not None:
             # warming up: the norm before the fixed clip (the statistics must learn the run's
             # norm level; fed the clip value they would clip every later step to it). After:
@@ -489,7 +491,7 @@ class Guard:
             "dropped_batches": list(self.dropped_batches),
             **self.recovery.state_dict(),
             "last_lr": self.outcomes.last_lr,
-            "last_clean_lr": self._last_clean_lr,
+            "last_clean_lr": self.last_clean_lr,
             "policy": self.policy.state_dict(),
             "clipper": self.clipper.state_dict() if self.clipper is not None else None,
             "detectors": {
@@ -517,7 +519,7 @@ class Guard:
         self.dropped_batches = [int(b) for b in state.get("dropped_batches", [])]
         self.recovery.load_state_dict(state)
         self.outcomes.last_lr = state.get("last_lr")
-        self._last_clean_lr = state.get("last_clean_lr")
+        self.last_clean_lr = state.get("last_clean_lr")
         if self.clipper is not None and state.get("clipper") is not None:
             self.clipper.load_state_dict(state["clipper"])
         dets = state.get("detectors", {})
@@ -534,7 +536,7 @@ class Guard:
         if "weights" in state:
             self.weights.load_state_dict(state["weights"])
         self.buffers.reset()  # the model was (re)loaded beside this state
-        self._checked = False  # verify the loaded weights are finite before the next step
+        self.weights_checked = False  # verify the loaded weights are finite before the next step
 
 
 def _check_owner(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:

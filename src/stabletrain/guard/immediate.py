@@ -54,7 +54,7 @@ def immediate_step(
         guard.buffers.save()
     bad = verdict.classify(guard, step, loss_v, norm_v, loss_bad, scaler_on, bool(grads))
     # a rollback's skips, for a loop without guard.batches()
-    forced = bad is None and not guard._in_batches and guard.recovery.pay()
+    forced = bad is None and not guard.in_batches and guard.recovery.pay()
     damage = verdict.weight_damage(guard, bad, params)
     decision, bad_action = verdict.judge(
         guard, step, bad, loss_bad, lr_before, forced=forced, damage=damage
@@ -70,7 +70,7 @@ def immediate_step(
             guard.scheduler.step()
         guard.weights.applied()
         if kind == "apply":
-            guard._observe_clean(norm_v, clip_coef, lr_before)
+            guard.observe_clean(norm_v, clip_coef, lr_before)
     else:
         for g in grads:
             g.zero_()

@@ -43,7 +43,7 @@ class GuardedOptimizer(torch.optim.Optimizer):
         loss = closure() if closure is not None else None
         if loss is not None:
             self._guard.record_loss(loss)  # type: ignore[arg-type]
-        outcome = self._guard._check_and_step(owns_loop=False)
+        outcome = self._guard.check_and_step(owns_loop=False)
         self.step_was_skipped = outcome.skipped
         return loss
 

@@ -98,7 +98,7 @@ def restore(guard: Guard, snap: Snapshot, *, scheduler: bool = True) -> None:
     guard.buffers.save()  # the restored BN statistics are the good copy now
     guard.weights.pending = False
     guard.queue.sched_debt = 0
-    guard._checked = False  # re-verify the restored weights before the next step
+    guard.weights_checked = False  # re-verify the restored weights before the next step
 
 
 def rollback(

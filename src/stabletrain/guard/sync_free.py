@@ -106,7 +106,7 @@ def device_step(
     # a non-finite forward wrote into the BN statistics: put them back, on the device
     guard.buffers.restore_where(loss_bad)
     # a rollback's skips, for a loop without guard.batches()
-    forced = not guard._in_batches and guard.recovery.pay()
+    forced = not guard.in_batches and guard.recovery.pay()
     loss_limit, norm_limit = guard.queue.limits
     ok = device.ok_flag(
         loss if has_loss else None,
@@ -234,7 +234,7 @@ def _review(guard: Guard, p: Pending, values: list[float], *, last: bool) -> boo
     if applied:
         guard.weights.applied()
     if decision.verdict == "apply":
-        guard._observe_clean(norm_v, p.outcome.clip_coef, p.scheduled_lr)
+        guard.observe_clean(norm_v, p.outcome.clip_coef, p.scheduled_lr)
     if not applied:
         guard.total_skipped += 1
         if p.owns_loop and guard.scheduler is not None:

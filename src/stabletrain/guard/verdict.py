@@ -143,7 +143,7 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
     stable = (
         float(target.guard.get("sched_lr") or scheduled_lr)
         if target is not None
-        else (guard._last_clean_lr or scheduled_lr)
+        else (guard.last_clean_lr or scheduled_lr)
     )
     return guard.policy.decide(
         bad,
