@@ -184,16 +184,17 @@ def _polars(path: Path, names: list[str]) -> dict[str, Column] | None:
 
 def polars_column(s: Any) -> Column:
     """A polars Series as (float64, empty mask): numbers as they are, strings parsed once per
-    distinct value ("nan", "inf", "Infinity" are numbers; other text is empty)."""
+    distinct value ("nan", "inf", "Infinity" are numbers; other text is empty); booleans and
+    anything else empty, as ``fields.to_float`` (the per-row path) has them."""
     import polars as pl
 
     if s.dtype == pl.String:
         uniq = s.drop_nulls().unique().to_list()
-        parsed = {u: table._parse(u) for u in uniq}
+        parsed = {u: table.parse_number(u) for u in uniq}
         s = s.replace_strict(
             list(parsed), [parsed[u] for u in parsed], default=None, return_dtype=pl.Float64
         )
-    elif s.dtype != pl.Boolean and not s.dtype.is_numeric():
+    elif not s.dtype.is_numeric():
         return np.full(len(s), np.nan), np.ones(len(s), dtype=bool)
     nulls = s.null_count()
     vals = s.cast(pl.Float64).to_numpy()

@@ -47,7 +47,7 @@ def floats(values: Any) -> Column:
         x: float | None = None
         if isinstance(v, str):
             if v not in cache:
-                cache[v] = _parse(v)
+                cache[v] = parse_number(v)
             x = cache[v]
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             try:
@@ -59,7 +59,8 @@ def floats(values: Any) -> Column:
     return out, (empty if empty.any() else None)
 
 
-def _parse(v: str) -> float | None:
+def parse_number(v: str) -> float | None:
+    """``float(v)`` of a cell (surrounding blanks ignored), or None when it is no number."""
     try:
         return float(v.strip())
     except (ValueError, OverflowError):
