@@ -10,7 +10,8 @@ at one step keeps its latest value, as MLflow's UI does); params become facts th
 config reader's key table.
 
 Which run: a run folder, or a store holding exactly one run; with several, the error lists them
-(``name (id)``) so the user can pass one (a run folder, or ``mlflow.db#<run id>``).
+(``name (id)``): pass a run folder; a database holding several runs is not read (choosing one
+by name is not supported yet).
 """
 
 from __future__ import annotations
