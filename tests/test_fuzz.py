@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import random
 import sys
 import tempfile
@@ -28,6 +29,15 @@ from stabletrain.errors import ConfigError, ExitCode
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _fixtures() -> ModuleType:
+    path = REPO / "tests" / "fixtures" / "seeds" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("stabletrain_seed_fixtures_fuzz", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _fuzz_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "stabletrain_bench_fuzz", REPO / "bench" / "fuzz.py"
@@ -41,6 +51,18 @@ def _fuzz_module() -> ModuleType:
 
 FUZZ = _fuzz_module()
 SEEDS: dict[str, list[Path]] = FUZZ.seed_files(include_shared=True)
+_JSON_SEEDS = Path(tempfile.mkdtemp(prefix="stabletrain-fuzz-seeds-"))
+HF_ARGS = {  # the keys TrainingArguments.to_json_string() writes that matter here
+    "learning_rate": 5e-05, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
+    "warmup_ratio": 0.0, "max_grad_norm": 1.0, "fp16": True, "bf16": False,
+    "lr_scheduler_type": "linear", "adam_beta2": 0.999, "logging_nan_inf_filter": True,
+}  # fmt: skip
+(_JSON_SEEDS / "training_args.json").write_text(json.dumps(HF_ARGS, indent=2), encoding="utf-8")
+SEEDS["lint"] = [
+    *SEEDS["lint"],
+    _JSON_SEEDS / "training_args.json",
+    _fixtures().generate("seed002", _JSON_SEEDS)[1],  # a DeepSpeed ds_config.json
+]
 FAST = settings(
     max_examples=25,
     derandomize=True,
