@@ -136,3 +136,23 @@ def test_garbage_is_refused_not_passed(seed: int, which: str) -> None:
         path.write_bytes(data)
         code, err = _cli([which, str(path), "--format", "json"])
     assert code == ExitCode.UNUSABLE_INPUT, f"{which} {name} ({what}) gave exit {code}: {err}"
+
+
+TRAIN_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+@settings(FAST, max_examples=60)
+@given(pick=st.integers(0, 10_000), seed=st.integers(0, 2**32 - 1))
+def test_train_config_loader_validates_or_raises_config_error(pick: int, seed: int) -> None:
+    """``stabletrain train``'s loader: a mutated config is a TrainConfig or one ConfigError."""
+    from stabletrain.train.config import TrainConfig, load_config
+
+    path = TRAIN_CONFIGS[pick % len(TRAIN_CONFIGS)]
+    data, what = FUZZ.mutate(path.read_bytes(), random.Random(seed))
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / path.name
+        p.write_bytes(data)
+        try:
+            assert isinstance(load_config(p), TrainConfig)
+        except ConfigError as e:
+            assert str(p) in str(e) or "--set" in str(e), f"{what}: {e}"
