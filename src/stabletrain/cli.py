@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from stabletrain import __version__
 from stabletrain.errors import ExitCode, StableTrainError
 
-#: Where a user reports an internal error.
-ISSUES_URL = "https://github.com/stabletrain/stabletrain/issues"
 FAIL_ON = ["info", "warning", "error", "never"]
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -141,10 +139,10 @@ def internal_error(command: str, e: BaseException, *, verbose: bool) -> int:
     """A bug in stabletrain: one line asking for a report; the traceback only with ``-v``."""
     if verbose:
         traceback.print_exception(e, file=sys.stderr)
-    hint = "" if verbose else "; rerun with -v for the traceback"
+    how = "the command and the traceback" if verbose else "the command and the output of -v"
     print(
         f"stabletrain {command}: internal error ({type(e).__name__}: {_one_line(e)}): "
-        f"a bug in stabletrain, please report it with the command at {ISSUES_URL}{hint}",
+        f"a bug in stabletrain, please report it with {how}",
         file=sys.stderr,
     )
     return ExitCode.INTERNAL_ERROR
