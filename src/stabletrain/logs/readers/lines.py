@@ -63,12 +63,13 @@ _ITEM = re.compile(
     rf"(?:\s*[:=]\s*|\s+))?"
     rf"(?P<lb>\[\s*)?(?P<num>{_NUM})(?:\s*/\s*(?P<tot>\d+))?(?(lb)(?:\s*\(\s*\d+%\))?\s*\])"
     rf"(?:\s?(?P<unit>{_UNIT}))?"
-    r"(?=[\s,;|)\]}\[(]|[:.]\s|[:.]$|$)"
+    r"(?=[\s,;|)\]}\[(]|[:.]\s|[:.]$|$)",
+    re.ASCII,  # ``\d`` is 0-9: a number is one ``float()`` reads the same as str or bytes
 )
 _QUOTE = re.compile(r"^(?:\s*>)+\s?")
 _RANK = re.compile(
-    r"^\s*(?:\[(?:rank|default)\s*(\d+)\]\s*:?|(?:rank|RANK|Rank)\s*(\d+)\s*:"
-    r"|\[\d+,(?:mpirank:)?(\d+)[^\]]{0,40}\]<std\w+>:)\s*"
+    r"^\s*(?:\[(?:rank|default)\s*(\d{1,6})\]\s*:?|(?:rank|RANK|Rank)\s*(\d{1,6})\s*:"
+    r"|\[\d{1,6},(?:mpirank:)?(\d{1,6})[^\]]{0,40}\]<std\w+>:)\s*"
 )
 _TIME = re.compile(
     r"^\[?(?:\d{4}-\d{2}-\d{2}|\d{2}/\d{2}(?:/\d{2,4})?)[ T]\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?"

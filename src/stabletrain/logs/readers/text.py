@@ -108,6 +108,11 @@ def _step_value(v: bytes | str) -> int | None:
     return int(x)
 
 
+def _as_step(x: float) -> int | None:
+    """A computed step (``(epoch - 1) * N + i``), or None when it is no step a run can have."""
+    return int(x) if math.isfinite(x) and 0 <= x < 1e15 else None
+
+
 class _Reader:
     """The state of one pass over a log: the context lines carry over, the records, the counts."""
 
@@ -202,7 +207,17 @@ class _Reader:
             if header is not None:
                 self.table = header
                 return True
-        return self._apply(plan, values, rank)
+        try:
+            return self._apply(plan, values, rank)
+        except ValueError:
+            # the shape's plan does not fit this line after all (``x: 5-`` and ``x: -`` share a
+            # shape): read it on its own
+            values = []
+            own = analyse(line, values)
+            try:
+                return self._apply(own, values, rank) if own is not None else False
+            except ValueError:
+                return False  # no number after all: the line is not understood
 
     def _table_row(
         self, names: list[str], cells: list[tuple[str, str | None]], rank: int | None
@@ -219,6 +234,7 @@ class _Reader:
                 step = _step_value(value)
             elif key in dl.EPOCH_WORDS:
                 epoch = _number(value)
+                epoch = epoch if math.isfinite(epoch) else None
             else:
                 row[name] = _number(value)
         primary = any(self._slot(n, False, dl.TABLE)[1] in _PRIMARY for n in row)
@@ -375,13 +391,13 @@ class _Reader:
             if e is None:
                 return i, False
             base = 0 if (self.first_epoch == 0) else 1
-            return int((e - base) * n + i), False
+            return _as_step((e - base) * n + i), False
         if epoch is not None:
             if self.fine:
                 return self.last_train, True
             if float(epoch).is_integer():
                 self.epoch_steps = True
-                return int(epoch), False
+                return _as_step(epoch), False
         if self.header_step is not None:
             return self.header_step, False
         if not primary:
@@ -394,9 +410,10 @@ class _Reader:
             return self.pos[0], False
         if self.header_step is not None:
             return self.header_step, False
-        if self.epoch is not None and not self.fine and float(self.epoch).is_integer():
+        step = _as_step(self.epoch) if self.epoch is not None else None
+        if step is not None and not self.fine and step == self.epoch:
             self.epoch_steps = True  # ``Epoch 3/50`` header, then lines of that epoch
-            return int(self.epoch), False
+            return step, False
         self.counted += 1
         return self.counted * self.logging_steps, False
 
@@ -552,7 +569,8 @@ class _Reader:
         """Carry a tqdm position printed on the same line before a dict or an overflow message."""
         for it in its:
             if not it.name and it.total is not None:
-                self.pos = (int(to_number(it.value)), int(it.total))
+                i, n = _step_value(it.value), _step_value(it.total)
+                self.pos = (i, n) if i is not None and n is not None else self.pos
 
     def _merge_into_last(self, rec: StepRecord) -> bool:
         """Fold ``rec`` into the previous record of the same step when it completes it: no value
