@@ -60,7 +60,6 @@ from stabletrain.logs.readers.lines import (
     strip_ansi,
     table_header,
     table_row,
-    to_number,
 )
 from stabletrain.logs.readers.plan import LinePlan, analyse, numbers, shape
 from stabletrain.logs.readers.plan import number as _number
