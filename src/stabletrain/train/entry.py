@@ -181,5 +181,5 @@ def run_demo(args: argparse.Namespace) -> int:
     acc = digits.summary.get("final_accuracy") if digits else None
     if acc is None or acc < 0.9:
         print(f"demo: digits CNN reached only {acc} val accuracy (expected > 90%)", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.FINDINGS
+    return ExitCode.CLEAN
