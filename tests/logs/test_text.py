@@ -433,3 +433,13 @@ def test_a_60000_digit_number_is_read_in_linear_time() -> None:
     """Number runs are matched without backtracking (a 400-digit run took seconds per line)."""
     data = text.parse_text(f"step 1 | loss {'9' * 60_000}\nstep 2 | loss 2.5\n", Path("x.log"))
     assert [(r.step, r.loss) for r in data.raw] == [(1, math.inf), (2, 2.5)]
+
+
+def test_duplicate_logging_is_reported_on_a_log_printed_twice() -> None:
+    """The copies kept in ``raw`` reach the duplicate-logging detector (reported, then one per
+    step analysed), as the issue asks: never silently merged."""
+    from stabletrain.doctor import diagnose
+
+    report = diagnose(_log("tf2_objdet_glog_6"))
+    dup = next(f for f in report.findings if f.id == "duplicate-logging")
+    assert dup.evidence["typical_copies"] == 2
