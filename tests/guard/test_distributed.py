@@ -13,13 +13,14 @@ import pytest
 
 WORKER = textwrap.dedent(
     """
-    import json, sys
+    import json, logging, sys
     import torch, torch.distributed as dist, torch.nn.functional as F
     from stabletrain.guard.config import GuardConfig
     from stabletrain.guard.guard import Guard
 
     rank, init, out, sync_free = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    logging.basicConfig(level=logging.DEBUG, format="LOG %(name)s: %(message)s")
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(32, 2))
@@ -52,6 +53,7 @@ def test_only_rank1_nan_both_skip_same_step(tmp_path: Path, sync_free: str) -> N
     script.write_text(WORKER)
     init = f"file://{tmp_path / 'rendezvous'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    outs: list[str] = []
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), str(r), init, str(tmp_path / f"r{r}.json"), sync_free],
@@ -65,6 +67,7 @@ def test_only_rank1_nan_both_skip_same_step(tmp_path: Path, sync_free: str) -> N
         for p in procs:
             out, _ = p.communicate(timeout=60)  # a hang fails here instead of blocking the suite
             assert p.returncode == 0, out.decode()[-2000:]
+            outs.append(out.decode())
     finally:
         for p in procs:
             if p.poll() is None:
@@ -74,3 +77,12 @@ def test_only_rank1_nan_both_skip_same_step(tmp_path: Path, sync_free: str) -> N
     assert r0[7] == [7, False, "skip_nonfinite_loss"]
     assert all(applied for _, applied, _ in r0[:7] + r0[8:-1])
     assert r0[-1] and r1[-1]  # replicas still identical
+    # our log lines once per job (rank 0), not once per rank; the rank whose batch held the
+    # NaN says so itself (immediate path: it read its loss)
+    ours = [[x for x in o.splitlines() if x.startswith("LOG stabletrain")] for o in outs]
+    assert any("step 7 skipped" in x for x in ours[0])
+    assert not any("step 7 skipped" in x for x in ours[1])
+    assert all(x.count("rank 1:") for x in ours[1]), ours[1]
+    if sync_free == "off":
+        assert any("rank 1: non-finite loss" in x for x in ours[1])
+    assert not any("rank 0:" in x for x in ours[0])

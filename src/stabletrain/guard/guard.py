@@ -67,13 +67,14 @@ from stabletrain.guard.optimizer import GuardedOptimizer
 from stabletrain.guard.outcome import Outcomes, StepOutcome
 from stabletrain.guard.policy import Policy
 from stabletrain.guard.precision import Precision, dtype_name
+from stabletrain.guard.ranklog import once_per_job, rank, rank_extra
 from stabletrain.guard.readout import is_distributed
 from stabletrain.guard.recovery import Recovery
 from stabletrain.guard.snapshots import Snapshot, SnapshotStore
 from stabletrain.logs.runlog import RunLog
 from stabletrain.records import ConfigFacts, Finding, json_float
 
-log = logging.getLogger(__name__)
+log = once_per_job(logging.getLogger(__name__))
 T = TypeVar("T")
 
 
@@ -278,7 +279,12 @@ class Guard:
             self.losses.mark_nonfinite()
             if not is_distributed():
                 return False
-            # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip
+            # DDP: every rank must join the gradient all-reduce; the NaN grads make all skip.
+            # Only this rank knows the bad batch was its own: said once, by this rank.
+            log.warning(
+                "rank %d: non-finite loss (%s) in this rank's batch at step %d; every rank "
+                "skips the step", rank(), host, self.step_count, extra=rank_extra(),
+            )  # fmt: skip
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         scaled.backward()
         self._backward_ran = True

@@ -16,12 +16,13 @@ from stabletrain.guard import rollback
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Decision
 from stabletrain.guard.precision import STOP_AFTER
+from stabletrain.guard.ranklog import once_per_job
 from stabletrain.guard.report import abort_finding
 
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
 
-log = logging.getLogger(__name__)
+log = once_per_job(logging.getLogger(__name__))
 
 
 def report(

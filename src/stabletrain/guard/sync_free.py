@@ -26,12 +26,13 @@ from stabletrain.errors import ConfigError
 from stabletrain.guard import clipping, device, reporting, verdict
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Decision
+from stabletrain.guard.ranklog import once_per_job
 from stabletrain.guard.readout import is_distributed, rank_mean_loss, step_with_lr_factor
 
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
 
-log = logging.getLogger(__name__)
+log = once_per_job(logging.getLogger(__name__))
 
 
 @dataclass(slots=True)

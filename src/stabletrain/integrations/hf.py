@@ -37,6 +37,7 @@ import torch
 from stabletrain.errors import ConfigError
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard, StepOutcome
+from stabletrain.guard.ranklog import once_per_job
 from stabletrain.integrations import immediate, require
 from stabletrain.logs.runlog import RunLog
 from stabletrain.records import StepRecord
@@ -44,7 +45,7 @@ from stabletrain.records import StepRecord
 require("transformers", "hf")
 from transformers import TrainerCallback  # noqa: E402
 
-log = logging.getLogger(__name__)
+log = once_per_job(logging.getLogger(__name__))
 
 __all__ = ["StableTrainCallback"]
 

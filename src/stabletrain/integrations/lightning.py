@@ -37,13 +37,14 @@ import torch
 
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard
+from stabletrain.guard.ranklog import once_per_job
 from stabletrain.integrations import immediate, require
 from stabletrain.logs.runlog import RunLog
 
 require("lightning", "lightning")
 from lightning.pytorch import Callback  # noqa: E402
 
-log = logging.getLogger(__name__)
+log = once_per_job(logging.getLogger(__name__))
 
 __all__ = ["StableTrainCallback"]
 

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 
 from stabletrain.errors import TrainingAborted
+from stabletrain.guard.ranklog import once_per_job
 from stabletrain.train.checkpoint import (
     CHECKPOINT_FILE,
     load_checkpoint,
@@ -41,7 +42,7 @@ from stabletrain.train.schedules import current_lr
 from stabletrain.train.setup import Parts, build
 from stabletrain.train.stats import EpochStats
 
-log = logging.getLogger(__name__)
+log = once_per_job(logging.getLogger(__name__))
 Status = Literal["completed", "early-stopped", "max-steps", "aborted"]
 
 

@@ -11,11 +11,12 @@ import logging
 import math
 from pathlib import Path
 
+from stabletrain.guard.ranklog import once_per_job
 from stabletrain.logs.runlog import EVALS_FILE, STEPS_FILE
 from stabletrain.records import StepRecord
 from stabletrain.train.summary import read_records
 
-log = logging.getLogger(__name__)
+log = once_per_job(logging.getLogger(__name__))
 PLOT_FILE = "training_history.png"
 
 
