@@ -459,13 +459,19 @@ class Guard:
 
     # -- after the step ---------------------------------------------------------------------
     def event(
-        self, event: str, message: str, severity: str, data: dict[str, Any] | None = None
+        self,
+        event: str,
+        message: str,
+        severity: str,
+        data: dict[str, Any] | None = None,
+        *,
+        level: int | None = None,
     ) -> None:
-        """Record what the guard did: to ``logging`` and, with ``data``, to the run log."""
-        if severity == "info":
-            log.info(message)
-        else:
-            log.warning(message)
+        """Record what the guard did: to ``logging`` (at ``level``, by default INFO for
+        "info" and WARNING otherwise) and to the run log."""
+        if level is None:
+            level = logging.INFO if severity == "info" else logging.WARNING
+        log.log(level, message)
         if self.run_log is not None:
             clean = {k: json_float(v) for k, v in (data or {}).items()}
             self.run_log.log_event(self.step_count, event, message, severity=severity, data=clean)

@@ -88,6 +88,7 @@ def immediate_step(
         clip_coef=clip_coef,
         lr=lr_before * lr_factor,
         loss_scale=scale_v,
+        scheduled_lr=lr_before,
     )
     if kind != "rollback":
         guard.step_count += 1

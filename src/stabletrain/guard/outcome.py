@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stabletrain.records import StepRecord
 
@@ -24,6 +26,8 @@ class StepOutcome:
     clip_coef: float | None = None
     lr: float | None = None
     loss_scale: float | None = None
+    #: the LR the schedule set (``lr`` is it times the guard's back-off factor)
+    scheduled_lr: float | None = field(default=None, repr=False, compare=False)
 
     @property
     def resolved(self) -> bool:
@@ -56,6 +60,8 @@ class Outcomes:
         self.resolved: deque[StepOutcome] = deque(maxlen=4096)
         #: the LR of the last resolved step (an LR change is logged against it)
         self.last_lr: float | None = None
+        #: the guard's share of it (``lr / scheduled_lr``): a change there is not the schedule's
+        self.last_factor: float | None = None
 
     def resolve(self, outcome: StepOutcome) -> None:
         self.resolved.append(outcome)
@@ -65,7 +71,15 @@ class Outcomes:
         self.resolved.clear()
         return out
 
-    def lr_change(self, lr: float | None) -> float | None:
-        """Record ``lr`` as the latest; the previous one."""
+    def lr_change(
+        self, lr: float | None, scheduled: float | None = None
+    ) -> tuple[float | None, bool]:
+        """Record ``lr`` (the schedule's ``scheduled`` x the guard's factor) as the latest; the
+        previous LR, and whether the change is the schedule's alone (the factor did not move)."""
+        factor = lr / scheduled if lr is not None and scheduled else None
         prev, self.last_lr = self.last_lr, lr
-        return prev
+        before, self.last_factor = self.last_factor, factor
+        by_schedule = (
+            factor is not None and before is not None and math.isclose(factor, before, rel_tol=1e-6)
+        )
+        return prev, by_schedule

@@ -79,7 +79,7 @@ def after_step(
     guard.health.add(outcome)
     guard.last_outcome = outcome
     guard.outcomes.resolve(outcome)
-    log_lr(guard, outcome.lr)
+    log_lr(guard, outcome)
     rollback.snapshot_ladder(guard, verdict, can_capture=can_capture)
     he = guard.config.health_every
     if he and guard.health.n >= he:
@@ -89,16 +89,24 @@ def after_step(
             guard.run_log.log_event(guard.step_count, "health", line, severity="info", data=data)
 
 
-def log_lr(guard: Guard, lr: float | None) -> None:
-    """An ``lr-reduced`` event for a drop of 10% or more; rises go to the log only."""
-    prev = guard.outcomes.lr_change(lr)
+def log_lr(guard: Guard, outcome: StepOutcome) -> None:
+    """An ``lr-reduced`` event for a drop of 10% or more; rises go to the log only. The
+    schedule's own changes (a cosine tail, a warm-up) are routine: DEBUG. The guard's (a cap
+    after a back-off, its re-warm) are not: INFO, with the reason."""
+    lr = outcome.lr
+    prev, by_schedule = guard.outcomes.lr_change(lr, outcome.scheduled_lr)
     if prev is None or lr is None:
         return
+    reason = "schedule" if by_schedule else "guard LR cap"
     if lr < 0.9 * prev:
-        data = {"old": prev, "new": lr}
-        guard.event("lr-reduced", f"learning rate {prev:.4g} → {lr:.4g}", "info", data)
+        data = {"old": prev, "new": lr, "reason": reason}
+        level = logging.DEBUG if by_schedule else logging.INFO
+        message = f"learning rate {prev:.4g} → {lr:.4g} ({reason})"
+        guard.event("lr-reduced", message, "info", data, level=level)
     elif lr > 1.5 * prev:
-        log.info("learning rate %.4g → %.4g", prev, lr)
+        reason = "schedule" if by_schedule else "guard re-warm after a back-off"
+        log.log(logging.DEBUG if by_schedule else logging.INFO,
+                "learning rate %.4g → %.4g (%s)", prev, lr, reason)  # fmt: skip
 
 
 def abort(guard: Guard, decision: Decision, action: str | None, step: int) -> None:

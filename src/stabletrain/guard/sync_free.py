@@ -150,7 +150,9 @@ def device_step(
             guard.queue.sched_debt -= 1  # a step the device skipped earlier: hold the schedule
         else:
             guard.scheduler.step()
-    outcome = StepOutcome(step=guard.step_count, applied=None, lr=scheduled * factor)
+    outcome = StepOutcome(
+        step=guard.step_count, applied=None, lr=scheduled * factor, scheduled_lr=scheduled
+    )
     guard.queue.pending.append(
         Pending(
             outcome=outcome,
