@@ -327,6 +327,9 @@ def test_a_scripts_own_table() -> None:
         "epoch  train_loss  val_loss  lr\n1  2.31  2.40  0.001\n2  1.90  2.10  0.001\n",
         Path("table.log"),
     )
+    assert data.lines_understood == 3
+    prose = text.parse_text("saving checkpoint to out/ckpt_1000.pt\nstep 1 | loss 2\n", Path("x"))
+    assert (prose.lines_total, prose.lines_understood) == (2, 1)  # a sentence is no table header
     assert [(r.step, r.kind, r.loss, r.eval_loss) for r in data.raw] == [
         (1, "train", 2.31, None),
         (1, "eval", None, 2.40),

@@ -145,6 +145,7 @@ class _Reader:
         self.redraws = 0  # progress-bar lines that repeated the bar's previous record
         self.bar = False  # the line being read is a progress bar
         self.table: list[str] | None = None  # the column names of a whitespace table above
+        self.table_rows = 0
 
     # -- the pass -------------------------------------------------------------------------------
 
@@ -185,6 +186,9 @@ class _Reader:
         if self.table is not None:
             cells = table_row(line, len(self.table))
             if cells is not None:
+                if self.table_rows == 0:
+                    self.understood += 1  # the header line above
+                self.table_rows += 1
                 return self._table_row(self.table, cells, rank)
             self.table = None
         raw = line.encode()
@@ -205,7 +209,8 @@ class _Reader:
             header = table_header(line)
             if header is not None:
                 self.table = header
-                return True
+                self.table_rows = 0
+                return False  # understood once a row follows (a sentence is no header)
         try:
             return self._apply(plan, values, rank)
         except ValueError:
