@@ -234,7 +234,7 @@ _COQUI = Dialect(
     aliases={"current_lr": "lr", "avg_loss": "loss", "loader_time": ""},
 )
 #: free-form ``name value`` lines from a script of the user's own
-GENERIC = Dialect("generic", "", re.compile(""), "generic-log")
+GENERIC = Dialect("free-form", "", re.compile(""), "generic-log")
 #: a whitespace table: a header line of names, then rows of numbers (YOLO's console, scripts)
 TABLE = Dialect("table", "", re.compile(""), "generic-log")
 

@@ -655,7 +655,7 @@ class _Reader:
         if self.kinds:
             top = self.kinds.most_common(1)[0][0]
             data.dialect = top
-            data.format = top if top != "generic" else "text"
+            data.format = top if top != dl.GENERIC.name else "text"
             data.facts.format = self._vocabulary(top)
         if self.counted:
             data.notes.append(
