@@ -446,3 +446,12 @@ def test_duplicate_logging_is_reported_on_a_log_printed_twice() -> None:
     report = diagnose(_log("tf2_objdet_glog_6"))
     dup = next(f for f in report.findings if f.id == "duplicate-logging")
     assert dup.evidence["typical_copies"] == 2
+
+
+def test_eval_progress_lines_alone_are_no_training_records() -> None:
+    """mmengine's ``Epoch(val) [5][1550/5000] ... time: 0.0564`` lines time eval batches: a log
+    of only those has no training record, and the doctor says so rather than judge it."""
+    data = text.read(_log("mmengine_val_yoloworld_555"))
+    assert data.raw == [] and data.lines_total == 5
+    with pytest.raises(LogReadError, match="no training records"):
+        read_run(_log("mmengine_val_yoloworld_555"))

@@ -61,6 +61,8 @@ def role_of(name: str, is_eval: bool, dialect: dl.Dialect) -> tuple[Slot, str]:
         return ("skip", None, name), ""
     kind: Any
     field_: str | None
+    if alias == "step_time" and is_eval:
+        return ("skip", None, name), ""  # an eval batch's timing is no training signal
     if alias is not None:
         if alias in ("throughput", "skipped_count"):
             return ("eval" if is_eval else "train", None, name), alias
