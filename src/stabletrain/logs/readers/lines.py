@@ -2,11 +2,12 @@
 
 Normalising removes what a console or a paste adds around a logger's message: ANSI colours (on
 the whole text, once), tqdm's carriage-return redraws (each redraw is its own line), ``> `` quote
-prefixes from an issue or e-mail, leading timestamps, and per-process prefixes (``[rank3]:``, ``rank 3:``,
-``[default3]:`` from torchrun, ``[1,3]<stdout>:`` from mpirun), whose rank is kept so that lines
-every rank printed stay visible as repeats. Logger names and timestamps elsewhere in a line need
-no stripping: an item must start with a name, and ``- root - INFO -`` or ``eta: 0:00:25`` are no
-``name number``.
+prefixes from an issue or e-mail, leading timestamps (ISO, ``MM/DD``, absl/glog ``I0912 ...]``),
+SageMaker's ``#015``/``#033`` escapes, and per-process prefixes (``[rank3]:``, ``rank 3:``,
+``[default3]:`` from torchrun, ``[1,3]<stdout>:`` and ``[1,mpirank:3,algo-1]<stdout>:`` from
+mpirun), whose rank is kept so that lines every rank printed stay visible as repeats. Logger
+names and timestamps elsewhere in a line need no stripping: an item must start with a name, and
+``- root - INFO -`` or ``eta: 0:00:25`` are no ``name number``.
 
 An item is what a training script prints about one quantity, in any of the shapes the common
 loggers use::
@@ -21,8 +22,14 @@ A name is up to six words (``number of skipped iterations``); a value in bracket
 left alone. Python dict reprs and JSON objects inside a line (HF Trainer, fairseq's json format)
 are read by :func:`dict_items`.
 
-Limits: a name must start with a letter or ``_``; numbers written with thousands separators are
-read only with ``,`` every three digits; a value in an exotic unit (``1.2k``) is not read.
+Whitespace tables (a header line of names, then rows of numbers: YOLO's console, a script's
+``epoch  train_loss  val_loss``) are read by :func:`table_header` and :func:`table_row`.
+
+Every pattern is linear in the line's length (possessive runs, no match starting inside a run of
+digits or letters): a 60,000-digit number or a 200,000-letter line is read in well under a second.
+
+Limits: a name must start with an ASCII letter or ``_``; numbers written with thousands separators
+are read only with ``,`` every three digits; a value in an exotic unit (``1.2k``) is not read.
 """
 
 from __future__ import annotations
