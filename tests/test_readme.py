@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +14,10 @@ from stabletrain.cli import build_parser
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
-def test_guard_snippet_runs_and_skips_a_nan_batch() -> None:
+def test_guard_snippet_runs_and_skips_a_nan_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the snippet writes its run log under runs/
     snippet = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "guard.step" in b)
     model = torch.nn.Linear(8, 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -39,6 +43,8 @@ def test_guard_snippet_runs_and_skips_a_nan_batch() -> None:
     assert guard.last_outcome is not None
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert guard.total_skipped == 1
+    steps = (tmp_path / "runs" / "my-run" / "steps.jsonl").read_text().splitlines()
+    assert len(steps) == 4  # the doctor has the hand loop's steps
 
 
 def test_cli_commands_in_readme_parse() -> None:

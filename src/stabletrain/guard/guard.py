@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -90,9 +91,20 @@ class Guard:
         config: GuardConfig | None = None,
         *,
         run_log: RunLog | None = None,
+        run_dir: str | os.PathLike[str] | None = None,
         facts: ConfigFacts | None = None,
     ) -> None:
+        """``run_dir``: the guard writes a run log there itself (every step and every event, on
+        rank 0), for ``stabletrain doctor run_dir``. ``run_log``: events only, into a RunLog
+        whose steps the caller writes (the trainer, the adapters)."""
         _check_owner(model, optimizer)
+        if run_dir is not None and run_log is not None:
+            raise ConfigError("Guard(run_log=..., run_dir=...): pass one of them, not both")
+        #: True when the guard writes the step records too (``run_dir``)
+        self.logs_steps = run_dir is not None
+        if run_dir is not None:
+            run_log = RunLog(run_dir, enabled=rank() == 0, tensorboard=False,
+                             meta={"source": "stabletrain.Guard"})  # fmt: skip
         self.model = model
         self.inner_optimizer = optimizer
         self.scaler = scaler
@@ -489,6 +501,20 @@ class Guard:
                 f.source = "guard"
                 out.append(f)
         return out
+
+    def close(self) -> None:
+        """Read the queued steps (sync-free path) and close the run log the guard opened
+        (``run_dir``; each line is already on disk as written)."""
+        self.flush()
+        if self.logs_steps and self.run_log is not None:
+            self.run_log.close()
+            self.run_log, self.logs_steps = None, False
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

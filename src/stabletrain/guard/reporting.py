@@ -79,6 +79,8 @@ def after_step(
     guard.health.add(outcome)
     guard.last_outcome = outcome
     guard.outcomes.resolve(outcome)
+    if guard.logs_steps and guard.run_log is not None:
+        guard.run_log.log_step(outcome.to_record())
     log_lr(guard, outcome)
     rollback.snapshot_ladder(guard, verdict, can_capture=can_capture)
     he = guard.config.health_every
