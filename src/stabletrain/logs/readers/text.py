@@ -66,6 +66,7 @@ from stabletrain.logs.readers.plan import number as _number
 from stabletrain.logs.readers.roles import role_of
 from stabletrain.records import StepRecord
 
+_SUMMARY_ROW = object()  # a dict plan: HF Trainer's end-of-training summary, not a step
 _HF_SUMMARY = ("train_runtime", "total_flos")  # HF Trainer's end-of-training dict
 _TIME_UNITS = {"ms": 1000.0, "us": 1e6, "µs": 1e6, "s": 1.0, "sec": 1.0}  # divisors to seconds
 #: a record without a step of its own needs one of these to count as a training record (a
@@ -121,6 +122,7 @@ class _Reader:
         self.logging_steps = logging_steps
         self.slots: dict[tuple[str, bool, str], tuple[Slot, str]] = {}
         self.plans: dict[bytes, LinePlan] = {}
+        self.dict_plans: dict[tuple[tuple[str, ...], str], Any] = {}
         self.kinds: Counter[str] = Counter()
         self.understood = 0
         # context carried from header lines (Keras ``Epoch 3/10``, tqdm bars, Coqui's step line)
@@ -445,14 +447,18 @@ class _Reader:
         rank: int | None,
         is_eval: bool,
         coarse: bool,
+        lookup: dict[str, Slot] | None = None,
     ) -> bool:
-        lookup: dict[str, Slot] = {}
         roles = self.data.roles
+        if lookup is None:
+            lookup = {}
+            for n in row:
+                lookup[n] = self._slot(n, is_eval, dialect)[0]
         for n in row:
-            slot, role = self._slot(n, is_eval, dialect)
-            lookup[n] = slot
-            if n not in roles and slot[0] != "skip":
-                roles[n] = role or "metric"
+            if n not in roles:
+                slot, role = self._slot(n, is_eval, dialect)
+                if slot[0] != "skip":
+                    roles[n] = role or "metric"
         tr, ev = records_from_row(row, step, lookup)
         if tr is None and ev is None:
             return False
@@ -500,33 +506,29 @@ class _Reader:
         return True
 
     def _dicts(self, rows: list[dict[str, str]], line: str, rank: int | None) -> bool:
-        """HF Trainer console dicts and fairseq json lines."""
+        """HF Trainer console dicts and fairseq json lines (each set of keys analysed once)."""
         self.bar = False
         done = False
         coarse_line = "| train |" in line
         dialect = dl.dialect_of(line)
         for row in rows:
-            if any(k in row for k in _HF_SUMMARY):
+            keys = tuple(row)
+            plan = self.dict_plans.get((keys, dialect.name))
+            if plan is None:
+                plan = self.dict_plans[(keys, dialect.name)] = self._dict_plan(keys, dialect)
+            if plan is _SUMMARY_ROW:
                 continue
-            step: int | None = None
+            step_key, epoch_key, value_keys, is_eval, lookup = plan
             vals: dict[str, float] = {}
-            epoch: float | None = None
-            for k, v in row.items():
-                kk = k.lower()
-                base = kk.split("_", 1)[1] if kk.startswith(("train_", "valid_")) else kk
-                if base in dl.STEP_WORDS:
-                    step = _step_value(v) if step is None else step
+            for k in value_keys:
+                try:
+                    vals[k] = float(row[k])  # the dict regex only lets numbers through
+                except ValueError:
                     continue
-                x = to_float(v)
-                if x is None:
-                    continue
-                if base == "epoch":
-                    epoch = x
-                    continue
-                vals[k] = x
             if not vals:
                 continue
-            is_eval = all(k.lower().startswith(("valid_", "val_", "eval_", "test_")) for k in vals)
+            step = _step_value(row[step_key]) if step_key is not None else None
+            epoch = to_float(row[epoch_key]) if epoch_key is not None else None
             given = step is not None
             if step is None:
                 if is_eval:
@@ -534,12 +536,32 @@ class _Reader:
                 else:  # the progress bar printed just before the dict, a header, the order
                     step, _ = self._carried()
             self.own_step = given
-            coarse = coarse_line and not is_eval
-            if epoch is not None:
-                vals["epoch"] = epoch
-            if self._add(vals, step, epoch, dialect, rank, False, coarse):
+            if self._add(
+                vals, step, epoch, dialect, rank, False, coarse_line and not is_eval, lookup
+            ):
                 done = True
         return done
+
+    def _dict_plan(self, keys: tuple[str, ...], dialect: dl.Dialect) -> Any:
+        """(step key, epoch key, value keys, all eval, slots) of a dict with these keys."""
+        if any(k in keys for k in _HF_SUMMARY):
+            return _SUMMARY_ROW
+        step_key = epoch_key = None
+        value_keys = []
+        for k in keys:
+            kk = k.lower()
+            base = kk.split("_", 1)[1] if kk.startswith(("train_", "valid_")) else kk
+            if base in dl.STEP_WORDS:
+                step_key = step_key or k
+            elif base == "epoch":
+                epoch_key = k
+            else:
+                value_keys.append(k)
+        is_eval = bool(value_keys) and all(
+            k.lower().startswith(("valid_", "val_", "eval_", "test_")) for k in value_keys
+        )
+        lookup = {k: self._slot(k, False, dialect)[0] for k in value_keys}
+        return step_key, epoch_key, value_keys, is_eval, lookup
 
     def _event(self, ev: dl.EventLine, m: re.Match[str], line: str) -> None:
         if ev.event == "abort":
