@@ -118,7 +118,11 @@ def test_callback_skips_nan_step_clips_once_and_logs(
 ) -> None:
     root, cb, model = guarded
     assert finite(model)
-    records = steps(root / "stabletrain")
+    # the run log sits in the (first) Lightning logger's versioned dir
+    assert (
+        cb.run_log is not None and cb.run_log.run_dir == root / "csv" / "version_0" / "stabletrain"
+    )
+    records = steps(cb.run_log.run_dir)
     assert len(records) == 256 // BATCH
     assert [r.step for r in records if r.skipped] == [BAD_ROW // BATCH] == cb.skipped_steps
     assert cb.guard.config.max_norm == 0.5  # Trainer(gradient_clip_val=0.5), applied by the guard
@@ -132,13 +136,22 @@ def test_doctor_finds_the_nan_step_in_every_log(
     diagnose = pytest.importorskip("stabletrain.doctor").diagnose
     root = guarded[0]
     path = {
-        "stabletrain": root / "stabletrain",
+        "stabletrain": root / "csv" / "version_0" / "stabletrain",
         "metrics.csv": next((root / "csv").rglob("metrics.csv")),
         "tb": next((root / "tb").rglob("events.out.tfevents.*")).parent,
     }[log]
     found = {f.id: f.steps for f in diagnose(path).findings}
     nonfinite = found.get("nonfinite-loss", []) + found.get("nonfinite-grad", [])
     assert BAD_ROW // BATCH in nonfinite, found
+
+
+def test_a_second_run_gets_its_own_run_log(tmp_path: Path) -> None:
+    runs = [StableTrainCallback(), StableTrainCallback()]
+    for cb in runs:
+        fit(tmp_path, [cb], max_steps=3)
+    dirs = [cb.run_log.run_dir for cb in runs if cb.run_log is not None]
+    assert dirs == [tmp_path / "csv" / f"version_{v}" / "stabletrain" for v in (0, 1)]
+    assert all(len(steps(d)) == 3 for d in dirs)  # the first one was not overwritten
 
 
 @pytest.mark.dist
@@ -159,7 +172,7 @@ def test_ddp_two_ranks_skip_the_same_step(tmp_path: Path) -> None:
     assert results[0]["skipped"] == results[1]["skipped"] == [3]  # both ranks skipped it
     assert results[0]["finite"] and results[1]["finite"]
     assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
-    records = steps(tmp_path / "stabletrain")  # written once, by rank 0
+    records = steps(tmp_path / "csv" / "version_0" / "stabletrain")  # written once, by rank 0
     assert [r.step for r in records] == list(range(256 // (2 * BATCH)))
 
 

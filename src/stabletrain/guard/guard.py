@@ -478,15 +478,18 @@ class Guard:
         data: dict[str, Any] | None = None,
         *,
         level: int | None = None,
+        step: int | None = None,
     ) -> None:
         """Record what the guard did: to ``logging`` (at ``level``, by default INFO for
-        "info" and WARNING otherwise) and to the run log."""
+        "info" and WARNING otherwise) and to the run log, at ``step`` (default: the current
+        step count)."""
         if level is None:
             level = logging.INFO if severity == "info" else logging.WARNING
         log.log(level, message)
         if self.run_log is not None:
             clean = {k: json_float(v) for k, v in (data or {}).items()}
-            self.run_log.log_event(self.step_count, event, message, severity=severity, data=clean)
+            at = self.step_count if step is None else step
+            self.run_log.log_event(at, event, message, severity=severity, data=clean)
 
     # -- run level ----------------------------------------------------------------------------
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:

@@ -113,8 +113,6 @@ def rollback(
     if decision.damage == "loss-divergence":
         skip = 0 if skip is None else skip  # the cause is the LR, not the data
         guard.divergence.rebase()
-    # our loop rewinds with the scheduler; a framework keeps its own step numbering
-    guard.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
     cfg = guard.config
     skip = cfg.rollback_skip_batches if skip is None else skip
     guard.recovery.owe(skip)
@@ -125,9 +123,13 @@ def rollback(
         "warning",
         {"from_step": step, "to_step": snap.step, "skip_batches": skip,
          "rollbacks": guard.policy.rollbacks, "evidence": decision.damage or "spikes"},
+        step=step,
     )  # fmt: skip
     if decision.backoff:
         log_backoff(guard, snap)
+    # after the events, so they sit at the step their messages name: our loop rewinds with
+    # the scheduler; a framework keeps its own step numbering
+    guard.step_count = int(snap.guard["step_count"]) if owns_loop else step + 1
 
 
 def log_backoff(guard: Guard, snap: Snapshot | None) -> None:

@@ -84,7 +84,11 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         if clip and trainer.gradient_clip_algorithm in (None, "norm"):  # None means "norm"
             config = dataclasses.replace(config, max_norm=float(clip))
             trainer.gradient_clip_val = None  # the guard clips, once, with the global norm
-        run_dir = Path(self.run_dir or Path(trainer.default_root_dir) / "stabletrain")
+        # beside the Lightning logger's own files, in its versioned dir (lightning_logs/
+        # version_N): one run log per run, never overwritten by the next (trainer.log_dir is
+        # broadcast from rank 0, so every rank calls it)
+        log_dir = trainer.log_dir or trainer.default_root_dir
+        run_dir = Path(self.run_dir or Path(log_dir) / "stabletrain")
         self.run_log = RunLog(
             run_dir,
             enabled=trainer.is_global_zero,
