@@ -22,6 +22,9 @@ class GuardedOptimizer(torch.optim.Optimizer):
     def __init__(self, guard: Guard) -> None:  # deliberately no super().__init__: a thin proxy
         self._guard = guard
         self.step_was_skipped = False
+        #: a scheduler this wrapper advances after each applied step, for frameworks that do
+        #: not know about the guard's skips (accelerate); None: the framework steps its own
+        self.scheduler: Any = None
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
@@ -45,6 +48,8 @@ class GuardedOptimizer(torch.optim.Optimizer):
             self._guard.record_loss(loss)  # type: ignore[arg-type]
         outcome = self._guard.check_and_step(owns_loop=False)
         self.step_was_skipped = outcome.skipped
+        if self.scheduler is not None and outcome.applied:
+            self.scheduler.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
