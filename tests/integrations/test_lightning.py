@@ -145,6 +145,24 @@ def test_doctor_finds_the_nan_step_in_every_log(
     assert BAD_ROW // BATCH in nonfinite, found
 
 
+def test_guard_metrics_reach_the_lightning_loggers(
+    guarded: tuple[Path, StableTrainCallback, DigitsMLP],
+) -> None:
+    import csv
+
+    root = guarded[0]
+    text = (root / "csv" / "version_0" / "metrics.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
+    skipped = {int(r["step"]): r["stabletrain/skipped"] for r in rows if r["stabletrain/skipped"]}
+    assert len(skipped) == 256 // BATCH
+    assert [s for s, v in skipped.items() if float(v) == 1.0] == [BAD_ROW // BATCH]
+    names = {k for k in rows[0] if k.startswith("stabletrain/")}
+    assert {"stabletrain/grad_norm", "stabletrain/clip_rate", "stabletrain/skips",
+            "stabletrain/rollbacks", "stabletrain/lr"} <= names  # fmt: skip
+    tb = next((root / "tb").rglob("events.out.tfevents.*"))
+    assert b"stabletrain/grad_norm" in tb.read_bytes()  # the TensorBoard logger has them too
+
+
 def test_a_second_run_gets_its_own_run_log(tmp_path: Path) -> None:
     runs = [StableTrainCallback(), StableTrainCallback()]
     for cb in runs:

@@ -37,6 +37,7 @@ import torch
 
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard
+from stabletrain.guard.metrics import GuardMetrics
 from stabletrain.guard.ranklog import once_per_job
 from stabletrain.integrations import immediate, require
 from stabletrain.logs.runlog import RunLog
@@ -69,6 +70,8 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         self._saved_clip: float | None = None
         self._losses: list[float] = []
         self._logged: object = None  # the last outcome written (identity: rollbacks keep the count)
+        #: the ``stabletrain/...`` metrics logged each step (``pl_module.log_dict``)
+        self.metrics = GuardMetrics()
         self.skipped_steps: list[int] = []
         """Steps this rank skipped (identical on every rank: the decision is global)."""
 
@@ -125,14 +128,9 @@ class StableTrainCallback(Callback):  # type: ignore[misc]
         self._losses = []
         if self.run_log is not None:
             self.run_log.log_step(record)
-        # mirror to the Lightning logger (metrics.csv / TensorBoard) under names the doctor's
-        # readers map to grad_norm/skipped; identical on every rank, so no sync_dist is needed
-        norm = float("nan") if outcome.grad_norm is None else outcome.grad_norm
-        pl_module.log_dict(
-            {"train/grad_norm": norm, "train/skipped": float(outcome.skipped)},
-            on_step=True,
-            on_epoch=False,
-        )
+        # the guard's metrics in the user's Lightning logger (metrics.csv / TensorBoard / W&B),
+        # named as in every adapter; identical on every rank, so no sync_dist is needed
+        pl_module.log_dict(self.metrics.update(guard, outcome), on_step=True, on_epoch=False)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """The monitored metric goes to ``guard.observe_eval`` (not during the sanity check)."""
