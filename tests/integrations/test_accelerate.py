@@ -31,7 +31,10 @@ def _data() -> torch.utils.data.TensorDataset:
 
 
 def _run(tmp_path: Path, *, guarded: bool) -> tuple[torch.nn.Module, Path]:
-    accelerator = accelerate.Accelerator(gradient_accumulation_steps=ACCUM, cpu=True)
+    accelerator = accelerate.Accelerator(
+        gradient_accumulation_steps=ACCUM, cpu=True, log_with="tensorboard", project_dir=tmp_path
+    )
+    accelerator.init_trackers("tb")  # the user's own logger
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -82,3 +85,12 @@ def test_guarded_optimizer_skips_once_per_window(tmp_path: Path) -> None:
     assert all(r.loss is not None and 0 < r.loss < 5 for r in records if not r.skipped)
     # the loss came through accelerator.backward, counted once: the window's mean (~ln 10)
     assert records[0].loss is not None and 2.0 < records[0].loss < 2.6
+    # the guard's metrics reached the user's tracker through accelerator.log, step by step
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(next((tmp_path / "tb").rglob("events.out.tfevents.*")).parent))
+    tb.Reload()
+    skipped = {e.step: e.value for e in tb.Scalars("stabletrain/skipped")}
+    assert skipped == {r.step: float(bool(r.skipped)) for r in records}
+    assert {"stabletrain/grad_norm", "stabletrain/clip_rate", "stabletrain/skips",
+            "stabletrain/rollbacks", "stabletrain/lr"} <= set(tb.Tags()["scalars"])  # fmt: skip

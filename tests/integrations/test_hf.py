@@ -96,9 +96,14 @@ def test_without_callback_nan_batch_poisons_weights(tmp_path: Path) -> None:
 def guarded(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One guarded run, saved once at its end so HF writes checkpoint-8/trainer_state.json."""
     tmp_path = tmp_path_factory.mktemp("hf")
+    from transformers.integrations import TensorBoardCallback
+
+    # the user's TensorBoard logger, listed after the guard's callback (HF puts report_to's
+    # loggers before user callbacks: they would log before the guard's metrics are added)
     trainer, model = _train(
-        tmp_path, [StableTrainCallback()], max_grad_norm=0.5, save_strategy="steps", save_steps=8
-    )
+        tmp_path, [StableTrainCallback(), TensorBoardCallback()],
+        max_grad_norm=0.5, save_strategy="steps", save_steps=8,
+    )  # fmt: skip
     return tmp_path, trainer, model
 
 
@@ -143,6 +148,26 @@ def test_gradient_accumulation_one_guard_step_per_optimizer_step(tmp_path: Path)
     assert len(records) == 8 and not any(r.skipped for r in records)
     assert all(r.loss is not None and 0 < r.loss < 10 for r in records)
     assert _finite(model)
+
+
+def test_guard_metrics_reach_hf_logs_and_the_users_tensorboard(guarded) -> None:  # type: ignore[no-untyped-def]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tmp_path, trainer, _ = guarded
+    bad = next(r.step for r in _steps(tmp_path / "out" / "stabletrain") if r.skipped)
+    history = [h for h in trainer.state.log_history if "stabletrain/skipped" in h]
+    assert len(history) == 8  # logging_steps=1: every step's log carries them
+    # HF numbers the log by global_step after the update (the guard's step + 1)
+    assert [h["step"] for h in history if h["stabletrain/skipped"]] == [bad + 1]
+    assert history[-1]["stabletrain/skips"] == 1 and history[-1]["stabletrain/rollbacks"] == 0
+    events = next(
+        p for p in (tmp_path / "out").rglob("events.out.tfevents.*") if "stabletrain" not in str(p)
+    )
+    tb = EventAccumulator(str(events.parent))
+    tb.Reload()
+    skipped = {e.step: e.value for e in tb.Scalars("train/stabletrain/skipped")}
+    assert skipped[bad + 1] == 1.0 and sum(skipped.values()) == 1.0
+    assert "train/stabletrain/grad_norm" in tb.Tags()["scalars"]
 
 
 @pytest.mark.parametrize("log", ["stabletrain", "trainer_state.json", "tb"])

@@ -9,6 +9,7 @@ import torch
 
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
+    from stabletrain.guard.outcome import StepOutcome
 
 
 class GuardedOptimizer(torch.optim.Optimizer):
@@ -22,9 +23,9 @@ class GuardedOptimizer(torch.optim.Optimizer):
     def __init__(self, guard: Guard) -> None:  # deliberately no super().__init__: a thin proxy
         self._guard = guard
         self.step_was_skipped = False
-        #: a scheduler this wrapper advances after each applied step, for frameworks that do
-        #: not know about the guard's skips (accelerate); None: the framework steps its own
-        self.scheduler: Any = None
+        #: called with each step's outcome, for an adapter whose framework has no hook there
+        #: (accelerate: step the scheduler on applied steps, log the guard's metrics)
+        self.after_step: Callable[[StepOutcome], None] | None = None
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
@@ -48,8 +49,8 @@ class GuardedOptimizer(torch.optim.Optimizer):
             self._guard.record_loss(loss)  # type: ignore[arg-type]
         outcome = self._guard.check_and_step(owns_loop=False)
         self.step_was_skipped = outcome.skipped
-        if self.scheduler is not None and outcome.applied:
-            self.scheduler.step()
+        if self.after_step is not None:
+            self.after_step(outcome)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

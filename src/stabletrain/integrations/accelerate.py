@@ -36,6 +36,8 @@ import torch
 
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard
+from stabletrain.guard.metrics import GuardMetrics
+from stabletrain.guard.outcome import StepOutcome
 from stabletrain.integrations import immediate, require
 
 require("accelerate", "hf")
@@ -56,7 +58,15 @@ def guard_for_accelerate(
     ``accelerator.prepare`` and prepare ``guard.optimizer`` in place of ``optimizer`` (and not
     ``scheduler``: the guard steps it after applied updates)."""
     guard = Guard(model, optimizer, config=immediate(config, "Accelerate"), run_dir=run_dir)
-    guard.optimizer.scheduler = scheduler
+    metrics = GuardMetrics()
+
+    def after_step(outcome: StepOutcome) -> None:
+        if scheduler is not None and outcome.applied:
+            scheduler.step()  # a skipped update holds the schedule
+        if accelerator.trackers:  # the user's trackers (log_with=...), main process only
+            accelerator.log(metrics.update(guard, outcome), step=outcome.step)
+
+    guard.optimizer.after_step = after_step
     backward = accelerator.backward
 
     @functools.wraps(backward)

@@ -37,6 +37,7 @@ import torch
 from stabletrain.errors import ConfigError
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.guard import Guard, StepOutcome
+from stabletrain.guard.metrics import GuardMetrics
 from stabletrain.guard.ranklog import once_per_job
 from stabletrain.integrations import immediate, require
 from stabletrain.logs.runlog import RunLog
@@ -64,6 +65,9 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         self._accum = 1
         self._before: StepOutcome | None = None
         self._pending: StepRecord | None = None
+        #: the ``stabletrain/...`` metrics, added to HF's ``logs`` at each ``on_log``
+        self.metrics = GuardMetrics()
+        self._window: dict[str, float] = {}
 
     # -- lifecycle --------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -115,11 +119,25 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             acc._is_overflow = False  # without a scaler accelerate never resets it
         self._flush()
         self._pending = outcome.to_record(epoch=state.epoch)
+        now = self.metrics.update(guard, outcome)
+        for key in ("stabletrain/skipped", "stabletrain/clipped"):  # counted over the log window
+            now[key] += self._window.get(key, 0.0)
+        self._window = now
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
     ) -> None:
-        if self.run_log is None or not logs:
+        if not logs:
+            return
+        if self._window and not any(k.startswith("eval_") for k in logs):
+            # the guard's metrics in the user's loggers: callbacks after this one (TensorBoard,
+            # W&B, MLflow ... listed after it) and trainer_state.json's log history
+            logs.update(self._window)
+            history = state.log_history
+            if history and history[-1].get("step") == state.global_step:
+                history[-1].update(self._window)
+            self._window = {}
+        if self.run_log is None:
             return
         numbers = {
             k: float(v)
@@ -138,7 +156,9 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             )
         elif self._pending is not None:
             # HF's own averaged values ride along (e.g. its NaN-filtered "loss")
-            self._pending.metrics.update({f"hf_{k}": v for k, v in numbers.items() if k != "epoch"})
+            self._pending.metrics.update(
+                {f"hf_{k}": v for k, v in numbers.items() if k != "epoch" and "/" not in k}
+            )
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
