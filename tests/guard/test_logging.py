@@ -55,3 +55,25 @@ def test_an_eval_plateau_cut_is_logged_at_info_with_old_new_and_reason(
     (cut,) = _lr_records(caplog)
     assert cut.levelno >= logging.INFO
     assert "0.1 → 0.05 (" in cut.getMessage()  # old → new (the reason)
+
+
+def test_a_guard_back_off_logs_its_lr_drop_at_info_with_the_reason(
+    h: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    from stabletrain.guard.config import GuardConfig
+
+    x, y = h.linear_data()
+    torch.manual_seed(0)
+    model = nn.Linear(32, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    cfg = GuardConfig(spike_action="rollback", snapshot_every=5, rollback_skip_batches=0,
+                      lr_backoff_factor=0.5, lr_rewarm_steps=10)  # fmt: skip
+    guard = Guard(model, opt, config=cfg)
+    caplog.set_level(logging.DEBUG, logger="stabletrain")
+    for i in range(55):
+        xb = x[i * 32 : (i + 1) * 32] * (1e6 if i in (40, 50) else 1.0)  # two corrupted batches
+        guard.step(F.cross_entropy(model(xb), y[i * 32 : (i + 1) * 32]))
+    assert guard.policy.lr_scale == 0.5  # the second spike backed the LR off
+    drops = [r for r in _lr_records(caplog) if "guard LR cap" in r.getMessage()]
+    assert drops and all(r.levelno == logging.INFO for r in drops)
+    assert "0.01 → 0.0005 (guard LR cap)" in drops[0].getMessage()  # old → new (reason)
