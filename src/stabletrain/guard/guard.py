@@ -1,7 +1,9 @@
 """The guard: the one place where backward → unscale → norm → checks → clip → step happens.
 
-Hook timing, for a hand-written loop::
+Hook timing, for a hand-written loop (``run_dir``: the guard writes the run log the doctor
+reads, every step and event, on rank 0)::
 
+    guard = Guard(model, optimizer, scheduler=scheduler, run_dir="runs/x")
     for batch in guard.batches(loader):            # drops the batches a rollback asked to skip
         loss = compute_loss(model, batch)
         outcome = guard.step(loss)                 # == guard.backward(loss); guard.optimizer_step()
