@@ -181,3 +181,13 @@ def test_a_folder_with_several_logs_names_them(tmp_path: Path) -> None:
         (tmp_path / name).write_text('{"log_history": []}')
     with pytest.raises(LogReadError, match=r"2 log files \(a_trainer_state.json, b_trainer"):
         read_run(tmp_path)
+
+
+def test_a_folder_whose_only_log_is_pasted_in_markdown_reads_it(tmp_path: Path) -> None:
+    """Notes with the log pasted in (FT.md beside SOURCE.txt) are read when nothing else is a log;
+    beside a real log file the Markdown is only notes."""
+    (tmp_path / "SOURCE.txt").write_text("https://github.com/example/issue/1\n")
+    (tmp_path / "FT.md").write_text("## run\n```\n" + _MEGATRON + "```\n")
+    assert [r.step for r in read_run(tmp_path).records] == [100]
+    (tmp_path / "train.log").write_text(_MEGATRON.replace("100/", "110/"))
+    assert [r.step for r in read_run(tmp_path).records] == [110]

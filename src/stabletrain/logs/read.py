@@ -240,8 +240,9 @@ _NOT_LOGS = ("readme", "source", "license", "notes", "changelog")
 
 def _candidate_logs(d: Path) -> list[Path]:
     """The files of ``d`` that may be a training log: text logs, JSONL, CSV, HF trainer states;
-    not the README/SOURCE notes that travel with a pasted log."""
-    out = []
+    not the README/SOURCE notes that travel with a pasted log. A Markdown file (a log pasted
+    into notes or an issue) is a candidate only when nothing else in ``d`` is."""
+    out, markdown = [], []
     for f in sorted(d.iterdir()):
         if not f.is_file() or f.stem.lower().startswith(_NOT_LOGS):
             continue
@@ -249,7 +250,9 @@ def _candidate_logs(d: Path) -> list[Path]:
             f.suffix == ".json" and ("trainer_state" in f.name or f.name == "metrics.json")
         ):
             out.append(f)
-    return out
+        elif f.suffix.lower() == ".md":
+            markdown.append(f)
+    return out or markdown
 
 
 def _is_runlog_meta(p: Path) -> bool:
