@@ -14,7 +14,7 @@ def _run(first: int, last: int, scale: float = 1.0, **kw: object) -> list[StepRe
 def test_two_runs_appended_in_one_log() -> None:
     recs = _run(1, 200) + _run(1, 150, scale=0.9)
     [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
-    assert f.id == "run-restart" and f.severity == "info"
+    assert f.id == "run-restart" and f.severity == "warning"  # two runs mixed in one log
     assert f.steps == [1]
     segs = f.evidence["segments"]
     assert [(s["first_step"], s["last_step"]) for s in segs] == [(1, 200), (1, 150)]
@@ -27,7 +27,19 @@ def test_a_resumed_run_logs_steps_again() -> None:
     [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
     seg = f.evidence["segments"][1]
     assert seg["kind"] == "resumed" and seg["first_step"] == 250
+    assert f.severity == "info"  # resuming from a checkpoint is how runs survive crashes
     assert f.steps == [250] and "resumed at step 250 after step 300" in f.explanation
+
+
+def test_an_excerpt_rolled_back_to_an_earlier_checkpoint_is_a_resume() -> None:
+    # bigscience-like excerpt: 7000-7220, back to the checkpoint at 6900, later back to 8738
+    recs = _run(7000, 7220) + _run(6900, 11448, scale=0.99) + _run(8738, 9027, scale=0.98)
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    assert [s["kind"] for s in f.evidence["segments"]] == ["first", "resumed", "resumed"]
+    assert f.severity == "info"
+    # a counter that goes back to ~0 is a new run, even in an excerpt
+    [g] = replay(recs + _run(1, 50), None, [RunRestartDetector()], raw=recs + _run(1, 50))
+    assert g.evidence["segments"][-1]["kind"] == "new run" and g.severity == "warning"
 
 
 def test_a_resume_logged_by_every_rank_is_one_restart() -> None:

@@ -17,9 +17,12 @@ processes interleave out of order, and their local losses differ), unless
 - its epoch is higher than that previous record's (a step counter that counts batches within an
   epoch, like torchvision's ``[ 100/1251]``).
 
-A segment whose first step is above the previous segment's first step continues it from a
-checkpoint ("resumed"); one that starts at or below it is a "new run". Eval records never cut a
-segment. State: the last train step and epoch of each rank, 16 signatures, ≤ ``MAX_SEGMENTS``
+A segment that starts the counter over — at ~0 (≤ 1 % of the step it came back from), or, when the
+log begins at its run's start, at or below the log's first step — is a "new run"; any other
+segment continues from a checkpoint ("resumed", a rollback included: an excerpt from step 7000
+that goes back to 6900 was resumed, not restarted). Several runs appended to
+one log are a warning (their curves are mixed, and only the last is "the run"); resumes alone
+are a note (that is how runs survive crashes). Eval records never cut a segment. State: the last train step and epoch of each rank, 16 signatures, ≤ ``MAX_SEGMENTS``
 segments.
 """
 
@@ -183,10 +186,15 @@ class RunRestartDetector:
         if len(self.segments) < 2:
             return []
         segs: list[dict[str, Any]] = []
+        s0, s0_last = self.segments[0][1], self.segments[0][2]
+        # the log begins at its run's start (not an excerpt from step 7000 on)
+        from_start = s0 <= max(1, 0.25 * s0_last)
         for i, (index, first, last, n) in enumerate(self.segments):
             kind = "first"
             if i:
-                kind = "resumed" if first > self.segments[i - 1][1] else "new run"
+                prev_last = self.segments[i - 1][2]
+                again = first <= max(1, 0.01 * prev_last) or (from_start and first <= max(s0, 1))
+                kind = "new run" if again else "resumed"
             segs.append(
                 {
                     "from_record": index,
@@ -208,10 +216,12 @@ class RunRestartDetector:
         if resumes:
             what += f", resumed {resumes}×"
         more = f" (and {self.extra_resets} more resets)" if self.extra_resets else ""
+        # separate runs appended to one log are mixed into one curve (a warning); resuming from a
+        # checkpoint is how runs survive crashes (a note)
         return [
             Finding(
                 id="run-restart",
-                severity="info",
+                severity="warning" if n_runs > 1 else "info",
                 title=f"The step counter went back {len(segs) - 1}× ({what} in one log){more}",
                 explanation=(
                     "The log holds several step sequences: "
