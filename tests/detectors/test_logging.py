@@ -38,3 +38,22 @@ def test_state_dict_round_trip(scenarios) -> None:
         a.update(r)
         b.update(r)
     assert [f.to_json() for f in a.finish(facts)] == [f.to_json() for f in b.finish(facts)]
+
+
+def test_torchtitan_excerpt_one_step_from_seven_ranks_with_their_own_throughput() -> None:
+    # 7 ranks print step 4 with the same loss and grad norm but their own tps/tflops; the
+    # excerpt ends with one line of step 5: one record 7 times is several processes logging
+    tps = [10050, 10050, 10050, 10050, 10049, 10050, 10049]
+    recs = [StepRecord(step=4, loss=7.62585, grad_norm=26.625, metrics={"tps": t, "tflops": 314.7 + i / 100})
+            for i, t in enumerate(tps)]  # fmt: skip
+    recs.append(StepRecord(step=5, loss=7.07623, grad_norm=46.5, metrics={"tps": 10007.0}))
+    [f] = replay(recs, None, [DuplicateLoggingDetector()], raw=recs)
+    assert f.evidence["typical_copies"] == 7
+
+
+def test_near_miss_same_step_without_training_values_differs_by_its_metrics() -> None:
+    # records that measured no loss/grad/LR are told apart by their metrics: a re-logged step
+    # with new values is not a copy
+    recs = [StepRecord(step=s, metrics={"objective": 1.0 / (s + 1)}) for s in range(30)]
+    recs += [StepRecord(step=s, metrics={"objective": 0.9 / (s + 1)}) for s in range(20, 30)]
+    assert replay(recs, None, [DuplicateLoggingDetector()], raw=recs) == []

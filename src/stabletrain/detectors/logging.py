@@ -6,10 +6,11 @@ before the readers drop exact duplicates); :func:`stabletrain.detectors.registry
 ``raw`` for that reason (``wants_raw = True``).
 
 Rule: a record is a duplicate when an identical one (every field but ``rank``, ``wall_time`` and
-``step_time``, which differ per process) appeared among the last 16 distinct records. Fires when
-≥ 3 records are duplicated and they are ≥ 20 % of the distinct records, so a single line repeated
-at a resume boundary does not count. The typical copy count (often = the number of processes)
-is reported.
+``step_time``, which differ per process; other metrics only for records without a loss, grad norm,
+LR... — see :func:`signature`) appeared among the last 16 distinct records. Fires when ≥ 3 records
+are duplicated and they are ≥ 20 % of the distinct records, or when one record appears ≥ 3 times
+(a pasted excerpt of a few lines from 8 ranks), so a single line repeated at a resume boundary
+does not count. The typical copy count (often = the number of processes) is reported.
 """
 
 from __future__ import annotations
@@ -39,14 +40,25 @@ def _nan_safe(v: object) -> object:
     return "nan" if isinstance(v, float) and v != v else v
 
 
+#: what a training step measured, identical on every rank once all-reduced
+_MEASURED = attrgetter(
+    "loss", "grad_norm", "clip_coef", "lr", "loss_scale", "accuracy", "eval_loss", "eval_accuracy"
+)
+
+
 def signature(record: StepRecord) -> tuple[object, ...]:
     """A hashable key of a record's content, ignoring rank and timing (NaN-safe).
+
+    The other metrics count only when the record measured none of the training values (loss,
+    grad norm, LR, ...): next to them, what differs between copies of one step is what each
+    process measures for itself — throughput, TFLOPs, memory (torchtitan's 8 ranks print one step
+    with 8 slightly different ``tps``).
 
     A plain tuple of the field values: this runs once per record of million-step logs, so it
     avoids building a dict or a string per record.
     """
     values = tuple(map(_nan_safe, _VALUES(record)))
-    if record.metrics:
+    if record.metrics and all(v is None for v in _MEASURED(record)):
         return (*values, tuple(sorted((k, _nan_safe(v)) for k, v in record.metrics.items())))
     return values
 
@@ -154,7 +166,11 @@ class DuplicateLoggingDetector:
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         copies = self.copies + Counter(v[0] for v in self.recent.values())
         duplicated = sum(n for c, n in copies.items() if c > 1)
-        if duplicated < self.min_duplicates or duplicated < self.min_fraction * self.n_distinct:
+        many = (
+            duplicated >= self.min_duplicates and duplicated >= self.min_fraction * self.n_distinct
+        )
+        # one record printed ≥ 3 times: several processes (a resume repeats a line once)
+        if not many and max(copies, default=1) < 3:
             return []
         typical = max((c for c in copies if c > 1), key=lambda c: copies[c])
         world = facts.get("world_size") if facts is not None else None
@@ -165,7 +181,8 @@ class DuplicateLoggingDetector:
                 title=f"Each record is logged {typical}× ({duplicated} of {self.n_distinct} records repeated)",
                 explanation=(
                     f"{duplicated} of {self.n_distinct} distinct records appear more than once, "
-                    f"typically {typical} times, identical in every value. That is the signature "
+                    f"typically {typical} times, identical in every training value. That is the "
+                    "signature "
                     f"of {typical} processes (ranks) each writing the same metrics"
                     + (f" (world size {world})" if world else "")
                     + f": the log is {typical}× longer and confusing, and any metric summed from "
