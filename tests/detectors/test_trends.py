@@ -237,3 +237,14 @@ def test_divergence_near_miss_loss_oscillating_at_its_noise() -> None:
     means = [1.0, 0.85, 1.1, 0.8, 1.05, 0.82, 1.08, 0.78, 1.0, 0.85, 1.02, 1.0]
     recs = [StepRecord(step=e, epoch=e, loss=v) for e, v in enumerate(means)]
     assert "loss-divergence" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}
+
+
+def test_chance_near_miss_converged_excerpt_deep_into_a_run() -> None:
+    # fairseq's epochs 25-27 of a WMT run: loss 3.097 → 3.092, within 0.006 nats of ln(22) —
+    # but a log starting at update 53749 holds no initial loss to infer a class count from
+    recs = [StepRecord(step=s, epoch=e, loss=v)
+            for s, e, v in ((53749, 25, 3.097), (55899, 26, 3.095), (58049, 27, 3.092))]  # fmt: skip
+    recs += [StepRecord(step=s, kind="eval", epoch=e, eval_loss=3.11)
+             for s, e in ((53749, 25), (55899, 26), (58049, 27))]  # fmt: skip
+    recs = [StepRecord(step=50000 + i, loss=3.0912) for i in range(20)] + recs  # ln 22 = 3.0910
+    assert "chance-level" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}

@@ -9,11 +9,12 @@
   start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
   from ``facts["num_classes"]`` or is inferred from an initial loss ≈ ln(C) (cross-entropy of a
   uniform guess), read from the first finite logged loss (not a median of the first few: an early
-  explosion would hide it). Limits: the inference assumes cross-entropy; it needs C ≥ 3 and an
+  explosion would hide it), and only when the log begins at its run's start (first logged step
+  in the first quarter of the steps: an excerpt has no initial loss). Limits: the inference assumes cross-entropy; it needs C ≥ 3 and an
   initial loss within 3 % of ln(C). On the loss alone (no accuracy logged) that is not evidence —
   any loss ≥ 2 is within 3 % of the log of some integer, so a converged excerpt would read as
-  "stuck at chance" — the first loss must then be ln(C) within 0.01 nats for a C ≤ 100, the loss
-  stay ≥ 0.9·ln(C) throughout, and the finding is a warning that names its
+  "stuck at chance" — the first loss must then be ln(C) within 0.05/C nats (~10 % odds of a
+  coincidence) for a C ≤ 100, the loss stay ≥ 0.9·ln(C) throughout, and the finding is a warning that names its
   assumption. Accuracy at chance, or C from the config, make it an error.
 """
 
@@ -48,6 +49,7 @@ class LossTrendDetector:
         self.n_acc = 0
         self.acc_max = 0.0
         self.last_step = 0
+        self.first_loss_step: int | None = None  # the step of first_losses[0]
 
     def update(self, record: StepRecord) -> Finding | None:
         self.last_step = max(self.last_step, record.step)
@@ -55,6 +57,8 @@ class LossTrendDetector:
             self.n_loss += 1
             self.bins.add(record.step, record.epoch, record.loss)
             if len(self.first_losses) < 5:
+                if not self.first_losses:
+                    self.first_loss_step = record.step
                 self.first_losses.append(record.loss)
         for value, store in ((record.accuracy, self.acc), (record.eval_accuracy, self.eval_acc)):
             if value is not None and math.isfinite(value):
@@ -79,6 +83,8 @@ class LossTrendDetector:
             self.bins.add_many(batch, idx, loss[idx], batch.objects("loss"))
             room = 5 - len(self.first_losses)
             if room > 0:
+                if not self.first_losses:
+                    self.first_loss_step = batch.objects("step")[int(idx[0])]
                 self.first_losses.extend(batch.take("loss", idx[:room]))
         i_acc = np.flatnonzero(np.isfinite(acc))
         i_eval = np.flatnonzero(np.isfinite(eval_acc))
@@ -186,9 +192,13 @@ class LossTrendDetector:
             c = facts.get(name)
             if isinstance(c, int) and not isinstance(c, bool) and c >= 2:
                 return c, "config"
-        if self.first_losses:
+        starts = self.first_loss_step is not None and self.first_loss_step <= max(
+            1, 0.25 * self.last_step
+        )
+        if self.first_losses and starts:
             # the FIRST loss: a run that explodes in its first log lines (seed 002, per-epoch
-            # 2.30 → 4.8 → 17) hides ln(C) from any median of the opening losses
+            # 2.30 → 4.8 → 17) hides ln(C) from any median of the opening losses; and only when
+            # the log begins at the run's start (an excerpt from step 53749 on has no initial loss)
             l0 = self.first_losses[0]
             if math.log(2) * 0.95 <= l0 <= math.log(1e6):
                 guess = round(math.exp(l0))
@@ -198,13 +208,14 @@ class LossTrendDetector:
         return None, ""
 
     def _tight(self, n_classes: int) -> bool:
-        """Whether the first loss is ln(C) within 0.01 nats, for C ≤ 100. Any loss ≥ 2 is within
-        3 % of the log of *some* integer, so on the loss alone (no accuracy) only a close match
-        to a small class count is evidence of "a uniform guess over C"; past C = 100 the logs of
-        neighbouring integers are closer than 0.01 nats and nothing can be inferred (give the
-        config's vocab_size)."""
+        """Whether the first loss is ln(C) closer than a coincidence would be: within 0.05/C
+        nats (a random loss lands that close to the log of some integer ~10 % of the time, as
+        the logs of neighbouring integers are ~1/C apart), for C ≤ 100. Any loss ≥ 2 is within
+        3 % of the log of *some* integer, so on the loss alone (no accuracy) only such a match
+        is evidence of "a uniform guess over C"; for a large vocabulary give the config's
+        vocab_size."""
         l0 = self.first_losses[0]
-        return n_classes <= 100 and abs(l0 - math.log(n_classes)) <= 0.01
+        return n_classes <= 100 and abs(l0 - math.log(n_classes)) <= 0.05 / n_classes
 
     def _chance(self, facts: ConfigFacts) -> Finding | None:
         ordered = self.bins.ordered()
@@ -317,6 +328,7 @@ class LossTrendDetector:
             "acc_max": self.acc_max,
             "n_acc": self.n_acc,
             "last_step": self.last_step,
+            "first_loss_step": self.first_loss_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -328,3 +340,4 @@ class LossTrendDetector:
         self.acc_max = float(state["acc_max"])
         self.n_acc = int(state["n_acc"])
         self.last_step = int(state["last_step"])
+        self.first_loss_step = state.get("first_loss_step")
