@@ -116,3 +116,11 @@ def test_non_finite_epoch_is_data_not_a_crash() -> None:
     recs[5] = dataclasses.replace(recs[5], epoch=math.nan)
     [f] = replay(recs, None, [EvalDetector()])
     assert f.id == "eval-unstable" and f.steps == [20, 50]
+
+
+def test_overfitting_near_miss_eval_wiggling_within_its_noise() -> None:
+    # the train loss keeps falling; the eval loss has flattened and wiggles ±3 %: its last value
+    # sits 6 % above its luckiest one, well within the wiggle — not a rise
+    evals = [0.50, 0.40, 0.35, 0.330, 0.320, 0.331, 0.318, 0.329, 0.322, 0.334, 0.326, 0.337]
+    train = [0.60, 0.45, 0.38, 0.340, 0.320, 0.305, 0.292, 0.281, 0.272, 0.264, 0.258, 0.252]
+    assert replay(_evals(evals, train), None, [EvalDetector()]) == []

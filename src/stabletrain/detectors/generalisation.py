@@ -11,12 +11,13 @@
   * fluctuating after the best (seed 003: 0.8294, 0.5869 (best), 0.6093, 0.6127, 0.6011,
     0.5884): ≥ 5 evals, the last ≥ 3 (and ≥ 30 % of them) without a new best, the curve
     changes direction ≥ 2 times, and the evals since the best give back a material share of the
-    progress: their mean sits ≥ 5 % of (first − best) and ≥ 1 % of the best above the best. A
-    converged run wiggling at its noise (best = its luckiest sample, ±0.7 % around a flat trend)
-    gives back ~1-2 % and stays quiet.
+    progress beyond the curve's noise: their mean sits ≥ 5 % of (first − best), ≥ 1 % of the best
+    and ≥ 3 σ above the best. A converged run wiggling at its noise (best = its luckiest sample,
+    ±0.7 % around a flat trend) gives back ~1-2 % and stays quiet.
 
 - ``overfitting`` (seed 000's monitoring advice: "watch the train/eval gap"): after the best eval
-  the eval loss rises (≥ 5 % above best, rank correlation ≥ 0.5, ≥ 2 evals) while the training
+  the eval loss rises (≥ 5 % and ≥ 3 σ of its own noise above the best, rank correlation ≥ 0.5,
+  ≥ 2 evals) while the training
   loss keeps falling, so the eval-train gap widens by ≥ 5 % of the best eval loss. When it fires,
   ``eval-unstable`` is not reported (a rising eval curve is overfitting, not noise).
 
@@ -131,14 +132,13 @@ class EvalDetector:
         progress = max(vals[0] - best, 0.0)
         after = vals[i_best + 1 :]
         give_back = (sum(after) / len(after) - best) if after else 0.0
+        sigma = trend_noise(vals)
         fluctuating = (
             since >= 3
             and since >= 0.3 * n
             and turns >= 2
-            and give_back >= 0.05 * progress
-            and give_back >= 0.01 * abs(best)
+            and give_back >= max(0.05 * progress, 0.01 * abs(best), 3.0 * sigma)
         )
-        sigma = trend_noise(vals)
         floor = max(4.0 * sigma, 0.1 * progress, 0.02 * abs(best))
         spikes = [
             i for i in range(1, n - 1) if vals[i] - max(vals[i - 1], vals[i + 1]) >= floor > 0
@@ -208,7 +208,8 @@ class EvalDetector:
         best = vals[i_best]
         if i_best > n - 3 or vals[-1] < 1.05 * best or train[-1] >= train[i_best]:
             return None
-        if spearman(vals[i_best:]) < 0.5:
+        # the rise must be beyond the eval curve's own noise: its best is partly luck
+        if spearman(vals[i_best:]) < 0.5 or vals[-1] - best < 3.0 * trend_noise(vals):
             return None
         gap_best, gap_last = vals[i_best] - train[i_best], vals[-1] - train[-1]
         if gap_last - gap_best < 0.05 * abs(best):
