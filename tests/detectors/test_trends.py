@@ -248,3 +248,13 @@ def test_chance_near_miss_converged_excerpt_deep_into_a_run() -> None:
              for s, e in ((53749, 25), (55899, 26), (58049, 27))]  # fmt: skip
     recs = [StepRecord(step=50000 + i, loss=3.0912) for i in range(20)] + recs  # ln 22 = 3.0910
     assert "chance-level" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}
+
+
+def test_grad_growth_in_a_short_excerpt_judged_on_its_norms() -> None:
+    # ten pasted steps, the norm growing 1.5x per step: too few for bins, a trend all the same
+    recs = [StepRecord(step=s, loss=11.3, grad_norm=3.8e12 * 1.5**s) for s in range(10)]
+    [f] = replay(recs, None, [GradNormGrowthDetector()])
+    assert f.id == "grad-norm-growth" and f.evidence["ratio"] > 10
+    # ten noisy steps around a flat norm are not growth
+    flat = [StepRecord(step=s, grad_norm=1.0 + 0.3 * ((s * 7) % 5) / 5) for s in range(10)]
+    assert replay(flat, None, [GradNormGrowthDetector()]) == []
