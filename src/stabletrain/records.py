@@ -92,10 +92,16 @@ class StepRecord:
                 )
             elif isinstance(v, (int, float)) and not isinstance(v, bool):
                 metrics[k] = float(v)
-        kwargs["step"] = int(kwargs["step"])
+        try:
+            kwargs["step"] = int(kwargs["step"])
+        except OverflowError as e:  # inf: a ValueError like any other unusable step
+            raise ValueError(f"step {kwargs['step']!r} is not a finite number") from e
         for k in ("samples", "tokens", "rank"):
             if kwargs.get(k) is not None:
-                kwargs[k] = int(kwargs[k])
+                try:
+                    kwargs[k] = int(kwargs[k])
+                except (OverflowError, ValueError):
+                    kwargs[k] = None  # a non-finite count is no count; the step stays
         return cls(**kwargs, metrics=metrics)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import fields
 from itertools import repeat
 from operator import itemgetter
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stabletrain import safe_io
-from stabletrain.errors import ConfigError
+from stabletrain.errors import ConfigError, LogReadError
 from stabletrain.logs.readers.base import RunData
 from stabletrain.records import StepRecord
 
@@ -46,12 +47,13 @@ def _rows(text: str, path: Path, notes: list[str]) -> list[dict[str, Any]]:
     if not body:
         return []
     try:
-        # one C-level parse of the whole file: fast when every line is intact
-        # blank lines would make ",," (invalid): they send the file down the line-by-line path
-        rows = json.loads("[" + body.replace("\n", ",") + "]")
+        # one C-level parse of the whole file: fast when every line is intact (bounded depth,
+        # a 400-digit integer read as inf); blank lines would make ",," (invalid), and a line
+        # nested too deeply fails the whole: both send the file down the line-by-line path
+        rows = safe_io.parse_json("[" + body.replace("\n", ",") + "]", source=str(path))
         if set(map(type, rows)) <= {dict}:
             return rows  # type: ignore[no-any-return]
-    except ValueError:
+    except (ValueError, LogReadError):
         pass
     rows = []
     bad: list[int] = []
@@ -60,8 +62,8 @@ def _rows(text: str, path: Path, notes: list[str]) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except ValueError:
+            obj = json.loads(line, parse_int=safe_io.number)
+        except (ValueError, RecursionError):  # damaged, or nested past the parser's stack
             bad.append(i)
             continue
         if isinstance(obj, dict):
@@ -96,9 +98,10 @@ def _records(
     built = _by_columns(rows)
     if built is not None:
         records, columns = built
-        if strings:
-            _fix_strings(records)
-            return records, None  # values changed since: the columns are stale
+        usable = _usable_steps(records, path, notes)
+        if strings or usable is not records:
+            _fix_strings(usable)
+            return usable, None  # values changed since: the columns are stale
         return records, columns
     out: list[StepRecord] = []
     append = out.append
@@ -115,8 +118,8 @@ def _records(
         append(r)
     if odd:
         notes.append(f"{path.name}: {odd} line(s) without a usable 'step' skipped")
-    if strings or odd:
-        _fix_strings(out)
+    out = _usable_steps(out, path, notes)
+    _fix_strings(out)
     return out, None
 
 
@@ -157,11 +160,38 @@ def _by_columns(rows: list[dict[str, Any]]) -> tuple[list[StepRecord], Columns] 
     return records, cols
 
 
+def _integral_step(step: Any) -> int | None:
+    """A record's step as an int ("12", 12.0 → 12); None for no usable step (inf, NaN, 1.5, "x")."""
+    if type(step) is int:
+        return step
+    try:
+        value = float(step)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if math.isfinite(value) and value == int(value) else None
+
+
+def _usable_steps(records: list[StepRecord], path: Path, notes: list[str]) -> list[StepRecord]:
+    """``records`` whose step is an integer, each as an int; the rest are named in a note."""
+    if all(type(r.step) is int for r in records):
+        return records
+    kept = []
+    for r in records:
+        step = _integral_step(r.step)
+        if step is not None:
+            r.step = step
+            kept.append(r)
+    if len(kept) < len(records):
+        notes.append(
+            f"{path.name}: {len(records) - len(kept)} line(s) whose step is not an integer "
+            "(NaN, inf, a fraction) skipped"
+        )
+    return kept
+
+
 def _fix_strings(records: list[StepRecord]) -> None:
     """Non-finite floats are stored as "nan"/"inf" strings; turn them back into floats."""
     for r in records:
-        if type(r.step) is not int:
-            r.step = int(r.step)
         for name in _FLOAT_FIELDS:
             v = getattr(r, name)
             if isinstance(v, str):
