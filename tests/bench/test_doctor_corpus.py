@@ -24,13 +24,10 @@ from stabletrain.errors import LogReadError
 CORPUS = Path(__file__).resolve().parents[2] / "bench" / "doctor_corpus"
 LOGS = yaml.safe_load((CORPUS / "labels.yaml").read_text())["logs"]
 
-# Logs the doctor refuses (exit 2) at the time of writing; every other log must be read.
-NOT_YET_READ = {
-    "freeform_wlasl_74_stuck",
-    "tf1_198_slower_epochs",
-    "yolov5_river_reading",
-    "bigdl_1486_inf_once",
-}
+# Logs the doctor may still refuse (exit 2); every other log must be read. At 2026-12-07 15:14
+# UTC the working tree read all 48 (the session-start code 20); the reader change that reads this
+# one was not committed yet.
+NOT_YET_READ = {"tf1_198_slower_epochs"}
 
 
 def test_corpus_is_whole() -> None:
