@@ -68,6 +68,16 @@ TEXT_ALIASES: dict[str, str] = {
     "step time": "step_time",
     "elapsed time per iteration": "step_time",
     "lm loss value": "loss",
+    # the duration of an epoch printed on its own line (``time this epoch= 1.75``): a step time
+    # of the epoch-summary record above it
+    "time this epoch": "step_time",
+    "epoch time": "step_time",
+    "time per epoch": "step_time",
+    "epoch_time": "step_time",
+    # free-form scripts' words for the loss and the accuracy (``cost= 29.86``, ``Accu :0.0012``)
+    "cost": "loss",
+    "tot loss": "loss",
+    "accu": "accuracy",
     "lm_loss value": "loss",
     "consumed samples": "samples",
     "consumed_samples": "samples",
@@ -164,7 +174,9 @@ _FAIRSEQ = Dialect(
     "fairseq",
     aliases={
         "gnorm": "grad_norm",
-        "clip": "",  # share of updates clipped, not a clip coefficient
+        # the share of updates clipped (``clip=100%``), not a clip coefficient: a metric with
+        # its own role, kept as a fraction
+        "clip": "clip_fraction",
         "wps": "throughput",
         "ups": "",
         "wpb": "",
@@ -275,6 +287,14 @@ EVENT_LINES: tuple[EventLine, ...] = (
             rf"(?:OVERFLOW!|[Oo]verflow).*?Skipping step\.?\s*Attempted loss scale:\s*{_SCALE},"
             rf"\s*reducing to\s*{_SCALE}"
         ),
+        "skip",
+    ),
+    # fairseq (2019) ``| WARNING: overflow detected, setting loss scale to: 0.25``: the new scale
+    # only; the attempted one is the scale in force before it
+    EventLine(
+        "fairseq",
+        ("setting loss scale to",),
+        re.compile(rf"[Oo]verflow detected, setting loss scale to:?\s*{_SCALE}"),
         "skip",
     ),
     EventLine(

@@ -1,8 +1,8 @@
 """The generic text-log line: normalise it, then find its ``name: number`` items.
 
-Normalising removes what a console or a paste adds around a logger's message: ANSI colours (on
-the whole text, once), tqdm's carriage-return redraws (each redraw is its own line), ``> `` quote
-prefixes from an issue or e-mail, leading timestamps (ISO, ``MM/DD``, absl/glog ``I0912 ...]``),
+Normalising removes what a console or a paste adds around a logger's message: ANSI colours and
+markdown ``**`` (on the whole text, once), tqdm's carriage-return redraws (each redraw is its own
+line), ``> `` quote prefixes from an issue or e-mail, leading timestamps (ISO, ``MM/DD``, absl/glog ``I0912 ...]``),
 SageMaker's ``#015``/``#033`` escapes, and per-process prefixes (``[rank3]:``, ``rank 3:``,
 ``[default3]:`` from torchrun, ``[1,3]<stdout>:`` and ``[1,mpirank:3,algo-1]<stdout>:`` from
 mpirun), whose rank is kept so that lines every rank printed stay visible as repeats. Logger
@@ -102,11 +102,14 @@ class Item(NamedTuple):
 
 
 def strip_ansi(text: str) -> str:
-    """``text`` without ANSI colour/cursor codes (cheap when there are none); the ``#015``/``#033``
-    escapes some log collectors (SageMaker, syslog) write for carriage return and ESC are read as
-    those characters first."""
+    """``text`` without ANSI colour/cursor codes (cheap when there are none) and without markdown
+    bold markers (``**``) a paste into an issue adds; the ``#015``/``#033`` escapes some log
+    collectors (SageMaker, syslog) write for carriage return and ESC are read as those characters
+    first."""
     if "#015" in text or "#033" in text:
         text = text.replace("#015", "\r").replace("#033", "\x1b")
+    if "**" in text:  # markdown bold pasted into an issue: ``loss: nan**``, ``92.77**39``
+        text = text.replace("**", "")
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 

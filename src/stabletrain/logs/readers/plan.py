@@ -185,7 +185,9 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
                 plan.epoch = idx
                 plan.epoch_header = True
             continue
-        last = key.rsplit(" ", 1)[-1]
+        # a name the text vocabulary knows is a metric even when it ends with ``epoch``
+        # (``time this epoch``)
+        last = key.rsplit(" ", 1)[-1] if key not in dl.TEXT_ALIASES else key
         if (key in dl.STEP_WORDS or last in dl.STEP_WORDS) and not any(w in key for w in _NOT_STEP):
             is_global = "global" in key
             if plan.step is None or (is_global and not step_global):

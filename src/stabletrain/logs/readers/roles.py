@@ -64,7 +64,7 @@ def role_of(name: str, is_eval: bool, dialect: dl.Dialect) -> tuple[Slot, str]:
     if alias == "step_time" and is_eval:
         return ("skip", None, name), ""  # an eval batch's timing is no training signal
     if alias is not None:
-        if alias in ("throughput", "skipped_count"):
+        if alias in ("throughput", "skipped_count", "clip_fraction"):
             return ("eval" if is_eval else "train", None, name), alias
         kind, field_ = "train", alias
     else:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,8 @@ class _Reader:
         self.bar = False  # the line being read is a progress bar
         self.table: list[str] | None = None  # the column names of a whitespace table above
         self.table_rows = 0
+        self.line_no = 0  # the physical line being read
+        self.kept_at = -2  # the line that last gave a train record
 
     # -- the pass -------------------------------------------------------------------------------
 
@@ -164,6 +167,7 @@ class _Reader:
                 if not part or part[0] == "#":  # a comment or a markdown heading
                     continue
                 total += 1
+                self.line_no = total
                 if len(part) > _MAX_LINE:
                     self.long_lines += 1  # no logger prints this: a blob, not a record
                     continue
@@ -175,11 +179,13 @@ class _Reader:
 
     def _line(self, line: str, rank: int | None) -> bool:
         for ev in dl.EVENT_LINES:
-            if any(h in line for h in ev.hints):
-                m = ev.pattern.search(line)
-                if m:
-                    self._event(ev, m, line)
-                    return True
+            for h in ev.hints:  # plain loops: no generator per line and event kind
+                if h in line:
+                    m = ev.pattern.search(line)
+                    if m:
+                        self._event(ev, m, line)
+                        return True
+                    break
         if "{'" in line or '{"' in line:
             rows = dict_items(line)
             if rows:
@@ -293,7 +299,7 @@ class _Reader:
         kw, tmet, ekw, emet = _read_values(comp, values)
         if not (kw or tmet or ekw or emet):
             return self._header(step, epoch, pos, plan.marker)
-        step, coarse = self._resolve(step, epoch, pos, is_eval, comp.primary)
+        step, coarse = self._resolve(step, epoch, pos, is_eval, comp.primary, comp.known)
         if step is None:
             return False
         if plan.rate is not None and not comp.has_time and (kw or tmet):
@@ -333,9 +339,10 @@ class _Reader:
             if (m.unit == "%" or m.key in dialect.percent) and role in (
                 "accuracy",
                 "eval_accuracy",
+                "clip_fraction",
             ):
                 comp.percent.add(role)
-                div = 100.0  # ``Accuracy: 10.07%``
+                div = 100.0  # ``Accuracy: 10.07%``, ``clip=100%``
             zero = field_ in dialect.zero_is_missing
             label = f"{role} (percent, read as a fraction)" if div == 100.0 else role
             comp.roles.append((m.name, label or "metric"))
@@ -354,6 +361,9 @@ class _Reader:
                 comp.em.append((m.idx, m.name, div))
             else:
                 comp.ef.append((m.idx, field_, div, zero, m.name))
+        # only values the vocabulary knows continue the record above (``time this epoch= 1.75``);
+        # ``stopped after 19 epochs`` is prose
+        comp.known = bool(comp.tf) and not (comp.tm or comp.em or comp.ef)
         return comp
 
     def _fact(self, dialect: dl.Dialect, name: str, value: int) -> None:
@@ -379,7 +389,13 @@ class _Reader:
         return True
 
     def _resolve(
-        self, step: int | None, epoch: float | None, pos: Any, is_eval: bool, primary: bool
+        self,
+        step: int | None,
+        epoch: float | None,
+        pos: Any,
+        is_eval: bool,
+        primary: bool,
+        known: bool = False,
     ) -> tuple[int | None, bool]:
         """The step of a metric line, and whether it is an epoch summary (coarse)."""
         self.own_step = step is not None or (pos is not None and not is_eval)
@@ -407,6 +423,10 @@ class _Reader:
         if self.header_step is not None:
             return self.header_step, False
         if not primary:
+            if known and self.kept_at == self.line_no - 1 and self.last_train >= 0:
+                # a continuation line (``time this epoch= 1.75`` under ``Epoch: 0001 cost= 29.8``):
+                # its values complete the record just above
+                return self.last_train, False
             return None, False
         return self._carried()
 
@@ -493,6 +513,7 @@ class _Reader:
                     tr.skipped = True  # the norm was not recomputed: the step was skipped
                     self.skipped_by_repeat += 1
                 self.prev_norm, self.prev_norm_step = g, step
+            self.kept_at = self.line_no
             if coarse:
                 self.coarse.append(tr)
             else:
@@ -576,7 +597,14 @@ class _Reader:
             return
         self._context(items(line[: m.start()]), line)  # a tqdm bar printed before the message
         step = (self.pos[0] + 1) if self.pos is not None else self._last_step() + 1
-        old, new = to_float(m.group(1)), to_float(m.group(2))
+        new = to_float(m.group(m.re.groups))
+        if m.re.groups >= 2:
+            old = to_float(m.group(1))
+        else:  # ``setting loss scale to: 0.25`` (fairseq): the attempted scale is the one in force
+            old = next(
+                (r.loss_scale for r in reversed(self.data.raw) if r.loss_scale is not None),
+                math.nan,
+            )
         self.data.events.append(
             {
                 "step": step,
@@ -663,6 +691,8 @@ class _Reader:
             data.notes.append(
                 f"{len(drop)} epoch-summary line(s) set aside: the log has per-step lines"
             )
+        if self.epoch_steps and not self.fine:
+            self._batches_of_epoch()
         for role in ("accuracy", "eval_accuracy"):
             values = [getattr(r, role) for r in data.raw if getattr(r, role) is not None]
             finite = [v for v in values if math.isfinite(v)]
@@ -706,6 +736,27 @@ class _Reader:
                 "every rank's records are kept as read; one per step is analysed"
             )
 
+    def _batches_of_epoch(self) -> None:
+        """Per-epoch lines that are really per-batch lines (``Epoch 2 train Loss: 0.0044 ...``
+        printed after every batch): two consecutive train records with the same epoch and
+        different values cannot both be the epoch's summary; when that holds for most records,
+        every record is numbered by its order instead (a restarted run, whose epochs repeat far
+        apart, is left alone)."""
+        train = [r for r in self.data.raw if r.kind == "train"]
+        repeats = sum(
+            a.step == b.step and a.rank == b.rank and not _same_values(a, b)
+            for a, b in pairwise(train)
+        )
+        if repeats == 0 or 2 * repeats < len(train):
+            return  # a stray repeat (Keras' ``Epoch 00018: early stopping`` header) is no pattern
+        step = 0
+        for r in self.data.raw:
+            if r.kind == "train":
+                step += self.logging_steps
+            r.step = max(step, self.logging_steps)
+        self.epoch_steps = False
+        self.counted = len(train)
+
     def _vocabulary(self, top: str) -> str:
         """Whose config keys a fix should use (``ConfigFacts.format``, see detectors.fixes).
 
@@ -723,6 +774,11 @@ class _Reader:
         return "generic-log"
 
 
+def _same_values(a: StepRecord, b: StepRecord) -> bool:
+    """Whether two records hold the same values (a line printed twice, not two batches)."""
+    return a.metrics == b.metrics and all(_same(getattr(a, f), getattr(b, f)) for f in _FIELDS)
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal as printed values: ``0.1007`` and ``10.07%`` are; NaN equals NaN."""
     if isinstance(a, float) and isinstance(b, float):
@@ -738,6 +794,7 @@ class _Compiled:
         "ef",
         "em",
         "has_time",
+        "known",
         "percent",
         "primary",
         "registered",
@@ -757,6 +814,7 @@ class _Compiled:
         self.percent: set[str] = set()
         self.primary = False
         self.has_time = False
+        self.known = False  # every value is a known record field (may continue the line above)
         self.registered = False
 
 
