@@ -83,8 +83,6 @@ def _unreadable(command: str, e: BaseException) -> int:
 
 
 def _emit(report: Report, fmt: str, output: str | None) -> None:
-    from rich.console import Console
-
     if fmt == "json":
         from stabletrain.report import jsonfmt
 
@@ -111,12 +109,10 @@ def _emit(report: Report, fmt: str, output: str | None) -> None:
         from stabletrain.report import text
 
         if output:
-            _out(text.render(report, width=100), output)
+            _out(text.render(report), output)
             _written(report, [Path(output)])
         else:
-            console = Console(highlight=False, emoji=False)
-            for r in text.renderables(report):
-                console.print(r)
+            text.write(report)
 
 
 def _out(content: str, output: str | None) -> None:

@@ -9,6 +9,8 @@ Findings are printed in the doctor's cause → effect order; ``related`` ids are
 from __future__ import annotations
 
 import io
+import sys
+from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
@@ -47,12 +49,20 @@ def renderables(report: Report) -> list[RenderableType]:
     return out
 
 
-def render(report: Report, *, width: int = 100, color: bool = False) -> str:
-    """The report as a string (plain text unless ``color``)."""
+# wide enough that no line of a report is ever wrapped: a file or pipe gets one line per item
+_NO_WRAP = 100_000
+
+
+def render(report: Report, *, width: int | None = None, color: bool = False) -> str:
+    """The report as a string (plain text unless ``color``).
+
+    ``width=None`` (the default, for files and pipes) never wraps a line, so a path or a command
+    stays whole and ``grep`` finds it; a width wraps at words, as a terminal would.
+    """
     buf = io.StringIO()
     console = Console(
         file=buf,
-        width=width,
+        width=width or _NO_WRAP,
         no_color=not color,
         color_system="standard" if color else None,
         force_terminal=color,
@@ -63,6 +73,18 @@ def render(report: Report, *, width: int = 100, color: bool = False) -> str:
         console.print(r)
     # rich pads blocks to their width; trailing blanks only add noise to files and diffs
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+
+
+def write(report: Report, file: TextIO | None = None) -> None:
+    """Print the report: styled and wrapped to a terminal, unwrapped plain text to a pipe or file."""
+    out = file if file is not None else sys.stdout
+    isatty = getattr(out, "isatty", None)
+    if isatty is not None and isatty():
+        console = Console(file=out, highlight=False, emoji=False)
+        for r in renderables(report):
+            console.print(r)
+    else:
+        out.write(render(report))
 
 
 def _header(report: Report) -> RenderableType:
@@ -135,4 +157,4 @@ def _related(f: Finding, order: list[str], index: int) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["render", "renderables"]
+__all__ = ["render", "renderables", "write"]
