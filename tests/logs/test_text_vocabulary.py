@@ -96,3 +96,17 @@ def test_fairseq_overflow_warnings_lower_the_loss_scale() -> None:
     assert data.lines_understood == data.lines_total == 14
     ids = {f.id for f in diagnose(_log("fairseq_overflow_scale_512")).findings}
     assert ids & {"fp16-overflow", "loss-scale-collapse"}
+
+
+def test_the_total_of_several_losses_is_the_loss(tmp_path: Path) -> None:
+    """Several names that each read as a loss on one line: the total wins wherever it is
+    printed, and the parts stay as metrics under their own names."""
+    train = _train(read_run(_log("freeform_batches_wlasl_74")))
+    assert train[0].loss == 0.0044 and train[0].metrics["Cls Loss"] == 0.0044
+    path = tmp_path / "log.txt"
+    path.write_text(
+        "".join(f"Epoch {e} Total Loss: {e}.5 Loc Loss: 0.{e} Cls Loss: 0.0{e}\n" for e in (1, 2))
+    )
+    train = _train(read_run(path))
+    assert [r.loss for r in train] == [1.5, 2.5]
+    assert train[1].metrics == {"Loc Loss": 0.2, "Cls Loss": 0.02}

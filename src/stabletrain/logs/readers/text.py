@@ -361,6 +361,13 @@ class _Reader:
                 comp.em.append((m.idx, m.name, div))
             else:
                 comp.ef.append((m.idx, field_, div, zero, m.name))
+        comp.tf, extra_t = _one_per_field(comp.tf)
+        comp.ef, extra_e = _one_per_field(comp.ef)
+        if extra_t or extra_e:
+            comp.tm += extra_t
+            comp.em += extra_e
+            parts = {name for _, name, _ in extra_t + extra_e}
+            comp.roles = [(n, "metric" if n in parts else r) for n, r in comp.roles]
         # only values the vocabulary knows continue the record above (``time this epoch= 1.75``);
         # ``stopped after 19 epochs`` is prose
         comp.known = bool(comp.tf) and not (comp.tm or comp.em or comp.ef)
@@ -772,6 +779,35 @@ class _Reader:
             if d.name == top:
                 return d.vocabulary
         return "generic-log"
+
+
+_TOTAL = ("tot", "total", "overall", "sum")
+
+
+def _one_per_field(
+    entries: list[tuple[int, str, float, bool, str]],
+) -> tuple[list[tuple[int, str, float, bool, str]], list[tuple[int, str, float]]]:
+    """One value per record field when several names map to it (``Loc Loss: .. Cls Loss: ..
+    Tot Loss: ..``): the one named the field itself or a total wins, else the last printed; the
+    others are kept as metrics under their own names (never silently dropped)."""
+    by_field: dict[str, list[tuple[int, str, float, bool, str]]] = {}
+    for e in entries:
+        by_field.setdefault(e[1], []).append(e)
+    if len(by_field) == len(entries):
+        return entries, []
+    keep, extra = [], []
+    for f, es in by_field.items():
+
+        def rank(e: tuple[int, str, float, bool, str], f: str = f) -> int:
+            words = e[4].lower().replace("_", " ").split()
+            return 2 if words == [f] else 1 if words and words[0].startswith(_TOTAL) else 0
+
+        best = max(reversed(es), key=rank)  # ties: the last printed
+        keep.append(best)
+        extra += [
+            (idx, name, div) for idx, _f, div, _z, name in es if (idx, name) != (best[0], best[4])
+        ]
+    return keep, extra
 
 
 def _same_values(a: StepRecord, b: StepRecord) -> bool:
