@@ -111,7 +111,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         # torch's message advises weights_only=False, the very thing not to do with a file one
         # did not write: keep only the line that names what the file asked to import
-        found = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
+        found = [ln.strip() for ln in str(e).splitlines() if "unsupported global" in ln.lower()]
         reason = (found[0] if found else "not a weights-only checkpoint")[:300]
         raise CheckpointError(
             f"checkpoint {p} cannot be read safely: it holds more than tensors and plain data "
