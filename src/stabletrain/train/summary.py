@@ -35,6 +35,27 @@ def _finite(values: list[float | None]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
+def _diverged_at(steps: list[StepRecord], evals: list[StepRecord]) -> int | None:
+    """The first step of the run's non-finite tail, when it ended with a NaN/inf loss.
+
+    The last step the optimizer took (a skipped step's loss is not the model's) or the last eval
+    decides; a run that ended finite after a skipped NaN batch did not diverge.
+    """
+    taken = [r for r in steps if not r.skipped]
+    ended_nan = bool(taken) and not _finite([taken[-1].loss])
+    last_eval = evals[-1].eval_loss if evals else None
+    if not ended_nan and (last_eval is None or math.isfinite(last_eval)):
+        return None
+    if not ended_nan:
+        return evals[-1].step  # the train loss looked finite, the model it left is not
+    first = taken[-1].step
+    for r in reversed(taken):
+        if _finite([r.loss]):
+            break
+        first = r.step
+    return first
+
+
 def build_summary(
     run_dir: Path, *, status: str, epochs: int, wall_time: float, **extra: Any
 ) -> dict[str, Any]:
@@ -44,6 +65,11 @@ def build_summary(
     eval_losses = [r.eval_loss for r in evals]
     eval_accs = _finite([r.eval_accuracy for r in evals])
     finite = _finite(losses)
+    diverged_at = _diverged_at(steps, evals)
+    if diverged_at is not None and status != "aborted":
+        # it ran to its end, but the model it ended with is NaN: "completed" would hide that
+        extra = {"diverged_at_step": diverged_at, "stopped_as": status, **extra}
+        status = "diverged"
     out: dict[str, Any] = {
         "status": status,
         "steps": len(steps),
@@ -79,8 +105,11 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         return f"{v:.2%}" if pct else f"{v:.4f}"
 
     s = summary
+    status = s["status"]
+    if status == "diverged" and s.get("diverged_at_step") is not None:
+        status += f" (loss NaN/inf from step {s['diverged_at_step']} to the end)"
     return [
-        f"status {s['status']}: {s['epochs']} epochs, {s['steps']} steps "
+        f"status {status}: {s['epochs']} epochs, {s['steps']} steps "
         f"({s['skipped_steps']} skipped) in {s['wall_time_s']:.1f} s",
         f"train loss   initial {f(s['initial_loss'])}  final {f(s['final_loss'])}  best {f(s['best_loss'])}",
         f"val loss     initial {f(s['initial_eval_loss'])}  final {f(s['final_eval_loss'])}  "
