@@ -1,6 +1,7 @@
 """Plots for the report: one PNG per panel (loss + eval loss, grad norm, LR, loss scale).
 
-Only panels with data are drawn. The grad-norm panel carries the clip line (``max_grad_norm``)
+Only panels with data are drawn. A panel whose values span orders of magnitude (one loss spike
+to 120,000 in a run at 0.1) is drawn on a log axis with its peak annotated. The grad-norm panel carries the clip line (``max_grad_norm``)
 and marks spike steps and non-finite steps — the marks a person draws on a screenshot when
 writing a postmortem. Long runs are decimated per pixel column keeping each bucket's min and
 max, so a one-step spike in a million-step log stays visible.
@@ -108,7 +109,7 @@ def render_panels(report: Report, *, dpi: int = 100) -> dict[str, bytes]:
     for name in names:
         fig, ax = plt.subplots(figsize=(6.4, 3.0), dpi=dpi)
         try:
-            _draw(ax, name, report)
+            draw_panel(ax, name, report)
             ax.set_title(_TITLES[name], loc="left", fontsize=11)
             ax.set_xlabel("step")
             ax.grid(True, alpha=0.3)
@@ -123,7 +124,25 @@ def render_panels(report: Report, *, dpi: int = 100) -> dict[str, bytes]:
     return out
 
 
-def _draw(ax: Any, name: str, report: Report) -> None:
+#: a panel whose values span more than this ratio is drawn on a log axis: on a linear one a
+#: single spike (a loss of 120,000 in a run at 0.1) flattens the rest of the curve to a line
+LOG_SPAN = 1e3
+
+
+def y_scale(values: Sequence[float]) -> str:
+    """``"log"`` when the values span orders of magnitude, ``"symlog"`` when they also reach
+    zero or below, else ``"linear"``."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return "linear"
+    span = max(abs(v) for v in values) / min(positive)
+    if span <= LOG_SPAN:
+        return "linear"
+    return "log" if len(positive) == len(values) else "symlog"
+
+
+def draw_panel(ax: Any, name: str, report: Report) -> None:
+    """Draw one panel (one of :data:`PANELS`) of the report onto a matplotlib axis."""
     train = [r for r in report.records if r.kind == "train"]
     if name == "loss":
         xs, ys = decimate(*series(train, "loss"))
@@ -133,7 +152,10 @@ def _draw(ax: Any, name: str, report: Report) -> None:
         ex, ey = series(evals, "eval_loss")
         if ex:
             ax.plot(ex, ey, "o-", ms=3, lw=1.2, color="#ff7f0e", label="eval loss")
+        _scale_and_annotate_peak(ax, xs + ex, ys + ey)
         _mark_steps(ax, _finding_steps(report, "loss-spike"), "loss spike", "#d62728")
+        skipped = [float(r.step) for r in train if r.skipped]
+        _mark_steps(ax, skipped, f"skipped step ({len(skipped)})", "#7f7f7f")
         _mark_nonfinite(ax, _nonfinite_steps(train, "loss"), "non-finite loss")
     elif name == "grad_norm":
         xs, ys = decimate(*series(train, "grad_norm"))
@@ -141,8 +163,7 @@ def _draw(ax: Any, name: str, report: Report) -> None:
         clip = report.facts.get("max_grad_norm")
         if isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0:
             ax.axhline(float(clip), ls="--", color="#d62728", lw=1.2, label=f"clip {clip:g}")
-        positive = [y for y in ys if y > 0]
-        if positive and max(positive) / min(positive) > 1e3:  # fp16 blow-ups span decades
+        if y_scale(ys) == "log":  # fp16 blow-ups span decades
             ax.set_yscale("log")
         _mark_steps(ax, _finding_steps(report, "grad-spike"), "grad spike", "#9467bd")
         _mark_nonfinite(ax, _nonfinite_steps(train, "grad_norm"), "inf/nan grad")
@@ -155,6 +176,25 @@ def _draw(ax: Any, name: str, report: Report) -> None:
         ax.step(xs, ys, where="post", lw=1.2, color="#e377c2", label="loss scale")
         if ys and min(ys) > 0:
             ax.set_yscale("log", base=2)
+
+
+def _scale_and_annotate_peak(ax: Any, xs: list[float], ys: list[float]) -> None:
+    scale = y_scale(ys)
+    if scale == "linear":
+        return
+    ax.set_yscale(scale, **({"linthresh": 1.0} if scale == "symlog" else {}))
+    i = max(range(len(ys)), key=lambda j: ys[j])
+    value = f"{ys[i]:,.0f}" if abs(ys[i]) < 1e9 else f"{ys[i]:.3g}"
+    ax.annotate(
+        f"{value} at step {xs[i]:.0f}",
+        (xs[i], ys[i]),
+        xytext=(-6, -4),  # to the left of the peak: the legend sits top right
+        textcoords="offset points",
+        ha="right",
+        va="top",
+        fontsize=8,
+        color="#d62728",
+    )
 
 
 def _finding_steps(report: Report, finding_id: str) -> list[float]:
