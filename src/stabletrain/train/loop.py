@@ -236,7 +236,15 @@ def after_eval(
         StepRecord(step=st.step, epoch=st.epoch + 1, eval_loss=val_loss, eval_accuracy=val_acc)
     )
     echo(f"  eval: loss {val_loss:.4f}  accuracy {val_acc:.2%}")
-    p.guard.observe_eval(val_loss)  # worsening → best-eval weights, plateau → a lower LR
+    # worsening → best-eval weights, plateau → a lower LR
+    if p.guard.observe_eval(val_loss) == "rollback":
+        # the run now holds the best evaluation's weights: evaluate them, so the run's last
+        # evaluation and the plateau/early-stop decisions below are about the model it keeps
+        val_loss, val_acc = evaluate(p)
+        p.run_log.log_eval(
+            StepRecord(step=st.step, epoch=st.epoch + 1, eval_loss=val_loss, eval_accuracy=val_acc)
+        )
+        echo(f"  eval of the restored weights: loss {val_loss:.4f}  accuracy {val_acc:.2%}")
     if p.plateau is not None:
         before = current_lr(p.optimizer)
         p.plateau.step(val_loss)
