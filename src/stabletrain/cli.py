@@ -18,6 +18,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from stabletrain import __version__
 from stabletrain.errors import ExitCode, StableTrainError
@@ -96,12 +97,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _ConsoleLogHandler(logging.Handler):
+    """Library log lines, to stderr, or through the command's rich Console once one is attached.
+
+    A rich Console prints above its live progress bar; a line written to the same terminal
+    behind its back lands at the bar's end (``0/23 0:00:00WARNING stabletrain.guard...``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.console: Any = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+            if self.console is not None:
+                self.console.print(msg, markup=False, highlight=False, emoji=False, soft_wrap=True)
+            else:
+                sys.stderr.write(msg + "\n")
+                sys.stderr.flush()
+        except Exception:  # a log line must never end the run
+            self.handleError(record)
+
+
+_LOG_HANDLER = _ConsoleLogHandler()
+
+
+def route_logging_to(console: Any) -> None:
+    """Print log lines through ``console`` while it is a terminal (it also draws the progress
+    bar), so they stack above the bar; piped output keeps plain lines on stderr."""
+    _LOG_HANDLER.console = console if console is not None and console.is_terminal else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    root = logging.getLogger()
+    _LOG_HANDLER.console = None
+    if not root.handlers:  # as logging.basicConfig: leave a host's (or pytest's) handlers alone
+        root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+        _LOG_HANDLER.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(_LOG_HANDLER)
     try:
         if args.command == "train":
             from stabletrain.train.entry import run_train

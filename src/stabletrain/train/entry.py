@@ -82,10 +82,19 @@ class _nothing:
         return None
 
 
+def _console() -> Console:
+    # the command's one console: progress bar, summary and (on a terminal) the log lines
+    from stabletrain.cli import route_logging_to
+
+    console = Console(soft_wrap=True)
+    route_logging_to(console)
+    return console
+
+
 def run_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else cfg.run_dir()
-    console = Console(soft_wrap=True)
+    console = _console()
     res = run_config(
         cfg,
         run_dir,
@@ -172,7 +181,7 @@ DEMO_STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    console = Console(soft_wrap=True)
+    console = _console()
     ctx = DemoContext(Path(args.run_dir or "runs/demo"), console, progress=not args.no_progress)
     for i, (title, stage) in enumerate(DEMO_STAGES, 1):
         console.rule(f"[{i}/{len(DEMO_STAGES)}] {title}")
