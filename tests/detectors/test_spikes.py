@@ -272,7 +272,7 @@ def test_limit_is_the_threshold_is_spike_applies(metric: str) -> None:
         lim = det.limit()
         assert math.isfinite(lim)
         # is_spike on the same fresh statistics limit() computes
-        det._stats, det._stale = robust_stats(list(det._baseline)), 0
+        assert det.base.refreshed() == det.base.fresh()
         for eps in (1e-6, 1e-3, 0.1):
             assert det.is_spike(lim * (1 + eps))[0], (base, eps)
             assert not det.is_spike(lim * (1 - eps))[0], (base, eps)

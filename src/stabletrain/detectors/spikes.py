@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from stabletrain.detectors import spikes_bulk
 from stabletrain.detectors.base import epoch_index
+from stabletrain.detectors.baseline import DelayedBaseline
 from stabletrain.detectors.columns import Batch, Unsupported
 from stabletrain.detectors.fixes import spike_fixes
 from stabletrain.detectors.robust import robust_stats
@@ -83,12 +83,9 @@ class SpikeDetector:
         # a baseline of 2-3 values is a weak estimate: ask for a bigger jump than the live rule
         self.early_ratio = early_ratio if early_ratio is not None else max(1.5, self.min_ratio)
         self._early: deque[float] = deque(maxlen=early_window)
-        self._baseline: deque[float] = deque(maxlen=window)
-        self._pending: deque[tuple[float, bool]] = deque()
+        self.base = DelayedBaseline(window=window, delay=delay, warmup=warmup)
         self.episodes: list[dict[str, Any]] = []
         self.n_seen = 0
-        self._stats: tuple[float, float] | None = None
-        self._stale = 0
         self.last_step: int | None = None
         self.last_epoch: float | None = None
         self.max_lr = 0.0
@@ -96,14 +93,7 @@ class SpikeDetector:
     # -- live ---------------------------------------------------------------------------------
     def baseline(self) -> tuple[float, float] | None:
         """``(median, robust std)`` of the current baseline, or None while warming up."""
-        if len(self._baseline) < max(self.warmup, 1):
-            return None
-        # Recomputed every few additions: the median of 100 values moves slowly, and the live
-        # guard calls this every step (cost matters on CPU).
-        if self._stats is None or self._stale >= 8:
-            self._stats = robust_stats(list(self._baseline))
-            self._stale = 0
-        return self._stats
+        return self.base.stats()
 
     def is_spike(self, value: float) -> tuple[bool, float]:
         """Whether ``value`` would be a spike now, and its robust z-score (0 while warming up)."""
@@ -112,10 +102,9 @@ class SpikeDetector:
             return False, 0.0
         med, std = stats
         z = (value - med) / std
-        if z > self.z_threshold and self._stale:
+        if z > self.z_threshold:
             # a candidate spike: confirm against fresh statistics (the cache may lag a trend)
-            self._stats, self._stale = robust_stats(list(self._baseline)), 0
-            med, std = self._stats
+            med, std = self.base.refreshed()
             z = (value - med) / std
         # A loss rise under 0.01 (nats) is noise whatever its z-score: a loss that sits at 0 by
         # construction (GRPO/RL objectives) has a zero median and MAD, so ratio and z blow up.
@@ -126,9 +115,10 @@ class SpikeDetector:
         """The value above which the next value is a spike (``is_spike``'s three rules on fresh
         statistics), ``inf`` while warming up. The guard's sync-free path compares against it
         on the device, between its reads of the values."""
-        if len(self._baseline) < max(self.warmup, 1):
+        fresh = self.base.fresh()
+        if fresh is None:
             return math.inf
-        med, std = robust_stats(list(self._baseline))
+        med, std = fresh
         lim = max(med + self.z_threshold * std, med * self.min_ratio)
         return max(lim, med + 0.01) if self.metric == "loss" else lim
 
@@ -148,12 +138,7 @@ class SpikeDetector:
         if stats is None:
             self._judge_early(record, value)
         # the delay queue: values enter the baseline `delay` records later, spikes never
-        self._pending.append((value, spike))
-        while len(self._pending) > self.delay:
-            v, was_spike = self._pending.popleft()
-            if not was_spike:
-                self._baseline.append(v)
-                self._stale += 1
+        self.base.push(value, spike)
         if not spike or stats is None:
             return None
         med, _ = stats
@@ -175,7 +160,8 @@ class SpikeDetector:
         Once the baseline is full, a stretch of values none of which is a spike candidate
         (z > threshold) changes the state in a fixed way: statistics recomputed every 8 values
         over windows of the stream, values entering the baseline ``delay`` later. Such stretches
-        are done in bulk (:func:`spikes_bulk.steady`); every other record goes through ``update``.
+        are done in bulk (:meth:`DelayedBaseline.advance`); every other record goes through
+        ``update``.
         """
         values = batch.floats(self.metric)
         batch.floats("lr")
@@ -187,16 +173,11 @@ class SpikeDetector:
             raise Unsupported("int values: their median is an int, as update computes it")
         pos, size, slow = 0, 256, 32
         while pos < len(idx):
-            steady = (
-                len(self._baseline) == self.window >= max(self.warmup, 1)
-                and len(self._pending) == self.delay
-                and self._stats is not None
-            )
-            if not steady:
+            if not self.base.steady:
                 self.update(batch[int(idx[pos])])
                 pos += 1
                 continue
-            done = spikes_bulk.steady(self, batch, idx[pos : pos + size], values)
+            done = self._steady(batch, idx[pos : pos + size], values)
             pos += done
             if done < size:
                 # a candidate: it and the next few go through update; candidates come in
@@ -206,6 +187,30 @@ class SpikeDetector:
                 pos += slow
                 slow = 32 if done >= 64 else min(2 * slow, 4096)
             size = min(max(2 * done, 256), 1 << 16)
+
+    def _steady(self, batch: Batch, idx: np.ndarray, values: np.ndarray) -> int:
+        """``update`` for the records ``idx`` up to the first spike candidate, in bulk; return
+        how many were taken. The baseline advances itself; this records what ``update`` would
+        have recorded of them (counters, the LR's maximum, an open episode's recovery)."""
+        v = values[idx]
+        c, stds = self.base.advance(v, self.z_threshold)
+        if c == 0:
+            return 0
+        steps, epochs = batch.objects("step"), batch.objects("epoch")
+        last = int(idx[c - 1])
+        self.n_seen += c
+        self.last_step, self.last_epoch = steps[last], epochs[last]
+        self.max_lr = batch.running_max("lr", idx[:c], self.max_lr)
+        if self.episodes and self.episodes[-1]["recovered_at"] is None:
+            ep = self.episodes[-1]
+            sd = stds if ep.get("early_std") is None else ep["early_std"]
+            step_arr = batch.steps[idx[:c]]
+            back = (step_arr > ep["end"]) & (
+                (v[:c] <= ep["baseline"] + self.recover_z * sd) | (v[:c] <= ep["baseline"])
+            )
+            if back.any():
+                ep["recovered_at"] = steps[int(idx[int(np.argmax(back))])]
+        return c
 
     def _judge_early(self, record: StepRecord, value: float) -> None:
         """A value the live rule cannot judge yet (warm-up), against the values just before it.
@@ -364,25 +369,18 @@ class SpikeDetector:
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "baseline": list(self._baseline),
+            **self.base.state_dict(),
             "early": list(self._early),
-            "pending": [list(p) for p in self._pending],
             "episodes": [dict(e, steps=list(e["steps"])) for e in self.episodes],
             "n_seen": self.n_seen,
-            "stats": None if self._stats is None else list(self._stats),
-            "stale": self._stale,
             "last_step": self.last_step,
             "last_epoch": self.last_epoch,
             "max_lr": self.max_lr,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._baseline = deque((float(v) for v in state["baseline"]), maxlen=self.window)
+        self.base.load_state_dict(state)
         self._early = deque((float(v) for v in state.get("early", [])), maxlen=self.early_window)
-        self._pending = deque((float(v), bool(s)) for v, s in state["pending"])
-        stats = state.get("stats")
-        self._stats = None if stats is None else (float(stats[0]), float(stats[1]))
-        self._stale = int(state.get("stale", 0))
         self.episodes = [dict(e, steps=list(e["steps"])) for e in state["episodes"]]
         self.n_seen = int(state["n_seen"])
         self.last_step = state.get("last_step")
