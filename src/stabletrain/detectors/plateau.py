@@ -40,7 +40,7 @@ def late(det: LRScheduleDetector, facts: ConfigFacts) -> Finding | None:
     stepwise = det.n_increase <= 1 and det.n_decrease == len(det.cuts) <= 10
     if not (is_plateau(facts) or ("schedule" not in facts and stepwise)):
         return None
-    series, unit = det._series()
+    series, unit = det.loss_series()
     step, epoch, old, new = det.cuts[0]
     if unit == "epoch" and (epoch is None or not math.isfinite(epoch)):
         return None  # an epoch that is not a finite number places nothing

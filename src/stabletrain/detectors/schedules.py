@@ -194,7 +194,7 @@ class LRScheduleDetector:
             self.zero_run = 0
 
     # -- the loss series a scheduler reacts to --------------------------------------------------
-    def _series(self) -> tuple[list[tuple[float, float]], str]:
+    def loss_series(self) -> tuple[list[tuple[float, float]], str]:
         """[(x, loss)] with x the epoch (or eval index / step) and the unit name."""
         if len(self.evals) >= 3:
             if all(e[1] is not None and math.isfinite(e[1]) for e in self.evals):
@@ -253,7 +253,7 @@ class LRScheduleDetector:
         configured = decaying or (not sched and "plateau_patience" in facts)
         if not configured or self.n_lr < 2 or self.n_decrease > 0:
             return None
-        series, unit = self._series()
+        series, unit = self.loss_series()
         if len(series) < 4:
             return None
         i_best = min(range(len(series)), key=lambda i: series[i][1])
