@@ -35,7 +35,9 @@ class ExitCode(IntEnum):
                              missed its expected result
     2       UNUSABLE_INPUT   a file, config, run dir or argument cannot be used: one line
                              naming it and the reason (also argparse's usage errors)
-    3       GUARD_STOPPED    train/demo: the guard stopped the run (diagnosis in the log)
+    3       RUN_FAILED       train: the run failed: the guard stopped it (summary status
+                             ``aborted``, diagnosis in the log) or it diverged (``diverged``:
+                             its last loss NaN/inf); ``GUARD_STOPPED`` is the older name
     4       INTERNAL_ERROR   a bug in stabletrain: one line asking for a report; the
                              traceback with ``-v``
     130     INTERRUPTED      Ctrl-C
@@ -45,7 +47,8 @@ class ExitCode(IntEnum):
     CLEAN = 0
     FINDINGS = 1
     UNUSABLE_INPUT = 2
-    GUARD_STOPPED = 3
+    RUN_FAILED = 3
+    GUARD_STOPPED = 3  # alias of RUN_FAILED
     INTERNAL_ERROR = 4
     INTERRUPTED = 130
 

@@ -28,6 +28,9 @@ from stabletrain.train.plot import plot_history
 from stabletrain.train.rundir import prepare_run_dir
 from stabletrain.train.summary import build_summary, summary_lines, write_summary
 
+#: summary statuses ``train`` exits 3 (``ExitCode.RUN_FAILED``) on
+RUN_FAILED_STATUSES = ("aborted", "diverged")
+
 
 @dataclass
 class RunResult:
@@ -105,7 +108,10 @@ def run_train(args: argparse.Namespace) -> int:
     )
     if res.summary_path is not None:
         console.print(f"run dir {res.run_dir}  summary {res.summary_path}  plot {res.plot_path}")
-    return ExitCode.GUARD_STOPPED if res.summary.get("status") == "aborted" else ExitCode.CLEAN
+    # a run that left no usable model fails, whether the guard stopped it or it diverged (its
+    # last loss NaN/inf): a CI script or a sweep reads the exit status before summary.json
+    failed = res.summary.get("status") in RUN_FAILED_STATUSES
+    return ExitCode.RUN_FAILED if failed else ExitCode.CLEAN
 
 
 # -- the demo ----------------------------------------------------------------------------------
