@@ -212,11 +212,16 @@ class ConfigFacts:
 
 @dataclass(slots=True)
 class Fix:
-    """A concrete change: config keys to set (in the user's key names) and/or a code change."""
+    """A concrete change: config keys to set (in the user's key names) and/or a code change.
+
+    ``relative``: fact name → factor of the run's current value (``{"lr": 0.5}`` halves the LR);
+    the report's change set turns it into a value from the right base (report/changeset.py).
+    """
 
     description: str
     changes: dict[str, Any] = field(default_factory=dict)
     code: str | None = None
+    relative: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

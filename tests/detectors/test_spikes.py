@@ -161,7 +161,8 @@ def test_lower_lr_fix_gives_a_value_only_when_the_lr_is_known() -> None:
     known.set("lr", 3e-4, key="training.learning_rate")
     assert lower_lr_fix(known, 3).changes == {"training.learning_rate": 1e-4}
     unknown = lower_lr_fix(ConfigFacts(), 3)
-    assert unknown.changes == {} and "--config" in unknown.description
+    # no value from a guessed base; relative to the run's LR (the change set fills it in)
+    assert unknown.changes == {} and unknown.relative == {"lr": 1 / 3}
 
 
 # -- the start of a log: values the live rule cannot judge while it warms up ----------------------

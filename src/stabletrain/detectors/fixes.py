@@ -190,7 +190,7 @@ def fmt(x: float | None) -> str:
 def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]:
     """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup.
 
-    ``logged_lr``: the peak LR the log shows, used when the config does not give the LR. A clip
+    The LR fix is relative (``lower_lr_fix``; ``logged_lr`` is not used as its base). A clip
     the framework applies by default (HF, Megatron: 1.0) counts as set: the fix tightens it.
     """
     fixes: list[Fix] = [lower_lr_fix(facts, 2.0, logged_lr)]
@@ -218,20 +218,22 @@ def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]
 
 
 def lower_lr_fix(facts: ConfigFacts, factor: float, logged_lr: float | None = None) -> Fix:
-    """ "Divide the LR by ``factor``", with the concrete value when the config gives the LR, or
-    else from the peak LR the log shows (``logged_lr``)."""
-    lr = facts.get("lr")
-    source = ""
-    if not (isinstance(lr, (int, float)) and lr > 0) and logged_lr is not None:
-        lr, source = logged_lr, ", the peak LR in the log"
-    if isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr):
-        new = float(f"{lr / factor:.3g}")
-        return make_fix(
-            facts, f"Lower the learning rate {factor:g}x ({lr:g}{source} → {new:g}).", lr=new
-        )
-    # No LR known: say so instead of writing a placeholder expression as if it were a value.
-    return Fix(
-        f"Lower the learning rate {factor:g}x (pass the run's config with --config to get the "
-        "new value in your own key).",
-        {},
-    )
+    """ "Divide the LR by ``factor``": relative to the configured LR (with its value when the
+    config gives one). ``logged_lr`` is accepted for old callers and not used: the log's peak
+    LR is the wrong base (after a 100× schedule jump the peak is the bug); the report's change
+    set computes the value from the LR the run had before the problem (report/changeset.py)."""
+    del logged_lr
+    return scale_lr_fix(facts, 1.0 / factor, f"Lower the learning rate {factor:g}x")
+
+
+def scale_lr_fix(facts: ConfigFacts, factor: float, description: str) -> Fix:
+    """A fix multiplying the LR by ``factor`` (``Fix.relative``), with the new value when the
+    config gives the LR; without one, the change set fills in the value from the log."""
+    lr = facts.number("lr", positive=True)
+    if lr is not None:
+        new = nice(lr * factor)
+        fix = make_fix(facts, f"{description} ({fmt(lr)} → {fmt(new)}).", lr=new)
+    else:
+        fix = Fix(f"{description} (from the LR the run had before the problem).")
+    fix.relative["lr"] = factor
+    return fix

@@ -8,6 +8,9 @@ facts (so fixes can show the user's own keys and current values), the records th
 
     {"read": {"file", "format", "dialect", "train_records", "eval_records", "first_step",
               "last_step", "roles", "lines_total", "lines_understood", "understood", "config"},
+     "change_set": {"cause", "changes": {key: value}, "reasons": {key: "finding-id: why"},
+                    "alternatives": [{"description", "changes", "code"}], "dropped": [str],
+                    "base_lr", "base_lr_source"},
      "findings": [{"id", "severity", "title", "steps", "epochs", "evidence", "explanation",
                    "fix": [{"description", "changes", "code"}], "source", "related", "watch"}],
      "summary": {"kind", "source", "format", "config", "records", "first_step", "last_step",
@@ -25,6 +28,7 @@ from typing import Any, Literal
 
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Severity, StepRecord
 from stabletrain.report.advice import watch_for
+from stabletrain.report.changeset import ChangeSet, resolve
 
 ReportKind = Literal["doctor", "lint"]
 
@@ -122,11 +126,18 @@ class Report:
             return "none"
         return f"none given (the run's own settings read from {', '.join(files)})"
 
+    @property
+    def change_set(self) -> ChangeSet:
+        """The one set of config changes to apply: the findings' fixes resolved root cause first,
+        one value per key, in the right direction (``report.changeset``)."""
+        return resolve(self.findings, self.facts, self.records)
+
     def to_json(self) -> dict[str, Any]:
         """The machine-readable report (strict JSON: non-finite floats become strings)."""
         summary = self.summary()
         return {
             "read": _jsonable(self.read(summary)),
+            "change_set": _jsonable(self.change_set.to_json()),
             "findings": [finding_json(f) for f in self.findings],
             "summary": _jsonable(summary),
         }

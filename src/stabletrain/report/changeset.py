@@ -1,0 +1,289 @@
+"""One change set per report: the fixes of every finding resolved into one value per config key.
+
+Each finding keeps its own fixes as evidence; what a user applies is the *change set*. Applied
+as written, the findings' fixes contradict each other (``optim.lr`` 0.1, 1.0 and 0.2 in one
+report; "enable clipping at 1.0" beside "raise the clip to 1.5" when the clip was already 1.0; a
+too-low LR told to go lower). The resolver is one mechanism in three steps:
+
+1. **classify** each finding: ``instability`` (spikes, NaN/inf, divergence, clipping under Adam,
+   grad growth, AMP overflow, no warm-up...), ``progress`` (underfitting, an LR too low, chance
+   level with no instability in the run, clipping that stalls SGD) or ``neutral``; a finding can
+   state its class in ``evidence["direction"]`` (a detector that knows better than its id);
+2. **direct**: each class moves the directed settings one way only — instability may lower the
+   LR, tighten or enable the clip and lengthen the warm-up; progress may raise the LR and loosen
+   the clip. A change the other way is dropped, with a line in ``dropped``. LR values are
+   recomputed from the *base LR*: the config's LR when a config gave one, else the LR the log
+   shows before the problem began (never the log's peak: after a 100× schedule jump the peak is
+   the bug). A fix states an LR change relative to the current LR in ``Fix.relative``;
+3. **merge** in cause → effect order (the doctor's ``chain.order``): the root cause's fixes
+   first, then each later finding only adds keys not yet set. A different value for a key already
+   set is dropped (named); a change equal to the current setting is dropped as already set. When
+   findings of opposite classes both want the LR, the root cause's direction wins if it has one,
+   else the LR is left alone and ``dropped`` says why: a wrong answer is worse than none.
+
+Fixes whose description starts with "Or " are alternatives to the finding's first fix, listed in
+``alternatives``, as are code-only fixes. Only findings at warning or above take part.
+
+Limits: the class table is by finding id; the base LR without a config is a median of logged LRs,
+which reads a warm-up's ramp as part of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from stabletrain.detectors.fixes import fmt, nice, user_key
+from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, StepRecord
+
+Direction = Literal["instability", "progress", "neutral"]
+
+#: finding id → the class whose direction its fixes must respect (unknown ids: neutral)
+CLASS: dict[str, Direction] = {
+    **dict.fromkeys(
+        (
+            "loss-spike",
+            "grad-spike",
+            "nonfinite-loss",
+            "nonfinite-grad",
+            "loss-divergence",
+            "clip-saturated",
+            "clip-near-threshold",
+            "grad-norm-growth",
+            "fp16-overflow",
+            "loss-scale-collapse",
+            "loss-scale-init-high",
+            "fp16-without-loss-scaling",
+            "warmup-short",
+            "no-warmup",
+            "lr-high-for-batch",
+            "no-grad-clipping",
+            "eval-unstable",
+            "lr-jump",
+            "bad-batch",
+            "bad-init",
+        ),
+        "instability",
+    ),
+    **dict.fromkeys(
+        ("underfitting", "lr-too-low", "lr-zero", "slow-progress", "clip-stall"), "progress"
+    ),
+}
+#: findings whose class follows the run: progress when nothing unstable was seen, else an
+#: effect of the instability (a NaN run sits at chance level; its LR is not too low)
+_PROGRESS_UNLESS_UNSTABLE = frozenset({"chance-level"})
+
+#: directed settings: +1 = instability raises it, -1 = instability lowers it (progress: reverse)
+_KNOBS: dict[str, int] = {"lr": -1, "max_grad_norm": -1, "warmup_steps": 1, "warmup_ratio": 1}
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """The one set of config changes a report recommends (see the module docstring)."""
+
+    cause: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    alternatives: list[Fix] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    base_lr: float | None = None
+    base_lr_source: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cause": self.cause,
+            "changes": dict(self.changes),
+            "reasons": dict(self.reasons),
+            "alternatives": [
+                {"description": a.description, "changes": dict(a.changes), "code": a.code}
+                for a in self.alternatives
+            ],
+            "dropped": list(self.dropped),
+            "base_lr": self.base_lr,
+            "base_lr_source": self.base_lr_source,
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.alternatives)
+
+
+def classify(finding: Finding, unstable_run: bool) -> Direction:
+    """The finding's class: its own ``evidence["direction"]`` when it states one, else the table."""
+    stated = finding.evidence.get("direction")
+    if stated in ("instability", "progress", "neutral"):
+        return stated  # type: ignore[no-any-return]
+    if finding.id in _PROGRESS_UNLESS_UNSTABLE:
+        return "instability" if unstable_run else "progress"
+    return CLASS.get(finding.id, "neutral")
+
+
+def base_lr(
+    facts: ConfigFacts, records: Sequence[StepRecord] | None, onset: int | None
+) -> tuple[float | None, str | None]:
+    """``(LR the fixes are relative to, where it came from)``: the config's LR, else the median
+    of the finite LRs logged before ``onset`` (the first step of the problem), else the first LR
+    logged at or after it. Never the peak."""
+    lr = facts.number("lr", positive=True)
+    if lr is not None:
+        return lr, f"configured ({facts.facts['lr'].where()})"
+    series = _lr_series(records)
+    if not series:
+        return None, None
+    before = [v for s, v in series if onset is None or s < onset]
+    if before:
+        before.sort()
+        return before[len(before) // 2], (
+            "median logged LR" + (f" before step {onset}" if onset is not None else "")
+        )
+    return series[0][1], f"logged LR at step {series[0][0]}"
+
+
+def _lr_series(records: Sequence[StepRecord] | None) -> list[tuple[int, float]]:
+    if not records:
+        return []
+    from stabletrain.detectors.columns import Batch
+
+    b = records if isinstance(records, Batch) else Batch(records)
+    lr, steps = b.floats("lr"), b.floats("step")
+    ok = b.train & (lr > 0) & (lr < math.inf)
+    return [(int(s), float(v)) for s, v in zip(steps[ok], lr[ok], strict=True)]
+
+
+def _knob_keys(facts: ConfigFacts) -> dict[str, str]:
+    """user key → directed fact name."""
+    return {user_key(facts, name): name for name in _KNOBS}
+
+
+def _current(facts: ConfigFacts, name: str) -> float | None:
+    return facts.number(name)
+
+
+def _wrong_way(name: str, value: Any, klass: Direction, current: float | None) -> str | None:
+    """Why ``name := value`` moves against ``klass``'s direction (None when it does not)."""
+    sign = _KNOBS.get(name)
+    if sign is None or klass == "neutral" or isinstance(value, bool):
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    want = sign if klass == "instability" else -sign  # +1: may only go up
+    if name == "max_grad_norm":
+        # 0 / unset = no clipping = infinitely loose
+        cur = math.inf if current is None or current <= 0 else current
+        new = math.inf if value <= 0 else float(value)
+    else:
+        if current is None:
+            return None
+        cur, new = current, float(value)
+    if want > 0 and new < cur:
+        return f"lowers {name} ({fmt(cur)} → {fmt(new)})"
+    if want < 0 and new > cur:
+        return f"raises {name} ({fmt(cur)} → {fmt(new)})"
+    return None
+
+
+def resolve(
+    findings: Sequence[Finding],
+    facts: ConfigFacts,
+    records: Sequence[StepRecord] | None = None,
+) -> ChangeSet:
+    """One change set for ``findings`` (in cause → effect order, as the doctor orders them)."""
+    problems = [f for f in findings if SEVERITY_ORDER[f.severity] >= 1]
+    out = ChangeSet()
+    if not problems:
+        return out
+    unstable = any(CLASS.get(f.id) == "instability" for f in problems) or any(
+        f.evidence.get("direction") == "instability" for f in problems
+    )
+    classes = {id(f): classify(f, unstable) for f in problems}
+    root = problems[0]
+    out.cause = root.id
+    onset = _onset(problems)
+    out.base_lr, out.base_lr_source = base_lr(facts, records, onset)
+    knobs = _knob_keys(facts)
+    lr_key = user_key(facts, "lr")
+
+    # the LR: one direction, the root cause's when findings disagree
+    lr_dirs = {
+        classes[id(f)]
+        for f in problems
+        if classes[id(f)] != "neutral" and any(_lr_change(x, lr_key) for x in f.fixes)
+    }
+    lr_blocked: str | None = None
+    if {"instability", "progress"} <= lr_dirs:
+        root_dir = classes[id(root)]
+        if root_dir != "neutral" and any(_lr_change(x, lr_key) for x in root.fixes):
+            lr_blocked = "progress" if root_dir == "instability" else "instability"
+            out.dropped.append(
+                f"{lr_key}: findings disagree on the direction of the LR; the root cause "
+                f"{root.id} ({root_dir}) decides"
+            )
+        else:
+            lr_blocked = "all"
+            out.dropped.append(
+                f"{lr_key}: findings disagree on the direction of the LR (some show "
+                "instability, some too little progress); left unchanged — check the LR by hand"
+            )
+
+    for f in problems:
+        klass = classes[id(f)]
+        first = True
+        for fix in f.fixes:
+            if fix.description.lstrip().lower().startswith("or ") or (
+                not fix.changes and not fix.relative
+            ):
+                if not first or fix.code or fix.changes:
+                    out.alternatives.append(fix)
+                continue
+            first = False
+            changes = dict(fix.changes)
+            if "lr" in fix.relative and out.base_lr is not None:
+                changes[lr_key] = nice(out.base_lr * fix.relative["lr"])
+            for key, value in changes.items():
+                name = knobs.get(key)
+                if name == "lr" and lr_blocked in ("all", klass):
+                    out.dropped.append(f"{f.id}: {key}={_show(value)} left out (LR conflict)")
+                    continue
+                current = out.base_lr if name == "lr" else (_current(facts, name) if name else None)
+                why = _wrong_way(name, value, klass, current) if name else None
+                if why is not None:
+                    out.dropped.append(
+                        f"{f.id}: {key}={_show(value)} left out: it {why}, the wrong way for "
+                        f"{'an' if klass == 'instability' else 'a'} {klass} finding"
+                    )
+                    continue
+                if key in out.changes:
+                    if out.changes[key] != value:
+                        out.dropped.append(
+                            f"{f.id}: {key}={_show(value)} left out: already "
+                            f"{_show(out.changes[key])} from {out.reasons[key].split(':')[0]}"
+                        )
+                    continue
+                if _already(facts, key, value):
+                    out.dropped.append(f"{f.id}: {key}={_show(value)} left out: already set")
+                    continue
+                out.changes[key] = value
+                out.reasons[key] = f"{f.id}: {fix.description}"
+    return out
+
+
+def _lr_change(fix: Fix, lr_key: str) -> bool:
+    return "lr" in fix.relative or lr_key in fix.changes
+
+
+def _already(facts: ConfigFacts, key: str, value: Any) -> bool:
+    """Whether the config already holds ``key: value`` (an empty change)."""
+    for fact in facts.facts.values():
+        if fact.key == key:
+            return bool(fact.value == value)
+    return False
+
+
+def _onset(findings: Sequence[Finding]) -> int | None:
+    steps = [min(f.steps) for f in findings if f.steps]
+    return min(steps) if steps else None
+
+
+def _show(v: Any) -> str:
+    return fmt(v) if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
