@@ -76,12 +76,15 @@ def diagnose(
     from stabletrain.logs.read import gc_paused, read_run_columns
 
     with gc_paused():
-        run, columns = read_run_columns(path, mapping=mapping)
+        run, columns = read_run_columns(path, mapping=mapping, config=config)
         if not run.records:  # zero records is never a clean verdict (the reader may say it first)
             tried = ", ".join(getattr(run, "tried", None) or [run.format])
             raise LogReadError(f"no training records found in {path} (tried: {tried})")
         facts = run.facts
-        config_name: str | None = None
+        # whose config: the one given, or the run's own (a run dir's config.yaml...), never a
+        # stray file beside the log (the reader notes those as seen and ignored)
+        config_name: str | None = run.config_from
+        notes = list(run.notes)
         # config findings kept without the log confirming them: only what the given config
         # predicts on its own ("lint only what it was given": a model-only hparams file does not
         # predict optimizer problems from the run's own settings)
@@ -91,11 +94,12 @@ def diagnose(
 
             own = read_config(config)
             given = frozenset(f.id for f in _lint(own)) if own.facts else frozenset()
-            facts = own.merged(run.facts)
-            config_name = str(config)
+            config_name = f"given with --config: {config}"
         # columns shared by every detector and the code below (the reader's, when it has them)
         raw = Batch(run.raw, columns)
         batch = as_batch(run.records, like=raw)
+        if config is not None:
+            facts = reconcile(own, run.facts, logged_lr(batch), notes)
         log_findings = detect(batch, raw, facts)
         log_findings += per_attempt(run.raw, log_findings, facts)
         seen = {f.id for f in log_findings}
@@ -110,13 +114,65 @@ def diagnose(
             format=run.format,
             config=config_name,
             records=batch,  # a Sequence[StepRecord]; its columns serve the report's summary
-            notes=list(run.notes),
+            notes=notes,
             kind="doctor",
             dialect=getattr(run, "dialect", None),
             roles=dict(getattr(run, "roles", None) or {}),
             lines_total=getattr(run, "lines_total", None),
             lines_understood=getattr(run, "lines_understood", None),
         )
+
+
+#: a given config's LR this far (×) from the LR the log shows is another run's or an old value
+LR_MISMATCH = 2.0
+
+
+def logged_lr(batch: Batch) -> float | None:
+    """The LR the log shows the run at: the 90th percentile of the positive train LRs (a warm-up,
+    a decay or a short LR spike barely moves it); None when no LR is logged."""
+    try:
+        lr = batch.floats("lr")[batch.train]
+    except Unsupported:  # an LR column that is not numbers
+        return None
+    lr = lr[np.isfinite(lr) & (lr > 0)]
+    return float(np.percentile(lr, 90)) if lr.size else None
+
+
+def reconcile(
+    given: ConfigFacts, logged: ConfigFacts, lr: float | None, notes: list[str]
+) -> ConfigFacts:
+    """The facts of a run diagnosed with a given config: the config's, plus the log's own
+    settings where the config has none. Where the two disagree — a setting both state, or the
+    config's LR ≥ ``LR_MISMATCH``× from the LR the log shows — the log's value wins (it
+    describes what ran), kept under the config's file and key so a fix still names the user's
+    key; each disagreement is a note."""
+    out = given.merged(logged)
+    for name, fact in given.facts.items():
+        other = logged.facts.get(name)
+        if other is None or _same(fact.value, other.value):
+            continue
+        out.facts[name] = replace(fact, value=other.value)
+        notes.append(
+            f"{name}: the log's own settings say {other.value!r} ({other.where()}), the config "
+            f"{fact.value!r} ({fact.where()}); using the log's value (it describes what ran)"
+        )
+    cfg_lr = out.number("lr", positive=True)
+    off = lr is not None and cfg_lr is not None and max(lr / cfg_lr, cfg_lr / lr) >= LR_MISMATCH
+    if off and lr is not None and "lr" not in logged:
+        fact = out.facts["lr"]
+        out.facts["lr"] = replace(fact, value=float(f"{lr:.6g}"))
+        notes.append(
+            f"lr: the log shows the run at {lr:.6g}, the config says {cfg_lr:g} "
+            f"({fact.where()}); using the log's value (it describes what ran — is the "
+            "config another run's?)"
+        )
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return bool(np.isclose(float(a), float(b), rtol=1e-6)) or (a != a and b != b)
+    return str(a).strip().lower() == str(b).strip().lower()
 
 
 def _scaled(batch: Batch) -> list[StepRecord]:

@@ -47,6 +47,8 @@ __all__ = ["RunData", "detect_format", "read_run", "read_run_columns"]
 
 log = logging.getLogger(__name__)
 
+#: config files that may lie beside a log. One is used only where it is unambiguously the run's
+#: own (:func:`_own_config`); any other is noted as seen and ignored (it may be another run's)
 _HPARAMS = ("hparams.yaml", "config.yaml", "training_args.json", "ds_config.json")
 
 
@@ -56,17 +58,21 @@ def read_run(path: str | os.PathLike[str], *, mapping: dict[str, str] | None = N
 
 
 def read_run_columns(
-    path: str | os.PathLike[str], *, mapping: dict[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    mapping: dict[str, str] | None = None,
+    config: str | os.PathLike[str] | None = None,
 ) -> tuple[RunData, dict[str, list[Any]] | None]:
     """``read_run``, and the columns of ``RunData.raw`` ({field: value per record}) when the
     reader built the records from columns (a stabletrain run log with uniform lines), for
-    ``detectors.columns.Batch``; None otherwise."""
+    ``detectors.columns.Batch``; None otherwise. ``config``: the config the user gave (no note
+    calls it ignored when it lies beside the log)."""
     p = Path(path)
     if not p.exists():
         raise LogReadError(f"{p}: no such file or directory")
     with gc_paused():
         try:
-            data, columns = _dispatch(p, mapping)
+            data, columns = _dispatch(p, mapping, Path(config) if config is not None else None)
             data.path = p
             _check_understood(p, data, mapping)
             if isinstance(data.raw, TableRecords):
@@ -263,20 +269,29 @@ def _is_runlog_meta(p: Path) -> bool:
 
 
 def _dispatch(
-    p: Path, mapping: dict[str, str] | None
+    p: Path, mapping: dict[str, str] | None, given: Path | None = None
 ) -> tuple[RunData, dict[str, list[Any]] | None]:
     kind, target, obj = _kind(p)
+    where = target if target.is_dir() else target.parent
     if kind == "stabletrain":
-        return runlog.read_columns(target, mapping)
+        data, columns = runlog.read_columns(target, mapping)
+        why = "the run dir's own config.yaml"
+        _own_config(where, data, "config.yaml", why, given, read=not p.is_dir())
+        return data, columns
     if kind == "hf-trainer-state":
         data = hf_state.read(target, mapping, obj)
         _note_siblings(target.parent, data, "trainer_state.json")
+        why = "the HF checkpoint's training_args.json, beside its trainer_state.json"
+        _own_config(where, data, "training_args.json", why, given)
     elif kind == "tensorboard":
         data = tensorboard.read(target, mapping)
-        _hparams_facts(target if target.is_dir() else target.parent, data)
+        why = "the Lightning version dir's hparams.yaml, beside its event files"
+        _own_config(where, data, "hparams.yaml", why, given)
     elif kind == "csv":
         data = csvlog.read(target, mapping)
-        _hparams_facts(target.parent, data)
+        lightning = target.name == "metrics.csv"  # a Lightning CSVLogger version dir
+        why = "the Lightning version dir's hparams.yaml, beside its metrics.csv"
+        _own_config(where, data, "hparams.yaml" if lightning else None, why, given)
     elif kind == "jsonl":
         data = jsonl.read(target, mapping)
     elif kind == "mlflow":
@@ -285,6 +300,8 @@ def _dispatch(
         data = wandb_run.read(target, mapping)
     else:
         data = text.read(target, mapping)
+    if kind in ("jsonl", "text"):
+        _own_config(where, data, None, "", given)
     if not data.raw and kind in ("csv", "jsonl") and target.is_file():
         # a .csv or JSON-looking file with no row we could use may still be a console log
         fallback = text.read(target, mapping)
@@ -305,14 +322,44 @@ def _note_siblings(d: Path, data: RunData, used: str) -> None:
         data.notes.append(f"{d}: TensorBoard files also present; read {used} (it has the facts)")
 
 
-def _hparams_facts(d: Path, data: RunData) -> None:
-    """Settings stored beside the log (Lightning hparams.yaml...) become ``data.facts``."""
+def _own_config(
+    d: Path, data: RunData, own: str | None, why: str, given: Path | None, *, read: bool = True
+) -> None:
+    """Settings from the config file ``own`` in ``d`` (the run's own: a run dir's config.yaml, a
+    Lightning version dir's hparams.yaml, an HF checkpoint's training_args.json), recorded in
+    ``data.config_from`` with ``why``; ``read=False`` when the reader has read it already.
+
+    Any other config file beside the log is *not* used — a config.yaml next to a plain CSV may
+    be another run's (a log at lr 1e-3 was judged by a sibling's lr 5e-3) — and a note says it
+    was seen and how to use it.
+    """
     from stabletrain.configs.read import read_config
 
     for name in _HPARAMS:
         f = d / name
-        if f.exists():
+        if not f.is_file():
+            continue
+        if name != own:
+            if given is not None and _same_file(f, given):
+                continue
+            data.notes.append(
+                f"{f} beside the log was seen and not used (nothing ties it to this run); "
+                f"to use it: --config {f}"
+            )
+            continue
+        if read:
             try:
                 data.facts = data.facts.merged(read_config(f))
             except ConfigError as e:
                 data.notes.append(f"{f.name} not usable: {e}")
+                continue
+        elif data.facts.source != str(f):  # the reader could not use it (its note says why)
+            continue
+        data.config_from = f"{why}: {f}"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False

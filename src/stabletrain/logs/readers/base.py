@@ -37,6 +37,9 @@ class RunData:
     lines_understood: int | None = None
     #: the readers the dispatcher tried, in order, when the first gave no records
     tried: list[str] = field(default_factory=list)
+    #: which config file ``facts`` came from and why it is the run's own ("the run dir's own
+    #: config.yaml: runs/x/config.yaml"); None when no config file beside the log was used
+    config_from: str | None = None
 
     @property
     def train(self) -> list[StepRecord]:
