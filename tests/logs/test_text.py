@@ -58,7 +58,21 @@ def test_fairseq_simple_format_steps_are_num_updates() -> None:
     assert data.roles["valid_loss"] == "eval_loss"
     # a share of clipped updates (its own role), not a clip coefficient
     assert data.roles["clip"].startswith("clip_fraction") and first.clip_coef is None
+    # kept under its role's name, as a fraction, for the clipping detector (``clip=0%``)
+    assert first.metrics["clip_fraction"] == 0.0 and "clip" not in first.metrics
     assert (data.lines_total, data.lines_understood) == (6, 6)
+
+
+def test_fairseq_clip_share_percent_with_and_without_the_sign(tmp_path: Path) -> None:
+    # fairseq 2018 prints ``clip=100%``; fairseq >= 0.9 prints the same percentage without the
+    # sign (``clip=37.5``): both are a share of updates, read as a fraction
+    log = tmp_path / "train.log"
+    log.write_text(
+        "| epoch 001:    100 / 500 loss=9.1, gnorm=2.1, clip=37.5, lr=0.001, num_updates=100\n"
+        "| epoch 001:    200 / 500 loss=8.1, gnorm=2.1, clip=100%, lr=0.001, num_updates=200\n"
+    )
+    data = read_run(log)
+    assert [r.metrics["clip_fraction"] for r in _train(data)] == [0.375, 1.0]
 
 
 def test_fairseq_epoch_summaries_and_valid_lines() -> None:

@@ -14,6 +14,12 @@ Two failure shapes, both from the seed postmortems:
 The clip value comes from ``facts["max_grad_norm"]``; without it, it is inferred from clipped
 records (``grad_norm × clip_coef`` = the threshold). Norms are kept in a log histogram (global and
 per epoch), so any threshold can be applied at ``finish``. Needs ≥ ``min_steps`` finite norms.
+
+A trainer that logs the share of its updates it clipped (fairseq's ``clip=100%``, read into
+``metrics["clip_fraction"]`` as a fraction) states the saturation itself, with or without a known
+threshold: the mean logged fraction over the second half of the run, above ``saturated_fraction``,
+is ``clip-saturated`` too. Each such record already summarises a logging interval of updates;
+fewer than ``min_logged`` of them is a note (:func:`~stabletrain.detectors.evidence.too_few`).
 """
 
 from __future__ import annotations
@@ -25,8 +31,12 @@ import numpy as np
 
 from stabletrain.detectors.bins import Bins, LogHistogram
 from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.evidence import too_few
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix, nice, user_key
-from stabletrain.records import ConfigFacts, Finding, StepRecord
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+#: the metric a reader fills with the share of updates the trainer clipped (0-1)
+CLIP_FRACTION = "clip_fraction"
 
 
 class ClippingDetector:
@@ -39,10 +49,14 @@ class ClippingDetector:
         near_band: tuple[float, float] = (0.75, 1.0),
         saturated_fraction: float = 0.5,
         min_steps: int = 20,
+        min_logged: int = 5,
     ) -> None:
         self.near_band = near_band
         self.saturated_fraction = saturated_fraction
         self.min_steps = min_steps
+        self.min_logged = min_logged
+        #: the logged share of updates clipped (``metrics["clip_fraction"]``), per epoch/block
+        self.logged = Bins(histogram=False)
         self.hist = LogHistogram()
         self.bins = Bins()
         self.n_coef = 0
@@ -52,6 +66,9 @@ class ClippingDetector:
     def update(self, record: StepRecord) -> Finding | None:
         if record.kind != "train":
             return None
+        cf = record.metrics.get(CLIP_FRACTION)
+        if cf is not None and math.isfinite(cf):
+            self.logged.add(record.step, record.epoch, cf)
         g = record.grad_norm
         if g is not None and math.isfinite(g) and g > 0:
             self.hist.add(g)
@@ -67,7 +84,11 @@ class ClippingDetector:
     def update_many(self, batch: Batch) -> None:
         """``update`` for every record of the batch (see ``detectors.base``)."""
         g, c = batch.floats("grad_norm"), batch.floats("clip_coef")
+        cf = batch.metric(CLIP_FRACTION)
         batch.check_bins()
+        i_cf = np.flatnonzero(np.isfinite(cf) & batch.train)
+        if i_cf.size:
+            self.logged.add_many(batch, i_cf, cf[i_cf])
         idx = batch.finite("grad_norm")
         idx = idx[g[idx] > 0]
         if idx.size == 0:
@@ -88,11 +109,25 @@ class ClippingDetector:
         clip = facts.number("max_grad_norm", positive=True)
         return clip if clip is not None else self.inferred_clip
 
+    def _logged_late(self) -> tuple[float, int] | None:
+        """(mean logged clip fraction over the second half of the bins, records in the log)."""
+        ordered = self.logged.ordered()
+        if not ordered:
+            return None
+        late = ordered[len(ordered) // 2 :]
+        return sum(b.total for b in late) / sum(b.count for b in late), sum(
+            b.count for b in ordered
+        )
+
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
         clip = self._clip(facts)
+        logged = self._logged_late()
         if clip is None or self.hist.n < self.min_steps:
-            return []
+            if logged is None or logged[0] <= self.saturated_fraction:
+                return []
+            return [too_few(self._saturated_logged(facts, clip, *logged), logged[1],
+                            self.min_logged, "logged clip fractions")]  # fmt: skip
         frac = self.hist.fraction_above(clip * 1.0001)
         if self.n_coef >= self.min_steps:
             frac = max(frac, self.n_clipped / self.n_coef)
@@ -114,6 +149,10 @@ class ClippingDetector:
             "fraction_clipped_late": round(frac_late, 4),
             "steps_seen": self.hist.n,
         }
+        if logged is not None and logged[1] >= self.min_logged:
+            # the trainer's own count of clipped updates is direct evidence
+            evidence["logged_clip_fraction_late"] = round(logged[0], 4)
+            frac_late = max(frac_late, logged[0])
         key = user_key(facts, "max_grad_norm")
         if frac_late > self.saturated_fraction:
             return [self._saturated(facts, clip, frac_late, med, evidence)]
@@ -165,6 +204,45 @@ class ClippingDetector:
             related=["grad-norm-growth", "lr-constant"],
         )
 
+    def _saturated_logged(
+        self, facts: ConfigFacts, clip: float | None, frac: float, n: int
+    ) -> Finding:
+        """``clip-saturated`` from the log's own clip fraction, the grad norms unknown."""
+        ordered = self.logged.ordered()
+        where = [b for b in ordered if b.mean > self.saturated_fraction]
+        steps, epochs = self.logged.where(where)
+        fixes = []
+        new_lr = lower_lr(facts.number("lr"))
+        if new_lr is not None:
+            fixes.append(make_fix(facts, "Lower the learning rate, the usual cause", lr=new_lr))
+        fixes.append(
+            Fix("Raise the clip threshold so it only catches outliers, not every update")
+            if clip is None
+            else make_fix(facts, "Raise the clip", max_grad_norm=nice(clip * 1.5))
+        )
+        return Finding(
+            id="clip-saturated",
+            severity="warning",
+            title=f"Gradient clipping fires on {frac:.0%} of late updates (the log's clip share)",
+            explanation=(
+                f"The log reports the share of updates that were clipped: {frac:.0%} on average "
+                f"over the second half of the {n} records that log it. When the clip fires on almost every "
+                "update it stops being a safety net and becomes a cap on the step size: the "
+                "optimiser only sees the gradient direction, learning slows, and a raw norm that "
+                "keeps growing (usually a learning rate that is too high) stays hidden. After "
+                "the change the logged clip share should fall well under half."
+            ),
+            steps=steps,
+            epochs=epochs,
+            evidence={
+                **({"max_grad_norm": clip} if clip is not None else {}),
+                "logged_clip_fraction_late": round(frac, 4),
+                "logged_records": n,
+            },
+            fixes=fixes,
+            related=["grad-norm-growth", "lr-constant"],
+        )
+
     def _near(
         self, facts: ConfigFacts, clip: float, med: float, key: str, ev: dict[str, Any]
     ) -> Finding:
@@ -203,6 +281,7 @@ class ClippingDetector:
             "n_coef": self.n_coef,
             "n_clipped": self.n_clipped,
             "inferred_clip": self.inferred_clip,
+            "logged": self.logged.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -211,3 +290,5 @@ class ClippingDetector:
         self.n_coef = int(state["n_coef"])
         self.n_clipped = int(state["n_clipped"])
         self.inferred_clip = state["inferred_clip"]
+        if "logged" in state:
+            self.logged.load_state_dict(state["logged"])

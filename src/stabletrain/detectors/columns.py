@@ -331,6 +331,30 @@ class Batch(Sequence[StepRecord]):
             self._none[name] = None if none is None else _frozen(none)
         return out
 
+    def metric(self, name: str) -> np.ndarray:
+        """float64 values of ``record.metrics[name]``, NaN where a record has none (a metric a
+        reader gave a role but no StepRecord field, e.g. ``clip_fraction``)."""
+        key = "metrics/" + name
+        out = self._floats.get(key)
+        if out is None:
+            if self.table is not None:
+                got = self.table.metrics.get(name)
+                out = got[0] if got is not None else self._missing()[0]
+            else:
+                nan = math.nan
+                try:
+                    out = _frozen(
+                        np.fromiter(
+                            (r.metrics.get(name, nan) for r in self.records),
+                            dtype=np.float64,
+                            count=len(self.records),
+                        )
+                    )
+                except (TypeError, ValueError) as e:
+                    raise Unsupported(f"metric {name!r} holds non-numeric values") from e
+            self._floats[key] = out
+        return out
+
     def _missing(self) -> tuple[np.ndarray, np.ndarray]:
         if self._all_missing is None:
             n = len(self.records)

@@ -191,6 +191,9 @@ _FAIRSEQ = Dialect(
         "words/s": "throughput",
         "words/batch": "",
     },
+    # fairseq >= 0.9 logs ``clip`` as a percentage without the sign (``| clip 100``,
+    # ``"clip": "37.5"``: ``metrics.log_scalar("clip", 100 if clipped else 0)`` averaged)
+    percent=frozenset({"clip"}),
     epoch_base=1,
 )
 _MMENGINE = Dialect(

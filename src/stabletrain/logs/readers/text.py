@@ -73,6 +73,9 @@ _TIME_UNITS = {"ms": 1000.0, "us": 1e6, "µs": 1e6, "s": 1.0, "sec": 1.0}  # div
 #: a record without a step of its own needs one of these to count as a training record (a
 #: ``lr: 0.001`` in a printed config is not a step)
 _PRIMARY = frozenset({"loss", "eval_loss", "accuracy", "eval_accuracy"})
+#: roles kept in ``metrics`` under the role's own name, for the detector that reads them
+#: (``detectors.clipping`` reads ``clip_fraction``: the share of updates the trainer clipped)
+_METRIC_ROLES = frozenset({"clip_fraction"})
 _SPACES = re.compile(r"\s+")
 _MERGEABLE = ("epoch", "loss", "grad_norm", "lr", "loss_scale", "skipped", "action", "accuracy")
 _FIELDS = (*_MERGEABLE[1:], "eval_loss", "eval_accuracy", "step_time", "samples", "tokens")
@@ -352,13 +355,16 @@ class _Reader:
                 comp.primary = True
             if field_ == "step_time":
                 comp.has_time = True
+            # a metric with a role but no StepRecord field that a detector reads is kept under
+            # its role's name (``clip=100%`` -> metrics["clip_fraction"] = 1.0)
+            key = role if role in _METRIC_ROLES else m.name
             if kind == "train":
                 if field_ is None or field_ == "epoch":
-                    comp.tm.append((m.idx, m.name, div))
+                    comp.tm.append((m.idx, key, div))
                 else:
                     comp.tf.append((m.idx, field_, div, zero, m.name))
             elif field_ is None or field_ == "epoch":
-                comp.em.append((m.idx, m.name, div))
+                comp.em.append((m.idx, key, div))
             else:
                 comp.ef.append((m.idx, field_, div, zero, m.name))
         comp.tf, extra_t = _one_per_field(comp.tf)
