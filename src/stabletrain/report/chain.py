@@ -19,6 +19,10 @@ from stabletrain.records import SEVERITY_ORDER, Finding
 
 _STAGE: dict[str, int] = {
     "lr-high-for-batch": 0,
+    "bad-init": 0,
+    "underfitting": 1,
+    "lr-jump": 2,
+    "bad-batch": 2,
     "warmup-short": 1,
     "loss-scale-init-high": 1,
     "fp16-without-loss-scaling": 1,
@@ -77,6 +81,35 @@ CAUSES: dict[str, frozenset[str]] = {
         "patience-conflict": {"scheduler-late", "lr-constant"},
         "lr-zero": {"chance-level"},
         "lr-constant": {"eval-unstable", "overfitting"},
+        # issue 13: the causes the doctor tells apart
+        "bad-batch": {
+            "nonfinite-loss",
+            "nonfinite-grad",
+            "loss-spike",
+            "grad-spike",
+            "chance-level",
+            "loss-divergence",
+        },
+        "lr-jump": {
+            "loss-spike",
+            "grad-spike",
+            "nonfinite-loss",
+            "nonfinite-grad",
+            "loss-divergence",
+            "clip-saturated",
+            "grad-norm-growth",
+            "eval-unstable",
+            "chance-level",
+        },
+        "bad-init": {
+            "grad-spike",
+            "loss-spike",
+            "clip-saturated",
+            "nonfinite-grad",
+            "nonfinite-loss",
+            "chance-level",
+        },
+        "underfitting": {"chance-level"},
     }.items()
 }
 
