@@ -171,18 +171,18 @@ def _scale_high(facts: ConfigFacts) -> list[Finding]:
     else:
         return []
     changes: dict[str, Any] = {"loss_scale_init": 2.0**10}  # make_fix writes powers as powers
-    growth = facts.number("loss_scale_growth_factor")
+    # slower growth comes from the interval, never a growth factor of 1.5: a power-of-two scale
+    # keeps scaling and unscaling exact (docs/guard.md, "AMP")
     if interval is not None:
         changes["loss_scale_growth_interval"] = int(max(200, 2 * interval))
-    if growth is not None and growth >= 2.0:
-        changes["loss_scale_growth_factor"] = 1.5
     every = f", growing every {interval:g} steps" if interval is not None else ""
+    start = f"2**{math.log2(init):.0f}" if math.log2(init).is_integer() else f"{init:g}"
     return [
         _finding(
             "loss-scale-init-high",
             severity,
-            f"Loss scale starts at 2**{math.log2(init):.0f}{every}",
-            f"The fp16 loss scale starts at {init:g}{every}. Every overflow costs a skipped step "
+            f"Loss scale starts at {start}{every}",
+            f"The fp16 loss scale starts at {start}{every}. Every overflow costs a skipped step "
             "and a halving; a high start followed by frequent growth keeps the scale at the edge of "
             "overflow, so the run alternates inf gradients and skips (seed 004: init_scale=2**16, "
             "growth_interval=100, grad_norm=inf). Start at 2**10 and grow slowly; afterwards the "

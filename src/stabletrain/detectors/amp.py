@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from stabletrain.detectors.columns import Batch
-from stabletrain.detectors.fixes import make_fix, vocabulary
+from stabletrain.detectors.fixes import make_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 #: A loss scale at or below this no longer amplifies the gradients: the scaler has nothing left to
@@ -212,16 +212,12 @@ def amp_fixes(facts: ConfigFacts, *, collapse: bool) -> list[Fix]:
     gi = facts.get("loss_scale_growth_interval")
     if not isinstance(gi, (int, float)) or gi < 1000:
         changes["loss_scale_growth_interval"] = 1000
-    gf = facts.get("loss_scale_growth_factor", 2.0)
-    # DeepSpeed and Megatron always double: their scalers have no growth-factor setting
-    if (collapse or not isinstance(gf, (int, float)) or gf > 1.5) and (
-        "loss_scale_growth_factor" in facts or vocabulary(facts) not in ("deepspeed", "megatron")
-    ):
-        changes["loss_scale_growth_factor"] = 1.5
+    # slower growth comes from the interval; the factor stays a power of two, which keeps
+    # scaling and unscaling exact (docs/guard.md, "AMP": why not growth 1.5)
     fixes.append(
         make_fix(
             facts,
-            "If fp16 is required: a conservative loss scaler (start at 2**10, grow slowly).",
+            "Or, if fp16 is required: a conservative loss scaler (start at 2**10, grow slowly).",
             code="scaler = stabletrain.guard.amp.conservative_scaler(device)",
             **changes,
         )

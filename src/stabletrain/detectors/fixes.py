@@ -92,7 +92,7 @@ def changes_for(facts: ConfigFacts | None, **changes: Any) -> tuple[dict[str, An
         if not key:
             missing.append(f"{name} {value}")
             continue
-        out[key] = _value_for(key, value)
+        out[key] = value_for(key, value)
     return out, missing
 
 
@@ -150,8 +150,9 @@ def _precision_string(last: str, target: Precision, vocab: Vocabulary) -> str:
     return target
 
 
-def _value_for(key: str, value: Any) -> Any:
-    """A normalised value in the unit its key takes (DeepSpeed stores scales as powers of 2)."""
+def value_for(key: str, value: Any) -> Any:
+    """A normalised value in the unit its key takes (DeepSpeed stores scales as powers of 2):
+    what a fix writes, and what the report shows as the key's current value."""
     if (
         key.endswith("initial_scale_power")
         and isinstance(value, (int, float))

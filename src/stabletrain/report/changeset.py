@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stabletrain.detectors.fixes import fmt, nice, user_key
+from stabletrain.detectors.fixes import fmt, nice, user_key, value_for
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, StepRecord
 
 Direction = Literal["instability", "progress", "neutral"]
@@ -268,6 +268,14 @@ def resolve(
     return out
 
 
+def reasons_by_fix(cs: ChangeSet) -> dict[str, list[str]]:
+    """``{"finding-id: fix description": [keys it set]}``, in the order the keys were set."""
+    out: dict[str, list[str]] = {}
+    for key, why in cs.reasons.items():
+        out.setdefault(why, []).append(key)
+    return out
+
+
 def _lr_change(fix: Fix, lr_key: str) -> bool:
     return "lr" in fix.relative or lr_key in fix.changes
 
@@ -276,7 +284,7 @@ def _already(facts: ConfigFacts, key: str, value: Any) -> bool:
     """Whether the config already holds ``key: value`` (an empty change)."""
     for fact in facts.facts.values():
         if fact.key == key:
-            return bool(fact.value == value)
+            return bool(value_for(key, fact.value) == value)
     return False
 
 

@@ -11,6 +11,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from stabletrain.detectors.fixes import value_for
 from stabletrain.records import ConfigFacts, Finding, Fix
 
 if TYPE_CHECKING:
@@ -92,7 +93,8 @@ def _current(facts: ConfigFacts, key: str) -> tuple[bool, Any]:
                 switch = parts[-2] if parts[-1] == "enabled" and len(parts) > 1 else parts[-1]
                 if switch in _SWITCHES:
                     return True, fact.value == _SWITCHES[switch]
-            return True, fact.value
+            # in the key's own unit: ``initial_scale_power: 32`` holds 2**32 as the fact
+            return True, value_for(key, fact.value)
     if key in facts.facts:
         return True, facts.facts[key].value
     return False, None

@@ -3,7 +3,9 @@
 Each block reads like the seed postmortems: the symptom with its numbers and where it shows,
 why it happens, what to change (a config diff in the user's keys), and what to watch after.
 Findings are printed in the doctor's cause → effect order; ``related`` ids are shown as
-"follows from" (listed earlier) or "leads to" (listed later).
+"follows from" (listed earlier) or "leads to" (listed later). Above them, the *change set*: the
+one set of config changes to apply (root cause first, one value per key), its alternatives and
+the fixes it left out; each finding's own fixes follow as evidence.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from stabletrain.records import Finding
+from stabletrain.records import Finding, Fix
 from stabletrain.report.advice import watch_for
+from stabletrain.report.changeset import ChangeSet, reasons_by_fix
 from stabletrain.report.fmt import (
     SEVERITY_MARK,
     config_diff,
@@ -38,6 +41,10 @@ def renderables(report: Report) -> list[RenderableType]:
     out: list[RenderableType] = [_header(report)]
     for note in report.notes:
         out.append(Text(f"  note: {note}", style="dim"))
+    cs = report.change_set
+    if cs or cs.dropped:
+        out.append(Text(""))
+        out.append(_change_set(cs, report))
     order = [f.id for f in report.findings]
     for i, f in enumerate(report.findings):
         out.append(Text(""))
@@ -143,6 +150,38 @@ def _finding(f: Finding, report: Report, order: list[str], index: int) -> Render
     rel = _related(f, order, index)
     if rel:
         grid.add_row("Chain:", rel)
+    return Group(title, Padding(grid, (0, 0, 0, 2), expand=False))
+
+
+def _change_set(cs: ChangeSet, report: Report) -> RenderableType:
+    title = Text()
+    title.append("Change set", style="bold")
+    title.append(f"  the one set of changes to apply (serves {cs.cause})" if cs.changes else "")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True, min_width=9)
+    grid.add_column(overflow="fold")
+    if cs.changes:
+        fix = Fix("change set", dict(cs.changes))
+        block = Text()
+        files = fix_files(fix, report.facts)
+        if files:
+            block.append(f"# {', '.join(files)}\n", style="dim")
+        diff = config_diff(fix, report.facts)
+        for j, line in enumerate(diff):
+            block.append(line, style="red" if line.startswith("-") else "green")
+            if j < len(diff) - 1:
+                block.append("\n")
+        grid.add_row("Apply:", block)
+        for why, keys in reasons_by_fix(cs).items():
+            grid.add_row("Why:", f"{', '.join(keys)}: {why}")
+    else:
+        grid.add_row("Apply:", "no config change can be recommended with confidence")
+    if cs.base_lr is not None and cs.base_lr_source:
+        grid.add_row("LR base:", f"{cs.base_lr:g} ({cs.base_lr_source})")
+    for alt in cs.alternatives:
+        grid.add_row("Or:", alt.description + (f"  {alt.code}" if alt.code else ""))
+    for line in cs.dropped:
+        grid.add_row("Left out:", line)
     return Group(title, Padding(grid, (0, 0, 0, 2), expand=False))
 
 
