@@ -2,9 +2,14 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
+from stabletrain.detectors.base import feed
+from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.evidence import TOO_FEW
 from stabletrain.detectors.perf import SlowStepsDetector
 from stabletrain.detectors.registry import replay
+from stabletrain.doctor import diagnose
 from stabletrain.records import StepRecord
 
 
@@ -76,3 +81,51 @@ def test_near_miss_flat_noisy_steps_and_a_small_drift_are_quiet() -> None:
     assert replay(_run(_drift(1.0, 1.15)), None, [SlowStepsDetector()]) == []
     # faster over the run (caches warming, a shorter curriculum) is not a problem
     assert replay(_run(_drift(1.6, 1.0)), None, [SlowStepsDetector()]) == []
+
+
+# -- level shift: slower over a few epochs, then staying slow ----------------------------------
+REPO = Path(__file__).parents[2]
+
+
+def _epochs(times: list[float]) -> list[StepRecord]:
+    """One record per epoch whose duration is the epoch's (``time this epoch= 1.75``)."""
+    return [StepRecord(step=e, epoch=e, loss=1.0, step_time=t) for e, t in enumerate(times, 1)]
+
+
+def test_tf1_epochs_slower_from_epoch_4_and_staying_so() -> None:
+    # bench/doctor_corpus DEV log (tensorflow issue 198): 1.75 s → 2.6-2.8 s from epoch 6 on
+    report = diagnose(REPO / "bench/doctor_corpus/tf1_198_slower_epochs/log.txt")
+    [f] = [f for f in report.findings if f.id == "slow-steps"]
+    assert f.severity == "warning" and f.epochs[0] == 4 and f.epochs[-1] == 18
+    assert 1.35 <= f.evidence["shift_ratio"] <= 1.5 and f.evidence["points"] == 18
+
+
+def test_six_epoch_excerpt_of_the_same_log_is_only_a_note() -> None:
+    report = diagnose(REPO / "tests/fixtures/logs/tf1_epoch_time_198/log.txt")
+    [f] = [f for f in report.findings if f.id == "slow-steps"]
+    assert f.severity == "info" and TOO_FEW in f.title and f.evidence["points"] == 6
+
+
+def test_near_miss_level_shifts_that_are_noise_small_or_not_sustained() -> None:
+    rng = random.Random(3)
+    noisy = [2.0 * (1 + rng.uniform(-0.3, 0.3)) for _ in range(20)]
+    assert replay(_epochs(noisy), None, [SlowStepsDetector()]) == []
+    small = [2.0] * 8 + [2.4] * 12  # 20 % slower: under the 1.3× a shift must reach
+    assert replay(_epochs(small), None, [SlowStepsDetector()]) == []
+    faster = [2.6] * 8 + [1.8] * 12
+    assert replay(_epochs(faster), None, [SlowStepsDetector()]) == []
+    last_two = [2.0] * 18 + [3.0] * 2  # two slow epochs at the end: not a third of the run
+    assert replay(_epochs(last_two), None, [SlowStepsDetector()]) == []
+    back = [2.0] * 6 + [3.0] * 10 + [2.0] * 4  # slow for a while, then fast again by the end
+    assert replay(_epochs(back), None, [SlowStepsDetector()]) == []
+
+
+def test_level_shift_bulk_equals_per_record() -> None:
+    recs = _epochs([1.75, 1.87, 2.05, 2.4, 2.56] + [2.65] * 13)
+    one, many = SlowStepsDetector(), SlowStepsDetector()
+    for r in recs:
+        one.update(r)
+    feed(many, Batch(recs))
+    assert json.dumps(one.state_dict()) == json.dumps(many.state_dict())
+    assert [f.to_json() for f in one.finish(None)] == [f.to_json() for f in many.finish(None)]
+    assert [f.severity for f in one.finish(None)] == ["warning"]

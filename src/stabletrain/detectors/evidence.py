@@ -10,7 +10,8 @@ lose information — but at ``info`` severity, saying so: :func:`too_few`.
 Minima in use (each detector's docstring gives the reasoning):
 
 - ``run-restart``: :data:`MIN_SEGMENT_RECORDS` train records on each side of a reset;
-- ``slow-steps`` level shift / drift: :data:`MIN_TREND_POINTS` per-stretch durations;
+- ``slow-steps`` level shift: :data:`MIN_TREND_POINTS` epoch/stretch durations (its 3× jump
+  and steady-drift rules already ask for ≥ 3 bins / 6 blocks of ≥ 3 durations each);
 - ``clip-saturated`` from a logged clip fraction: ``ClippingDetector.min_logged`` intervals;
 - ``chance-level`` from accuracy without a class count: ``AccuracyFloor.min_records``.
 """

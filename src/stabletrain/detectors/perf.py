@@ -19,6 +19,17 @@ blocks, whatever the epochs): the median of each block with ≥ 3 durations; wit
 a Theil–Sen line through the medians (robust to a slow warm-up block or a stretch of eval
 pauses) that rises steadily (rank correlation with time ≥ 0.8) and ends ≥ ``drift_factor``
 (1.4×) above where it started is ``slow-steps`` too.
+
+A run that slows down over a few epochs and then *stays* slow (a TF1 script whose epochs go from
+1.75 s to 2.6-2.8 s by epoch 6 and hold there: a ramp, then a plateau, which neither jumps 3× nor
+rises steadily) is a **level shift**: the per-bin medians (bins with ≥ 3 durations; a log of
+per-epoch summaries, one duration per epoch, uses each — it is already the epoch's average) are
+split into two levels where the split leaves the least absolute deviation; the later level is
+``slow-steps`` when it is ≥ ``shift_factor`` (1.3×) the earlier, holds for at least a third of the
+points (to the end of the log), and the gap between the levels is ≥ 4 σ of the points around
+their own level (σ = 1.4826 × the median absolute deviation), so noisy steps cannot make one.
+Minimum evidence: a split of fewer than :data:`~stabletrain.detectors.evidence.MIN_TREND_POINTS`
+(8) points rests on 2-3 points a side and is a note, not a warning (``too_few``).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import numpy as np
 
 from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.evidence import MIN_TREND_POINTS, too_few
 from stabletrain.detectors.robust import spearman
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -67,8 +79,10 @@ class SlowStepsDetector:
         min_bins: int = 3,
         min_seconds: float = 0.05,
         drift_factor: float = 1.4,
+        shift_factor: float = 1.3,
     ) -> None:
         self.factor = factor
+        self.shift_factor = shift_factor
         self.min_seconds = min_seconds
         self.min_bins = min_bins
         self.drift_factor = drift_factor
@@ -119,7 +133,70 @@ class SlowStepsDetector:
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         jump = self._jump()
-        return [jump] if jump is not None else self._drift()
+        if jump is not None:
+            return [jump]
+        return self._drift() or self._shift()
+
+    def _shift(self) -> list[Finding]:
+        """The later of two levels of seconds per step, well above the earlier (see module)."""
+        # bins of ≥ 3 durations; a log of per-epoch summaries has one (already an average) each
+        full = [b for b in self.bins.ordered() if b.count >= 3]
+        ordered = full if len(full) >= 4 else self.bins.ordered()
+        x = [b.hist.quantile(0.5) or 0.0 for b in ordered]
+        n = len(x)
+        if n < 4:
+            return []
+        best: tuple[float, int] | None = None
+        for k in range(2, n - 1):
+            lo, hi = statistics.median(x[:k]), statistics.median(x[k:])
+            cost = sum(abs(v - lo) for v in x[:k]) + sum(abs(v - hi) for v in x[k:])
+            if best is None or cost < best[0]:
+                best = (cost, k)
+        if best is None:
+            return []
+        k = best[1]
+        early, late = statistics.median(x[:k]), statistics.median(x[k:])
+        resid = [abs(v - early) for v in x[:k]] + [abs(v - late) for v in x[k:]]
+        sigma = 1.4826 * statistics.median(resid)
+        if (
+            early <= 0
+            or late < self.shift_factor * early
+            or late < self.min_seconds
+            or n - k < max(2, n // 3)
+            or late - early < 4.0 * sigma
+            or x[-1] < (early + late) / 2  # still slow at the end of the log
+        ):
+            return []
+        ratio = late / early
+        first = ordered[k]
+        epoch_mode = self.bins.mode == "epoch"
+        finding = Finding(
+            id="slow-steps",
+            severity="warning",
+            title=f"Steps became {ratio:.1f}× slower from {self.bins.label(first)} and stayed so",
+            explanation=(
+                f"Seconds per step held at about {early:.3g} s until "
+                f"{self.bins.label(ordered[k - 1])}, then about {late:.3g} s "
+                f"({ratio - 1:.0%} slower) from {self.bins.label(first)} to the end of the log "
+                f"({n - k} of {n} {'epochs' if epoch_mode else 'stretches'}) — a shift far "
+                f"beyond the noise around either level (σ ≈ {sigma:.2g} s). The same work "
+                "taking longer and staying so usually means something accumulated or degraded: "
+                "tensors kept alive (e.g. appending the loss tensor instead of loss.item()), a "
+                "growing graph or cache, data loading falling behind, thermal or memory "
+                "pressure. After the fix, seconds per step should stay flat across the run."
+            ),
+            steps=[] if epoch_mode else [b.first_step for b in ordered[k:]],
+            epochs=[b.key for b in ordered[k:]] if epoch_mode else [],
+            evidence={
+                "early_s_per_step": round(early, 6),
+                "late_s_per_step": round(late, 6),
+                "shift_ratio": round(ratio, 3),
+                "noise_sigma": round(sigma, 6),
+                "points": n,
+            },
+            fixes=[_PROFILE_FIX],
+        )
+        return [too_few(finding, n, MIN_TREND_POINTS, "epoch/stretch durations")]
 
     def _drift(self) -> list[Finding]:
         blocks = [b for b in self.blocks.ordered() if b.count >= 3]
