@@ -93,3 +93,44 @@ def test_a_file_without_training_settings_is_an_error_not_a_clean_verdict(tmp_pa
     p.write_text("services:\n  web:\n    image: nginx\n    ports: ['80:80']\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"compose\.yaml: no training settings found"):
         lint(p)
+
+
+README_CONFIG = (
+    "learning_rate: 2.0e-4\nper_device_train_batch_size: 8\nmax_grad_norm: 1.0\n"
+    "warmup_ratio: 0.05\nnum_train_epochs: 3\n"
+)
+
+
+def test_each_file_is_judged_then_the_files_together(tmp_path: Path) -> None:
+    # the README's `lint config.yaml ds_config.json`: first-file-wins merging hid the ds_config's
+    # gradient_clipping: 0 behind the YAML's clip of 1.0
+    config, ds = tmp_path / "config.yaml", tmp_path / "ds_config.json"
+    config.write_text(README_CONFIG, encoding="utf-8")
+    ds.write_text(
+        '{"train_micro_batch_size_per_gpu": 8, "gradient_clipping": 0,\n'
+        ' "fp16": {"enabled": true, "initial_scale_power": 16}}\n',
+        encoding="utf-8",
+    )
+    f = {x.id: x for x in lint([config, ds]).findings}
+    clip = f["no-grad-clipping"]
+    assert clip.title.startswith("ds_config.json: ") and clip.evidence["files"] == str(ds)
+    assert [fx.changes for fx in clip.fixes] == [{"gradient_clipping": 1.0}]
+    conflict = f["config-conflict"]
+    assert conflict.evidence["setting"] == "max_grad_norm"
+    assert f"{config}:max_grad_norm = 1.0" in conflict.title
+    assert f"{ds}:gradient_clipping = 0" in conflict.title
+    # a finding of one file alone names it
+    scale = f["loss-scale-init-high"]
+    assert scale.evidence["file"] == str(ds) and scale.title.startswith("ds_config.json: ")
+
+
+def test_a_file_that_only_lacks_what_another_file_sets_is_not_blamed(tmp_path: Path) -> None:
+    config, ds = tmp_path / "config.yaml", tmp_path / "ds_config.json"
+    config.write_text(README_CONFIG, encoding="utf-8")
+    ds.write_text('{"train_micro_batch_size_per_gpu": 8, "zero_optimization": {"stage": 2}}\n')
+    ids = {x.id for x in lint([config, ds]).findings}
+    assert "no-grad-clipping" not in ids and "config-conflict" not in ids
+    # beside a training YAML that does not clip, the YAML's own finding names it
+    config.write_text("learning_rate: 2.0e-4\nper_device_train_batch_size: 8\n")
+    clip = {x.id: x for x in lint([config, ds]).findings}["no-grad-clipping"]
+    assert clip.evidence["file"] == str(config) and clip.title.startswith("config.yaml: ")

@@ -146,10 +146,12 @@ def reconcile(
     config's LR ≥ ``LR_MISMATCH``× from the LR the log shows — the log's value wins (it
     describes what ran), kept under the config's file and key so a fix still names the user's
     key; each disagreement is a note."""
+    from stabletrain.configs.read import same_value
+
     out = given.merged(logged)
     for name, fact in given.facts.items():
         other = logged.facts.get(name)
-        if other is None or _same(fact.value, other.value):
+        if other is None or same_value(fact.value, other.value):
             continue
         out.facts[name] = replace(fact, value=other.value)
         notes.append(
@@ -167,12 +169,6 @@ def reconcile(
             "config another run's?)"
         )
     return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return bool(np.isclose(float(a), float(b), rtol=1e-6)) or (a != a and b != b)
-    return str(a).strip().lower() == str(b).strip().lower()
 
 
 def _scaled(batch: Batch) -> list[StepRecord]:

@@ -1,11 +1,21 @@
 """Lint: findings from config files alone, before a GPU-hour is spent.
 
 ``lint(paths)`` reads each file (stabletrain YAML, generic YAML, HF TrainingArguments JSON,
-DeepSpeed ds_config.json), merges them as the settings of ONE run — the usual pair is a
-training config plus its ds_config, as in seed 002 — and runs the config rules
-(``stabletrain.lint_rules``). When two files set the same fact, the first file given wins.
-Lint unrelated configs with one call each. Files in which no training setting is found are a
-ConfigError (exit 2), never a clean verdict.
+DeepSpeed ds_config.json) as the settings of ONE run — the usual pair is a training config plus
+its ds_config, as in seed 002 — and judges them in two passes:
+
+1. **each file alone**, completed by the other files only where it says nothing: a file's own
+   finding (one the rules give on that file by itself, and still give once the other files fill
+   its gaps) names the file (``evidence.file``; with several files also the title). A
+   ``ds_config.json`` with ``gradient_clipping: 0`` beside a YAML clipping at 1.0 is reported,
+   where a first-file-wins merge hid it; a file that merely lacks a clip the other file sets is
+   not.
+2. **the files together**: a setting two files give different values is a ``config-conflict``
+   naming both files, keys and values; a finding that needs settings from several files (an LR
+   in one, no warm-up in the other) names them all (``evidence.files``).
+
+The report's ``facts`` are the files merged, the first file given winning a conflict. Files in
+which no training setting is found are a ConfigError (exit 2), never a clean verdict.
 """
 
 from __future__ import annotations
@@ -14,9 +24,11 @@ import os
 import sys
 import types
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from stabletrain.errors import ConfigError
-from stabletrain.records import ConfigFacts
+from stabletrain.records import ConfigFacts, Finding, Fix
 from stabletrain.report import chain
 from stabletrain.report.model import Report
 
@@ -26,24 +38,21 @@ PathArg = str | os.PathLike[str]
 def lint(paths: PathArg | Sequence[PathArg]) -> Report:
     """Lint one config file or several files of the same run; raises ConfigError when unreadable."""
     from stabletrain.configs.read import read_config
-    from stabletrain.lint_rules import lint_facts
 
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
         raise ConfigError("lint: no config file given")
-    facts: ConfigFacts = read_config(items[0])
-    for p in items[1:]:
-        facts = facts.merged(read_config(p))
+    files = [(str(p), read_config(p)) for p in items]
+    facts = files[0][1]
+    for _, more in files[1:]:
+        facts = facts.merged(more)
+    names = ", ".join(name for name, _ in files)
     if not facts.facts:  # a clean verdict on a file we did not understand would be a lie
-        names = ", ".join(str(p) for p in items)
         raise ConfigError(
             f"{names}: no training settings found (looked for keys such as learning_rate/lr, "
             "batch_size, max_grad_norm, fp16/bf16, warmup, scheduler patience); nothing to lint"
         )
-    findings = list(lint_facts(facts))
-    for f in findings:
-        f.source = "config"
-    names = ", ".join(str(p) for p in items)
+    findings = judge(files)
     return Report(
         findings=chain.order(findings),
         facts=facts,
@@ -52,6 +61,89 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
         config=names,
         kind="lint",
     )
+
+
+def judge(files: list[tuple[str, ConfigFacts]]) -> list[Finding]:
+    """Each file's own findings, then the findings of the files together (module docstring)."""
+    from stabletrain.lint_rules import lint_facts
+
+    several = len(files) > 1
+    own: list[Finding] = []
+    together: dict[str, tuple[Finding, list[str]]] = {}
+    for i, (name, facts) in enumerate(files):
+        alone = {f.id for f in lint_facts(facts)}
+        view = facts
+        for j, (_, other) in enumerate(files):
+            if j != i:
+                view = view.merged(other)
+        for f in lint_facts(view):
+            if f.id in alone:
+                title = f"{Path(name).name}: {f.title}" if several else f.title
+                own.append(_config(f, title=title, evidence={**f.evidence, "file": name}))
+            elif f.id not in together:
+                together[f.id] = (f, _files_of(f, view) or [n for n, _ in files])
+    out = own + conflicts(files)
+    have = {f.id for f in out}
+    for f, names in together.values():
+        if f.id not in have:
+            shown = " + ".join(Path(n).name for n in names)
+            # a string, not a list: renderers print evidence values as they are
+            evidence = {**f.evidence, "files": ", ".join(names)}
+            out.append(_config(f, title=f"{shown}: {f.title}", evidence=evidence))
+    return out
+
+
+def _files_of(f: Finding, facts: ConfigFacts) -> list[str]:
+    """The files holding the settings a finding's fixes change (its own keys), in order."""
+    keys = {k for fx in f.fixes for k in fx.changes}
+    out: list[str] = []
+    for fact in facts.facts.values():
+        if fact.key in keys and fact.file and fact.file not in out:
+            out.append(fact.file)
+    return out
+
+
+def conflicts(files: list[tuple[str, ConfigFacts]]) -> list[Finding]:
+    """``config-conflict``: a setting two files give different values (both named, with keys)."""
+    from stabletrain.configs.read import same_value
+
+    out: list[Finding] = []
+    seen: set[str] = set()
+    for i, (_, facts) in enumerate(files):
+        for name, fact in facts.facts.items():
+            if name in seen:
+                continue
+            others = [
+                other.facts[name]
+                for _, other in files[i + 1 :]
+                if name in other and not same_value(other.facts[name].value, fact.value)
+            ]
+            if not others:
+                continue
+            seen.add(name)
+            both = [fact, *others]
+            said = "; ".join(f"{f.where()} = {f.value!r}" for f in both)
+            out.append(
+                Finding(
+                    id="config-conflict",
+                    severity="warning",
+                    title=f"{name} set differently in {len(both)} files: {said}",
+                    explanation=(
+                        f"The files of this run disagree on {name}: {said}. Which value the run "
+                        "uses depends on how the framework combines them (DeepSpeed's ds_config "
+                        "overrides the trainer's clip and precision), so one of them is not "
+                        "what you meant. Set it once, or to the same value in every file."
+                    ),
+                    evidence={"setting": name, "files": ", ".join(str(f.file) for f in both)},
+                    fixes=[Fix(description=f"Give {name} one value in every file")],
+                    source="config",
+                )
+            )
+    return out
+
+
+def _config(f: Finding, **changes: object) -> Finding:
+    return replace(f, source="config", **changes)  # type: ignore[arg-type]
 
 
 class _CallableModule(types.ModuleType):

@@ -24,7 +24,7 @@ from stabletrain.configs.keys import extract
 from stabletrain.errors import ConfigError
 from stabletrain.records import ConfigFacts
 
-__all__ = ["load_tree", "read_config"]
+__all__ = ["load_tree", "read_config", "same_value"]
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +119,12 @@ def _stabletrain(tree: dict[str, Any], facts: ConfigFacts, file: str) -> None:
         k: v for k, v in tree.items() if k != "guard"
     }  # guard overrides are not the run's config
     extract(sub, facts, file)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two settings agree: numbers within 1e-6 relative (NaN equals NaN), else the same
+    text ignoring case and surrounding blanks (``AdamW`` = ``adamw``)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        x, y = float(a), float(b)
+        return (x != x and y != y) or x == y or abs(x - y) <= 1e-6 * max(abs(x), abs(y))
+    return str(a).strip().lower() == str(b).strip().lower()
