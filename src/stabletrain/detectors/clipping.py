@@ -8,8 +8,10 @@ Two failure shapes, both from the seed postmortems:
   the ceiling. Fix: lower the clip to about half (4 → 2), so it bounds the update size.
 - **saturated** (seed 003: "clipping at 2.0 fires on almost every batch"): more than half the
   steps of the second half of the run are clipped (early clipping while norms settle is normal),
-  so the clip is really an LR cap and the optimiser sees only gradient directions. Fix: lower the
-  LR (the cause) or raise the clip to restore headroom.
+  so the clip is really an LR cap and the optimiser sees only gradient directions. Under Adam (or
+  an unnamed optimizer) that is a run too hot: lower the LR. Under plain SGD the clip caps every
+  step and stalls progress (a too-tight clip, not a too-high LR): loosen the clip, or drop it;
+  the finding says so in ``evidence["direction"] = "progress"`` for the report's change set.
 
 The clip value comes from ``facts["max_grad_norm"]``; without it, it is inferred from clipped
 records (``grad_norm × clip_coef`` = the threshold). Norms are kept in a log histogram (global and
@@ -32,7 +34,7 @@ import numpy as np
 from stabletrain.detectors.bins import Bins, LogHistogram
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.evidence import too_few
-from stabletrain.detectors.fixes import fmt, lower_lr, make_fix, nice, user_key
+from stabletrain.detectors.fixes import fmt, make_fix, nice, plain_sgd, scale_lr_fix, user_key
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 #: the metric a reader fills with the share of updates the trainer clipped (0-1)
@@ -165,24 +167,8 @@ class ClippingDetector:
         self, facts: ConfigFacts, clip: float, frac: float, med: float, ev: dict[str, Any]
     ) -> Finding:
         epochs = [b.key for b in self.bins.ordered() if b.hist.fraction_above(clip) > 0.5]
-        lr = facts.get("lr")
-        fixes = []
-        new_lr = lower_lr(lr if isinstance(lr, (int, float)) else None)
-        if new_lr is not None:
-            fixes.append(
-                make_fix(
-                    facts,
-                    "Lower the learning rate, the usual cause of norms far above the clip",
-                    lr=new_lr,
-                )
-            )
-        fixes.append(
-            make_fix(
-                facts,
-                "Raise the clip so it only catches outliers, not every step",
-                max_grad_norm=nice(clip * 1.5),
-            )
-        )
+        loose = nice(max(2.0 * (self.hist.quantile(0.9) or med), 2.0 * clip))
+        fixes = saturated_fixes(facts, loose, ev)
         return Finding(
             id="clip-saturated",
             severity="warning",
@@ -211,15 +197,8 @@ class ClippingDetector:
         ordered = self.logged.ordered()
         where = [b for b in ordered if b.mean > self.saturated_fraction]
         steps, epochs = self.logged.where(where)
-        fixes = []
-        new_lr = lower_lr(facts.number("lr"))
-        if new_lr is not None:
-            fixes.append(make_fix(facts, "Lower the learning rate, the usual cause", lr=new_lr))
-        fixes.append(
-            Fix("Raise the clip threshold so it only catches outliers, not every update")
-            if clip is None
-            else make_fix(facts, "Raise the clip", max_grad_norm=nice(clip * 1.5))
-        )
+        ev: dict[str, Any] = {}
+        fixes = saturated_fixes(facts, None if clip is None else nice(2.0 * clip), ev)
         return Finding(
             id="clip-saturated",
             severity="warning",
@@ -238,6 +217,7 @@ class ClippingDetector:
                 **({"max_grad_norm": clip} if clip is not None else {}),
                 "logged_clip_fraction_late": round(frac, 4),
                 "logged_records": n,
+                **ev,
             },
             fixes=fixes,
             related=["grad-norm-growth", "lr-constant"],
@@ -292,3 +272,27 @@ class ClippingDetector:
         self.inferred_clip = state["inferred_clip"]
         if "logged" in state:
             self.logged.load_state_dict(state["logged"])
+
+
+def saturated_fixes(facts: ConfigFacts, loose: float | None, ev: dict[str, Any]) -> list[Fix]:
+    """The fix for a clip that fires on most steps, by optimizer (sets ``ev["direction"]``).
+
+    Under plain SGD the clip scales every step down: an LR cap that stalls progress, so the fix
+    is headroom (a clip above the usual norm, ``loose``) or no clip, never a lower LR. Under Adam
+    the update size ignores the gradient's scale: norms far above the clip on most steps mean
+    the run is too hot, and a looser clip would only hide it.
+    """
+    if plain_sgd(facts):
+        ev["direction"] = "progress"
+        if loose is None:
+            first = Fix("Loosen the clip well above the usual gradient norm, or turn it off")
+        else:
+            first = make_fix(
+                facts,
+                f"Loosen the clip to {fmt(loose)}, above the usual norm, so it only catches "
+                "outliers (under SGD a clip that fires every step caps the step size)",
+                max_grad_norm=loose,
+            )
+        return [first, make_fix(facts, "Or turn clipping off", max_grad_norm=0.0)]
+    why = "Lower the learning rate, the usual cause of norms far above the clip"
+    return [scale_lr_fix(facts, 0.5, why)]

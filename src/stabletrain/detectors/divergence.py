@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stabletrain.detectors.fixes import lower_lr, make_fix
+from stabletrain.detectors.fixes import scale_lr_fix
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
@@ -144,12 +144,7 @@ class DivergenceDetector:
 
     def _finding(self, episodes: list[dict[str, Any]], facts: ConfigFacts) -> Finding:
         first = episodes[0]
-        fixes: list[Fix] = []
-        new_lr = lower_lr(facts.number("lr"))
-        if new_lr is not None:
-            fixes.append(make_fix(facts, "Lower the learning rate", lr=new_lr))
-        else:
-            fixes.append(Fix("Lower the learning rate (e.g. by 3x) or add a warm-up"))
+        fixes: list[Fix] = [scale_lr_fix(facts, 0.5, "Lower the learning rate")]
         norm = first.get("grad_norm_ratio")
         norm_note = f"; the grad norm's EMA is {norm:.3g}x its lowest" if norm else ""
         return Finding(

@@ -195,14 +195,11 @@ def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]
     the framework applies by default (HF, Megatron: 1.0) counts as set: the fix tightens it.
     """
     fixes: list[Fix] = [lower_lr_fix(facts, 2.0, logged_lr)]
-    clip, default_of = setting(facts, "max_grad_norm")
-    if isinstance(clip, (int, float)) and clip > 0.5:
-        why = f"; {clip:g} is the {default_of} default" if default_of else ""
-        fixes.append(
-            make_fix(facts, f"Clip gradients harder ({clip:g} → 0.5{why}).", max_grad_norm=0.5)
-        )
-    elif not isinstance(clip, (int, float)) or clip <= 0:
-        fixes.append(make_fix(facts, "Enable gradient clipping at norm 1.0.", max_grad_norm=1.0))
+    clip, _ = setting(facts, "max_grad_norm")
+    set_ = isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0
+    clip_fix = tighter_clip_fix(facts, 0.5 if set_ else 1.0, "to bound the spikes")
+    if clip_fix is not None:
+        fixes.append(clip_fix)
     warm = facts.get("warmup_steps")
     ratio = facts.get("warmup_ratio")
     if (warm in (None, 0)) and (ratio in (None, 0, 0.0)):
@@ -216,6 +213,32 @@ def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]
         )
     )
     return fixes
+
+
+def plain_sgd(facts: ConfigFacts | None) -> bool:
+    """Whether the config names an SGD-family optimizer (momentum SGD, Nesterov); an unnamed
+    optimizer is not assumed to be SGD."""
+    name = str(facts.get("optimizer", "") if facts is not None else "").lower()
+    return "sgd" in name or "momentum" in name or "nesterov" in name
+
+
+def tighter_clip_fix(facts: ConfigFacts, target: float, why: str) -> Fix | None:
+    """Clip at ``target`` when nothing clips tighter yet: "enable" only when no clip is set (the
+    config's, or the framework's default: HF and Megatron clip at 1.0), "tighten" when a looser
+    one is, None when the clip is already at or under ``target``."""
+    clip, default_of = setting(facts, "max_grad_norm")
+    if isinstance(clip, (int, float)) and not isinstance(clip, bool) and clip > 0:
+        if clip <= target:
+            return None
+        note = f"; {clip:g} is the {default_of} default" if default_of else ""
+        return make_fix(
+            facts,
+            f"Clip gradients harder ({clip:g} → {target:g}{note}) {why}.",
+            max_grad_norm=target,
+        )
+    return make_fix(
+        facts, f"Enable gradient clipping at norm {target:g} {why}.", max_grad_norm=target
+    )
 
 
 def lower_lr_fix(facts: ConfigFacts, factor: float, logged_lr: float | None = None) -> Fix:

@@ -20,7 +20,7 @@ from typing import Any
 
 from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
-from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
+from stabletrain.detectors.fixes import fmt, scale_lr_fix, tighter_clip_fix
 from stabletrain.detectors.robust import spearman
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -105,17 +105,10 @@ class GradNormGrowthDetector:
             return []
         ratio = last / first
         fixes: list[Fix] = []
-        new_lr = lower_lr(facts.number("lr"))
-        if new_lr is not None:
-            fixes.append(
-                make_fix(facts, "Lower the learning rate so the norm stops climbing", lr=new_lr)
-            )
-        if facts.number("max_grad_norm", positive=True) is None:
-            fixes.append(
-                make_fix(facts, "Clip gradients so growth cannot run away", max_grad_norm=1.0)
-            )
-        if not fixes:
-            fixes.append(Fix("Lower the learning rate (e.g. halve it) and keep clipping enabled"))
+        fixes.append(scale_lr_fix(facts, 0.5, "Lower the learning rate so the norm stops climbing"))
+        clip_fix = tighter_clip_fix(facts, 1.0, "so growth cannot run away")
+        if clip_fix is not None:
+            fixes.append(clip_fix)
         return [
             Finding(
                 id="grad-norm-growth",

@@ -28,7 +28,14 @@ import numpy as np
 
 from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
-from stabletrain.detectors.fixes import config_known, fmt, lower_lr, make_fix
+from stabletrain.detectors.fixes import (
+    config_known,
+    fmt,
+    make_fix,
+    nice,
+    scale_lr_fix,
+    tighter_clip_fix,
+)
 from stabletrain.detectors.robust import trend_noise
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -139,23 +146,13 @@ class LossTrendDetector:
             return None
         above = [b for b in ordered[i_min + 1 :] if b.mean > threshold]
         steps, epochs = self.bins.where(above)
-        fixes: list[Fix] = []
-        new_lr = lower_lr(facts.number("lr"), 0.6)
-        if new_lr is not None:
-            fixes.append(make_fix(facts, "Lower the learning rate", lr=new_lr))
+        fixes: list[Fix] = [scale_lr_fix(facts, 0.6, "Lower the learning rate")]
         clip = facts.number("max_grad_norm", positive=True)
-        if clip is not None:
-            fixes.append(
-                make_fix(
-                    facts, "Clip more tightly to stop the upward drift", max_grad_norm=clip / 2
-                )
-            )
-        elif config_known(facts):
-            fixes.append(make_fix(facts, "Enable gradient clipping", max_grad_norm=1.0))
-        if not fixes:
-            fixes.append(
-                Fix("Lower the learning rate (e.g. by 40 %) and clip gradients (max norm 1.0)")
-            )
+        if clip is not None or config_known(facts):
+            target = nice(clip / 2) if clip is not None else 1.0
+            clip_fix = tighter_clip_fix(facts, target, "to stop the upward drift")
+            if clip_fix is not None:
+                fixes.append(clip_fix)
         worse = end >= start
         return Finding(
             id="loss-divergence",
@@ -295,8 +292,10 @@ class LossTrendDetector:
 
     def _chance_fixes(self, facts: ConfigFacts) -> list[Fix]:
         fixes: list[Fix] = []
-        if facts.number("max_grad_norm", positive=True) is None and config_known(facts):
-            fixes.append(make_fix(facts, "Enable gradient clipping", max_grad_norm=1.0))
+        if config_known(facts):
+            clip_fix = tighter_clip_fix(facts, 1.0, "in case the gradients exploded")
+            if clip_fix is not None and "Enable" in clip_fix.description:
+                fixes.append(clip_fix)
         if str(facts.get("precision", "")).lower() in ("fp16", "16", "16-mixed", "true"):
             fixes.append(
                 make_fix(
@@ -305,9 +304,11 @@ class LossTrendDetector:
                     precision="fp32",
                 )
             )
-        new_lr = lower_lr(facts.number("lr"), 0.1)
-        if new_lr is not None:
-            fixes.append(make_fix(facts, "Try a 10× lower learning rate to rule it out", lr=new_lr))
+        # the direction depends on the run (report/changeset.py keeps the one that fits): after
+        # NaN/spikes the LR was too high; with no instability at all it may be far too low
+        fixes.append(
+            scale_lr_fix(facts, 0.1, "If the run was unstable: try a 10× lower learning rate")
+        )
         if not fixes:
             fixes.append(
                 Fix(

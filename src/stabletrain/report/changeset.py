@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stabletrain.detectors.fixes import fmt, nice, user_key, value_for
+from stabletrain.detectors.fixes import fmt, nice, setting, user_key, value_for
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, StepRecord
 
 Direction = Literal["instability", "progress", "neutral"]
@@ -157,7 +157,11 @@ def _knob_keys(facts: ConfigFacts) -> dict[str, str]:
 
 
 def _current(facts: ConfigFacts, name: str) -> float | None:
-    return facts.number(name)
+    """The setting now: the config's, else the framework's default (HF clips at 1.0)."""
+    value, _ = setting(facts, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _wrong_way(name: str, value: Any, klass: Direction, current: float | None) -> str | None:
