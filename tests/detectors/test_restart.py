@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from stabletrain.detectors.evidence import TOO_FEW
 from stabletrain.detectors.registry import replay
 from stabletrain.detectors.restart import RunRestartDetector
+from stabletrain.doctor import diagnose
 from stabletrain.records import StepRecord
+
+REPO = Path(__file__).parents[2]
 
 
 def _run(first: int, last: int, scale: float = 1.0, **kw: object) -> list[StepRecord]:
@@ -93,3 +98,36 @@ def test_state_dict_round_trip() -> None:
     assert a.state_dict() == b.state_dict()
     assert [f.to_json() for f in a.finish()] == [f.to_json() for f in b.finish()]
     assert len(a.finish()[0].evidence["segments"]) == 3
+
+
+# -- minimum evidence ---------------------------------------------------------------------------
+def test_a_single_line_with_a_lower_step_is_only_a_note() -> None:
+    # a stray line (a summary printed at step 0, a pasted fragment) after a 20-record run
+    recs = [*_run(1, 20), StepRecord(step=1, loss=1.0)]
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    assert f.severity == "info" and TOO_FEW in f.title
+    assert f.evidence["evidence_records"] == 1 and f.evidence["evidence_min_records"] == 3
+    # two records, the second back at step 1: no run was seen on either side
+    recs = [StepRecord(step=100, loss=2.0), StepRecord(step=1, loss=2.1)]
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    assert f.severity == "info" and TOO_FEW in f.title
+
+
+def test_one_well_evidenced_new_run_among_thin_ones_is_a_warning() -> None:
+    # 3, 2, 4 records (each run its own losses): each reset has a side of 2 records
+    recs = _run(1, 3) + _run(1, 2, scale=0.9) + _run(1, 4, scale=0.8)
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    assert f.severity == "info"
+    recs = _run(1, 3) + _run(1, 3, scale=0.9)  # 3 | 3: both counters ran
+    [f] = replay(recs, None, [RunRestartDetector()], raw=recs)
+    assert f.severity == "warning" and TOO_FEW not in f.title
+
+
+def test_keras_csvlogger_four_fit_sessions_appended() -> None:
+    # bench/doctor_corpus DEV log: epoch column 0..4, 0..3, 0..9, 0..4 in one CSV
+    report = diagnose(
+        REPO / "bench/doctor_corpus/keras_csvlogger_braintumor_append/training_log.csv"
+    )
+    [f] = [f for f in report.findings if f.id == "run-restart"]
+    assert f.severity == "warning" and "4 runs" in f.title
+    assert [s["records"] for s in f.evidence["segments"]] == [5, 4, 10, 5]

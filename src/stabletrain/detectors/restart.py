@@ -22,7 +22,11 @@ log begins at its run's start, at or below the log's first step — is a "new ru
 segment continues from a checkpoint ("resumed", a rollback included: an excerpt from step 7000
 that goes back to 6900 was resumed, not restarted). Several runs appended to
 one log are a warning (their curves are mixed, and only the last is "the run"); resumes alone
-are a note (that is how runs survive crashes). Eval records never cut a segment. State: the last train step and epoch of each rank, 16 signatures, ≤ ``MAX_SEGMENTS``
+are a note (that is how runs survive crashes). Minimum evidence: a new run is a warning only when
+the counters on both sides of its reset ran for ≥
+:data:`~stabletrain.detectors.evidence.MIN_SEGMENT_RECORDS` (3) train records — one stray line
+with a lower step (a summary line, a misread, a pasted fragment) is no second run — else the
+finding is a note that says so. Eval records never cut a segment. State: the last train step and epoch of each rank, 16 signatures, ≤ ``MAX_SEGMENTS``
 segments.
 """
 
@@ -37,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.evidence import MIN_SEGMENT_RECORDS, too_few
 from stabletrain.detectors.logging import signature, signature_from_json
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
@@ -216,26 +221,34 @@ class RunRestartDetector:
         if resumes:
             what += f", resumed {resumes}×"
         more = f" (and {self.extra_resets} more resets)" if self.extra_resets else ""
+        # the best-evidenced new run: the fewer train records on either side of its reset
+        support = max(
+            (
+                min(prev["records"], s["records"])
+                for prev, s in itertools.pairwise(segs)
+                if s["kind"] == "new run"
+            ),
+            default=0,
+        )
         # separate runs appended to one log are mixed into one curve (a warning); resuming from a
         # checkpoint is how runs survive crashes (a note)
-        return [
-            Finding(
-                id="run-restart",
-                severity="warning" if n_runs > 1 else "info",
-                title=f"The step counter went back {len(segs) - 1}× ({what} in one log){more}",
-                explanation=(
-                    "The log holds several step sequences: "
-                    + "; ".join(parts[:6])
-                    + ("; …" if len(parts) > 6 else "")
-                    + ". Read as one curve they would mislead — a later attempt replaces what an "
-                    "earlier one logged at the same steps, so a blow-up that made you restart "
-                    "would vanish. The latest record per step is analysed as the run, and every "
-                    "earlier attempt is analysed on its own; findings from those name the attempt."
-                ),
-                steps=[int(s["first_step"]) for s in segs[1:]],
-                evidence={"segments": segs, "resets": len(segs) - 1 + self.extra_resets},
-            )
-        ]
+        finding = Finding(
+            id="run-restart",
+            severity="warning" if n_runs > 1 else "info",
+            title=f"The step counter went back {len(segs) - 1}× ({what} in one log){more}",
+            explanation=(
+                "The log holds several step sequences: "
+                + "; ".join(parts[:6])
+                + ("; …" if len(parts) > 6 else "")
+                + ". Read as one curve they would mislead — a later attempt replaces what an "
+                "earlier one logged at the same steps, so a blow-up that made you restart "
+                "would vanish. The latest record per step is analysed as the run, and every "
+                "earlier attempt is analysed on its own; findings from those name the attempt."
+            ),
+            steps=[int(s["first_step"]) for s in segs[1:]],
+            evidence={"segments": segs, "resets": len(segs) - 1 + self.extra_resets},
+        )
+        return [too_few(finding, support, MIN_SEGMENT_RECORDS, "train records around a reset")]
 
     def state_dict(self) -> dict[str, Any]:
         return {
