@@ -24,8 +24,12 @@ def test_isolated_skipped_nan_loss_is_a_warning_about_data() -> None:
 
 def test_diverged_run_is_an_error_with_lr_fix_in_user_keys() -> None:
     det = NonFiniteDetector()
+    # a divergence builds up: the grad norm doubles on the steps before it overflows
+    grads = [1.0] * 6 + [2.0, 4.0, 8.0]
     for i in range(30):
-        det.update(StepRecord(step=i, loss=1.0 if i < 10 else NAN, grad_norm=1.0 if i < 9 else INF))
+        det.update(
+            StepRecord(step=i, loss=1.0 if i < 10 else NAN, grad_norm=grads[i] if i < 9 else INF)
+        )
     facts = ConfigFacts()
     facts.set("lr", 0.3, key="learning_rate")
     facts.set("precision", "fp16", key="fp16")
@@ -38,6 +42,7 @@ def test_diverged_run_is_an_error_with_lr_fix_in_user_keys() -> None:
     changes = {k: v for fix in loss.fixes for k, v in fix.changes.items()}
     assert changes["learning_rate"] == 0.1
     assert changes["fp16"] is False and changes["bf16"] is True  # HF flags: both keys
+    assert "bad-batch" not in found and "rose" in loss.explanation
 
 
 def test_amp_overflow_with_finite_loss_is_not_double_reported() -> None:

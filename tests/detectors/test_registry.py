@@ -7,6 +7,7 @@ from stabletrain.detectors.registry import default_detectors, replay
 
 ALL_IDS = {
     "nonfinite-loss",
+    "bad-batch",
     "nonfinite-grad",
     "loss-spike",
     "grad-spike",

@@ -17,6 +17,13 @@ exploded, the scaler was not the cause):
   or a higher scale (a static scale, or a scaler pinned at its minimum) — a dynamic scaler halves
   after every overflow, so a repeated inf at an unchanged scale is no probe.
 
+Bad batch or instability (issue 13): the first step of each non-finite episode is judged by its
+lead-up (:class:`~stabletrain.detectors.badbatch.Onset`). When no episode had one — the loss and
+gradient norm were at their usual level just before, the LR had not just risen — the cause is
+the data, reported as its own finding ``bad-batch`` (the cause of ``nonfinite-loss``/``-grad``):
+check those batches and let the guard skip them, not "LR too high". An episode after a rising
+gradient norm or loss, or right after the LR rose (a warm-up's end, a jump), stays an instability.
+
 Limits: a log that records no loss/grad norm gives nothing to see; a single inf at a scale above
 the floor stays fp16-overflow even if the gradients were truly inf (the log cannot tell them apart).
 """
@@ -29,10 +36,11 @@ from typing import Any, Literal
 import numpy as np
 
 from stabletrain.detectors.amp import SCALE_FLOOR
+from stabletrain.detectors.badbatch import Onset, bad_batch_fixes, describe_before
 from stabletrain.detectors.base import epoch_index
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import lower_lr_fix, make_fix, setting
-from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, StepRecord
 
 
 def _nonfinite(v: float | None) -> bool:
@@ -42,7 +50,10 @@ def _nonfinite(v: float | None) -> bool:
 class NonFiniteDetector:
     """Steps with a NaN/inf loss (``nonfinite-loss``) or grad norm (``nonfinite-grad``)."""
 
-    ids: tuple[str, ...] = ("nonfinite-loss", "nonfinite-grad")
+    ids: tuple[str, ...] = ("nonfinite-loss", "nonfinite-grad", "bad-batch")
+
+    #: episode onsets judged (the first ones; later ones are counted, not kept)
+    max_onsets = 32
 
     def __init__(self) -> None:
         self.bad: dict[str, list[int]] = {"nonfinite-loss": [], "nonfinite-grad": []}
@@ -55,6 +66,14 @@ class NonFiniteDetector:
         #: the loss scale of the previous scaled record if its grad norm was non-finite
         self.prev_inf_scale: float | None = None
         self.max_lr = 0.0
+        self.onset = Onset()
+        #: one per non-finite episode: {"step", "lead_up" (None: too early to tell), "reasons",
+        #: "before", "skipped"}
+        self.onsets: list[dict[str, Any]] = []
+        self.n_onsets = 0
+        self.in_episode = False
+        #: ``n_records`` at the last fp16 overflow the scaler absorbed (an inf grad, finite loss)
+        self.overflow_at: int | None = None
 
     def _scaler_probing(self, record: StepRecord) -> bool:
         """Whether a non-finite grad norm is the loss scaler probing its range (fp16-overflow)."""
@@ -84,8 +103,15 @@ class NonFiniteDetector:
                 self.finite_after[k] += 1
         if record.loss is not None:
             self.last_loss_finite = math.isfinite(record.loss)
+        if fid is None and _nonfinite(record.grad_norm):
+            self.overflow_at = self.n_records  # the scaler probing: overflow, not a clean step
         if fid is None:
+            self.in_episode = False
+            self.onset.push(record.loss, record.grad_norm, record.lr)
             return None
+        if not self.in_episode:
+            self._judge_onset(record)
+        self.in_episode = True
         self.bad[fid].append(record.step)
         epoch = epoch_index(record.epoch)
         if epoch is not None:
@@ -104,6 +130,26 @@ class NonFiniteDetector:
             epochs=[] if epoch is None else [epoch],
             evidence={"value": value, "skipped": bool(record.skipped)},
             source="log",
+        )
+
+    def _judge_onset(self, record: StepRecord) -> None:
+        self.n_onsets += 1
+        if len(self.onsets) >= self.max_onsets:
+            return
+        verdict = self.onset.judge(record.lr)
+        if self.overflow_at is not None and self.n_records - self.overflow_at <= self.onset.size:
+            # fp16 gradients overflowing (the scaler backing off) in the steps before: the
+            # precision was already at its limit, not a batch out of the blue
+            reason = "the fp16 gradients were already overflowing in the steps before"
+            verdict = {"lead_up": True, "reasons": [reason], "before": {}}
+        self.onsets.append(
+            {
+                "step": record.step,
+                "lead_up": None if verdict is None else verdict["lead_up"],
+                "reasons": [] if verdict is None else verdict["reasons"],
+                "before": "" if verdict is None else describe_before(verdict),
+                "skipped": bool(record.skipped),
+            }
         )
 
     def update_many(self, batch: Batch) -> None:
@@ -148,10 +194,18 @@ class NonFiniteDetector:
                 self.finite_after[k] += n_loss
         if n_loss:
             self.last_loss_finite = True
+        self.in_episode = False
+        # the last values of the stretch, as push() would have kept them
+        for name, col in (("loss", "loss"), ("grad", "grad_norm"), ("lr", "lr")):
+            keep = t[np.isfinite(batch.floats(col)[t])][-self.onset.size :]
+            if keep.size:
+                self.onset.extend(name, batch.take(col, keep))
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
         out: list[Finding] = []
+        data_cause = bool(self.onsets) and all(o["lead_up"] is False for o in self.onsets)
+        lead = next((o for o in self.onsets if o["lead_up"]), None)
         for fid, steps in self.bad.items():
             if not steps:
                 continue
@@ -176,13 +230,29 @@ class NonFiniteDetector:
                     f" (the log does not say for {unknown})" if unknown else ""
                 )
             isolated = n <= 3 and recovered
-            cause = (
-                "Isolated non-finite steps with finite steps around them usually come from a bad "
-                "batch (NaN/inf in the inputs or labels, a log of 0, a division by a zero count)."
-                if isolated
-                else "Repeated non-finite steps mean the updates are diverging: a learning rate "
-                "too high, no or too loose gradient clipping, or fp16 overflow."
-            )
+            if data_cause:
+                cause = (
+                    "Nothing led up to it: the steps just before were as usual and the LR had not "
+                    "risen, so the cause is the data at those steps (see bad-batch), not the "
+                    "learning rate."
+                )
+            elif lead is not None:
+                cause = (
+                    f"Before step {lead['step']} " + "; ".join(lead["reasons"]) + ": the updates "
+                    "were diverging (a learning rate too high for this point of training, no or "
+                    "too loose gradient clipping, or fp16 overflow)."
+                )
+            elif isolated:
+                cause = (
+                    "Isolated non-finite steps with finite steps around them usually come from a "
+                    "bad batch (NaN/inf in the inputs or labels, a log of 0, a division by a zero "
+                    "count)."
+                )
+            else:
+                cause = (
+                    "Repeated non-finite steps mean the updates are diverging: a learning rate "
+                    "too high, no or too loose gradient clipping, or fp16 overflow."
+                )
             out.append(
                 Finding(
                     id=fid,
@@ -199,11 +269,65 @@ class NonFiniteDetector:
                         "skipped": skipped,
                         "recovered": recovered,
                     },
-                    fixes=_fixes(facts, isolated, self.max_lr or None),
+                    fixes=(
+                        bad_batch_fixes(facts, self._onset_steps(), self._all_skipped())
+                        if data_cause
+                        else _fixes(facts, isolated, self.max_lr or None)
+                    ),
                     source="log",
+                    related=["bad-batch"] if data_cause else [],
                 )
             )
+        if data_cause and out:
+            out.insert(0, self._bad_batch(facts, out))
         return out
+
+    def _onset_steps(self) -> list[int]:
+        return [int(o["step"]) for o in self.onsets]
+
+    def _all_skipped(self) -> bool:
+        return all(o["skipped"] for o in self.onsets)
+
+    def _bad_batch(self, facts: ConfigFacts, effects: list[Finding]) -> Finding:
+        """The data cause of non-finite episodes none of which had a lead-up."""
+        steps = self._onset_steps()
+        severity = max((f.severity for f in effects), key=lambda s: SEVERITY_ORDER[s])
+        lines = [f"step {o['step']}: before it {o['before']}" for o in self.onsets[:5]]
+        more = self.n_onsets - len(lines)
+        outcome = (
+            "each was skipped and training went on"
+            if self._all_skipped() and severity != "error"
+            else "an applied update from such a batch turned the weights non-finite"
+            if severity == "error"
+            else "the run went on"
+        )
+        return Finding(
+            id="bad-batch",
+            severity=severity,
+            title=f"{self.n_onsets} bad batch(es): a non-finite step out of the blue, first at "
+            f"step {steps[0]}",
+            explanation=(
+                "A non-finite loss or gradient norm appeared with no lead-up — "
+                + "; ".join(lines)
+                + (f"; and {more} more" if more > 0 else "")
+                + ". The gradient norm and the loss had not risen beyond their usual noise and "
+                "the learning rate had not just gone up, so this is not an instability that "
+                "built up (which a lower LR or tighter clipping would fix) but the data at those "
+                f"steps: {outcome}. Typical sources: NaN/inf or extreme values in the inputs, "
+                "labels out of range, an empty target, a log of 0 or a division by a zero count "
+                "in the loss."
+            ),
+            steps=steps,
+            evidence={
+                "onsets": self.n_onsets,
+                "steps": steps,
+                "before": {str(o["step"]): o["before"] for o in self.onsets[:10]},
+                "skipped": self._all_skipped(),
+            },
+            fixes=bad_batch_fixes(facts, steps, self._all_skipped()),
+            source="log",
+            related=[f.id for f in effects],
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -216,6 +340,11 @@ class NonFiniteDetector:
             "unknown_skip": dict(self.unknown_skip),
             "prev_inf_scale": self.prev_inf_scale,
             "max_lr": self.max_lr,
+            "onset": self.onset.state_dict(),
+            "onsets": [dict(o, reasons=list(o["reasons"])) for o in self.onsets],
+            "n_onsets": self.n_onsets,
+            "in_episode": self.in_episode,
+            "overflow_at": self.overflow_at,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -230,6 +359,11 @@ class NonFiniteDetector:
         prev = state.get("prev_inf_scale")
         self.prev_inf_scale = None if prev is None else float(prev)
         self.max_lr = float(state.get("max_lr", 0.0))
+        self.onset.load_state_dict(state.get("onset", {}))
+        self.onsets = [dict(o, reasons=list(o["reasons"])) for o in state.get("onsets", [])]
+        self.n_onsets = int(state.get("n_onsets", len(self.onsets)))
+        self.in_episode = bool(state.get("in_episode", False))
+        self.overflow_at = state.get("overflow_at")
 
 
 def _fixes(facts: ConfigFacts, isolated: bool, logged_lr: float | None) -> list[Fix]:
