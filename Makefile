@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # requirement with no torch installed would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test check lint format bench clean
+.PHONY: install demo test check lint format bench docs clean
 
 $(BIN)/python:
 	@echo "stabletrain: creating $(VENV) (first run only)"
@@ -39,6 +39,10 @@ check: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# the generated references (docs/reference-guard.md, docs/reference-cli.md); a test fails when stale
+docs: $(STAMP)
+	$(BIN)/python tools/gen_reference.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/trainer_throughput.py
