@@ -4,9 +4,14 @@ import dataclasses
 import json
 import math
 import random
+from pathlib import Path
 
+from stabletrain.detectors.base import feed
+from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.evidence import TOO_FEW
 from stabletrain.detectors.generalisation import EvalDetector
 from stabletrain.detectors.registry import replay
+from stabletrain.doctor import diagnose
 from stabletrain.records import ConfigFacts, StepRecord
 
 
@@ -124,3 +129,57 @@ def test_overfitting_near_miss_eval_wiggling_within_its_noise() -> None:
     evals = [0.50, 0.40, 0.35, 0.330, 0.320, 0.331, 0.318, 0.329, 0.322, 0.334, 0.326, 0.337]
     train = [0.60, 0.45, 0.38, 0.340, 0.320, 0.305, 0.292, 0.281, 0.272, 0.264, 0.258, 0.252]
     assert replay(_evals(evals, train), None, [EvalDetector()]) == []
+
+
+# -- minimum evidence and chance level without a class count -----------------------------------
+REPO = Path(__file__).parents[2]
+
+
+def test_overfitting_on_four_evals_is_only_a_note() -> None:
+    # the eval noise needs >= 3 inner points (5 evals): a rise over 4 evals is judged against none
+    [f] = replay(_evals([0.7, 0.6, 0.66, 0.75], [1.0, 0.8, 0.6, 0.4]), None, [EvalDetector()])
+    assert f.id == "overfitting" and f.severity == "info" and TOO_FEW in f.title
+    evals, train = [0.7, 0.6, 0.62, 0.66, 0.75], [1.0, 0.8, 0.6, 0.5, 0.4]
+    [f] = replay(_evals(evals, train), None, [EvalDetector()])
+    assert f.severity == "warning"
+
+
+def _accs(values: list[float]) -> list[StepRecord]:
+    return [StepRecord(step=i, epoch=1, loss=0.0044, accuracy=a) for i, a in enumerate(values)]
+
+
+def test_wlasl_accuracy_stuck_near_zero_without_a_class_count_is_a_note() -> None:
+    # bench/doctor_corpus DEV log (WLASL issue 74): ``Accu :0.0010``-``0.0013`` for 16 batches
+    # of epoch 2; the 2000 glosses are in the issue text, not in the log: chance level for any
+    # task of up to 961 classes, above chance for 2000 — a note, not a guess
+    report = diagnose(REPO / "bench/doctor_corpus/freeform_wlasl_74_stuck/log.txt")
+    [f] = [f for f in report.findings if f.id == "chance-level"]
+    assert f.severity == "info" and "class count is unknown" in f.title
+    assert f.evidence["max_accuracy"] == 0.0013 and f.evidence["chance_for_classes_up_to"] == 961
+
+
+def test_accuracy_floor_near_misses() -> None:
+    stuck = [0.0012] * 16
+    assert [f.id for f in replay(_accs(stuck), None, [EvalDetector()])] == ["chance-level"]
+    facts = ConfigFacts()
+    facts.set("num_classes", 2000)  # a class count: detectors.trends judges it, not this note
+    assert replay(_accs(stuck), facts, [EvalDetector()]) == []
+    rising = [0.001 * (1 + i) for i in range(10)]  # slow but learning
+    assert replay(_accs(rising), None, [EvalDetector()]) == []
+    assert replay(_accs([0.05] * 16), None, [EvalDetector()]) == []  # 5 %: above the 1 % ceiling
+    assert replay(_accs(stuck[:7]), None, [EvalDetector()]) == []  # 7 values: too few to say
+    # 0.12 with no unit is a fraction (12 %), not 0.12 %: above the ceiling, quiet
+    assert replay(_accs([0.12, 0.1, 0.11] * 4), None, [EvalDetector()]) == []
+
+
+def test_accuracy_floor_bulk_equals_per_record() -> None:
+    last = StepRecord(step=99, kind="eval", eval_loss=5.0, eval_accuracy=0.0011, accuracy=0.001)
+    recs = [*_accs([0.0012, math.nan, 0.001] * 10), last]
+    one, many = EvalDetector(), EvalDetector()
+    for r in recs:
+        one.update(r)
+    feed(many, Batch(recs))
+    assert json.dumps(one.state_dict()) == json.dumps(many.state_dict())
+    back = EvalDetector()
+    back.load_state_dict(json.loads(json.dumps(one.state_dict())))
+    assert [f.to_json() for f in back.finish()] == [f.to_json() for f in one.finish()]

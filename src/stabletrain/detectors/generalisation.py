@@ -21,6 +21,19 @@
   loss keeps falling, so the eval-train gap widens by ≥ 5 % of the best eval loss. When it fires,
   ``eval-unstable`` is not reported (a rising eval curve is overfitting, not noise).
 
+- ``chance-level`` *without a class count* (a free-form log: ``Accu :0.0012`` over a whole
+  stretch of epoch 2, the script's number of classes nowhere in the log or a config): accuracy
+  that never exceeds 1 % and does not rise (the mean of the last ≤ 20 values ≤ 1.5× the mean of
+  as many first ones, the two not overlapping) over ≥ ``AccuracyFloor.min_records`` (8) values is at chance for *any* task of up to
+  1.25 / max-accuracy classes — but above chance for a larger one, and the log does not say which.
+  So it is a note (``info``) that says so and asks for the class count; it is not a guess. With
+  ``num_classes``/``vocab_size`` known, :mod:`stabletrain.detectors.trends` judges chance level.
+
+Minimum evidence: the eval curve's noise σ (:func:`~stabletrain.detectors.robust.trend_noise`)
+needs ≥ 3 inner points, i.e. ≥ 5 evals; ``eval-unstable`` is not judged below that, and an
+``overfitting`` on 4 evals (its rise judged against no noise estimate) is a note
+(:func:`~stabletrain.detectors.evidence.too_few`).
+
 The training loss at each eval is the mean of the training records since the previous eval,
 leaving out steps marked skipped: their loss comes from a batch that never reached the weights
 (a guard-skipped 1e6-scaled batch made one epoch's mean train loss 5208, and the eval-train gap
@@ -32,12 +45,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from typing import Any
 
 import numpy as np
 
 from stabletrain.detectors.bins import sequential_sum
 from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.evidence import too_few
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
 from stabletrain.detectors.robust import spearman, trend_noise
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
@@ -47,18 +62,91 @@ def _finite(x: Any) -> bool:
     return x is not None and math.isfinite(x)
 
 
-class EvalDetector:
-    """The eval-loss curve: fluctuating (``eval-unstable``) or rising (``overfitting``)."""
+class AccuracyFloor:
+    """Accuracy values in record order (train, then eval, per record): how many, the largest,
+    the first and the last 20 — for a chance-level note when the class count is unknown."""
 
-    ids: tuple[str, ...] = ("eval-unstable", "overfitting")
+    def __init__(self, min_records: int = 8, ceiling: float = 0.01) -> None:
+        self.min_records, self.ceiling = min_records, ceiling
+        self.n = 0
+        self.top = -math.inf
+        self.first: list[float] = []
+        self.last: deque[float] = deque(maxlen=20)
+
+    def add(self, values: list[float]) -> None:
+        if not values:
+            return
+        self.n += len(values)
+        self.top = max(self.top, *values)
+        self.first.extend(values[: 20 - len(self.first)])
+        self.last.extend(values[-20:])
+
+    def finding(self, facts: ConfigFacts) -> Finding | None:
+        if self.n < self.min_records or any(
+            facts.get(k) is not None for k in ("num_classes", "vocab_size")
+        ):
+            return None  # with a class count, detectors.trends judges chance level
+        # (a percent-scaled accuracy under 1 % cannot be told from a fraction: both stay quiet
+        # above the ceiling, so 0.5 means 50 % here; readers turn ``0.5%`` into 0.005)
+        top = self.top
+        k = min(20, self.n // 2)  # the first and last k values do not overlap
+        early = sum(self.first[:k]) / k
+        late = sum(list(self.last)[-k:]) / k
+        if not (0.0 <= top <= self.ceiling) or late > 1.5 * early + 1e-12:
+            return None
+        bound = math.floor(1.25 / top) if top > 0 else None
+        upto = f"any task of up to {bound} classes" if bound else "any number of classes"
+        return Finding(
+            id="chance-level",
+            severity="info",
+            title=(
+                f"Accuracy stays at {top:.2%} or below and does not rise: chance level for "
+                f"{upto} (the class count is unknown)"
+            ),
+            explanation=(
+                f"Over {self.n} logged accuracies the best is {top:.2%}, and the last ones "
+                f"({late:.2%} on average) are no better than the first ({early:.2%}). A model "
+                f"that guesses uniformly among C classes scores 1/C, so this is chance level for "
+                f"{upto}; for a task with more classes it would be above chance, and neither "
+                "the log nor a config says how many classes there are. Give the config "
+                "(num_classes / num_labels / vocab_size) with --config to have it judged. If the "
+                "task has fewer classes, look for labels that do not match the inputs, a loss "
+                "that reads the wrong outputs, or a learning rate far too high or zero."
+            ),
+            evidence={
+                "max_accuracy": round(top, 6),
+                "first_accuracy_mean": round(early, 6),
+                "last_accuracy_mean": round(late, 6),
+                "accuracies": self.n,
+                "chance_for_classes_up_to": bound,
+            },
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "top": self.top, "first": self.first, "last": list(self.last)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n, self.top = int(state["n"]), float(state["top"])
+        self.first = [float(v) for v in state["first"]]
+        self.last = deque((float(v) for v in state["last"]), maxlen=20)
+
+
+class EvalDetector:
+    """The eval-loss curve: fluctuating (``eval-unstable``) or rising (``overfitting``); and
+    accuracy at its floor when the class count is unknown (a ``chance-level`` note)."""
+
+    ids: tuple[str, ...] = ("eval-unstable", "overfitting", "chance-level")
 
     def __init__(self, min_evals: int = 5) -> None:
         self.min_evals = min_evals
         self.evals: list[list[Any]] = []  # [step, epoch, eval_loss, train_loss | None]
         self._sum = 0.0
         self._n = 0
+        self.accuracy = AccuracyFloor()
 
     def update(self, record: StepRecord) -> Finding | None:
+        accs = (record.accuracy, record.eval_accuracy)
+        self.accuracy.add([float(v) for v in accs if v is not None and math.isfinite(v)])
         loss = record.loss
         if (
             record.kind == "train"
@@ -77,6 +165,10 @@ class EvalDetector:
     def update_many(self, batch: Batch) -> None:
         """``update`` for every record of the batch (see ``detectors.base``)."""
         loss, eval_loss = batch.floats("loss"), batch.floats("eval_loss")
+        acc, eval_acc = batch.floats("accuracy"), batch.floats("eval_accuracy")
+        # accuracies in record order, a record's train value before its eval value
+        both = np.stack((acc, eval_acc), axis=1).ravel()
+        self.accuracy.add(both[np.isfinite(both)].tolist())
         i_loss = batch.finite("loss")
         i_loss = i_loss[batch.floats("skipped")[i_loss] != 1.0]  # skipped steps are left out
         i_eval = np.flatnonzero(np.isfinite(eval_loss))
@@ -111,11 +203,13 @@ class EvalDetector:
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
+        floor = self.accuracy.finding(facts)
+        notes = [floor] if floor is not None else []
         over = self._overfitting(facts)
         if over is not None:
-            return [over]
+            return [over, *notes]
         unstable = self._unstable(facts)
-        return [unstable] if unstable is not None else []
+        return ([unstable] if unstable is not None else []) + notes
 
     def _unstable(self, facts: ConfigFacts) -> Finding | None:
         vals = [float(e[2]) for e in self.evals]
@@ -220,7 +314,7 @@ class EvalDetector:
         fixes = [make_fix(facts, "Regularise more", weight_decay=wd * 2 if wd else 0.01)]
         if facts.number("early_stop_patience") is None:
             fixes.append(make_fix(facts, "Stop at the best eval", early_stop_patience=3))
-        return Finding(
+        finding = Finding(
             id="overfitting",
             severity="warning",
             title=f"Overfitting: eval-train gap widened from {fmt(gap_best)} to {fmt(gap_last)}",
@@ -246,11 +340,19 @@ class EvalDetector:
             fixes=fixes,
             related=["eval-unstable"],
         )
+        return too_few(finding, len(rows), self.min_evals, "evals")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"evals": [list(e) for e in self.evals], "sum": self._sum, "n": self._n}
+        return {
+            "evals": [list(e) for e in self.evals],
+            "sum": self._sum,
+            "n": self._n,
+            "accuracy": self.accuracy.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.evals = [list(e) for e in state["evals"]]
         self._sum = float(state["sum"])
         self._n = int(state["n"])
+        if "accuracy" in state:
+            self.accuracy.load_state_dict(state["accuracy"])
