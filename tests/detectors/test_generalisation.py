@@ -183,3 +183,13 @@ def test_accuracy_floor_bulk_equals_per_record() -> None:
     back = EvalDetector()
     back.load_state_dict(json.loads(json.dumps(one.state_dict())))
     assert [f.to_json() for f in back.finish()] == [f.to_json() for f in one.finish()]
+
+
+def test_a_class_count_printed_in_the_log_makes_chance_level_sure(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    lines = ["num_classes: 10"] + [
+        f"Epoch {e} train loss: 2.30{e} acc: 0.10{e % 3}" for e in range(1, 13)
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    [f] = [f for f in diagnose(log).findings if f.id == "chance-level"]
+    assert f.severity == "error" and f.evidence["num_classes"] == 10

@@ -470,3 +470,29 @@ def test_eval_progress_lines_alone_are_no_training_records() -> None:
     assert data.raw == [] and data.lines_total == 5
     with pytest.raises(LogReadError, match="no training records"):
         read_run(_log("mmengine_val_yoloworld_555"))
+
+
+@pytest.mark.parametrize(
+    ("setting", "fact", "value"),
+    [
+        ("Namespace(arch='i3d', num_classes=2000, lr=0.1, batch_size=6)", "num_classes", 2000),
+        ("  nb_classes = 10", "num_classes", 10),
+        ("Number of classes: 100", "num_classes", 100),
+        ("vocab_size: 50257, n_layer: 12", "vocab_size", 50257),
+    ],
+)
+def test_a_class_count_printed_as_a_setting_is_a_fact(
+    tmp_path: Path, setting: str, fact: str, value: int
+) -> None:
+    log = tmp_path / "train.log"
+    lines = [setting] + [f"Epoch {e} train loss: {2.3 - e / 100} acc: 0.1" for e in range(1, 9)]
+    log.write_text("\n".join(lines) + "\n")
+    data = read_run(log)
+    assert data.facts.get(fact) == value and data.facts.key(fact) in setting
+    assert len(_train(data)) == 8
+
+
+def test_a_class_count_beside_a_step_is_not_a_setting(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_text("".join(f"step {s} loss 2.0 num_classes 7\n" for s in range(1, 6)))
+    assert read_run(log).facts.get("num_classes") is None

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "CLASS_COUNTS",
     "DIALECTS",
     "EPOCH_WORDS",
     "EVENT_LINES",
@@ -87,6 +88,21 @@ TEXT_ALIASES: dict[str, str] = {
     "total loss": "loss",
     "consumed tokens": "tokens",
     "lrm": "",  # nanochat's LR multiplier, not an LR
+}
+
+#: a script's settings printed on a line of their own (``num_classes: 2000``,
+#: ``Namespace(..., nb_classes=10, ...)``): the class count a chance-level judgement needs,
+#: as the ConfigFacts name it becomes (the key is kept as the user's own)
+CLASS_COUNTS: dict[str, str] = {
+    "num_classes": "num_classes",
+    "n_classes": "num_classes",
+    "nb_classes": "num_classes",
+    "num_class": "num_classes",
+    "number of classes": "num_classes",
+    "num_labels": "num_classes",
+    "vocab_size": "vocab_size",
+    "n_vocab": "vocab_size",
+    "vocab size": "vocab_size",
 }
 
 #: bookkeeping printed beside the metrics (not a quantity of training stability)

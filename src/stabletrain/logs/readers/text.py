@@ -288,6 +288,8 @@ class _Reader:
             i, n = _step_value(values[plan.pos[0]]), _step_value(values[plan.pos[1]])
             if i is not None and n is not None:
                 pos = (i, n)
+        if step is None and epoch is None and pos is None:
+            self._class_count(plan, values)
         if not plan.metrics:
             if not plan.epoch_header:
                 epoch = None  # ``1 epoch = 2640 batches`` is prose, not a header
@@ -378,6 +380,17 @@ class _Reader:
         # ``stopped after 19 epochs`` is prose
         comp.known = bool(comp.tf) and not (comp.tm or comp.em or comp.ef)
         return comp
+
+    def _class_count(self, plan: LinePlan, values: list[Any]) -> None:
+        """A class count or vocabulary size the script printed as a setting (a line with no
+        step): a fact for the chance-level judgement, the first one printed wins."""
+        for m in plan.metrics:
+            fact = dl.CLASS_COUNTS.get(m.key)
+            if fact is None or fact in self.data.facts:
+                continue
+            v = _number(values[m.idx])
+            if math.isfinite(v) and v >= 2 and v == int(v) and not m.unit:
+                self.data.facts.set(fact, int(v), key=m.name, file=str(self.data.path))
 
     def _fact(self, dialect: dl.Dialect, name: str, value: int) -> None:
         fact, key = dialect.facts[name]
