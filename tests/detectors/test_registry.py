@@ -8,6 +8,7 @@ from stabletrain.detectors.registry import default_detectors, replay
 ALL_IDS = {
     "nonfinite-loss",
     "bad-batch",
+    "lr-jump",
     "nonfinite-grad",
     "loss-spike",
     "grad-spike",

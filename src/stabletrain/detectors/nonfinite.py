@@ -74,6 +74,7 @@ class NonFiniteDetector:
         self.in_episode = False
         #: ``n_records`` at the last fp16 overflow the scaler absorbed (an inf grad, finite loss)
         self.overflow_at: int | None = None
+        self.saw_scale = False  # a loss scale logged: fp16 with a scaler
 
     def _scaler_probing(self, record: StepRecord) -> bool:
         """Whether a non-finite grad norm is the loss scaler probing its range (fp16-overflow)."""
@@ -97,6 +98,7 @@ class NonFiniteDetector:
         elif _nonfinite(record.grad_norm) and not self._scaler_probing(record):
             fid = "nonfinite-grad"
         if record.loss_scale is not None:
+            self.saw_scale = True
             self.prev_inf_scale = record.loss_scale if _nonfinite(record.grad_norm) else None
         for k, steps in self.bad.items():
             if steps and fid != k and record.loss is not None and math.isfinite(record.loss):
@@ -188,6 +190,7 @@ class NonFiniteDetector:
         self.max_lr = batch.running_max("lr", t, self.max_lr)
         if scale_none is None or not scale_none[t].all():
             self.prev_inf_scale = None
+            self.saw_scale = True
         n_loss = int(t.size) if loss_none is None else int((~loss_none[t]).sum())
         for k, steps in self.bad.items():
             if steps:
@@ -204,7 +207,12 @@ class NonFiniteDetector:
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
         out: list[Finding] = []
-        data_cause = bool(self.onsets) and all(o["lead_up"] is False for o in self.onsets)
+        # fp16 overflows in the forward come without a lead-up too: under fp16 (the config says
+        # so, or the log has a loss scale) a sudden NaN is not evidence of bad data
+        fp16 = self.saw_scale or _is_fp16(facts)
+        data_cause = (
+            not fp16 and bool(self.onsets) and all(o["lead_up"] is False for o in self.onsets)
+        )
         lead = next((o for o in self.onsets if o["lead_up"]), None)
         for fid, steps in self.bad.items():
             if not steps:
@@ -269,11 +277,8 @@ class NonFiniteDetector:
                         "skipped": skipped,
                         "recovered": recovered,
                     },
-                    fixes=(
-                        bad_batch_fixes(facts, self._onset_steps(), self._all_skipped())
-                        if data_cause
-                        else _fixes(facts, isolated, self.max_lr or None)
-                    ),
+                    # a data cause's fixes are the bad-batch finding's (its cause), not repeated
+                    fixes=[] if data_cause else _fixes(facts, isolated, self.max_lr or None),
                     source="log",
                     related=["bad-batch"] if data_cause else [],
                 )
@@ -316,6 +321,12 @@ class NonFiniteDetector:
                 f"steps: {outcome}. Typical sources: NaN/inf or extreme values in the inputs, "
                 "labels out of range, an empty target, a log of 0 or a division by a zero count "
                 "in the loss."
+                + (
+                    ""
+                    if "precision" in facts
+                    else " The precision is not known: if this run trains in fp16, an overflow "
+                    "in the forward pass also comes without a lead-up."
+                )
             ),
             steps=steps,
             evidence={
@@ -324,7 +335,18 @@ class NonFiniteDetector:
                 "before": {str(o["step"]): o["before"] for o in self.onsets[:10]},
                 "skipped": self._all_skipped(),
             },
-            fixes=bad_batch_fixes(facts, steps, self._all_skipped()),
+            fixes=bad_batch_fixes(facts, steps, self._all_skipped())
+            + (
+                []
+                if "precision" in facts
+                else [
+                    make_fix(
+                        facts,
+                        "Or, if the run trains in fp16, train in bf16 (fp32's range, no overflow).",
+                        precision="bf16",
+                    )
+                ]
+            ),
             source="log",
             related=[f.id for f in effects],
         )
@@ -345,6 +367,7 @@ class NonFiniteDetector:
             "n_onsets": self.n_onsets,
             "in_episode": self.in_episode,
             "overflow_at": self.overflow_at,
+            "saw_scale": self.saw_scale,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -364,6 +387,11 @@ class NonFiniteDetector:
         self.n_onsets = int(state.get("n_onsets", len(self.onsets)))
         self.in_episode = bool(state.get("in_episode", False))
         self.overflow_at = state.get("overflow_at")
+        self.saw_scale = bool(state.get("saw_scale", False))
+
+
+def _is_fp16(facts: ConfigFacts) -> bool:
+    return facts.get("precision") in ("fp16", "16", "16-mixed", "float16")
 
 
 def _fixes(facts: ConfigFacts, isolated: bool, logged_lr: float | None) -> list[Fix]:
@@ -380,7 +408,7 @@ def _fixes(facts: ConfigFacts, isolated: bool, logged_lr: float | None) -> list[
     clip, _ = setting(facts, "max_grad_norm")  # HF and Megatron clip at 1.0 unless told not to
     if not isinstance(clip, (int, float)) or clip <= 0:
         fixes.append(make_fix(facts, "Clip gradients at norm 1.0.", max_grad_norm=1.0))
-    if facts.get("precision") in ("fp16", "16", "16-mixed", "float16"):
+    if _is_fp16(facts):
         fixes.append(
             make_fix(
                 facts,

@@ -18,6 +18,7 @@ from stabletrain.detectors.columns import as_batch
 from stabletrain.detectors.generalisation import EvalDetector
 from stabletrain.detectors.growth import GradNormGrowthDetector
 from stabletrain.detectors.logging import DuplicateLoggingDetector
+from stabletrain.detectors.lrjump import LRJumpDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.perf import SlowStepsDetector
 from stabletrain.detectors.restart import RunRestartDetector
@@ -42,6 +43,7 @@ def default_detectors() -> list[Detector]:
         WarmupDetector(),
         LossTrendDetector(),
         LRScheduleDetector(),
+        LRJumpDetector(),
         EvalDetector(),
         DuplicateLoggingDetector(),
         RunRestartDetector(),
