@@ -250,6 +250,7 @@ class LossTrendDetector:
         steps, epochs = self.bins.where(ordered[-3:])
         if not ordered:
             steps = [self.last_step]
+        shape = chance_shape(start_loss, final_loss, ln_c)
         return Finding(
             id="chance-level",
             severity="error" if sure else "warning",
@@ -285,38 +286,34 @@ class LossTrendDetector:
                 "ln_num_classes": round(ln_c, 4),
                 "initial_loss": round(start_loss, 5),
                 "final_loss": round(final_loss, 5),
+                **({"shape": shape, "direction": _SHAPE_DIRECTION[shape]} if shape else {}),
             },
-            fixes=self._chance_fixes(facts),
+            fixes=self._chance_fixes(facts, shape),
             related=["nonfinite-grad", "fp16-overflow", "loss-divergence"],
         )
 
-    def _chance_fixes(self, facts: ConfigFacts) -> list[Fix]:
+    def _chance_fixes(self, facts: ConfigFacts, shape: str | None) -> list[Fix]:
+        if shape == "stalled":
+            return [
+                scale_lr_fix(
+                    facts,
+                    10.0,
+                    "Raise the learning rate 10x: the loss has hardly moved from where it started "
+                    "and nothing was unstable",
+                )
+            ]
         fixes: list[Fix] = []
         if config_known(facts):
             clip_fix = tighter_clip_fix(facts, 1.0, "in case the gradients exploded")
             if clip_fix is not None and "Enable" in clip_fix.description:
                 fixes.append(clip_fix)
         if str(facts.get("precision", "")).lower() in ("fp16", "16", "16-mixed", "true"):
-            fixes.append(
-                make_fix(
-                    facts,
-                    "Train in fp32 (or bf16) until stable",
-                    precision="fp32",
-                )
-            )
-        # the direction depends on the run (report/changeset.py keeps the one that fits): after
-        # NaN/spikes the LR was too high; with no instability at all it may be far too low
-        fixes.append(
-            scale_lr_fix(facts, 0.1, "If the run was unstable: try a 10× lower learning rate")
-        )
-        if not fixes:
-            fixes.append(
-                Fix(
-                    "Check that labels match inputs (a shuffle applied to one but not the other), "
-                    "that the loss reads the right outputs, and the first steps' gradient norms; "
-                    "then try a 10× lower learning rate"
-                )
-            )
+            fixes.append(make_fix(facts, "Train in fp32 (or bf16) until stable", precision="fp32"))
+        if shape == "collapsed":
+            why = "Lower the learning rate 10x: the loss collapsed to ln(C), a constant prediction"
+        else:  # the direction depends on the rest of the run (report/changeset.py decides)
+            why = "If the run was unstable: try a 10× lower learning rate"
+        fixes.append(scale_lr_fix(facts, 0.1, why))
         return fixes
 
     def state_dict(self) -> dict[str, Any]:
@@ -342,3 +339,21 @@ class LossTrendDetector:
         self.n_acc = int(state["n_acc"])
         self.last_step = int(state["last_step"])
         self.first_loss_step = state.get("first_loss_step")
+
+
+#: a chance-level run's loss shape → the direction its fix takes (report/changeset.py)
+_SHAPE_DIRECTION = {"collapsed": "instability", "stalled": "progress"}
+
+
+def chance_shape(start: float, final: float, ln_c: float) -> str | None:
+    """How a chance-level loss got there: ``"collapsed"`` when it moved from well off ln(C) to
+    within 3 % of it (the model predicts a constant: wrecked weights, an LR far too high),
+    ``"stalled"`` when it sits above ln(C) within 15 % of where it started (the updates are
+    too small to move it), else None (both read the same: a start and an end at ln(C))."""
+    if not (math.isfinite(start) and math.isfinite(final)) or ln_c <= 0:
+        return None
+    if abs(final - ln_c) <= 0.03 * ln_c and abs(start - ln_c) > 0.15 * ln_c:
+        return "collapsed"
+    if final > 1.03 * ln_c and abs(final - start) <= 0.15 * start:
+        return "stalled"
+    return None

@@ -59,6 +59,7 @@ CAUSES: dict[str, frozenset[str]] = {
         "fp16-without-loss-scaling": {"fp16-overflow", "nonfinite-grad", "nonfinite-loss"},
         "no-grad-clipping": {"grad-spike", "nonfinite-grad", "loss-spike", "grad-norm-growth"},
         "lr-high-for-batch": {
+            "chance-level",
             "loss-spike",
             "grad-spike",
             "clip-saturated",
@@ -72,7 +73,8 @@ CAUSES: dict[str, frozenset[str]] = {
         "loss-scale-collapse": {"nonfinite-grad", "nonfinite-loss", "chance-level"},
         "grad-spike": {"loss-spike", "nonfinite-grad"},
         "grad-norm-growth": {"clip-saturated", "nonfinite-grad", "eval-unstable"},
-        "clip-saturated": {"eval-unstable"},
+        "clip-saturated": {"eval-unstable", "chance-level"},
+        "loss-divergence": {"chance-level"},
         "clip-near-threshold": {"eval-unstable", "loss-spike"},
         "nonfinite-grad": {"nonfinite-loss", "chance-level", "loss-divergence"},
         "nonfinite-loss": {"chance-level"},
@@ -114,6 +116,10 @@ CAUSES: dict[str, frozenset[str]] = {
 }
 
 
+#: effects judged on the whole run (where they show is the run's last evals, not their start)
+_WHOLE_RUN = frozenset({"chance-level"})
+
+
 def stage(finding_id: str) -> int:
     return _STAGE.get(finding_id, _DEFAULT_STAGE)
 
@@ -127,6 +133,8 @@ def plausible(cause: Finding, effect: Finding) -> bool:
     """Is ``cause → effect`` a known mechanism, in time order?"""
     if effect.id not in CAUSES.get(cause.id, frozenset()):
         return False
+    if effect.id in _WHOLE_RUN:
+        return True  # judged on the run's end: any earlier or concurrent cause precedes it
     if cause.id == "grad-spike" and effect.id == "loss-spike":
         # the update that follows a huge gradient shows in the loss one (or two) steps later
         return any(0 <= e - g <= 2 for g in cause.steps for e in effect.steps)

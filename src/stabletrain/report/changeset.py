@@ -5,23 +5,29 @@ as written, the findings' fixes contradict each other (``optim.lr`` 0.1, 1.0 and
 report; "enable clipping at 1.0" beside "raise the clip to 1.5" when the clip was already 1.0; a
 too-low LR told to go lower). The resolver is one mechanism in three steps:
 
-1. **classify** each finding: ``instability`` (spikes, NaN/inf, divergence, clipping under Adam,
-   grad growth, AMP overflow, no warm-up...), ``progress`` (underfitting, an LR too low, chance
-   level with no instability in the run, clipping that stalls SGD) or ``neutral``; a finding can
-   state its class in ``evidence["direction"]`` (a detector that knows better than its id);
-2. **direct**: each class moves the directed settings one way only — instability may lower the
-   LR, tighten or enable the clip and lengthen the warm-up; progress may raise the LR and loosen
-   the clip. A change the other way is dropped, with a line in ``dropped``. LR values are
-   recomputed from the *base LR*: the config's LR when a config gave one, else the LR the log
-   shows before the problem began (never the log's peak: after a 100× schedule jump the peak is
-   the bug). A fix states an LR change relative to the current LR in ``Fix.relative``;
+1. **classify** each finding: ``instability`` (spikes, NaN/inf, divergence, grad growth, AMP
+   overflow, no warm-up...), ``progress`` (underfitting, an LR too low, a clip that stalls SGD)
+   or ``neutral``; a finding can state its class in ``evidence["direction"]`` (a detector that
+   knows better than its id: chance level whose loss collapsed to ln(C), or never moved). A
+   *symptom* that reads both ways (chance level, a clip firing on every step under Adam) takes
+   the direction the rest of the run shows, and with none it is ``unclear``: its step-size
+   changes are left out;
+2. **direct**: each class moves the step-size settings (LR, clip, warm-up) one way only —
+   instability may lower the LR, tighten or enable the clip and lengthen the warm-up; progress
+   may raise the LR and loosen the clip. A change the other way is dropped, with a line in
+   ``dropped``. LR values are recomputed from the *base LR*: the config's LR when a config gave
+   one, else the LR the log shows before the problem began (never the log's peak: after a 100×
+   schedule jump the peak is the bug). A fix states an LR change relative to the current LR in
+   ``Fix.relative``;
 3. **merge** in cause → effect order (the doctor's ``chain.order``): the root cause's fixes
    first, then each later finding only adds keys not yet set. A different value for a key already
-   set is dropped (named); a change equal to the current setting is dropped as already set. When
+   set is dropped (named); a change equal to the current setting (a framework default included)
+   is dropped as already set. The step size is changed for one finding only, the first that
+   changes it (the root cause's repair; stacking an effect's LR cut on it over-corrects). When
    findings of opposite classes both want the LR, the root cause's direction wins if it has one,
    else the LR is left alone and ``dropped`` says why: a wrong answer is worse than none.
 
-Fixes whose description starts with "Or " are alternatives to the finding's first fix, listed in
+Fixes whose description starts with "Or" are alternatives to the finding's first fix, listed in
 ``alternatives``, as are code-only fixes. Only findings at warning or above take part.
 
 Limits: the class table is by finding id; the base LR without a config is a median of logged LRs,
@@ -31,6 +37,7 @@ which reads a warm-up's ramp as part of the run.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,7 +45,7 @@ from typing import Any, Literal
 from stabletrain.detectors.fixes import fmt, nice, setting, user_key, value_for
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, StepRecord
 
-Direction = Literal["instability", "progress", "neutral"]
+Direction = Literal["instability", "progress", "neutral", "unclear"]
 
 #: finding id → the class whose direction its fixes must respect (unknown ids: neutral)
 CLASS: dict[str, Direction] = {
@@ -49,7 +56,6 @@ CLASS: dict[str, Direction] = {
             "nonfinite-loss",
             "nonfinite-grad",
             "loss-divergence",
-            "clip-saturated",
             "clip-near-threshold",
             "grad-norm-growth",
             "fp16-overflow",
@@ -71,9 +77,11 @@ CLASS: dict[str, Direction] = {
         ("underfitting", "lr-too-low", "lr-zero", "slow-progress", "clip-stall"), "progress"
     ),
 }
-#: findings whose class follows the run: progress when nothing unstable was seen, else an
-#: effect of the instability (a NaN run sits at chance level; its LR is not too low)
-_PROGRESS_UNLESS_UNSTABLE = frozenset({"chance-level"})
+#: symptoms that read both ways (a model at chance level: collapsed or never moved; a clip firing
+#: on every step under Adam: too hot, or large gradients that a tiny LR never reduces). Unless the
+#: finding states its direction, it takes the one the rest of the run shows; with none, its
+#: step-size changes are left out
+SYMPTOMS = frozenset({"chance-level", "clip-saturated"})
 
 #: directed settings: +1 = instability raises it, -1 = instability lowers it (progress: reverse)
 _KNOBS: dict[str, int] = {"lr": -1, "max_grad_norm": -1, "warmup_steps": 1, "warmup_ratio": 1}
@@ -107,16 +115,6 @@ class ChangeSet:
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.alternatives)
-
-
-def classify(finding: Finding, unstable_run: bool) -> Direction:
-    """The finding's class: its own ``evidence["direction"]`` when it states one, else the table."""
-    stated = finding.evidence.get("direction")
-    if stated in ("instability", "progress", "neutral"):
-        return stated  # type: ignore[no-any-return]
-    if finding.id in _PROGRESS_UNLESS_UNSTABLE:
-        return "instability" if unstable_run else "progress"
-    return CLASS.get(finding.id, "neutral")
 
 
 def base_lr(
@@ -197,47 +195,22 @@ def resolve(
     out = ChangeSet()
     if not problems:
         return out
-    unstable = any(CLASS.get(f.id) == "instability" for f in problems) or any(
-        f.evidence.get("direction") == "instability" for f in problems
-    )
-    classes = {id(f): classify(f, unstable) for f in problems}
+    classes = classify_all(problems)
     root = problems[0]
     out.cause = root.id
-    onset = _onset(problems)
-    out.base_lr, out.base_lr_source = base_lr(facts, records, onset)
+    out.base_lr, out.base_lr_source = base_lr(facts, records, _onset(problems))
     knobs = _knob_keys(facts)
     lr_key = user_key(facts, "lr")
-
-    # the LR: one direction, the root cause's when findings disagree
-    lr_dirs = {
-        classes[id(f)]
-        for f in problems
-        if classes[id(f)] != "neutral" and any(_lr_change(x, lr_key) for x in f.fixes)
-    }
-    lr_blocked: str | None = None
-    if {"instability", "progress"} <= lr_dirs:
-        root_dir = classes[id(root)]
-        if root_dir != "neutral" and any(_lr_change(x, lr_key) for x in root.fixes):
-            lr_blocked = "progress" if root_dir == "instability" else "instability"
-            out.dropped.append(
-                f"{lr_key}: findings disagree on the direction of the LR; the root cause "
-                f"{root.id} ({root_dir}) decides"
-            )
-        else:
-            lr_blocked = "all"
-            out.dropped.append(
-                f"{lr_key}: findings disagree on the direction of the LR (some show "
-                "instability, some too little progress); left unchanged — check the LR by hand"
-            )
+    lr_blocked = _lr_conflict(problems, classes, lr_key, out)
+    owner: Finding | None = None  # the finding whose step-size change (LR, clip, warm-up) is kept
 
     for f in problems:
         klass = classes[id(f)]
         first = True
         for fix in f.fixes:
-            if fix.description.lstrip().lower().startswith("or ") or (
-                not fix.changes and not fix.relative
-            ):
-                if not first or fix.code or fix.changes:
+            if is_alternative(fix) or (not fix.changes and not fix.relative):
+                new = all(a.description != fix.description for a in out.alternatives)
+                if new and (not first or fix.code or fix.changes):
                     out.alternatives.append(fix)
                 continue
             first = False
@@ -246,30 +219,104 @@ def resolve(
                 changes[lr_key] = nice(out.base_lr * fix.relative["lr"])
             for key, value in changes.items():
                 name = knobs.get(key)
-                if name == "lr" and lr_blocked in ("all", klass):
-                    out.dropped.append(f"{f.id}: {key}={_show(value)} left out (LR conflict)")
-                    continue
                 current = out.base_lr if name == "lr" else (_current(facts, name) if name else None)
-                why = _wrong_way(name, value, klass, current) if name else None
+                why = _refuse(f, klass, key, name, value, current, lr_blocked, owner, out)
+                if why is None and _already(facts, key, value, name, current):
+                    why = "already set"
                 if why is not None:
-                    out.dropped.append(
-                        f"{f.id}: {key}={_show(value)} left out: it {why}, the wrong way for "
-                        f"{'an' if klass == 'instability' else 'a'} {klass} finding"
-                    )
-                    continue
-                if key in out.changes:
-                    if out.changes[key] != value:
-                        out.dropped.append(
-                            f"{f.id}: {key}={_show(value)} left out: already "
-                            f"{_show(out.changes[key])} from {out.reasons[key].split(':')[0]}"
-                        )
-                    continue
-                if _already(facts, key, value):
-                    out.dropped.append(f"{f.id}: {key}={_show(value)} left out: already set")
+                    if why:  # "" = the same value again: nothing to say
+                        out.dropped.append(f"{f.id}: {key}={_show(value)} left out: {why}")
                     continue
                 out.changes[key] = value
                 out.reasons[key] = f"{f.id}: {fix.description}"
+                if name is not None:
+                    owner = f
     return out
+
+
+def classify_all(problems: Sequence[Finding]) -> dict[int, Direction]:
+    """Each finding's class (by ``id(finding)``): stated, from the table, or — for a symptom that
+    reads both ways (chance level, a saturated clip) — the direction the rest of the run shows."""
+    stated: dict[int, Direction | None] = {id(f): _stated(f) for f in problems}
+    seen = {d for d in stated.values() if d in ("instability", "progress")}
+    out: dict[int, Direction] = {}
+    for f in problems:
+        d = stated[id(f)]
+        if d is None:  # a symptom: instability wins over progress, neither → unclear
+            d = "instability" if "instability" in seen else "progress" if seen else "unclear"
+        out[id(f)] = d
+    return out
+
+
+def _stated(f: Finding) -> Direction | None:
+    stated = f.evidence.get("direction")
+    if stated in ("instability", "progress", "neutral"):
+        return stated  # type: ignore[no-any-return]
+    if f.id in SYMPTOMS:
+        return None
+    return CLASS.get(f.id, "neutral")
+
+
+def _lr_conflict(
+    problems: Sequence[Finding], classes: dict[int, Direction], lr_key: str, out: ChangeSet
+) -> str | None:
+    """When findings of opposite classes both want the LR: the class to refuse (the root
+    cause's direction wins if it has one), or "all" (neither); None without a conflict."""
+    dirs = {
+        classes[id(f)]
+        for f in problems
+        if classes[id(f)] in ("instability", "progress")
+        and any(_lr_change(x, lr_key) for x in f.fixes)
+    }
+    if not {"instability", "progress"} <= dirs:
+        return None
+    root = problems[0]
+    root_dir = classes[id(root)]
+    if root_dir in ("instability", "progress") and any(_lr_change(x, lr_key) for x in root.fixes):
+        out.dropped.append(
+            f"{lr_key}: findings disagree on the direction of the LR; the root cause "
+            f"{root.id} ({root_dir}) decides"
+        )
+        return "progress" if root_dir == "instability" else "instability"
+    out.dropped.append(
+        f"{lr_key}: findings disagree on the direction of the LR (some show instability, some "
+        "too little progress); left unchanged — check the LR by hand"
+    )
+    return "all"
+
+
+def _refuse(
+    f: Finding,
+    klass: Direction,
+    key: str,
+    name: str | None,
+    value: Any,
+    current: float | None,
+    lr_blocked: str | None,
+    owner: Finding | None,
+    out: ChangeSet,
+) -> str | None:
+    """Why ``key := value`` from ``f`` stays out of the change set ("" = a repeat, said once)."""
+    if key in out.changes:
+        if out.changes[key] == value:
+            return ""
+        return f"already {_show(out.changes[key])} from {out.reasons[key].split(':')[0]}"
+    if name is None:
+        return None
+    if name == "lr" and lr_blocked in ("all", klass):
+        return "findings disagree on the LR's direction"
+    if klass == "unclear":
+        return (
+            "this symptom reads both ways (too hot or too slow) and no other finding tells "
+            "which; the step size is left alone"
+        )
+    why = _wrong_way(name, value, klass, current)
+    if why is not None:
+        article = "an" if klass == "instability" else "a"
+        return f"it {why}, the wrong way for {article} {klass} finding"
+    if owner is not None and owner is not f:
+        return f"the step size is already changed for {owner.id} (root cause first)"
+    return None
 
 
 def reasons_by_fix(cs: ChangeSet) -> dict[str, list[str]]:
@@ -280,12 +327,22 @@ def reasons_by_fix(cs: ChangeSet) -> dict[str, list[str]]:
     return out
 
 
+def is_alternative(fix: Fix) -> bool:
+    """A fix written as another way ("Or turn clipping off", "Or, if fp16 is required: ...")."""
+    return re.match(r"\s*or\b", fix.description, re.IGNORECASE) is not None
+
+
 def _lr_change(fix: Fix, lr_key: str) -> bool:
     return "lr" in fix.relative or lr_key in fix.changes
 
 
-def _already(facts: ConfigFacts, key: str, value: Any) -> bool:
-    """Whether the config already holds ``key: value`` (an empty change)."""
+def _already(
+    facts: ConfigFacts, key: str, value: Any, name: str | None, current: float | None
+) -> bool:
+    """Whether the run already has ``key: value`` (an empty change): the config's value, or a
+    directed setting's current value (a framework default included: HF clips at 1.0)."""
+    if name is not None and name != "lr" and current is not None and current == value:
+        return True
     for fact in facts.facts.values():
         if fact.key == key:
             return bool(value_for(key, fact.value) == value)

@@ -1,0 +1,262 @@
+"""The report's change set (report/changeset.py): one value per key, root cause first, and the
+direction rules that cannot be broken — checked on real logs, short real trainings with the
+reference trainer, and config files, plus the resolver's rules on scripted findings."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from stabletrain import lint
+from stabletrain.cli import main
+from stabletrain.doctor import diagnose
+from stabletrain.records import ConfigFacts, Finding, Fix
+from stabletrain.report import jsonfmt, text
+from stabletrain.report.changeset import resolve
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+QUICK = ("train.epochs=2", "data.batch_size=256", "guard.preset=off", "run.tensorboard=false")
+
+
+def train(config: str, run_dir: Path, *overrides: str) -> int:
+    argv = ["train", str(CONFIGS / config), "--run-dir", str(run_dir), "--no-progress"]
+    return main(argv + [a for o in overrides for a in ("--set", o)])
+
+
+def _facts(**kv: tuple[object, str]) -> ConfigFacts:
+    facts = ConfigFacts(source="run.yaml", format="stabletrain")
+    for name, (value, key) in kv.items():
+        facts.set(name, value, key=key)
+    return facts
+
+
+def _finding(id: str, *fixes: Fix, steps: list[int] | None = None, **ev: object) -> Finding:
+    return Finding(id, "warning", id, steps=steps or [], evidence=dict(ev), fixes=list(fixes))
+
+
+# -- the resolver's rules --------------------------------------------------------------------------
+
+
+def test_one_value_per_key_root_cause_first() -> None:
+    facts = _facts(lr=(0.1, "optim.lr"), max_grad_norm=(1.0, "train.max_grad_norm"))
+    root = _finding("warmup-short", Fix("warm up", {"schedule.warmup_steps": 200}))
+    effect = _finding(
+        "loss-spike",
+        Fix("lower 2x", {"optim.lr": 0.05}, relative={"lr": 0.5}),
+        Fix("warm up", {"schedule.warmup_steps": 500}),
+        Fix("bf16", {"train.precision": "bf16"}),
+    )
+    later = _finding(
+        "loss-divergence", Fix("lower 3x", {"optim.lr": 0.033}, relative={"lr": 1 / 3})
+    )
+    cs = resolve([root, effect, later], facts)
+    assert cs.cause == "warmup-short"
+    # the root cause's repair owns the step size; an effect only adds keys of another kind
+    assert cs.changes == {"schedule.warmup_steps": 200, "train.precision": "bf16"}
+    assert cs.reasons["schedule.warmup_steps"].startswith("warmup-short")
+    assert any("loss-spike" in d and "warmup_steps=500" in d for d in cs.dropped)
+    assert any("loss-spike" in d and "already changed for warmup-short" in d for d in cs.dropped)
+    # without a step-size change at the root, the first effect that has one decides, once
+    root = _finding("fp16-overflow", Fix("bf16", {"train.precision": "bf16"}))
+    cs = resolve([root, effect, later], facts)
+    assert cs.changes == {"train.precision": "bf16", "optim.lr": 0.05, "schedule.warmup_steps": 500}
+
+
+def test_instability_never_raises_the_lr_and_progress_never_lowers_it() -> None:
+    facts = _facts(lr=(1e-3, "optim.lr"))
+    up = Fix("raise", {"optim.lr": 1e-2}, relative={"lr": 10.0})
+    down = Fix("lower", {"optim.lr": 5e-4}, relative={"lr": 0.5})
+    assert resolve([_finding("loss-spike", up)], facts).changes == {}
+    assert resolve([_finding("underfitting", down)], facts).changes == {}
+    assert resolve([_finding("underfitting", up)], facts).changes == {"optim.lr": 1e-2}
+    dropped = resolve([_finding("nonfinite-loss", up)], facts).dropped
+    assert dropped and "wrong way" in dropped[0]
+
+
+def test_opposite_directions_on_the_lr_keep_the_root_cause_or_neither() -> None:
+    facts = _facts(lr=(1e-3, "optim.lr"))
+    up = Fix("raise", relative={"lr": 10.0})
+    down = Fix("lower", relative={"lr": 0.5})
+    cs = resolve([_finding("loss-spike", down), _finding("underfitting", up)], facts)
+    assert cs.changes == {"optim.lr": 5e-4} and any("root cause" in d for d in cs.dropped)
+    # the root cause has no say on the LR: neither direction is applied
+    root = _finding("overfitting", Fix("regularise", {"optim.weight_decay": 0.1}))
+    cs = resolve([root, _finding("loss-spike", down), _finding("underfitting", up)], facts)
+    assert "optim.lr" not in cs.changes and cs.changes == {"optim.weight_decay": 0.1}
+    assert any("left unchanged" in d for d in cs.dropped)
+
+
+def test_lr_values_are_relative_to_the_configured_lr() -> None:
+    # a detector that computed its value from another base (the log's peak) does not decide it
+    facts = _facts(lr=(5e-4, "learning_rate"))
+    cs = resolve(
+        [
+            _finding(
+                "loss-spike", Fix("lower 3x", {"learning_rate": 0.0167}, relative={"lr": 1 / 3})
+            )
+        ],
+        facts,
+    )
+    assert cs.changes == {"learning_rate": 0.00017}
+    assert cs.base_lr == 5e-4 and "configured" in (cs.base_lr_source or "")
+
+
+def test_clip_already_set_is_not_enabled_again_nor_loosened_by_instability() -> None:
+    facts = _facts(max_grad_norm=(1.0, "train.max_grad_norm"))
+    same = Fix("Enable gradient clipping at norm 1.0", {"train.max_grad_norm": 1.0})
+    looser = Fix("Raise the clip", {"train.max_grad_norm": 1.5})
+    cs = resolve([_finding("loss-spike", same), _finding("grad-spike", looser)], facts)
+    assert cs.changes == {}
+    assert any("already set" in d for d in cs.dropped)
+    assert any("raises max_grad_norm" in d for d in cs.dropped)
+    # under SGD a saturated clip stalls progress: loosening it is the fix
+    stall = _finding("clip-saturated", looser, direction="progress")
+    assert resolve([stall], facts).changes == {"train.max_grad_norm": 1.5}
+
+
+def test_framework_default_clip_counts_as_set() -> None:
+    facts = ConfigFacts(source="trainer_state.json", format="hf-trainer-state")
+    cs = resolve([_finding("loss-spike", Fix("Enable clipping", {"max_grad_norm": 1.0}))], facts)
+    assert cs.changes == {} and any("already set" in d for d in cs.dropped)
+
+
+def test_alternatives_are_listed_not_merged() -> None:
+    facts = _facts(precision=("fp16", "train.precision"))
+    f = _finding(
+        "fp16-overflow",
+        Fix("bf16", {"train.precision": "bf16"}),
+        Fix("Or, if fp16 is required: a conservative scaler", {"amp.init_scale": 1024.0}),
+    )
+    cs = resolve([f], facts)
+    assert cs.changes == {"train.precision": "bf16"}
+    assert [a.changes for a in cs.alternatives] == [{"amp.init_scale": 1024.0}]
+
+
+# -- real logs -------------------------------------------------------------------------------------
+
+
+def _hf_lr_jump_state(path: Path) -> Path:
+    """An HF trainer_state.json configured at 5e-4 (warm-up to it, then flat) whose scheduler
+    jumps the LR 100x at step 300; the loss blows up to NaN within 30 steps. Shaped like the
+    trainproof gallery's HF states (logging every 5 steps, grad_norm logged)."""
+    rng = random.Random(0)
+    rows = []
+    for step in range(5, 505, 5):
+        lr = 5e-4 * min(1.0, step / 50) if step <= 300 else 5e-2
+        if step <= 300:
+            loss = 2.3 * math.exp(-step / 150) + 0.9 + rng.uniform(-0.03, 0.03)
+            g = 1.2 * math.exp(-step / 200) + 0.4 + rng.uniform(-0.05, 0.05)
+        else:
+            k = (step - 300) // 5
+            loss = [1.3, 2.9, 7.5, 16.0, 31.0][k - 1] if k <= 5 else math.nan
+            g = [40.0, 310.0, 2400.0, 9e3, 5e4][k - 1] if k <= 5 else math.nan
+        rows.append(
+            {"epoch": step / 250, "grad_norm": g, "learning_rate": lr, "loss": loss, "step": step}
+        )
+    state = {"global_step": 500, "logging_steps": 5, "max_steps": 500, "log_history": rows}
+    out = path / "trainer_state.json"
+    out.write_text(json.dumps(state))
+    return out
+
+
+def test_hf_lr_jump_never_gets_an_lr_above_the_configured_one(tmp_path: Path) -> None:
+    # the bug: the LR fix came from the log's peak LR (5e-2 after the jump): learning_rate 0.0167
+    report = diagnose(_hf_lr_jump_state(tmp_path))
+    assert report.problems
+    cs = report.change_set
+    lrs = [v for k, v in cs.changes.items() if k == "learning_rate"]
+    assert all(v <= 5e-4 for v in lrs), cs.changes
+    assert cs.base_lr is not None and cs.base_lr <= 5e-4
+    data = json.loads(jsonfmt.render(report))
+    assert data["change_set"]["changes"] == cs.changes
+    # no finding's own fix raises it either
+    for f in report.findings:
+        for fx in f.fixes:
+            v = fx.changes.get("learning_rate")
+            assert v is None or v <= 5e-4, (f.id, fx)
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        "bigscience_tr1_13B/megatron_iterations_extracted.log",
+        "issue_chinese_llama_alpaca_534_lossscale/log.txt",
+        "issue_glm4_174_gradnorm_rise_nan/log.txt",
+        "trainproof_gallery/lr_hot_seed42_trainer_state.json",
+        "trainproof_gallery/fp16_nan_seed42_trainer_state.json",
+        "issue_megatron_ds_396_bf16_gradnorm_nan/log.txt",
+    ],
+)
+def test_real_logs_change_set_is_consistent(real_logs: Path, log: str) -> None:
+    report = diagnose(real_logs / log)
+    cs = report.change_set
+    lr = next((v for k, v in cs.changes.items() if k in ("--lr", "learning_rate", "lr")), None)
+    if lr is not None and cs.base_lr is not None:
+        assert lr <= cs.base_lr  # every one of these runs is unstable
+    # a precision switch never leaves both fp16 and bf16 on
+    on = {k for k, v in cs.changes.items() if v is True}
+    assert not ({"--fp16", "--bf16"} <= on or {"fp16", "bf16"} <= on)
+    assert "Change set" in text.render(report)
+
+
+# -- short real trainings (reference trainer, guard off) ---------------------------------------
+
+
+def test_too_low_lr_is_never_told_to_lower_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train("digits-cnn.yaml", run, *QUICK, "optim.lr=1e-6") == 0
+    report = diagnose(run)
+    assert report.problems  # chance level: the run learned nothing
+    lr = report.change_set.changes.get("optim.lr")
+    assert lr is None or lr >= 1e-6, report.change_set
+
+
+def test_instability_with_clip_already_set(tmp_path: Path) -> None:
+    # SGD at lr 10 with the reference config's clip 1.0: not "enable clipping at 1.0", never a
+    # looser clip, never a higher LR
+    run = tmp_path / "run"
+    assert train("digits-cnn.yaml", run, *QUICK, "optim.name=sgd", "optim.lr=10.0") == 0
+    report = diagnose(run)
+    assert report.problems
+    for f in report.findings:
+        for fx in f.fixes:
+            assert not fx.description.startswith("Enable gradient clipping"), (f.id, fx)
+    cs = report.change_set
+    assert cs.changes.get("optim.lr", 10.0) <= 10.0
+    assert cs.changes.get("train.max_grad_norm", 1.0) <= 1.0
+
+
+# -- lint --------------------------------------------------------------------------------------
+
+
+def test_lint_shows_initial_scale_power_as_written_and_no_growth_factor(tmp_path: Path) -> None:
+    ds = tmp_path / "ds_config.json"
+    ds.write_text(
+        json.dumps(
+            {
+                "train_micro_batch_size_per_gpu": 8,
+                "gradient_clipping": 1.0,
+                "fp16": {"enabled": True, "initial_scale_power": 32, "loss_scale_window": 100},
+                "optimizer": {"type": "AdamW", "params": {"lr": 1e-4}},
+            }
+        )
+    )
+    out = text.render(lint(ds))
+    assert "- fp16.initial_scale_power: 32" in out and "4.29e+09" not in out
+    assert lint(ds).change_set.changes["fp16.initial_scale_power"] == 10
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "optim: {name: adamw, lr: 0.001}\n"
+        "train: {max_grad_norm: 1.0, precision: fp16}\n"
+        "amp: {init_scale: 65536, growth_interval: 100, growth_factor: 2.0}\n"
+    )
+    report = lint(cfg)
+    keys = {k for f in report.findings for fx in f.fixes for k in fx.changes}
+    keys |= set(report.change_set.changes)
+    # docs/guard.md: the growth factor stays a power of two; slowness comes from the interval
+    assert not any("growth_factor" in k for k in keys), keys
+    assert any("growth_interval" in k for k in keys)
