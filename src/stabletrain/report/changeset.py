@@ -113,6 +113,16 @@ class ChangeSet:
             "base_lr_source": self.base_lr_source,
         }
 
+    def as_fix(self) -> Fix:
+        """The changes as one Fix (what the renderers diff against the config)."""
+        return Fix(f"change set for {self.cause}", dict(self.changes))
+
+    def base_line(self) -> str | None:
+        """``0.0005 (configured (run.yaml:optim.lr))``: the LR the LR values are relative to."""
+        if self.base_lr is None or not self.base_lr_source:
+            return None
+        return f"{self.base_lr:g} ({self.base_lr_source})"
+
     def __bool__(self) -> bool:
         return bool(self.changes or self.alternatives)
 

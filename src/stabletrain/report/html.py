@@ -13,6 +13,7 @@ from pathlib import Path
 
 from stabletrain.records import Finding
 from stabletrain.report.advice import watch_for
+from stabletrain.report.changeset import reasons_by_fix
 from stabletrain.report.fmt import (
     SEVERITY_MARK,
     config_diff,
@@ -88,6 +89,7 @@ def render(report: Report, panels: dict[str, bytes] | None = None) -> str:
     if not report.problems:
         what = "run" if report.kind == "doctor" else "config"
         parts.append(f"<p>Nothing to change: this {what} shows no stability problems.</p>")
+    parts += _change_set(report)
     if report.findings:
         parts.append("<h2>Findings (cause → effect)</h2><table class='toc'>")
         parts.append("<tr><th></th><th>id</th><th>where</th><th>what</th></tr>")
@@ -112,6 +114,43 @@ def render(report: Report, panels: dict[str, bytes] | None = None) -> str:
         parts += [_card(f, report) for f in report.findings]
     parts.append("</main></body></html>\n")
     return "\n".join(parts)
+
+
+def _change_set(report: Report) -> list[str]:
+    """The one set of changes to apply (root cause first), its alternatives and what it left out."""
+    cs = report.change_set
+    if not (cs or cs.dropped):
+        return []
+    out = ["<h2>Change set</h2><div class='card'>"]
+    if cs.changes:
+        fix = cs.as_fix()
+        out.append(
+            f"<p><span class='lbl'>Apply.</span> the one set of changes to apply (serves "
+            f"<code>{escape(cs.cause or '')}</code>)</p>"
+        )
+        rows = [f"<span class='hdr'># {escape(x)}</span>" for x in fix_files(fix, report.facts)]
+        rows += [
+            f"<span class='{'del' if d.startswith('-') else 'add'}'>{escape(d)}</span>"
+            for d in config_diff(fix, report.facts)
+        ]
+        out.append("<pre class='diff'>" + "\n".join(rows) + "</pre><ul>")
+        out += [
+            f"<li><code>{escape(', '.join(keys))}</code>: {escape(why)}</li>"
+            for why, keys in reasons_by_fix(cs).items()
+        ]
+        base = cs.base_line()
+        if base:
+            out.append(f"<li>LR base: {escape(base)}</li>")
+        out.append("</ul>")
+    else:
+        out.append("<p>No config change can be recommended with confidence.</p>")
+    for a in cs.alternatives:
+        code = f" <code>{escape(a.code)}</code>" if a.code else ""
+        out.append(f"<p><span class='lbl'>Or.</span> {escape(a.description)}{code}</p>")
+    for d in cs.dropped:
+        out.append(f"<p class='watch'><span class='lbl'>Left out.</span> {escape(d)}</p>")
+    out.append("</div>")
+    return out
 
 
 def _card(f: Finding, report: Report) -> str:

@@ -1,6 +1,7 @@
 """Markdown rendering of a Report — the document the seed postmortems were written by hand.
 
-Per finding: the symptom with its numbers and where it shows, why, the fix as a ``diff`` block
+First the change set (the one set of config changes to apply, root cause first; its
+alternatives and what it left out), then per finding: the symptom with its numbers and where it shows, why, the fix as a ``diff`` block
 in the user's config keys, and what to watch after. Plots are referenced as PNG files written
 beside the report (``write`` does both); ``render`` alone links nothing.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from stabletrain.records import Finding
 from stabletrain.report.advice import watch_for
+from stabletrain.report.changeset import reasons_by_fix
 from stabletrain.report.fmt import (
     SEVERITY_MARK,
     config_diff,
@@ -42,6 +44,7 @@ def render(report: Report, images: dict[str, str] | None = None) -> str:
     if not report.problems:
         what = "run" if report.kind == "doctor" else "config"
         lines += [f"Nothing to change: this {what} shows no stability problems.", ""]
+    lines += _change_set(report)
     if report.findings:
         lines += ["## Findings", "", "| | id | where | title |", "|---|---|---|---|"]
         for f in report.findings:
@@ -57,6 +60,42 @@ def render(report: Report, images: dict[str, str] | None = None) -> str:
         for name, rel in images.items():
             lines += [f"![{md_text(name)}]({rel})", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _change_set(report: Report) -> list[str]:
+    """The one set of changes to apply (root cause first), its alternatives and what it left out."""
+    cs = report.change_set
+    if not (cs or cs.dropped):
+        return []
+    out = ["## Change set", ""]
+    if cs.changes:
+        fix = cs.as_fix()
+        out += [f"The one set of changes to apply (serves `{cs.cause}`):", "", "```diff"]
+        files = fix_files(fix, report.facts)
+        if files:
+            out.append(md_fence(f"# {', '.join(files)}"))
+        out += [md_fence(line) for line in config_diff(fix, report.facts)]
+        out += ["```", ""]
+        out += [
+            f"- `{md_text(', '.join(keys))}`: {md_text(why)}"
+            for why, keys in reasons_by_fix(cs).items()
+        ]
+        base = cs.base_line()
+        if base:
+            out.append(f"- LR base: {md_text(base)}")
+        out.append("")
+    else:
+        out += ["No config change can be recommended with confidence.", ""]
+    if cs.alternatives:
+        out += ["**Alternatives:**", ""]
+        out += [
+            f"- {md_text(a.description)}" + (f" (`{md_text(a.code)}`)" if a.code else "")
+            for a in cs.alternatives
+        ]
+        out.append("")
+    if cs.dropped:
+        out += ["**Left out:**", ""] + [f"- {md_text(d)}" for d in cs.dropped] + [""]
+    return out
 
 
 def _finding(f: Finding, report: Report) -> list[str]:

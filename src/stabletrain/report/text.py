@@ -19,7 +19,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from stabletrain.records import Finding, Fix
+from stabletrain.records import Finding
 from stabletrain.report.advice import watch_for
 from stabletrain.report.changeset import ChangeSet, reasons_by_fix
 from stabletrain.report.fmt import (
@@ -161,7 +161,7 @@ def _change_set(cs: ChangeSet, report: Report) -> RenderableType:
     grid.add_column(style="bold", no_wrap=True, min_width=9)
     grid.add_column(overflow="fold")
     if cs.changes:
-        fix = Fix("change set", dict(cs.changes))
+        fix = cs.as_fix()
         block = Text()
         files = fix_files(fix, report.facts)
         if files:
@@ -176,8 +176,9 @@ def _change_set(cs: ChangeSet, report: Report) -> RenderableType:
             grid.add_row("Why:", f"{', '.join(keys)}: {why}")
     else:
         grid.add_row("Apply:", "no config change can be recommended with confidence")
-    if cs.base_lr is not None and cs.base_lr_source:
-        grid.add_row("LR base:", f"{cs.base_lr:g} ({cs.base_lr_source})")
+    base = cs.base_line()
+    if base:
+        grid.add_row("LR base:", base)
     for alt in cs.alternatives:
         grid.add_row("Or:", alt.description + (f"  {alt.code}" if alt.code else ""))
     for line in cs.dropped:
