@@ -9,6 +9,7 @@ ALL_IDS = {
     "nonfinite-loss",
     "bad-batch",
     "lr-jump",
+    "bad-init",
     "nonfinite-grad",
     "loss-spike",
     "grad-spike",

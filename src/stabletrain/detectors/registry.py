@@ -17,6 +17,7 @@ from stabletrain.detectors.clipping import ClippingDetector
 from stabletrain.detectors.columns import as_batch
 from stabletrain.detectors.generalisation import EvalDetector
 from stabletrain.detectors.growth import GradNormGrowthDetector
+from stabletrain.detectors.init import InitDetector
 from stabletrain.detectors.logging import DuplicateLoggingDetector
 from stabletrain.detectors.lrjump import LRJumpDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
@@ -44,6 +45,7 @@ def default_detectors() -> list[Detector]:
         LossTrendDetector(),
         LRScheduleDetector(),
         LRJumpDetector(),
+        InitDetector(),
         EvalDetector(),
         DuplicateLoggingDetector(),
         RunRestartDetector(),

@@ -1,0 +1,61 @@
+"""bad-init on real reference-trainer runs (guard off): the digits CNN initialised with
+``normal(std=1.0)`` (first loss ~5e4 vs ln 10) against the same CNN with Kaiming init."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stabletrain.cli import main
+from stabletrain.detectors.base import feed
+from stabletrain.detectors.init import InitDetector
+from stabletrain.doctor import diagnose
+from stabletrain.logs.read import read_run
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _train(run_dir: Path, *overrides: str) -> Path:
+    argv = ["train", str(CONFIGS / "digits-cnn.yaml"), "--run-dir", str(run_dir), "--no-progress"]
+    for o in ("run.tensorboard=false", "guard.preset=off", "train.epochs=2", *overrides):
+        argv += ["--set", o]
+    main(argv)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("init") / "bad"
+    return _train(run, "model.cnn.init=normal", "model.cnn.init_std=1.0")
+
+
+def test_bad_init_is_found_with_the_init_fix(bad: Path) -> None:
+    report = diagnose(bad)
+    f = next(f for f in report.findings if f.id == "bad-init")
+    assert f.evidence["first_loss"] > 1000  # vs ln(10) = 2.3
+    assert f.evidence["num_classes"] == 10 and f.steps == [0]
+    changes = {k: v for fix in f.fixes for k, v in fix.changes.items()}
+    assert changes["model.cnn.init"] == "kaiming" and changes["model.cnn.init_std"] is None
+    assert not any("lr" in fix.relative for fix in f.fixes)
+    # the config already warms up (warmup_ratio 0.05): no second warm-up fix
+    assert "schedule.warmup_ratio" not in changes
+    ids = [x.id for x in report.findings]
+    assert ids.index("bad-init") == min(ids.index(r) for r in [f.id, *f.related] if r in ids)
+
+
+def test_kaiming_init_run_gets_no_bad_init(tmp_path: Path) -> None:
+    report = diagnose(_train(tmp_path / "good"))
+    assert "bad-init" not in [f.id for f in report.findings]
+
+
+def test_bulk_path_and_state_round_trip(bad: Path) -> None:
+    records = list(read_run(bad).records)
+    one, bulk = InitDetector(), InitDetector()
+    for r in records:
+        one.update(r)
+    feed(bulk, records)
+    assert bulk.state_dict() == one.state_dict()
+    again = InitDetector()
+    again.load_state_dict(one.state_dict())
+    assert [f.to_json() for f in again.finish()] == [f.to_json() for f in one.finish()]
