@@ -89,11 +89,41 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=COLUMN",
         help="column mapping for generic CSV/JSONL, e.g. --map loss=train_loss (repeatable)",
     )
+    doc.add_argument(
+        "--patch",
+        metavar="CONFIG",
+        help="write the report's change set into a copy of CONFIG (YAML, TrainingArguments JSON, "
+        "ds_config): -o names the copy (default CONFIG.fixed.EXT); CONFIG is the run's config "
+        "unless --config says otherwise",
+    )
+    doc.add_argument(
+        "--verify",
+        action="store_true",
+        help="with --patch, for a stabletrain run dir: re-train the patched config for a few "
+        "steps, diagnose it and print the symptom before and after",
+    )
+    doc.add_argument(
+        "--verify-steps",
+        type=int,
+        metavar="N",
+        help="steps of the --verify run (default: the run's steps, at most 300)",
+    )
+    doc.add_argument(
+        "--verify-dir", help="run dir of the --verify run (default: beside the patched config)"
+    )
 
     li = sub.add_parser("lint", parents=[common], help="findings from config files alone")
     li.add_argument("files", nargs="+", help="YAML, TrainingArguments JSON, or ds_config.json")
     li.add_argument("--format", choices=["text", "json"], default="text")
     li.add_argument("--fail-on", choices=FAIL_ON, default="error", help=_FAIL_ON_HELP)
+    li.add_argument(
+        "--patch",
+        action="store_true",
+        help="write lint's change set into a copy of the (one) config file; -o names the copy",
+    )
+    li.add_argument(
+        "-o", "--output", help="with --patch: the patched copy (default FILE.fixed.EXT)"
+    )
     return p
 
 

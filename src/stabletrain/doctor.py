@@ -68,8 +68,10 @@ def diagnose(
     config: str | os.PathLike[str] | None = None,
     *,
     mapping: dict[str, str] | None = None,
+    given_as: str = "--config",
 ) -> Report:
-    """Diagnose the run at ``path`` (a run dir or a log file), optionally with its ``config``.
+    """Diagnose the run at ``path`` (a run dir or a log file), optionally with its ``config``
+    (``given_as``: the option that named it, for the report's header).
 
     Raises LogReadError / ConfigError (one-line reasons) when the inputs cannot be read.
     """
@@ -94,7 +96,7 @@ def diagnose(
 
             own = read_config(config)
             given = frozenset(f.id for f in _lint(own)) if own.facts else frozenset()
-            config_name = f"given with --config: {config}"
+            config_name = f"given with {given_as}: {config}"
         # columns shared by every detector and the code below (the reader's, when it has them)
         raw = Batch(run.raw, columns)
         batch = as_batch(run.records, like=raw)

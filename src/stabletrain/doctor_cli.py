@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from stabletrain import safe_io
 from stabletrain.errors import ConfigError, ExitCode, LogReadError
@@ -35,38 +36,112 @@ def parse_mapping(items: list[str] | None) -> dict[str, str] | None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    """``stabletrain doctor PATH [--config FILE] [--format F] [-o OUT] [--fail-on S] [--map F=C]``."""
+    """``stabletrain doctor PATH [--config FILE] [--format F] [-o OUT] [--fail-on S] [--map F=C]
+    [--patch CONFIG [--verify [--verify-steps N] [--verify-dir D]]]``."""
     from stabletrain.doctor import diagnose
 
+    patch = getattr(args, "patch", None)
+    given = getattr(args, "config", None)
     try:
+        if getattr(args, "verify", False) and not patch:
+            raise ConfigError("--verify re-trains the patched config: give --patch CONFIG too")
         mapping = parse_mapping(getattr(args, "map", None))
         path = Path(args.path)
         if path.exists() and not path.is_dir():  # a FIFO or a device would block or never end
             safe_io.regular_file(path, error=LogReadError)
-        report = diagnose(args.path, getattr(args, "config", None), mapping=mapping)
+        # the config to patch is the run's config, unless --config names another one
+        config, given_as = (given, "--config") if given or not patch else (patch, "--patch")
+        report = diagnose(args.path, config, mapping=mapping, given_as=given_as)
     except (LogReadError, ConfigError, OSError) as e:
         return _unreadable("doctor", e)
-    return _finish("doctor", report, args)
+    if patch is None:
+        return _finish("doctor", report, args)
+    return _patch("doctor", report, patch, args)
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    """``stabletrain lint FILE... [--format text|json] [--fail-on S]``."""
+    """``stabletrain lint FILE... [--format text|json] [--fail-on S] [--patch [-o FIXED]]``."""
     from stabletrain.lint import lint
 
     try:
+        if getattr(args, "patch", False) and len(args.files) != 1:
+            raise ConfigError(
+                f"lint --patch writes into one config file; {len(args.files)} given "
+                "(run it once per file)"
+            )
         report = lint(list(args.files))
     except (LogReadError, ConfigError, OSError) as e:
         return _unreadable("lint", e)
+    if getattr(args, "patch", False):
+        return _patch("lint", report, args.files[0], args)
     return _finish("lint", report, args)
 
 
-def _finish(command: str, report: Report, args: argparse.Namespace) -> int:
+def _finish(
+    command: str, report: Report, args: argparse.Namespace, *, output: str | None = None
+) -> int:
+    """Print or write the report (``output``: the report's file, ``-o`` unless patching)."""
+    if output is None and not getattr(args, "patch", None):
+        output = getattr(args, "output", None)
     try:
-        _emit(report, args.format, getattr(args, "output", None))
+        _emit(report, args.format, output)
     except OSError as e:  # -o into a missing/readonly place, or a full disk
         where = f"{e.filename}: " if e.filename else ""
         return _unreadable(command, OSError(f"{where}cannot write the report ({e.strerror or e})"))
     return ExitCode.FINDINGS if report.fails(_fail_on(args)) else ExitCode.CLEAN
+
+
+def _patch(command: str, report: Report, config: str, args: argparse.Namespace) -> int:
+    """The report, then its change set written into a copy of ``config`` (``-o``), then — with
+    ``--verify`` — the patched config re-trained and judged. The exit code is the report's; with
+    ``--verify`` it is the re-run's (1 when it still has findings at or above ``--fail-on``)."""
+    from stabletrain.configs.patch import default_output, plan_patch, write_patch
+
+    code = _finish(command, report, args)
+    if code == ExitCode.UNUSABLE_INPUT:
+        return code
+    # the report owns stdout in the machine formats; the patch summary then goes to stderr
+    say = sys.stdout if args.format == "text" else sys.stderr
+    out = Path(args.output) if getattr(args, "output", None) else default_output(config)
+    changes = report.change_set.changes
+    if not changes:
+        print(f"stabletrain {command}: nothing to patch (the change set is empty)", file=say)
+        return code
+    try:
+        plan = plan_patch(config, changes)
+        if plan.edits:
+            write_patch(plan, out)
+    except (ConfigError, OSError) as e:
+        return _unreadable(command, e)
+    head = f"patched {config} → {out}" if plan.edits else f"nothing written to {out}"
+    print(f"\n{head}:", file=say)
+    for line in plan.summary():
+        print(f"  {line}", file=say)
+    if not getattr(args, "verify", False):
+        return code
+    if not plan.edits:
+        print("stabletrain doctor: nothing to verify (no change could be written)", file=say)
+        return code
+    return _verify(report, out, args, say)
+
+
+def _verify(report: Report, fixed: Path, args: argparse.Namespace, say: Any) -> int:
+    from stabletrain.errors import CheckpointError
+    from stabletrain.verify import default_verify_dir, verify
+
+    run_dir = Path(args.verify_dir) if args.verify_dir else default_verify_dir(fixed)
+    print(f"\nverify: training {fixed} into {run_dir} ...", file=say, flush=True)
+    try:
+        # a run already in the default dir is an earlier --verify's; one named by the user stays
+        v = verify(report, fixed, run_dir, steps=args.verify_steps, replace=not args.verify_dir)
+    except (ConfigError, CheckpointError, OSError) as e:
+        return _unreadable("doctor", e)
+    for line in v.lines():
+        print(line, file=say)
+    from stabletrain.doctor import diagnose
+
+    after = diagnose(v.run_dir)
+    return ExitCode.FINDINGS if after.fails(_fail_on(args)) else ExitCode.CLEAN
 
 
 def _fail_on(args: argparse.Namespace) -> Severity | None:
