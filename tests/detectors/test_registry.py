@@ -10,6 +10,7 @@ ALL_IDS = {
     "bad-batch",
     "lr-jump",
     "bad-init",
+    "underfitting",
     "nonfinite-grad",
     "loss-spike",
     "grad-spike",

@@ -26,6 +26,7 @@ from stabletrain.detectors.restart import RunRestartDetector
 from stabletrain.detectors.schedules import LRScheduleDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.detectors.trends import LossTrendDetector
+from stabletrain.detectors.underfit import UnderfitDetector
 from stabletrain.detectors.warmup import WarmupDetector
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
@@ -46,6 +47,7 @@ def default_detectors() -> list[Detector]:
         LRScheduleDetector(),
         LRJumpDetector(),
         InitDetector(),
+        UnderfitDetector(),
         EvalDetector(),
         DuplicateLoggingDetector(),
         RunRestartDetector(),

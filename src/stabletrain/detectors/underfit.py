@@ -1,0 +1,246 @@
+"""``underfitting``: the learning rate is too low to learn anything in the steps the run took.
+
+The issue 13 case: the digits CNN at ``optim.lr: 1e-6`` (AdamW) ends at 13 % accuracy, its loss
+3.37 → 3.10 in 184 steps, with small and steady gradients. The instability detectors rightly see
+nothing; ``chance-level`` sees the symptom but blames an LR *too high*. This names the cause and
+the direction: raise the LR.
+
+All must hold (each from the mechanism, none fitted to that run):
+
+- **the LR is below the optimizer's usual range**: Adam-family updates move each weight by about
+  the LR per step, and He-initialised weights are 0.01–0.1 in size, so an LR under 1e-5 cannot
+  change them in a run of thousands of steps (1e-5 is also the low end of fine-tuning recipes);
+  SGD's update is LR × gradient, and its recipes start at 1e-3 (``LOW``). The LR is the
+  configured one, else the median of the last logged LRs;
+- **no better than chance**: accuracy (eval preferred) at most ``2x`` chance for C classes, or
+  without accuracy the loss still ≥ 0.95·ln(C), a uniform guess's cross-entropy (C from the
+  config: ``num_classes``/``vocab_size``). Without C or accuracy there is no scale to call a
+  loss "not learned", and nothing is said;
+- **no instability**: no non-finite loss or gradient, the gradient norm did not grow (late median
+  ≤ 2x the early median) and the loss did not rise (last ≤ first);
+- **enough steps**: at least ``MIN_RECORDS`` (50) logged train losses — a run that is simply
+  short has not had the chance to learn.
+
+The fix raises the LR relative to the configured one, to the optimizer's usual default
+(``USUAL``: 1e-3 for Adam, 1e-2 for SGD) — never lowers it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.fixes import fmt, make_fix, nice
+from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+
+#: the low end of each optimizer family's usual LR range (see the module docstring)
+LOW = {"adam": 1e-5, "sgd": 1e-3}
+#: a usual LR for each family: what the fix raises to
+USUAL = {"adam": 1e-3, "sgd": 1e-2}
+#: logged train losses needed before "it did not learn" means anything
+MIN_RECORDS = 50
+#: values kept at each end of the run
+KEEP = 20
+
+
+class UnderfitDetector:
+    """An LR too low: no progress, no instability, a tiny LR."""
+
+    ids: tuple[str, ...] = ("underfitting",)
+
+    def __init__(self) -> None:
+        self.n_loss = 0
+        self.n_nonfinite = 0
+        self.first_loss: list[float] = []
+        self.last_loss: deque[float] = deque(maxlen=KEEP)
+        self.first_grad: list[float] = []
+        self.last_grad: deque[float] = deque(maxlen=KEEP)
+        self.lrs: deque[float] = deque(maxlen=KEEP)
+        self.acc: deque[float] = deque(maxlen=KEEP)
+        self.eval_acc: deque[float] = deque(maxlen=5)
+        self.last_step = 0
+
+    def update(self, record: StepRecord) -> Finding | None:
+        for value, store in ((record.accuracy, self.acc), (record.eval_accuracy, self.eval_acc)):
+            if value is not None and math.isfinite(value):
+                store.append(value)
+        if record.kind != "train":
+            return None
+        self.last_step = max(self.last_step, record.step)
+        for value, first, last, counts in (
+            (record.loss, self.first_loss, self.last_loss, True),
+            (record.grad_norm, self.first_grad, self.last_grad, False),
+        ):
+            if value is None:
+                continue
+            if not math.isfinite(value):
+                self.n_nonfinite += 1
+                continue
+            if counts:
+                self.n_loss += 1
+            if len(first) < KEEP:
+                first.append(value)
+            last.append(value)
+        if record.lr is not None and math.isfinite(record.lr):
+            self.lrs.append(record.lr)
+        return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record (see ``detectors.base``)."""
+        cols = {
+            n: batch.floats(n) for n in ("loss", "grad_norm", "lr", "accuracy", "eval_accuracy")
+        }
+        steps = batch.steps
+        train = batch.train
+        for name, store in (("accuracy", self.acc), ("eval_accuracy", self.eval_acc)):
+            ok = np.flatnonzero(np.isfinite(cols[name]))
+            if ok.size:
+                store.extend(batch.take(name, ok[-(store.maxlen or KEEP) :]))
+        t = np.flatnonzero(train)
+        if t.size == 0:
+            return
+        self.last_step = max(self.last_step, int(steps[t].max()))
+        for name, first, last, counts in (
+            ("loss", self.first_loss, self.last_loss, True),
+            ("grad_norm", self.first_grad, self.last_grad, False),
+        ):
+            v = cols[name][t]
+            none = batch.none(name)
+            present = t if none is None else t[~none[t]]
+            fin = t[np.isfinite(v)]
+            self.n_nonfinite += int(present.size - fin.size)
+            if counts:
+                self.n_loss += int(fin.size)
+            if fin.size:
+                need = KEEP - len(first)
+                if need > 0:
+                    first.extend(batch.take(name, fin[:need]))
+                last.extend(batch.take(name, fin[-KEEP:]))
+        ok = t[np.isfinite(cols["lr"][t])]
+        if ok.size:
+            self.lrs.extend(batch.take("lr", ok[-KEEP:]))
+
+    def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
+        facts = facts or ConfigFacts()
+        if self.n_loss < MIN_RECORDS or self.n_nonfinite:
+            return []
+        family = _family(facts)
+        lr = facts.number("lr", positive=True)
+        lr_from = "configured"
+        if lr is None and self.lrs:
+            lr, lr_from = statistics.median(self.lrs), "logged"
+        if lr is None or not lr > 0 or lr >= LOW[family]:
+            return []
+        chance = self._no_better_than_chance(facts)
+        if chance is None:
+            return []
+        first, last = statistics.median(self.first_loss), statistics.median(self.last_loss)
+        if last > first:
+            return []  # the loss rose: not a too-small step
+        if self.first_grad and self.last_grad:
+            g0, g1 = statistics.median(self.first_grad), statistics.median(self.last_grad)
+            if g1 > 2.0 * g0:
+                return []  # growing gradients: something unstable, not only slow
+        usual = USUAL[family]
+        factor = usual / lr
+        fix = make_fix(
+            facts,
+            f"Raise the learning rate to a usual value for {family.upper()} "
+            f"({fmt(lr)} → {fmt(nice(usual))}, {factor:.3g}x); then tune it down if the loss "
+            "spikes.",
+            lr=nice(usual),
+        )
+        fix.relative["lr"] = factor
+        alt = Fix(
+            f"Or raise it 10x ({fmt(lr)} → {fmt(nice(lr * 10))}) and re-check the progress.",
+            relative={"lr": 10.0},
+        )
+        return [
+            Finding(
+                id="underfitting",
+                severity="warning",
+                title=f"The learning rate {fmt(lr)} is too low: {chance} after {self.n_loss} steps",
+                explanation=(
+                    f"The {lr_from} learning rate {fmt(lr)} is below the usual range of "
+                    f"{family.upper()}-family optimizers (from about {fmt(LOW[family])}). The "
+                    f"training loss went from {fmt(first)} to {fmt(last)} in {self.n_loss} "
+                    f"logged steps and the model is {chance}, while nothing was unstable: no "
+                    "NaN/inf, no growing gradient norm, no rising loss. The updates are simply "
+                    "too small to learn in this many steps. Raise the LR (never lower it: that "
+                    "would make it slower still); afterwards the loss should fall well below "
+                    "its start within the first epoch."
+                ),
+                steps=[self.last_step],
+                evidence={
+                    "lr": lr,
+                    "lr_from": lr_from,
+                    "optimizer_family": family,
+                    "usual_low": LOW[family],
+                    "first_loss": round(first, 5),
+                    "last_loss": round(last, 5),
+                    "records": self.n_loss,
+                    "direction": "progress",
+                },
+                fixes=[fix, alt],
+                source="log",
+            )
+        ]
+
+    def _no_better_than_chance(self, facts: ConfigFacts) -> str | None:
+        """ "accuracy 13% vs chance 10%" / "loss 3.1 vs ln(10) = 2.3", or None."""
+        c = None
+        for name in ("num_classes", "vocab_size"):
+            v = facts.get(name)
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 2:
+                c = v
+                break
+        accs = self.eval_acc if len(self.eval_acc) >= 2 else self.acc
+        if c is not None and len(accs) >= 2:
+            acc = statistics.median(accs)
+            top = max(accs)
+            scale = 100.0 if top > 1.0 else 1.0
+            if acc / scale <= 2.0 / c:
+                return f"at {acc / scale:.1%} accuracy vs {1 / c:.1%} chance"
+            return None
+        if c is not None and self.last_loss:
+            last = statistics.median(self.last_loss)
+            if last >= 0.95 * math.log(c):
+                return f"at a loss of {fmt(last)} vs ln({c}) = {fmt(math.log(c))} for a guess"
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "n_loss": self.n_loss,
+            "n_nonfinite": self.n_nonfinite,
+            "first_loss": list(self.first_loss),
+            "last_loss": list(self.last_loss),
+            "first_grad": list(self.first_grad),
+            "last_grad": list(self.last_grad),
+            "lrs": list(self.lrs),
+            "acc": list(self.acc),
+            "eval_acc": list(self.eval_acc),
+            "last_step": self.last_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_loss = int(state["n_loss"])
+        self.n_nonfinite = int(state["n_nonfinite"])
+        self.first_loss = list(state["first_loss"])
+        self.last_loss = deque(state["last_loss"], maxlen=KEEP)
+        self.first_grad = list(state["first_grad"])
+        self.last_grad = deque(state["last_grad"], maxlen=KEEP)
+        self.lrs = deque(state["lrs"], maxlen=KEEP)
+        self.acc = deque(state["acc"], maxlen=KEEP)
+        self.eval_acc = deque(state["eval_acc"], maxlen=5)
+        self.last_step = int(state["last_step"])
+
+
+def _family(facts: ConfigFacts) -> str:
+    """ "sgd" for SGD-like optimizers, else "adam" (the lower bound: unknown is judged as Adam)."""
+    name = str(facts.get("optimizer", "")).lower()
+    return "sgd" if "sgd" in name or "momentum" in name else "adam"

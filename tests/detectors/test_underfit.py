@@ -1,0 +1,66 @@
+"""underfitting on real reference-trainer runs (guard off): the digits CNN at lr 1e-6 learns
+nothing, and the fix raises the LR; a healthy run and a short run stay quiet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stabletrain.cli import main
+from stabletrain.detectors.base import feed
+from stabletrain.detectors.underfit import UnderfitDetector
+from stabletrain.doctor import diagnose
+from stabletrain.logs.read import read_run
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _train(run_dir: Path, *overrides: str) -> Path:
+    argv = ["train", str(CONFIGS / "digits-cnn.yaml"), "--run-dir", str(run_dir), "--no-progress"]
+    for o in ("run.tensorboard=false", "guard.preset=off", "train.epochs=3", *overrides):
+        argv += ["--set", o]
+    main(argv)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("underfit") / "slow", "optim.lr=1e-6")
+
+
+def test_too_low_lr_is_underfitting_and_the_fix_raises_it(slow: Path) -> None:
+    report = diagnose(slow)
+    f = next(f for f in report.findings if f.id == "underfitting")
+    assert f.evidence["lr"] == pytest.approx(1e-6) and f.evidence["direction"] == "progress"
+    first = f.fixes[0]
+    assert first.changes["optim.lr"] > 1e-6 and first.relative["lr"] > 1
+    assert all(x.relative.get("lr", 2.0) > 1 for x in f.fixes)  # never lower
+    ids = [x.id for x in report.findings]
+    if "chance-level" in ids:  # the symptom follows from the cause
+        assert "chance-level" in f.related and ids.index("underfitting") < ids.index("chance-level")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [(), ("optim.lr=1e-6", "train.max_steps=20")],
+    ids=["healthy", "short"],
+)
+def test_healthy_or_short_runs_are_not_underfitting(
+    tmp_path: Path, overrides: tuple[str, ...]
+) -> None:
+    report = diagnose(_train(tmp_path / "run", *overrides))
+    assert "underfitting" not in [f.id for f in report.findings]
+
+
+def test_bulk_path_and_state_round_trip(slow: Path) -> None:
+    records = list(read_run(slow).records)
+    one, bulk = UnderfitDetector(), UnderfitDetector()
+    for r in records:
+        one.update(r)
+    feed(bulk, records)
+    assert bulk.state_dict() == one.state_dict()
+    again = UnderfitDetector()
+    again.load_state_dict(one.state_dict())
+    facts = read_run(slow).facts
+    assert [f.to_json() for f in again.finish(facts)] == [f.to_json() for f in one.finish(facts)]
