@@ -138,10 +138,8 @@ def _verify(report: Report, fixed: Path, args: argparse.Namespace, say: Any) -> 
         return _unreadable("doctor", e)
     for line in v.lines():
         print(line, file=say)
-    from stabletrain.doctor import diagnose
-
-    after = diagnose(v.run_dir)
-    return ExitCode.FINDINGS if after.fails(_fail_on(args)) else ExitCode.CLEAN
+    failed = v.report is not None and v.report.fails(_fail_on(args))
+    return ExitCode.FINDINGS if failed else ExitCode.CLEAN
 
 
 def _fail_on(args: argparse.Namespace) -> Severity | None:

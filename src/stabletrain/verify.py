@@ -72,6 +72,8 @@ class Verification:
     after: Outcome
     verdict: Verdict
     reason: str
+    #: the doctor's report on the re-run (its findings decide the command's exit code)
+    report: Report | None = None
 
     def lines(self) -> list[str]:
         return [
@@ -152,7 +154,7 @@ def verify(
     before = outcome(broken, n)
     after = outcome(after_report, n)
     verdict, reason = judge(before, after)
-    return Verification(out, n, before, after, verdict, reason)
+    return Verification(out, n, before, after, verdict, reason, after_report)
 
 
 def outcome(report: Report, at: int | None = None) -> Outcome:
