@@ -98,6 +98,9 @@ class ChangeSet:
     dropped: list[str] = field(default_factory=list)
     base_lr: float | None = None
     base_lr_source: str | None = None
+    #: what to do first that is not a config key: the root cause's own fix when it is code or
+    #: data (a schedule bug, a bad batch), not a setting
+    actions: list[Fix] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +112,10 @@ class ChangeSet:
                 for a in self.alternatives
             ],
             "dropped": list(self.dropped),
+            "actions": [
+                {"description": a.description, "changes": dict(a.changes), "code": a.code}
+                for a in self.actions
+            ],
             "base_lr": self.base_lr,
             "base_lr_source": self.base_lr_source,
         }
@@ -124,7 +131,7 @@ class ChangeSet:
         return f"{self.base_lr:g} ({self.base_lr_source})"
 
     def __bool__(self) -> bool:
-        return bool(self.changes or self.alternatives)
+        return bool(self.changes or self.alternatives or self.actions)
 
 
 def base_lr(
@@ -212,25 +219,39 @@ def resolve(
     knobs = _knob_keys(facts)
     lr_key = user_key(facts, "lr")
     lr_blocked = _lr_conflict(problems, classes, lr_key, out)
-    owner: Finding | None = None  # the finding whose step-size change (LR, clip, warm-up) is kept
+    # the root cause's repair owns the step size (LR, clip, warm-up) of its whole chain: an
+    # effect's LR cut stacked on it over-corrects (and after a bad batch or a schedule bug, an LR
+    # change repairs nothing); elsewhere the first finding that changes the step size owns it
+    effects = _chain_of(root, problems) - {id(root)}
+    root_owns = any(not is_alternative(x) for x in root.fixes)
+    owner: Finding | None = None  # outside the root's chain: the first to change the step size
 
     for f in problems:
         klass = classes[id(f)]
         first = True
         for fix in f.fixes:
-            if is_alternative(fix) or (not fix.changes and not fix.relative):
-                new = all(a.description != fix.description for a in out.alternatives)
-                if new and (not first or fix.code or fix.changes):
+            primary = first and not is_alternative(fix)
+            if primary:
+                first = False
+            if not fix.changes and not fix.relative:  # code, data or advice in words
+                if primary and f is root and (fix.code or not root_has_changes(root)):
+                    out.actions.append(fix)
+                elif (fix.code or not primary) and all(
+                    a.description != fix.description for a in out.alternatives
+                ):
                     out.alternatives.append(fix)
                 continue
-            first = False
+            if is_alternative(fix):
+                out.alternatives.append(fix)
+                continue
             changes = dict(fix.changes)
             if "lr" in fix.relative and out.base_lr is not None:
                 changes[lr_key] = nice(out.base_lr * fix.relative["lr"])
             for key, value in changes.items():
                 name = knobs.get(key)
                 current = out.base_lr if name == "lr" else (_current(facts, name) if name else None)
-                why = _refuse(f, klass, key, name, value, current, lr_blocked, owner, out)
+                lead = root if (root_owns and id(f) in effects) else owner
+                why = _refuse(f, klass, key, name, value, current, lr_blocked, lead, out)
                 if why is None and _already(facts, key, value, name, current):
                     why = "already set"
                 if why is not None:
@@ -239,9 +260,29 @@ def resolve(
                     continue
                 out.changes[key] = value
                 out.reasons[key] = f"{f.id}: {fix.description}"
-                if name is not None:
-                    owner = f
+                if name is not None and lead is None:
+                    owner = f  # (the root cause included)
     return out
+
+
+def root_has_changes(root: Finding) -> bool:
+    """Whether any of the root cause's own fixes is a config change."""
+    return any(x.changes or x.relative for x in root.fixes)
+
+
+def _chain_of(root: Finding, problems: Sequence[Finding]) -> set[int]:
+    """``id()`` of the findings linked to ``root`` by known cause → effect mechanisms."""
+    from stabletrain.report.chain import plausible
+
+    seen = {id(root)}
+    todo = [root]
+    while todo:
+        a = todo.pop()
+        for b in problems:
+            if id(b) not in seen and (plausible(a, b) or plausible(b, a)):
+                seen.add(id(b))
+                todo.append(b)
+    return seen
 
 
 def classify_all(problems: Sequence[Finding]) -> dict[int, Direction]:
@@ -325,7 +366,7 @@ def _refuse(
         article = "an" if klass == "instability" else "a"
         return f"it {why}, the wrong way for {article} {klass} finding"
     if owner is not None and owner is not f:
-        return f"the step size is already changed for {owner.id} (root cause first)"
+        return f"the step size is {owner.id}'s to change (root cause first)"
     return None
 
 

@@ -142,8 +142,11 @@ def _change_set(report: Report) -> list[str]:
         if base:
             out.append(f"<li>LR base: {escape(base)}</li>")
         out.append("</ul>")
-    else:
+    elif not cs.actions:
         out.append("<p>No config change can be recommended with confidence.</p>")
+    for a in cs.actions:
+        code = f" <code>{escape(a.code)}</code>" if a.code else ""
+        out.append(f"<p><span class='lbl'>First.</span> {escape(a.description)}{code}</p>")
     for a in cs.alternatives:
         code = f" <code>{escape(a.code)}</code>" if a.code else ""
         out.append(f"<p><span class='lbl'>Or.</span> {escape(a.description)}{code}</p>")

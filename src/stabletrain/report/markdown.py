@@ -84,8 +84,15 @@ def _change_set(report: Report) -> list[str]:
         if base:
             out.append(f"- LR base: {md_text(base)}")
         out.append("")
-    else:
+    elif not cs.actions:
         out += ["No config change can be recommended with confidence.", ""]
+    if cs.actions:
+        out += [f"**First** (the root cause `{cs.cause}` is not a setting):", ""]
+        out += [
+            f"- {md_text(a.description)}" + (f" (`{md_text(a.code)}`)" if a.code else "")
+            for a in cs.actions
+        ]
+        out.append("")
     if cs.alternatives:
         out += ["**Alternatives:**", ""]
         out += [

@@ -32,6 +32,7 @@ from stabletrain.report.fmt import (
     where,
 )
 from stabletrain.report.model import Report
+from stabletrain.report.timeline import timeline_lines
 
 _STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
 
@@ -41,6 +42,8 @@ def renderables(report: Report) -> list[RenderableType]:
     out: list[RenderableType] = [_header(report)]
     for note in report.notes:
         out.append(Text(f"  note: {note}", style="dim"))
+    for line in timeline_lines(report.guard_timeline):  # the guard's actions, one line a group
+        out.append(Text(f"  guard: {line}"))
     cs = report.change_set
     if cs or cs.dropped:
         out.append(Text(""))
@@ -156,7 +159,8 @@ def _finding(f: Finding, report: Report, order: list[str], index: int) -> Render
 def _change_set(cs: ChangeSet, report: Report) -> RenderableType:
     title = Text()
     title.append("Change set", style="bold")
-    title.append(f"  the one set of changes to apply (serves {cs.cause})" if cs.changes else "")
+    if cs.changes or cs.actions:
+        title.append(f"  the one set of changes to apply (serves {cs.cause})")
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True, min_width=9)
     grid.add_column(overflow="fold")
@@ -174,8 +178,10 @@ def _change_set(cs: ChangeSet, report: Report) -> RenderableType:
         grid.add_row("Apply:", block)
         for why, keys in reasons_by_fix(cs).items():
             grid.add_row("Why:", f"{', '.join(keys)}: {why}")
-    else:
+    elif not cs.actions:
         grid.add_row("Apply:", "no config change can be recommended with confidence")
+    for act in cs.actions:
+        grid.add_row("First:", act.description + (f"  {act.code}" if act.code else ""))
     base = cs.base_line()
     if base:
         grid.add_row("LR base:", base)
