@@ -260,3 +260,21 @@ def test_lint_shows_initial_scale_power_as_written_and_no_growth_factor(tmp_path
     # docs/guard.md: the growth factor stays a power of two; slowness comes from the interval
     assert not any("growth_factor" in k for k in keys), keys
     assert any("growth_interval" in k for k in keys)
+
+
+def test_lr_base_is_what_ran_before_the_problem_when_the_config_says_far_more(
+    tmp_path: Path,
+) -> None:
+    # an LR fact of 0.05 (a config of another run, or one taken from the log after its jump)
+    # while the log ran at 5e-4 before the trouble: the cut starts from 5e-4
+    from stabletrain.logs.read import read_run
+
+    run = read_run(_hf_lr_jump_state(tmp_path))
+    facts = _facts(lr=(0.05, "learning_rate"))
+    spike = _finding("loss-spike", Fix("lower 2x", relative={"lr": 0.5}), steps=[315])
+    cs = resolve([spike], facts, run.records)
+    assert cs.base_lr == 5e-4 and cs.changes == {"learning_rate": 0.00025}
+    # a raise is judged against the configured value too: never below it
+    up = _finding("underfitting", Fix("raise 10x", relative={"lr": 10.0}), steps=[315])
+    cs = resolve([up], facts, run.records)
+    assert cs.changes == {} and "lowers lr" in cs.dropped[0]

@@ -137,21 +137,34 @@ class ChangeSet:
 def base_lr(
     facts: ConfigFacts, records: Sequence[StepRecord] | None, onset: int | None
 ) -> tuple[float | None, str | None]:
-    """``(LR the fixes are relative to, where it came from)``: the config's LR, else the median
+    """``(LR the fixes are relative to, where it came from)``: the config's LR; else the median
     of the finite LRs logged before ``onset`` (the first step of the problem), else the first LR
-    logged at or after it. Never the peak."""
+    logged at or after it. Never the peak. When the config's LR is ``LR_OFF``× above what the
+    log shows before the problem (a config of another run, or an LR fact taken from a log whose
+    schedule jumped), the logged one: an LR cut must start from what ran before the trouble."""
     lr = facts.number("lr", positive=True)
+    logged, where = _logged_before(records, onset)
     if lr is not None:
+        if logged is not None and lr >= LR_OFF * logged:
+            return logged, f"{where}; the config's {facts.facts['lr'].where()} says {lr:g}"
         return lr, f"configured ({facts.facts['lr'].where()})"
+    return logged, where
+
+
+#: a configured LR this many times the LR logged before the problem is not the base
+LR_OFF = 2.0
+
+
+def _logged_before(
+    records: Sequence[StepRecord] | None, onset: int | None
+) -> tuple[float | None, str | None]:
     series = _lr_series(records)
     if not series:
         return None, None
-    before = [v for s, v in series if onset is None or s < onset]
+    before = sorted(v for s, v in series if onset is None or s < onset)
     if before:
-        before.sort()
-        return before[len(before) // 2], (
-            "median logged LR" + (f" before step {onset}" if onset is not None else "")
-        )
+        where = "median logged LR" + (f" before step {onset}" if onset is not None else "")
+        return before[len(before) // 2], where
     return series[0][1], f"logged LR at step {series[0][0]}"
 
 
@@ -249,7 +262,7 @@ def resolve(
                 changes[lr_key] = nice(out.base_lr * fix.relative["lr"])
             for key, value in changes.items():
                 name = knobs.get(key)
-                current = out.base_lr if name == "lr" else (_current(facts, name) if name else None)
+                current = _now(facts, name, klass, out.base_lr)
                 lead = root if (root_owns and id(f) in effects) else owner
                 why = _refuse(f, klass, key, name, value, current, lr_blocked, lead, out)
                 if why is None and _already(facts, key, value, name, current):
@@ -263,6 +276,21 @@ def resolve(
                 if name is not None and lead is None:
                     owner = f  # (the root cause included)
     return out
+
+
+def _now(
+    facts: ConfigFacts, name: str | None, klass: Direction, base: float | None
+) -> float | None:
+    """The value a directed change is judged against: for the LR the base, or for a raise the
+    higher of the base and the configured LR (a raise never lands under the config's value)."""
+    if name is None:
+        return None
+    if name != "lr":
+        return _current(facts, name)
+    cfg = facts.number("lr", positive=True)
+    if klass == "progress" and cfg is not None:
+        return cfg if base is None else max(base, cfg)
+    return base
 
 
 def root_has_changes(root: Finding) -> bool:
