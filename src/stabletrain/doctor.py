@@ -44,6 +44,7 @@ from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, Sever
 from stabletrain.report import chain
 from stabletrain.report.fmt import where
 from stabletrain.report.model import Report
+from stabletrain.report.timeline import guard_findings, guard_timeline
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def diagnose(
         log_findings += per_attempt(run.raw, log_findings, facts)
         seen = {f.id for f in log_findings}
         log_findings += scale_findings(run.events, _scaled(batch), facts, seen)
+        timeline = guard_timeline(run.events)
+        log_findings += guard_findings(timeline)
         config_findings = _lint(facts) if facts.facts else []
         span = _train_span(batch)
         findings = join(log_findings, config_findings, keep_unconfirmed=given, span=span)
@@ -122,6 +125,7 @@ def diagnose(
             roles=dict(getattr(run, "roles", None) or {}),
             lines_total=getattr(run, "lines_total", None),
             lines_understood=getattr(run, "lines_understood", None),
+            guard_timeline=timeline,
         )
 
 

@@ -13,6 +13,7 @@ facts (so fixes can show the user's own keys and current values), the records th
                     "base_lr", "base_lr_source"},
      "findings": [{"id", "severity", "title", "steps", "epochs", "evidence", "explanation",
                    "fix": [{"description", "changes", "code"}], "source", "related", "watch"}],
+     "guard_timeline": [{"step", "action", "reason"}],
      "summary": {"kind", "source", "format", "config", "records", "first_step", "last_step",
                  "epochs", "loss": {...}, "counts": {...}, "worst_severity", "notes"}}
 
@@ -51,6 +52,9 @@ class Report:
     roles: dict[str, str] = field(default_factory=dict)
     lines_total: int | None = None
     lines_understood: int | None = None
+    #: the guard's actions from the run's events.jsonl, ``[{"step", "action", "reason"}]``
+    #: (``report.timeline``; empty for a run without one)
+    guard_timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def worst_severity(self) -> Severity | None:
@@ -139,6 +143,7 @@ class Report:
             "read": _jsonable(self.read(summary)),
             "change_set": _jsonable(self.change_set.to_json()),
             "findings": [finding_json(f) for f in self.findings],
+            "guard_timeline": _jsonable(self.guard_timeline),
             "summary": _jsonable(summary),
         }
 
