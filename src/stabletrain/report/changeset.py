@@ -376,12 +376,8 @@ def _refuse(
     out: ChangeSet,
 ) -> str | None:
     """Why ``key := value`` from ``f`` stays out of the change set ("" = a repeat, said once)."""
-    if key in out.changes:
-        if out.changes[key] == value:
-            return ""
-        return f"already {_show(out.changes[key])} from {out.reasons[key].split(':')[0]}"
-    if name is None:
-        return None
+    if name is None or (key in out.changes and out.changes[key] == value):
+        return _taken(key, value, out)
     if name == "lr" and lr_blocked in ("all", klass):
         return "findings disagree on the LR's direction"
     if klass == "unclear":
@@ -393,9 +389,20 @@ def _refuse(
     if why is not None:
         article = "an" if klass == "instability" else "a"
         return f"it {why}, the wrong way for {article} {klass} finding"
+    if key in out.changes:
+        return _taken(key, value, out)
     if owner is not None and owner is not f:
         return f"the step size is {owner.id}'s to change (root cause first)"
     return None
+
+
+def _taken(key: str, value: Any, out: ChangeSet) -> str | None:
+    """None when ``key`` is free; "" when it already has ``value``; else whose value it has."""
+    if key not in out.changes:
+        return None
+    if out.changes[key] == value:
+        return ""
+    return f"already {_show(out.changes[key])} from {out.reasons[key].split(':')[0]}"
 
 
 def reasons_by_fix(cs: ChangeSet) -> dict[str, list[str]]:
