@@ -124,3 +124,14 @@ def test_hf_checkpoint_training_args_are_the_runs_own(tmp_path: Path) -> None:
         f"{ckpt / 'training_args.json'}"
     )
     assert report.facts.get("max_grad_norm") == 1.0 and report.facts.get("logging_steps") == 10
+
+
+def test_an_hf_checkpoints_pickled_arguments_are_never_loaded(tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoint-20"
+    ckpt.mkdir()
+    history = [{"step": s, "loss": 2.0 / s, "learning_rate": 5e-4} for s in range(1, 21)]
+    (ckpt / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    (ckpt / "training_args.bin").write_bytes(b"\x80\x04not really a pickle")
+    report = diagnose(ckpt)
+    assert report.config is None
+    assert any("training_args.bin not read (a pickle is never loaded)" in n for n in report.notes)

@@ -283,6 +283,12 @@ def _dispatch(
         _note_siblings(target.parent, data, "trainer_state.json")
         why = "the HF checkpoint's training_args.json, beside its trainer_state.json"
         _own_config(where, data, "training_args.json", why, given)
+        pickled = where / "training_args.bin"
+        if data.config_from is None and given is None and pickled.is_file():
+            data.notes.append(
+                f"{pickled} not read (a pickle is never loaded); to judge the run by its "
+                "settings, save TrainingArguments.to_json_string() and pass it with --config"
+            )
     elif kind == "tensorboard":
         data = tensorboard.read(target, mapping)
         why = "the Lightning version dir's hparams.yaml, beside its event files"
