@@ -43,7 +43,11 @@ references are trained once per model per invocation. The split rule (alternate 
 within each group, in file order) is in the case file.
 
     .venv/bin/python bench/fix_loop.py [--code PATH] [--apply findings|changeset|patch]
-        [--split tune|heldout|all] [--cases a,b] [--jobs N] [--json OUT] [--work DIR] [--details]
+        [--split tune|heldout|all] [--cases a,b] [--jobs N] [--json OUT] [--work DIR] [--details tune|all]
+    .venv/bin/python bench/fix_loop.py --from OUT.json [--split S] [--details tune]
+
+``--details tune`` prints the findings, change set and applied overrides of the tune cases only:
+the held-out half is reported as numbers, so nobody tunes the doctor on it.
 """
 
 from __future__ import annotations
@@ -511,7 +515,7 @@ def totals(outs: list[Outcome]) -> dict[str, Any]:
     }
 
 
-def render(outs: list[Outcome], details: bool) -> str:
+def render(outs: list[Outcome], details: str | None) -> str:
     head = (
         "| case | split | fault | before | after | reference | repaired | conflicting keys "
         "| wrong dir. | refused |"
@@ -543,6 +547,8 @@ def render(outs: list[Outcome], details: bool) -> str:
         )
     if details:
         for o in outs:
+            if details == "tune" and o.split != "tune":
+                continue
             lines.append(f"\n## {o.case} ({o.split}, {o.fault}, lr_rule {o.lr_rule})")
             for f in o.findings:
                 lines.append(f"- {f['severity']} {f['id']}: {f['title']}  fixes: {f['fixes']}")
@@ -576,9 +582,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None, help="save the results here")
     ap.add_argument("--work", type=Path, default=None, help="run dirs (default: a new temp dir)")
-    ap.add_argument("--details", action="store_true", help="findings and changes per case")
+    ap.add_argument(
+        "--details",
+        choices=["tune", "all"],
+        default=None,
+        help="findings and changes per case (tune: the tune half only)",
+    )
     ap.add_argument("--cases-file", type=Path, default=CASES_FILE)
+    ap.add_argument(
+        "--from",
+        dest="saved",
+        type=Path,
+        default=None,
+        help="print the tables of a --json file instead of running",
+    )
     args = ap.parse_args(argv)
+    if args.saved:
+        doc = json.loads(args.saved.read_text())
+        outs = [Outcome(**c) for c in doc["cases"] if args.split in ("all", c["split"])]
+        print(f"{doc['command']}  ({doc['date']}, {doc['machine']}; {doc['stabletrain']})")
+        print(render(outs, args.details))
+        return 0
     spec, cases = load_cases(args.cases_file)
     if args.cases:
         wanted = args.cases.split(",")
