@@ -152,3 +152,27 @@ def test_hostile_yaml_is_refused_before_the_round_trip(tmp_path: Path) -> None:
     evil.write_text("lr: !!python/object/apply:os.system ['echo hi']\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"evil\.yaml"):
         plan_patch(evil, {"lr": 0.01})
+
+
+def test_yaml_the_round_trip_cannot_take_is_a_one_line_error(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("lr: 0.1\noptimizer: adam\nlr: 0.2\n", encoding="utf-8")  # PyYAML lets it pass
+    with pytest.raises(ConfigError, match=r"dup\.yaml: cannot patch this YAML \(found duplicate"):
+        plan_patch(dup, {"lr": 0.01})
+
+
+def test_a_key_inside_a_shared_anchor_is_refused_not_edited_everywhere(tmp_path: Path) -> None:
+    cfg = tmp_path / "anchors.yaml"
+    cfg.write_text(
+        "base: &b {lr: 0.1, optimizer: adam}\nrun: *b\nmax_grad_norm: 0\n", encoding="utf-8"
+    )
+    patch = plan_patch(cfg, {"base.lr": 0.01, "max_grad_norm": 1.0})
+    assert patch.refused == [
+        "base.lr: base.lr is inside the YAML anchor &b, shared by every place that uses it; "
+        "edit it by hand"
+    ]
+    assert yaml.safe_load(patch.text) == {
+        "base": {"lr": 0.1, "optimizer": "adam"},
+        "run": {"lr": 0.1, "optimizer": "adam"},
+        "max_grad_norm": 1.0,
+    }

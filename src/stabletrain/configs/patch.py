@@ -357,15 +357,42 @@ def _json_text(text: str, tree: Any, targets: list[tuple[str, Any, str]], patch:
 def _yaml_text(text: str, targets: list[tuple[str, Any, str]], patch: Patch) -> str:
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
 
     yaml = _round_trip(YAML, text)
-    data = yaml.load(text)
+    try:
+        data = yaml.load(text)
+    except YAMLError as e:  # what PyYAML lets pass and the round-trip parser does not
+        reason = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"{patch.path}: cannot patch this YAML ({reason})") from None
     for key, value, change in targets:
+        shared = _shared_anchor(data, key)
+        if shared:
+            patch.refused.append(
+                f"{change}: {key} is inside the YAML anchor &{shared}, shared by every place "
+                "that uses it; edit it by hand"
+            )
+            continue
         old = _set(data, key, value, CommentedMap, patch.path)
         patch.edits.append(Edit(key, _plain(old), value, change))
     buf = io.StringIO()
     yaml.dump(data, buf)
     return buf.getvalue()
+
+
+def _shared_anchor(data: Any, key: str) -> str | None:
+    """The anchor of a map or list on ``key``'s path that the file shares (``base: &b {...}``
+    / ``run: *b``): one edit there would change every place that uses it."""
+    node = data
+    for part in _parts(key)[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None  # created by the edit: nothing shared
+        anchor = getattr(getattr(node, "anchor", None), "value", None)
+        if anchor:
+            return str(anchor)
+    return None
 
 
 def _round_trip(yaml_class: Any, text: str) -> Any:
