@@ -135,3 +135,17 @@ def test_an_hf_checkpoints_pickled_arguments_are_never_loaded(tmp_path: Path) ->
     report = diagnose(ckpt)
     assert report.config is None
     assert any("training_args.bin not read (a pickle is never loaded)" in n for n in report.notes)
+
+
+def test_a_log_still_warming_up_does_not_contradict_its_config(tmp_path: Path) -> None:
+    # 100 steps of a 1000-step linear warm-up to 5e-3: the log never reaches the config's peak
+    rows = ["step,loss,lr"] + [
+        f"{s},{2.0 / (1 + s / 50):.4f},{5e-3 * s / 1000:.3g}" for s in range(1, 101)
+    ]
+    log = tmp_path / "warmup.csv"
+    log.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    config = tmp_path / "cfg.yaml"
+    config.write_text("learning_rate: 0.005\nwarmup_steps: 1000\n", encoding="utf-8")
+    report = diagnose(log, config)
+    assert not [n for n in report.notes if n.startswith("lr:")]
+    assert report.facts.get("lr") == 0.005

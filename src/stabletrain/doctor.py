@@ -135,13 +135,16 @@ LR_MISMATCH = 2.0
 
 def logged_lr(batch: Batch) -> float | None:
     """The LR the log shows the run at: the 90th percentile of the positive train LRs (a warm-up,
-    a decay or a short LR spike barely moves it); None when no LR is logged."""
+    a decay or a short LR spike barely moves it); None when no LR is logged, or when the log
+    ends still warming up (the LR rising all along: the configured peak is not reached yet)."""
     try:
         lr = batch.floats("lr")[batch.train]
     except Unsupported:  # an LR column that is not numbers
         return None
     lr = lr[np.isfinite(lr) & (lr > 0)]
-    return float(np.percentile(lr, 90)) if lr.size else None
+    if not lr.size or (lr[-1] >= 2 * lr[0] and bool((np.diff(lr) >= 0).all())):
+        return None
+    return float(np.percentile(lr, 90))
 
 
 def reconcile(
