@@ -64,6 +64,25 @@ def test_guarded_run_skipped_bad_batches_are_named(tmp_path: Path) -> None:
     assert bad.steps == [30, 75]
     assert bad.severity == "warning"  # skipped, the run went on
     assert not any("guard.preset" in fix.changes for fix in bad.fixes)  # already on
+    # the 1e6-scaled batch at step 50 (skipped as a spike): one step, no lead-up — data too
+    spike = next(f for f in report.findings if f.id == "loss-spike")
+    assert spike.evidence["bad_batch_steps"] == [50]
+    assert not any("lr" in fix.relative or fix.changes for fix in spike.fixes)
+
+
+def test_one_scaled_batch_without_guard_is_a_bad_batch_spike(tmp_path: Path) -> None:
+    """No NaN: a batch blown up by 1e6 is applied (clipped at 1.0) and the run goes on."""
+    run = tmp_path / "scaled"
+    _train(
+        "unstable-digits.yaml", run, "guard.preset=off", "data.corrupt.nan_batches=[]",
+        "data.corrupt.scale_batches=[50]", "optim.lr=1e-3", "train.max_steps=70",
+    )  # fmt: skip
+    report = diagnose(run)
+    spike = next(f for f in report.findings if f.id == "loss-spike")
+    assert spike.evidence["bad_batch_steps"] == [50], spike.explanation
+    assert "bad batch" in spike.explanation
+    assert not any("lr" in fix.relative or "optim.lr" in fix.changes for fix in spike.fixes)
+    assert any(fix.changes.get("guard.preset") == "default" for fix in spike.fixes)
 
 
 def test_nan_after_a_lead_up_stays_an_instability(tmp_path: Path) -> None:

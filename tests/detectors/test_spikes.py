@@ -84,9 +84,10 @@ def test_nonfinite_ignored_and_does_not_poison() -> None:
 
 def test_grad_spike_id_and_fixes_use_user_keys() -> None:
     values = _noisy(50, base=1.0)
-    values[45] = 50.0
+    # two steps high: an excursion of the updates (one step out of the blue would be a bad batch)
+    values[45], values[46] = 50.0, 40.0
     det = SpikeDetector("grad_norm")
-    assert _feed(det, values, "grad_norm") == [45]
+    assert _feed(det, values, "grad_norm") == [45, 46]
     facts = ConfigFacts()
     facts.set("lr", 3e-3, key="optim.lr")
     facts.set("max_grad_norm", 5.0, key="train.max_grad_norm")

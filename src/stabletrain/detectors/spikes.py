@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from stabletrain.detectors.badbatch import Onset, bad_batch_fixes, describe_before
 from stabletrain.detectors.base import epoch_index
 from stabletrain.detectors.baseline import DelayedBaseline
 from stabletrain.detectors.columns import Batch, Unsupported
@@ -89,6 +90,14 @@ class SpikeDetector:
         self.last_step: int | None = None
         self.last_epoch: float | None = None
         self.max_lr = 0.0
+        #: the values just before each spike, to tell a bad batch from a build-up
+        self.onset = Onset()
+
+    def _remember(self, value: float, lr: float | None) -> None:
+        if self.metric == "loss":
+            self.onset.push(value, None, lr)
+        else:
+            self.onset.push(None, value, lr)
 
     # -- live ---------------------------------------------------------------------------------
     def baseline(self) -> tuple[float, float] | None:
@@ -139,10 +148,12 @@ class SpikeDetector:
             self._judge_early(record, value)
         # the delay queue: values enter the baseline `delay` records later, spikes never
         self.base.push(value, spike)
+        if spike and stats is not None:
+            self._add_to_episode(record, value, stats[0], z)
+        self._remember(value, record.lr)
         if not spike or stats is None:
             return None
         med, _ = stats
-        self._add_to_episode(record, value, med, z)
         what = "loss" if self.metric == "loss" else "grad norm"
         return Finding(
             id=self.id,
@@ -201,6 +212,13 @@ class SpikeDetector:
         self.n_seen += c
         self.last_step, self.last_epoch = steps[last], epochs[last]
         self.max_lr = batch.running_max("lr", idx[:c], self.max_lr)
+        tail = idx[:c][-self.onset.size :]
+        self.onset.extend(
+            "loss" if self.metric == "loss" else "grad", batch.take(self.metric, tail)
+        )
+        lr_ok = idx[:c][np.isfinite(batch.floats("lr")[idx[:c]])][-self.onset.size :]
+        if lr_ok.size:
+            self.onset.extend("lr", batch.take("lr", lr_ok))
         if self.episodes and self.episodes[-1]["recovered_at"] is None:
             ep = self.episodes[-1]
             sd = stds if ep.get("early_std") is None else ep["early_std"]
@@ -247,8 +265,12 @@ class SpikeDetector:
             if value > ep["peak"]:
                 ep["peak"], ep["peak_step"], ep["z"] = value, record.step, round(z, 2)
             return
+        verdict = self.onset.judge(record.lr)
         self.episodes.append(
             {
+                "lead_up": None if verdict is None else verdict["lead_up"],
+                "before": "" if verdict is None else describe_before(verdict),
+                "skipped": bool(record.skipped),
                 "start": record.step,
                 "end": record.step,
                 "steps": [record.step],
@@ -331,7 +353,22 @@ class SpikeDetector:
             f"The {what} jumped far above its recent typical value ({rule}) "
             f"{len(eps)} time(s): " + "; ".join(lines) + ". "
         )
-        if self.metric == "loss":
+        # a bad batch: one step, no lead-up (badbatch.Onset), back to the baseline at once
+        data = [
+            e
+            for e in eps
+            if e.get("lead_up") is False and len(e["steps"]) == 1 and e["recovered_at"] is not None
+        ]
+        all_data = len(data) == len(eps)
+        if all_data:
+            explanation += (
+                "Each lasted one step with nothing leading up to it ("
+                + "; ".join(f"before step {e['start']}: {e['before']}" for e in data[:5])
+                + ") and the series was back at its baseline on the next step: single bad "
+                "batches (extreme or corrupted inputs, wrong labels), not updates too large for "
+                "the learning rate."
+            )
+        elif self.metric == "loss":
             explanation += (
                 "Loss spikes come from updates too large for the local curvature: a learning "
                 "rate too high for this point of training, clipping too loose to stop one bad "
@@ -340,6 +377,11 @@ class SpikeDetector:
         else:
             explanation += (
                 "Gradient-norm spikes precede loss spikes; clipping bounds the update they cause."
+            )
+        if data and not all_data:
+            explanation += (
+                f" {len(data)} of them (step(s) {', '.join(str(e['start']) for e in data[:8])}) "
+                "lasted one step with no lead-up: likely bad batches."
             )
         return [
             Finding(
@@ -356,12 +398,19 @@ class SpikeDetector:
                     "worst_peak": worst["peak"],
                     "worst_baseline": worst["baseline"],
                     "worst_ratio": round(worst["peak"] / max(abs(worst["baseline"]), 1e-12), 3),
+                    "bad_batch_steps": [e["start"] for e in data],
                     "recovery_steps": [
                         None if e["recovered_at"] is None else e["recovered_at"] - e["start"]
                         for e in eps
                     ],
                 },
-                fixes=spike_fixes(facts, self.max_lr or None),
+                fixes=(
+                    bad_batch_fixes(
+                        facts, [e["start"] for e in data], all(e["skipped"] for e in data)
+                    )
+                    if all_data
+                    else spike_fixes(facts, self.max_lr or None)
+                ),
                 source="log",
             )
         ]
@@ -376,6 +425,7 @@ class SpikeDetector:
             "last_step": self.last_step,
             "last_epoch": self.last_epoch,
             "max_lr": self.max_lr,
+            "onset": self.onset.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -386,3 +436,4 @@ class SpikeDetector:
         self.last_step = state.get("last_step")
         self.last_epoch = state.get("last_epoch")
         self.max_lr = float(state.get("max_lr", 0.0))
+        self.onset.load_state_dict(state.get("onset", {}))
