@@ -134,3 +134,14 @@ def test_a_file_that_only_lacks_what_another_file_sets_is_not_blamed(tmp_path: P
     config.write_text("learning_rate: 2.0e-4\nper_device_train_batch_size: 8\n")
     clip = {x.id: x for x in lint([config, ds]).findings}["no-grad-clipping"]
     assert clip.evidence["file"] == str(config) and clip.title.startswith("config.yaml: ")
+
+
+def test_the_file_that_disables_a_setting_is_named_not_the_one_that_leaves_it(
+    tmp_path: Path,
+) -> None:
+    config, ds = tmp_path / "config.yaml", tmp_path / "ds_config.json"
+    config.write_text("learning_rate: 2.0e-4\nper_device_train_batch_size: 8\n")
+    ds.write_text('{"train_micro_batch_size_per_gpu": 8, "gradient_clipping": 0}\n')
+    clips = [f for f in lint([config, ds]).findings if f.id == "no-grad-clipping"]
+    assert len(clips) == 1 and clips[0].title.startswith("ds_config.json: ")
+    assert [fx.changes for fx in clips[0].fixes] == [{"gradient_clipping": 1.0}]

@@ -6,7 +6,7 @@ its ds_config, as in seed 002 — and judges them in two passes:
 
 1. **each file alone**, completed by the other files only where it says nothing: a file's own
    finding (one the rules give on that file by itself, and still give once the other files fill
-   its gaps) names the file (``evidence.file``; with several files also the title). A
+   its gaps, whose fix does not change another file's setting) names the file (``evidence.file``; with several files also the title). A
    ``ds_config.json`` with ``gradient_clipping: 0`` beside a YAML clipping at 1.0 is reported,
    where a first-file-wins merge hid it; a file that merely lacks a clip the other file sets is
    not.
@@ -77,11 +77,12 @@ def judge(files: list[tuple[str, ConfigFacts]]) -> list[Finding]:
             if j != i:
                 view = view.merged(other)
         for f in lint_facts(view):
-            if f.id in alone:
+            touches = _files_of(f, view)
+            if f.id in alone and (not touches or name in touches):
                 title = f"{Path(name).name}: {f.title}" if several else f.title
                 own.append(_config(f, title=title, evidence={**f.evidence, "file": name}))
             elif f.id not in together:
-                together[f.id] = (f, _files_of(f, view) or [n for n, _ in files])
+                together[f.id] = (f, touches or [n for n, _ in files])
     out = own + conflicts(files)
     have = {f.id for f in out}
     for f, names in together.values():
