@@ -77,10 +77,11 @@ def test_lines_per_batch_under_one_epoch_are_numbered_in_order() -> None:
 
 
 def test_clip_percent_is_the_share_of_updates_clipped() -> None:
-    """fairseq 2018 ``clip=100%``: a fraction 1.0 under its own role, not a clip coefficient."""
+    """fairseq 2018 ``clip=100%``: a fraction 1.0 under its own role, not a clip coefficient,
+    kept as ``metrics["clip_fraction"]`` for the clipping detector."""
     data = read_run(_log("fairseq_clip_percent_301"))
     train = _train(data)
-    assert [r.metrics["clip"] for r in train] == [1.0] * 4
+    assert [r.metrics["clip_fraction"] for r in train] == [1.0] * 4
     assert all(r.clip_coef is None for r in train) and train[0].grad_norm == 2.1427
     assert data.roles["clip"].startswith("clip_fraction")
 
