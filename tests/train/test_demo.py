@@ -30,3 +30,7 @@ def test_demo_trains_rescues_and_diagnoses(
     # the doctor's verdict closes the demo: the clean run is clean, the unguarded one is not
     assert f"stabletrain doctor {tmp_path / 'digits-cnn'}  ->  no findings" in out
     assert "nonfinite-loss" in out and "chance-level" in out
+    # issue 13: the guard-off run's cause is the injected bad batch (step 30), named first
+    off_report = out.split(f"stabletrain doctor {tmp_path / 'unstable-digits-guard-off'}")[1]
+    first = off_report.splitlines()[1].split()
+    assert first[1] == "bad-batch" and "step 30" in off_report.splitlines()[1], off_report
