@@ -341,6 +341,25 @@ def wrong_direction(rule: str, configured: float | None, applied: float | None) 
     return False
 
 
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def config_diff(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The settings a patch changed, as ``key=value`` (``run.*`` bookkeeping aside)."""
+    a, b = _flat(before), _flat(after)
+    return [
+        as_set(k, b.get(k))
+        for k in sorted(set(a) | set(b))
+        if not k.startswith("run.") and _norm(a.get(k)) != _norm(b.get(k))
+    ]
+
+
 def brief_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
@@ -388,10 +407,14 @@ class Loop:
             if rc != 0 or not fixed_cfg.exists():
                 return None, [], {"--patch": msg}, None, "patch failed"
             data = yaml.safe_load(fixed_cfg.read_text()) or {}
+            before = yaml.safe_load((bdir / "config.yaml").read_text()) or {}
+            changed = config_diff(before, data)
+            if not changed:
+                return None, [], {}, None, "no advice (the patched config is unchanged)"
             lr = _lr((data.get("optim") or {}).get("lr"))
             run = train_run(self.tree, case.model, fixed_cfg, [], out / "fixed", chance)
             refused = {"train": run.error} if run.error else {}
-            return run, [f"(patched {fixed_cfg.name})"], refused, lr, ""
+            return run, changed, refused, lr, ""
         if not adv.overrides:
             return None, [], {}, None, "no advice"
         ok, refused = self.tree.validate(case.config, base, adv.overrides)
