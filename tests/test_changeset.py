@@ -278,3 +278,18 @@ def test_lr_base_is_what_ran_before_the_problem_when_the_config_says_far_more(
     up = _finding("underfitting", Fix("raise 10x", relative={"lr": 10.0}), steps=[315])
     cs = resolve([up], facts, run.records)
     assert cs.changes == {} and "lowers lr" in cs.dropped[0]
+
+
+def test_warmup_advice_fits_the_run(tmp_path: Path) -> None:
+    # a 100-step run is not told to warm up for 500 steps (it would never reach its LR)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("optim: {name: adamw, lr: 0.02}\ntrain: {max_steps: 100, max_grad_norm: 1.0}\n")
+    report = lint(cfg)
+    warm = [
+        v
+        for f in report.findings
+        for fx in f.fixes
+        for k, v in fx.changes.items()
+        if "warmup_steps" in k
+    ]
+    assert warm and all(0 < v <= 20 for v in warm), warm

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stabletrain.detectors.fixes import fmt, make_fix, nice, user_key
+from stabletrain.detectors.fixes import fmt, make_fix, nice, user_key, warmup_steps_for
 from stabletrain.detectors.plateau import conflict_fix
 from stabletrain.records import ConfigFacts, Finding
 
@@ -292,9 +292,11 @@ def _warmup(facts: ConfigFacts) -> list[Finding]:
     if ratio is not None and ratio > 0:
         fix = make_fix(facts, "Warm up longer", warmup_ratio=max(0.1, 2 * ratio))
     elif steps:
-        fix = make_fix(facts, "Warm up longer", warmup_steps=int(max(2 * steps, 500)))
+        fix = make_fix(
+            facts, "Warm up longer", warmup_steps=warmup_steps_for(facts, max(2 * steps, 500))
+        )
     else:
-        fix = make_fix(facts, "Add a linear warmup", warmup_steps=500)
+        fix = make_fix(facts, "Add a linear warmup", warmup_steps=warmup_steps_for(facts, 500))
     return [
         _finding(
             "warmup-short",

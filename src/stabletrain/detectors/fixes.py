@@ -204,7 +204,11 @@ def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]
     ratio = facts.get("warmup_ratio")
     if (warm in (None, 0)) and (ratio in (None, 0, 0.0)):
         fixes.append(
-            make_fix(facts, "Add a learning-rate warmup (a few hundred steps).", warmup_steps=500)
+            make_fix(
+                facts,
+                "Add a learning-rate warmup (a few hundred steps, at most a fifth of the run).",
+                warmup_steps=warmup_steps_for(facts, 500),
+            )
         )
     fixes.append(
         Fix(
@@ -239,6 +243,19 @@ def tighter_clip_fix(facts: ConfigFacts, target: float, why: str) -> Fix | None:
     return make_fix(
         facts, f"Enable gradient clipping at norm {target:g} {why}.", max_grad_norm=target
     )
+
+
+#: a warm-up longer than this share of the run keeps the LR low for most of it
+WARMUP_SHARE = 0.2
+
+
+def warmup_steps_for(facts: ConfigFacts, want: float, run_steps: float | None = None) -> int:
+    """``want`` warm-up steps, at most ``WARMUP_SHARE`` of the run (its ``max_steps``, else
+    ``run_steps`` seen in the log): 500 steps of warm-up in a 100-step run never reach the LR."""
+    total = facts.number("max_steps", positive=True) or run_steps
+    if total is not None and total > 0:
+        want = min(want, WARMUP_SHARE * total)
+    return max(1, int(want))
 
 
 def lower_lr_fix(facts: ConfigFacts, factor: float, logged_lr: float | None = None) -> Fix:

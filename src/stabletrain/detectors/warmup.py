@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from stabletrain.detectors.columns import Batch
-from stabletrain.detectors.fixes import make_fix
+from stabletrain.detectors.fixes import make_fix, warmup_steps_for
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 _MAX_EVENTS = 4096
@@ -167,7 +167,7 @@ class WarmupDetector:
         if late_n and (len(early) / early_steps) < 5 * (late_n / late_steps):
             return []
         severe = any(e[1] for e in early)
-        fixes = [self._fix(facts, end - first)]
+        fixes = [self._fix(facts, end - first, span + 1)]
         return [
             Finding(
                 id="warmup-short",
@@ -200,16 +200,20 @@ class WarmupDetector:
         ]
 
     @staticmethod
-    def _fix(facts: ConfigFacts, window: int) -> Fix:
+    def _fix(facts: ConfigFacts, window: int, span: int) -> Fix:
+        """A longer warm-up, never more than a fifth of the run (``warmup_steps_for``)."""
         ratio, steps = facts.get("warmup_ratio"), facts.get("warmup_steps")
         if isinstance(ratio, (int, float)) and ratio > 0:
             return make_fix(
-                facts, "Warm up twice as long", warmup_ratio=max(0.1, round(2 * ratio, 3))
+                facts, "Warm up twice as long", warmup_ratio=min(0.2, max(0.1, round(2 * ratio, 3)))
             )
         if isinstance(steps, (int, float)) and steps > 0:
-            return make_fix(facts, "Warm up longer", warmup_steps=int(max(2 * steps, window)))
+            want = warmup_steps_for(facts, max(2 * steps, window), span)
+            return make_fix(facts, "Warm up longer", warmup_steps=want)
         return make_fix(
-            facts, "Add a linear LR warmup over the unstable stretch", warmup_steps=max(100, window)
+            facts,
+            "Add a linear LR warmup over the unstable stretch",
+            warmup_steps=warmup_steps_for(facts, max(100, window), span),
         )
 
     def state_dict(self) -> dict[str, Any]:
