@@ -193,3 +193,15 @@ def test_a_class_count_printed_in_the_log_makes_chance_level_sure(tmp_path: Path
     log.write_text("\n".join(lines) + "\n")
     [f] = [f for f in diagnose(log).findings if f.id == "chance-level"]
     assert f.severity == "error" and f.evidence["num_classes"] == 10
+
+
+def test_a_zigzag_of_six_evals_has_no_noise_estimate_and_is_only_a_note() -> None:
+    # Keras issue 8680 excerpt: val_loss 0.6673, 0.66, 0.683, 0.6429, 0.6869, 0.634 — two
+    # "spikes" of 0.02-0.04 with only two inner evals that are not peaks: no noise to judge by
+    report = diagnose(REPO / "tests/fixtures/logs/keras_cifar_8680/log.txt")
+    [f] = [f for f in report.findings if f.id == "eval-unstable"]
+    assert f.severity == "info" and TOO_FEW in f.title
+    assert f.evidence["evidence_records"] == 2 and f.evidence["evidence_min_records"] == 3
+    # the same zigzag continued for 12 evals: a noise estimate exists, and it is noise
+    zigzag = [0.6673, 0.66, 0.683, 0.6429, 0.6869, 0.634] * 2
+    assert replay(_evals(zigzag), None, [EvalDetector()]) == []

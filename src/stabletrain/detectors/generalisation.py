@@ -29,10 +29,12 @@
   So it is a note (``info``) that says so and asks for the class count; it is not a guess. With
   ``num_classes``/``vocab_size`` known, :mod:`stabletrain.detectors.trends` judges chance level.
 
-Minimum evidence: the eval curve's noise σ (:func:`~stabletrain.detectors.robust.trend_noise`)
-needs ≥ 3 inner points, i.e. ≥ 5 evals; ``eval-unstable`` is not judged below that, and an
-``overfitting`` on 4 evals (its rise judged against no noise estimate) is a note
-(:func:`~stabletrain.detectors.evidence.too_few`).
+Minimum evidence: both findings weigh a move against the eval curve's noise σ
+(:func:`~stabletrain.detectors.robust.trend_noise`), measured on the inner evals that are not
+local peaks; with fewer than 3 of those there is no noise estimate (σ = 0) and the rule rests on
+its materiality floors alone — a zigzag of six Keras evals (0.660, 0.683, 0.643, 0.687, 0.634)
+would read as two spikes. Such a finding is a note (:func:`~stabletrain.detectors.evidence.too_few`);
+``eval-unstable`` is not judged at all under ``min_evals`` (5) evals.
 
 The training loss at each eval is the mean of the training records since the previous eval,
 leaving out steps marked skipped: their loss comes from a batch that never reached the weights
@@ -54,7 +56,7 @@ from stabletrain.detectors.bins import sequential_sum
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.evidence import too_few
 from stabletrain.detectors.fixes import fmt, lower_lr, make_fix
-from stabletrain.detectors.robust import spearman, trend_noise
+from stabletrain.detectors.robust import MIN_NOISE_POINTS, noise_points, spearman, trend_noise
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 
@@ -255,7 +257,7 @@ class EvalDetector:
         if not fixes:
             fixes.append(Fix("Lower the learning rate (e.g. halve it) or add LR decay"))
         series = ", ".join(fmt(v) for v in vals[-8:])
-        return Finding(
+        finding = Finding(
             id="eval-unstable",
             severity="warning",
             title=f"Eval loss fluctuates: no new best for {since} evals after {fmt(best)}",
@@ -290,6 +292,7 @@ class EvalDetector:
             fixes=fixes,
             related=["lr-constant", "clip-saturated", "grad-norm-growth"],
         )
+        return too_few(finding, noise_points(vals), MIN_NOISE_POINTS, "evals to measure noise on")
 
     def _overfitting(self, facts: ConfigFacts) -> Finding | None:
         rows = [e for e in self.evals if e[3] is not None]
@@ -340,7 +343,7 @@ class EvalDetector:
             fixes=fixes,
             related=["eval-unstable"],
         )
-        return too_few(finding, len(rows), self.min_evals, "evals")
+        return too_few(finding, noise_points(vals), MIN_NOISE_POINTS, "evals to measure noise on")
 
     def state_dict(self) -> dict[str, Any]:
         return {

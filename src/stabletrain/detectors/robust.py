@@ -43,6 +43,21 @@ def spearman(xs: list[float]) -> float:
     return 1.0 - 6.0 * d2 / (n * (n * n - 1))
 
 
+#: points :func:`trend_noise` needs for a noise estimate (below it, it returns 0: no estimate)
+MIN_NOISE_POINTS = 3
+
+
+def noise_points(values: list[float]) -> int:
+    """How many points :func:`trend_noise` measures the noise on: the inner points of the series
+    that are not local peaks. Fewer than :data:`MIN_NOISE_POINTS`: no noise estimate, so a rule
+    that compares a move with the noise has nothing to compare it with."""
+    return sum(
+        1
+        for i in range(1, len(values) - 1)
+        if not (values[i] > values[i - 1] and values[i] > values[i + 1])
+    )
+
+
 def trend_noise(values: list[float]) -> float:
     """Robust σ of a short series (evals, per-epoch means) around its running median of 3, over
     the points that are not local peaks, so the spikes a detector is judging do not inflate the
@@ -53,7 +68,7 @@ def trend_noise(values: list[float]) -> float:
         if v > a and v > b:
             continue
         resid.append(abs(v - sorted((a, v, b))[1]))
-    if len(resid) < 3:
+    if len(resid) < MIN_NOISE_POINTS:
         return 0.0
     resid.sort()
     return _MAD_TO_STD * resid[len(resid) // 2]
