@@ -13,7 +13,14 @@ Minima in use (each detector's docstring gives the reasoning):
 - ``slow-steps`` level shift: :data:`MIN_TREND_POINTS` epoch/stretch durations (its 3× jump
   and steady-drift rules already ask for ≥ 3 bins / 6 blocks of ≥ 3 durations each);
 - ``clip-saturated`` from a logged clip fraction: ``ClippingDetector.min_logged`` intervals;
-- ``chance-level`` from accuracy without a class count: ``AccuracyFloor.min_records``.
+- ``eval-unstable`` / ``overfitting``: :data:`~stabletrain.detectors.robust.MIN_NOISE_POINTS`
+  inner evals that are not peaks (the eval curve's noise estimate);
+- ``chance-level`` from accuracy without a class count: ``AccuracyFloor.min_records`` (a note
+  in any case: without the class count it is a bound, not a verdict).
+
+Not yet applied (other owners' detectors): the spike detector's early-window rule judges the
+first values of a log against 2-3 values before them (``early_min``); a spike found that way on
+a log of a handful of records could call ``too_few`` the same way.
 """
 
 from __future__ import annotations
