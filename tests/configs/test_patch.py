@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stabletrain.configs.patch import ADDED, default_output, plan_patch, write_patch
 from stabletrain.configs.read import read_config
@@ -176,3 +179,60 @@ def test_a_key_inside_a_shared_anchor_is_refused_not_edited_everywhere(tmp_path:
         "run": {"lr": 0.1, "optimizer": "adam"},
         "max_grad_norm": 1.0,
     }
+
+
+_NAMES = st.text("abcdefgh_", min_size=1, max_size=6)
+_SCALARS = st.one_of(
+    st.integers(-1000, 1000),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.booleans(),
+    st.text("abc xyz:#-", max_size=8),
+    st.none(),
+)
+_TREES = st.recursive(
+    _SCALARS, lambda kids: st.dictionaries(_NAMES, kids, min_size=1, max_size=4), max_leaves=12
+)
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out.update(_leaves(v, key) if isinstance(v, dict) and v else {key: v})
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tree=st.dictionaries(_NAMES, _TREES, min_size=1, max_size=5),
+    pick=st.integers(0, 100),
+    value=st.one_of(st.floats(allow_nan=False, width=32), st.integers(-5, 5)),
+    style=st.sampled_from(["yaml-block", "yaml-flow", "json"]),
+)
+def test_any_leaf_is_set_and_nothing_else_moves(
+    tree: dict[str, Any], pick: int, value: float, style: str, tmp_path_factory: Any
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / ("c.json" if style == "json" else "c.yaml")
+    if style == "json":
+        path.write_text(json.dumps(tree, indent=2), encoding="utf-8")
+    else:
+        text = yaml.safe_dump(tree, default_flow_style=style == "yaml-flow", sort_keys=False)
+        path.write_text(f"# a comment\n{text}", encoding="utf-8")
+    leaves = _leaves(tree)
+    key = sorted(leaves)[pick % len(leaves)]
+    try:
+        patch = plan_patch(path, {key: value})
+    except ConfigError as e:  # a file the config reader refuses (no mapping...), one line
+        assert str(path) in str(e) and "\n" not in str(e)
+        return
+    if patch.refused:  # a key that names a known setting of another framework
+        assert len(patch.refused) == 1 and patch.refused[0].startswith(f"{key}: ")
+        return
+    back = json.loads(patch.text) if style == "json" else yaml.safe_load(patch.text)
+    got = _leaves(back)
+    written = {e.key for e in patch.edits}
+    for k, v in leaves.items():
+        if k not in written:
+            assert got[k] == v or (v != v and got[k] != got[k]), k
+    for e in patch.edits:
+        assert e.key in got

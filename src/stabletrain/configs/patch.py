@@ -26,6 +26,7 @@ checked before anything is written.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -77,6 +78,8 @@ class Patch:
     path: Path
     format: str
     text: str
+    #: the file's settings before the patch (what every untouched key must still read as)
+    original: Any = None
     edits: list[Edit] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -102,7 +105,12 @@ def plan_patch(config: str | os.PathLike[str], changes: dict[str, Any]) -> Patch
     tree, notes = load_tree(path)
     text = safe_io.read_text(path, max_bytes=safe_io.CONFIG_MAX_BYTES, error=ConfigError)
     is_json = path.suffix == ".json" or text.lstrip().startswith("{")
-    patch = Patch(path=path, format=facts.format or ("json" if is_json else "yaml"), text=text)
+    patch = Patch(
+        path=path,
+        format=facts.format or ("json" if is_json else "yaml"),
+        text=text,
+        original=copy.deepcopy(tree),
+    )
     if notes:
         patch.notes.append(f"{path}: its comments could not be kept (JSON has none)")
     targets = _targets(changes, facts, tree, patch)
@@ -399,7 +407,7 @@ def _round_trip(yaml_class: Any, text: str) -> Any:
     """A round-trip YAML whose new floats PyYAML reads back as floats and whose block sequences
     keep the file's indentation."""
     yaml = yaml_class(typ="rt")
-    yaml.Representer = _representer()
+    yaml.Representer, yaml.Constructor = _representer(), _constructor()
     yaml.preserve_quotes = True
     yaml.width = 4096  # never fold a long line the file did not fold
     m = re.search(r"^( *)[^\s#-][^\n]*:\s*\n( *)- ", text, re.M)
@@ -409,7 +417,35 @@ def _round_trip(yaml_class: Any, text: str) -> Any:
     return yaml
 
 
+class _FileFloat(str):
+    """A float as the file spells it: ruamel re-formats the floats it reads and can drop a
+    digit (6.298590155427021e+16 → 6.29859015542702e+16), so untouched floats are kept as text
+    (``number`` holds the value)."""
+
+    number: float
+
+
 _REPRESENTER: Any = None
+_CONSTRUCTOR: Any = None
+
+
+def _constructor() -> Any:
+    """ruamel's round-trip constructor, reading floats as :class:`_FileFloat`."""
+    global _CONSTRUCTOR
+    if _CONSTRUCTOR is None:
+        from ruamel.yaml.constructor import RoundTripConstructor
+
+        class Constructor(RoundTripConstructor):  # type: ignore[misc]
+            pass
+
+        def float_of(self: Any, node: Any) -> _FileFloat:
+            out = _FileFloat(node.value)
+            out.number = float(RoundTripConstructor.construct_yaml_float(self, node))
+            return out
+
+        Constructor.add_constructor("tag:yaml.org,2002:float", float_of)
+        _CONSTRUCTOR = Constructor
+    return _CONSTRUCTOR
 
 
 def _representer() -> Any:
@@ -428,6 +464,10 @@ def _representer() -> Any:
         def null_repr(rep: Any, _value: None) -> Any:
             return rep.represent_scalar("tag:yaml.org,2002:null", "null")
 
+        def file_float_repr(rep: Any, value: _FileFloat) -> Any:
+            return rep.represent_scalar("tag:yaml.org,2002:float", str(value))
+
+        Representer.add_representer(_FileFloat, file_float_repr)
         Representer.add_representer(float, float_repr)
         Representer.add_representer(type(None), null_repr)
         _REPRESENTER = Representer
@@ -451,6 +491,8 @@ def _yaml_float(x: float) -> str:
 
 def _plain(v: Any) -> Any:
     """A round-trip scalar (ScalarFloat...) as its plain Python value, for the summary."""
+    if isinstance(v, _FileFloat):
+        return v.number
     if isinstance(v, bool) or v is None or v == ADDED:
         return v
     if isinstance(v, float):
@@ -477,6 +519,26 @@ def _check(patch: Patch) -> None:
                 f"{patch.path}: patching {e.key} did not read back as {e.new!r} (got {got!r}); "
                 "nothing written"
             )
+    edited = [_parts(e.key) for e in patch.edits] + [[e.key] for e in patch.edits]
+    for parts, before in _leaves(patch.original, []):
+        if any(parts[: len(p)] == p for p in edited):
+            continue
+        found, got = _get(tree, parts)
+        if not found or not _equal(got, before):
+            where = ".".join(str(x) for x in parts)
+            raise ConfigError(
+                f"{patch.path}: patching would change {where} ({before!r} → {got!r}), which "
+                "no change names; nothing written"
+            )
+
+
+def _leaves(node: Any, prefix: list[str | int]) -> list[tuple[list[str | int], Any]]:
+    """(path, value) of every scalar under ``node``."""
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in _leaves(v, [*prefix, k])]
+    if isinstance(node, list):
+        return [leaf for i, v in enumerate(node) for leaf in _leaves(v, [*prefix, i])]
+    return [(prefix, node)]
 
 
 def _equal(a: Any, b: Any) -> bool:
