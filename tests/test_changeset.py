@@ -293,3 +293,11 @@ def test_warmup_advice_fits_the_run(tmp_path: Path) -> None:
         if "warmup_steps" in k
     ]
     assert warm and all(0 < v <= 20 for v in warm), warm
+
+
+def test_a_root_cause_fixed_in_code_changes_no_step_size(real_logs: Path) -> None:
+    # intermittent NaN steps with finite steps around them: the batches, not the LR
+    report = diagnose(real_logs / "issue_timemoe_71_intermittent_nan/log.txt")
+    cs = report.change_set
+    assert cs.actions and "batch" in cs.actions[0].description.lower()
+    assert "learning_rate" not in cs.changes, cs.changes

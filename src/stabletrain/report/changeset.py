@@ -237,6 +237,12 @@ def resolve(
     # change repairs nothing); elsewhere the first finding that changes the step size owns it
     effects = _chain_of(root, problems) - {id(root)}
     root_owns = any(not is_alternative(x) for x in root.fixes)
+    root_primary = next((x for x in root.fixes if not is_alternative(x)), None)
+    # the root cause fixed in code or data (a bad batch, a schedule bug): no step-size change in
+    # its chain, its own included, repairs it
+    code_fixed = root_primary is not None and not (root_primary.changes or root_primary.relative)
+    if code_fixed:
+        effects.add(id(root))
     owner: Finding | None = None  # outside the root's chain: the first to change the step size
 
     for f in problems:
@@ -264,7 +270,9 @@ def resolve(
                 name = knobs.get(key)
                 current = _now(facts, name, klass, out.base_lr)
                 lead = root if (root_owns and id(f) in effects) else owner
-                why = _refuse(f, klass, key, name, value, current, lr_blocked, lead, out)
+                why = _refuse(
+                    f, klass, key, name, value, current, lr_blocked, lead, out, code_fixed
+                )
                 if why is None and _already(facts, key, value, name, current):
                     why = "already set"
                 if why is not None:
@@ -374,6 +382,7 @@ def _refuse(
     lr_blocked: str | None,
     owner: Finding | None,
     out: ChangeSet,
+    code_fixed: bool = False,
 ) -> str | None:
     """Why ``key := value`` from ``f`` stays out of the change set ("" = a repeat, said once)."""
     if name is None or (key in out.changes and out.changes[key] == value):
@@ -391,7 +400,12 @@ def _refuse(
         return f"it {why}, the wrong way for {article} {klass} finding"
     if key in out.changes:
         return _taken(key, value, out)
-    if owner is not None and owner is not f:
+    if owner is not None and (owner is not f or code_fixed):
+        if code_fixed:
+            return (
+                f"the root cause {owner.id} is fixed in code or data; a step-size change "
+                "does not repair it"
+            )
         return f"the step size is {owner.id}'s to change (root cause first)"
     return None
 
