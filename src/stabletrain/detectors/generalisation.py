@@ -168,9 +168,11 @@ class EvalDetector:
         """``update`` for every record of the batch (see ``detectors.base``)."""
         loss, eval_loss = batch.floats("loss"), batch.floats("eval_loss")
         acc, eval_acc = batch.floats("accuracy"), batch.floats("eval_accuracy")
-        # accuracies in record order, a record's train value before its eval value
-        both = np.stack((acc, eval_acc), axis=1).ravel()
-        self.accuracy.add(both[np.isfinite(both)].tolist())
+        i_acc, i_eacc = np.flatnonzero(np.isfinite(acc)), np.flatnonzero(np.isfinite(eval_acc))
+        if i_acc.size + i_eacc.size:  # in record order, a record's train value before its eval
+            keys = np.concatenate((i_acc * 2, i_eacc * 2 + 1))
+            vals = np.concatenate((acc[i_acc], eval_acc[i_eacc]))
+            self.accuracy.add(vals[np.argsort(keys, kind="stable")].tolist())
         i_loss = batch.finite("loss")
         i_loss = i_loss[batch.floats("skipped")[i_loss] != 1.0]  # skipped steps are left out
         i_eval = np.flatnonzero(np.isfinite(eval_loss))
