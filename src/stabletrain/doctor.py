@@ -108,7 +108,7 @@ def diagnose(
         seen = {f.id for f in log_findings}
         log_findings += scale_findings(run.events, _scaled(batch), facts, seen)
         timeline = guard_timeline(run.events)
-        log_findings += guard_findings(timeline)
+        log_findings += guard_findings(timeline, facts, {f.id for f in log_findings})
         config_findings = _lint(facts) if facts.facts else []
         span = _train_span(batch)
         findings = join(log_findings, config_findings, keep_unconfirmed=given, span=span)

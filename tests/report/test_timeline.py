@@ -74,3 +74,24 @@ def test_damaged_rows_are_ignored_and_schedule_changes_are_not_actions() -> None
     tl = guard_timeline(rows)
     assert tl == [{"step": 6, "action": "abort", "reason": "only bad data for 50 steps"}]
     assert timeline_lines(tl) == ["abort at step 6: only bad data for 50 steps"]
+
+
+def test_guard_init_check_is_a_bad_init_finding_unless_the_log_showed_it(tmp_path: Path) -> None:
+    run = tmp_path / "badinit"
+    argv = ["train", str(CONFIGS / "digits-cnn.yaml"), "--run-dir", str(run), "--no-progress"]
+    for o in ("run.tensorboard=false", "train.max_steps=5", "model.cnn.init=normal",
+              "model.cnn.init_std=1.0"):  # fmt: skip
+        argv += ["--set", o]
+    main(argv)
+    from stabletrain.logs.read import read_run
+    from stabletrain.report.timeline import guard_findings
+
+    data = read_run(run)
+    tl = guard_timeline(data.events)
+    assert "init-warning" in [a["action"] for a in tl]
+    (f,) = [x for x in guard_findings(tl, data.facts) if x.id == "bad-init"]
+    assert f.source == "guard"
+    assert f.fixes[0].changes["model.cnn.init"] == "kaiming"
+    assert not [x for x in guard_findings(tl, data.facts, {"bad-init"}) if x.id == "bad-init"]
+    # the doctor reports it once (the log's first loss shows it too)
+    assert [x.id for x in diagnose(run).findings].count("bad-init") == 1

@@ -15,8 +15,9 @@ The guard writes each action to ``events.jsonl`` (``logs/runlog.py``: ``{"step",
 - :func:`timeline_lines` — one line per group of consecutive actions of one kind, for the text
   report ("skip x4 at steps 30, 50, 75, 100: non-finite loss x2, spike x2").
 - :func:`guard_findings` — findings with ``source="guard"`` for what only the guard knows: it
-  stopped the run (``guard-abort``), or rolled it back (``guard-rollback``). Skips need none:
-  the skipped steps are in the log itself and its detectors report them.
+  stopped the run (``guard-abort``), rolled it back (``guard-rollback``), or measured the
+  initial weights far above Kaiming's scale (``bad-init``, unless the log showed it too). Skips
+  need none: the skipped steps are in the log itself and its detectors report them.
 
 Limits: rows that are not objects or lack an ``event`` are ignored (the reader already noted
 damaged lines); at most ``MAX_ACTIONS`` actions are kept, with the count of the rest.
@@ -24,10 +25,11 @@ damaged lines); at most ``MAX_ACTIONS`` actions are kept, with the count of the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from stabletrain.records import Finding, Fix
+from stabletrain.detectors.init import init_fixes
+from stabletrain.records import ConfigFacts, Finding, Fix
 
 #: event name in events.jsonl → action name in the timeline
 ACTIONS: dict[str, str] = {
@@ -116,9 +118,32 @@ def timeline_lines(timeline: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def guard_findings(timeline: list[dict[str, Any]]) -> list[Finding]:
-    """``guard-abort`` / ``guard-rollback`` findings (``source="guard"``) from the timeline."""
+def guard_findings(
+    timeline: list[dict[str, Any]],
+    facts: ConfigFacts | None = None,
+    seen: Collection[str] = (),
+) -> list[Finding]:
+    """``guard-abort`` / ``guard-rollback`` findings (``source="guard"``) from the timeline, and
+    ``bad-init`` from the guard's weight check before the first step (``init-warning``) when the
+    log's own detectors (``seen``) did not report it."""
     out: list[Finding] = []
+    inits = [a for a in timeline if a["action"] == "init-warning"]
+    if inits and "bad-init" not in seen:
+        out.append(
+            Finding(
+                id="bad-init",
+                severity="warning",
+                title="Bad initialisation: the guard measured weights far above Kaiming's scale",
+                explanation=(
+                    "Before the first step the guard compared each layer's weight std with "
+                    f"sqrt(2/fan_in): {inits[0]['reason']}"
+                ),
+                steps=[a["step"] for a in inits[:1] if a["step"] is not None],
+                evidence={"direction": "instability", "guard": inits[0]["reason"][:300]},
+                fixes=init_fixes(facts or ConfigFacts()),
+                source="guard",
+            )
+        )
     rollbacks = [a for a in timeline if a["action"] == "rollback"]
     caps = [a for a in timeline if a["action"] in ("lr-backoff", "lr-reduced")]
     if rollbacks:
