@@ -72,12 +72,16 @@ class Verification:
     after: Outcome
     verdict: Verdict
     reason: str
+    #: the settings the re-run trains with that differ from the broken run's saved config.yaml
+    #: (the patch's own changes, and any drift of the given config from what ran)
+    changed: list[str] = field(default_factory=list)
     #: the doctor's report on the re-run (its findings decide the command's exit code)
     report: Report | None = None
 
     def lines(self) -> list[str]:
         return [
             f"verify: re-trained the patched config for {self.steps} steps in {self.run_dir}",
+            f"  changed {'; '.join(self.changed) or 'nothing (same settings as the run)'}",
             f"  before  {self.before.line()}",
             f"  after   {self.after.line()}",
             f"  verdict {self.verdict}: {self.reason}",
@@ -102,6 +106,7 @@ class Verification:
             "after": side(self.after),
             "verdict": self.verdict,
             "reason": self.reason,
+            "changed": list(self.changed),
         }
 
 
@@ -140,6 +145,7 @@ def verify(
     if n < 1:
         raise ConfigError(f"--verify-steps must be at least 1, got {n}")
     cfg = load_config(fixed_config)
+    changed = _changed(Path(str(broken.source)), cfg)
     cfg.train.max_steps = n
     out = Path(run_dir)
     cfg.run.dir = str(out)
@@ -154,7 +160,24 @@ def verify(
     before = outcome(broken, n)
     after = outcome(after_report, n)
     verdict, reason = judge(before, after)
-    return Verification(out, n, before, after, verdict, reason, after_report)
+    return Verification(out, n, before, after, verdict, reason, changed, after_report)
+
+
+def _changed(run: Path, cfg: Any) -> list[str]:
+    """``optim.lr (run 3.0, patched 0.1)`` for each setting of ``cfg`` that differs from the
+    run dir's saved config (where it runs and for how long aside)."""
+    from stabletrain.train.config import load_config
+    from stabletrain.train.rundir import config_differences
+
+    saved = run / "config.yaml"
+    if not saved.is_file():
+        return ["(the run dir has no config.yaml to compare with)"]
+    try:
+        before = load_config(saved)
+    except ConfigError:
+        return ["(the run dir's config.yaml is not a trainer config)"]
+    diffs = config_differences(before.model_dump(mode="json"), cfg.model_dump(mode="json"))
+    return [d.replace("(saved ", "(run ").replace(", now ", ", patched ") for d in diffs]
 
 
 def outcome(report: Report, at: int | None = None) -> Outcome:
