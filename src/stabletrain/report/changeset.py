@@ -107,15 +107,9 @@ class ChangeSet:
             "cause": self.cause,
             "changes": dict(self.changes),
             "reasons": dict(self.reasons),
-            "alternatives": [
-                {"description": a.description, "changes": dict(a.changes), "code": a.code}
-                for a in self.alternatives
-            ],
+            "alternatives": [_fix_json(a) for a in self.alternatives],
             "dropped": list(self.dropped),
-            "actions": [
-                {"description": a.description, "changes": dict(a.changes), "code": a.code}
-                for a in self.actions
-            ],
+            "actions": [_fix_json(a) for a in self.actions],
             "base_lr": self.base_lr,
             "base_lr_source": self.base_lr_source,
         }
@@ -132,6 +126,10 @@ class ChangeSet:
 
     def __bool__(self) -> bool:
         return bool(self.changes or self.alternatives or self.actions)
+
+
+def _fix_json(fix: Fix) -> dict[str, Any]:
+    return {"description": fix.description, "changes": dict(fix.changes), "code": fix.code}
 
 
 def base_lr(
