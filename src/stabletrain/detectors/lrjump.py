@@ -37,6 +37,8 @@ from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 #: consecutive logged LRs this far apart upwards are a jump (a linear warm-up past its first
 #: logged point grows at most 2x between points; 3x leaves room for rounding and uneven logging)
 JUMP = 3.0
+#: rounding room when comparing the LR's growth with the step count's (a log writing 3 digits)
+RAMP_SLACK = 1.1
 #: logged values on each side of a jump that describe its effect
 AFTER = 10
 
@@ -77,8 +79,9 @@ class LRJumpDetector:
     def _is_jump(self, prev: float | None, prev_step: int | None, lr: float, step: int) -> bool:
         if prev is None or prev_step is None or lr < self.jump * prev:
             return False
-        # a linear ramp from zero: lr grows as the step; anything steeper is no ramp
-        return prev_step <= 0 or lr / prev > step / prev_step
+        # a linear ramp from zero: lr grows as the step (or slower, when it starts above zero);
+        # steeper than that, beyond rounding of the logged values (RAMP_SLACK), is no ramp
+        return prev_step <= 0 or lr / prev > RAMP_SLACK * step / prev_step
 
     def _add_jump(self, record: StepRecord, lr: float) -> Finding:
         self.n_jumps += 1
