@@ -66,6 +66,11 @@ def test_patch_writes_the_change_set_into_a_copy(
     assert changes and code == ExitCode.FINDINGS
     assert report["read"]["config"] == f"given with --patch: {config}"
     assert f"patched {config} → {fixed}:" in err
+    patch = report["patch"]  # the same, machine-readable
+    assert patch["written"] and patch["output"] == str(fixed) and patch["config"] == str(config)
+    assert {e["from"] for e in patch["edits"]} | {r.split(":")[0] for r in patch["refused"]} == set(
+        changes
+    )
     assert config.read_text(encoding="utf-8") == BROKEN  # the input is never written over
     text = fixed.read_text(encoding="utf-8")
     assert "# plain SGD" in text and text.startswith("# digits CNN")

@@ -12,14 +12,20 @@ plot panel beside it; ``json`` is the machine format (``Report.to_json``).
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stabletrain import safe_io
-from stabletrain.errors import ConfigError, ExitCode, LogReadError
+from stabletrain.configs.patch import ADDED
+from stabletrain.errors import CheckpointError, ConfigError, ExitCode, LogReadError
 from stabletrain.records import Severity
 from stabletrain.report.model import Report
+
+if TYPE_CHECKING:
+    from stabletrain.verify import Verification
 
 
 def parse_mapping(items: list[str] | None) -> dict[str, str] | None:
@@ -94,19 +100,27 @@ def _finish(
 def _patch(command: str, report: Report, config: str, args: argparse.Namespace) -> int:
     """The report, then its change set written into a copy of ``config`` (``-o``), then — with
     ``--verify`` — the patched config re-trained and judged. The exit code is the report's; with
-    ``--verify`` it is the re-run's (1 when it still has findings at or above ``--fail-on``)."""
+    ``--verify`` it is the re-run's (1 when it still has findings at or above ``--fail-on``).
+
+    Text: the lines follow the report on stdout; md/html: they go to stderr. JSON: the report
+    gets ``"patch"`` (config, output, written, edits, refused, notes) and ``"verify"`` objects,
+    and the lines go to stderr.
+    """
     from stabletrain.configs.patch import default_output, plan_patch, write_patch
 
-    code = _finish(command, report, args)
-    if code == ExitCode.UNUSABLE_INPUT:
-        return code
-    # the report owns stdout in the machine formats; the patch summary then goes to stderr
+    machine = args.format == "json"  # the report waits for the patch and verify objects
+    code = ExitCode.FINDINGS if report.fails(_fail_on(args)) else ExitCode.CLEAN
+    if not machine:
+        _finish(command, report, args)
+    # stdout is the report's when it is a document (json, md, html): the lines go to stderr
     say = sys.stdout if args.format == "text" else sys.stderr
+    extra: dict[str, Any] = {}
     out = Path(args.output) if getattr(args, "output", None) else default_output(config)
     changes = report.change_set.changes
     if not changes:
         print(f"stabletrain {command}: nothing to patch (the change set is empty)", file=say)
-        return code
+        extra["patch"] = {"config": config, "output": None, "written": False, "edits": []}
+        return _json(report, extra, code) if machine else code
     try:
         plan = plan_patch(config, changes)
         if plan.edits:
@@ -117,29 +131,59 @@ def _patch(command: str, report: Report, config: str, args: argparse.Namespace) 
     print(f"\n{head}:", file=say)
     for line in plan.summary():
         print(f"  {line}", file=say)
-    if not getattr(args, "verify", False):
-        return code
-    if not plan.edits:
-        print("stabletrain doctor: nothing to verify (no change could be written)", file=say)
-        return code
-    return _verify(report, out, args, say)
+    extra["patch"] = {
+        "config": config,
+        "output": str(out) if plan.edits else None,
+        "written": bool(plan.edits),
+        "edits": [
+            {"key": e.key, "old": None if e.old == ADDED else e.old, "new": e.new, "from": e.change}
+            for e in plan.edits
+        ],
+        "refused": list(plan.refused),
+        "notes": list(plan.notes),
+    }
+    if getattr(args, "verify", False):
+        if not plan.edits:
+            print("stabletrain doctor: nothing to verify (no change could be written)", file=say)
+        else:
+            try:
+                v = _verify(report, out, args, say)
+            except (ConfigError, CheckpointError, OSError) as e:
+                return _unreadable("doctor", e)
+            extra["verify"] = v.to_json()
+            failed = v.report is not None and v.report.fails(_fail_on(args))
+            code = ExitCode.FINDINGS if failed else ExitCode.CLEAN
+    return _json(report, extra, code) if machine else code
 
 
-def _verify(report: Report, fixed: Path, args: argparse.Namespace, say: Any) -> int:
-    from stabletrain.errors import CheckpointError
+def _verify(report: Report, fixed: Path, args: argparse.Namespace, say: Any) -> Verification:
     from stabletrain.verify import default_verify_dir, verify
 
     run_dir = Path(args.verify_dir) if args.verify_dir else default_verify_dir(fixed)
     print(f"\nverify: training {fixed} into {run_dir} ...", file=say, flush=True)
-    try:
-        # a run already in the default dir is an earlier --verify's; one named by the user stays
-        v = verify(report, fixed, run_dir, steps=args.verify_steps, replace=not args.verify_dir)
-    except (ConfigError, CheckpointError, OSError) as e:
-        return _unreadable("doctor", e)
+    # a run already in the default dir is an earlier --verify's; one named by the user stays
+    v = verify(report, fixed, run_dir, steps=args.verify_steps, replace=not args.verify_dir)
     for line in v.lines():
         print(line, file=say)
-    failed = v.report is not None and v.report.fails(_fail_on(args))
-    return ExitCode.FINDINGS if failed else ExitCode.CLEAN
+    return v
+
+
+def _json(report: Report, extra: dict[str, Any], code: int) -> int:
+    """The report's JSON with the patch/verify objects added, on stdout; returns ``code``."""
+    data = {**report.to_json(), **_strict(extra)}
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return code
+
+
+def _strict(v: Any) -> Any:
+    """Strict JSON: non-finite floats as strings (as the report does), anything else as text."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return {str(k): _strict(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_strict(x) for x in v]
+    return v if v is None or isinstance(v, (bool, int, str)) else str(v)
 
 
 def _fail_on(args: argparse.Namespace) -> Severity | None:

@@ -57,7 +57,7 @@ class Outcome:
     def line(self) -> str:
         shown = ", ".join(f"{i} ({s})" for i, s in self.problems) or "no warnings or errors"
         figures = (
-            f"train loss {_f(self.train_loss)} acc {_pct(self.train_accuracy)}, "
+            f"train loss {_f(self.train_loss)} acc {_pct(self.train_accuracy)} (last {SMOOTH}), "
             f"eval loss {_f(self.eval_loss)} acc {_pct(self.eval_accuracy)}"
         )
         gone = "; diverged (NaN/inf loss)" if self.diverged else ""
@@ -155,8 +155,7 @@ def verify(
                             wall_time=st.wall_time, name=cfg.run.name)  # fmt: skip
     write_summary(out, summary)
     after_report = diagnose(out)
-    # the trainer numbers train steps from 0 and logs an eval at the step count: both runs are
-    # compared on their records up to step n (the broken run's may go on further)
+    # both runs after n steps (the broken run's log may go on further)
     before = outcome(broken, n)
     after = outcome(after_report, n)
     verdict, reason = judge(before, after)
@@ -180,33 +179,49 @@ def _changed(run: Path, cfg: Any) -> list[str]:
     return [d.replace("(saved ", "(run ").replace(", now ", ", patched ") for d in diffs]
 
 
-def outcome(report: Report, at: int | None = None) -> Outcome:
-    """The symptom of ``report``'s run at step ``at`` (its end when None)."""
+#: train figures are the mean of the last this many train records (one batch is noise)
+SMOOTH = 10
+
+
+def outcome(report: Report, steps: int | None = None) -> Outcome:
+    """The symptom of ``report``'s run after ``steps`` optimizer steps (its end when None).
+
+    The trainer numbers train steps from 0 and logs its evals at the step count: train records
+    before ``steps`` and evals up to it. The train loss and accuracy are means over the last
+    :data:`SMOOTH` train records (their finite values); a run whose last loss is NaN/inf diverged.
+    """
     records: Iterable[StepRecord] = report.records
-    train = [r for r in records if r.kind == "train" and (at is None or r.step <= at)]
+    train = [r for r in records if r.kind == "train" and (steps is None or r.step < steps)]
     evals = [
         r
         for r in report.records
-        if (r.eval_loss is not None or r.eval_accuracy is not None) and (at is None or r.step <= at)
+        if (r.eval_loss is not None or r.eval_accuracy is not None)
+        and (steps is None or r.step <= steps)
     ]
     problems: list[tuple[str, str]] = [
         (f.id, str(f.severity))
         for f in report.findings
-        if SEVERITY_ORDER[f.severity] >= 1 and (at is None or not f.steps or min(f.steps) <= at)
+        if SEVERITY_ORDER[f.severity] >= 1
+        and (steps is None or not f.steps or min(f.steps) <= steps)
     ]
-    loss = next((r.loss for r in reversed(train) if r.loss is not None), None)
-    acc = next((r.accuracy for r in reversed(train) if r.accuracy is not None), None)
+    losses = [r.loss for r in train if r.loss is not None][-SMOOTH:]
+    accs = [r.accuracy for r in train if r.accuracy is not None][-SMOOTH:]
     ev = evals[-1] if evals else None
-    diverged = loss is not None and not math.isfinite(loss)
+    diverged = any(not math.isfinite(x) for x in losses[-1:])
     return Outcome(
         step=train[-1].step if train else None,
         problems=problems,
-        train_loss=loss,
-        train_accuracy=acc,
+        train_loss=_mean(losses),
+        train_accuracy=_mean(accs),
         eval_loss=ev.eval_loss if ev else None,
         eval_accuracy=ev.eval_accuracy if ev else None,
         diverged=diverged or (ev is not None and _nonfinite(ev.eval_loss)),
     )
+
+
+def _mean(xs: list[float]) -> float | None:
+    finite = [x for x in xs if math.isfinite(x)]
+    return sum(finite) / len(finite) if finite else None
 
 
 def judge(before: Outcome, after: Outcome) -> tuple[Verdict, str]:
