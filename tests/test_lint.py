@@ -145,3 +145,11 @@ def test_the_file_that_disables_a_setting_is_named_not_the_one_that_leaves_it(
     clips = [f for f in lint([config, ds]).findings if f.id == "no-grad-clipping"]
     assert len(clips) == 1 and clips[0].title.startswith("ds_config.json: ")
     assert [fx.changes for fx in clips[0].fixes] == [{"gradient_clipping": 1.0}]
+
+
+def test_a_file_given_twice_is_judged_once(tmp_path: Path) -> None:
+    cfg = tmp_path / "training_args.json"
+    cfg.write_text('{"learning_rate": 2e-4, "per_device_train_batch_size": 8, "max_grad_norm": 0}')
+    once, twice = lint(cfg), lint([cfg, cfg])
+    assert [f.title for f in twice.findings] == [f.title for f in once.findings]
+    assert [f.id for f in once.findings].count("no-grad-clipping") == 1

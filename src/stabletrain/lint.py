@@ -42,6 +42,7 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
         raise ConfigError("lint: no config file given")
+    items = list(dict.fromkeys(items))  # a file given twice is one file of the run
     files = [(str(p), read_config(p)) for p in items]
     facts = files[0][1]
     for _, more in files[1:]:
