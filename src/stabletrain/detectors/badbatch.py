@@ -24,9 +24,9 @@ as a second one in a row is an excursion growing):
   median LR. A constant or decaying schedule never does that; a warm-up that just reached its
   peak, or a jump, does (10 % is well above logging rounding of a constant LR).
 
-Any of these is a lead-up: the event is an instability. None, with at least ``min_ref``
-reference values, is no lead-up: a bad batch. Fewer values (an event in the first steps) cannot
-be judged (``None``) and keep the instability reading.
+Any of these is a lead-up: the event is an instability. None, with at least ``min_ref`` (20)
+reference values, is no lead-up: a bad batch. Fewer values (an event in the first steps, a short
+excerpt) cannot be judged (``None``) and keep the instability reading.
 
 Limits: a sudden divergence with no visible build-up (an attention-logit blow-up between two
 logged steps) reads as a bad batch; a log written every N steps shows the build-up only when it
@@ -46,8 +46,10 @@ from stabletrain.detectors.fixes import make_fix
 from stabletrain.detectors.robust import robust_stats
 from stabletrain.records import ConfigFacts, Fix
 
-#: reference values needed to call an event "no lead-up"
-MIN_REF = 5
+#: reference values needed to judge a lead-up: the spike detector's own warm-up (20 values)
+#: before a baseline is trusted; a robust σ from fewer is too rough to call anything "usual"
+#: (a 9-line excerpt ending in NaN cannot say whether the NaN came out of the blue)
+MIN_REF = 20
 #: how far above its own noise a recent median must be to count as rising (robust σ)
 RISE_Z = 3.0
 #: a value beyond this many robust σ (and 2x the median) is a spike (the spike detector's 6σ)
@@ -59,7 +61,7 @@ LR_RISE = 1.1
 class Onset:
     """The last finite ``loss``/``grad_norm``/``lr`` values, and the lead-up judge."""
 
-    def __init__(self, window: int = 20, recent: int = 3, min_ref: int = MIN_REF) -> None:
+    def __init__(self, window: int = 24, recent: int = 3, min_ref: int = MIN_REF) -> None:
         self.window, self.recent, self.min_ref = window, recent, min_ref
         n = window + recent
         self.values: dict[str, deque[float]] = {k: deque(maxlen=n) for k in ("loss", "grad", "lr")}
@@ -98,11 +100,11 @@ class Onset:
                     f"the {label} rose before it (median of the last {self.recent} steps "
                     f"{now:.4g} vs {med:.4g} ± {std:.2g} over the {len(ref)} before)"
                 )
-            top = max(ref)
-            if _outlier(top, med, std):
+            spike = _earlier_spike(ref)
+            if spike is not None:
                 reasons.append(
                     f"the {label} was already spiking in the {len(ref)} steps before "
-                    f"(up to {top:.4g} vs typical {med:.4g})"
+                    f"(up to {spike[0]:.4g} vs {spike[1]:.4g} just before it)"
                 )
         lrs = list(self.values["lr"])
         if lr_now is not None and math.isfinite(lr_now) and len(lrs) >= self.min_ref:
@@ -133,11 +135,23 @@ def _outlier(value: float, med: float, std: float) -> bool:
     return value > med + SPIKE_Z * std and value > 2.0 * med
 
 
+def _earlier_spike(ref: list[float], min_prior: int = 5) -> tuple[float, float] | None:
+    """The largest value of ``ref`` that is a spike against the values before it in ``ref``
+    (``(value, their median)``), or None. Judged against what preceded it, as the spike detector
+    does: a run's opening transient, high from its first value and falling, is no spike."""
+    best: tuple[float, float] | None = None
+    for i in range(min_prior, len(ref)):
+        med, std = robust_stats(ref[:i])
+        if _outlier(ref[i], med, std) and (best is None or ref[i] > best[0]):
+            best = (ref[i], med)
+    return best
+
+
 def _strip_excursion(vals: list[float]) -> list[float]:
     """``vals`` without one outlier at its end: a batch that first gives a huge finite loss and
     then NaN (the weights it poisoned) starts its event one step early; judge what came before
     it. Only one: two outliers in a row are an excursion growing, not one bad batch."""
-    if len(vals) > MIN_REF:
+    if len(vals) > 5:
         med, std = robust_stats(vals[:-1])
         if _outlier(vals[-1], med, std):
             return vals[:-1]
