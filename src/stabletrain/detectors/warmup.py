@@ -209,6 +209,11 @@ class WarmupDetector:
             )
         if isinstance(steps, (int, float)) and steps > 0:
             want = warmup_steps_for(facts, max(2 * steps, window), span)
+            if want <= steps:  # already a fifth of the run or more: longer keeps the LR low
+                return Fix(
+                    f"The warm-up ({steps:g} steps) already covers a fifth of the run or more; "
+                    "a longer one would keep the LR low for most of it"
+                )
             return make_fix(facts, "Warm up longer", warmup_steps=want)
         return make_fix(
             facts,
