@@ -149,3 +149,12 @@ def test_a_log_still_warming_up_does_not_contradict_its_config(tmp_path: Path) -
     report = diagnose(log, config)
     assert not [n for n in report.notes if n.startswith("lr:")]
     assert report.facts.get("lr") == 0.005
+
+
+def test_a_run_dir_with_a_given_config_says_both(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path)
+    given = tmp_path / "mine.yaml"
+    given.write_text("optim: {name: adamw, lr: 3.0e-3}\ntrain: {max_grad_norm: 1.0}\n")
+    read = diagnose(run, given).to_json()["read"]["config"]
+    own = run / "config.yaml"
+    assert read == f"given with --config: {given} (also read the run dir's own config.yaml: {own})"

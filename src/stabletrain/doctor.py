@@ -98,6 +98,8 @@ def diagnose(
             own = read_config(config)
             given = frozenset(f.id for f in _lint(own)) if own.facts else frozenset()
             config_name = f"given with {given_as}: {config}"
+            if run.config_from:  # its settings fill what the given config leaves out
+                config_name += f" (also read {run.config_from})"
         # columns shared by every detector and the code below (the reader's, when it has them)
         raw = Batch(run.raw, columns)
         batch = as_batch(run.records, like=raw)
