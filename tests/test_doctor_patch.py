@@ -157,3 +157,17 @@ def test_the_verdict_compares_quality_and_problems() -> None:
     nan = Outcome(12, [("nonfinite-loss", "error")], float("nan"), None, None, None, True)
     assert judge(sick, nan)[0] == "worse"
     assert judge(nan, sick)[0] == "improved"  # finite beats diverged, problems remain
+
+
+def test_verify_says_when_the_trainer_cannot_load_the_patched_config(
+    broken: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from stabletrain.doctor import diagnose
+    from stabletrain.errors import ConfigError
+    from stabletrain.verify import verify
+
+    other = tmp_path / "hf.yaml"
+    other.write_text("learning_rate: 0.1\nmax_grad_norm: 1.0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cannot load the patched config: .*hf\.yaml: unknown"):
+        verify(diagnose(broken[0]), other, tmp_path / "v", steps=3)
+    assert not (tmp_path / "v").exists()  # nothing trained

@@ -144,7 +144,13 @@ def verify(
     n = steps if steps is not None else min(done or DEFAULT_MAX_STEPS, DEFAULT_MAX_STEPS)
     if n < 1:
         raise ConfigError(f"--verify-steps must be at least 1, got {n}")
-    cfg = load_config(fixed_config)
+    try:
+        cfg = load_config(fixed_config)
+    except ConfigError as e:
+        raise ConfigError(
+            f"--verify re-trains with the reference trainer, which cannot load the patched "
+            f"config: {e}"
+        ) from None
     changed = _changed(Path(str(broken.source)), cfg)
     cfg.train.max_steps = n
     out = Path(run_dir)
