@@ -18,7 +18,7 @@ cites them) and the machine.
 - The snippet gets what it leaves to the user: a ``Linear(8, 2)``, AdamW, a constant schedule and
   a 4-batch loader holding one NaN sample (as ``tests/test_readme.py`` does).
 
-    .venv/bin/python bench/new_user.py [--out new_user.json] [--with-tests] [--timeout 600]
+    .venv/bin/python bench/new_user.py [--out new_user.json] [--markdown] [--with-tests]
 """
 
 from __future__ import annotations
@@ -60,6 +60,10 @@ STAND_INS: dict[str, tuple[Path | None, str]] = {
     "training_args.json": (None, "a TrainingArguments JSON written here"),
     "ds_config.json": (None, "a ds_config.json written here (fp16, ZeRO 2, clip 1.0)"),
     "config.yaml": (REPO / "configs/seed001-plateau-too-slow.yaml", "configs/seed001-*.yaml"),
+    "my.yaml": (
+        REPO / "configs/unstable-digits.yaml",
+        "a trainer config, configs/unstable-digits.yaml",
+    ),
     "metrics.csv": (None, "a CSV (step, train_loss, lr) of the demo's digits-cnn steps"),
 }
 TRAINING_ARGS = {"learning_rate": 5e-5, "per_device_train_batch_size": 8,
@@ -179,6 +183,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--with-tests", action="store_true", help="also time `make test`")
     ap.add_argument("--timeout", type=float, default=600.0, help="per command, seconds")
+    ap.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = ap.parse_args()
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -215,6 +220,10 @@ def main() -> None:
     print(f"\n{len(results)} commands, {total:.1f} s wall / {cpu:.1f} s CPU in all, "
           f"{len(failed)} non-zero exits")  # fmt: skip
     print(f"{started:%Y-%m-%d %H:%M} UTC, git {head}, {info}")
+    if args.markdown:
+        print("\n| README command | wall s | CPU s | exit |\n|---|---|---|---|")
+        for r in results:
+            print(f"| `{r['command']}` | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['exit']} |")
     if args.out:
         payload = {"date": started.isoformat(timespec="seconds"), "git": head, "machine": info,
                    "commands": results, "demo": figures, "stand_ins": stand_ins}  # fmt: skip
