@@ -64,7 +64,7 @@ def test_patch_writes_the_change_set_into_a_copy(
     report = json.loads(out)  # stdout stays the machine format; the summary goes to stderr
     changes = report["change_set"]["changes"]
     assert changes and code == ExitCode.FINDINGS
-    assert report["read"]["config"] == f"given with --patch: {config}"
+    assert report["read"]["config"].startswith(f"given with --patch: {config} (also read the run")
     assert f"patched {config} → {fixed}:" in err
     patch = report["patch"]  # the same, machine-readable
     assert patch["written"] and patch["output"] == str(fixed) and patch["config"] == str(config)
