@@ -211,6 +211,8 @@ class Result:
     crashed: str | None = None
     steps: int = 0
     evals: list[float] = field(default_factory=list)
+    #: the val loss at each eval (what the guard's ``observe_eval`` is given)
+    eval_losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     #: the guard's log lines (INFO and up, first 40) and how many there were
     log: list[str] = field(default_factory=list)
@@ -326,6 +328,7 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
             if res.steps % EVAL_EVERY == 0:
                 vl, metric = evaluate(model, fam)
                 res.evals.append(round(metric, 4))
+                res.eval_losses.append(round(vl, 5) if math.isfinite(vl) else math.inf)
                 stepper.observe_eval(vl)
                 if plateau is not None:
                     plateau.step(vl)

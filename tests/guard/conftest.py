@@ -58,6 +58,30 @@ def gpt_batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
     return seq[:, :-1], seq[:, 1:]
 
 
+def digits(val: int = 360) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits, standardised: 1437 train, then the first ``val`` of the rest."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.data, dtype=torch.float32)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    y = torch.tensor(d.target)
+    return x[:1437], y[:1437], x[1437 : 1437 + val], y[1437 : 1437 + val]
+
+
+def deep_mlp(depth: int = 6, width: int = 64, init_std: float | None = None) -> nn.Module:
+    """A ReLU MLP on the 64 digits pixels, no normalisation; Kaiming init unless ``init_std``."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(64 if i == 0 else width, width), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(width, 10))
+    if init_std is not None:
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=init_std)
+    return model
+
+
 def gpt_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     x, y = batch
     logits = model(x)
@@ -100,6 +124,8 @@ def h() -> SimpleNamespace:
         tiny_gpt=tiny_gpt,
         gpt_batch=gpt_batch,
         gpt_loss=gpt_loss,
+        digits=digits,
+        deep_mlp=deep_mlp,
         snapshot_state=snapshot_state,
         same=same,
     )

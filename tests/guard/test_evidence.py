@@ -341,3 +341,42 @@ def test_precision_rule_falls_back_when_owned_and_stops_when_not() -> None:
     a_nan_cluster = Precision(patience=3)  # no scaler trouble: non-finite losses are data
     assert {a_nan_cluster.observe(loss_nonfinite=True, skipped=True, scale_collapsed=False)
             for _ in range(30)} == {None}  # fmt: skip
+
+
+def _label_noise_run(h: SimpleNamespace, seed: int, tmp_path: Path | None) -> float:
+    """A 4-layer MLP on digits whose batches 60-99 carry random labels (a mislabelled shard);
+    guarded when ``tmp_path`` is given (the run log goes there). Val accuracy at the end."""
+    xt, yt, xv, yv = h.digits()
+    torch.manual_seed(seed)
+    model = h.deep_mlp(depth=4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    perm = torch.randperm(1437, generator=torch.Generator().manual_seed(seed))
+    noise = torch.Generator().manual_seed(100 + seed)
+    with RunLog(tmp_path or Path("."), enabled=tmp_path is not None, tensorboard=False) as log:
+        guard = Guard(model, opt, run_log=log) if tmp_path is not None else None
+        for s in range(150):
+            idx = perm[(s * 32) % 1408 : (s * 32) % 1408 + 32]
+            y = torch.randint(0, 10, (32,), generator=noise) if 60 <= s < 100 else yt[idx]
+            loss = F.cross_entropy(model(xt[idx]), y)
+            if guard is not None:
+                guard.step(loss)
+            else:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    with torch.no_grad():
+        return float((model(xv).argmax(1) == yv).float().mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_burst_of_bad_labels_costs_no_progress(
+    h: SimpleNamespace, tmp_path: Path, seed: int
+) -> None:
+    """The session-start guard read the loss climb of a label-noise burst as divergence and
+    rolled back to the snapshot of step 1 with the LR halved (ending at chance). The weights
+    were healthy before the burst and heal after it: no rollback, no LR cap."""
+    unguarded = _label_noise_run(h, seed, None)
+    guarded = _label_noise_run(h, seed, tmp_path)
+    events = _events(tmp_path)
+    assert not [e for e in events if e["event"] in ("rollback", "lr-backoff", "abort")]
+    assert guarded >= unguarded - 0.02, (guarded, unguarded)

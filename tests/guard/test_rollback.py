@@ -36,14 +36,19 @@ def test_a_snapshot_is_kept_only_after_clean_steps_follow_it(h: SimpleNamespace)
     for i in range(3):  # the first snapshot is captured at the first clean step ...
         guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
     assert len(guard.snapshots) == 0 and guard._candidate is not None
-    guard.step(F.cross_entropy(model(x[:32] * float("nan")), y[:32]))  # ... a bad step drops it
-    assert len(guard.snapshots) == 0 and guard._candidate is None
-    for i in range(3, 12):
+    candidate = guard._candidate
+    # ... a skipped (NaN) step changed nothing: it neither confirms nor drops the candidate
+    guard.step(F.cross_entropy(model(x[:32] * float("nan")), y[:32]))
+    assert len(guard.snapshots) == 0 and guard._candidate is candidate
+    guard.step(F.cross_entropy(model(x[96:128]), y[96:128]))  # the 3rd clean step after it
+    assert len(guard.snapshots) == 1 and guard._candidate is None
+    assert guard.snapshots.pick(0) is candidate and candidate.step == 1
+    for i in range(4, 12):
         guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
         if i == 5:  # within escalate_window of the bad step: too soon to snapshot
             assert guard._candidate is None
-    # the window passed: recaptured after step 7 (it resumes at step 8), kept 3 clean steps later
-    assert len(guard.snapshots) == 1
+    # the window passed: the next one captured after step 7 (resumes at 8), kept 3 steps later
+    assert len(guard.snapshots) == 2
     assert guard.snapshots.pick(0).step == 8  # type: ignore[union-attr]
 
 

@@ -130,14 +130,21 @@ class GuardConfig:
     (``detectors/divergence.py``). None: report only, never act."""
     divergence_span: int = 50
     """The EMA span of the divergence rule and the steps the climb must last."""
-    eval_worse_patience: int = 3
-    """``observe_eval``: this many evaluations in a row worse than the best by more than
-    ``eval_worse_margin`` → roll back to the best-eval snapshot and lower the LR."""
+    eval_worse_patience: int = 2
+    """``observe_eval``: this many evaluations in a row worse than the best (beyond the margin
+    and the run's own eval noise: the first rise is confirmed by the next evaluation) → roll
+    back to the best-eval snapshot and lower the LR."""
     eval_worse_margin: float = 0.05
-    """Relative margin (of ``|best|``) an evaluation must be worse by to count as worse."""
+    """Relative margin (of ``|best|``) an evaluation must at least be worse by to count as
+    worse."""
+    eval_noise_k: float = 4.0
+    """An evaluation counts as worse only when above the best by more than this many times the
+    run's own eval noise too (a robust std of the last 10 evaluations' second differences;
+    see ``guard/evaluation.py``); 0: the fixed margin only."""
     eval_plateau_patience: int = 3
     """``observe_eval``: this many evaluations without improving on the best by
-    ``eval_min_delta`` → cap the LR at ``eval_lr_factor`` x the current LR (0: never)."""
+    ``eval_min_delta``, while the train loss has not improved since the best evaluation either
+    → cap the LR at ``eval_lr_factor`` x the current LR (0: never)."""
     eval_min_delta: float = 1e-3
     """Relative improvement (of ``|best|``) that counts as a new best evaluation."""
     eval_lr_factor: float = 0.5
@@ -213,7 +220,7 @@ class GuardConfig:
                 f"guard.eval_lr_factor must be in (0, 1) (it only lowers the LR), got "
                 f"{self.eval_lr_factor!r}"
             )
-        for name in ("eval_worse_margin", "eval_min_delta"):
+        for name in ("eval_worse_margin", "eval_min_delta", "eval_noise_k"):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"guard.{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.weight_growth_limit > 1.0:

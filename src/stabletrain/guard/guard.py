@@ -54,7 +54,7 @@ import torch
 from stabletrain import measure
 from stabletrain.detectors.amp import LossScaleDetector
 from stabletrain.detectors.clipping import ClippingDetector
-from stabletrain.detectors.divergence import DivergenceDetector
+from stabletrain.detectors.divergence import DivergenceDetector, Ema
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.errors import ConfigError, TrainingAborted
@@ -79,6 +79,8 @@ from stabletrain.records import ConfigFacts, Finding, json_float
 
 log = once_per_job(logging.getLogger(__name__))
 T = TypeVar("T")
+#: the span of the recent-loss EMA the divergence rule checks before acting
+RECENT_SPAN = 10
 
 
 class Guard:
@@ -132,6 +134,10 @@ class Guard:
         self.divergence = DivergenceDetector(
             span=cfg.divergence_span, fraction=cfg.divergence_fraction or 0.5
         )
+        #: the recent clean train losses (a short EMA): a divergence acts only while they are
+        #: still high (a climb that has already come back, as after a burst of bad labels, is
+        #: no damage to undo now)
+        self.recent_loss = Ema(RECENT_SPAN)
         #: the eval rule (``observe_eval``)
         self.evals = EvalWatch(cfg)
         #: the autocast dtype when the forward runs under ``guard.autocast()``
@@ -366,7 +372,7 @@ class Guard:
         if not self.config.enabled:
             return None
         self.flush()
-        verdict = self.evals.observe(float(value), mode)
+        verdict = self.evals.observe(float(value), mode, train_loss=self.divergence.smoothed)
         if verdict.action == "improved":
             if self.config.snapshot_every > 0:
                 # host sync: a copy of the weights, once per improving evaluation
@@ -383,7 +389,7 @@ class Guard:
         stable: float | None = None
         if snap is not None:
             rollback.restore(self, snap, scheduler=False)
-            self.divergence.rebase()
+            self.rebase_trend()
             # the LR the best evaluation was reached at: a schedule that rose since (a jump,
             # a warm-up overshoot) is capped against it, not against its own high value
             stable = snap.guard.get("ran_lr") or snap.guard.get("sched_lr")
@@ -460,6 +466,20 @@ class Guard:
         return immediate.immediate_step(
             self, grads, params, norm_t, owns_loop, scaler_on, unscaled=unscaled or not owns_loop
         )
+
+    def rebase_trend(self) -> None:
+        """After a rollback: the loss trends restart from the restored weights' losses."""
+        self.divergence.rebase()
+        self.recent_loss = Ema(RECENT_SPAN)
+
+    def rebase_loss_spikes(self) -> None:
+        """The loss level changed for good (``Decision.rebase``): a fresh spike baseline that
+        learns the new level (the episodes found so far are kept for ``finish``)."""
+        cfg, old = self.config, self.loss_spikes
+        self.loss_spikes = SpikeDetector(
+            "loss", z_threshold=cfg.spike_z, window=cfg.spike_window, warmup=cfg.spike_warmup
+        )
+        self.loss_spikes.episodes = old.episodes
 
     def observe_clean(self, norm_v: float, clip_coef: float | None, scheduled_lr: float) -> None:
         """A clean applied step: its LR is stable, its post-clip norm feeds adaptive clipping."""
@@ -549,6 +569,7 @@ class Guard:
             "precision": self.precision.state_dict(),
             "health": self.health.state_dict(),
             "weights": self.weights.state_dict(),
+            "recent_loss": self.recent_loss.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -578,6 +599,8 @@ class Guard:
             self.health.load_state_dict(state["health"])
         if "weights" in state:
             self.weights.load_state_dict(state["weights"])
+        if "recent_loss" in state:
+            self.recent_loss.load_state_dict(state["recent_loss"])
         self.buffers.reset()  # the model was (re)loaded beside this state
         self.weights_checked = False  # verify the loaded weights are finite before the next step
 

@@ -10,9 +10,13 @@ from the run's own best, eval getting worse (``damage``)::
     non-finite loss/grad            → skip (harmless: optimizer state untouched)
     fp16 overflow (finite loss)     → skip; the GradScaler backs off (harmless)
     isolated spike                  → warn | skip (``spike_action``)
-    ``rollback_after`` spikes within ``escalate_window`` (a clean streak long enough that
-    they cannot be recurring clears the count: an isolated burst, already skipped,
-    is no reason to throw progress away)
+    skipped spikes, no damage       → skip (harmless: the weights are those that gave healthy
+                                      losses one ordinary update ago); after
+                                      ``max_consecutive_bad`` in a row the data's loss level
+                                      changed: accept it (``rebase``), never abort on it
+    ``rollback_after`` spikes within ``escalate_window``, with evidence the weights are
+    damaged: the spikes were applied (``spike_action="warn"``) or followed a rise of the
+    scheduled LR (a clean streak long enough that they cannot be recurring clears the count)
                                     → roll back to the last good snapshot, drop the next M batches
     a rollback soon after another, or one whose spike followed a rise of the scheduled LR
                                     → also cap the LR at ``lr_backoff_factor`` x the last LR known
@@ -21,8 +25,14 @@ from the run's own best, eval getting worse (``damage``)::
     ``max_consecutive_bad`` bad steps in a row (the data is all bad), or ``max_rollbacks``
     exhausted, or the LR cap below ``min_lr_scale`` x the first stable LR  → abort
 
-Recurring loss spikes stay on the ladder: a loss far above the run's baseline on batch after
-batch is a measurement of the weights as much as of the data.
+Why skipped spikes alone never roll back: while they are skipped nothing changes, so the weights
+the spikes are measured on are the ones that gave a healthy loss on the step before the burst,
+moved by one update of ordinary size (clipped, at the LR known to be stable). Such an update
+cannot make *every* batch spike; a burst of bad data (a mislabelled shard) does. Rolling back
+then throws good progress away (the fault matrix's label-noise burst went back to step 1). Only
+evidence that the weights changed for the worse escalates: the LR rose before the burst (the
+update was not of ordinary size), the spikes were applied, non-finite or exploded weights
+(``damage``), the loss trending away from its best, or the eval getting worse.
 
 Why a cap and not a multiplier on the schedule: a rollback restores the scheduler too, so a
 spike caused by the schedule (a ×100 milestone typo, the peak of a warmup) is replayed. Halving a
@@ -55,6 +65,9 @@ class Decision:
     reason: str = ""
     #: the damage behind a rollback or an abort ("nonfinite-weights", "loss-divergence", ...)
     damage: str | None = None
+    #: the loss level changed (a long burst of skipped spikes without damage): the spike
+    #: baseline must be rebuilt from the new level (the step itself is applied)
+    rebase: bool = False
 
 
 class Policy:
@@ -110,10 +123,13 @@ class Policy:
         can_rollback: bool,
         stable_lr: float = 1.0,
         lr_rose: bool = False,
+        damaged: bool = False,
     ) -> Decision:
         """The verdict on this step. ``stable_lr``: the LR known to be stable (the rollback
         target's, or the last clean step's); ``lr_rose``: the scheduled LR rose well above it
-        before this bad step, so a replay from the snapshot would replay the cause."""
+        before this bad step, so a replay from the snapshot would replay the cause;
+        ``damaged``: other evidence that applied updates made the weights worse (the smoothed
+        loss already climbing away from its best)."""
         cfg = self.config
         self.tick += 1
         # every step, not only bad ones: `recent` also says "too soon after a bad step to take
@@ -144,13 +160,29 @@ class Policy:
                 )
             return Decision("skip", reason="nonfinite step")
         self.recent.append(self.tick)
+        base: Verdict = cfg.spike_action
+        # evidence that the weights changed for the worse: applied spikes, or an LR rise
+        damaged = damaged or base != "skip" or lr_rose
+        if not damaged:
+            if self.consecutive_bad >= cfg.max_consecutive_bad:
+                # the weights are unchanged since the burst began: the data's loss level moved
+                # (a new phase, or a long bad shard); skipping for ever would stop training
+                n, self.consecutive_bad = self.consecutive_bad, 0
+                self.recent.clear()
+                return Decision(
+                    "apply",
+                    reason=f"{n} loss spikes in a row on unchanged weights (limit "
+                    f"max_consecutive_bad={cfg.max_consecutive_bad}): the data's loss level "
+                    "changed; accepting it as the new baseline",
+                    rebase=True,
+                )
+            return Decision("skip", reason=f"{bad} step (skipped; no evidence of damage)")
         if self.consecutive_bad >= cfg.max_consecutive_bad:
             return Decision(
                 "abort",
                 reason=f"{self.consecutive_bad} bad steps in a row (limit max_consecutive_bad="
                 f"{cfg.max_consecutive_bad})",
             )
-        base: Verdict = cfg.spike_action
         escalate = base == "rollback" or len(self.recent) >= cfg.rollback_after
         if not escalate:
             return Decision(base, reason=f"{bad} step")

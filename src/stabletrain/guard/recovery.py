@@ -6,8 +6,9 @@ its public methods):
 - the snapshot ladder (``count``): every ``snapshot_every`` clean steps a candidate snapshot is
   captured; it becomes a rollback target only after ``snapshot_confirm_steps`` more clean steps
   (an update's damage shows in the *next* losses, so a copy taken right after a bad update
-  would carry it), and is dropped at the first bad step; none is taken while the policy says a
-  bad step was recent;
+  would carry it), and is dropped at the first sign of damage (a rollback or an abort; a
+  skipped step changed nothing, so it neither confirms nor drops it); none is taken while the
+  policy says a bad step was recent;
 - the state before the first update (``take_initial``), the target of last resort until a
   snapshot is confirmed (pure fp16 weights under Adam break on the very first update);
 - the choice of target (``target``), by the evidence: for a divergence the snapshot with the
@@ -50,6 +51,10 @@ class Recovery:
         ``quiet``: no bad step recently; ``can_capture``: the live weights are this step's."""
         cfg = self.config
         if not self.enabled:
+            return
+        if verdict == "skip":
+            # harmless: nothing changed; the candidate waits (it is not confirmed by a step
+            # that was not taken, nor dropped for a batch that was not applied)
             return
         if verdict != "apply":
             self.candidate = None

@@ -112,7 +112,7 @@ def rollback(
     restore(guard, snap, scheduler=owns_loop)
     if decision.damage == "loss-divergence":
         skip = 0 if skip is None else skip  # the cause is the LR, not the data
-        guard.divergence.rebase()
+        guard.rebase_trend()
     cfg = guard.config
     skip = cfg.rollback_skip_batches if skip is None else skip
     guard.recovery.owe(skip)

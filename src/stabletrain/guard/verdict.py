@@ -53,6 +53,10 @@ def judge(
         decision, action = decide(guard, bad, scheduled_lr), action_name(bad, loss_bad)
     if decision.verdict == "abort":
         reporting.abort(guard, decision, action, step)
+    if decision.rebase:
+        guard.rebase_loss_spikes()
+        guard.event("loss-level", f"step {step}: {decision.reason}", "warning",
+                    {"evidence": "spikes-without-damage"})  # fmt: skip
     return decision, action
 
 
@@ -129,6 +133,21 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
     if bad == "divergence":
         target = rollback.target_for(guard, "loss-divergence")
         ep = guard.divergence.episodes[-1]
+        recent, slow = guard.recent_loss.value, float(ep["loss_ema"])
+        if math.isfinite(recent) and recent < (slow + ep["best"]) / 2.0:
+            # the smoothed loss lags: the recent losses have already come more than halfway
+            # back to the best (a burst of bad data that has passed, the weights healing), so
+            # there is no current damage to undo, nor an LR to blame
+            guard.event(
+                "divergence-passed",
+                f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (now "
+                f"{slow:.4g}, best {ep['best']:.4g}), but the recent losses ({recent:.4g}) are "
+                "already more than halfway back: no action",
+                "info",
+                {"recent": recent, "smoothed": slow, "best": ep["best"],
+                 "evidence": "loss-divergence"},
+            )  # fmt: skip
+            return guard.policy.decide(None, can_rollback=False)
         stable = float(target.guard.get("sched_lr") or scheduled_lr) if target else scheduled_lr
         decision = guard.policy.damage(
             f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (start "
@@ -150,6 +169,8 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         can_rollback=target is not None,
         stable_lr=stable,
         lr_rose=scheduled_lr > guard.config.lr_rise_ratio * stable,
+        # the smoothed clean loss has already given back part of its progress
+        damaged=guard.divergence.above > 0,
     )
 
 
@@ -179,6 +200,8 @@ def classify(
         spike = True
     if spike:
         return "spike"
+    if loss_v is not None and math.isfinite(loss_v):
+        guard.recent_loss.add(loss_v)
     trend = guard.divergence.update(rec)  # clean steps only: a skipped loss is no evidence
     if trend is not None and cfg.divergence_fraction is not None:
         return "divergence"

@@ -1,0 +1,89 @@
+"""The eval rule (``guard/evaluation.py``): act on evidence beyond the run's own eval noise."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+from stabletrain.guard.config import GuardConfig
+from stabletrain.guard.evaluation import EvalWatch
+from stabletrain.guard.guard import Guard
+
+
+def _healthy_digits_run(h: SimpleNamespace, cfg: GuardConfig) -> list[tuple[int, str]]:
+    """A healthy 6-layer MLP on digits (AdamW 1e-3), evaluated every 10 steps on 120 held-out
+    digits: the val loss jitters by 10-30% from one evaluation to the next."""
+    xt, yt, xv, yv = h.digits(val=120)
+    torch.manual_seed(2)
+    model = h.deep_mlp()
+    guard = Guard(model, torch.optim.AdamW(model.parameters(), lr=1e-3), config=cfg)
+    perm = torch.randperm(1437, generator=torch.Generator().manual_seed(2))
+    actions = []
+    for s in range(200):
+        idx = perm[(s * 32) % 1408 : (s * 32) % 1408 + 32]
+        guard.step(F.cross_entropy(model(xt[idx]), yt[idx]))
+        if (s + 1) % 10 == 0:
+            with torch.no_grad():
+                action = guard.observe_eval(float(F.cross_entropy(model(xv), yv)))
+            if action not in (None, "improved"):
+                actions.append((s, action))
+    return actions
+
+
+def test_a_healthy_run_with_noisy_evals_takes_no_eval_action(h: SimpleNamespace) -> None:
+    assert _healthy_digits_run(h, GuardConfig()) == []
+    # the rule before the noise: a fixed 5% margin for 3 evaluations rolls this run back
+    old = GuardConfig(eval_noise_k=0.0, eval_worse_patience=3)
+    assert [a for _, a in _healthy_digits_run(h, old)] == ["rollback"]
+
+
+def _watch(**cfg: float) -> EvalWatch:
+    return EvalWatch(GuardConfig(**cfg))  # type: ignore[arg-type]
+
+
+def test_a_rise_must_clear_the_noise_and_be_confirmed_by_the_next_evaluation() -> None:
+    w = _watch(eval_plateau_patience=0)
+    # a noisy plateau around 1.0 (second differences 0.2: noise 0.2 / 1.652 = 0.121)
+    for v in (1.0, 1.1, 1.0, 1.1, 1.0, 1.1):
+        w.observe(v)
+    noise = w.noise
+    assert noise is not None and abs(noise - 0.2 / 1.652) < 1e-9
+    bar = 4.0 * noise  # 0.484 above the best (1.0): more than the 5% margin
+    assert w.observe(1.0 + bar + 0.01).action is None  # worse, not yet confirmed
+    assert w.observe(1.0 + bar + 0.02).action == "rollback"
+    # a jump the size of the noise never counts, however long it lasts
+    q = _watch(eval_plateau_patience=0)
+    for v in (1.0, 1.1, 1.0, 1.1, 1.0, 1.1, 1.0, 1.1, 1.0, 1.1):
+        assert q.observe(v).action in ("improved", None)
+
+
+def test_a_steady_climb_is_not_noise() -> None:
+    """An overfitting run's val loss climbs 0.05 per evaluation: its second differences are
+    0 but at the turn, so the 5% margin decides (best 1.8: bar 1.89) and the climb is called
+    on the second evaluation past it (1.9, then 1.95)."""
+    w = _watch(eval_plateau_patience=0)
+    actions = [w.observe(v).action for v in (2.0, 1.9, 1.8, 1.85, 1.9, 1.95)]
+    assert actions == ["improved", "improved", "improved", None, None, "rollback"]
+
+
+def test_a_plateau_lowers_the_lr_only_when_the_train_loss_stalled_too() -> None:
+    fitting = _watch()
+    for i, v in enumerate((1.0, 0.9, 0.91, 0.92, 0.91)):
+        verdict = fitting.observe(v, train_loss=1.0 - 0.1 * i)  # train loss still falling
+    assert verdict.action is None
+    stalled = _watch()
+    for v in (1.0, 0.9, 0.91, 0.92, 0.91):
+        verdict = stalled.observe(v, train_loss=0.8)
+    assert verdict.action == "plateau" and "train loss stalled at 0.8" in verdict.reason
+
+
+def test_eval_watch_state_round_trip() -> None:
+    a = _watch()
+    for v in (1.0, 0.9, 1.2, 0.95):
+        a.observe(v, train_loss=0.5)
+    b = _watch()
+    b.load_state_dict(a.state_dict())
+    assert b.state_dict() == a.state_dict() and b.noise == a.noise
+    assert a.observe(1.3).action == b.observe(1.3).action
