@@ -140,8 +140,6 @@ def test_lint_patch_writes_lints_change_set(
     out = capsys.readouterr().out
     assert "max_grad_norm: 0 → 1" in out
     assert json.loads(fixed.read_text())["max_grad_norm"] == 1.0
-    assert main(["lint", str(cfg), str(fixed), "--patch"]) == ExitCode.UNUSABLE_INPUT
-    assert "lint --patch writes into one config file; 2 given" in capsys.readouterr().err
 
 
 def test_the_verdict_compares_quality_and_problems() -> None:
@@ -171,3 +169,22 @@ def test_verify_says_when_the_trainer_cannot_load_the_patched_config(
     with pytest.raises(ConfigError, match=r"cannot load the patched config: .*hf\.yaml: unknown"):
         verify(diagnose(broken[0]), other, tmp_path / "v", steps=3)
     assert not (tmp_path / "v").exists()  # nothing trained
+
+
+def test_lint_patch_of_two_files_writes_each_change_into_its_own_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the README's `lint config.yaml ds_config.json`: the ds_config disables the clip
+    config, ds = tmp_path / "config.yaml", tmp_path / "ds_config.json"
+    config.write_text("learning_rate: 2.0e-4\nper_device_train_batch_size: 8\n")
+    ds.write_text('{"train_micro_batch_size_per_gpu": 8, "gradient_clipping": 0}\n')
+    main(["lint", str(config), str(ds), "--patch", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    by_file = {p["config"]: p for p in report["patches"]}
+    assert set(by_file) <= {str(config), str(ds)}
+    assert by_file[str(ds)]["output"] == str(tmp_path / "ds_config.fixed.json")
+    assert json.loads((tmp_path / "ds_config.fixed.json").read_text())["gradient_clipping"] == 1.0
+    assert not (tmp_path / "config.fixed.yaml").exists() or str(config) in by_file
+    code = main(["lint", str(config), str(ds), "--patch", "-o", str(tmp_path / "x.json")])
+    assert code == ExitCode.UNUSABLE_INPUT
+    assert "-o names one file; drop it" in capsys.readouterr().err

@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument(
         "--patch",
         action="store_true",
-        help="write lint's change set into a copy of the (one) config file; -o names the copy",
+        help="write lint's change set into a copy of each config file holding a change "
+        "(FILE.fixed.EXT; -o names the copy of a single file)",
     )
     li.add_argument(
         "-o", "--output", help="with --patch: the patched copy (default FILE.fixed.EXT)"

@@ -62,7 +62,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         return _unreadable("doctor", e)
     if patch is None:
         return _finish("doctor", report, args)
-    return _patch("doctor", report, patch, args)
+    return _patch("doctor", report, [patch], args)
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -70,16 +70,16 @@ def run_lint(args: argparse.Namespace) -> int:
     from stabletrain.lint import lint
 
     try:
-        if getattr(args, "patch", False) and len(args.files) != 1:
+        if getattr(args, "patch", False) and len(args.files) > 1 and args.output:
             raise ConfigError(
-                f"lint --patch writes into one config file; {len(args.files)} given "
-                "(run it once per file)"
+                f"lint --patch with {len(args.files)} files writes each change into the file "
+                "that holds its setting, as FILE.fixed.EXT beside it: -o names one file; drop it"
             )
         report = lint(list(args.files))
     except (LogReadError, ConfigError, OSError) as e:
         return _unreadable("lint", e)
     if getattr(args, "patch", False):
-        return _patch("lint", report, args.files[0], args)
+        return _patch("lint", report, list(args.files), args)
     return _finish("lint", report, args)
 
 
@@ -97,16 +97,17 @@ def _finish(
     return ExitCode.FINDINGS if report.fails(_fail_on(args)) else ExitCode.CLEAN
 
 
-def _patch(command: str, report: Report, config: str, args: argparse.Namespace) -> int:
-    """The report, then its change set written into a copy of ``config`` (``-o``), then — with
-    ``--verify`` — the patched config re-trained and judged. The exit code is the report's; with
-    ``--verify`` it is the re-run's (1 when it still has findings at or above ``--fail-on``).
+def _patch(command: str, report: Report, configs: list[str], args: argparse.Namespace) -> int:
+    """The report, then its change set written into a copy of the config (``-o``; with several
+    lint files each change goes to the file holding its setting, as ``FILE.fixed.EXT``), then —
+    with ``--verify`` — the patched config re-trained and judged. The exit code is the report's;
+    with ``--verify`` it is the re-run's (1 when it still has findings at or above ``--fail-on``).
 
     Text: the lines follow the report on stdout; md/html: they go to stderr. JSON: the report
-    gets ``"patch"`` (config, output, written, edits, refused, notes) and ``"verify"`` objects,
-    and the lines go to stderr.
+    gets ``"patch"`` (config, output, written, edits, refused, notes; ``"patches"``, a list, for
+    several files) and ``"verify"`` objects, and the lines go to stderr.
     """
-    from stabletrain.configs.patch import default_output, plan_patch, write_patch
+    from stabletrain.configs.patch import default_output, route
 
     machine = args.format == "json"  # the report waits for the patch and verify objects
     code = ExitCode.FINDINGS if report.fails(_fail_on(args)) else ExitCode.CLEAN
@@ -115,35 +116,25 @@ def _patch(command: str, report: Report, config: str, args: argparse.Namespace) 
     # stdout is the report's when it is a document (json, md, html): the lines go to stderr
     say = sys.stdout if args.format == "text" else sys.stderr
     extra: dict[str, Any] = {}
-    out = Path(args.output) if getattr(args, "output", None) else default_output(config)
     changes = report.change_set.changes
     if not changes:
         print(f"stabletrain {command}: nothing to patch (the change set is empty)", file=say)
-        extra["patch"] = {"config": config, "output": None, "written": False, "edits": []}
+        extra["patch"] = {"config": configs[0], "output": None, "written": False, "edits": []}
         return _json(report, extra, code) if machine else code
     try:
-        plan = plan_patch(config, changes)
-        if plan.edits:
-            write_patch(plan, out)
+        routed = route(changes, configs) if len(configs) > 1 else {configs[0]: changes}
+        done = []
+        for config, part in routed.items():
+            out = Path(args.output) if getattr(args, "output", None) else default_output(config)
+            done.append((out, _write_patch(config, part, out, say)))
     except (ConfigError, OSError) as e:
         return _unreadable(command, e)
-    head = f"patched {config} → {out}" if plan.edits else f"nothing written to {out}"
-    print(f"\n{head}:", file=say)
-    for line in plan.summary():
-        print(f"  {line}", file=say)
-    extra["patch"] = {
-        "config": config,
-        "output": str(out) if plan.edits else None,
-        "written": bool(plan.edits),
-        "edits": [
-            {"key": e.key, "old": None if e.old == ADDED else e.old, "new": e.new, "from": e.change}
-            for e in plan.edits
-        ],
-        "refused": list(plan.refused),
-        "notes": list(plan.notes),
-    }
+    if len(configs) > 1:
+        extra["patches"] = [obj for _, obj in done]
+        return _json(report, extra, code) if machine else code
+    out, extra["patch"] = done[0]
     if getattr(args, "verify", False):
-        if not plan.edits:
+        if not extra["patch"]["written"]:
             print("stabletrain doctor: nothing to verify (no change could be written)", file=say)
         else:
             try:
@@ -154,6 +145,30 @@ def _patch(command: str, report: Report, config: str, args: argparse.Namespace) 
             failed = v.report is not None and v.report.fails(_fail_on(args))
             code = ExitCode.FINDINGS if failed else ExitCode.CLEAN
     return _json(report, extra, code) if machine else code
+
+
+def _write_patch(config: str, changes: dict[str, Any], out: Path, say: Any) -> dict[str, Any]:
+    """Patch ``config`` into ``out``, print the lines; the JSON object of what was done."""
+    from stabletrain.configs.patch import plan_patch, write_patch
+
+    plan = plan_patch(config, changes)
+    if plan.edits:
+        write_patch(plan, out)
+    head = f"patched {config} → {out}" if plan.edits else f"nothing written to {out}"
+    print(f"\n{head}:", file=say)
+    for line in plan.summary():
+        print(f"  {line}", file=say)
+    return {
+        "config": config,
+        "output": str(out) if plan.edits else None,
+        "written": bool(plan.edits),
+        "edits": [
+            {"key": e.key, "old": None if e.old == ADDED else e.old, "new": e.new, "from": e.change}
+            for e in plan.edits
+        ],
+        "refused": list(plan.refused),
+        "notes": list(plan.notes),
+    }
 
 
 def _verify(report: Report, fixed: Path, args: argparse.Namespace, say: Any) -> Verification:

@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from stabletrain.configs.read import load_tree, read_config
 from stabletrain.errors import ConfigError
 from stabletrain.records import ConfigFacts
 
-__all__ = ["Edit", "Patch", "default_output", "plan_patch", "write_patch"]
+__all__ = ["Edit", "Patch", "default_output", "plan_patch", "route", "write_patch"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,28 @@ def plan_patch(config: str | os.PathLike[str], changes: dict[str, Any]) -> Patch
         patch.text = _yaml_text(text, targets, patch)
     _check(patch)
     return patch
+
+
+def route(
+    changes: dict[str, Any], configs: Sequence[str | os.PathLike[str]]
+) -> dict[str, dict[str, Any]]:
+    """Several config files of one run (a training YAML and its ds_config): each change goes to
+    the file that holds its key, else to the file that holds its setting under another key,
+    else to the file whose framework has the key, else to the first file. {file: changes}."""
+    from stabletrain.detectors.vocabulary import KEYS, vocabulary
+
+    files = [(str(c), read_config(c), load_tree(Path(c))[0]) for c in configs]
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in changes.items():
+        name = fact_of(key)
+        owner = (
+            next((f for f, _, tree in files if _has(tree, key)), None)
+            or next((f for f, facts, _ in files if name is not None and name in facts), None)
+            or next((f for f, facts, _ in files if key in KEYS[vocabulary(facts)].values()), None)
+            or files[0][0]
+        )
+        out.setdefault(owner, {})[key] = value
+    return out
 
 
 def write_patch(patch: Patch, output: str | os.PathLike[str]) -> Path:
