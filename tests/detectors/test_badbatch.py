@@ -31,7 +31,7 @@ def _train(config: str, run_dir: Path, *overrides: str) -> None:
 def demo_off(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's guard-off run (configs/unstable-digits.yaml), cut after the first NaN batch."""
     run = tmp_path_factory.mktemp("unstable") / "off"
-    _train("unstable-digits.yaml", run, "guard.preset=off", "train.max_steps=45")
+    _train("unstable-digits.yaml", run, "guard.preset=off", "train.max_steps=33")
     return run
 
 
