@@ -156,25 +156,26 @@ LR_OFF = 2.0
 def _logged_before(
     records: Sequence[StepRecord] | None, onset: int | None
 ) -> tuple[float | None, str | None]:
-    series = _lr_series(records)
-    if not series:
-        return None, None
-    before = sorted(v for s, v in series if onset is None or s < onset)
-    if before:
-        where = "median logged LR" + (f" before step {onset}" if onset is not None else "")
-        return before[len(before) // 2], where
-    return series[0][1], f"logged LR at step {series[0][0]}"
-
-
-def _lr_series(records: Sequence[StepRecord] | None) -> list[tuple[int, float]]:
+    """The median positive train LR logged before ``onset`` (on the LR column: a million-row
+    log builds no Python list), else the first one logged."""
     if not records:
-        return []
+        return None, None
+    import numpy as np
+
     from stabletrain.detectors.columns import Batch
 
     b = records if isinstance(records, Batch) else Batch(records)
-    lr, steps = b.floats("lr"), b.floats("step")
-    ok = b.train & (lr > 0) & (lr < math.inf)
-    return [(int(s), float(v)) for s, v in zip(steps[ok], lr[ok], strict=True)]
+    v, s = b.floats("lr"), b.floats("step")
+    ok = b.train & (v > 0) & (v < math.inf)
+    if not ok.any():
+        return None, None
+    before = v[ok if onset is None else ok & (s < onset)]
+    if before.size:
+        k = before.size // 2
+        where = "median logged LR" + (f" before step {onset}" if onset is not None else "")
+        return float(np.partition(before, k)[k]), where
+    i = int(np.flatnonzero(ok)[0])
+    return float(v[i]), f"logged LR at step {int(s[i])}"
 
 
 def _knob_keys(facts: ConfigFacts) -> dict[str, str]:
