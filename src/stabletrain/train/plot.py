@@ -55,7 +55,8 @@ def guard_marks(run_dir: Path, steps: list[StepRecord]) -> GuardMarks:
         step = e.get("step")
         if not isinstance(step, int) or isinstance(step, bool):
             continue
-        data = e.get("data") if isinstance(e.get("data"), dict) else {}
+        raw = e.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if e.get("event") == "skip" and data.get("reason") != "rollback":
             skipped.add(step)  # (a batch a rollback dropped before its step is not a step)
         elif e.get("event") == "rollback":
