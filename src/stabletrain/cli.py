@@ -6,8 +6,9 @@ never imports torch-heavy code it does not need.
 
 Exit codes (one table for every command, :class:`stabletrain.errors.ExitCode`): 0 clean,
 1 findings at or above ``--fail-on`` (default ``error``; ``never`` opts out), 2 unusable input
-(one line naming the file and the reason), 3 the guard stopped a ``train`` run, 4 an internal
-error (one line asking for a report; the traceback only with ``-v``), 130 interrupted.
+(one line naming the file and the reason), 3 a ``train`` run failed (the guard stopped it, or
+it diverged), 4 an internal error (one line asking for a report; the traceback only with ``-v``),
+130 interrupted.
 """
 
 from __future__ import annotations
