@@ -123,6 +123,13 @@ class GuardConfig:
     """A scheduled LR this many times the rollback snapshot's counts as "the LR rose": the spike
     will replay from the snapshot, so the first rollback already backs off."""
 
+    startup_steps: int = 50
+    """Start-up protection (``guard/startup.py``): within the first N steps, a clean loss above
+    ``1 + startup_rise`` x the first loss rolls back to the start and ramps the LR from ~0 over
+    ``lr_rewarm_steps`` (a warm-up the config lacked); 0: off."""
+    startup_rise: float = 0.25
+    """How far above the first loss a start-up loss must climb to count as instability."""
+
     # -- damage: divergence and evaluation -----------------------------------------------------
     divergence_fraction: float | None = 0.5
     """Roll back to the best snapshot and lower the LR when the smoothed train loss has given
@@ -200,7 +207,7 @@ class GuardConfig:
         for name in _positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"guard.{name} must be >= 1, got {getattr(self, name)!r}")
-        _non_negative = ("health_every", "snapshot_every", "rollback_skip_batches",
+        _non_negative = ("health_every", "snapshot_every", "rollback_skip_batches", "startup_steps",
                          "lr_rewarm_steps", "snapshot_confirm_steps", "eval_plateau_patience",
                          "eval_max_rollbacks")  # fmt: skip
         for name in _non_negative:
@@ -220,7 +227,7 @@ class GuardConfig:
                 f"guard.eval_lr_factor must be in (0, 1) (it only lowers the LR), got "
                 f"{self.eval_lr_factor!r}"
             )
-        for name in ("eval_worse_margin", "eval_min_delta", "eval_noise_k"):
+        for name in ("eval_worse_margin", "eval_min_delta", "eval_noise_k", "startup_rise"):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"guard.{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.weight_growth_limit > 1.0:

@@ -74,6 +74,7 @@ from stabletrain.guard.ranklog import once_per_job, rank, rank_extra
 from stabletrain.guard.readout import is_distributed
 from stabletrain.guard.recovery import Recovery
 from stabletrain.guard.snapshots import Snapshot, SnapshotStore
+from stabletrain.guard.startup import StartupWatch
 from stabletrain.logs.runlog import RunLog
 from stabletrain.records import ConfigFacts, Finding, json_float
 
@@ -138,6 +139,8 @@ class Guard:
         #: still high (a climb that has already come back, as after a burst of bad labels, is
         #: no damage to undo now)
         self.recent_loss = Ema(RECENT_SPAN)
+        #: start-up protection: a loss above its first value early on → rollback + LR ramp
+        self.startup = StartupWatch(cfg.startup_steps, cfg.startup_rise)
         #: the eval rule (``observe_eval``)
         self.evals = EvalWatch(cfg)
         #: the autocast dtype when the forward runs under ``guard.autocast()``
@@ -570,6 +573,7 @@ class Guard:
             "health": self.health.state_dict(),
             "weights": self.weights.state_dict(),
             "recent_loss": self.recent_loss.state_dict(),
+            "startup": self.startup.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -599,6 +603,8 @@ class Guard:
             self.health.load_state_dict(state["health"])
         if "weights" in state:
             self.weights.load_state_dict(state["weights"])
+        if "startup" in state:
+            self.startup.load_state_dict(state["startup"])
         if "recent_loss" in state:
             self.recent_loss.load_state_dict(state["recent_loss"])
         self.buffers.reset()  # the model was (re)loaded beside this state

@@ -54,7 +54,7 @@ from typing import Any, Literal
 
 from stabletrain.guard.config import GuardConfig
 
-Bad = Literal["nonfinite", "spike", "overflow", "divergence"]
+Bad = Literal["nonfinite", "spike", "overflow", "divergence", "startup"]
 Verdict = Literal["apply", "warn", "skip", "rollback", "abort"]
 
 
@@ -238,6 +238,29 @@ class Policy:
         self.rollbacks += 1
         self.last_rollback_tick = self.tick
         return Decision("rollback", backoff=can_back_off, reason=evidence)
+
+    @property
+    def ramping(self) -> bool:
+        """The LR is still re-warming (ramping up) after a back-off or a start-up ramp."""
+        if self.rewarm_start is None:
+            return False
+        return self.tick - self.rewarm_start + 1 < self.config.lr_rewarm_steps
+
+    def ramp(self, evidence: str, *, cap_at: float | None, can_rollback: bool) -> Decision:
+        """Start-up instability (``startup.py``): roll back (when there is a state to go to)
+        and ramp the LR from ~0 over ``lr_rewarm_steps``; ``cap_at``: the LR the ramp's top
+        proved too high at: cap at ``lr_backoff_factor`` x it. Counts as a rollback."""
+        if cap_at is not None and not self._back_off(cap_at):
+            cap_at = None  # already at the floor: ramp only (the start-up rule never aborts)
+        self.rewarm_start = self.tick
+        self.recent.clear()
+        if not can_rollback or self.rollbacks >= self.config.max_rollbacks:
+            return Decision("skip", backoff=cap_at is not None, reason=evidence,
+                            damage="startup-instability")  # fmt: skip
+        self.rollbacks += 1
+        self.last_rollback_tick = self.tick
+        return Decision("rollback", backoff=cap_at is not None, reason=evidence,
+                        damage="startup-instability")  # fmt: skip
 
     def cap_lr(self, lr: float, factor: float) -> tuple[float | None, float]:
         """Lower the cap to ``factor`` x ``lr`` (never raise it; no re-warm): the eval-plateau

@@ -110,7 +110,7 @@ def rollback(
     snap = target_for(guard, decision.damage)
     assert snap is not None  # the policy rolls back only when a snapshot exists
     restore(guard, snap, scheduler=owns_loop)
-    if decision.damage == "loss-divergence":
+    if decision.damage in ("loss-divergence", "startup-instability"):
         skip = 0 if skip is None else skip  # the cause is the LR, not the data
         guard.rebase_trend()
     cfg = guard.config
@@ -125,7 +125,9 @@ def rollback(
          "rollbacks": guard.policy.rollbacks, "evidence": decision.damage or "spikes"},
         step=step,
     )  # fmt: skip
-    if decision.backoff:
+    if decision.damage == "startup-instability":
+        log_ramp(guard)
+    elif decision.backoff:
         log_backoff(guard, snap)
     # after the events, so they sit at the step their messages name: our loop rewinds with
     # the scheduler; a framework keeps its own step numbering
@@ -144,4 +146,18 @@ def log_backoff(guard: Guard, snap: Snapshot | None) -> None:
         "warning",
         {"old_cap": old, "new_cap": cap, "lr_scale": guard.policy.lr_scale,
          "rewarm_steps": guard.config.lr_rewarm_steps},
+    )  # fmt: skip
+
+
+def log_ramp(guard: Guard) -> None:
+    """The ``lr-ramp`` event: the start-up rule's warm-up (and cap, on a later firing)."""
+    cap = guard.policy.lr_cap
+    top = f"the LR capped at {cap:.4g}" if cap is not None else "the schedule's LR"
+    guard.event(
+        "lr-ramp",
+        f"LR ramped from ~0 to {top} over {guard.config.lr_rewarm_steps} steps (start-up "
+        "instability: a warm-up the config lacks)",
+        "warning",
+        {"cap": cap, "rewarm_steps": guard.config.lr_rewarm_steps,
+         "evidence": "startup-instability"},
     )  # fmt: skip

@@ -130,6 +130,19 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
     """The policy's verdict, told which LR was last stable and whether the LR rose since."""
     if bad is None:
         return guard.policy.decide(None, can_rollback=False)
+    if bad == "startup":
+        # the first firing ramps from ~0 to the schedule; a later one caps at the LR it hit
+        ran = scheduled_lr * guard.policy.lr_factor(scheduled_lr)
+        if guard.startup.fires > 1:
+            # the ramp's top is too high: cap it (no rollback: the weights are the ramp's)
+            evidence = (
+                f"start-up ramp: the smoothed loss turned up ({guard.startup.last:.4g}) at LR "
+                f"{ran:.4g}"
+            )
+            return guard.policy.ramp(evidence, cap_at=ran, can_rollback=False)
+        evidence = guard.startup.evidence(guard.startup.last)
+        target = rollback.rollback_target(guard)
+        return guard.policy.ramp(evidence, cap_at=None, can_rollback=target is not None)
     if bad == "divergence":
         target = rollback.target_for(guard, "loss-divergence")
         ep = guard.divergence.episodes[-1]
@@ -191,6 +204,8 @@ def classify(
     if grad_bad and cfg.skip_nonfinite:
         # fp16: inf grads with a finite loss are the scaler's range probing, not divergence
         return "overflow" if scaler_on else "nonfinite"
+    if not loss_bad and not grad_bad and guard.startup.observe(step, loss_v) is not None:
+        return "startup"
     spike = False
     rec = StepRecord(step=step, loss=loss_v, grad_norm=norm_v if has_grads else None)
     if cfg.spike_metric in ("loss", "both") and guard.loss_spikes.update(rec) is not None:
@@ -202,6 +217,8 @@ def classify(
         return "spike"
     if loss_v is not None and math.isfinite(loss_v):
         guard.recent_loss.add(loss_v)
+        if guard.startup.observe_ramp(guard.policy.ramping, guard.recent_loss.value):
+            return "startup"
     trend = guard.divergence.update(rec)  # clean steps only: a skipped loss is no evidence
     if trend is not None and cfg.divergence_fraction is not None:
         return "divergence"
@@ -212,6 +229,6 @@ def action_name(bad: object, loss_bad: bool) -> str | None:
     """The ``action`` a skipped step records in the run log."""
     if bad is None:
         return None
-    if bad in ("spike", "divergence"):
+    if bad in ("spike", "divergence", "startup"):
         return "skip_spike"
     return "skip_nonfinite_loss" if loss_bad else "skip_nonfinite_grad"

@@ -1,0 +1,118 @@
+"""Start-up protection: a run whose first updates blow up at full LR gets a warm-up from the guard.
+
+A transformer or an RNN started at its full LR with no warm-up often explodes on its very first
+updates: the loss jumps *above the value it started from* (the fault matrix's LSTM at Adam 0.2:
+4.55 → 8.4 after one update), then limps back to a plateau above what a warm-up reaches. No
+spike rule can judge those steps (no baseline exists yet), and clipping bounds the gradient, not
+Adam's per-weight step. A healthy run's loss never climbs above its first value: it falls from
+the untrained level (every stable config of the matrix, four families x three seeds).
+
+The rule, over the first ``startup_steps`` steps::
+
+    the smoothed clean loss (EMA, span ``SPAN``) > (1 + startup_rise) x the first finite loss
+    (a batch more than ``OUTLIER`` x the first is the data's, a 1e6-scaled file, left to the
+    spike rule, and not smoothed in; an LR blow-up climbs 1.3-2.5x and stays there; the
+    smoothing keeps the batch-to-batch jitter of a healthy noisy run from firing it)
+        1st time → roll back to the state before the first update (or the newest snapshot) and
+                   ramp the LR from ~0 back to the schedule's over ``lr_rewarm_steps`` steps
+                   (the warm-up the config lacked); logged as an ``lr-ramp`` event
+        again, or the smoothed loss rising ``RAMP_RISE`` above its lowest while the ramp
+        climbs (the LR range test's "the loss turns up here")
+                 → the ramp's top is too high: cap the LR at ``lr_backoff_factor`` x the LR
+                   that step ran at, and ramp to the cap
+        after ``startup_max`` firings → left to the other rules
+
+It never slows a healthy start: without the evidence it does nothing. A pure decision with its
+own state; the guard acts on it (``verdict.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from stabletrain.detectors.divergence import Ema
+
+StartupAction = Literal["ramp", "cap"]
+#: during the start-up ramp, a smoothed loss this far above its lowest says the LR passed the
+#: highest one the run can take
+RAMP_RISE = 0.1
+#: a start-up loss this many times the first is an outlier batch, not smoothed in
+OUTLIER = 4.0
+#: the span of the smoothed start-up loss
+SPAN = 5
+
+
+class StartupWatch:
+    """The first loss, how often the start-up rule fired, and its window."""
+
+    def __init__(self, steps: int, rise: float, max_fires: int = 3) -> None:
+        self.steps = steps
+        self.rise = rise
+        self.max_fires = max_fires
+        self.first: float | None = None
+        self.fires = 0
+        #: the smoothed clean start-up loss
+        self.ema = Ema(SPAN)
+        #: the last loss judged (the evidence of a firing)
+        self.last = math.nan
+        #: the lowest smoothed loss during the current ramp (None: no ramp watched)
+        self.ramp_low: float | None = None
+
+    def observe(self, step: int, loss: float | None) -> StartupAction | None:
+        """Judge a clean step's loss at ``step`` (the guard's step count)."""
+        if loss is None or not math.isfinite(loss) or self.steps <= 0:
+            return None
+        self.last = loss
+        if self.first is None:
+            self.first = loss
+            return None
+        if step >= self.steps or self.fires >= self.max_fires:
+            return None
+        if self.first <= 0 or loss > OUTLIER * self.first:
+            return None
+        if self.ema.n == 0:
+            self.ema.add(self.first)
+        smoothed = self.ema.add(loss)
+        if smoothed <= self.first * (1.0 + self.rise):
+            return None
+        self.last = smoothed
+        self.ema = Ema(SPAN)  # after a firing, judged afresh
+        self.fires += 1
+        return "ramp" if self.fires == 1 else "cap"
+
+    def observe_ramp(self, ramping: bool, smoothed: float) -> StartupAction | None:
+        """While the start-up ramp climbs: "cap" when the smoothed loss turns up by
+        ``RAMP_RISE`` from its lowest (the LR just passed what the run can take)."""
+        if not ramping or self.fires != 1:  # only the first ramp, from the start, is watched
+            self.ramp_low = None
+            return None
+        if not math.isfinite(smoothed):
+            return None
+        if self.ramp_low is None or smoothed < self.ramp_low:
+            self.ramp_low = smoothed
+            return None
+        if smoothed <= self.ramp_low * (1.0 + RAMP_RISE):
+            return None
+        self.fires += 1
+        self.last, self.ramp_low = smoothed, None
+        return "cap"
+
+    def evidence(self, loss: float) -> str:
+        """The firing's evidence, for the log."""
+        first = self.first or 0.0
+        return (
+            f"start-up instability: the smoothed loss {loss:.4g} is {loss / first:.3g}x the first loss "
+            f"{first:.4g} (a healthy run only falls from it; limit {1 + self.rise:g}x)"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"first": self.first, "fires": self.fires, "ramp_low": self.ramp_low,
+                "ema": self.ema.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.first = state.get("first")
+        self.fires = int(state.get("fires", 0))
+        self.ramp_low = state.get("ramp_low")
+        if "ema" in state:
+            self.ema.load_state_dict(state["ema"])
