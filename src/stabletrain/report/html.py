@@ -24,6 +24,7 @@ from stabletrain.report.fmt import (
     where,
 )
 from stabletrain.report.model import Report
+from stabletrain.report.timeline import timeline_lines
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0;
@@ -86,6 +87,11 @@ def render(report: Report, panels: dict[str, bytes] | None = None) -> str:
         f"<div class='verdict {vclass}'>Verdict: {escape(headline(report.counts()))}</div>",
     ]
     parts += [f"<div class='note'>note: {escape(n)}</div>" for n in report.notes]
+    timeline = timeline_lines(report.guard_timeline)  # the guard's actions, one line a group
+    if timeline:
+        parts.append("<h2>Guard actions</h2><ul>")
+        parts += [f"<li>{escape(t)}</li>" for t in timeline]
+        parts.append("</ul>")
     if not report.problems:
         what = "run" if report.kind == "doctor" else "config"
         parts.append(f"<p>Nothing to change: this {what} shows no stability problems.</p>")

@@ -25,6 +25,7 @@ from stabletrain.report.fmt import (
     where,
 )
 from stabletrain.report.model import Report
+from stabletrain.report.timeline import timeline_lines
 
 
 def render(report: Report, images: dict[str, str] | None = None) -> str:
@@ -41,6 +42,9 @@ def render(report: Report, images: dict[str, str] | None = None) -> str:
         lines.append(f"> note: {md_text(note)}")
     if report.notes:
         lines.append("")
+    timeline = timeline_lines(report.guard_timeline)  # the guard's actions, one line a group
+    if timeline:
+        lines += ["## Guard actions", ""] + [f"- {md_text(t)}" for t in timeline] + [""]
     if not report.problems:
         what = "run" if report.kind == "doctor" else "config"
         lines += [f"Nothing to change: this {what} shows no stability problems.", ""]

@@ -37,6 +37,13 @@ from stabletrain.report.timeline import timeline_lines
 _STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
 
 
+def _t(value: object, style: str = "") -> Text:
+    """A cell as plain text: rich never parses markup in it. Paths, metric names, keys, values
+    and reasons come from the user's files; ``[/tmp/a.yaml]`` read as markup would crash the
+    report (a closing tag) or vanish (``[grad-spike]`` read as a style)."""
+    return Text(str(value), style=style)
+
+
 def renderables(report: Report) -> list[RenderableType]:
     """The report as rich renderables (the CLI prints them; tests render them to plain text)."""
     out: list[RenderableType] = [_header(report)]
@@ -104,7 +111,7 @@ def _header(report: Report) -> RenderableType:
     grid.add_column(style="bold dim", no_wrap=True, min_width=11)
     grid.add_column(style="dim", overflow="fold")
     for label, value in read_items(report, s):
-        grid.add_row(f"{label}:", value)
+        grid.add_row(_t(f"{label}:"), _t(value))
     verdict = Text()
     worst = report.worst_severity
     style = _STYLE.get(worst or "", "green") if report.problems else "bold green"
@@ -128,14 +135,14 @@ def _finding(f: Finding, report: Report, order: list[str], index: int) -> Render
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True, min_width=9)
     grid.add_column(overflow="fold")
-    grid.add_row("Where:", loc)
+    grid.add_row(_t("Where:"), _t(loc))
     ev = evidence_items(f)
     if ev:
-        grid.add_row("Evidence:", " · ".join(f"{k} {v}" for k, v in ev))
+        grid.add_row(_t("Evidence:"), _t(" · ".join(f"{k} {v}" for k, v in ev)))
     if f.explanation:
-        grid.add_row("Why:", f.explanation)
+        grid.add_row(_t("Why:"), _t(f.explanation))
     for fix in f.fixes:
-        grid.add_row("Fix:", fix.description)
+        grid.add_row(_t("Fix:"), _t(fix.description))
         files = fix_files(fix, report.facts)
         diff = config_diff(fix, report.facts)
         if diff:
@@ -146,13 +153,13 @@ def _finding(f: Finding, report: Report, order: list[str], index: int) -> Render
                 block.append(line, style="red" if line.startswith("-") else "green")
                 if j < len(diff) - 1:
                     block.append("\n")
-            grid.add_row("", block)
+            grid.add_row(_t(""), block)
         if fix.code:
-            grid.add_row("", Text(fix.code, style="dim"))
-    grid.add_row("Watch:", watch_for(f.id))
+            grid.add_row(_t(""), _t(fix.code, "dim"))
+    grid.add_row(_t("Watch:"), _t(watch_for(f.id)))
     rel = _related(f, order, index)
     if rel:
-        grid.add_row("Chain:", rel)
+        grid.add_row(_t("Chain:"), _t(rel))
     return Group(title, Padding(grid, (0, 0, 0, 2), expand=False))
 
 
@@ -175,20 +182,20 @@ def _change_set(cs: ChangeSet, report: Report) -> RenderableType:
             block.append(line, style="red" if line.startswith("-") else "green")
             if j < len(diff) - 1:
                 block.append("\n")
-        grid.add_row("Apply:", block)
+        grid.add_row(_t("Apply:"), block)
         for why, keys in reasons_by_fix(cs).items():
-            grid.add_row("Why:", f"{', '.join(keys)}: {why}")
+            grid.add_row(_t("Why:"), _t(f"{', '.join(keys)}: {why}"))
     elif not cs.actions:
-        grid.add_row("Apply:", "no config change can be recommended with confidence")
+        grid.add_row(_t("Apply:"), _t("no config change can be recommended with confidence"))
     for act in cs.actions:
-        grid.add_row("First:", act.description + (f"  {act.code}" if act.code else ""))
+        grid.add_row(_t("First:"), _t(act.description + (f"  {act.code}" if act.code else "")))
     base = cs.base_line()
     if base:
-        grid.add_row("LR base:", base)
+        grid.add_row(_t("LR base:"), _t(base))
     for alt in cs.alternatives:
-        grid.add_row("Or:", alt.description + (f"  {alt.code}" if alt.code else ""))
+        grid.add_row(_t("Or:"), _t(alt.description + (f"  {alt.code}" if alt.code else "")))
     for line in cs.dropped:
-        grid.add_row("Left out:", line)
+        grid.add_row(_t("Left out:"), _t(line))
     return Group(title, Padding(grid, (0, 0, 0, 2), expand=False))
 
 
