@@ -382,13 +382,12 @@ def test_a_burst_of_bad_labels_costs_no_progress(
     assert guarded >= unguarded - 0.02, (guarded, unguarded)
 
 
-def _high_lr_start(h: SimpleNamespace, seed: int, guarded: bool) -> tuple[float, Guard | None]:
-    """A 6-layer MLP on digits started at Adam lr 0.05 with no warm-up: its first updates
-    push the loss above where it started. Val accuracy after 150 steps."""
+def _digits_fit(
+    h: SimpleNamespace, model: nn.Module, opt: torch.optim.Optimizer, seed: int, guarded: bool
+) -> tuple[float, Guard | None]:
+    """150 steps of batch 32 on digits, guarded or by the plain loop with the same clip (1.0);
+    the val accuracy at the end."""
     xt, yt, xv, yv = h.digits()
-    torch.manual_seed(seed)
-    model = h.deep_mlp(depth=6)
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
     guard = Guard(model, opt) if guarded else None
     perm = torch.randperm(1437, generator=torch.Generator().manual_seed(seed))
     for s in range(150):
@@ -396,13 +395,21 @@ def _high_lr_start(h: SimpleNamespace, seed: int, guarded: bool) -> tuple[float,
         loss = F.cross_entropy(model(xt[idx]), yt[idx])
         if guard is not None:
             guard.step(loss)
-        else:  # the plain loop with the same clip
+        else:
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
     with torch.no_grad():
         return float((model(xv).argmax(1) == yv).float().mean()), guard
+
+
+def _high_lr_start(h: SimpleNamespace, seed: int, guarded: bool) -> tuple[float, Guard | None]:
+    """A 6-layer MLP on digits started at Adam lr 0.05 with no warm-up: its first updates
+    push the loss above where it started."""
+    torch.manual_seed(seed)
+    model = h.deep_mlp(depth=6)
+    return _digits_fit(h, model, torch.optim.Adam(model.parameters(), lr=0.05), seed, guarded)
 
 
 def test_an_exploding_start_without_warmup_gets_an_lr_ramp(
@@ -429,3 +436,36 @@ def test_a_healthy_start_gets_no_ramp(h: SimpleNamespace) -> None:
     for s in range(60):
         guard.step(F.cross_entropy(model(xt[s * 16 : s * 16 + 32]), yt[s * 16 : s * 16 + 32]))
     assert guard.startup.fires == 0 and guard.policy.rewarm_start is None
+
+
+def _bad_init_run(h: SimpleNamespace, guarded: bool) -> tuple[float, Guard | None]:
+    """An 8-layer ReLU MLP on digits initialised normal(std 0.5), ~2.8x Kaiming per layer:
+    the activations reach ~1e4x their healthy scale at the output (first loss ~1e4)."""
+    torch.manual_seed(0)
+    model = h.deep_mlp(depth=7, init_std=0.5)
+    return _digits_fit(h, model, torch.optim.AdamW(model.parameters(), lr=1e-3), 0, guarded)
+
+
+def test_an_init_that_compounds_to_an_exploding_gain_is_repaired(
+    h: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain, _ = _bad_init_run(h, guarded=False)
+    caplog.set_level("WARNING", logger="stabletrain")
+    repaired, _ = _bad_init_run(h, guarded=True)
+    (msg,) = [r.getMessage() for r in caplog.records if "init repaired" in r.getMessage()]
+    assert "8 layer(s)" in msg and "kaiming_normal_" in msg
+    assert repaired > plain + 0.1 and repaired > 0.85, (repaired, plain)
+
+
+def test_a_net_with_normalisation_or_a_healthy_init_is_never_rescaled(h: SimpleNamespace) -> None:
+    x, y = h.cnn_data()
+    for model in (h.deep_mlp(depth=7), torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 64), torch.nn.LayerNorm(64), torch.nn.ReLU(),
+        torch.nn.Linear(64, 2))):  # fmt: skip
+        for m in model.modules():
+            if isinstance(m, nn.Linear) and model[0].__class__ is nn.Flatten:
+                nn.init.normal_(m.weight, std=1.0)  # large, but renormalised by the LayerNorm
+        before = [p.detach().clone() for p in model.parameters()]
+        guard = Guard(model, torch.optim.SGD(model.parameters(), lr=0.0))
+        guard.step(F.cross_entropy(model(x[:32].reshape(32, -1)), y[:32]))
+        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

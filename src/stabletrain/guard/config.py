@@ -49,6 +49,11 @@ class GuardConfig:
     """Verify every parameter and buffer is finite before the first step (and after a load)."""
     init_std_ratio: float = 4.0
     """Warn when a layer's weight std exceeds this multiple of the Kaiming std for its fan-in."""
+    init_repair_gain: float | None = 10.0
+    """Init repair: in a net without normalisation, when the product over its linear/conv
+    layers of (weight std / Kaiming std, where above 1) reaches this (activations that many
+    times their healthy scale at the output), the guard rescales those layers to the Kaiming
+    std after the first step (logged ``init-repair``, old ratio per layer). None: warn only."""
     health_every: int = 100
     """Emit a health line (grad norm, clip rate, skips, scale, LR) every N steps; 0 = never."""
     weight_growth_limit: float = 10.0
@@ -230,6 +235,10 @@ class GuardConfig:
         for name in ("eval_worse_margin", "eval_min_delta", "eval_noise_k", "startup_rise"):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"guard.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.init_repair_gain is not None and not self.init_repair_gain > 1.0:
+            raise ConfigError(
+                f"guard.init_repair_gain must be > 1 or None, got {self.init_repair_gain!r}"
+            )
         if not self.weight_growth_limit > 1.0:
             raise ConfigError(
                 f"guard.weight_growth_limit must be > 1, got {self.weight_growth_limit!r}"

@@ -63,7 +63,12 @@ from stabletrain.guard.buffers import BufferKeeper
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.evaluation import EvalWatch
 from stabletrain.guard.health import Health
-from stabletrain.guard.init_checks import init_scale_finding, nonfinite_tensors
+from stabletrain.guard.init_checks import (
+    init_gain,
+    init_scale_finding,
+    nonfinite_tensors,
+    repair_init,
+)
 from stabletrain.guard.integrity import WeightCheck
 from stabletrain.guard.losses import LossReader
 from stabletrain.guard.optimizer import GuardedOptimizer
@@ -173,6 +178,8 @@ class Guard:
         #: False: verify every weight is finite before the next step (start, load, rollback)
         self.weights_checked = False
         self._init_checked = False
+        #: layers to rescale after the first step (``init_repair_gain``), found at the check
+        self._init_repair: list[Any] = []
         self.last_clean_lr: float | None = None  # the scheduled LR of the last applied step
         self._wrapper: GuardedOptimizer | None = None
         self._params: list[torch.nn.Parameter] | None = None
@@ -254,6 +261,10 @@ class Guard:
         if self._init_checked:
             return []
         self._init_checked = True
+        if self.config.init_repair_gain is not None:
+            gain, over = init_gain(self.model)
+            if gain >= self.config.init_repair_gain:
+                self._init_repair = over  # after this step: its forward already used them
         init = init_scale_finding(self.model, self.config.init_std_ratio)
         if init is None:
             return []
@@ -322,7 +333,31 @@ class Guard:
         outcome = self.check_and_step(owns_loop=True)
         self.inner_optimizer.zero_grad(set_to_none=True)
         self._backward_ran = False
+        if self._init_repair:
+            self._repair_init(outcome)
         return outcome
+
+    def _repair_init(self, outcome: StepOutcome) -> None:
+        """Rescale the layers whose init compounds to an exploding gain (found by
+        ``check_model``) to the Kaiming std, after the first step; log it."""
+        over, self._init_repair = self._init_repair, []
+        gain = 1.0
+        for _, _, ratio in over:
+            gain *= ratio
+        changed = repair_init(over)
+        self.recovery.reset_initial(lambda: rollback.capture(self))
+        layers = ", ".join(f"{c['layer']} {c['ratio']}x" for c in changed[:8])
+        first = f"{outcome.loss:.4g}" if outcome.loss is not None else "not read"
+        self.event(
+            "init-repair",
+            f"init repaired after step {outcome.step}: {len(changed)} layer(s) without "
+            f"normalisation had a weight std above Kaiming's ({layers}), compounding to "
+            f"{gain:.3g}x at the output (first loss {first}); rescaled to the "
+            "Kaiming std sqrt(2/fan_in). Fix the init in the code: "
+            "nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')",
+            "warning",
+            {"layers": changed, "gain": gain, "loss": outcome.loss},
+        )
 
     def step(self, loss: torch.Tensor) -> StepOutcome:
         """The whole step for one batch: ``backward(loss)`` then ``optimizer_step()``."""

@@ -25,9 +25,9 @@ def nonfinite_tensors(model: nn.Module) -> list[str]:
     ]
 
 
-def init_scale_finding(model: nn.Module, ratio: float = 4.0) -> Finding | None:
-    """One finding listing the layers whose weight std exceeds ``ratio`` × the Kaiming std."""
-    bad: list[dict[str, float | str]] = []
+def layer_stds(model: nn.Module) -> list[tuple[str, nn.Module, float, float]]:
+    """(name, module, weight std, Kaiming std sqrt(2/fan_in)) of every linear/conv layer."""
+    out: list[tuple[str, nn.Module, float, float]] = []
     for name, m in model.named_modules():
         if not isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             continue
@@ -35,8 +35,15 @@ def init_scale_finding(model: nn.Module, ratio: float = 4.0) -> Finding | None:
         fan_in = w[0].numel()
         if fan_in < 1 or w.numel() < 2:
             continue
-        kaiming = math.sqrt(2.0 / fan_in)
-        std = float(w.float().std())  # host sync: once, before training
+        std = float(w.float().std())  # host sync: once per layer, before training
+        out.append((name, m, std, math.sqrt(2.0 / fan_in)))
+    return out
+
+
+def init_scale_finding(model: nn.Module, ratio: float = 4.0) -> Finding | None:
+    """One finding listing the layers whose weight std exceeds ``ratio`` × the Kaiming std."""
+    bad: list[dict[str, float | str]] = []
+    for name, _, std, kaiming in layer_stds(model):
         if std > ratio * kaiming:
             bad.append(
                 {"layer": name, "std": round(std, 5), "kaiming_std": round(kaiming, 5),
@@ -63,3 +70,37 @@ def init_scale_finding(model: nn.Module, ratio: float = 4.0) -> Finding | None:
         ],
         source="guard",
     )
+
+
+#: modules that renormalise activations: an init gain does not compound through them
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm,
+         nn.InstanceNorm1d, nn.InstanceNorm2d, nn.RMSNorm)  # fmt: skip
+
+
+def init_gain(model: nn.Module) -> tuple[float, list[tuple[str, nn.Module, float]]]:
+    """The compounding forward gain of the init in a net without normalisation: the product
+    over its linear/conv layers of max(1, weight std / Kaiming std), and the layers above 1
+    (name, module, ratio). 1.0 for a net with a normalisation layer (the gain does not
+    compound through it). Host syncs: one per layer, once."""
+    if any(isinstance(m, NORMS) for m in model.modules()):
+        return 1.0, []
+    gain, over = 1.0, []  # type: float, list[tuple[str, nn.Module, float]]
+    for name, m, std, kaiming in layer_stds(model):
+        ratio = std / kaiming
+        if ratio > 1.0:
+            gain *= ratio
+            over.append((name, m, ratio))
+    return gain, over
+
+
+def repair_init(over: list[tuple[str, nn.Module, float]]) -> list[dict[str, float | str]]:
+    """Rescale each listed layer's weights down to the Kaiming std (the random pattern kept);
+    what changed, per layer."""
+    changed: list[dict[str, float | str]] = []
+    with torch.no_grad():
+        for name, m, ratio in over:
+            weight = m.weight
+            assert isinstance(weight, torch.Tensor)
+            weight.div_(ratio)
+            changed.append({"layer": name, "ratio": round(ratio, 3)})
+    return changed

@@ -88,6 +88,13 @@ class Recovery:
         if self.enabled and self.store.initial is None and len(self.store) == 0:
             self.store.initial = capture()
 
+    def reset_initial(self, capture: Callable[[], Snapshot]) -> None:
+        """The model was repaired before any snapshot was confirmed (``init-repair``): the
+        state of last resort is the repaired one; a candidate taken before is dropped."""
+        if self.enabled and len(self.store) == 0:
+            self.store.initial = capture()
+            self.candidate = None
+
     def target(self, evidence: str | None = None) -> Snapshot | None:
         """The snapshot a rollback on ``evidence`` goes to (None: none to go to)."""
         if not self.enabled:
