@@ -301,3 +301,25 @@ def test_a_root_cause_fixed_in_code_changes_no_step_size(real_logs: Path) -> Non
     cs = report.change_set
     assert cs.actions and "batch" in cs.actions[0].description.lower()
     assert "learning_rate" not in cs.changes, cs.changes
+
+
+def test_a_change_to_the_current_setting_is_dropped_framework_default_included(
+    tmp_path: Path,
+) -> None:
+    """``model.cnn.init: kaiming`` for a reference-trainer config that leaves the init to its
+    default (kaiming) changes nothing: it is left out as already set, not applied."""
+    from stabletrain.configs.read import read_config
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "run: {name: x}\ndata: {name: digits}\nmodel: {name: cnn}\n"
+        "optim: {name: sgd, lr: 3.0}\nschedule: {name: constant}\n",
+        encoding="utf-8",
+    )
+    facts = read_config(cfg)
+    fix = Fix("init", {"model.cnn.init": "kaiming", "model.cnn.init_std": None})
+    cs = resolve([_finding("bad-init", fix)], facts)
+    assert "model.cnn.init" not in cs.changes and "model.cnn.init_std" not in cs.changes
+    assert any("model.cnn.init=" in d and "already set" in d for d in cs.dropped)
+    other = resolve([_finding("bad-init", Fix("init", {"model.cnn.init": "xavier"}))], facts)
+    assert other.changes == {"model.cnn.init": "xavier"}

@@ -100,7 +100,7 @@ def test_verify_retrains_the_patched_config_and_compares(
     assert "(run " in lines["changed"] and ", patched " in lines["changed"]  # what the patch did
     assert "loss-spike (warning)" in before and "step 11:" in before
     assert "step 11:" in after and "eval loss" in after
-    assert verdict.split()[1] in ("fixed", "improved", "not", "worse"), out
+    assert verdict.split()[1].rstrip(":") in ("fixed", "improved", "not", "worse"), out
     verify_dir = tmp_path / "fixed-verify"
     assert (verify_dir / "steps.jsonl").is_file() and (verify_dir / "summary.json").is_file()
     assert yaml.safe_load((verify_dir / "config.yaml").read_text())["run"]["seed"] == 0

@@ -59,3 +59,47 @@ def test_bulk_path_and_state_round_trip(bad: Path) -> None:
     again = InitDetector()
     again.load_state_dict(one.state_dict())
     assert [f.to_json() for f in again.finish()] == [f.to_json() for f in one.finish()]
+
+
+def test_too_high_lr_is_not_a_bad_init(tmp_path: Path) -> None:
+    """Plain SGD at lr 3, no clip: the first loss is ~ln(10) and only the updates blow up (step 1:
+    loss 1.6e4, grad norm 1.2e4). That is the LR's doing, not the init's: no bad-init, and the
+    change set lowers the LR instead of re-initialising with the default init."""
+    run = _train(
+        tmp_path / "lr3",
+        "optim.name=sgd",
+        "optim.lr=3.0",
+        "schedule.name=constant",
+        "schedule.warmup_ratio=0.0",
+        "train.max_grad_norm=null",
+        "train.epochs=1",
+    )
+    report = diagnose(run)
+    assert "bad-init" not in [f.id for f in report.findings]
+    changes = report.change_set.changes
+    assert 0 < changes["optim.lr"] < 3.0
+    assert "model.cnn.init" not in changes  # kaiming is already the setting
+
+
+def test_one_pre_update_record_is_enough_and_later_blowups_are_not_the_init() -> None:
+    """Scripted head of a log: the grad norm at the first (pre-update) step is what the init
+    made; norms after a loss that rose from updates are the LR's."""
+    from stabletrain.records import ConfigFacts, StepRecord
+
+    facts = ConfigFacts()
+    facts.set("num_classes", 10)
+    lr_blowup = [(3.3, 16.0), (1.5e4, 1.2e4), (1.4e5, 7e4)] + [(3.0, 0.25)] * 40
+    bad_start = [(5e4, 6e4), (3e13, 4e11), (3e14, 3e13)] + [(2.3, 0.5)] * 40
+    found = {}
+    for name, rows in (("lr", lr_blowup), ("init", bad_start)):
+        det = InitDetector()
+        for i, (loss, g) in enumerate(rows):
+            det.update(StepRecord(step=i, loss=loss, grad_norm=g))
+        found[name] = det.finish(facts)
+    assert found["lr"] == []
+    assert [f.id for f in found["init"]] == ["bad-init"]
+    # an excerpt that starts after updates (step 5) says nothing about the init
+    det = InitDetector()
+    for i, (loss, g) in enumerate(bad_start):
+        det.update(StepRecord(step=i + 5, loss=loss, grad_norm=g))
+    assert det.finish(facts) == []

@@ -1,19 +1,26 @@
 """``bad-init``: the run started from weights scaled far beyond what trains well.
 
 Two marks a bad initialisation leaves in a log (seed 002's CNN with ``normal(std=1.0)``; the
-reference trainer's ``model.cnn.init: normal, init_std: 1.0`` starts at a loss of 50,504):
+reference trainer's ``model.cnn.init: normal, init_std: 1.0`` starts at a loss of 50,504). Both
+are read only *before any update* — the init is the model before training, so its evidence must
+not depend on the LR. A too-high LR leaves the opposite mark: the first loss is about ln(C) and
+the updates blow it up (digits CNN, SGD at lr 3: 3.3, then 1.6e4, 1.4e5, with grad norms 16, 1.2e4,
+7e4); calling that a bad init re-initialises a model that was fine and leaves the LR alone.
 
 - **the first loss far above ln(C)** for a C-class cross-entropy (C from the config:
   ``num_classes``, or a language model's ``vocab_size``). A well-initialised classifier's logits
   are small, so its first loss is about ln(C), the loss of a uniform guess. Logits of std ``s``
   give about ln(C) + s²/2; at ``s`` = 4 the softmax is saturated (the top class takes nearly all
   the mass and most gradients vanish), so a first loss above ln(C) + 8 (``SATURATED``) means
-  logits far larger than any sane init gives. Only when the log starts at the run's start (first
-  loss logged within ``FIRST_STEPS`` updates: later the optimiser has moved the weights);
-- **early gradient norms orders of magnitude above later ones**: the median of the first 3
-  logged gradient norms ≥ 1000x (three orders, ``ORDERS``) the median of the last ``LATE``
-  ones. Healthy runs' gradient norms fall as the loss does, by one or two orders (the digits CNN:
-  15 → 0.3); three orders is weights that started far too large and were shrunk by training.
+  logits far larger than any sane init gives. Only when the log starts at the run's first step
+  (step 0, or step 1 of a log that counts from 1: ``FIRST_STEP``); a log that starts later has
+  had updates, and a high LR makes the same loss;
+- **the first gradient norms orders of magnitude above later ones**: the median of the head's
+  gradient norms ≥ 1000x (three orders, ``ORDERS``) the median of the later ones. The head is
+  the first record (the run's first step, as above) and the records after it while the loss has
+  not risen above the first loss (at most ``EARLY``): once updates have made the loss rise, the
+  gradient norms are the LR's doing. Healthy runs' gradient norms fall as the loss does, by one
+  or two orders (the digits CNN: 15 → 0.3); three orders is weights that started far too large.
 
 The fix is the initialisation (He/Kaiming for ReLU nets, Xavier for tanh, a small std such as
 GPT-2's 0.02 for transformers) and a warm-up, so the first updates do not amplify the bad start.
@@ -38,8 +45,10 @@ from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 #: logit std 4 saturates a softmax: its cross-entropy is about ln(C) + 4²/2
 SATURATED = 8.0
-#: the first loss tells about the init only within this many updates of the start
-FIRST_STEPS = 10
+#: the last step number that can be the run's first (0-based logs start at 0, 1-based at 1)
+FIRST_STEP = 1
+#: a head loss counts as "not risen" up to this factor of the first loss
+RISE = 1.1
 #: "orders of magnitude": early gradient norms this many times the late ones
 ORDERS = 1000.0
 #: late gradient norms kept (their median is the run's settled level)
@@ -49,51 +58,58 @@ EARLY = 3
 
 
 class InitDetector:
-    """The first loss vs ln(C), and early vs late gradient norms."""
+    """The first loss vs ln(C), and the first gradient norms vs later ones, before updates."""
 
     ids: tuple[str, ...] = ("bad-init",)
 
     def __init__(self) -> None:
-        self.first_loss: float | None = None
-        self.first_loss_step: int | None = None
-        self.early: list[list[float]] = []  # [step, grad norm], the first EARLY finite ones
+        self.head: list[list[Any]] = []  # [step, loss, grad norm] of the first EARLY train records
         self.late: deque[float] = deque(maxlen=LATE)
         self.n_grad = 0
 
     def update(self, record: StepRecord) -> Finding | None:
         if record.kind != "train":
             return None
-        loss, grad = record.loss, record.grad_norm
-        if self.first_loss is None and loss is not None and math.isfinite(loss):
-            self.first_loss, self.first_loss_step = loss, record.step
+        if len(self.head) < EARLY:
+            self.head.append([record.step, _finite(record.loss), _finite(record.grad_norm)])
+        grad = record.grad_norm
         if grad is not None and math.isfinite(grad):
             self.n_grad += 1
-            if len(self.early) < EARLY:
-                self.early.append([record.step, grad])
             self.late.append(grad)
         return None
 
     def update_many(self, batch: Batch) -> None:
         """``update`` for every record (see ``detectors.base``)."""
-        loss, grad = batch.floats("loss"), batch.floats("grad_norm")
+        grad = batch.floats("grad_norm")
         batch.steps  # noqa: B018 (raises Unsupported before any state changes)
         train = batch.train
-        if self.first_loss is None:
-            ok = np.flatnonzero(train & np.isfinite(loss))
-            if ok.size:
-                i = int(ok[0])
-                self.first_loss = batch.objects("loss")[i]
-                self.first_loss_step = batch.objects("step")[i]
+        need = EARLY - len(self.head)
+        if need > 0:
+            idx = np.flatnonzero(train)[:need]
+            steps = batch.take("step", idx)
+            losses = batch.take("loss", idx)
+            grads = batch.take("grad_norm", idx)
+            self.head.extend(
+                [s, _finite(x), _finite(g)] for s, x, g in zip(steps, losses, grads, strict=True)
+            )
         g = np.flatnonzero(train & np.isfinite(grad))
         if g.size == 0:
             return
         self.n_grad += int(g.size)
-        need = EARLY - len(self.early)
-        if need > 0:
-            steps = batch.take("step", g[:need])
-            values = batch.take("grad_norm", g[:need])
-            self.early.extend([s, v] for s, v in zip(steps, values, strict=True))
         self.late.extend(batch.take("grad_norm", g[-LATE:]))
+
+    def _before_updates(self) -> list[list[Any]]:
+        """The head records that show the init, not the LR: the run's first step and those after
+        it while the loss has not risen above the first loss (empty when the log starts later)."""
+        if not self.head or self.head[0][0] is None or self.head[0][0] > FIRST_STEP:
+            return []
+        out = [self.head[0]]
+        l0 = self.head[0][1]
+        for row in self.head[1:]:
+            if l0 is None or row[1] is None or row[1] > RISE * l0:
+                break
+            out.append(row)
+        return out
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
@@ -101,8 +117,9 @@ class InitDetector:
         evidence: dict[str, Any] = {}
         steps: list[int] = []
         n_classes = _classes(facts)
-        l0, s0 = self.first_loss, self.first_loss_step
-        if n_classes is not None and l0 is not None and s0 is not None and s0 <= FIRST_STEPS:
+        head = self._before_updates()
+        l0, s0 = (head[0][1], head[0][0]) if head else (None, None)
+        if n_classes is not None and l0 is not None and s0 is not None:
             ln_c = math.log(n_classes)
             evidence.update(first_loss=l0, first_loss_step=s0, num_classes=n_classes)
             evidence["ln_num_classes"] = round(ln_c, 4)
@@ -115,8 +132,9 @@ class InitDetector:
                 )
                 steps.append(s0)
         # "later" must be later: the late window may not reach back into the early values
-        if len(self.early) == EARLY and self.n_grad >= EARLY + 2 * EARLY:
-            early = statistics.median(v for _, v in self.early)
+        early_rows = [r for r in head if r[2] is not None]
+        if early_rows and self.n_grad >= EARLY + 2 * EARLY:
+            early = statistics.median(r[2] for r in early_rows)
             late_vals = list(self.late)[-max(1, (self.n_grad - EARLY) // 2) :]
             late = statistics.median(late_vals)
             evidence.update(early_grad_norm=early, late_grad_norm=late)
@@ -125,7 +143,7 @@ class InitDetector:
                     f"the first gradient norms (median {fmt(early)}) are {early / late:.3g}x the "
                     f"later ones (median {fmt(late)}): more than three orders of magnitude"
                 )
-                steps.extend(int(s) for s, _ in self.early)
+                steps.extend(int(r[0]) for r in early_rows)
         if not reasons:
             return []
         evidence["direction"] = "instability"
@@ -162,19 +180,19 @@ class InitDetector:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "first_loss": self.first_loss,
-            "first_loss_step": self.first_loss_step,
-            "early": [list(e) for e in self.early],
+            "head": [list(e) for e in self.head],
             "late": list(self.late),
             "n_grad": self.n_grad,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.first_loss = state["first_loss"]
-        self.first_loss_step = state["first_loss_step"]
-        self.early = [list(e) for e in state["early"]]
+        self.head = [list(e) for e in state["head"]]
         self.late = deque(state["late"], maxlen=LATE)
         self.n_grad = int(state["n_grad"])
+
+
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def _sentence(text: str) -> str:

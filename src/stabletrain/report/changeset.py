@@ -36,7 +36,9 @@ which reads a warm-up's ramp as part of the run.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -445,7 +447,45 @@ def _already(
     for fact in facts.facts.values():
         if fact.key == key:
             return bool(value_for(key, fact.value) == value)
-    return False
+    found, now = trainer_value(facts, key)
+    return found and ((now is None and value is None) or (now is not None and now == value))
+
+
+def trainer_value(facts: ConfigFacts, key: str) -> tuple[bool, Any]:
+    """``(found, value)`` of a dotted key in a reference-trainer config as the trainer runs it:
+    the file's value, else the trainer's default (``model.cnn.init`` is ``kaiming`` unless set).
+    Other formats: not found (their settings are the facts)."""
+    if facts.format != "stabletrain":
+        return False, None
+    files = dict.fromkeys(f.file for f in facts.facts.values() if f.file)
+    for file in files:
+        try:
+            st = os.stat(file)
+        except OSError:
+            continue
+        tree = _trainer_tree(file, st.st_mtime_ns, st.st_size)
+        node: Any = tree
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return tree is not None, node
+    return False, None
+
+
+@functools.lru_cache(maxsize=8)
+def _trainer_tree(file: str, mtime_ns: int, size: int) -> dict[str, Any] | None:
+    """The reference trainer's validated config of ``file`` (defaults filled), or None when the
+    trainer cannot load it (cached per file version: ``mtime_ns``, ``size``)."""
+    del mtime_ns, size  # the cache key only
+    from stabletrain.errors import ConfigError
+    from stabletrain.train.config import load_config
+
+    try:
+        return load_config(file).model_dump()
+    except (ConfigError, OSError, ValueError):
+        return None
 
 
 def _onset(findings: Sequence[Finding]) -> int | None:
