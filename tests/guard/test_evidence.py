@@ -325,6 +325,28 @@ def test_fp16_forward_overflow_under_guard_autocast_falls_back_to_bf16(
     assert state["dtype"] == "bf16"
 
 
+def test_fp16_overflow_under_the_users_autocast_aborts_naming_fp16_not_only_the_data(
+    h: SimpleNamespace,
+) -> None:
+    """The user keeps torch.autocast (the guard cannot change the dtype): every loss is NaN
+    from finite weights. The session-start guard's abort said "the input data"; the batches
+    are finite, the fp16 forward overflows, and the message must say so (and how to check)."""
+    x, y = _raw_units(h)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    guard = Guard(model, opt, scaler=scaler, config=GuardConfig(max_consecutive_bad=6))
+    with pytest.raises(TrainingAborted) as err:
+        for i in range(10):
+            with torch.autocast("cpu", dtype=torch.float16):
+                logits = model(x[i * 32 : (i + 1) * 32])
+            guard.step(F.cross_entropy(logits.float(), y[i * 32 : (i + 1) * 32]))
+    message = str(err.value)
+    assert "fp16 overflow" in message and "bf16" in message and "guard.autocast()" in message
+    assert "in fp32" in message  # how to tell the two causes apart
+
+
 def test_precision_rule_falls_back_when_owned_and_stops_when_not() -> None:
     owned = Precision(patience=3)
     owned.autocast("cpu", None)

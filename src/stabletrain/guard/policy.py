@@ -156,7 +156,7 @@ class Policy:
                     "abort",
                     reason=f"{self.consecutive_bad} bad steps in a row (limit "
                     f"max_consecutive_bad={cfg.max_consecutive_bad}), every one a non-finite "
-                    "loss or gradient from finite weights: the input data",
+                    "loss or gradient from finite weights",
                 )
             return Decision("skip", reason="nonfinite step")
         self.recent.append(self.tick)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
 from stabletrain.detectors.amp import amp_fixes
 from stabletrain.detectors.fixes import lower_lr_fix, make_fix, spike_fixes
 from stabletrain.guard.integrity import FP16_FIXES, fp16_adam_cause
@@ -51,6 +53,23 @@ def abort_finding(
         fixes = amp_fixes(facts, collapse=True)
     elif fid == "loss-spike":
         fixes = spike_fixes(facts)
+    elif fid == "nonfinite-loss" and pol.rollbacks == 0 and _fp16_forward(guard):
+        # under fp16 a NaN/inf loss from finite weights is as often the forward overflowing
+        # (activations above 65504: unnormalised inputs, a large logit) as a bad batch
+        what = "the loss is NaN/inf under fp16 autocast (fp16 overflow in the forward, or the data)"
+        fixes = [
+            Fix(
+                "Every recent loss was NaN/inf from finite weights while a GradScaler (fp16) was "
+                "on: an fp16 overflow in the forward (activations above 65504, e.g. inputs "
+                "left unnormalised) is the likely cause when the batches are finite. Run the "
+                "forward in bf16 (torch.autocast(..., dtype=torch.bfloat16), no GradScaler) or "
+                "let the guard choose (with guard.autocast(): ...), and normalise the inputs."
+            ),
+            Fix(
+                "Check one failing batch in fp32: a finite loss there confirms fp16 overflow; "
+                "a NaN/inf loss there is the input data (NaN/inf values, a broken transform)."
+            ),
+        ]
     elif fid == "nonfinite-loss" and pol.rollbacks == 0:
         # every skip was harmless (finite weights, nothing applied): the batches are the cause
         fixes = [
@@ -86,3 +105,12 @@ def abort_finding(
         fixes=fixes,
         source="guard",
     )
+
+
+def _fp16_forward(guard: Guard) -> bool:
+    """The forward ran in fp16 outside the guard's control: a GradScaler is on and the guard
+    does not own the autocast dtype (or still runs it at fp16)."""
+    scaler = guard.scaler
+    if scaler is None or not scaler.is_enabled():
+        return False
+    return not guard.precision.owned or guard.precision.dtype == torch.float16
