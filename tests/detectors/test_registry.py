@@ -20,6 +20,7 @@ ALL_IDS = {
     "clip-saturated",
     "grad-norm-growth",
     "warmup-short",
+    "warmup-too-long",
     "loss-divergence",
     "chance-level",
     "lr-constant",

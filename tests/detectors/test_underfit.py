@@ -64,3 +64,27 @@ def test_bulk_path_and_state_round_trip(slow: Path) -> None:
     again.load_state_dict(one.state_dict())
     facts = read_run(slow).facts
     assert [f.to_json() for f in again.finish(facts)] == [f.to_json() for f in one.finish(facts)]
+
+
+@pytest.mark.slow
+def test_tiny_gpt_at_a_tiny_lr_is_underfitting_from_the_vocab_size_the_trainer_records(
+    tmp_path: Path,
+) -> None:
+    """The tiny GPT at lr 1e-6: its loss stays near ln(vocab) with nothing unstable. The vocab
+    size is in no config key: the trainer records it in meta.json and the doctor reads it there.
+    Token accuracy (~19%: the most frequent character) is no chance level for an LM."""
+    import json
+
+    run = tmp_path / "gpt"
+    argv = ["train", str(CONFIGS / "tiny-gpt.yaml"), "--run-dir", str(run), "--no-progress"]
+    for o in ("run.tensorboard=false", "guard.preset=off", "optim.lr=1e-6", "train.max_steps=55"):
+        argv += ["--set", o]
+    main(argv)
+    vocab = json.loads((run / "meta.json").read_text())["vocab_size"]
+    assert isinstance(vocab, int) and vocab > 10
+    report = diagnose(run)
+    assert report.facts.get("vocab_size") == vocab
+    f = next(f for f in report.findings if f.id == "underfitting")
+    assert f"ln({vocab})" in f.title
+    cs = report.change_set
+    assert cs.cause == "underfitting" and cs.changes["optim.lr"] > 1e-6

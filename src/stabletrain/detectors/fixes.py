@@ -177,6 +177,11 @@ def nice(x: float) -> float:
     return float(f"{x:.2g}")
 
 
+def sentence(text: str) -> str:
+    """``text`` with its first letter capitalised (a reason list read as a sentence)."""
+    return text[:1].upper() + text[1:]
+
+
 def fmt(x: float | None) -> str:
     """Compact number for explanations: 0.0005 → 5e-04, 3.5 → 3.5, 65536 → 65536."""
     if x is None:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from stabletrain.detectors.columns import Batch
-from stabletrain.detectors.fixes import fmt, make_fix
+from stabletrain.detectors.fixes import fmt, make_fix, sentence
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 #: logit std 4 saturates a softmax: its cross-entropy is about ln(C) + 4²/2
@@ -163,7 +163,7 @@ class InitDetector:
                 severity="warning",
                 title=title,
                 explanation=(
-                    _sentence("; and ".join(reasons))
+                    sentence("; and ".join(reasons))
                     + ". Weights initialised far larger than He/Kaiming's sqrt(2/fan_in) multiply "
                     "activations layer after layer: the first losses and gradients are huge, the "
                     "first updates are spent shrinking the weights, units saturate or die, and "
@@ -193,10 +193,6 @@ class InitDetector:
 
 def _finite(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 def _classes(facts: ConfigFacts) -> int | None:

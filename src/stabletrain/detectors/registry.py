@@ -28,6 +28,7 @@ from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.detectors.trends import LossTrendDetector
 from stabletrain.detectors.underfit import UnderfitDetector
 from stabletrain.detectors.warmup import WarmupDetector
+from stabletrain.detectors.warmuplong import WarmupLongDetector
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
 __all__ = ["default_detectors", "replay"]
@@ -43,6 +44,7 @@ def default_detectors() -> list[Detector]:
         ClippingDetector(),
         GradNormGrowthDetector(),
         WarmupDetector(),
+        WarmupLongDetector(),
         LossTrendDetector(),
         LRScheduleDetector(),
         LRJumpDetector(),

@@ -24,6 +24,7 @@ _WATCH: dict[str, str] = {
     "eval-unstable": "Eval loss decreasing smoothly, with epoch-to-epoch swings under ~2%.",
     "overfitting": "The train/eval gap no longer widening; stop at the best eval epoch.",
     "warmup-short": "A smooth first few hundred steps: no spike while the LR ramps up.",
+    "warmup-too-long": "The logged LR at its configured level within the first tenth of the run.",
     "loss-scale-collapse": "The loss scale settling at a stable value instead of backing off repeatedly.",
     "fp16-overflow": "Overflow/skipped steps becoming rare after the first few hundred steps.",
     "duplicate-logging": "Each step logged once (only rank 0 writes logs).",

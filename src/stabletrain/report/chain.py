@@ -24,6 +24,7 @@ _STAGE: dict[str, int] = {
     "lr-jump": 0,
     "bad-batch": 0,
     "warmup-short": 1,
+    "warmup-too-long": 0,
     "loss-scale-init-high": 1,
     "fp16-without-loss-scaling": 1,
     "no-grad-clipping": 1,
@@ -112,6 +113,8 @@ CAUSES: dict[str, frozenset[str]] = {
             "chance-level",
         },
         "underfitting": {"chance-level"},
+        # a run kept at a fraction of its LR: slow, and its gradients stay large (clipped)
+        "warmup-too-long": {"chance-level", "clip-saturated", "warmup-short", "underfitting"},
     }.items()
 }
 

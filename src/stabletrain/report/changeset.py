@@ -76,7 +76,15 @@ CLASS: dict[str, Direction] = {
         "instability",
     ),
     **dict.fromkeys(
-        ("underfitting", "lr-too-low", "lr-zero", "slow-progress", "clip-stall"), "progress"
+        (
+            "underfitting",
+            "lr-too-low",
+            "lr-zero",
+            "slow-progress",
+            "clip-stall",
+            "warmup-too-long",
+        ),
+        "progress",
     ),
 }
 #: symptoms that read both ways (a model at chance level: collapsed or never moved; a clip firing

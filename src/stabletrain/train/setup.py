@@ -83,7 +83,13 @@ def build(cfg: TrainConfig, run_dir: Path, *, resume: bool = False) -> Parts:
         enabled=info.is_main,
         tensorboard=cfg.run.tensorboard,
         resume=resume,
-        meta={"name": cfg.run.name, "world_size": info.world_size, "trainer": "stabletrain.train"},
+        meta={
+            "name": cfg.run.name,
+            "world_size": info.world_size,
+            "trainer": "stabletrain.train",
+            # the doctor's scale for "no better than a guess" (ln C): not in config.yaml
+            ("vocab_size" if data.task == "lm" else "num_classes"): data.num_classes,
+        },
     )
     if not resume:
         run_log.write_config(cfg.to_yaml())

@@ -271,4 +271,24 @@ def read_columns(
             data.facts = read_config(cfg)
         except ConfigError as e:
             data.notes.append(f"config.yaml not usable: {e}")
+    if path.is_dir():
+        _classes_from_meta(run_dir / "meta.json", data)
     return data, columns
+
+
+def _classes_from_meta(meta: Path, data: RunData) -> None:
+    """The class count (or an LM's vocabulary size) the trainer recorded in meta.json: the
+    doctor's ln(C) scale, which config.yaml does not hold for every dataset."""
+    if "num_classes" in data.facts or "vocab_size" in data.facts or not meta.is_file():
+        return
+    try:
+        doc = safe_io.load_json(meta, max_bytes=1 << 20)
+    except LogReadError:
+        return  # the reader judged meta.json already; no class count is no scale, not an error
+    if not isinstance(doc, dict):
+        return
+    for name in ("num_classes", "vocab_size"):
+        value = doc.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+            data.facts.set(name, value, key=None, file=str(meta))
+            return
