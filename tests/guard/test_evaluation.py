@@ -87,3 +87,23 @@ def test_eval_watch_state_round_trip() -> None:
     b.load_state_dict(a.state_dict())
     assert b.state_dict() == a.state_dict() and b.noise == a.noise
     assert a.observe(1.3).action == b.observe(1.3).action
+
+
+def test_an_evaluation_after_mostly_skipped_steps_is_no_new_evidence(h: SimpleNamespace) -> None:
+    """The weights a skipped step leaves are the ones already evaluated: re-measuring them says
+    nothing about a plateau or a decline (a bad shard skipped for 10 steps must not count as
+    an evaluation without progress)."""
+    x, y = h.linear_data()
+    model = torch.nn.Linear(32, 2)
+    guard = Guard(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    for i in range(10):
+        guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
+    assert guard.observe_eval(0.5) == "improved"
+    for _ in range(10):
+        guard.step(F.cross_entropy(model(x[:32] * float("nan")), y[:32]))
+    assert guard.observe_eval(5.0) is None
+    assert guard.evals.count == 1  # not judged
+    for i in range(10):
+        guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
+    guard.observe_eval(0.6)
+    assert guard.evals.count == 2

@@ -192,6 +192,13 @@ class Guard:
         self.outcomes = Outcomes()
         #: how many times the guard read device values on the host (tests, benchmarks)
         self.host_reads = 0
+        #: updates applied so far, and (updates, steps) at the last evaluation: an evaluation
+        #: after mostly skipped steps re-measures the same weights (no new evidence)
+        self.applied_updates = 0
+        self._at_last_eval: tuple[int, int] | None = None
+        #: the step at which the data's loss level last changed (a long burst of spikes
+        #: accepted): damage that began after it is the data's, not the LR's
+        self.data_shift_step: int | None = None
 
     # -- public API -----------------------------------------------------------------------------
     @property
@@ -410,6 +417,13 @@ class Guard:
         if not self.config.enabled:
             return None
         self.flush()
+        before, self._at_last_eval = self._at_last_eval, (self.applied_updates, self.step_count)
+        if before is not None and self.step_count - before[1] > 0:
+            applied = self.applied_updates - before[0]
+            if 2 * applied < self.step_count - before[1]:
+                # most steps since the last evaluation were skipped: the weights barely
+                # changed, so this evaluation is no new evidence of a plateau or a decline
+                return None
         verdict = self.evals.observe(float(value), mode, train_loss=self.divergence.smoothed)
         if verdict.action == "improved":
             if self.config.snapshot_every > 0:
@@ -431,6 +445,21 @@ class Guard:
             # the LR the best evaluation was reached at: a schedule that rose since (a jump,
             # a warm-up overshoot) is capped against it, not against its own high value
             stable = snap.guard.get("ran_lr") or snap.guard.get("sched_lr")
+            shift = self.data_shift_step
+            if shift is not None and shift >= snap.step:
+                # the decline began after the data's loss level changed (a burst of bad
+                # batches accepted): the weights go back, the LR is not to blame
+                self.event(
+                    "rollback",
+                    f"eval {value:.4g}: {verdict.reason}; rolled back to the weights of the "
+                    f"best evaluation (step {snap.step}); the LR is kept: the decline began "
+                    f"after the data's loss level changed at step {shift}",
+                    "warning",
+                    {"to_step": snap.step, "eval": value, "evidence": "eval-worse",
+                     "skip_batches": 0, "data_shift_step": shift},
+                )  # fmt: skip
+                self.data_shift_step = None
+                return verdict.action
             self.event(
                 "rollback",
                 f"eval {value:.4g}: {verdict.reason}; rolled back to the weights of the best "
@@ -609,6 +638,8 @@ class Guard:
             "weights": self.weights.state_dict(),
             "recent_loss": self.recent_loss.state_dict(),
             "startup": self.startup.state_dict(),
+            "applied_updates": self.applied_updates,
+            "data_shift_step": self.data_shift_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -638,6 +669,8 @@ class Guard:
             self.health.load_state_dict(state["health"])
         if "weights" in state:
             self.weights.load_state_dict(state["weights"])
+        self.applied_updates = int(state.get("applied_updates", 0))
+        self.data_shift_step = state.get("data_shift_step")
         if "startup" in state:
             self.startup.load_state_dict(state["startup"])
         if "recent_loss" in state:

@@ -77,6 +77,8 @@ def after_step(
         )
         abort(guard, decision, None, outcome.step)
     guard.health.add(outcome)
+    if outcome.applied:
+        guard.applied_updates += 1
     guard.last_outcome = outcome
     guard.outcomes.resolve(outcome)
     if guard.logs_steps and guard.run_log is not None:

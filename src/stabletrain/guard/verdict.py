@@ -55,6 +55,7 @@ def judge(
         reporting.abort(guard, decision, action, step)
     if decision.rebase:
         guard.rebase_loss_spikes()
+        guard.data_shift_step = step
         guard.event("loss-level", f"step {step}: {decision.reason}", "warning",
                     {"evidence": "spikes-without-damage"})  # fmt: skip
     return decision, action
