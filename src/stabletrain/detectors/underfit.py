@@ -47,6 +47,12 @@ USUAL = {"adam": 1e-3, "sgd": 1e-2}
 MIN_RECORDS = 50
 #: values kept at each end of the run
 KEEP = 20
+#: evals needed to call the eval loss "falling steadily"
+MIN_EVALS = 5
+#: an eval loss at least this share of ln(C) is far from learned
+STILL_LEARNING = 0.5
+#: how far an LR in the usual range is raised at most (and never above ``USUAL``)
+RAISE = 5.0
 
 
 class UnderfitDetector:
@@ -64,12 +70,16 @@ class UnderfitDetector:
         self.lrs: deque[float] = deque(maxlen=KEEP)
         self.acc: deque[float] = deque(maxlen=KEEP)
         self.eval_acc: deque[float] = deque(maxlen=5)
+        # eval losses: how many, how many fell from the one before, the best and the last
+        self.evals = [0, 0, math.inf, math.nan]
         self.last_step = 0
 
     def update(self, record: StepRecord) -> Finding | None:
         for value, store in ((record.accuracy, self.acc), (record.eval_accuracy, self.eval_acc)):
             if value is not None and math.isfinite(value):
                 store.append(value)
+        if record.eval_loss is not None and math.isfinite(record.eval_loss):
+            self._eval_loss(record.eval_loss)
         if record.kind != "train":
             return None
         self.last_step = max(self.last_step, record.step)
@@ -94,8 +104,11 @@ class UnderfitDetector:
     def update_many(self, batch: Batch) -> None:
         """``update`` for every record (see ``detectors.base``)."""
         cols = {
-            n: batch.floats(n) for n in ("loss", "grad_norm", "lr", "accuracy", "eval_accuracy")
+            n: batch.floats(n)
+            for n in ("loss", "grad_norm", "lr", "accuracy", "eval_accuracy", "eval_loss")
         }
+        for v in cols["eval_loss"][np.isfinite(cols["eval_loss"])]:
+            self._eval_loss(float(v))  # one per eval: a few hundred at most
         steps = batch.steps
         train = batch.train
         for name, store in (("accuracy", self.acc), ("eval_accuracy", self.eval_acc)):
@@ -126,6 +139,10 @@ class UnderfitDetector:
         if ok.size:
             self.lrs.extend(batch.take("lr", ok[-KEEP:]))
 
+    def _eval_loss(self, value: float) -> None:
+        n, down, best, last = self.evals
+        self.evals = [n + 1, down + (1 if n and value < last else 0), min(best, value), value]
+
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
         if self.n_loss < MIN_RECORDS or self.n_nonfinite:
@@ -135,10 +152,7 @@ class UnderfitDetector:
         lr_from = "configured"
         if lr is None and self.lrs:
             lr, lr_from = statistics.median(self.lrs), "logged"
-        if lr is None or not lr > 0 or lr >= LOW[family]:
-            return []
-        chance = self._no_better_than_chance(facts)
-        if chance is None:
+        if lr is None or not lr > 0 or lr >= USUAL[family]:
             return []
         first, last = statistics.median(self.first_loss), statistics.median(self.last_loss)
         if last > first:
@@ -147,6 +161,11 @@ class UnderfitDetector:
             g0, g1 = statistics.median(self.first_grad), statistics.median(self.last_grad)
             if g1 > 2.0 * g0:
                 return []  # growing gradients: something unstable, not only slow
+        if lr >= LOW[family]:
+            return self._still_learning(facts, lr, lr_from, family)
+        chance = self._no_better_than_chance(facts)
+        if chance is None:
+            return []
         usual = USUAL[family]
         factor = usual / lr
         fix = make_fix(
@@ -192,6 +211,67 @@ class UnderfitDetector:
             )
         ]
 
+    def _still_learning(
+        self, facts: ConfigFacts, lr: float, lr_from: str, family: str
+    ) -> list[Finding]:
+        """An LR in the usual range but under its usual value, and a classifier whose eval loss
+        fell at (nearly) every eval, ends at its best and is still ``STILL_LEARNING`` x ln(C) or
+        more: the run stopped while learning steadily — too few or too small steps (seed 000:
+        batch 1024 gives the digits CNN 60 AdamW steps at 2e-4, eval loss 2.9 → 1.40 = 0.61
+        ln 10 falling at 29 of 30 evals, 70 % accuracy)."""
+        c = facts.get("num_classes")
+        n, down, best, last = self.evals
+        if not isinstance(c, int) or isinstance(c, bool) or c < 2 or n < MIN_EVALS:
+            return []  # (a language model's loss has an entropy floor: no ln C scale here)
+        ln_c = math.log(c)
+        if not (last >= STILL_LEARNING * ln_c and last <= 1.01 * best and down >= 0.8 * (n - 1)):
+            return []
+        new = nice(min(USUAL[family], RAISE * lr))
+        factor = new / lr
+        fix = make_fix(
+            facts,
+            f"Raise the learning rate {factor:.3g}x ({fmt(lr)} → {fmt(new)}, still within "
+            f"{family.upper()}'s usual range) so the run learns more in the steps it has.",
+            lr=new,
+        )
+        fix.relative["lr"] = factor
+        alt = Fix(
+            "Or train for more steps (more epochs, or a smaller batch: more updates per epoch)."
+        )
+        return [
+            Finding(
+                id="underfitting",
+                severity="warning",
+                title=(
+                    f"The run ended still learning: eval loss {fmt(last)} is "
+                    f"{last / ln_c:.0%} of ln({c}), falling at {down} of {n - 1} evals"
+                ),
+                explanation=(
+                    f"The eval loss fell at {down} of {n - 1} evals and ends at its best, "
+                    f"{fmt(last)}, still {last / ln_c:.0%} of a uniform guess's ln({c}) = "
+                    f"{fmt(ln_c)}, while nothing was unstable: no NaN/inf, no growing gradient "
+                    f"norm, no rising loss. The {lr_from} learning rate {fmt(lr)} is under "
+                    f"{family.upper()}'s usual {fmt(USUAL[family])}: the run stopped while "
+                    "learning steadily, with too few or too small steps. Raise the LR (or train "
+                    "longer); never lower it. Afterwards the eval loss should end well below "
+                    "half of ln(C)."
+                ),
+                steps=[self.last_step],
+                evidence={
+                    "lr": lr,
+                    "lr_from": lr_from,
+                    "optimizer_family": family,
+                    "eval_loss": round(last, 5),
+                    "ln_num_classes": round(ln_c, 4),
+                    "evals_falling": down,
+                    "evals": n,
+                    "direction": "progress",
+                },
+                fixes=[fix, alt],
+                source="log",
+            )
+        ]
+
     def _no_better_than_chance(self, facts: ConfigFacts) -> str | None:
         """ "accuracy 13% vs chance 10%" / "loss 3.1 vs ln(10) = 2.3", or None."""
         c, lm = None, False
@@ -227,6 +307,7 @@ class UnderfitDetector:
             "lrs": list(self.lrs),
             "acc": list(self.acc),
             "eval_acc": list(self.eval_acc),
+            "evals": list(self.evals),
             "last_step": self.last_step,
         }
 
@@ -240,6 +321,7 @@ class UnderfitDetector:
         self.lrs = deque(state["lrs"], maxlen=KEEP)
         self.acc = deque(state["acc"], maxlen=KEEP)
         self.eval_acc = deque(state["eval_acc"], maxlen=5)
+        self.evals = list(state["evals"])
         self.last_step = int(state["last_step"])
 
 
