@@ -98,7 +98,7 @@ def test_verify_retrains_the_patched_config_and_compares(
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ")}
     before, after, verdict = lines["before"], lines["after"], lines["verdict"]
     assert "(run " in lines["changed"] and ", patched " in lines["changed"]  # what the patch did
-    assert "loss-spike (warning)" in before and "step 11:" in before
+    assert "lr-high-for-batch (warning)" in before and "step 11:" in before
     assert "step 11:" in after and "eval loss" in after
     assert verdict.split()[1].rstrip(":") in ("fixed", "improved", "not", "worse"), out
     verify_dir = tmp_path / "fixed-verify"

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from stabletrain.detectors.evidence import TOO_FEW
 from stabletrain.detectors.spikes import SpikeDetector, robust_stats
 from stabletrain.records import ConfigFacts, StepRecord
 
@@ -206,8 +207,10 @@ def test_megatron_excerpt_rise_under_1_5x_of_the_highest_is_not_a_spike() -> Non
 def test_console_paste_spike_on_third_row_recovers() -> None:
     # gemma issue paste: 5.63, 5.30, then 153318.95, then back to 5.75
     (f,) = _finish([5.6332, 5.3049, 153318.95, 5.7517, 5.6231, 5.0968, 5.8938])
-    assert f.severity == "warning" and f.steps == [2]
-    assert f.evidence["recovery_steps"] == [1]
+    assert f.steps == [2] and f.evidence["recovery_steps"] == [1]
+    # judged against the 2 values before it: reported, as a note (evidence.too_few)
+    assert f.severity == "info" and TOO_FEW in f.title
+    assert f.evidence["evidence_records"] == 2 and f.evidence["evidence_min_records"] == 3
 
 
 def test_one_value_is_no_baseline() -> None:
@@ -245,6 +248,13 @@ def test_sustained_grad_burst_warns_even_when_it_recovers() -> None:
     (f,) = _finish(norms, metric="grad_norm")
     assert f.id == "grad-spike" and f.severity == "warning"
     assert f.evidence["episodes"] == 1 and f.evidence["unrecovered"] == 0
+    # 2 values before it, but 4 records high: a level shift is its own evidence, not a note
+    assert TOO_FEW not in f.title
+    # a 2-record loss jump after 2 values: an anecdote, a note; after 3 values, a warning
+    (f,) = _finish([2.0, 2.1, 9.0, 9.5, 2.1, 2.0, 2.05])
+    assert f.severity == "info" and TOO_FEW in f.title
+    (f,) = _finish([2.05, 2.0, 2.1, 9.0, 9.5, 2.1, 2.0, 2.05])
+    assert f.severity == "warning" and TOO_FEW not in f.title
 
 
 def test_early_state_round_trip() -> None:

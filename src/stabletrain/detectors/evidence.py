@@ -18,9 +18,9 @@ Minima in use (each detector's docstring gives the reasoning):
 - ``chance-level`` from accuracy without a class count: ``AccuracyFloor.min_records`` (a note
   in any case: without the class count it is a bound, not a verdict).
 
-Not yet applied (other owners' detectors): the spike detector's early-window rule judges the
-first values of a log against 2-3 values before them (``early_min``); a spike found that way on
-a log of a handful of records could call ``too_few`` the same way.
+- ``loss-spike`` / ``grad-spike`` found by the early-window rule (the first values of a log,
+  judged against the values just before them): ``SpikeDetector.early_window`` (3) values — a
+  median and a spread of two numbers is an anecdote.
 """
 
 from __future__ import annotations

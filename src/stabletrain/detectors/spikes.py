@@ -37,6 +37,7 @@ from stabletrain.detectors.badbatch import Onset, bad_batch_fixes, describe_befo
 from stabletrain.detectors.base import epoch_index
 from stabletrain.detectors.baseline import DelayedBaseline
 from stabletrain.detectors.columns import Batch, Unsupported
+from stabletrain.detectors.evidence import too_few
 from stabletrain.detectors.fixes import spike_fixes
 from stabletrain.detectors.robust import robust_stats
 from stabletrain.records import ConfigFacts, Finding, StepRecord
@@ -244,7 +245,9 @@ class SpikeDetector:
             # so their MAD is ~0): the jump must clear the highest of them, not just the median.
             clears = value > max(self._early) * self.early_ratio
             if big_enough and clears and z > self.z_threshold:
-                self._add_to_episode(record, value, med, z, early_std=std)
+                self._add_to_episode(
+                    record, value, med, z, early_std=std, judged_on=len(self._early)
+                )
                 return  # a spike never joins the baseline it is judged against
         self._early.append(value)
 
@@ -255,6 +258,7 @@ class SpikeDetector:
         med: float,
         z: float,
         early_std: float | None = None,
+        judged_on: int | None = None,
     ) -> None:
         ep = self.episodes[-1] if self.episodes else None
         # An episode lasts until the series recovers: a spike before that belongs to it (a run
@@ -282,6 +286,8 @@ class SpikeDetector:
                 "recovered_at": None,
                 # episodes judged at the start of the log keep their own spread for recovery
                 "early_std": early_std,
+                # how many values the spike was judged against (None: the full baseline)
+                "judged_on": judged_on,
             }
         )
 
@@ -310,9 +316,6 @@ class SpikeDetector:
         eps = self.episodes
         unrecovered = [e for e in eps if e["recovered_at"] is None]
         what = "loss" if self.metric == "loss" else "gradient norm"
-        steps = sorted({s for e in eps for s in e["steps"]})
-        epochs = sorted({i for e in eps if (i := epoch_index(e["epoch"])) is not None})
-        worst = max(eps, key=lambda e: e["peak"] / max(abs(e["baseline"]), 1e-12))
         lines = []
         for e in eps[:10]:
             rec = (
@@ -383,37 +386,64 @@ class SpikeDetector:
                 f" {len(data)} of them (step(s) {', '.join(str(e['start']) for e in data[:8])}) "
                 "lasted one step with no lead-up: likely bad batches."
             )
-        return [
-            Finding(
-                id=self.id,
-                severity=severity,
-                title=f"{len(eps)} {what} spike(s), {len(unrecovered)} not recovered",
-                explanation=explanation,
-                steps=steps,
-                epochs=epochs,
-                evidence={
-                    "episodes": len(eps),
-                    "unrecovered": len(unrecovered),
-                    "worst_step": worst["peak_step"],
-                    "worst_peak": worst["peak"],
-                    "worst_baseline": worst["baseline"],
-                    "worst_ratio": round(worst["peak"] / max(abs(worst["baseline"]), 1e-12), 3),
-                    "bad_batch_steps": [e["start"] for e in data],
-                    "recovery_steps": [
-                        None if e["recovered_at"] is None else e["recovered_at"] - e["start"]
-                        for e in eps
-                    ],
-                },
-                fixes=(
-                    bad_batch_fixes(
-                        facts, [e["start"] for e in data], all(e["skipped"] for e in data)
-                    )
-                    if all_data
-                    else spike_fixes(facts, self.max_lr or None)
-                ),
-                source="log",
-            )
-        ]
+        # the early rule judges a spike against the values just before it: against fewer than
+        # ``early_window`` of them (2: a median and a spread of two numbers) a one- or two-step
+        # jump is an anecdote, a note and not a warning (evidence.py); a jump that lasts
+        # ``early_window`` records or more is its own evidence (a level shift, not noise)
+        judged = [self._judged_on(e) for e in eps]
+        finding = self._finding(
+            facts, severity, eps, unrecovered, what, explanation, data, all_data
+        )
+        return [too_few(finding, max(judged), self.early_window, f"{what} values before the spike")]
+
+    def _judged_on(self, episode: dict[str, Any]) -> int:
+        """How many values an episode's verdict rests on (see ``finish``)."""
+        n = episode.get("judged_on")
+        if n is None:
+            return self.warmup  # the full baseline
+        return max(n, self.early_window) if len(episode["steps"]) >= self.early_window else n
+
+    def _finding(
+        self,
+        facts: ConfigFacts,
+        severity: Literal["info", "warning", "error"],
+        eps: list[dict[str, Any]],
+        unrecovered: list[dict[str, Any]],
+        what: str,
+        explanation: str,
+        data: list[dict[str, Any]],
+        all_data: bool,
+    ) -> Finding:
+        steps = sorted({s for e in eps for s in e["steps"]})
+        epochs = sorted({i for e in eps if (i := epoch_index(e["epoch"])) is not None})
+        worst = max(eps, key=lambda e: e["peak"] / max(abs(e["baseline"]), 1e-12))
+        return Finding(
+            id=self.id,
+            severity=severity,
+            title=f"{len(eps)} {what} spike(s), {len(unrecovered)} not recovered",
+            explanation=explanation,
+            steps=steps,
+            epochs=epochs,
+            evidence={
+                "episodes": len(eps),
+                "unrecovered": len(unrecovered),
+                "worst_step": worst["peak_step"],
+                "worst_peak": worst["peak"],
+                "worst_baseline": worst["baseline"],
+                "worst_ratio": round(worst["peak"] / max(abs(worst["baseline"]), 1e-12), 3),
+                "bad_batch_steps": [e["start"] for e in data],
+                "recovery_steps": [
+                    None if e["recovered_at"] is None else e["recovered_at"] - e["start"]
+                    for e in eps
+                ],
+            },
+            fixes=(
+                bad_batch_fixes(facts, [e["start"] for e in data], all(e["skipped"] for e in data))
+                if all_data
+                else spike_fixes(facts, self.max_lr or None)
+            ),
+            source="log",
+        )
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
