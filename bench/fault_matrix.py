@@ -457,9 +457,24 @@ def summarise(results: list[Result], scenarios: list[Scenario], methods: list[st
         ]  # fmt: skip
         if worse:
             notes.append(f"- {m} worse than none on: " + ", ".join(worse))
+        stable = [r for r in results if r.method == m and BY_NAME[r.scenario].half == "stable"]
+        acted = [f"{r.scenario}/{r.seed}" for r in stable if any(map(_is_action, r.log))]
+        if stable:
+            notes.append(
+                f"- {m} acted on {len(acted)}/{len(stable)} stable runs (rollback, LR "
+                "change, ramp or repair)" + (": " + ", ".join(acted) if acted else "")
+            )
     if notes:
         out.append("\n".join(notes))
     return "\n".join(out)
+
+
+#: log lines that say the guard changed the run (not a skip, not a health line)
+ACTION_MARKS = ("rolled back", "LR capped", "LR ramped", "init repaired", "evaluations")
+
+
+def _is_action(line: str) -> bool:
+    return any(mark in line for mark in ACTION_MARKS)
 
 
 def targets(
