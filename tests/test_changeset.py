@@ -323,3 +323,32 @@ def test_a_change_to_the_current_setting_is_dropped_framework_default_included(
     assert any("model.cnn.init=" in d and "already set" in d for d in cs.dropped)
     other = resolve([_finding("bad-init", Fix("init", {"model.cnn.init": "xavier"}))], facts)
     assert other.changes == {"model.cnn.init": "xavier"}
+
+
+def test_findings_fix_text_uses_the_change_sets_lr_base(tmp_path: Path) -> None:
+    """With a given config at 5e-4 and a log whose scheduler jumped 100x (its 90th-percentile
+    LR 0.05), the header notes the mismatch; every finding's LR fix is computed from the same
+    base as the change set (5e-4, the LR before the problem), never from 0.05."""
+    from stabletrain.detectors.fixes import fmt, nice
+
+    cfg = tmp_path / "args.json"
+    cfg.write_text(json.dumps({"learning_rate": 5e-4, "max_grad_norm": 1.0, "warmup_steps": 50}))
+    (tmp_path / "ckpt").mkdir()
+    state = _hf_lr_jump_state(tmp_path / "ckpt")
+    doc = json.loads(state.read_text())
+    for row in doc["log_history"]:  # after the jump the schedule decays again (not a warm-up)
+        if row["step"] > 300:
+            row["learning_rate"] = 5e-2 * (1 - (row["step"] - 300) / 1000)
+    state.write_text(json.dumps(doc))
+    report = diagnose(state, cfg)
+    assert any("using the log's value" in n for n in report.notes)  # reconcile took ~0.05
+    cs = report.change_set
+    assert cs.base_lr == pytest.approx(5e-4)
+    rel = [(f.id, x) for f in report.findings for x in f.fixes if "lr" in x.relative]
+    assert rel
+    for fid, x in rel:
+        want = nice(cs.base_lr * x.relative["lr"])
+        assert x.changes.get("learning_rate", want) == pytest.approx(want), (fid, x)
+        assert "0.05 →" not in x.description and "0.05 -> " not in x.description, (fid, x)
+        if "→" in x.description:
+            assert f"{fmt(cs.base_lr)} → {fmt(want)}" in x.description, (fid, x)

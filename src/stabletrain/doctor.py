@@ -42,6 +42,7 @@ from stabletrain.detectors.columns import Batch, Unsupported, as_batch
 from stabletrain.errors import LogReadError
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, Severity, StepRecord
 from stabletrain.report import chain
+from stabletrain.report.changeset import rebase_lr_fixes
 from stabletrain.report.fmt import where
 from stabletrain.report.model import Report
 from stabletrain.report.timeline import guard_findings, guard_timeline
@@ -114,6 +115,8 @@ def diagnose(
         config_findings = _lint(facts) if facts.facts else []
         span = _train_span(batch)
         findings = join(log_findings, config_findings, keep_unconfirmed=given, span=span)
+        # the findings' LR values from the change set's base, not the facts' (reconciled) LR
+        findings = rebase_lr_fixes(findings, facts, batch)
         return Report(
             findings=chain.order(findings),
             facts=facts,

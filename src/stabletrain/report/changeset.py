@@ -41,7 +41,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from stabletrain.detectors.fixes import fmt, nice, setting, user_key, value_for
@@ -163,6 +163,44 @@ def base_lr(
 LR_OFF = 2.0
 
 
+def report_base_lr(
+    findings: Sequence[Finding], facts: ConfigFacts, records: Sequence[StepRecord] | None
+) -> tuple[float | None, str | None]:
+    """The one LR base of a report: :func:`base_lr` at the onset of its first problem (warning
+    or worse). The change set and the findings' own fix text (:func:`rebase_lr_fixes`) both
+    compute their LR values from it."""
+    problems = [f for f in findings if SEVERITY_ORDER[f.severity] >= 1]
+    return base_lr(facts, records, _onset(problems))
+
+
+def rebase_lr_fixes(
+    findings: Sequence[Finding], facts: ConfigFacts, records: Sequence[StepRecord] | None
+) -> list[Finding]:
+    """``findings`` with each relative LR fix (``Fix.relative["lr"]``) recomputed from the
+    report's LR base: a detector only knows the facts' LR, which with a given config can be the
+    log's 90th-percentile LR (``doctor.reconcile``) — after a schedule jump, the bug's LR."""
+    base, _ = report_base_lr(findings, facts, records)
+    old = facts.number("lr", positive=True)
+    if base is None or old is None or math.isclose(base, old, rel_tol=1e-9):
+        return list(findings)
+    key = user_key(facts, "lr")
+    out = []
+    for f in findings:
+        fixes = [_rebased(x, key, old, base) if "lr" in x.relative else x for x in f.fixes]
+        out.append(f if fixes == f.fixes else replace(f, fixes=fixes))
+    return out
+
+
+def _rebased(fix: Fix, key: str, old: float, base: float) -> Fix:
+    factor = fix.relative["lr"]
+    new = nice(base * factor)
+    text = fix.description.replace(
+        f"{fmt(old)} → {fmt(nice(old * factor))}", f"{fmt(base)} → {fmt(new)}"
+    )
+    changes = {**fix.changes, key: new} if key in fix.changes else dict(fix.changes)
+    return replace(fix, description=text, changes=changes)
+
+
 def _logged_before(
     records: Sequence[StepRecord] | None, onset: int | None
 ) -> tuple[float | None, str | None]:
@@ -237,7 +275,7 @@ def resolve(
     classes = classify_all(problems)
     root = problems[0]
     out.cause = root.id
-    out.base_lr, out.base_lr_source = base_lr(facts, records, _onset(problems))
+    out.base_lr, out.base_lr_source = report_base_lr(problems, facts, records)
     knobs = _knob_keys(facts)
     lr_key = user_key(facts, "lr")
     lr_blocked = _lr_conflict(problems, classes, lr_key, out)
