@@ -503,7 +503,9 @@ def trainer_value(facts: ConfigFacts, key: str) -> tuple[bool, Any]:
     Other formats: not found (their settings are the facts)."""
     if facts.format != "stabletrain":
         return False, None
-    files = dict.fromkeys(f.file for f in facts.facts.values() if f.file)
+    files = dict.fromkeys(
+        f.file for f in facts.facts.values() if f.file and f.file.endswith((".yaml", ".yml"))
+    )  # (a run dir's meta.json holds facts too, and is no trainer config)
     for file in files:
         try:
             st = os.stat(file)
