@@ -107,3 +107,16 @@ def test_an_evaluation_after_mostly_skipped_steps_is_no_new_evidence(h: SimpleNa
         guard.step(F.cross_entropy(model(x[i * 32 : (i + 1) * 32]), y[i * 32 : (i + 1) * 32]))
     guard.observe_eval(0.6)
     assert guard.evals.count == 2
+
+
+def test_with_the_train_loss_stalled_too_a_rise_beyond_the_margin_is_a_decline() -> None:
+    """The noise excuses a rise only while the run still learns: an oscillating run (train
+    loss stalled) is judged by the margin alone, its eval jitter being the symptom."""
+    vals = (1.0, 1.1, 1.0, 1.1, 1.0, 1.1, 1.2, 1.2)  # noise 0.121: bar 0.48 while learning
+    learning = _watch(eval_plateau_patience=0)
+    for i, v in enumerate(vals):
+        assert learning.observe(v, train_loss=1.0 - 0.05 * i).action in ("improved", None)
+    stalled = _watch(eval_plateau_patience=0)
+    actions = [stalled.observe(v, train_loss=0.9).action for v in vals]
+    # 1.1 alone is worse by the margin, but never twice in a row; 1.1 then 1.2 is
+    assert actions.index("rollback") == 6

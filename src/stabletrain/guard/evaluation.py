@@ -13,7 +13,9 @@ A pure decision over the sequence of eval values, with its own state; the guard 
                                                                 eval_lr_factor x its current value
     otherwise                                                → None
 
-*Worse* means above ``best + max(eval_worse_margin x |best|, eval_noise_k x noise)``, where
+*Worse* means above ``best + max(eval_worse_margin x |best|, eval_noise_k x noise)`` (the noise
+term only while the train loss still improves on its value at the best evaluation: a run whose
+train loss stalled too is judged by the margin alone, its eval jitter being the symptom), where
 ``noise`` is the run's own eval-to-eval jitter (a robust std from the second differences of the
 last ``NOISE_WINDOW`` evaluations, so that a steady climb is not mistaken for noise): the val loss of a small healthy run (digits,
 360 examples) wanders 10-70% between evaluations, and a rule with a fixed 5% margin rolled back
@@ -117,7 +119,11 @@ class EvalWatch:
             self.worse = self.stale = 0
             return EvalVerdict("improved", f"best {sign * old:.4g} → {value:.4g}")
         self.stale += 1
-        bar = max(cfg.eval_worse_margin * scale, cfg.eval_noise_k * (noise or 0.0))
+        # the noise excuses a rise only while the run is still learning: with the train loss
+        # stalled since the best evaluation too, a rise beyond the margin is a decline (an LR
+        # too high for the run oscillates: its eval jitter is the symptom, not noise)
+        learning = train_loss is None or not self._train_stalled(train_loss)
+        bar = max(cfg.eval_worse_margin * scale, cfg.eval_noise_k * (noise or 0.0) * learning)
         self.worse = self.worse + 1 if v > self.best + bar else 0
         shown = sign * self.best
         if self.worse >= cfg.eval_worse_patience:
