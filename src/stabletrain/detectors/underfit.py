@@ -107,8 +107,17 @@ class UnderfitDetector:
             n: batch.floats(n)
             for n in ("loss", "grad_norm", "lr", "accuracy", "eval_accuracy", "eval_loss")
         }
-        for v in cols["eval_loss"][np.isfinite(cols["eval_loss"])]:
-            self._eval_loss(float(v))  # one per eval: a few hundred at most
+        ev = cols["eval_loss"][np.isfinite(cols["eval_loss"])]
+        if ev.size:
+            n_ev, down, best, last_ev = self.evals
+            prev = np.concatenate(([last_ev], ev[:-1])) if n_ev else ev[:-1]
+            now = ev if n_ev else ev[1:]
+            self.evals = [
+                n_ev + int(ev.size),
+                down + int((now < prev).sum()),
+                min(best, float(ev.min())),
+                float(ev[-1]),
+            ]
         steps = batch.steps
         train = batch.train
         for name, store in (("accuracy", self.acc), ("eval_accuracy", self.eval_acc)):
