@@ -34,8 +34,9 @@ Rules, fixed before the first run:
 Modes (``--apply``): ``findings`` (the protocol the issue measured: every change of every fix of
 every warning/error finding, in order, the last value wins), ``changeset`` (the report's
 ``change_set.changes``, a flat {key: value}; falls back to ``findings`` when the report has none,
-and says so), ``patch`` (``stabletrain doctor RUN --patch CONFIG -o FIXED`` on the broken run's
-resolved config, then ``train FIXED``; only where that doctor has ``--patch``).
+and says so), ``patch`` (``stabletrain doctor RUN --patch CONFIG -o FIXED --format json`` on the broken
+run's resolved config, whose report is the one counted, then ``train FIXED``; only where that
+doctor has ``--patch``).
 
 ``--code PATH`` runs the stabletrain of another source tree (``PYTHONPATH=PATH/src``; e.g.
 ``--code /work/base`` for the session-start code); the default is this working tree. The stable
@@ -213,18 +214,14 @@ class Tree:
         rc, out, err = self._run([*args, "--no-progress", "--overwrite"], TRAIN_TIMEOUT_S)
         return rc, (err.strip() or out.strip())[-400:]
 
-    def doctor(self, run_dir: Path) -> tuple[dict[str, Any] | None, str]:
-        args = ["-m", "stabletrain.cli", "doctor", str(run_dir), "--format", "json"]
+    def doctor(self, run_dir: Path, *extra: str) -> tuple[dict[str, Any] | None, str]:
+        """The JSON report; with ``--patch CONFIG -o FIXED`` in ``extra``, of the patching call."""
+        args = ["-m", "stabletrain.cli", "doctor", str(run_dir), *extra, "--format", "json"]
         rc, out, err = self._run([*args, "--fail-on", "never"], DOCTOR_TIMEOUT_S)
         try:
             return json.loads(out), ""
         except json.JSONDecodeError:
             return None, f"doctor rc {rc}: {(err or out).strip()[-300:]}"
-
-    def patch(self, run_dir: Path, config: Path, fixed: Path) -> tuple[int, str]:
-        args = ["-m", "stabletrain.cli", "doctor", str(run_dir), "--patch", str(config)]
-        rc, out, err = self._run([*args, "-o", str(fixed)], DOCTOR_TIMEOUT_S)
-        return rc, (err.strip() or out.strip())[-400:]
 
     def validate(
         self, config: str, base: list[str], fixes: list[str]
@@ -403,9 +400,8 @@ class Loop:
         bdir = Path(broken.dir)
         if self.args.apply == "patch":
             fixed_cfg = out / "fixed.yaml"
-            rc, msg = self.tree.patch(bdir, bdir / "config.yaml", fixed_cfg)
-            if rc != 0 or not fixed_cfg.exists():
-                return None, [], {"--patch": msg}, None, "patch failed"
+            if not fixed_cfg.exists():
+                return None, [], {"--patch": "no patched config written"}, None, "patch failed"
             data = yaml.safe_load(fixed_cfg.read_text()) or {}
             before = yaml.safe_load((bdir / "config.yaml").read_text()) or {}
             changed = config_diff(before, data)
@@ -432,7 +428,16 @@ class Loop:
         out = self.work / case.name
         base = self.spec["bounds"][model] + case.overrides
         broken = train_run(self.tree, model, case.config, base, out / "broken", chance)
-        report, derr = self.tree.doctor(out / "broken")
+        if self.args.apply == "patch":  # the report of the very call that writes the patch
+            patch_args = (
+                "--patch",
+                str(out / "broken" / "config.yaml"),
+                "-o",
+                str(out / "fixed.yaml"),
+            )
+            report, derr = self.tree.doctor(out / "broken", *patch_args)
+        else:
+            report, derr = self.tree.doctor(out / "broken")
         report = report or {}
         mode = "findings" if self.args.apply == "findings" else "changeset"
         adv = advice(report, mode)
