@@ -39,6 +39,7 @@ from stabletrain.detectors.vocabulary import (
     FORMATS,
     KEYS,
     LABELS,
+    NO_CLIP,
     NO_DEFAULTS,
     PRECISION,
     Precision,
@@ -92,8 +93,21 @@ def changes_for(facts: ConfigFacts | None, **changes: Any) -> tuple[dict[str, An
         if not key:
             missing.append(f"{name} {value}")
             continue
-        out[key] = value_for(key, value)
+        out[key] = value_for(key, no_clip(facts) if _clip_off(name, value) else value)
     return out, missing
+
+
+def _clip_off(name: str, value: Any) -> bool:
+    return name == "max_grad_norm" and (
+        value is None
+        or (isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0)
+    )
+
+
+def no_clip(facts: ConfigFacts | None) -> Any:
+    """The value that turns clipping off in this run's framework (``null`` for the reference
+    trainer, which refuses 0; 0 for HF, DeepSpeed, Megatron, Lightning, nanoGPT)."""
+    return NO_CLIP.get(vocabulary(facts), 0.0)
 
 
 def make_fix(

@@ -198,6 +198,12 @@ DEFAULTS: dict[str, dict[str, float]] = {
     "mmengine": {"max_grad_norm": 0.0},
 }
 
+#: the value that turns clipping off, per vocabulary, where it is not 0: the reference trainer's
+#: ``train.max_grad_norm`` must be > 0 or null. HF (``max_grad_norm > 0``), DeepSpeed
+#: (``gradient_clipping > 0``), Megatron (``--clip-grad > 0``), Lightning (a falsy
+#: ``gradient_clip_val``) and nanoGPT (``grad_clip != 0.0``) clip only above 0, so 0 is their "off"
+NO_CLIP: dict[str, Any] = {"stabletrain": None}
+
 #: formats that name no framework, so no framework default applies
 NO_DEFAULTS = frozenset({None, "generic-log", "yaml", "json"})
 

@@ -244,6 +244,8 @@ def _wrong_way(name: str, value: Any, klass: Direction, current: float | None) -
     sign = _KNOBS.get(name)
     if sign is None or klass == "neutral" or isinstance(value, bool):
         return None
+    if name == "max_grad_norm" and value is None:
+        value = 0.0  # null: no clipping (the reference trainer's "off")
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     want = sign if klass == "instability" else -sign  # +1: may only go up
