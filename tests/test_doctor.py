@@ -154,11 +154,28 @@ def test_stable_run_gives_no_warnings(tmp_path: Path) -> None:
     assert [(f.id, f.title) for f in report.problems] == []
 
 
+def _copy(config: Path, tmp_path: Path) -> Path:
+    """The config under another path and with other bytes: a config given, not the run's own."""
+    other = tmp_path / "given.yaml"
+    other.write_text(config.read_text(encoding="utf-8") + "# given\n", encoding="utf-8")
+    return other
+
+
 def test_stable_run_config_advice_needs_confirmation(tmp_path: Path) -> None:
     run_dir, config = SEEDS.stable(tmp_path)
-    alone = {f.id for f in diagnose(run_dir).findings}
-    assert "warmup-short" not in alone  # lr 1e-3 without warmup did this run no harm
-    assert "warmup-short" in {f.id for f in diagnose(run_dir, config).findings}
+    alone = diagnose(run_dir)
+    assert "warmup-short" not in {f.id for f in alone.findings}  # lr 1e-3, no warmup: no harm
+    # the run's own config handed back: the very same report
+    again = diagnose(run_dir, config, given_as="--patch")
+    assert [(f.id, f.severity) for f in again.findings] == [
+        (f.id, f.severity) for f in alone.findings
+    ]
+    assert again.change_set.changes == alone.change_set.changes == {}
+    # another config predicts it: kept as info (the log would show it and does not), no change
+    given = diagnose(run_dir, _copy(config, tmp_path))
+    warm = _by_id(given)["warmup-short"]
+    assert warm.severity == "info" and "log does not show it" in warm.explanation
+    assert given.change_set.changes == {}
 
 
 def test_without_config_only_confirmed_config_findings_are_kept(tmp_path: Path) -> None:
@@ -166,7 +183,9 @@ def test_without_config_only_confirmed_config_findings_are_kept(tmp_path: Path) 
     alone = _by_id(diagnose(run_dir))  # the run dir's own config.yaml is linted too
     assert alone["loss-scale-init-high"].source == "both"
     assert "fp16-prefer-bf16" not in alone  # unconfirmed advice needs an explicit --config
-    assert "fp16-prefer-bf16" in _by_id(diagnose(run_dir, config))
+    assert "fp16-prefer-bf16" not in _by_id(diagnose(run_dir, config))  # its own: the same
+    # a given config's advice the log cannot confirm (no symptom of its own) stays as it was
+    assert "fp16-prefer-bf16" in _by_id(diagnose(run_dir, _copy(config, tmp_path)))
 
 
 def test_join_merges_same_id_and_confirms_predictions() -> None:

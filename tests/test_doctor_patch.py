@@ -112,7 +112,9 @@ def test_verify_needs_patch_and_a_reference_trainer_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log = tmp_path / "train.csv"
-    log.write_text("step,loss\n" + "".join(f"{s},{3.0 / s}\n" for s in range(1, 50)))
+    # the loss falls, then diverges: the config's LR prediction is confirmed, a change set is due
+    rows = (f"{s},{3.0 / s if s <= 25 else 0.12 * 1.5 ** (s - 25)}\n" for s in range(1, 50))
+    log.write_text("step,loss\n" + "".join(rows))
     assert main(["doctor", str(log), "--verify"]) == ExitCode.UNUSABLE_INPUT
     assert "--verify re-trains the patched config: give --patch CONFIG too" in (
         capsys.readouterr().err
@@ -121,6 +123,7 @@ def test_verify_needs_patch_and_a_reference_trainer_run(
     cfg.write_text("optimizer: adamw\nlearning_rate: 0.5\nmax_grad_norm: 0\n")
     code = main(["doctor", str(log), "--patch", str(cfg), "--verify", "--fail-on", "never"])
     err = capsys.readouterr().err
+    assert "nothing to patch" not in err
     if "nothing to patch" not in err:  # a change set to write: then --verify is refused
         assert code == ExitCode.UNUSABLE_INPUT
         assert "reference-trainer runs only" in err and str(log) in err

@@ -15,6 +15,9 @@ config.yaml, trainer_state arguments) are linted too, but a config-only finding 
 the log confirms it — a clean run gets no warnings from settings that did it no harm. With
 ``--config``, an unconfirmed config finding is kept only when the given config predicts it on its
 own: a model-only hparams file is not blamed for the optimizer settings of the run it came with.
+Kept, it is info and out of the change set when the log would show its symptom (``CONFIRMS``) and
+does not: the log is the better witness of what this run did. A ``--config``/``--patch`` file that
+is the run's own config (same path, or same content) is read exactly as without the option.
 
 Loss-scale evidence the log *states* (:func:`scale_findings`): DeepSpeed ``OVERFLOW! ... reducing
 to`` events, and train records whose loss scale dropped (a scaler lowers it only on overflow). Rule: an overflow after the
@@ -33,6 +36,7 @@ import logging
 import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +97,11 @@ def diagnose(
         # predicts on its own ("lint only what it was given": a model-only hparams file does not
         # predict optimizer problems from the run's own settings)
         given: frozenset[str] = frozenset()
+        if config is not None and _is_own(config, run.config_from):
+            # the run's own config handed back (``--patch RUN/config.yaml``): the same report as
+            # without it, whatever the path it came by
+            notes.append(f"{config} (given with {given_as}) is the run's own config")
+            config = None
         if config is not None:
             from stabletrain.configs.read import read_config
 
@@ -114,7 +123,10 @@ def diagnose(
         log_findings += guard_findings(timeline, facts, {f.id for f in log_findings})
         config_findings = _lint(facts) if facts.facts else []
         span = _train_span(batch)
-        findings = join(log_findings, config_findings, keep_unconfirmed=given, span=span)
+        logged = {n for n in ("loss", "grad_norm", "loss_scale", "lr") if _holds(batch, n)}
+        findings = join(
+            log_findings, config_findings, keep_unconfirmed=given, span=span, logged=logged
+        )
         # the findings' LR values from the change set's base, not the facts' (reconciled) LR
         findings = rebase_lr_fixes(findings, facts, batch)
         return Report(
@@ -263,6 +275,27 @@ def per_attempt(
     return out
 
 
+def _holds(batch: Batch, name: str) -> bool:
+    """Whether the log holds field ``name`` on some record."""
+    try:
+        values = batch.floats(name)
+    except Unsupported:
+        return False
+    return bool(values.size) and not bool(np.isnan(values).all())
+
+
+def _is_own(config: str | os.PathLike[str], config_from: str | None) -> bool:
+    """Whether ``config`` is the run's own config file (``config_from``: "why: path"), by path
+    after resolving or by content."""
+    if not config_from or ": " not in config_from:
+        return False
+    own, given = Path(config_from.split(": ", 1)[1]), Path(config)
+    try:
+        return own.resolve() == given.resolve() or own.read_bytes() == given.read_bytes()
+    except OSError:
+        return False
+
+
 def _lint(facts: ConfigFacts) -> list[Finding]:
     from stabletrain.lint_rules import lint_facts
 
@@ -294,11 +327,13 @@ def join(
     *,
     keep_unconfirmed: bool | Collection[str],
     span: tuple[int, int] | None = None,
+    logged: Collection[str] | None = None,
 ) -> list[Finding]:
     """One list from both sources: same id → one ``source="both"`` finding; a config finding
     whose predicted symptom shows in the log says so; unconfirmed config findings are kept only
     when ``keep_unconfirmed`` is True or holds their id (the ids the config the user gave
-    predicts on its own). ``span`` (first, last train step) lets a warmup
+    predicts on its own), and then as info, out of the change set, when the log would show their
+    symptom (``CONFIRMS``; ``logged``: the fields it holds) and does not. ``span`` (first, last train step) lets a warmup
     prediction be confirmed only by symptoms early in the run."""
     by_id = {f.id: f for f in log_findings}
     out = list(log_findings)
@@ -313,8 +348,46 @@ def join(
         elif keep_unconfirmed is True or (
             not isinstance(keep_unconfirmed, bool) and c.id in keep_unconfirmed
         ):
-            out.append(c)
+            out.append(_unseen(c) if _visible(c.id, logged) else c)
     return out
+
+
+#: log finding id → the field a log needs for it to show
+SHOWN_IN: dict[str, str] = {
+    "nonfinite-grad": "grad_norm",
+    "grad-spike": "grad_norm",
+    "grad-norm-growth": "grad_norm",
+    "clip-saturated": "grad_norm",
+    "clip-near-threshold": "grad_norm",
+    "loss-spike": "loss",
+    "loss-divergence": "loss",
+    "nonfinite-loss": "loss",
+    "fp16-overflow": "loss_scale",
+    "loss-scale-collapse": "loss_scale",
+    "scheduler-late": "lr",
+    "lr-constant": "lr",
+}
+
+
+def _visible(predicted: str, logged: Collection[str] | None) -> bool:
+    """Whether the log could show ``predicted``'s symptom (``logged``: the fields it holds;
+    None: unknown, taken as yes)."""
+    symptoms = CONFIRMS.get(predicted, frozenset())
+    if logged is None:
+        return bool(symptoms)
+    return any(SHOWN_IN.get(s) in logged for s in symptoms)
+
+
+def _unseen(predicted: Finding) -> Finding:
+    """A given config's prediction whose symptom the log would show and does not: info, out of
+    the change set (a wrong fix on a healthy run is worse than none); its fixes stay listed."""
+    return replace(
+        predicted,
+        severity="info",
+        explanation=f"The config predicts this; this run's log does not show it. "
+        f"{predicted.explanation}".strip(),
+        evidence={**predicted.evidence, "unconfirmed": True},
+    )
 
 
 def _merge_same(seen: Finding, predicted: Finding) -> Finding:
