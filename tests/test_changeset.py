@@ -352,3 +352,24 @@ def test_findings_fix_text_uses_the_change_sets_lr_base(tmp_path: Path) -> None:
         assert "0.05 →" not in x.description and "0.05 -> " not in x.description, (fid, x)
         if "→" in x.description:
             assert f"{fmt(cs.base_lr)} → {fmt(want)}" in x.description, (fid, x)
+
+
+def test_the_lr_base_is_not_taken_from_a_warm_up_ramp(tmp_path: Path) -> None:
+    """A 1000-step warm-up in a 40-step GPT run: every logged LR is on the ramp (3e-6 → 1.2e-4
+    of a configured 3e-3). The ramp is not what ran: the base is the configured LR, and with no
+    config the ramp's last LR, never its median."""
+    from stabletrain.report.changeset import base_lr
+
+    run = tmp_path / "run"
+    overrides = ("schedule.warmup_steps=1000", "guard.preset=off", "train.max_steps=40")
+    assert train("tiny-gpt.yaml", run, *overrides, "run.tensorboard=false") == 0
+    report = diagnose(run)
+    cs = report.change_set
+    assert cs.base_lr == 3e-3 and "warm-up ramp" in (cs.base_lr_source or ""), cs.base_lr_source
+    for f in report.findings:
+        for fx in f.fixes:
+            lr = fx.changes.get("optim.lr")
+            assert lr is None or lr >= 3e-4, (f.id, fx)
+    lrs = [r.lr for r in report.records if r.kind == "train" and r.lr]
+    base, source = base_lr(ConfigFacts(), report.records, None)
+    assert base == lrs[-1] and "last LR of the warm-up ramp" in (source or "")

@@ -42,10 +42,13 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from stabletrain.detectors.fixes import fmt, nice, setting, user_key, value_for
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, StepRecord
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Direction = Literal["instability", "progress", "neutral", "unclear"]
 
@@ -149,13 +152,19 @@ def base_lr(
     of the finite LRs logged before ``onset`` (the first step of the problem), else the first LR
     logged at or after it. Never the peak. When the config's LR is ``LR_OFF``× above what the
     log shows before the problem (a config of another run, or an LR fact taken from a log whose
-    schedule jumped), the logged one: an LR cut must start from what ran before the trouble."""
+    schedule jumped), the logged one: an LR cut must start from what ran before the trouble.
+
+    A warm-up ramp (:func:`_ramp`) is not what ran: its LRs are left out. When nothing else was
+    logged before the problem, the base is the configured LR, else the ramp's last LR."""
     lr = facts.number("lr", positive=True)
-    logged, where = _logged_before(records, onset)
+    logged, where, ramp = _logged_before(records, onset)
     if lr is not None:
         if logged is not None and lr >= LR_OFF * logged:
             return logged, f"{where}; the config's {facts.facts['lr'].where()} says {lr:g}"
-        return lr, f"configured ({facts.facts['lr'].where()})"
+        why = "; the log before the problem is all warm-up ramp" if ramp is not None else ""
+        return lr, f"configured ({facts.facts['lr'].where()}){why}"
+    if logged is None and ramp is not None:
+        return ramp
     return logged, where
 
 
@@ -203,11 +212,13 @@ def _rebased(fix: Fix, key: str, old: float, base: float) -> Fix:
 
 def _logged_before(
     records: Sequence[StepRecord] | None, onset: int | None
-) -> tuple[float | None, str | None]:
-    """The median positive train LR logged before ``onset`` (on the LR column: a million-row
-    log builds no Python list), else the first one logged."""
+) -> tuple[float | None, str | None, tuple[float, str] | None]:
+    """``(the median positive train LR logged before onset, where, None)``, leaving out a
+    warm-up ramp (on the LR column: a million-row log builds no Python list), else the first one
+    logged. When only the ramp was logged before ``onset``: ``(None, None, (its last LR before
+    onset, or its first when onset comes first; where))``."""
     if not records:
-        return None, None
+        return None, None, None
     import numpy as np
 
     from stabletrain.detectors.columns import Batch
@@ -216,14 +227,43 @@ def _logged_before(
     v, s = b.floats("lr"), b.floats("step")
     ok = b.train & (v > 0) & (v < math.inf)
     if not ok.any():
-        return None, None
-    before = v[ok if onset is None else ok & (s < onset)]
+        return None, None, None
+    at = np.flatnonzero(ok)
+    n = _ramp(v[at])
+    kept = ok.copy()
+    kept[at[:n]] = False
+    early = np.ones_like(ok) if onset is None else s < onset
+    before = v[kept & early]
     if before.size:
         k = before.size // 2
         where = "median logged LR" + (f" before step {onset}" if onset is not None else "")
-        return float(np.partition(before, k)[k]), where
-    i = int(np.flatnonzero(ok)[0])
-    return float(v[i]), f"logged LR at step {int(s[i])}"
+        where += f" (after the warm-up ramp to step {int(s[at[n - 1]])})" if n else ""
+        return float(np.partition(before, k)[k]), where, None
+    if n:  # only the ramp before onset (or nothing, the ramp starting at it)
+        ramp = at[:n][early[at[:n]]]
+        i = int(ramp[-1]) if ramp.size else int(at[0])
+        return None, None, (float(v[i]), f"last LR of the warm-up ramp (step {int(s[i])})")
+    i = int(at[0])
+    return float(v[i]), f"logged LR at step {int(s[i])}", None
+
+
+#: a warm-up ramp starts at most this fraction of its top, rises at least this many points, and
+#: no step of it (after the first) is more than ``RAMP_JUMP``× the one before (that is a jump)
+RAMP_START, RAMP_POINTS, RAMP_JUMP = 0.1, 3, 4.0
+
+
+def _ramp(lrs: np.ndarray) -> int:
+    """How many of ``lrs`` (positive, in step order) are a warm-up ramp: rising at every point
+    from near zero; 0 when they do not start so."""
+    import numpy as np
+
+    stop = (lrs[1:] <= lrs[:-1]) | (lrs[1:] > RAMP_JUMP * lrs[:-1])
+    stop[:1] = stop[:1] & (lrs[1:2] <= lrs[:1])  # the first rise may be any size
+    where = np.flatnonzero(stop)
+    n = int(where[0]) + 1 if where.size else len(lrs)
+    if n < RAMP_POINTS or lrs[0] > RAMP_START * lrs[n - 1]:
+        return 0
+    return n
 
 
 def _knob_keys(facts: ConfigFacts) -> dict[str, str]:
