@@ -258,3 +258,16 @@ def test_precision_switch_keeps_the_style_of_the_users_key(
 
 def test_nice_rounding() -> None:
     assert nice(3.47) == 3.5 and nice(2e-5 * 0.5) == 1e-5 and nice(5e-4 * 0.6) == 3e-4
+
+
+def test_mmengine_clip_off_removes_clip_grad() -> None:
+    # mmengine hands clip_grad's kwargs to torch.nn.utils.clip_grad_norm_: max_norm 0 would scale
+    # every gradient to zero, so "clipping off" is clip_grad: None, never max_norm: 0
+    for facts in (_facts("mmengine"), None):
+        if facts is None:
+            facts = _facts("mmengine")
+            facts.set("max_grad_norm", 1.0, "optim_wrapper.clip_grad.max_norm")
+        keyed, _ = changes_for(facts, max_grad_norm=None)
+        assert keyed == {"optim_wrapper.clip_grad": None}
+    keyed, _ = changes_for(_facts("hf"), max_grad_norm=None)
+    assert keyed == {"max_grad_norm": 0.0}

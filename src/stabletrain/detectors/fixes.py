@@ -93,8 +93,19 @@ def changes_for(facts: ConfigFacts | None, **changes: Any) -> tuple[dict[str, An
         if not key:
             missing.append(f"{name} {value}")
             continue
-        out[key] = value_for(key, no_clip(facts) if _clip_off(name, value) else value)
+        if _clip_off(name, value):
+            key, value = _clip_off_setting(facts, key)
+        out[key] = value_for(key, value)
     return out, missing
+
+
+def _clip_off_setting(facts: ConfigFacts | None, key: str) -> tuple[str, Any]:
+    """The key and value that turn clipping off. mmengine passes ``clip_grad``'s keywords to
+    ``torch.nn.utils.clip_grad_norm_``, so ``max_norm: 0`` would scale every gradient to zero:
+    there clipping is off only without ``clip_grad`` (``optim_wrapper.clip_grad: None``)."""
+    if vocabulary(facts) == "mmengine" and key.endswith(".max_norm"):
+        return key.removesuffix(".max_norm"), None
+    return key, no_clip(facts)
 
 
 def _clip_off(name: str, value: Any) -> bool:
