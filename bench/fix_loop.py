@@ -401,6 +401,8 @@ class Loop:
         if self.args.apply == "patch":
             fixed_cfg = out / "fixed.yaml"
             if not fixed_cfg.exists():
+                if not adv.overrides:  # an empty change set writes no copy: nothing to apply
+                    return None, [], {}, None, "no advice (empty change set)"
                 return None, [], {"--patch": "no patched config written"}, None, "patch failed"
             data = yaml.safe_load(fixed_cfg.read_text()) or {}
             before = yaml.safe_load((bdir / "config.yaml").read_text()) or {}
