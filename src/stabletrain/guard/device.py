@@ -39,6 +39,16 @@ from stabletrain.guard.clipping import ZERO_EPS
 ROW = ("loss", "grad_norm", "loss_scale", "loss_bad", "ok", "clip_coef")
 
 
+def live_scale(scaler: Any) -> torch.Tensor | None:
+    """The GradScaler's current scale as a device tensor (no host read), or None before its first
+    ``scale()``. ``_get_scale_async`` is GradScaler's own no-sync accessor (it has no public one);
+    this module is the one place the guard reads GradScaler internals."""
+    if scaler is None:
+        return None
+    scale: torch.Tensor | None = scaler._get_scale_async()
+    return scale
+
+
 def supports_found_inf(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step`` skips on a device ``found_inf`` (torch's fused optimizers)."""
     return bool(getattr(optimizer, "_step_supports_amp_scaling", False)) and all(

@@ -51,7 +51,7 @@ def read_step(
         loss_bad, has_loss = bool(flag[0]), bool(flag[1])  # host sync: decision needs it
     scale_t: torch.Tensor = torch.zeros((), device=dev)
     # (``is None``, never ``or``: the truth value of a device tensor is a host read)
-    live = scaler._get_scale_async() if scaler_on and scaler is not None else None
+    live = device.live_scale(scaler) if scaler_on else None
     if live is not None:
         scale_t = live
     # host sync: the one packed read per step (loss, norm, scale) the decisions are made on

@@ -140,7 +140,7 @@ def device_step(
     scale = None
     if scaler_on and guard.scaler is not None:
         # a copy: the scaler's update() below changes its scale tensor in place
-        scale = guard.scaler._get_scale_async()
+        scale = device.live_scale(guard.scaler)
         scale = scale.clone() if scale is not None else None
     scheduled = guard.scheduled_lr()
     factor = guard.policy.lr_factor(scheduled)
