@@ -8,30 +8,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stabletrain.cli import main
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.doctor import diagnose
 from stabletrain.logs.read import read_run
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def _train(config: str, run_dir: Path, *overrides: str) -> None:
-    argv = ["train", str(CONFIGS / config), "--run-dir", str(run_dir), "--no-progress"]
-    for o in ("run.tensorboard=false", *overrides):
-        argv += ["--set", o]
-    main(argv)
-
 
 @pytest.fixture(scope="module")
-def demo_off(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_off(tmp_path_factory: pytest.TempPathFactory, reference_run: Callable[..., Path]) -> Path:
     """The demo's guard-off run (configs/unstable-digits.yaml), cut after the first NaN batch."""
     run = tmp_path_factory.mktemp("unstable") / "off"
-    _train("unstable-digits.yaml", run, "guard.preset=off", "train.max_steps=33")
+    reference_run("unstable-digits.yaml", run, "guard.preset=off", "train.max_steps=33")
     return run
 
 
@@ -56,9 +47,11 @@ def test_demo_guard_off_cause_is_the_injected_bad_batch(demo_off: Path) -> None:
     assert "30" in bad.fixes[0].description
 
 
-def test_guarded_run_skipped_bad_batches_are_named(tmp_path: Path) -> None:
+def test_guarded_run_skipped_bad_batches_are_named(
+    tmp_path: Path, reference_run: Callable[..., Path]
+) -> None:
     run = tmp_path / "guarded"
-    _train("unstable-digits.yaml", run, "train.max_steps=80")
+    reference_run("unstable-digits.yaml", run, "train.max_steps=80")
     report = diagnose(run)
     bad = next(f for f in report.findings if f.id == "bad-batch")
     assert bad.steps == [30, 75]
@@ -70,10 +63,12 @@ def test_guarded_run_skipped_bad_batches_are_named(tmp_path: Path) -> None:
     assert not any("lr" in fix.relative or fix.changes for fix in spike.fixes)
 
 
-def test_one_scaled_batch_without_guard_is_a_bad_batch_spike(tmp_path: Path) -> None:
+def test_one_scaled_batch_without_guard_is_a_bad_batch_spike(
+    tmp_path: Path, reference_run: Callable[..., Path]
+) -> None:
     """No NaN: a batch blown up by 1e6 is applied (clipped at 1.0) and the run goes on."""
     run = tmp_path / "scaled"
-    _train(
+    reference_run(
         "unstable-digits.yaml", run, "guard.preset=off", "data.corrupt.nan_batches=[]",
         "data.corrupt.scale_batches=[50]", "optim.lr=1e-3", "train.max_steps=70",
     )  # fmt: skip
@@ -85,9 +80,11 @@ def test_one_scaled_batch_without_guard_is_a_bad_batch_spike(tmp_path: Path) -> 
     assert any(fix.changes.get("guard.preset") == "default" for fix in spike.fixes)
 
 
-def test_nan_after_a_lead_up_stays_an_instability(tmp_path: Path) -> None:
+def test_nan_after_a_lead_up_stays_an_instability(
+    tmp_path: Path, reference_run: Callable[..., Path]
+) -> None:
     run = tmp_path / "sgd"
-    _train(
+    reference_run(
         "digits-cnn.yaml", run, "guard.preset=off", "optim.name=sgd", "optim.lr=2.0",
         "train.max_grad_norm=null", "train.epochs=3",
     )  # fmt: skip

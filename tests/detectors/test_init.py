@@ -3,31 +3,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stabletrain.cli import main
 from stabletrain.detectors.base import feed
 from stabletrain.detectors.init import InitDetector
 from stabletrain.doctor import diagnose
 from stabletrain.logs.read import read_run
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def _train(run_dir: Path, *overrides: str) -> Path:
-    argv = ["train", str(CONFIGS / "digits-cnn.yaml"), "--run-dir", str(run_dir), "--no-progress"]
-    for o in ("run.tensorboard=false", "guard.preset=off", "train.epochs=2", *overrides):
-        argv += ["--set", o]
-    main(argv)
-    return run_dir
+#: every run here: the digits CNN, guard off, 2 epochs (a later override wins)
+BASE = ("guard.preset=off", "train.epochs=2")
 
 
 @pytest.fixture(scope="module")
-def bad(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bad(tmp_path_factory: pytest.TempPathFactory, reference_run: Callable[..., Path]) -> Path:
     run = tmp_path_factory.mktemp("init") / "bad"
-    return _train(run, "model.cnn.init=normal", "model.cnn.init_std=1.0")
+    return reference_run(
+        "digits-cnn.yaml", run, *BASE, "model.cnn.init=normal", "model.cnn.init_std=1.0"
+    )
 
 
 def test_bad_init_is_found_with_the_init_fix(bad: Path) -> None:
@@ -44,8 +39,10 @@ def test_bad_init_is_found_with_the_init_fix(bad: Path) -> None:
     assert ids.index("bad-init") == min(ids.index(r) for r in [f.id, *f.related] if r in ids)
 
 
-def test_kaiming_init_run_gets_no_bad_init(tmp_path: Path) -> None:
-    report = diagnose(_train(tmp_path / "good"))
+def test_kaiming_init_run_gets_no_bad_init(
+    tmp_path: Path, reference_run: Callable[..., Path]
+) -> None:
+    report = diagnose(reference_run("digits-cnn.yaml", tmp_path / "good", *BASE))
     assert "bad-init" not in [f.id for f in report.findings]
 
 
@@ -61,12 +58,14 @@ def test_bulk_path_and_state_round_trip(bad: Path) -> None:
     assert [f.to_json() for f in again.finish()] == [f.to_json() for f in one.finish()]
 
 
-def test_too_high_lr_is_not_a_bad_init(tmp_path: Path) -> None:
+def test_too_high_lr_is_not_a_bad_init(tmp_path: Path, reference_run: Callable[..., Path]) -> None:
     """Plain SGD at lr 3, no clip: the first loss is ~ln(10) and only the updates blow up (step 1:
     loss 1.6e4, grad norm 1.2e4). That is the LR's doing, not the init's: no bad-init, and the
     change set lowers the LR instead of re-initialising with the default init."""
-    run = _train(
+    run = reference_run(
+        "digits-cnn.yaml",
         tmp_path / "lr3",
+        *BASE,
         "optim.name=sgd",
         "optim.lr=3.0",
         "schedule.name=constant",

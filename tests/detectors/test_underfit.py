@@ -3,30 +3,24 @@ nothing, and the fix raises the LR; a healthy run and a short run stay quiet."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stabletrain.cli import main
 from stabletrain.detectors.base import feed
 from stabletrain.detectors.underfit import UnderfitDetector
 from stabletrain.doctor import diagnose
 from stabletrain.logs.read import read_run
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def _train(run_dir: Path, *overrides: str) -> Path:
-    argv = ["train", str(CONFIGS / "digits-cnn.yaml"), "--run-dir", str(run_dir), "--no-progress"]
-    for o in ("run.tensorboard=false", "guard.preset=off", "train.epochs=3", *overrides):
-        argv += ["--set", o]
-    main(argv)
-    return run_dir
+#: the digits runs here: guard off, 3 epochs (a later override wins)
+BASE = ("guard.preset=off", "train.epochs=3")
 
 
 @pytest.fixture(scope="module")
-def slow(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(tmp_path_factory.mktemp("underfit") / "slow", "optim.lr=1e-6")
+def slow(tmp_path_factory: pytest.TempPathFactory, reference_run: Callable[..., Path]) -> Path:
+    run = tmp_path_factory.mktemp("underfit") / "slow"
+    return reference_run("digits-cnn.yaml", run, *BASE, "optim.lr=1e-6")
 
 
 def test_too_low_lr_is_underfitting_and_the_fix_raises_it(slow: Path) -> None:
@@ -47,9 +41,9 @@ def test_too_low_lr_is_underfitting_and_the_fix_raises_it(slow: Path) -> None:
     ids=["healthy", "short"],
 )
 def test_healthy_or_short_runs_are_not_underfitting(
-    tmp_path: Path, overrides: tuple[str, ...]
+    tmp_path: Path, overrides: tuple[str, ...], reference_run: Callable[..., Path]
 ) -> None:
-    report = diagnose(_train(tmp_path / "run", *overrides))
+    report = diagnose(reference_run("digits-cnn.yaml", tmp_path / "run", *BASE, *overrides))
     assert "underfitting" not in [f.id for f in report.findings]
 
 
@@ -68,7 +62,7 @@ def test_bulk_path_and_state_round_trip(slow: Path) -> None:
 
 @pytest.mark.slow
 def test_tiny_gpt_at_a_tiny_lr_is_underfitting_from_the_vocab_size_the_trainer_records(
-    tmp_path: Path,
+    tmp_path: Path, reference_run: Callable[..., Path]
 ) -> None:
     """The tiny GPT at lr 1e-6: its loss stays near ln(vocab) with nothing unstable. The vocab
     size is in no config key: the trainer records it in meta.json and the doctor reads it there.
@@ -76,10 +70,7 @@ def test_tiny_gpt_at_a_tiny_lr_is_underfitting_from_the_vocab_size_the_trainer_r
     import json
 
     run = tmp_path / "gpt"
-    argv = ["train", str(CONFIGS / "tiny-gpt.yaml"), "--run-dir", str(run), "--no-progress"]
-    for o in ("run.tensorboard=false", "guard.preset=off", "optim.lr=1e-6", "train.max_steps=55"):
-        argv += ["--set", o]
-    main(argv)
+    reference_run("tiny-gpt.yaml", run, "guard.preset=off", "optim.lr=1e-6", "train.max_steps=55")
     vocab = json.loads((run / "meta.json").read_text())["vocab_size"]
     assert isinstance(vocab, int) and vocab > 10
     report = diagnose(run)
@@ -91,13 +82,14 @@ def test_tiny_gpt_at_a_tiny_lr_is_underfitting_from_the_vocab_size_the_trainer_r
 
 
 @pytest.mark.slow
-def test_seed000_ends_still_learning_and_the_fix_raises_the_lr(tmp_path: Path) -> None:
+def test_seed000_ends_still_learning_and_the_fix_raises_the_lr(
+    tmp_path: Path, reference_run: Callable[..., Path]
+) -> None:
     """Seed 000's config as it is: batch 1024 gives the digits CNN 60 AdamW steps at 2e-4; the
     eval loss falls at every eval and ends at 0.6 ln(10) (70% accuracy). Not unstable (the seed
     blamed the batch for spikes): underfitting, and the change set raises the LR."""
     run = tmp_path / "seed000"
-    argv = ["train", str(CONFIGS / "seed000-cnn-large-batch.yaml"), "--run-dir", str(run)]
-    main([*argv, "--no-progress", "--set", "run.tensorboard=false", "--set", "guard.preset=off"])
+    reference_run("seed000-cnn-large-batch.yaml", run, "guard.preset=off")
     report = diagnose(run)
     f = next(f for f in report.findings if f.id == "underfitting")
     assert f.evidence["direction"] == "progress"

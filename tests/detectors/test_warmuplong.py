@@ -4,32 +4,29 @@ the change set never lowers the LR. A healthy run (5 % warm-up) stays quiet."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from stabletrain.cli import main
 from stabletrain.detectors.base import feed
 from stabletrain.detectors.warmuplong import WarmupLongDetector
 from stabletrain.doctor import diagnose
 from stabletrain.logs.read import read_run
 from stabletrain.records import ConfigFacts, StepRecord
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def _train(run_dir: Path, *overrides: str) -> Path:
-    argv = ["train", str(CONFIGS / "digits-cnn.yaml"), "--run-dir", str(run_dir), "--no-progress"]
-    for o in ("run.tensorboard=false", "guard.preset=off", "train.max_steps=60", *overrides):
-        argv += ["--set", o]
-    main(argv)
-    return run_dir
+#: every run here: the digits CNN, guard off, 60 steps
+BASE = ("guard.preset=off", "train.max_steps=60")
 
 
 @pytest.fixture(scope="module")
-def long_warmup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def long_warmup(
+    tmp_path_factory: pytest.TempPathFactory, reference_run: Callable[..., Path]
+) -> Path:
     run = tmp_path_factory.mktemp("warm") / "long"
-    return _train(run, "schedule.warmup_ratio=0.0", "schedule.warmup_steps=1000")
+    return reference_run(
+        "digits-cnn.yaml", run, *BASE, "schedule.warmup_ratio=0.0", "schedule.warmup_steps=1000"
+    )
 
 
 def test_a_warmup_longer_than_the_run_is_found_and_shortened(long_warmup: Path) -> None:
@@ -42,8 +39,8 @@ def test_a_warmup_longer_than_the_run_is_found_and_shortened(long_warmup: Path) 
     assert cs.changes.get("optim.lr", 3e-3) >= 3e-3  # never lowered
 
 
-def test_a_healthy_warmup_is_quiet(tmp_path: Path) -> None:
-    report = diagnose(_train(tmp_path / "ok"))
+def test_a_healthy_warmup_is_quiet(tmp_path: Path, reference_run: Callable[..., Path]) -> None:
+    report = diagnose(reference_run("digits-cnn.yaml", tmp_path / "ok", *BASE))
     assert "warmup-too-long" not in [f.id for f in report.findings]
 
 
