@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
+from typing import Any
 
 from stabletrain.records import ConfigFacts, StepRecord
 
@@ -229,3 +231,21 @@ def seed004() -> tuple[list[StepRecord], list[StepRecord], ConfigFacts]:
     facts.set("loss_scale_backoff", 0.5, key="GradScaler.backoff_factor")
     facts.set("loss_scale_growth_interval", 100, key="GradScaler.growth_interval")
     return clean, raw, facts
+
+
+def assert_bulk_and_state_agree(
+    make: Callable[[], Any], records: list[StepRecord], facts: ConfigFacts | None = None
+) -> None:
+    """A detector fed ``records`` in bulk (``feed``) holds the same state as one updated record by
+    record, and one restored from that state finishes with the same findings."""
+    from stabletrain.detectors.base import feed
+
+    one, bulk = make(), make()
+    for r in records:
+        one.update(r)
+    feed(bulk, records)
+    assert bulk.state_dict() == one.state_dict()
+    again = make()
+    again.load_state_dict(one.state_dict())
+    extra = () if facts is None else (facts,)
+    assert [f.to_json() for f in again.finish(*extra)] == [f.to_json() for f in one.finish(*extra)]

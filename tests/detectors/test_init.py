@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from stabletrain.detectors.base import feed
 from stabletrain.detectors.init import InitDetector
 from stabletrain.doctor import diagnose
 from stabletrain.logs.read import read_run
@@ -46,16 +46,8 @@ def test_kaiming_init_run_gets_no_bad_init(
     assert "bad-init" not in [f.id for f in report.findings]
 
 
-def test_bulk_path_and_state_round_trip(bad: Path) -> None:
-    records = list(read_run(bad).records)
-    one, bulk = InitDetector(), InitDetector()
-    for r in records:
-        one.update(r)
-    feed(bulk, records)
-    assert bulk.state_dict() == one.state_dict()
-    again = InitDetector()
-    again.load_state_dict(one.state_dict())
-    assert [f.to_json() for f in again.finish()] == [f.to_json() for f in one.finish()]
+def test_bulk_path_and_state_round_trip(bad: Path, scenarios: ModuleType) -> None:
+    scenarios.assert_bulk_and_state_agree(InitDetector, list(read_run(bad).records))
 
 
 def test_too_high_lr_is_not_a_bad_init(tmp_path: Path, reference_run: Callable[..., Path]) -> None:

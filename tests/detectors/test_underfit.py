@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from stabletrain.detectors.base import feed
 from stabletrain.detectors.underfit import UnderfitDetector
 from stabletrain.doctor import diagnose
 from stabletrain.logs.read import read_run
@@ -47,17 +47,9 @@ def test_healthy_or_short_runs_are_not_underfitting(
     assert "underfitting" not in [f.id for f in report.findings]
 
 
-def test_bulk_path_and_state_round_trip(slow: Path) -> None:
-    records = list(read_run(slow).records)
-    one, bulk = UnderfitDetector(), UnderfitDetector()
-    for r in records:
-        one.update(r)
-    feed(bulk, records)
-    assert bulk.state_dict() == one.state_dict()
-    again = UnderfitDetector()
-    again.load_state_dict(one.state_dict())
-    facts = read_run(slow).facts
-    assert [f.to_json() for f in again.finish(facts)] == [f.to_json() for f in one.finish(facts)]
+def test_bulk_path_and_state_round_trip(slow: Path, scenarios: ModuleType) -> None:
+    run = read_run(slow)
+    scenarios.assert_bulk_and_state_agree(UnderfitDetector, list(run.records), run.facts)
 
 
 @pytest.mark.slow

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from stabletrain.detectors.base import feed
 from stabletrain.detectors.warmuplong import WarmupLongDetector
 from stabletrain.doctor import diagnose
 from stabletrain.logs.read import read_run
@@ -68,13 +68,5 @@ def test_only_a_ramp_still_rising_at_the_end_counts() -> None:
     assert _scripted(ramp, facts) == ["warmup-too-long"]
 
 
-def test_bulk_path_and_state_round_trip(long_warmup: Path) -> None:
-    records = list(read_run(long_warmup).records)
-    one, bulk = WarmupLongDetector(), WarmupLongDetector()
-    for r in records:
-        one.update(r)
-    feed(bulk, records)
-    assert bulk.state_dict() == one.state_dict()
-    again = WarmupLongDetector()
-    again.load_state_dict(one.state_dict())
-    assert [f.to_json() for f in again.finish()] == [f.to_json() for f in one.finish()]
+def test_bulk_path_and_state_round_trip(long_warmup: Path, scenarios: ModuleType) -> None:
+    scenarios.assert_bulk_and_state_agree(WarmupLongDetector, list(read_run(long_warmup).records))
