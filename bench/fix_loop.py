@@ -45,7 +45,13 @@ within each group, in file order) is in the case file.
 
     .venv/bin/python bench/fix_loop.py [--code PATH] [--apply findings|changeset|patch]
         [--split tune|heldout|all] [--cases a,b] [--jobs N] [--json OUT] [--work DIR] [--details tune|all]
+        [--cases-file bench/fix_cases/cases2.yaml] [--reuse-broken]
     .venv/bin/python bench/fix_loop.py --from OUT.json [--split S] [--details tune]
+
+``--cases-file`` selects a case file (``cases2.yaml``: round 2, written before any of it ran).
+``--reuse-broken`` with a ``--work`` of an earlier invocation of the same code takes its stable
+references and broken runs (a stamp beside each run dir records code, config and overrides) and
+only re-runs the doctor and the fixed runs: e.g. ``--apply patch`` after ``--apply changeset``.
 
 ``--details tune`` prints the findings, change set and applied overrides of the tune cases only:
 the held-out half is reported as numbers, so nobody tunes the doctor on it.
@@ -251,11 +257,24 @@ def show(model: str, q: float) -> str:
 
 
 def train_run(
-    tree: Tree, model: str, config: str | Path, overrides: list[str], run_dir: Path, chance: float
+    tree: Tree,
+    model: str,
+    config: str | Path,
+    overrides: list[str],
+    run_dir: Path,
+    chance: float,
+    reuse: bool = False,
 ) -> Run:
+    """Train (or, with ``reuse``, take the finished run of the same code, config and overrides)."""
     t0 = time.perf_counter()
-    rc, msg = tree.train(config, overrides, run_dir)
+    stamp = json.dumps([str(tree.code), str(config), overrides])
+    stamp_path = run_dir.parent / f"{run_dir.name}.trained.json"
     summary_path = run_dir / "summary.json"
+    if reuse and summary_path.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
+        summary = json.loads(summary_path.read_text())
+        return Run(str(run_dir), 0, quality(model, summary, chance), summary, "", 0.0)
+    rc, msg = tree.train(config, overrides, run_dir)
+    stamp_path.write_text(stamp)
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     err = "" if summary else f"train rc {rc}: {msg}"
     run = Run(str(run_dir), rc, quality(model, summary, chance), summary, err)
@@ -378,13 +397,13 @@ class Loop:
         self.refs: dict[str, Run] = {}
         self.chance: dict[str, float] = {"cnn": CNN_CHANCE, "gpt": math.inf}
         self.lock = threading.Lock()
+        self.reuse: bool = args.reuse_broken
 
     def reference(self, model: str) -> Run:
         ref = self.spec["references"][model]
         overrides = self.spec["bounds"][model] + ref["overrides"]
-        run = train_run(
-            self.tree, model, ref["config"], overrides, self.work / f"ref_{model}", math.inf
-        )
+        ref_dir = self.work / f"ref_{model}"
+        run = train_run(self.tree, model, ref["config"], overrides, ref_dir, math.inf, self.reuse)
         if model == "gpt":
             first = run.summary.get("initial_loss")
             self.chance["gpt"] = float(first) if _finite(first) else math.log(256)
@@ -429,8 +448,9 @@ class Loop:
         model, chance = case.model, self.chance[case.model]
         out = self.work / case.name
         base = self.spec["bounds"][model] + case.overrides
-        broken = train_run(self.tree, model, case.config, base, out / "broken", chance)
+        broken = train_run(self.tree, model, case.config, base, out / "broken", chance, self.reuse)
         if self.args.apply == "patch":  # the report of the very call that writes the patch
+            (out / "fixed.yaml").unlink(missing_ok=True)  # never a copy from an earlier call
             patch_args = (
                 "--patch",
                 str(out / "broken" / "config.yaml"),
@@ -619,6 +639,12 @@ def main(argv: list[str] | None = None) -> int:
         help="findings and changes per case (tune: the tune half only)",
     )
     ap.add_argument("--cases-file", type=Path, default=CASES_FILE)
+    ap.add_argument(
+        "--reuse-broken",
+        action="store_true",
+        help="reuse the references and broken runs already in --work trained by the same code "
+        "with the same config and overrides (the fixed runs are always re-trained)",
+    )
     ap.add_argument(
         "--from",
         dest="saved",
