@@ -1,7 +1,8 @@
 """Real-log generalisation bench: the doctor and its peers on bench/doctor_corpus (issue 11).
 
-Every log in ``bench/doctor_corpus/labels.yaml`` (48 real public training logs, labelled before any
-doctor was run on them, split into a DEV and a HELD-OUT half) is given to
+Every log in ``bench/doctor_corpus/labels.yaml`` (real public training logs, labelled before any
+doctor was run on them, split into a DEV and a HELD-OUT half; 48 from the first collection and 26
+from round 3, ``round: 3``, whose halves are reported apart as "r3 dev" / "r3 heldout") is given to
 
 - stabletrain: ``python -m stabletrain.cli doctor LOG --format json`` in a child process (the
   child inherits PYTHONPATH, so ``PYTHONPATH=/work/base/src`` measures the session-start code);
@@ -20,7 +21,7 @@ each with a time cap, and scored the same way:
 Usage:
     PYTHONPATH=/work/base/src .venv/bin/python bench/doctor_corpus.py          # session-start code
     .venv/bin/python bench/doctor_corpus.py --tools stabletrain --split dev    # current tree
-    options: --json OUT (per-log outcomes), --details, --timeout S, --only NAME[,NAME],
+    options: --json OUT (per-log outcomes), --details, --timeout S, --only NAME[,NAME], --round 1|3,
              --from-json OUT (print the tables of a saved run without running anything)
 """
 
@@ -91,6 +92,12 @@ class Case:
     problems: list[list[str]]
     acceptable: list[str]
     why: str = ""
+    round: int = 1
+
+    @property
+    def half(self) -> str:
+        """The split, named with its collection round after the first ("r3 dev")."""
+        return self.split if self.round == 1 else f"r{self.round} {self.split}"
 
     @property
     def path(self) -> Path:
@@ -113,6 +120,7 @@ def load_cases() -> list[Case]:
                 problems=problems,
                 acceptable=list(c.get("acceptable") or []),
                 why=c.get("why", ""),
+                round=int(c.get("round", 1)),
             )
         )
     return cases
@@ -253,11 +261,12 @@ def table(cases: list[Case], results: dict[str, dict[str, Outcome]], tools: list
         "| tool | half | logs read | silent zero-record passes | problems found | healthy runs quiet |",
         "|---|---|---|---|---|---|",
     ]
+    halves = sorted({c.half for c in cases}, key=lambda h: (h.startswith("r"), h))
     for tool in tools:
-        for half in ("dev", "heldout", "all"):
+        for half in (*halves, "all"):
             t = Tally()
             for c in cases:
-                if half != "all" and c.split != half:
+                if half != "all" and c.half != half:
                     continue
                 out = results[tool][c.name]
                 t.add(c, out, judge(c, out))
@@ -293,15 +302,16 @@ def details(cases: list[Case], results: dict[str, dict[str, Outcome]], tools: li
                 parts.append("also: " + ", ".join(v.extra))
             cells.append("; ".join(parts))
         rows.append(
-            f"| {c.name} | {c.split} | {c.dialect} | {expected} | " + " | ".join(cells) + " |"
+            f"| {c.name} | {c.half} | {c.dialect} | {expected} | " + " | ".join(cells) + " |"
         )
     return "\n".join(rows)
 
 
-def render_saved(path: Path, split: str, with_details: bool) -> int:
+def render_saved(path: Path, split: str, rnd: str, with_details: bool) -> int:
     doc = json.loads(path.read_text())
     names = {c["name"] for c in doc["cases"]}
     cases = [c for c in load_cases() if c.name in names and split in ("all", c.split)]
+    cases = [c for c in cases if rnd in ("all", str(c.round))]
     results = {
         tool: {n: Outcome(**{k: v for k, v in o.items() if k != "verdict"}) for n, o in r.items()}
         for tool, r in doc["results"].items()
@@ -319,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--split", choices=("dev", "heldout", "all"), default="all")
+    ap.add_argument("--round", default="all", help="collection round: 1, 3 or all")
     ap.add_argument("--only", default="", help="comma-separated log names")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--jobs", type=int, default=2)
@@ -327,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", type=Path, help="render the tables of a saved --json run")
     args = ap.parse_args(argv)
     if args.from_json:
-        return render_saved(args.from_json, args.split, args.details)
+        return render_saved(args.from_json, args.split, args.round, args.details)
 
     tools = [t for t in args.tools.split(",") if t]
     cases = [c for c in load_cases() if args.split in ("all", c.split)]
+    cases = [c for c in cases if args.round in ("all", str(c.round))]
     if args.only:
         keep = set(args.only.split(","))
         cases = [c for c in cases if c.name in keep]
