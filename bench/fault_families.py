@@ -7,8 +7,10 @@
 - ``gpt``: the reference trainer's pre-LN GPT (2 layers, 2 heads, 48 wide) as a character LM on
   the Python standard library's own ``.py`` sources, blocks of 32 characters, AdamW 3e-3 with a
   20-step linear warm-up, batch 16.
-- ``lstm``: a one-layer LSTM character LM (embedding 32, hidden 96) on the same text, Adam 3e-3,
+- ``lstm``: a one-layer LSTM character LM (embedding 32, hidden 96) on the same text, Adam 1e-2,
   batch 16.
+- ``rnn`` (round 2): a one-layer vanilla (tanh) RNN character LM (embedding 32, hidden 96) on the
+  same text, Adam 3e-3, batch 16: no gates, so its gradients can explode through time.
 
 The metric is val accuracy: of the 10 digit classes, or of the next character on 128 held-out
 blocks. A run is at *chance* when its metric is no better than ignoring the input: 0.15 on digits,
@@ -34,8 +36,8 @@ from stabletrain.train.config import CNNSection, DataSection, GPTSection
 from stabletrain.train.data import Dataset, load_dataset
 from stabletrain.train.models import CNN, GPT, loss_and_correct
 
-FamilyName = Literal["cnn", "mlp", "gpt", "lstm"]
-FAMILIES: tuple[FamilyName, ...] = ("cnn", "mlp", "gpt", "lstm")
+FamilyName = Literal["cnn", "mlp", "gpt", "lstm", "rnn"]
+FAMILIES: tuple[FamilyName, ...] = ("cnn", "mlp", "gpt", "lstm", "rnn")
 SEQ = 32
 VAL_BLOCKS = 128
 
@@ -54,14 +56,21 @@ SPECS: dict[FamilyName, Family] = {
     "mlp": Family("mlp", "classify", 1e-3, 32),
     "gpt": Family("gpt", "lm", 3e-3, 16, warmup=20),
     "lstm": Family("lstm", "lm", 1e-2, 16),
+    "rnn": Family("rnn", "lm", 3e-3, 16),
 }
 
 
 class CharLSTM(nn.Module):
-    def __init__(self, vocab: int, emb: int = 32, hidden: int = 96) -> None:
+    """A character LM over one recurrent layer: an LSTM, or a vanilla tanh RNN (``cell="rnn"``)."""
+
+    def __init__(self, vocab: int, emb: int = 32, hidden: int = 96, cell: str = "lstm") -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, emb)
-        self.rnn = nn.LSTM(emb, hidden, batch_first=True)
+        self.rnn: nn.Module = (
+            nn.LSTM(emb, hidden, batch_first=True)
+            if cell == "lstm"
+            else nn.RNN(emb, hidden, nonlinearity="tanh", batch_first=True)
+        )
         self.head = nn.Linear(hidden, vocab)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -86,16 +95,17 @@ def chance(task: Literal["classify", "lm"]) -> float:
     return float(torch.bincount(y.flatten()).max()) / y.numel() + 0.02
 
 
-def build_model(fam: Family, init_std: float | None = None) -> nn.Module:
-    """The family's model, initialised from the current torch seed."""
+def build_model(fam: Family, init_std: float | None = None, depth: int | None = None) -> nn.Module:
+    """The family's model, initialised from the current torch seed (``depth``: the mlp's layers,
+    8 by default)."""
     if fam.name == "cnn":
         return CNN(CNNSection(channels=[8, 16, 32], hidden=64, batch_norm=True), 1, 10)
     if fam.name == "mlp":
-        return mlp(init_std, depth=8, width=64)
+        return mlp(init_std, depth=depth or 8, width=64)
     vocab = dataset("lm").num_classes
     if fam.name == "gpt":
         return GPT(GPTSection(n_layer=2, n_head=2, n_embd=48), vocab, SEQ)
-    return CharLSTM(vocab)
+    return CharLSTM(vocab, cell=fam.name)
 
 
 def draw_batches(

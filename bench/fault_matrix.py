@@ -1,4 +1,7 @@
-"""Fault matrix: 17 fault classes x 3 seeds x 4 model families under 7 protection methods.
+"""Fault matrix: 27 fault classes x 3 seeds x 5 model families under 7 protection methods.
+
+Round 1: 17 fault classes and 4 stable references over four families; round 2 (``--round 2``):
+10 unseen fault classes and 3 stable references, adding a vanilla RNN family.
 
 Every fault enters the run the way it does in practice -- through the data, the config, the
 precision or the initialisation -- never by faking a loss. Families (``fault_families.py``): a
@@ -42,7 +45,7 @@ mlp (8 layers, no normalisation)
                       Expect: no crash; skip it; end ~ stable.
   H scaled_1e6        batches multiplied by 1e6 at 50, 90, 130 (an unnormalised file). Expect:
                       skip or clip those updates without rollback; end ~ stable.
-  H high_lr_sgd       SGD momentum 0.9 at lr 0.3 from step 0. Expect: back off the LR on the
+  T high_lr_sgd       (held out until tuned on, 2026-12-07) SGD momentum 0.9 at lr 0.3 from step 0. Expect: back off the LR on the
                       damage; end >= none and >= clip.
   H nan_accum         gradient accumulation 4 x 8, micro-batches 100 and 420 NaN. Expect: skip
                       those optimizer steps (or drop the micro-batch), ~ stable.
@@ -65,8 +68,56 @@ lstm (character LM)
                       same seed (early stopping in hindsight), since the small set can never
                       reach the stable config. Expect (observe_eval): roll back to the
                       best-eval snapshot, lower the LR; end within 5% of that best.
-  H label_noise       steps 60-99 get random target characters (a mislabelled shard). Expect:
+  T label_noise       (held out until tuned on, 2026-12-07) steps 60-99 get random target characters (a mislabelled shard). Expect:
                       no harmful action; end ~ stable.
+
+Round 2 (``--round 2``): unseen faults, written after round 1 had been tuned on and BEFORE any
+guard ran on them (fault sizes set by running ``none`` only; the values are in ``ROUND2``).
+First-sight figures: the session-start code (``PYTHONPATH=/work/base/src``) and the tree at the
+commit that added them. Its T/H split is fixed here, before that first run.
+
+stable (round 2)
+  stable_rnn          vanilla tanh RNN LM, Adam 3e-3. Robust guard: no action, ~ none.
+  ref_bs1_mlp         the mlp at batch 1, AdamW 1e-3 (its family LR): a noisy but sane run;
+                      the reference of bs1_high_lr. Robust guard: no action, ~ none.
+  ref_deep_sgd        a 16-layer mlp, SGD momentum 0.9 at lr 0.02 (a sane LR for it; reaches
+                      0.43-0.69): the reference of deep_sgd_nan. Robust guard: no action.
+rnn (vanilla tanh RNN LM)
+  T rnn_explode       SGD momentum 0.9 at lr 0.8 (lr 0.3 trains well, 0.53): gradients explode
+                      through time; none ends 0.12-0.45. Expect: clip / back off the LR on the
+                      damage, roll back before it; end >= none, not diverged.
+gpt
+  T wd_huge           AdamW lr 1e-2 (3.3x) with weight_decay 1.0 (a "1.0" meant for another
+                      optimizer's wd scale): none ends ~0.93 of stable. Expect: no harm; if
+                      the loss trends away from its best, roll back / lower the LR; >= none.
+  T fp16_gpt          fp16 autocast + GradScaler (init 2**16) on the stable GPT config (meant as
+                      fp16 autocast on the LSTM, which has no fp16 CPU kernel: every method
+                      crashed in oneDNN, a crash no guard should hide). none ~ stable. Expect:
+                      no crash, no action from scaler skips; ~ stable.
+  H adam_beta2_eps    AdamW betas (0.9, 0.9), eps 1e-12 at lr 6e-3 (2x): update sizes jump
+                      when a rare large gradient meets a v that forgets fast; none ~0.95 of
+                      stable. Expect: no harmful action; damage -> lower the LR; >= none.
+mlp
+  T cosine_restart    cosine schedule over the run, restarting at step 100 at 30x the base LR
+                      (a restart peak typed for another model): none 0.56-0.68 of 0.93.
+                      Expect: roll back to before the restart, cap the LR below the peak
+                      that did the damage; end ~ stable.
+  H input_shift       inputs x30 from step 100 to the end (a pipeline bug: normalisation
+                      dropped); eval on clean data. none ~0.95-1.0 (Adam adapts). Expect:
+                      accept the new loss level, no rollback loop, no abort; >= none.
+  H bs1_high_lr       batch 1 at AdamW 5e-3 (5x); reference ref_bs1_mlp (batch 1 at 1e-3).
+                      none ~0.5 of it. Expect: see the trend, lower the LR; >= none; no
+                      action on ref_bs1_mlp's noise.
+  H deep_sgd_nan      16-layer mlp, SGD momentum 0.9 at lr 0.05 (2.5x ref_deep_sgd) and a NaN
+                      batch at 70: none ends at chance. Expect: skip the NaN, back off the LR
+                      on the damage; not diverged, >= none.
+cnn
+  T label_shift       labels shifted by one class (y -> y+1 mod 10) for batches 80-109 (a
+                      corrupted label shard): none ~0.97-0.98 of stable. Expect: no harmful
+                      action; an eval decline may roll back to before the shard; ~ stable.
+lstm
+  H dup_batch         one batch served 20 times in a row at 60 and at 130 (a loader stuck on
+                      a batch): none ~0.97-0.98 of stable. Expect: no harmful action; ~ stable.
 
 Per method it reports: *crashed* (an exception other than TrainingAborted, caught and counted;
 a crash never stops the bench), *diverged* (non-finite weights, buffers or val loss, metric at
@@ -77,9 +128,9 @@ worse than ``none`` (relative metric lower by more than 0.02, or diverged/crashe
 not). Stable configs show the guard's cost.
 
     .venv/bin/python bench/fault_matrix.py [--seeds 0,1,2] [--faults a,b] [--methods m,n]
-        [--families cnn,mlp] [--out results.json] [--halves tune,held-out]
+        [--families cnn,mlp] [--out results.json] [--halves tune,held-out] [--round 1,2]
 
-Whole matrix: 21 scenarios x 7 methods x 3 seeds = 441 runs: 210 s CPU on one thread (4 min
+Round 1: 21 scenarios x 7 methods x 3 seeds = 441 runs: 210 s CPU on one thread (4 min
 wall on a quiet 2-core box, 13 min on a busy one).
 """
 
@@ -161,9 +212,33 @@ class Scenario:
     accum: int = 1
     train_subset: int | None = None
     #: "stable": the family's stable config (none, same seed); "best_eval": the best eval of
-    #: this scenario's own ``none`` run (early stopping with hindsight)
-    reference: Literal["stable", "best_eval"] = "stable"
+    #: this scenario's own ``none`` run (early stopping with hindsight); any other value names
+    #: a stable scenario whose ``none`` run (same seed) is the reference
+    reference: str = "stable"
+    # -- round 2 (written after round 1 was tuned on, before any guard ran on them) --
+    round: int = 1
+    betas: tuple[float, float] | None = None  # AdamW betas; None: torch's
+    eps: float | None = None  # AdamW eps; None: torch's
+    weight_decay: float = 0.0
+    batch: int | None = None  # None: the family's
+    depth: int | None = None  # the mlp's layers; None: 8
+    #: cosine decay over the run, restarting at (step, peak factor x the base LR)
+    cosine_restart: tuple[int, float] | None = None
+    label_shift: tuple[int, int] | None = None  # [start, end) positions: label -> label + 1
+    #: (position, count): the batch at position is delivered again in the next count - 1 slots
+    dup_batches: tuple[tuple[int, int], ...] = ()
+    input_scale_from: tuple[int, float] | None = None  # (position, factor) until the end
 
+
+#: round 2's fault sizes, set by running ``none`` only (see the docstring)
+ROUND2: dict[str, float] = {
+    "rnn_explode_lr": 0.8,
+    "wd_huge_lr": 1e-2,
+    "cosine_peak": 30.0,
+    "beta2_lr": 6e-3,
+    "bs1_lr": 5e-3,
+    "deep_sgd_lr": 0.05,
+}
 
 SCENARIOS: list[Scenario] = [
     Scenario("stable_cnn", "cnn", "stable"),
@@ -183,7 +258,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("first_nan_scaler", "mlp", "tune", fp16_autocast=True, scaler={},
              nan_batches=(0,)),
     Scenario("scaled_1e6", "mlp", "held-out", scaled_batches=(50, 90, 130)),
-    Scenario("high_lr_sgd", "mlp", "held-out", opt="sgd", lr=0.3),
+    Scenario("high_lr_sgd", "mlp", "tune", opt="sgd", lr=0.3),  # tuned on: was held-out
     Scenario("nan_accum", "mlp", "held-out", accum=4, nan_batches=(100, 420)),
     Scenario("fp16_overflow", "mlp", "held-out", fp16_autocast=True, scaler={},
              raw16_inputs=True),
@@ -194,9 +269,30 @@ SCENARIOS: list[Scenario] = [
     Scenario("high_lr_adam", "lstm", "tune", lr=0.2),
     Scenario("eval_divergence", "lstm", "tune", lr=2e-2, train_subset=128,
              reference="best_eval"),
-    Scenario("label_noise", "lstm", "held-out", label_noise=(60, 100)),
+    Scenario("label_noise", "lstm", "tune", label_noise=(60, 100)),  # tuned on: was held-out
+    # -- round 2: unseen faults, measured first with the code of the session that wrote them --
+    Scenario("stable_rnn", "rnn", "stable", round=2),
+    Scenario("ref_bs1_mlp", "mlp", "stable", batch=1, reference="ref_bs1_mlp", round=2),
+    Scenario("ref_deep_sgd", "mlp", "stable", opt="sgd", lr=0.02, depth=16,
+             reference="ref_deep_sgd", round=2),
+    Scenario("rnn_explode", "rnn", "tune", opt="sgd", lr=ROUND2["rnn_explode_lr"], round=2),
+    Scenario("wd_huge", "gpt", "tune", lr=ROUND2["wd_huge_lr"], weight_decay=1.0, round=2),
+    Scenario("cosine_restart", "mlp", "tune", cosine_restart=(100, ROUND2["cosine_peak"]),
+             round=2),
+    Scenario("label_shift", "cnn", "tune", label_shift=(80, 110), round=2),
+    Scenario("fp16_gpt", "gpt", "tune", fp16_autocast=True, scaler={}, round=2),
+    Scenario("adam_beta2_eps", "gpt", "held-out", lr=ROUND2["beta2_lr"], betas=(0.9, 0.9),
+             eps=1e-12, round=2),
+    Scenario("dup_batch", "lstm", "held-out", dup_batches=((60, 20), (130, 20)), round=2),
+    Scenario("input_shift", "mlp", "held-out", input_scale_from=(100, 30.0), round=2),
+    Scenario("bs1_high_lr", "mlp", "held-out", batch=1, lr=ROUND2["bs1_lr"],
+             reference="ref_bs1_mlp", round=2),
+    Scenario("deep_sgd_nan", "mlp", "held-out", opt="sgd", lr=ROUND2["deep_sgd_lr"], depth=16,
+             nan_batches=(70,), reference="ref_deep_sgd", round=2),
 ]  # fmt: skip
 BY_NAME = {s.name: s for s in SCENARIOS}
+#: scenarios that are another scenario's reference
+REFERENCES = {s.reference for s in SCENARIOS} - {"stable", "best_eval"}
 
 
 @dataclass
@@ -237,6 +333,9 @@ def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed
     """Corrupt the drawn batches in place, as a bad shard or file would."""
     g = torch.Generator().manual_seed(2000 + seed)
     classes = dataset(SPECS[sc.family].task).num_classes
+    for at, count in sc.dup_batches:  # a loader that serves one batch again and again
+        for i in range(at + 1, min(at + count, len(batches))):
+            batches[i] = (batches[at][0].clone(), batches[at][1].clone())
     for i, (x, y) in enumerate(batches):
         if sc.raw16_inputs:
             x = (x * 6.0168 + 4.8842) * RAW16  # undo the standardisation: raw counts in 16 bits
@@ -249,18 +348,27 @@ def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed
         elif i in sc.nan_row_batches:
             x = x.clone()
             x[0] = math.nan
+        if sc.input_scale_from is not None and i >= sc.input_scale_from[0]:
+            x = x * sc.input_scale_from[1]
         if sc.label_noise and sc.label_noise[0] <= i < sc.label_noise[1]:
             y = torch.randint(0, classes, y.shape, generator=g)
+        if sc.label_shift and sc.label_shift[0] <= i < sc.label_shift[1]:
+            y = (y + 1) % classes
         batches[i] = (x, y)
 
 
 def _schedule(sc: Scenario, warmup: int) -> Any:
-    jump = sc.lr_jump
+    jump, restart = sc.lr_jump, sc.cosine_restart
 
     def factor(step: int) -> float:
         f = min(1.0, (step + 1) / warmup) if warmup else 1.0
         if jump is not None and step >= jump[0]:
             f *= jump[1]
+        if restart is not None:  # cosine to 5% over the run; a restart at a new peak
+            at, peak = restart
+            start, top = (at, peak) if step >= at else (0, 1.0)
+            t = (step - start) / (STEPS - start)
+            f *= top * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
         return f
 
     return factor
@@ -276,7 +384,7 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     t0 = time.perf_counter()
     fam = SPECS[sc.family]
     torch.manual_seed(seed)
-    model = build_model(fam, sc.init_std)
+    model = build_model(fam, sc.init_std, sc.depth)
     if sc.fp16_params:
         model = model.half()
     lr = sc.lr if sc.lr is not None else fam.lr
@@ -284,11 +392,16 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     if sc.opt == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        adam: dict[str, Any] = {"weight_decay": sc.weight_decay}
+        if sc.betas is not None:
+            adam["betas"] = sc.betas
+        if sc.eps is not None:
+            adam["eps"] = sc.eps
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, **adam)
     warmup = fam.warmup if sc.warmup is None else sc.warmup
     sched = (
         torch.optim.lr_scheduler.LambdaLR(opt, _schedule(sc, warmup))
-        if warmup or sc.lr_jump
+        if warmup or sc.lr_jump or sc.cosine_restart
         else None
     )
     plateau = (
@@ -298,7 +411,8 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     )
     scaler = torch.amp.GradScaler("cpu", **sc.scaler) if sc.scaler is not None else None
     kind, preset = METHODS[method]
-    batches = draw_batches(fam, seed, STEPS * sc.accum, fam.batch // sc.accum, sc.train_subset)
+    batch = (sc.batch or fam.batch) // sc.accum
+    batches = draw_batches(fam, seed, STEPS * sc.accum, batch, sc.train_subset)
     _inject(sc, batches, seed)
     capture = _Capture()
     logger = logging.getLogger("stabletrain")
@@ -371,10 +485,17 @@ class Judge:
                 self.ref[BY_NAME[r.scenario].family, r.seed] = r.metric
             if BY_NAME[r.scenario].reference == "best_eval" and r.method == "none":
                 self.ref[r.scenario, r.seed] = max([r.metric, *r.evals])
+            if r.scenario in REFERENCES and r.method == "none":
+                self.ref[r.scenario, r.seed] = r.metric
 
     def rel(self, r: Result) -> float | None:
         sc = BY_NAME[r.scenario]
-        key = (sc.name if sc.reference == "best_eval" else sc.family, r.seed)
+        key = (
+            sc.family if sc.reference == "stable"
+            else sc.name if sc.reference == "best_eval"
+            else sc.reference,
+            r.seed,
+        )  # fmt: skip
         ref = self.ref.get(key)
         return None if not ref else r.metric / ref
 
@@ -390,6 +511,22 @@ class Judge:
             return True
         a, b = self.rel(r), self.rel(base)
         return a is not None and b is not None and a < b - 0.02
+
+
+#: the halves of each round, reported apart
+GROUPS = ("r1 tune", "r1 held-out", "r2 tune", "r2 held-out")
+
+
+def group(sc: Scenario) -> str:
+    """``stable``, or the scenario's round and half (``r2 held-out``)."""
+    return "stable" if sc.half == "stable" else f"r{sc.round} {sc.half}"
+
+
+def in_group(scenarios: list[Scenario], name: str) -> list[Scenario]:
+    """The scenarios of a group; ``all faults``: every scenario that is not stable."""
+    return [
+        s for s in scenarios if group(s) == name or (name == "all faults" and s.half != "stable")
+    ]
 
 
 def summarise(results: list[Result], scenarios: list[Scenario], methods: list[str]) -> str:
@@ -413,13 +550,10 @@ def summarise(results: list[Result], scenarios: list[Scenario], methods: list[st
     out.append("|---|---|" + "---|" * len(methods))
     for sc in scenarios:
         cells = [cell(runs.get((sc.name, m), [])) for m in methods]
-        out.append(f"| {sc.name} ({sc.family}) | {sc.half} | " + " | ".join(cells) + " |")
+        out.append(f"| {sc.name} ({sc.family}) | {group(sc)} | " + " | ".join(cells) + " |")
     out.append("")
-    for half in ("tune", "held-out", "all faults", "stable"):
-        chosen = [
-            s for s in scenarios
-            if (s.half == half) or (half == "all faults" and s.half != "stable")
-        ]  # fmt: skip
+    for half in (*GROUPS, "all faults", "stable"):
+        chosen = in_group(scenarios, half)
         if not chosen:
             continue
         out.append(f"**{half}** ({len(chosen)} scenarios)\n")
@@ -492,9 +626,8 @@ def targets(
         out.append("| half | crashed = 0 | diverged = 0 | failed <= 1/4 | failed <= best other / 2 "
                    "| worse than none = 0 |")  # fmt: skip
         out.append("|---|---|---|---|---|---|")
-        for half in ("tune", "held-out", "all faults"):
-            chosen = [s for s in scenarios if s.half == half or
-                      (half == "all faults" and s.half != "stable")]  # fmt: skip
+        for half in (*GROUPS, "all faults"):
+            chosen = in_group(scenarios, half)
             rs = [r for s in chosen for r in runs.get((s.name, m), [])]
             if not rs:
                 continue
@@ -528,7 +661,7 @@ def targets(
             rels = [x for x in (j.rel(r) for r in runs.get((s.name, m), [])) if x is not None]
             if rels:
                 mean = statistics.mean(rels)
-                cells.append(f"{s.family} {mean:.3f}" + ("" if mean >= 0.99 else " **missed**"))
+                cells.append(f"{s.name} {mean:.3f}" + ("" if mean >= 0.99 else " **missed**"))
         if cells:
             out.append(f"\nstable configs within 1% of none (mean rel >= 0.99): {', '.join(cells)}")
         out.append("")
@@ -547,6 +680,9 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
     ap.add_argument("--halves", default="stable,tune,held-out", help="comma-separated subset")
+    ap.add_argument(
+        "--round", default="1,2", help="comma-separated rounds (1: the first matrix, 2: unseen)"
+    )
     ap.add_argument("--out", type=Path, help="write every run's result here as JSON")
     ap.add_argument(
         "--torch-autocast",
@@ -581,9 +717,11 @@ def main() -> None:
         if (not wanted or s.name in wanted)
         and s.family in args.families.split(",")
         and s.half in args.halves.split(",")
+        and str(s.round) in args.round.split(",")
     ]  # fmt: skip
     # the references are needed for every relative figure: run them even when filtered out
-    refs = [BY_NAME[f"stable_{f}"] for f in {s.family for s in scenarios}]
+    refs = [BY_NAME[f"stable_{f}"] for f in sorted({s.family for s in scenarios})]
+    refs += [BY_NAME[s.reference] for s in scenarios if s.reference in REFERENCES]
     if args.report:
         saved = [r for r in load_results(args.report) if r.method in methods or r.method == "none"]
         names = {r.scenario for r in saved}
@@ -593,7 +731,8 @@ def main() -> None:
     print(f"stabletrain from {stabletrain.__file__}", flush=True)
     t0 = time.perf_counter()
     results: list[Result] = []
-    for sc in [*[r for r in refs if r not in scenarios], *scenarios]:
+    extra = {r.name: r for r in refs if r not in scenarios}
+    for sc in [*extra.values(), *scenarios]:
         todo = methods if sc in scenarios else ["none"]
         if sc.reference == "best_eval" and "none" not in todo:
             todo = ["none", *todo]  # its reference is the none run
