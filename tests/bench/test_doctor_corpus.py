@@ -1,7 +1,7 @@
 """The doctor reads every log of the real-log corpus (bench/doctor_corpus, issue 11).
 
 Reading only: whether the doctor *finds* the labelled problems is measured by
-bench/doctor_corpus.py, not asserted here. What is asserted for every one of the 48 logs:
+bench/doctor_corpus.py, not asserted here. What is asserted for every one of the 74 logs:
 
 - no crash: diagnose() returns a report or raises the doctor's own LogReadError, whose message
   names the file (the CLI turns it into exit 2 with that one line);
@@ -27,19 +27,33 @@ LOGS = yaml.safe_load((CORPUS / "labels.yaml").read_text())["logs"]
 # Logs the doctor may still refuse (exit 2); every other log must be read. At 2026-12-07 15:14
 # UTC the working tree read all 48 (the session-start code 20); the reader change that reads this
 # one was not committed yet.
-NOT_YET_READ: set[str] = set()  # every corpus log is read (2026-12-07)
+# Round 3 (26 logs added 18:15 UTC): at first sight the session-start code and the working tree
+# refuse these four with a clear LogReadError (exit 2); the list shrinks as the readers learn them.
+NOT_YET_READ: set[str] = {
+    "chainer_4424_cifar_chance",
+    "apex_318_scale_collapse",
+    "matconvnet_207_clean",
+    "lightning_aiops_mnist_clean",
+}
 
 
 def test_corpus_is_whole() -> None:
-    """48 logs, each file present with its SOURCE.txt, the split and the healthy share as labelled."""
-    assert len(LOGS) == 48
+    """48 logs (round 1) + 26 (round 3), each file present with its SOURCE.txt, the split and the
+    healthy share as labelled."""
     assert {c["name"] for c in LOGS} == {p.name for p in CORPUS.iterdir() if p.is_dir()}
     for c in LOGS:
         assert (CORPUS / c["file"]).is_file(), c["file"]
         assert "URL:" in (CORPUS / c["name"] / "SOURCE.txt").read_text()
-    assert sum(c["split"] == "dev" for c in LOGS) == 24
-    assert sum(bool(c["healthy"]) for c in LOGS) >= 12
-    assert len({c["dialect"] for c in LOGS}) >= 15
+    first = [c for c in LOGS if c.get("round", 1) == 1]
+    assert len(first) == 48
+    assert sum(c["split"] == "dev" for c in first) == 24
+    assert sum(bool(c["healthy"]) for c in first) >= 12
+    assert len({c["dialect"] for c in first}) >= 15
+    third = [c for c in LOGS if c.get("round") == 3]
+    assert len(third) == 26
+    assert sum(c["split"] == "dev" for c in third) == 13
+    assert sum(bool(c["healthy"]) for c in third) >= 6
+    assert len({c["dialect"] for c in third}) >= 8
 
 
 def _cases() -> list[object]:
