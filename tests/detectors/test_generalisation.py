@@ -193,6 +193,9 @@ def test_a_class_count_printed_in_the_log_makes_chance_level_sure(tmp_path: Path
     log.write_text("\n".join(lines) + "\n")
     [f] = [f for f in diagnose(log).findings if f.id == "chance-level"]
     assert f.severity == "error" and f.evidence["num_classes"] == 10
+    # named as the log's own setting, not the config's (there is none)
+    assert f.evidence["num_classes_from"] == "log"
+    assert f"from the log: {log}:num_classes" in f.explanation
 
 
 def test_a_zigzag_of_six_evals_has_no_noise_estimate_and_is_only_a_note() -> None:

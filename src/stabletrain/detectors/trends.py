@@ -16,12 +16,21 @@
   "stuck at chance" — the first loss must then be ln(C) within 0.05/C nats (~10 % odds of a
   coincidence) for a C ≤ 100, the loss stay ≥ 0.9·ln(C) throughout, and the finding is a warning that names its
   assumption. Accuracy at chance, or C from the config, make it an error.
+
+  A third source of C, for logs that are excerpts or whose first loss is off ln(C): the loss and
+  the accuracy at the end of the log agreeing on the same C — a final loss (eval, else train)
+  within 2 % of ln(C) for an integer 2 ≤ C ≤ 1000 *and* a final accuracy within [0.8, 1.25]/C.
+  Two independent numbers pointing at one C is the signature of a uniform guess (Lasagne MNIST:
+  validation loss 2.3018 ≈ ln 10 beside validation accuracy 10.64 %), so the finding is an error;
+  one of the two alone is not evidence. A class count the log prints as a setting (the text
+  reader's facts) is named as the log's, not the config's.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from statistics import fmean
 from typing import Any
 
 import numpy as np
@@ -53,6 +62,7 @@ class LossTrendDetector:
         self.n_loss = 0
         self.acc: deque[float] = deque(maxlen=20)
         self.eval_acc: deque[float] = deque(maxlen=5)
+        self.eval_loss: deque[float] = deque(maxlen=5)
         self.n_acc = 0
         self.acc_max = 0.0
         self.last_step = 0
@@ -67,6 +77,12 @@ class LossTrendDetector:
                 if not self.first_losses:
                     self.first_loss_step = record.step
                 self.first_losses.append(record.loss)
+        if (
+            record.kind == "eval"
+            and record.eval_loss is not None
+            and math.isfinite(record.eval_loss)
+        ):
+            self.eval_loss.append(record.eval_loss)
         for value, store in ((record.accuracy, self.acc), (record.eval_accuracy, self.eval_acc)):
             if value is not None and math.isfinite(value):
                 self.n_acc += 1
@@ -93,6 +109,9 @@ class LossTrendDetector:
                 if not self.first_losses:
                     self.first_loss_step = batch.objects("step")[int(idx[0])]
                 self.first_losses.extend(batch.take("loss", idx[:room]))
+        eval_loss = batch.floats("eval_loss")
+        i_el = np.flatnonzero(np.isfinite(eval_loss) & ~batch.train)
+        self.eval_loss.extend(batch.take("eval_loss", i_el[-5:]))
         i_acc = np.flatnonzero(np.isfinite(acc))
         i_eval = np.flatnonzero(np.isfinite(eval_acc))
         if i_acc.size + i_eval.size == 0:
@@ -183,12 +202,20 @@ class LossTrendDetector:
 
     # -- chance-level --------------------------------------------------------------------------
     def _classes(self, facts: ConfigFacts) -> tuple[int | None, str]:
+        """(C, where it came from): ``"config"`` or ``"log"`` (a stated class count), ``"loss and
+        accuracy agree"``, ``"initial loss ≈ ln(C)"``; (None, "") when nothing says."""
         # a classifier's label count, else a language model's vocabulary (a BERT classifier's
         # config has both: its head has num_labels outputs)
         for name in ("num_classes", "vocab_size"):
             c = facts.get(name)
             if isinstance(c, int) and not isinstance(c, bool) and c >= 2:
-                return c, "config"
+                fact = facts.facts[name]
+                # the text reader keeps a class count the script printed under the log's path
+                from_log = fact.file is not None and fact.file != facts.source
+                return c, "log" if from_log else "config"
+        agreed = self._agreed_classes()
+        if agreed is not None:
+            return agreed, AGREE
         starts = self.first_loss_step is not None and self.first_loss_step <= max(
             1, 0.25 * self.last_step
         )
@@ -201,8 +228,35 @@ class LossTrendDetector:
                 guess = round(math.exp(l0))
                 # C ≥ 3: a start near ln 2 ≈ 0.69 is too common a coincidence (BCE, MSE...).
                 if guess >= 3 and abs(math.log(guess) - l0) <= 0.03 * l0:
-                    return guess, "initial loss ≈ ln(C)"
+                    return guess, INFERRED
         return None, ""
+
+    def _final_accuracy(self) -> float | None:
+        """The mean of the last accuracies (eval ones when there are two), as a fraction."""
+        scale = 100.0 if self.acc_max > 1.0 else 1.0
+        accs = self.eval_acc if len(self.eval_acc) >= 2 else self.acc
+        return (sum(accs) / len(accs)) / scale if len(accs) >= 2 else None
+
+    def _agreed_classes(self) -> int | None:
+        """C when the final loss (eval, else train) is ln(C) within 2 % for an integer
+        2 ≤ C ≤ 1000 and the final accuracy is within [0.8, 1.25]/C of the same C."""
+        acc = self._final_accuracy()
+        if acc is None or not 0 < acc <= 0.625:  # 1.25/2: no C ≥ 2 is that close otherwise
+            return None
+        ordered = self.bins.ordered()
+        losses = []
+        if len(self.eval_loss) >= 2:
+            losses.append(sum(self.eval_loss) / len(self.eval_loss))
+        if ordered:
+            losses.append(ordered[-1].mean)
+        for loss in losses:
+            if not math.log(2) * 0.98 <= loss <= math.log(1000) * 1.02:
+                continue
+            c = round(math.exp(loss))
+            near = 2 <= c <= 1000 and abs(loss - math.log(c)) <= 0.02 * math.log(c)
+            if near and 0.8 / c <= acc <= 1.25 / c:
+                return c
+        return None
 
     def _tight(self, n_classes: int) -> bool:
         """Whether the first loss is ln(C) closer than a coincidence would be: within 0.05/C
@@ -222,9 +276,8 @@ class LossTrendDetector:
         if n_classes is None:
             return None
         chance = 1.0 / n_classes
-        scale = 100.0 if self.acc_max > 1.0 else 1.0
-        accs = self.eval_acc if len(self.eval_acc) >= 2 else self.acc
-        final_acc = (sum(accs) / len(accs)) / scale if len(accs) >= 2 else None
+        final_acc = self._final_accuracy()
+        stated = source in ("config", "log")
         final_loss = ordered[-1].mean if ordered else math.nan
         best_loss = min(b.mean for b in ordered) if ordered else math.nan
         start_loss = ordered[0].mean if ordered else math.nan
@@ -233,10 +286,10 @@ class LossTrendDetector:
         if final_acc is not None and final_acc <= chance * self.chance_margin:
             reasons.append(f"accuracy {final_acc:.2%} vs chance {chance:.2%}")
         if final_acc is None or reasons:
-            if source == "config" and final_loss >= 0.9 * ln_c:
+            if stated and final_loss >= 0.9 * ln_c:
                 reasons.append(f"loss {fmt(final_loss)} stuck at/above ln({n_classes})={fmt(ln_c)}")
             elif (
-                source != "config"
+                source == INFERRED
                 and self._tight(n_classes)
                 and 0.97 * ln_c <= final_loss <= 1.1 * ln_c
                 and best_loss >= 0.9 * ln_c
@@ -246,7 +299,7 @@ class LossTrendDetector:
             return None
         # sure when accuracy says so or the config gives C; on the loss alone with an inferred C
         # it rests on the loss being a C-class cross-entropy: a warning that says so
-        sure = source == "config" or reasons[0].startswith("accuracy")
+        sure = stated or reasons[0].startswith("accuracy")
         steps, epochs = self.bins.where(ordered[-3:])
         if not ordered:
             steps = [self.last_step]
@@ -256,7 +309,8 @@ class LossTrendDetector:
             severity="error" if sure else "warning",
             title=f"The model is at chance level ({'; '.join(reasons)})",
             explanation=(
-                f"With {n_classes} classes (from {source}) a model that guesses uniformly scores "
+                f"With {n_classes} classes ({_origin(source, facts)}) a model that guesses "
+                "uniformly scores "
                 f"{chance:.2%} accuracy and a cross-entropy of ln({n_classes}) = {fmt(ln_c)}. "
                 f"This run ends at {'; '.join(reasons)}: it has learned nothing"
                 + (
@@ -281,6 +335,7 @@ class LossTrendDetector:
             evidence={
                 "num_classes": n_classes,
                 "num_classes_from": source,
+                **({"final_eval_loss": round(fmean(self.eval_loss), 5)} if self.eval_loss else {}),
                 "chance_accuracy": round(chance, 6),
                 "final_accuracy": None if final_acc is None else round(final_acc, 6),
                 "ln_num_classes": round(ln_c, 4),
@@ -323,6 +378,7 @@ class LossTrendDetector:
             "n_loss": self.n_loss,
             "acc": list(self.acc),
             "eval_acc": list(self.eval_acc),
+            "eval_loss": list(self.eval_loss),
             "acc_max": self.acc_max,
             "n_acc": self.n_acc,
             "last_step": self.last_step,
@@ -335,10 +391,25 @@ class LossTrendDetector:
         self.n_loss = int(state["n_loss"])
         self.acc = deque((float(x) for x in state["acc"]), maxlen=20)
         self.eval_acc = deque((float(x) for x in state["eval_acc"]), maxlen=5)
+        self.eval_loss = deque((float(x) for x in state.get("eval_loss", ())), maxlen=5)
         self.acc_max = float(state["acc_max"])
         self.n_acc = int(state["n_acc"])
         self.last_step = int(state["last_step"])
         self.first_loss_step = state.get("first_loss_step")
+
+
+INFERRED = "initial loss ≈ ln(C)"
+AGREE = "final loss ≈ ln(C) and accuracy ≈ 1/C agree"
+
+
+def _origin(source: str, facts: ConfigFacts) -> str:
+    """Where C came from, for the explanation: the config's key, the log's own setting, or the
+    inference."""
+    if source in ("config", "log"):
+        name = "num_classes" if "num_classes" in facts else "vocab_size"
+        where = facts.facts[name].where()
+        return f"from the {'config' if source == 'config' else 'log'}: {where}"
+    return f"from the log: {source}"
 
 
 #: a chance-level run's loss shape → the direction its fix takes (report/changeset.py)

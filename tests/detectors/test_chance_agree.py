@@ -1,0 +1,65 @@
+"""Chance level when the loss and the accuracy at the end of a log agree on one class count C
+(detectors/trends.py): the third source of C, for excerpts and runs whose first loss is off ln(C),
+and (test_generalisation.py) the wording of a class count the log itself states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stabletrain.detectors.registry import replay
+from stabletrain.detectors.trends import AGREE, LossTrendDetector
+from stabletrain.doctor import diagnose
+from stabletrain.records import StepRecord
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+
+
+def _epochs(train: list[float], val: list[float], acc: list[float]) -> list[StepRecord]:
+    out: list[StepRecord] = []
+    for e, (t, v, a) in enumerate(zip(train, val, acc, strict=True), start=1):
+        out.append(StepRecord(step=e, epoch=e, loss=t))
+        out.append(StepRecord(step=e, kind="eval", epoch=e, eval_loss=v, eval_accuracy=a))
+    return out
+
+
+# Lasagne issue 525 (MNIST cnn): validation loss 2.3032 -> 2.3014, validation accuracy 10.64 %
+LASAGNE = _epochs(
+    [2.471961, 2.366910, 2.332428, 2.319300, 2.313726, 2.310590],
+    [2.303229, 2.303151, 2.301815, 2.301806, 2.301416, 2.301775],
+    [10.64] * 6,
+)
+
+
+def test_real_lasagne_log_is_chance_level_by_loss_and_accuracy_agreeing() -> None:
+    # the first loss 2.47 is ln(12) within 3 %, and 10.64 % is not within 1.25x of 1/12: the
+    # initial-loss inference alone misses this run; the final pair says C = 10 twice over
+    report = diagnose(FIXTURES / "lasagne_mnist_chance_525" / "console.txt")
+    [f] = [f for f in report.findings if f.id == "chance-level"]
+    assert f.severity == "error"
+    assert f.evidence["num_classes"] == 10 and f.evidence["num_classes_from"] == AGREE
+    assert 0.105 <= f.evidence["final_accuracy"] <= 0.107
+    assert "from the log" in f.explanation
+
+
+def test_pair_disagreeing_is_no_evidence() -> None:
+    # loss at ln 10 but accuracy 60 % (a hard 10-class problem learning), and accuracy 10.6 %
+    # with a loss of 0.9 (no uniform guess over any C): neither alone names a chance-level run
+    learning = _epochs([2.5, 2.4, 2.35, 2.32, 2.31, 2.30], [2.31, 2.30, 2.30, 2.30, 2.30, 2.30],
+                       [20.0, 35.0, 50.0, 58.0, 60.0, 61.0])  # fmt: skip
+    odd = _epochs([1.0, 0.95, 0.92, 0.9, 0.9, 0.89], [0.95, 0.93, 0.92, 0.91, 0.9, 0.9],
+                  [10.6] * 6)  # fmt: skip
+    for recs in (learning, odd):
+        assert "chance-level" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}
+
+
+def test_binary_pair_at_chance_and_a_converged_binary_run() -> None:
+    stuck = _epochs([0.70, 0.694, 0.6932, 0.6931, 0.6932, 0.6931], [0.6932] * 6, [0.5] * 6)
+    [f] = [f for f in replay(stuck, None, [LossTrendDetector()]) if f.id == "chance-level"]
+    assert f.evidence["num_classes"] == 2
+    fine = _epochs([0.69, 0.5, 0.4, 0.3, 0.25, 0.2], [0.6, 0.45, 0.35, 0.3, 0.28, 0.27],
+                   [0.6, 0.75, 0.82, 0.86, 0.88, 0.89])  # fmt: skip
+    assert replay(fine, None, [LossTrendDetector()]) == []
+
+
+def test_bulk_stream_and_state_agree_with_eval_losses(scenarios) -> None:
+    scenarios.assert_bulk_and_state_agree(LossTrendDetector, LASAGNE)
