@@ -174,8 +174,8 @@ class Table:
     def __len__(self) -> int:
         return len(self.step)
 
-    def take(self, idx: np.ndarray) -> Table:
-        """The rows at ``idx`` (in that order)."""
+    def take(self, idx: np.ndarray | slice) -> Table:
+        """The rows at ``idx`` (in that order); a slice gives views, not copies."""
         pick = _pick(idx)
         return Table(
             self.step[idx],
@@ -221,7 +221,7 @@ def _pair(v: np.ndarray, m: np.ndarray | None) -> tuple[np.ndarray, np.ndarray |
     return _frozen(values), _frozen(mask)
 
 
-def _pick(idx: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray | None]:
+def _pick(idx: np.ndarray | slice) -> Callable[[np.ndarray | None], np.ndarray | None]:
     def pick(m: np.ndarray | None) -> np.ndarray | None:
         return None if m is None else m[idx]
 

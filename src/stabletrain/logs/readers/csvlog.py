@@ -118,12 +118,12 @@ def _header(path: Path) -> list[str]:
 def _columns(path: Path, header: list[str]) -> tuple[list[str], dict[str, Column], int, int]:
     """(names, {name: column}, data rows, malformed rows skipped)."""
     names = _unique([h.strip() for h in header])
-    got = _polars(path, names) if path.stat().st_size >= table.POLARS_MIN_BYTES else None
-    if got is not None:
-        rows = len(next(iter(got.values()))[0])
+    if path.stat().st_size >= table.POLARS_MIN_BYTES:
+        rows = _data_lines(path)
+        got = _polars(path, names, rows)
         # polars fills a short row's missing cells with nulls and keeps blank lines as empty
         # rows: one row per line and no empty cell, or every line with all its separators
-        if rows == _data_lines(path) and (
+        if got is not None and (
             all(m is None for _, m in got.values()) or _regular_rows(path, len(header)) == rows
         ):
             return names, got, rows, 0
@@ -168,18 +168,27 @@ def _regular_rows(path: Path, ncols: int) -> int | None:
     return rows if rows and commas == rows * (ncols - 1) else None
 
 
-def _polars(path: Path, names: list[str]) -> dict[str, Column] | None:
+def _polars(path: Path, names: list[str], rows: int) -> dict[str, Column] | None:
+    """The columns as polars parses them, streamed in batches (``table.READ_ROWS``) into arrays
+    of ``rows`` (the file's data lines); None when polars cannot read the file or reads another
+    number of rows (csv.reader then decides)."""
     pl = table.import_polars()
     if pl is None:  # (a dependency; without it every file takes the slow path)
         return None
-    try:
-        df = pl.read_csv(path, has_header=True, new_columns=names, infer_schema_length=10_000)
-    except Exception:  # polars raises many kinds; a second try, then csv.reader decides
+    # types from the first 10,000 rows; a later cell that does not fit them fails the parse, and
+    # the second try reads every cell as text (parsed per distinct value by polars_column)
+    for options in ({"infer_schema_length": 10_000}, {"infer_schema": False}):
+        filler = table.Filler(rows)
         try:
-            df = pl.read_csv(path, has_header=True, new_columns=names, infer_schema=False)
-        except Exception:
-            return None
-    return {name: polars_column(df.get_column(name)) for name in names}
+            frame = pl.scan_csv(path, has_header=True, new_columns=names, **options)
+            for batch in table.polars_batches(frame):
+                cols = {name: polars_column(batch.get_column(name)) for name in names}
+                if not filler.add(cols, len(batch)):
+                    return None
+        except Exception:  # polars raises many kinds
+            continue
+        return filler.columns(names) if filler.filled == rows else None
+    return None
 
 
 def polars_column(s: Any) -> Column:
@@ -234,13 +243,8 @@ def _steps(
     n = len(next(iter(cols.values()))[0]) if cols else 0
     if not has_step:
         return np.arange(n, dtype=np.int64), None, n
-    step = np.full(n, np.nan)
-    for name in names:  # the first step-like column with a finite value wins, as step_of does
-        if lookup[name][0] != "step":
-            continue
-        v = cols[name][0]
-        ok = table.usable_steps(v) & np.isnan(step)
-        step[ok] = v[ok]
+    # the first step-like column with a finite value wins, as step_of does
+    step = table.first_steps((cols[k][0] for k in names if lookup[k][0] == "step"), n)
     missing = np.isnan(step)
     if not missing.any():
         return step.astype(np.int64), None, 0

@@ -67,15 +67,10 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
         if "eta_seconds" in lookup:
             lookup["eta_seconds"] = ("skip", None, "eta_seconds")
     n = total
-    if step is None:
-        step = np.full(n, np.nan)
-        for k in names:  # the first step-like key with a finite value wins, as step_of does
-            if lookup[k][0] == "step":
-                v = cols[k][0]
-                ok = table.usable_steps(v) & np.isnan(step)
-                step[ok] = v[ok]
+    if step is None:  # the first step-like key with a finite value wins, as step_of does
+        step = table.first_steps((cols[k][0] for k in names if lookup[k][0] == "step"), n)
     missing = np.isnan(step)
-    if missing.any():
+    if missing.any():  # (so ``step`` is a new array, not a column)
         step[missing] = np.flatnonzero(missing)
         data.notes.append(
             f"{path.name}: {int(missing.sum())} line(s) without a step; steps are line numbers"

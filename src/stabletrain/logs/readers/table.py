@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -87,13 +88,89 @@ def import_polars() -> Any:
     return polars
 
 
+#: rows per batch when polars streams a file in: the parse holds one batch at a time and the
+#: columns are filled in place, so reading needs the columns plus one batch (a 10M-row CSV read
+#: whole held polars' frame and its numpy copy at once: 845 MB)
+READ_ROWS = 1 << 18
+
+
+def polars_batches(frame: Any) -> Iterator[Any]:
+    """The rows of a polars LazyFrame as DataFrames of :data:`READ_ROWS` rows, in file order
+    (polars' streaming ``collect_batches``; an older polars without it: one DataFrame)."""
+    collect = getattr(frame, "collect_batches", None)
+    if collect is None:
+        yield frame.collect()
+        return
+    yield from collect(chunk_size=READ_ROWS, maintain_order=True)
+
+
+class Filler:
+    """Columns of at most ``rows`` rows filled batch by batch: float64 values allotted once, an
+    empty-cell mask only for a column that has an empty cell."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows, self.filled = rows, 0
+        self.values: dict[str, np.ndarray] = {}
+        self.masks: dict[str, np.ndarray] = {}
+
+    def add(self, columns: dict[str, Column], n: int) -> bool:
+        """The next ``n`` rows; False (nothing added) when they do not fit in ``rows``."""
+        a, b = self.filled, self.filled + n
+        if b > self.rows:
+            return False
+        for name, (values, mask) in columns.items():
+            out = self.values.get(name)
+            if out is None:
+                out = self.values[name] = np.empty(self.rows)
+            out[a:b] = values
+            if mask is not None:
+                if name not in self.masks:
+                    self.masks[name] = np.zeros(self.rows, dtype=bool)
+                self.masks[name][a:b] = mask
+        self.filled = b
+        return True
+
+    def columns(self, names: list[str]) -> dict[str, Column]:
+        """{name: column} of the rows filled (a copy only when fewer than allotted)."""
+        n = self.filled
+        out: dict[str, Column] = {}
+        for name in names:
+            if name not in self.values:  # no batch had it: every cell empty
+                out[name] = np.full(n, np.nan), (np.ones(n, dtype=bool) if n else None)
+                continue
+            values, mask = self.values[name], self.masks.get(name)
+            if n != self.rows:
+                values = values[:n].copy()
+                mask = None if mask is None else mask[:n].copy()
+            out[name] = values, mask
+        return out
+
+
 #: steps are int64: a step beyond (a fuzzed "1e300") is no step
 STEP_LIMIT = float(2**63)
 
 
 def usable_steps(v: np.ndarray) -> np.ndarray:
-    """Where a float step column holds a finite value that fits an int64."""
-    return np.isfinite(v) & (np.abs(v) < STEP_LIMIT)
+    """Where a float step column holds a finite value that fits an int64 (NaN compares false;
+    two comparisons, no temporary column)."""
+    return (v > -STEP_LIMIT) & (v < STEP_LIMIT)
+
+
+def first_steps(columns: Iterable[np.ndarray], n: int) -> np.ndarray:
+    """Per row, the value of the first of ``columns`` (float step columns, in order) with a usable
+    step there, NaN where none has one — as ``fields.step_of`` takes a row's step. The first
+    column itself (not a copy) when it has a usable step on every row."""
+    step: np.ndarray | None = None
+    for v in columns:
+        ok = usable_steps(v)
+        if step is None:
+            if ok.all():
+                return v
+            step = np.where(ok, v, np.nan)
+        else:
+            fill = ok & np.isnan(step)
+            step[fill] = v[fill]
+    return np.full(n, np.nan) if step is None else step
 
 
 def _present(col: Column, n: int) -> np.ndarray:
@@ -144,13 +221,15 @@ def to_run(
     has_ev = _any([*eval_f.values(), *eval_m.values()], n, none)
     tr_row = has_train | (has_tm & ~has_ev)
     move = ~has_train & has_tm & has_ev  # an eval row's bookkeeping goes with the eval record
-    t_rows, e_rows = np.flatnonzero(tr_row), np.flatnonzero(has_ev)
     src: np.ndarray | slice
-    if e_rows.size == 0 and t_rows.size == n:  # every row one train record: views, no copies
+    evals = bool(has_ev.any())
+    if not evals and tr_row.all():  # every row one train record: views, no copies
         src, is_train = slice(None), np.ones(n, dtype=bool)
-    elif e_rows.size == 0:
-        src, is_train = t_rows, np.ones(t_rows.size, dtype=bool)
+    elif not evals:
+        src = np.flatnonzero(tr_row)
+        is_train = np.ones(src.size, dtype=bool)
     else:
+        t_rows, e_rows = np.flatnonzero(tr_row), np.flatnonzero(has_ev)
         keys = np.concatenate((t_rows * 2, e_rows * 2 + 1))
         order = np.argsort(keys, kind="stable")
         src = keys[order] // 2
@@ -221,6 +300,9 @@ def clean(data: RunData) -> None:
         raise TypeError("table.clean needs records read as a table")
     table = raw.table
     step, train = table.step, table.train
+    if (train.all() or not train.any()) and bool((step[1:] > step[:-1]).all()):
+        data.records = raw  # type: ignore[assignment]  # (one kind, steps rising: all kept)
+        return
     kept = np.zeros(len(step), dtype=bool)
     for mask, what in ((train, "train"), (~train, "eval")):
         idx = np.flatnonzero(mask)
