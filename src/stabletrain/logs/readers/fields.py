@@ -126,11 +126,39 @@ def classify(name: str) -> Slot:
     # Lightning LearningRateMonitor: lr-AdamW, lr-AdamW/pg1 (the first param group is the LR)
     if base.startswith("lr-") and (base.endswith("/pg1") or "/" not in base):
         return ("train", "lr", name)
+    leaf, split_eval = _path_leaf(base)
+    if leaf is not None:
+        if split_eval:
+            return _eval_slot(leaf, name)
+        if leaf in _TRAIN_ALIASES and _TRAIN_ALIASES[leaf] != "epoch":
+            return ("train", _TRAIN_ALIASES[leaf], name)
     return ("train", None, name)
 
 
+#: a path segment that says the split (``validation/main/loss``, ``metrics/val/acc``)
+_EVAL_SEGMENTS = frozenset({"val", "valid", "validation", "eval", "test"})
+
+
+def _path_leaf(name: str) -> tuple[str | None, bool]:
+    """A reporter path's last segment and whether another segment names an eval split
+    (Chainer's ``main/loss`` and ``validation/main/accuracy``); ``(None, False)`` for a name
+    that is not a path. The leaf counts only when the table knows it (``loss/aux`` stays a
+    metric of its own)."""
+    if "/" not in name:
+        return None, False
+    parts = [p for p in name.split("/") if p]
+    if len(parts) < 2:
+        return None, False
+    return parts[-1], any(p in _EVAL_SEGMENTS for p in parts[:-1])
+
+
 def _eval_slot(base: str, name: str) -> Slot:
-    return ("eval", _EVAL_ALIASES.get(base), name)
+    field = _EVAL_ALIASES.get(base)
+    if field is None:
+        leaf, _ = _path_leaf(base)
+        if leaf is not None and leaf != "epoch":
+            field = _EVAL_ALIASES.get(leaf)
+    return ("eval", field, name)
 
 
 def build_lookup(names: list[str], mapping: dict[str, str] | None) -> dict[str, Slot]:
