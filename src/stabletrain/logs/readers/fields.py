@@ -123,6 +123,8 @@ def classify(name: str) -> Slot:
         return ("skip", None, name)
     if base in _TRAIN_ALIASES:
         return ("train", _TRAIN_ALIASES[base], name)
+    if base in _SHARE_NAMES:
+        return ("train", None, "clip_fraction")
     # Lightning LearningRateMonitor: lr-AdamW, lr-AdamW/pg1 (the first param group is the LR)
     if base.startswith("lr-") and (base.endswith("/pg1") or "/" not in base):
         return ("train", "lr", name)
@@ -179,7 +181,8 @@ def build_lookup(names: list[str], mapping: dict[str, str] | None) -> dict[str, 
 
 
 def to_float(v: Any) -> float | None:
-    """A number from a JSON/CSV/text value: ``"nan"``, ``"NaN"``, ``"inf"`` included; else None."""
+    """A number from a JSON/CSV/text value: ``"nan"``, ``"NaN"``, ``"inf"`` included; a percent
+    string is the fraction it writes (fairseq's ``"clip": "100%"`` -> 1.0); else None."""
     if v is None or isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
@@ -191,8 +194,41 @@ def to_float(v: Any) -> float | None:
         try:
             return float(s)
         except ValueError:
-            return None
+            return _percent(s)
     return None
+
+
+def _percent(s: str) -> float | None:
+    if len(s) < 2 or s[-1] != "%":
+        return None
+    try:
+        return float(s[:-1]) / 100.0
+    except ValueError:
+        return None
+
+
+#: names of the share of updates the trainer clipped, by name alone (``detectors.clipping``
+#: reads the metric ``clip_fraction``)
+_SHARE_NAMES = frozenset(
+    {"clip_fraction", "clip_frac", "clipfrac", "clipped_fraction", "frac_clipped"}
+)
+#: names that are the clipped share only when their values are written as percentages: a bare
+#: ``clip`` of 1.0 may be a clipping threshold, ``"clip": "100%"`` (fairseq) is a share
+_CLIP_NAMES = frozenset({"clip", "clipped", "clip_rate", "clip_pct", "clip_percent"})
+
+
+def percent_shares(rows: list[dict[str, Any]]) -> dict[str, Slot]:
+    """Slots for the clipping-share columns of ``rows`` that the values themselves mark as
+    shares: a clip-named key whose string values end in ``%``. ``to_float`` reads them as
+    fractions; a clip key without ``%`` keeps its own name (a threshold is no share)."""
+    out: dict[str, Slot] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k in out or k.lower() not in _CLIP_NAMES:
+                continue
+            if isinstance(v, str) and v.strip().endswith("%"):
+                out[k] = ("train", None, "clip_fraction")
+    return out
 
 
 _INT_FIELDS = frozenset({"samples", "tokens"})

@@ -27,7 +27,7 @@ import numpy as np
 
 from stabletrain.logs.readers import table
 from stabletrain.logs.readers.base import RunData
-from stabletrain.logs.readers.fields import build_lookup
+from stabletrain.logs.readers.fields import build_lookup, percent_shares
 from stabletrain.logs.readers.runlog import read_json_lines
 from stabletrain.logs.readers.table import Column
 
@@ -47,9 +47,12 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
         cols = {k: table.floats([r.get(k) for r in rows]) for k in names}
         swift = [r.get(_SWIFT_STEP) for r in rows] if _SWIFT_STEP in names else None
         total = len(rows)
+        shares = percent_shares(rows)  # fairseq's "clip": "100%" (a threshold has no %)
     else:
         names, cols, swift, total = got
+        shares = {}
     lookup = build_lookup(names, mapping)
+    lookup.update({k: v for k, v in shares.items() if k not in (mapping or {}).values()})
     step: np.ndarray | None = None
     if swift is not None:
         data.format, data.dialect = "ms-swift-jsonl", "ms-swift"

@@ -28,7 +28,7 @@ import numpy as np
 
 from stabletrain.detectors.columns import Table, TableRecords
 from stabletrain.logs.readers.base import RunData
-from stabletrain.logs.readers.fields import Slot
+from stabletrain.logs.readers.fields import Slot, to_float
 
 #: (float64 values, bool mask of empty cells or None when none is empty)
 Column = tuple[np.ndarray, np.ndarray | None]
@@ -65,7 +65,7 @@ def parse_number(v: str) -> float | None:
     try:
         return float(v.strip())
     except (ValueError, OverflowError):
-        return None
+        return to_float(v)  # a percent string: the fraction it writes (fields.to_float)
 
 
 #: smaller tables are parsed in Python: importing polars (0.1-0.4 s) costs more than it saves
