@@ -350,6 +350,15 @@ def eval_marker(text: str) -> bool | None:
     return None
 
 
+#: a source location a logger prints (``train_util.py:779``, ``trainer.cc:42``): no metric
+_SOURCE_FILE = re.compile(r"\.(?:py|pyx|cc|cpp|cxx|c|h|hpp|cu|js|ts|java|go|rs|lua|jl)$")
+#: a lone function word before a number is prose (``Epoch 1 of 500``, ``saved at 300``)
+_FUNCTION_WORDS = frozenset(
+    {"of", "at", "in", "to", "by", "for", "on", "from", "with", "and", "or"}
+)
+
+
 def ignored(name: str) -> bool:
-    """Whether a (lower-case) name is bookkeeping in every dialect."""
-    return name in _IGNORE
+    """Whether a (lower-case) name is bookkeeping in every dialect: the table above, a source
+    location (``train_util.py``) or a lone function word (``of``)."""
+    return name in _IGNORE or name in _FUNCTION_WORDS or _SOURCE_FILE.search(name) is not None

@@ -14,6 +14,7 @@ pass a mapping then.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from stabletrain.records import StepRecord
@@ -125,6 +126,9 @@ def classify(name: str) -> Slot:
         return ("train", _TRAIN_ALIASES[base], name)
     if base in _SHARE_NAMES:
         return ("train", None, "clip_fraction")
+    stat = _STAT_PREFIX.match(base)
+    if stat is not None and _TRAIN_ALIASES.get(stat[1]) in _STAT_FIELDS:
+        return ("train", _TRAIN_ALIASES[stat[1]], name)  # avr_loss, running_loss, mean_acc
     # Lightning LearningRateMonitor: lr-AdamW, lr-AdamW/pg1 (the first param group is the LR)
     if base.startswith("lr-") and (base.endswith("/pg1") or "/" not in base):
         return ("train", "lr", name)
@@ -206,6 +210,11 @@ def _percent(s: str) -> float | None:
     except ValueError:
         return None
 
+
+#: a running statistic of a quantity is that quantity's reading (kohya's ``avr_loss``,
+#: ``running_loss``, ``smoothed_loss``, ``mean_accuracy``): the loss a script chose to print
+_STAT_PREFIX = re.compile(r"(?:avg|avr|average|mean|running|smoothed|smooth|ema)[_ ]?(\w+)$")
+_STAT_FIELDS = frozenset({"loss", "accuracy", "grad_norm"})
 
 #: names of the share of updates the trainer clipped, by name alone (``detectors.clipping``
 #: reads the metric ``clip_fraction``)
