@@ -16,7 +16,9 @@ the log confirms it — a clean run gets no warnings from settings that did it n
 ``--config``, an unconfirmed config finding is kept only when the given config predicts it on its
 own: a model-only hparams file is not blamed for the optimizer settings of the run it came with.
 Kept, it is info and out of the change set when the log would show its symptom (``CONFIRMS``) and
-does not: the log is the better witness of what this run did. A ``--config``/``--patch`` file that
+does not: the log is the better witness of what this run did. A confirmed info prediction becomes
+a warning only when a confirming finding points its way (``changeset.points_the_same_way``): a
+clip firing on every step under Adam, or spikes that all recovered, do not say "LR too high". A ``--config``/``--patch`` file that
 is the run's own config (same path, or same content) is read exactly as without the option.
 
 Loss-scale evidence the log *states* (:func:`scale_findings`): DeepSpeed ``OVERFLOW! ... reducing
@@ -46,7 +48,7 @@ from stabletrain.detectors.columns import Batch, Unsupported, as_batch
 from stabletrain.errors import LogReadError
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, Severity, StepRecord
 from stabletrain.report import chain
-from stabletrain.report.changeset import rebase_lr_fixes
+from stabletrain.report.changeset import points_the_same_way, rebase_lr_fixes
 from stabletrain.report.fmt import where
 from stabletrain.report.model import Report
 from stabletrain.report.timeline import guard_findings, guard_timeline
@@ -418,7 +420,11 @@ def _confirmed(predicted: Finding, confirming: list[Finding]) -> Finding:
     shown = "; ".join(f"{f.id} at {where(f)}" for f in confirming)
     evidence = dict(predicted.evidence)
     evidence["confirmed_by"] = [f.id for f in confirming]
-    sev = predicted.severity if SEVERITY_ORDER[predicted.severity] >= 1 else "warning"
+    # promoted to a warning (the change set) only by a finding that points the same way
+    directed = any(points_the_same_way(predicted.id, f) for f in confirming)
+    sev = (
+        predicted.severity if SEVERITY_ORDER[predicted.severity] >= 1 or not directed else "warning"
+    )
     return replace(
         predicted,
         severity=sev,

@@ -110,3 +110,21 @@ def test_a_converged_run_in_the_usual_range_is_not_still_learning() -> None:
     assert ids([2.2 - 0.21 * k for k in range(10)]) == []  # ends at 0.31 < 0.5 ln 10
     assert ids([2.2, 2.0, 1.8, 1.6, 1.4, 1.3, 1.35, 1.4, 1.5, 1.6]) == []  # turned back up
     assert ids([2.2 - 0.09 * k for k in range(10)]) == ["underfitting"]  # 1.39, still falling
+
+
+@pytest.mark.slow
+def test_a_language_model_still_falling_bulk_path_and_state_round_trip(
+    tmp_path: Path, reference_run: Callable[..., Path], scenarios: ModuleType
+) -> None:
+    """The tiny GPT at AdamW 3e-4 (100 steps, one eval): the "still falling at full pace" path
+    reads the same from the stream, the columns and a restored state."""
+    run = reference_run("tiny-gpt.yaml", tmp_path / "gpt", "guard.preset=off", "optim.lr=3e-4",
+                        "train.max_steps=100")  # fmt: skip
+    log = read_run(run)
+    det = UnderfitDetector()
+    for r in log.records:
+        det.update(r)
+    found = det.finish(log.facts)
+    assert [f.id for f in found] == ["underfitting"]
+    assert found[0].evidence["late_pace_vs_average"] >= 0.5
+    scenarios.assert_bulk_and_state_agree(UnderfitDetector, list(log.records), log.facts)

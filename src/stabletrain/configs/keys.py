@@ -48,6 +48,7 @@ KEY_FACTS: dict[str, str] = {
     "eps": "eps",
     "adam_epsilon": "eps",
     "weight_decay": "weight_decay",
+    "momentum": "momentum",
     "scheduler": "schedule",
     "lr_scheduler": "schedule",
     "lr_scheduler_type": "schedule",

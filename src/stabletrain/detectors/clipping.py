@@ -34,7 +34,15 @@ import numpy as np
 from stabletrain.detectors.bins import Bins, LogHistogram
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.evidence import too_few
-from stabletrain.detectors.fixes import fmt, make_fix, nice, plain_sgd, scale_lr_fix, user_key
+from stabletrain.detectors.fixes import (
+    fmt,
+    make_fix,
+    nice,
+    plain_sgd,
+    scale_lr_fix,
+    sgd_lr_over_bound,
+    user_key,
+)
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 #: the metric a reader fills with the share of updates the trainer clipped (0-1)
@@ -278,10 +286,25 @@ def saturated_fixes(facts: ConfigFacts, loose: float | None, ev: dict[str, Any])
     """The fix for a clip that fires on most steps, by optimizer (sets ``ev["direction"]``).
 
     Under plain SGD the clip scales every step down: an LR cap that stalls progress, so the fix
-    is headroom (a clip above the usual norm, ``loose``) or no clip, never a lower LR. Under Adam
+    is headroom (a clip above the usual norm, ``loose``) or no clip, never a lower LR — unless
+    the LR is above SGD's usual bound for the batch and momentum (``fixes.sgd_lr_over_bound``):
+    then the clip caps steps that are too large, and the fix lowers the LR. Under Adam
     the update size ignores the gradient's scale: norms far above the clip on most steps mean
     the run is too hot, and a looser clip would only hide it.
     """
+    hot = sgd_lr_over_bound(facts)
+    if hot is not None:  # SGD above its usual LR: the clip caps steps that are too large
+        lr, bound = hot
+        ev["direction"] = "instability"
+        fix = make_fix(
+            facts,
+            f"Lower the learning rate to SGD's usual bound for this batch and momentum "
+            f"({fmt(lr)} → {fmt(nice(bound))}): a clip that fires on every step at this LR "
+            "caps steps that are too large; a looser clip would let them through",
+            lr=nice(bound),
+        )
+        fix.relative["lr"] = nice(bound) / lr
+        return [fix]
     if plain_sgd(facts):
         ev["direction"] = "progress"
         if loose is None:

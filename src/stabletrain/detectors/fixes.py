@@ -256,6 +256,30 @@ def plain_sgd(facts: ConfigFacts | None) -> bool:
     return "sgd" in name or "momentum" in name or "nesterov" in name
 
 
+#: SGD's usual LR bound: 0.1 × effective batch / 256, at least 0.1 (linear scaling, Goyal et al.
+#: 2017), for momentum 0.9 — the recipe (lr 0.1, momentum 0.9, batch 256) the bound comes from
+SGD_BOUND, SGD_MOMENTUM = 0.1, 0.9
+
+
+def sgd_lr_over_bound(facts: ConfigFacts | None) -> tuple[float, float] | None:
+    """``(the configured LR, the LR at SGD's usual bound for this run)`` when plain SGD's LR is
+    above that bound, else None (not SGD, no LR, or at or under it). The bound is scaled by the
+    momentum, since SGD's step is ``lr / (1 - momentum)`` per unit gradient: momentum 0.99 at
+    lr 0.3 steps as far as lr 3 at momentum 0.9 (an unknown momentum counts as 0.9)."""
+    if facts is None or not plain_sgd(facts):
+        return None
+    lr = facts.number("lr", positive=True)
+    if lr is None:
+        return None
+    batch = facts.number("batch_size", positive=True) or 256.0
+    batch *= facts.number("grad_accum", positive=True) or 1.0
+    batch *= facts.number("world_size", positive=True) or 1.0
+    m = facts.number("momentum")
+    m = SGD_MOMENTUM if m is None or not 0.0 <= m < 1.0 else m
+    bound = max(SGD_BOUND, SGD_BOUND * batch / 256) * (1.0 - m) / (1.0 - SGD_MOMENTUM)
+    return (lr, bound) if lr > bound else None
+
+
 def tighter_clip_fix(facts: ConfigFacts, target: float, why: str) -> Fix | None:
     """Clip at ``target`` when nothing clips tighter yet: "enable" only when no clip is set (the
     config's, or the framework's default: HF and Megatron clip at 1.0), "tighten" when a looser

@@ -24,6 +24,11 @@ All must hold (each from the mechanism, none fitted to that run):
 
 The fix raises the LR relative to the configured one, to the optimizer's usual default
 (``USUAL``: 1e-3 for Adam, 1e-2 for SGD) — never lowers it.
+
+An LR in the usual range but under its usual value is underfitting only when the run stopped far
+from learned while still learning: the eval loss falling at nearly every eval
+(``_still_learning``), or, with too few evals to read a trend, the train loss still falling at its
+full pace at the end (``_still_falling``). Both need the class count or vocabulary size as a scale.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ MIN_EVALS = 5
 STILL_LEARNING = 0.5
 #: how far an LR in the usual range is raised at most (and never above ``USUAL``)
 RAISE = 5.0
+#: still falling: the last KEEP losses fall at this share of the run's average pace or more,
+#: after a total fall of at least DROP x the first loss (a flat, noisy curve has no pace)
+FALLING, DROP = 0.5, 0.1
 
 
 class UnderfitDetector:
@@ -64,7 +72,8 @@ class UnderfitDetector:
         self.n_loss = 0
         self.n_nonfinite = 0
         self.first_loss: list[float] = []
-        self.last_loss: deque[float] = deque(maxlen=KEEP)
+        # the last 2 x KEEP losses: the last KEEP, and the KEEP before them (the late pace)
+        self.last_loss: deque[float] = deque(maxlen=2 * KEEP)
         self.first_grad: list[float] = []
         self.last_grad: deque[float] = deque(maxlen=KEEP)
         self.lrs: deque[float] = deque(maxlen=KEEP)
@@ -143,7 +152,7 @@ class UnderfitDetector:
                 need = KEEP - len(first)
                 if need > 0:
                     first.extend(batch.take(name, fin[:need]))
-                last.extend(batch.take(name, fin[-KEEP:]))
+                last.extend(batch.take(name, fin[-(last.maxlen or KEEP) :]))
         ok = t[np.isfinite(cols["lr"][t])]
         if ok.size:
             self.lrs.extend(batch.take("lr", ok[-KEEP:]))
@@ -163,7 +172,7 @@ class UnderfitDetector:
             lr, lr_from = statistics.median(self.lrs), "logged"
         if lr is None or not lr > 0 or lr >= USUAL[family]:
             return []
-        first, last = statistics.median(self.first_loss), statistics.median(self.last_loss)
+        first, last = statistics.median(self.first_loss), statistics.median(self._last())
         if last > first:
             return []  # the loss rose: not a too-small step
         if self.first_grad and self.last_grad:
@@ -171,7 +180,8 @@ class UnderfitDetector:
             if g1 > 2.0 * g0:
                 return []  # growing gradients: something unstable, not only slow
         if lr >= LOW[family]:
-            return self._still_learning(facts, lr, lr_from, family)
+            found = self._still_learning(facts, lr, lr_from, family)
+            return found or self._still_falling(facts, lr, lr_from, family)
         chance = self._no_better_than_chance(facts)
         if chance is None:
             return []
@@ -189,36 +199,29 @@ class UnderfitDetector:
             f"Or raise it 10x ({fmt(lr)} → {fmt(nice(lr * 10))}) and re-check the progress.",
             relative={"lr": 10.0},
         )
-        return [
-            Finding(
-                id="underfitting",
-                severity="warning",
-                title=f"The learning rate {fmt(lr)} is too low: {chance} after {self.n_loss} steps",
-                explanation=(
-                    f"The {lr_from} learning rate {fmt(lr)} is below the usual range of "
-                    f"{family.upper()}-family optimizers (from about {fmt(LOW[family])}). The "
-                    f"training loss went from {fmt(first)} to {fmt(last)} in {self.n_loss} "
-                    f"logged steps and the model is {chance}, while nothing was unstable: no "
-                    "NaN/inf, no growing gradient norm, no rising loss. The updates are simply "
-                    "too small to learn in this many steps. Raise the LR (never lower it: that "
-                    "would make it slower still); afterwards the loss should fall well below "
-                    "its start within the first epoch."
-                ),
-                steps=[self.last_step],
-                evidence={
-                    "lr": lr,
-                    "lr_from": lr_from,
-                    "optimizer_family": family,
-                    "usual_low": LOW[family],
-                    "first_loss": round(first, 5),
-                    "last_loss": round(last, 5),
-                    "records": self.n_loss,
-                    "direction": "progress",
-                },
-                fixes=[fix, alt],
-                source="log",
-            )
-        ]
+        return self._underfitting(
+            title=f"The learning rate {fmt(lr)} is too low: {chance} after {self.n_loss} steps",
+            explanation=(
+                f"The {lr_from} learning rate {fmt(lr)} is below the usual range of "
+                f"{family.upper()}-family optimizers (from about {fmt(LOW[family])}). The "
+                f"training loss went from {fmt(first)} to {fmt(last)} in {self.n_loss} "
+                f"logged steps and the model is {chance}, while nothing was unstable: no "
+                "NaN/inf, no growing gradient norm, no rising loss. The updates are simply "
+                "too small to learn in this many steps. Raise the LR (never lower it: that "
+                "would make it slower still); afterwards the loss should fall well below "
+                "its start within the first epoch."
+            ),
+            evidence={
+                "lr": lr,
+                "lr_from": lr_from,
+                "optimizer_family": family,
+                "usual_low": LOW[family],
+                "first_loss": round(first, 5),
+                "last_loss": round(last, 5),
+                "records": self.n_loss,
+            },
+            fixes=[fix, alt],
+        )
 
     def _still_learning(
         self, facts: ConfigFacts, lr: float, lr_from: str, family: str
@@ -235,51 +238,121 @@ class UnderfitDetector:
         ln_c = math.log(c)
         if not (last >= STILL_LEARNING * ln_c and last <= 1.01 * best and down >= 0.8 * (n - 1)):
             return []
-        new = nice(min(USUAL[family], RAISE * lr))
-        factor = new / lr
-        fix = make_fix(
-            facts,
-            f"Raise the learning rate {factor:.3g}x ({fmt(lr)} → {fmt(new)}, still within "
-            f"{family.upper()}'s usual range) so the run learns more in the steps it has.",
-            lr=new,
-        )
-        fix.relative["lr"] = factor
+        fix = _raise_within_usual(facts, lr, family)
         alt = Fix(
             "Or train for more steps (more epochs, or a smaller batch: more updates per epoch)."
         )
+        return self._underfitting(
+            title=(
+                f"The run ended still learning: eval loss {fmt(last)} is "
+                f"{last / ln_c:.0%} of ln({c}), falling at {down} of {n - 1} evals"
+            ),
+            explanation=(
+                f"The eval loss fell at {down} of {n - 1} evals and ends at its best, "
+                f"{fmt(last)}, still {last / ln_c:.0%} of a uniform guess's ln({c}) = "
+                f"{fmt(ln_c)}, while nothing was unstable: no NaN/inf, no growing gradient "
+                f"norm, no rising loss. The {lr_from} learning rate {fmt(lr)} is under "
+                f"{family.upper()}'s usual {fmt(USUAL[family])}: the run stopped while "
+                "learning steadily, with too few or too small steps. Raise the LR (or train "
+                "longer); never lower it. Afterwards the eval loss should end well below "
+                "half of ln(C)."
+            ),
+            evidence={
+                "lr": lr,
+                "lr_from": lr_from,
+                "optimizer_family": family,
+                "eval_loss": round(last, 5),
+                "ln_num_classes": round(ln_c, 4),
+                "evals_falling": down,
+                "evals": n,
+            },
+            fixes=[fix, alt],
+        )
+
+    def _underfitting(
+        self, title: str, explanation: str, evidence: dict[str, Any], fixes: list[Fix]
+    ) -> list[Finding]:
         return [
             Finding(
                 id="underfitting",
                 severity="warning",
-                title=(
-                    f"The run ended still learning: eval loss {fmt(last)} is "
-                    f"{last / ln_c:.0%} of ln({c}), falling at {down} of {n - 1} evals"
-                ),
-                explanation=(
-                    f"The eval loss fell at {down} of {n - 1} evals and ends at its best, "
-                    f"{fmt(last)}, still {last / ln_c:.0%} of a uniform guess's ln({c}) = "
-                    f"{fmt(ln_c)}, while nothing was unstable: no NaN/inf, no growing gradient "
-                    f"norm, no rising loss. The {lr_from} learning rate {fmt(lr)} is under "
-                    f"{family.upper()}'s usual {fmt(USUAL[family])}: the run stopped while "
-                    "learning steadily, with too few or too small steps. Raise the LR (or train "
-                    "longer); never lower it. Afterwards the eval loss should end well below "
-                    "half of ln(C)."
-                ),
+                title=title,
+                explanation=explanation,
                 steps=[self.last_step],
-                evidence={
-                    "lr": lr,
-                    "lr_from": lr_from,
-                    "optimizer_family": family,
-                    "eval_loss": round(last, 5),
-                    "ln_num_classes": round(ln_c, 4),
-                    "evals_falling": down,
-                    "evals": n,
-                    "direction": "progress",
-                },
-                fixes=[fix, alt],
+                evidence={**evidence, "direction": "progress"},
+                fixes=fixes,
                 source="log",
             )
         ]
+
+    def _last(self) -> list[float]:
+        return list(self.last_loss)[-KEEP:]
+
+    def _still_falling(
+        self, facts: ConfigFacts, lr: float, lr_from: str, family: str
+    ) -> list[Finding]:
+        """An LR in the usual range but under its usual value, too few evals to read a trend
+        (a language model evaluated once at the end), and a train loss that is still falling at
+        ``FALLING`` x its average pace over the run in its last ``KEEP`` records, from a level
+        still ``STILL_LEARNING`` x ln(C) or more: the loss has not begun to bend, so the run
+        stopped far from where this model goes — too few or too small steps (the tiny GPT at
+        AdamW 3e-4, 10x under its stable LR: 4.28 → 3.04 in 100 steps, the last 20 falling at
+        0.8x the average pace; at 3e-3 the last 20 fall at 0.2x). Needs C (``num_classes`` or
+        ``vocab_size``): without a scale a slowly falling loss (a fine-tune) is not "far"."""
+        c = next(
+            (
+                v
+                for v in (facts.get("num_classes"), facts.get("vocab_size"))
+                if isinstance(v, int) and not isinstance(v, bool) and v >= 2
+            ),
+            None,
+        )
+        if c is None or self.evals[0] >= MIN_EVALS or self.n_loss < 3 * KEEP:
+            return []
+        tail = list(self.last_loss)
+        if len(tail) < 2 * KEEP:
+            return []
+        first = statistics.median(self.first_loss)
+        before, last = statistics.median(tail[:KEEP]), statistics.median(tail[KEEP:])
+        ln_c = math.log(c)
+        drop = first - last
+        if not (drop >= DROP * first and last >= STILL_LEARNING * ln_c):
+            return []
+        pace = (before - last) / KEEP  # per record, over the last KEEP
+        average = drop / (self.n_loss - KEEP)  # per record, first window to last
+        if pace < FALLING * average:
+            return []
+        fix = _raise_within_usual(facts, lr, family)
+        alt = Fix("Or train for more steps: the loss was still falling at its full pace.")
+        return self._underfitting(
+            title=(
+                f"The run ended still learning at full pace: the loss fell {fmt(drop)} "
+                f"(to {fmt(last)}, {last / ln_c:.0%} of ln({c})) and its last {KEEP} steps "
+                f"fell at {pace / average:.1f}x the run's average pace"
+            ),
+            explanation=(
+                f"The training loss went from {fmt(first)} to {fmt(last)} and was still "
+                f"falling at {pace / average:.1f}x its average pace over the last {KEEP} "
+                "logged steps: it had not begun to level off, and it is still "
+                f"{last / ln_c:.0%} of ln({c}) = {fmt(ln_c)}. Nothing was unstable: no "
+                "NaN/inf, no growing gradient norm, no rising loss. The "
+                f"{lr_from} learning rate {fmt(lr)} is under {family.upper()}'s usual "
+                f"{fmt(USUAL[family])}: the steps are too small (or too few) for this run. "
+                "Raise the LR (or train longer); never lower it. Afterwards the loss should "
+                "level off well before the end."
+            ),
+            evidence={
+                "lr": lr,
+                "lr_from": lr_from,
+                "optimizer_family": family,
+                "first_loss": round(first, 5),
+                "last_loss": round(last, 5),
+                "late_pace_vs_average": round(pace / average, 3),
+                "ln_num_classes": round(ln_c, 4),
+                "records": self.n_loss,
+            },
+            fixes=[fix, alt],
+        )
 
     def _no_better_than_chance(self, facts: ConfigFacts) -> str | None:
         """ "accuracy 13% vs chance 10%" / "loss 3.1 vs ln(10) = 2.3", or None."""
@@ -300,7 +373,7 @@ class UnderfitDetector:
                 return f"at {acc / scale:.1%} accuracy vs {1 / c:.1%} chance"
             return None
         if c is not None and self.last_loss:
-            last = statistics.median(self.last_loss)
+            last = statistics.median(self._last())
             if last >= 0.95 * math.log(c):
                 return f"at a loss of {fmt(last)} vs ln({c}) = {fmt(math.log(c))} for a guess"
         return None
@@ -324,7 +397,7 @@ class UnderfitDetector:
         self.n_loss = int(state["n_loss"])
         self.n_nonfinite = int(state["n_nonfinite"])
         self.first_loss = list(state["first_loss"])
-        self.last_loss = deque(state["last_loss"], maxlen=KEEP)
+        self.last_loss = deque(state["last_loss"], maxlen=2 * KEEP)
         self.first_grad = list(state["first_grad"])
         self.last_grad = deque(state["last_grad"], maxlen=KEEP)
         self.lrs = deque(state["lrs"], maxlen=KEEP)
@@ -332,6 +405,20 @@ class UnderfitDetector:
         self.eval_acc = deque(state["eval_acc"], maxlen=5)
         self.evals = list(state["evals"])
         self.last_step = int(state["last_step"])
+
+
+def _raise_within_usual(facts: ConfigFacts, lr: float, family: str) -> Fix:
+    """Raise an LR in the usual range ``RAISE``x, never above the family's usual value."""
+    new = nice(min(USUAL[family], RAISE * lr))
+    factor = new / lr
+    fix = make_fix(
+        facts,
+        f"Raise the learning rate {factor:.3g}x ({fmt(lr)} → {fmt(new)}, still within "
+        f"{family.upper()}'s usual range) so the run learns more in the steps it has.",
+        lr=new,
+    )
+    fix.relative["lr"] = factor
+    return fix
 
 
 def _family(facts: ConfigFacts) -> str:

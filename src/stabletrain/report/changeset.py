@@ -433,6 +433,19 @@ def _stated(f: Finding) -> Direction | None:
     return CLASS.get(f.id, "neutral")
 
 
+def points_the_same_way(predicted: str, seen: Finding) -> bool:
+    """Whether the log finding ``seen`` is evidence for the direction of the config prediction
+    ``predicted`` (a finding id): a warning or worse whose own class (stated, or from
+    :data:`CLASS`) is the prediction's. A symptom that reads both ways (a clip firing on every
+    step under Adam), an info finding (spikes that all recovered) or a finding of the other class
+    confirms that something happened, not which way the step size must move. A prediction with no
+    direction (a plateau patience) is confirmed by any finding."""
+    want = CLASS.get(predicted, "neutral")
+    if want not in ("instability", "progress"):
+        return True
+    return SEVERITY_ORDER[seen.severity] >= 1 and _stated(seen) == want
+
+
 def _lr_conflict(
     problems: Sequence[Finding], classes: dict[int, Direction], lr_key: str, out: ChangeSet
 ) -> str | None:

@@ -1,0 +1,107 @@
+"""Which log evidence may set the direction of the step size (fix loop round 2, tune half).
+
+On real reference-trainer runs (guard off):
+
+- a config prediction ("the LR is above the usual bound for this batch") is promoted to a
+  warning, and so into the change set, only by a log finding that points the same way: a clip
+  firing on every step under AdamW reads both ways and a recovered spike is info, so neither
+  promotes an LR cut (AdamW with eps 1.0 learns too slowly; clip 0.01 under AdamW is healthy);
+- under SGD a clip that fires on every step is a stall only at a modest LR: at an LR above SGD's
+  usual bound for the batch it caps steps that are too large (instability: lower the LR, never
+  loosen the clip);
+- a language model at a low LR whose training loss is still falling at its full pace when the run
+  ends is underfitting: raise the LR, never lower it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stabletrain.cli import main
+from stabletrain.doctor import diagnose
+from stabletrain.report.model import Report
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+OFF = ("guard.preset=off", "run.tensorboard=false")
+
+
+def _train(config: str, run_dir: Path, *overrides: str) -> Report:
+    argv = ["train", str(CONFIGS / config), "--run-dir", str(run_dir), "--no-progress"]
+    assert main(argv + [a for o in (*OFF, *overrides) for a in ("--set", o)]) == 0
+    return diagnose(run_dir)
+
+
+def _finding(report: Report, fid: str):  # type: ignore[no-untyped-def]
+    return next((f for f in report.findings if f.id == fid), None)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [("optim.eps=1.0",), ("train.max_grad_norm=0.01",)],
+    ids=["adamw-eps-1-too-slow", "adamw-clip-0.01-healthy"],
+)
+def test_a_clip_firing_under_adamw_does_not_promote_an_lr_cut(
+    tmp_path: Path, overrides: tuple[str, ...]
+) -> None:
+    report = _train("digits-cnn.yaml", tmp_path / "run", "train.epochs=3", *overrides)
+    clip = _finding(report, "clip-saturated")
+    assert clip is not None and "direction" not in clip.evidence  # the symptom is there
+    high = _finding(report, "lr-high-for-batch")
+    assert high is None or high.severity == "info", high  # 3e-3 is 3x the rule's bound
+    lr = report.change_set.changes.get("optim.lr")
+    assert lr is None or lr >= 3e-3, report.change_set
+
+
+def test_a_saturated_clip_under_sgd_at_a_hot_lr_is_instability(tmp_path: Path) -> None:
+    """SGD at lr 1.0 (momentum 0.9): 10x SGD's usual bound 0.1 for batch 64. The clip at 1.0 fires
+    on most steps because the steps are too large, not because it stalls them."""
+    report = _train("digits-cnn.yaml", tmp_path / "run", "train.epochs=3", "optim.name=sgd",
+                    "optim.lr=1.0")  # fmt: skip
+    clip = _finding(report, "clip-saturated")
+    assert clip is not None and clip.evidence["direction"] == "instability", clip
+    assert clip.fixes[0].changes["optim.lr"] < 1.0
+    assert all(fx.changes.get("train.max_grad_norm", 1.0) is not None for fx in clip.fixes)
+    cs = report.change_set
+    assert cs.changes["optim.lr"] < 1.0, cs
+    clip_now = cs.changes.get("train.max_grad_norm", 1.0)
+    assert clip_now is not None and clip_now <= 1.0, cs
+
+
+def test_a_saturated_clip_under_sgd_at_a_modest_lr_is_still_a_stall(tmp_path: Path) -> None:
+    report = _train("digits-cnn.yaml", tmp_path / "run", "train.epochs=2", "optim.name=sgd",
+                    "optim.lr=0.05", "train.max_grad_norm=0.01")  # fmt: skip
+    clip = _finding(report, "clip-saturated")
+    assert clip is not None and clip.evidence["direction"] == "progress", clip
+    lr = report.change_set.changes.get("optim.lr")
+    assert lr is None or lr >= 0.05, report.change_set
+
+
+@pytest.fixture(scope="module")
+def gpt_low(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Report]:
+    run = tmp_path_factory.mktemp("gpt") / "low"
+    report = _train("tiny-gpt.yaml", run, "train.max_steps=100", "optim.lr=3e-4")
+    return lambda: report
+
+
+def test_a_language_model_still_falling_at_a_low_lr_is_underfitting(
+    gpt_low: Callable[[], Report],
+) -> None:
+    """The tiny GPT at AdamW 3e-4 (10x under its stable 3e-3) for 100 steps: smooth, its loss
+    still falling at its full pace at the end (a run of one eval: no eval trend to read)."""
+    report = gpt_low()
+    f = _finding(report, "underfitting")
+    assert f is not None and f.evidence["direction"] == "progress", [x.id for x in report.findings]
+    assert all(x.relative.get("lr", 2.0) > 1 for x in f.fixes)
+    lr = report.change_set.changes.get("optim.lr")
+    assert lr is not None and 3e-4 < lr <= 1e-3, report.change_set
+
+
+def test_a_healthy_language_model_is_not_underfitting(tmp_path: Path) -> None:
+    """The stable tiny GPT (3e-3, 100 steps) is still improving too, but its loss has bent: the
+    last stretch falls at a fraction of the run's average pace."""
+    report = _train("tiny-gpt.yaml", tmp_path / "run", "train.max_steps=100")
+    assert _finding(report, "underfitting") is None
+    assert not report.change_set.changes, report.change_set
