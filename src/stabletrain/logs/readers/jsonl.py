@@ -20,6 +20,9 @@ file, go through ``json.loads`` line by line, which skips damaged lines with a n
 
 from __future__ import annotations
 
+import io
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,37 +103,88 @@ def _swift_steps(values: list[Any], data: RunData) -> np.ndarray:
 def _polars(
     path: Path,
 ) -> tuple[list[str], dict[str, Column], list[Any] | None, int] | None:
-    """(keys, columns, ms-swift step strings or None, lines) via polars; None when polars
-    cannot read the file as it is (the caller parses it line by line)."""
+    """(keys, columns, ms-swift step strings or None, lines) via polars, parsed in blocks of
+    whole lines (``table.READ_BYTES``) into arrays; None when polars cannot read the file as it
+    is (the caller parses it line by line)."""
     pl = table.import_polars()
     if pl is None:  # (a dependency; without it every file takes the slow path)
         return None
-
-    from stabletrain.logs.readers.csvlog import polars_column
-
+    lines, colons = _lines_and_colons(path)
     try:
         # the schema of the first lines, given: a third faster than letting polars infer it; a
-        # later line that does not fit it shows in the count below and is read again
-        sample = pl.read_ndjson(path, n_rows=_SCHEMA_ROWS)
-        df = pl.read_ndjson(path, schema=sample.schema)
-        pairs = _count(path, b'":')
-        cells = sum(len(df) - df.get_column(c).null_count() for c in df.columns)
-        # fewer cells than pairs: a key the first lines did not have (or nested objects, or
-        # explicit nulls: read again too, which costs time, never a value)
-        if cells != pairs:
-            df = pl.read_ndjson(path, infer_schema_length=None)
+        # later line that does not fit it shows in the count of cells and is read again
+        got = _stream(pl, path, pl.read_ndjson(_head(path), n_rows=_SCHEMA_ROWS).schema, lines)
+        # fewer cells than "key": pairs: a key the first lines did not have (or explicit nulls:
+        # read again too, which costs time, never a value). Every cell has its colon, so as many
+        # colons as cells settles it without the slower count of pairs.
+        if got is not None and got[3] != colons and got[3] != _count(path, b'":'):
+            schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+            got = _stream(pl, path, schema, lines)
     except Exception:  # polars raises many kinds; json.loads line by line decides
         return None
-    if not len(df.columns):
+    if got is None:
         return None
-    if any(dt.is_nested() for dt in df.dtypes):
-        return None  # nested values: from_json's rules, line by line
-    names = list(df.columns)
-    swift = df.get_column(_SWIFT_STEP).to_list() if _SWIFT_STEP in names else None
-    cols = {k: polars_column(df.get_column(k)) for k in names if k != _SWIFT_STEP}
+    names, cols, swift, _cells, rows = got
     if swift is not None:
-        cols[_SWIFT_STEP] = (np.full(len(df), np.nan), np.ones(len(df), dtype=bool))
-    return names, cols, swift, len(df)
+        cols[_SWIFT_STEP] = (np.full(rows, np.nan), np.ones(rows, dtype=bool))
+    return names, cols, swift, rows
+
+
+def _stream(
+    pl: Any, path: Path, schema: Any, lines: int
+) -> tuple[list[str], dict[str, Column], list[Any] | None, int, int] | None:
+    """(keys, columns, ms-swift steps, cells holding a value, rows) of the file parsed with
+    ``schema`` block by block (polars would map the whole file into memory); None for no key,
+    nested values (``from_json``'s rules, line by line) or more rows than ``lines``."""
+    from stabletrain.logs.readers.csvlog import polars_column
+
+    names = list(schema.names())
+    if not names or any(dt.is_nested() for dt in schema.dtypes()):
+        return None
+    numeric = [k for k in names if k != _SWIFT_STEP]
+    swift: list[Any] | None = [] if _SWIFT_STEP in names else None
+    filler, cells = table.Filler(lines), 0
+    for block in _blocks(path):
+        batch = pl.read_ndjson(io.BytesIO(block), schema=schema)
+        cells += sum(len(batch) - batch.get_column(k).null_count() for k in names)
+        if swift is not None:
+            swift += batch.get_column(_SWIFT_STEP).to_list()
+        if not filler.add({k: polars_column(batch.get_column(k)) for k in numeric}, len(batch)):
+            return None
+    return names, filler.columns(numeric), swift, cells, filler.filled
+
+
+def _head(path: Path) -> io.BytesIO:
+    """The file's first ``_SCHEMA_ROWS`` lines."""
+    with open(path, "rb") as f:
+        return io.BytesIO(b"".join(itertools.islice(f, _SCHEMA_ROWS)))
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file in blocks of whole lines, ``table.READ_BYTES`` or the next line end after it
+    (a JSON line holds no raw newline); the last line may lack its newline."""
+    carry = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(table.READ_BYTES):
+            buf = carry + chunk
+            cut = buf.rfind(b"\n") + 1
+            carry = buf[cut:]
+            if cut:
+                yield buf[:cut]
+    if carry:
+        yield carry
+
+
+def _lines_and_colons(path: Path) -> tuple[int, int]:
+    """(lines, a last one without a newline counted; colons) in the file, read in chunks."""
+    lines = colons = 0
+    last = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            lines += chunk.count(b"\n")
+            colons += chunk.count(b":")
+            last = chunk[-1:]
+    return lines + (1 if last not in (b"\n", b"") else 0), colons
 
 
 def _count(path: Path, pattern: bytes) -> int:
