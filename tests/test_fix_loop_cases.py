@@ -1,6 +1,7 @@
-"""The fix-loop case file (bench/fix_cases/cases.yaml) is well formed: every case's config and
-overrides are accepted by the reference trainer, the split follows the rule written in the file,
-and the set covers both models and every seed config. Fast: nothing is trained."""
+"""The fix-loop case files (bench/fix_cases/cases.yaml, round 2's cases2.yaml) are well formed:
+every case's config and overrides are accepted by the reference trainer, the split follows the
+rule written in the file, round 1 covers both models and every seed config, round 2 has at least
+12 new cases on both models, none a repeat of round 1's. Fast: nothing is trained."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from stabletrain.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases.yaml").read_text())
+ROUND2 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases2.yaml").read_text())
 FIELDS = {"name", "group", "split", "model", "config", "overrides", "fault", "lr_rule", "cause",
           "expect", "repair", "first_sight"}  # fmt: skip
 
@@ -27,20 +29,35 @@ def test_case_set_covers_both_models_and_every_seed() -> None:
     assert seeds == sorted(c["config"] for c in cases if c["group"] == "seed")
 
 
-def test_split_alternates_within_each_group() -> None:
+def test_round_2_is_new_and_covers_both_models() -> None:
+    cases = ROUND2["cases"]
+    assert len(cases) >= 12 and len({c["name"] for c in cases}) == len(cases)
+    assert {c["model"] for c in cases} == {"cnn", "gpt"}
+    old = {c["name"] for c in CASES["cases"]}
+    old_setups = {(c["config"], tuple(c["overrides"])) for c in CASES["cases"]}
+    for c in cases:
+        assert c["name"] not in old and (c["config"], tuple(c["overrides"])) not in old_setups
+
+
+@pytest.mark.parametrize("spec", [CASES, ROUND2], ids=["round1", "round2"])
+def test_split_alternates_within_each_group(spec: dict) -> None:
     by_group: dict[str, list[str]] = {}
-    for c in CASES["cases"]:
+    for c in spec["cases"]:
         by_group.setdefault(c["group"], []).append(c["split"])
     for group, splits in by_group.items():
         want = ["tune" if i % 2 == 0 else "heldout" for i in range(len(splits))]
         assert splits == want, group
 
 
-@pytest.mark.parametrize("case", CASES["cases"], ids=lambda c: c["name"])
-def test_case_config_is_accepted_by_the_trainer(case: dict) -> None:
+@pytest.mark.parametrize(
+    ("spec", "case"),
+    [(spec, c) for spec in (CASES, ROUND2) for c in spec["cases"]],
+    ids=lambda x: x.get("name", ""),
+)
+def test_case_config_is_accepted_by_the_trainer(spec: dict, case: dict) -> None:
     assert set(case) == FIELDS
     assert case["lr_rule"] in {"up", "down", "none"}
-    overrides = CASES["bounds"][case["model"]] + case["overrides"]
+    overrides = spec["bounds"][case["model"]] + case["overrides"]
     cfg = load_config(ROOT / case["config"], overrides)
     assert cfg.model.name == case["model"]
     assert cfg.guard["preset"] in ("off", False)  # YAML 1.1 reads a bare off as false

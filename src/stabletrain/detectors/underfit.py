@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,9 @@ MIN_EVALS = 5
 STILL_LEARNING = 0.5
 #: how far an LR in the usual range is raised at most (and never above ``USUAL``)
 RAISE = 5.0
+#: Adam's epsilon at or above this dominates sqrt(v), the typical per-weight gradient size
+#: (1e-5 to 1e-2 in most networks): the step is then lr x gradient / eps
+EPS_LARGE = 1e-3
 #: still falling: the last KEEP losses fall at this share of the run's average pace or more,
 #: after a total fall of at least DROP x the first loss (a flat, noisy curve has no pace)
 FALLING, DROP = 0.5, 0.1
@@ -170,7 +174,8 @@ class UnderfitDetector:
         lr_from = "configured"
         if lr is None and self.lrs:
             lr, lr_from = statistics.median(self.lrs), "logged"
-        if lr is None or not lr > 0 or lr >= USUAL[family]:
+        eps = _large_eps(facts, family)
+        if lr is None or not lr > 0 or (lr >= USUAL[family] and eps is None):
             return []
         first, last = statistics.median(self.first_loss), statistics.median(self._last())
         if last > first:
@@ -181,7 +186,8 @@ class UnderfitDetector:
                 return []  # growing gradients: something unstable, not only slow
         if lr >= LOW[family]:
             found = self._still_learning(facts, lr, lr_from, family)
-            return found or self._still_falling(facts, lr, lr_from, family)
+            found = found or self._still_falling(facts, lr, lr_from, family)
+            return [_blame_eps(f, facts, eps) for f in found] if eps is not None else found
         chance = self._no_better_than_chance(facts)
         if chance is None:
             return []
@@ -405,6 +411,38 @@ class UnderfitDetector:
         self.eval_acc = deque(state["eval_acc"], maxlen=5)
         self.evals = list(state["evals"])
         self.last_step = int(state["last_step"])
+
+
+def _large_eps(facts: ConfigFacts, family: str) -> float | None:
+    """Adam's epsilon when it is ``EPS_LARGE`` or more, else None."""
+    eps = facts.number("eps", positive=True)
+    return eps if family == "adam" and eps is not None and eps >= EPS_LARGE else None
+
+
+def _blame_eps(found: Finding, facts: ConfigFacts, eps: float) -> Finding:
+    """A slow run under Adam with a large epsilon: the epsilon is the cause, not the LR."""
+    fix = make_fix(
+        facts,
+        f"Set Adam's epsilon back to its usual value ({fmt(eps)} → 1e-08); keep the LR",
+        eps=1e-8,
+    )
+    alt = Fix("Or train for more steps.")
+    return replace(
+        found,
+        title=f"Adam's epsilon {fmt(eps)} shrinks every step: {found.title[0].lower()}"
+        f"{found.title[1:]}",
+        explanation=(
+            f"Adam divides each step by sqrt(v) + eps, where sqrt(v) is the weight's typical "
+            f"gradient size (1e-5 to 1e-2 in most networks). With eps = {fmt(eps)} (the usual "
+            "value is 1e-8) the denominator is mostly eps, so the update is lr x gradient / eps: "
+            "momentum SGD at a tiny LR, whatever the configured LR says. "
+            # the evidence of slow progress, without the LR's share of the blame
+            + found.explanation.split(f" The {found.evidence.get('lr_from')} learning rate")[0]
+            + " Set epsilon back; never lower the LR."
+        ),
+        evidence={**found.evidence, "eps": eps},
+        fixes=[fix, alt],
+    )
 
 
 def _raise_within_usual(facts: ConfigFacts, lr: float, family: str) -> Fix:
