@@ -18,8 +18,15 @@
 - ``overfitting`` (seed 000's monitoring advice: "watch the train/eval gap"): after the best eval
   the eval loss rises (≥ 5 % and ≥ 3 σ of its own noise above the best, rank correlation ≥ 0.5,
   ≥ 2 evals) while the training
-  loss keeps falling, so the eval-train gap widens by ≥ 5 % of the best eval loss. When it fires,
-  ``eval-unstable`` is not reported (a rising eval curve is overfitting, not noise).
+  loss keeps falling, so the eval-train gap widens by ≥ 5 % of the best eval loss. Or, a gap
+  too wide to be anything else: the eval loss has made no new best for ≥ 3 evals (≥ 30 % of
+  them) while the training loss kept falling, and over those evals the eval loss averages
+  (median) ≥ ``gap_ratio`` (3)× the training loss and sits above it by ≥ 10 % of the best eval (an
+  AlexNet on 1,224 images: train loss 0.10-0.25, eval loss 3.2-4.7 — memorised, whatever the
+  eval curve's wiggles). A healthy run's eval loss sits within ~2× its training loss (a CIFAR
+  convnet near convergence: 0.22 vs 0.52). Medians, so that eval spikes do not pass for a gap.
+  When the rising-eval rule fires, ``eval-unstable`` is not reported (a rising eval curve is
+  overfitting, not noise); the wide-gap rule leaves it to be judged.
 
 - ``chance-level`` *without a class count* (a free-form log: ``Accu :0.0012`` over a whole
   stretch of epoch 2, the script's number of classes nowhere in the log or a config): accuracy
@@ -139,8 +146,9 @@ class EvalDetector:
 
     ids: tuple[str, ...] = ("eval-unstable", "overfitting", "chance-level")
 
-    def __init__(self, min_evals: int = 5) -> None:
+    def __init__(self, min_evals: int = 5, gap_ratio: float = 3.0) -> None:
         self.min_evals = min_evals
+        self.gap_ratio = gap_ratio
         self.evals: list[list[Any]] = []  # [step, epoch, eval_loss, train_loss | None]
         self._sum = 0.0
         self._n = 0
@@ -212,8 +220,9 @@ class EvalDetector:
         over = self._overfitting(facts)
         if over is not None:
             return [over, *notes]
-        unstable = self._unstable(facts)
-        return ([unstable] if unstable is not None else []) + notes
+        # a wide gap over a stalled eval curve and that curve's own instability are two things
+        found = [self._wide_gap(facts), self._unstable(facts)]
+        return [f for f in found if f is not None] + notes
 
     def _unstable(self, facts: ConfigFacts) -> Finding | None:
         vals = [float(e[2]) for e in self.evals]
@@ -313,23 +322,74 @@ class EvalDetector:
         gap_best, gap_last = vals[i_best] - train[i_best], vals[-1] - train[-1]
         if gap_last - gap_best < 0.05 * abs(best):
             return None
+        return self._overfit_finding(facts, rows, i_best, gap_best, gap_last, wide=False)
+
+    def _wide_gap(self, facts: ConfigFacts) -> Finding | None:
+        """No new best eval for ≥ 3 evals (≥ 30 % of them) while the training loss fell, with
+        the eval loss ≥ ``gap_ratio``× the training loss over those evals (see the docstring)."""
+        rows = [e for e in self.evals if e[3] is not None]
+        n = len(rows)
+        if n < self.min_evals:
+            return None
+        vals = [float(e[2]) for e in rows]
+        train = [float(e[3]) for e in rows]
+        i_best = min(range(n), key=lambda i: vals[i])
+        best = vals[i_best]
+        since = n - 1 - i_best
+        if since < 3 or since < 0.3 * n or train[-1] >= train[i_best] or best <= 0:
+            return None
+        # medians: a spiky eval curve (eval-unstable) must not pass for a wide gap
+        mid_ev, mid_tr = float(np.median(vals[i_best:])), float(np.median(train[i_best:]))
+        if mid_tr <= 0 or mid_ev < self.gap_ratio * mid_tr or mid_ev - mid_tr < 0.1 * best:
+            return None
+        gap_best, gap_last = vals[i_best] - train[i_best], vals[-1] - train[-1]
+        return self._overfit_finding(facts, rows, i_best, gap_best, gap_last, wide=True)
+
+    def _overfit_finding(
+        self,
+        facts: ConfigFacts,
+        rows: list[list[Any]],
+        i_best: int,
+        gap_best: float,
+        gap_last: float,
+        wide: bool,
+    ) -> Finding:
+        vals = [float(e[2]) for e in rows]
+        train = [float(e[3]) for e in rows]
+        n, best = len(rows), vals[i_best]
+        ratio = float(np.median(vals[i_best:])) / float(np.median(train[i_best:]))
         idx = [self.evals.index(rows[i]) for i in range(i_best + 1, n)]
         steps, epochs = self._where(idx)
         wd = facts.number("weight_decay")
         fixes = [make_fix(facts, "Regularise more", weight_decay=wd * 2 if wd else 0.01)]
         if facts.number("early_stop_patience") is None:
             fixes.append(make_fix(facts, "Stop at the best eval", early_stop_patience=3))
+        if wide:
+            title = (
+                f"Overfitting: eval loss {ratio:.1f}x the training loss, no new best for "
+                f"{n - 1 - i_best} evals"
+            )
+            what = (
+                f"The eval loss reached its best {fmt(best)} at {self._label(i_best)} and has not "
+                f"improved since (last {fmt(vals[-1])}), while the training loss kept falling "
+                f"({fmt(train[i_best])} → {fmt(train[-1])}); over those evals the eval loss "
+                f"is typically (median) {ratio:.1f}× the training loss."
+            )
+        else:
+            title = f"Overfitting: eval-train gap widened from {fmt(gap_best)} to {fmt(gap_last)}"
+            what = (
+                f"The eval loss reached its best {fmt(best)} at {self._label(i_best)} and has "
+                f"risen since to {fmt(vals[-1])}, while the training loss kept falling "
+                f"({fmt(train[i_best])} → {fmt(train[-1])})."
+            )
         finding = Finding(
             id="overfitting",
             severity="warning",
-            title=f"Overfitting: eval-train gap widened from {fmt(gap_best)} to {fmt(gap_last)}",
+            title=title,
             explanation=(
-                f"The eval loss reached its best {fmt(best)} at {self._label(i_best)} and has "
-                f"risen since to {fmt(vals[-1])}, while the training loss kept falling "
-                f"({fmt(train[i_best])} → {fmt(train[-1])}). The model is memorising the training "
-                "set. Keep the checkpoint from the best eval; with more regularisation (or an "
-                "early stop) the gap should stop widening and the eval loss should flatten near "
-                "its best instead of climbing."
+                what + " The model is memorising the training set. Keep the checkpoint from the "
+                "best eval; with more regularisation (or an early stop) the gap should stop "
+                "widening and the eval loss should flatten near its best instead of climbing."
             ),
             steps=steps,
             epochs=epochs,
@@ -341,6 +401,7 @@ class EvalDetector:
                 "gap_last": round(gap_last, 6),
                 "train_at_best": train[i_best],
                 "train_last": train[-1],
+                "eval_train_ratio_since_best": round(ratio, 3),
             },
             fixes=fixes,
             related=["eval-unstable"],
