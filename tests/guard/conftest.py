@@ -69,6 +69,35 @@ def digits(val: int = 360) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     return x[:1437], y[:1437], x[1437 : 1437 + val], y[1437 : 1437 + val]
 
 
+def digits_fit(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    step: Any = None,
+    *,
+    seed: int = 0,
+    batch: int = 32,
+    steps: int = 150,
+) -> float:
+    """``steps`` steps of ``batch`` on digits, each loss handed to ``step(loss)`` (a guarded
+    step), or, without ``step``, the plain loop with the guard's default clip (1.0); the val
+    accuracy at the end."""
+    xt, yt, xv, yv = digits()
+    perm = torch.randperm(1437, generator=torch.Generator().manual_seed(seed))
+    for s in range(steps):
+        at = (s * batch) % (1437 // batch * batch)
+        idx = perm[at : at + batch]
+        loss = F.cross_entropy(model(xt[idx]), yt[idx])
+        if step is not None:
+            step(loss)
+            continue
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    with torch.no_grad():
+        return float((model(xv).argmax(1) == yv).float().mean())
+
+
 def deep_mlp(depth: int = 6, width: int = 64, init_std: float | None = None) -> nn.Module:
     """A ReLU MLP on the 64 digits pixels, no normalisation; Kaiming init unless ``init_std``."""
     layers: list[nn.Module] = []
@@ -125,6 +154,7 @@ def h() -> SimpleNamespace:
         gpt_batch=gpt_batch,
         gpt_loss=gpt_loss,
         digits=digits,
+        digits_fit=digits_fit,
         deep_mlp=deep_mlp,
         snapshot_state=snapshot_state,
         same=same,

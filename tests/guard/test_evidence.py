@@ -409,21 +409,9 @@ def _digits_fit(
 ) -> tuple[float, Guard | None]:
     """150 steps of batch 32 on digits, guarded or by the plain loop with the same clip (1.0);
     the val accuracy at the end."""
-    xt, yt, xv, yv = h.digits()
     guard = Guard(model, opt) if guarded else None
-    perm = torch.randperm(1437, generator=torch.Generator().manual_seed(seed))
-    for s in range(150):
-        idx = perm[(s * 32) % 1408 : (s * 32) % 1408 + 32]
-        loss = F.cross_entropy(model(xt[idx]), yt[idx])
-        if guard is not None:
-            guard.step(loss)
-        else:
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-    with torch.no_grad():
-        return float((model(xv).argmax(1) == yv).float().mean()), guard
+    step = guard.step if guard is not None else None
+    return h.digits_fit(model, opt, step, seed=seed), guard
 
 
 def _high_lr_start(h: SimpleNamespace, seed: int, guarded: bool) -> tuple[float, Guard | None]:

@@ -340,8 +340,6 @@ class Guard:
         outcome = self.check_and_step(owns_loop=True)
         self.inner_optimizer.zero_grad(set_to_none=True)
         self._backward_ran = False
-        if self._init_repair:
-            self._repair_init(outcome)
         return outcome
 
     def _repair_init(self, outcome: StepOutcome) -> None:
@@ -529,10 +527,17 @@ class Guard:
         if cfg.shard_grads:
             norm_t = measure.reduce_norm_across_ranks(norm_t, norm_type=cfg.norm_type)
         if sync_free.chosen(self):
-            return sync_free.device_step(self, grads, params, norm_t, owns_loop, scaler_on)
-        return immediate.immediate_step(
-            self, grads, params, norm_t, owns_loop, scaler_on, unscaled=unscaled or not owns_loop
-        )
+            outcome = sync_free.device_step(self, grads, params, norm_t, owns_loop, scaler_on)
+        else:
+            outcome = immediate.immediate_step(
+                self, grads, params, norm_t, owns_loop, scaler_on,
+                unscaled=unscaled or not owns_loop,
+            )  # fmt: skip
+        if self._init_repair:
+            # after the first step, on both paths (guard.step and guard.optimizer): its
+            # forward already ran on the old weights
+            self._repair_init(outcome)
+        return outcome
 
     def rebase_trend(self) -> None:
         """After a rollback: the loss trends restart from the restored weights' losses."""

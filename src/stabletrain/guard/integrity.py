@@ -38,6 +38,27 @@ def weight_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([n.to(dev) for n in norms]))
 
 
+def moved_since(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> float | None:
+    """How far the trainable weights moved from a snapshot's (``state``: its model state dict,
+    on CPU): ||w - w_snap|| / ||w_snap|| over the floating parameters both hold; None when
+    nothing comparable. One pass and a host copy per parameter: for rare decisions only (a
+    loss rise is the updates' doing only if the updates changed the weights)."""
+    diff = ref = 0.0
+    for name, p in model.named_parameters():
+        old = state.get(name)
+        if not p.requires_grad or old is None or not p.is_floating_point():
+            continue
+        now = p.detach().to("cpu", torch.float32)
+        then = old.to(torch.float32)
+        if now.shape != then.shape:
+            continue
+        diff += float(torch.linalg.vector_norm(now - then)) ** 2
+        ref += float(torch.linalg.vector_norm(then)) ** 2
+    if not ref > 0 or not math.isfinite(diff):
+        return None
+    return math.sqrt(diff / ref)
+
+
 class WeightCheck:
     """Whether the weights were verified since the last applied update, and the verdict."""
 

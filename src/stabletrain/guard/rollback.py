@@ -151,8 +151,13 @@ def log_backoff(guard: Guard, snap: Snapshot | None) -> None:
 
 def log_ramp(guard: Guard) -> None:
     """The ``lr-ramp`` event: the start-up rule's warm-up (and cap, on a later firing)."""
-    cap = guard.policy.lr_cap
-    top = f"the LR capped at {cap:.4g}" if cap is not None else "the schedule's LR"
+    cap, ref = guard.policy.lr_cap, guard.policy.lr_ref
+    top = (
+        f"the LR capped at {cap:.4g} (a ceiling: {cap / ref:.3g}x the LR {ref:.4g} the "
+        "damage appeared at)"
+        if cap is not None and ref
+        else "the schedule's LR"
+    )
     guard.event(
         "lr-ramp",
         f"LR ramped from ~0 to {top} over {guard.config.lr_rewarm_steps} steps (start-up "

@@ -14,13 +14,21 @@ The rule, over the first ``startup_steps`` steps::
     spike rule, and not smoothed in; an LR blow-up climbs 1.3-2.5x and stays there; the
     smoothing keeps the batch-to-batch jitter of a healthy noisy run from firing it)
         1st time → roll back to the state before the first update (or the newest snapshot) and
-                   ramp the LR from ~0 back to the schedule's over ``lr_rewarm_steps`` steps
-                   (the warm-up the config lacked); logged as an ``lr-ramp`` event
+                   ramp the LR from ~0 over ``lr_rewarm_steps`` steps (the warm-up the config
+                   lacked) to at most ``lr_backoff_factor`` x the LR the damage appeared at:
+                   that LR is a ceiling from then on (the ramp never climbs back to the LR
+                   that blew up); logged as an ``lr-ramp`` event naming both
         again, or the smoothed loss rising ``RAMP_RISE`` above its lowest while the ramp
         climbs (the LR range test's "the loss turns up here")
                  → the ramp's top is too high: cap the LR at ``lr_backoff_factor`` x the LR
                    that step ran at, and ramp to the cap
         after ``startup_max`` firings → left to the other rules
+
+A firing is acted on only when the updates can have caused the rise: the weights moved by at
+least ``STARTUP_MOVED`` (10%) of their norm since the rollback target (``verdict.py``). An LR
+blow-up moves them 30-190% in a few steps; a healthy batch-1 run 1-3% over 30 steps, whose
+single first loss can be far below its typical one (a firing there is the first loss's luck:
+``not_the_updates`` takes the smoothed loss as the reference instead).
 
 It never slows a healthy start: without the evidence it does nothing. A pure decision with its
 own state; the guard acts on it (``verdict.py``).
@@ -97,6 +105,15 @@ class StartupWatch:
         self.fires += 1
         self.last, self.ramp_low = smoothed, None
         return "cap"
+
+    def not_the_updates(self) -> None:
+        """The last firing was not acted on (the updates barely moved the weights): undo its
+        count and, for the rule on the first loss, take the smoothed loss as the reference
+        (the first loss was not a typical one)."""
+        self.fires -= 1
+        if self.fires == 0 and math.isfinite(self.last):
+            self.first = max(self.first or 0.0, self.last)
+        self.ramp_low = None
 
     def evidence(self, loss: float) -> str:
         """The firing's evidence, for the log."""

@@ -21,6 +21,7 @@ from stabletrain.guard.integrity import (
     FP16_SAFE_EPS,
     Damage,
     fp16_adam_cause,
+    moved_since,
     raise_fp16_eps,
 )
 from stabletrain.guard.policy import Bad, Decision
@@ -28,6 +29,11 @@ from stabletrain.records import StepRecord
 
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
+
+#: a start-up loss rise is the updates' doing only when they moved the weights by at least
+#: this fraction of their norm since the rollback target (an LR blow-up moves them 30-190% in
+#: a few steps; a healthy batch-1 start 1-3% over 30 steps)
+STARTUP_MOVED = 0.1
 
 
 def judge(
@@ -134,6 +140,13 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
     if bad == "startup":
         # the first firing ramps from ~0 to the schedule; a later one caps at the LR it hit
         ran = scheduled_lr * guard.policy.lr_factor(scheduled_lr)
+        target = rollback.rollback_target(guard)
+        moved = moved_since(guard.model, target.model) if target is not None else None
+        if moved is not None and moved < STARTUP_MOVED:
+            # the updates barely changed the weights: they cannot have raised the loss. The
+            # reference was one lucky low loss (batch-1 jitter), or the data's: no LR to blame
+            guard.startup.not_the_updates()
+            return guard.policy.decide(None, can_rollback=False)
         if guard.startup.fires > 1:
             # the ramp's top is too high: cap it (no rollback: the weights are the ramp's)
             evidence = (
@@ -141,9 +154,12 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
                 f"{ran:.4g}"
             )
             return guard.policy.ramp(evidence, cap_at=ran, can_rollback=False)
-        evidence = guard.startup.evidence(guard.startup.last)
-        target = rollback.rollback_target(guard)
-        return guard.policy.ramp(evidence, cap_at=None, can_rollback=target is not None)
+        # the steps that did the damage ran at `ran`: it is a ceiling from now on (the ramp
+        # climbs to lr_backoff_factor x it, never back to the LR that blew up)
+        evidence = guard.startup.evidence(guard.startup.last) + f" at LR {ran:.4g}"
+        if moved is not None:
+            evidence += f", the weights {moved:.0%} away from step {target.step}'s"  # type: ignore[union-attr]
+        return guard.policy.ramp(evidence, cap_at=ran, can_rollback=target is not None)
     if bad == "divergence":
         target = rollback.target_for(guard, "loss-divergence")
         ep = guard.divergence.episodes[-1]
