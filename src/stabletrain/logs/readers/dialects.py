@@ -43,6 +43,7 @@ STEP_WORDS = frozenset(
         "iter",
         "iters",
         "iteration",
+        "iterations",
         "global_step",
         "global step",
         "globalstep",

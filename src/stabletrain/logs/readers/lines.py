@@ -113,11 +113,25 @@ def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 
+#: a quoted name with a (quoted) number outside a dict: ``'loss': '1.024392'`` (PaddleDetection
+#: 1.x prints its losses as the repr of a dict's items); read as ``loss: 1.024392``
+_QUOTED_ITEM = re.compile(rf"""(['"])([A-Za-z_][\w./@-]{{0,63}})\1\s*:\s*(['"]?)({_NUM})\3""")
+
+
+def unquote_items(s: str) -> str:
+    """``s`` with every quoted ``'name': 'number'`` item outside braces written bare."""
+    if "{" in s:  # a dict repr or JSON object: :func:`dict_items` reads it
+        return s
+    return _QUOTED_ITEM.sub(r"\2: \4", s)
+
+
 def normalise(line: str) -> tuple[str, int | None]:
     """The logger's message of one line and the rank that printed it (None when not said)."""
     s = line.strip()
     if not s:
         return s, None
+    if "'" in s or '"' in s:
+        s = unquote_items(s)
     c = s[0]
     if c == ">":
         s = _QUOTE.sub("", s)
