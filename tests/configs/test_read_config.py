@@ -112,3 +112,21 @@ def test_unreadable_configs(tmp_path: Path) -> None:
     lst.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         read_config(lst)
+
+
+def test_a_reference_trainer_config_is_read_for_the_model_it_builds(tmp_path: Path) -> None:
+    """The trainer writes every model section (model.cnn and model.gpt) into a run's
+    config.yaml; only the built one's settings are the run's (a GPT at dropout 0.9 beside the
+    unused cnn section's 0.0). SGD's momentum is a fact too."""
+    from stabletrain.configs.read import read_config
+    from stabletrain.train.config import load_config
+
+    cfg = load_config(
+        Path(__file__).resolve().parents[2] / "configs" / "tiny-gpt.yaml",
+        ["model.gpt.dropout=0.9", "optim.name=sgd", "optim.momentum=0.99"],
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(cfg.to_yaml())
+    facts = read_config(path)
+    assert facts.get("dropout") == 0.9 and facts.key("dropout") == "model.gpt.dropout"
+    assert facts.get("momentum") == 0.99

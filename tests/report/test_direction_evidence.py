@@ -120,3 +120,18 @@ def test_a_slow_run_under_adam_with_a_large_epsilon_blames_the_epsilon(tmp_path:
     assert cs.changes.get("optim.eps") == 1e-8, cs
     lr = cs.changes.get("optim.lr")
     assert lr is None or lr >= 3e-3, cs
+
+
+def test_dropout_read_as_keep_prob_is_named_not_the_lr(tmp_path: Path) -> None:
+    """The tiny GPT with dropout 0.9 (TensorFlow's keep_prob 0.9 written as PyTorch's p): its
+    loss stalls near the unigram level after the first steps, at the reference LR. The change
+    set lowers the dropout of the model the run built (model.gpt, not the unused model.cnn) and
+    leaves the LR alone."""
+    report = _train("tiny-gpt.yaml", tmp_path / "run", "train.max_steps=100",
+                    "model.gpt.dropout=0.9")  # fmt: skip
+    f = _finding(report, "underfitting")
+    assert f is not None and f.evidence["dropout"] == 0.9, [x.id for x in report.findings]
+    cs = report.change_set
+    assert cs.changes.get("model.gpt.dropout") == 0.1, cs
+    lr = cs.changes.get("optim.lr")
+    assert lr is None or lr >= 3e-3, cs

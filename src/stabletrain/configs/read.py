@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 _STABLETRAIN_SECTIONS = frozenset(
     {"run", "data", "model", "optim", "schedule", "train", "amp", "guard"}
 )
+#: the reference trainer's model sections (``model.<name>``), of which a run builds one
+_MODELS = frozenset({"cnn", "gpt"})
 _HF_ARGS_MARKERS = ("per_device_train_batch_size", "lr_scheduler_type", "logging_nan_inf_filter")
 _DATASET_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10, "cifar100": 100}
 _COMMENTS = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.S)
@@ -118,6 +120,10 @@ def _stabletrain(tree: dict[str, Any], facts: ConfigFacts, file: str) -> None:
     sub = {
         k: v for k, v in tree.items() if k != "guard"
     }  # guard overrides are not the run's config
+    model = tree.get("model")
+    if isinstance(model, dict) and isinstance(model.get("name"), str):
+        # only the model the run builds: a GPT run's file also holds the (unused) cnn section
+        sub["model"] = {k: v for k, v in model.items() if k not in _MODELS or k == model["name"]}
     extract(sub, facts, file)
 
 

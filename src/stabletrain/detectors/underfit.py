@@ -62,6 +62,9 @@ RAISE = 5.0
 #: Adam's epsilon at or above this dominates sqrt(v), the typical per-weight gradient size
 #: (1e-5 to 1e-2 in most networks): the step is then lr x gradient / eps
 EPS_LARGE = 1e-3
+#: dropout above the 0.5 of the original paper (Srivastava et al. 2014), the largest usual
+#: value: keep_prob 0.8-0.9 read as p
+DROPOUT_LARGE = 0.7
 #: still falling: the last KEEP losses fall at this share of the run's average pace or more,
 #: after a total fall of at least DROP x the first loss (a flat, noisy curve has no pace)
 FALLING, DROP = 0.5, 0.1
@@ -175,7 +178,8 @@ class UnderfitDetector:
         if lr is None and self.lrs:
             lr, lr_from = statistics.median(self.lrs), "logged"
         eps = _large_eps(facts, family)
-        if lr is None or not lr > 0 or (lr >= USUAL[family] and eps is None):
+        dropout = _large_dropout(facts)
+        if lr is None or not lr > 0 or (lr >= USUAL[family] and eps is None and dropout is None):
             return []
         first, last = statistics.median(self.first_loss), statistics.median(self._last())
         if last > first:
@@ -185,9 +189,15 @@ class UnderfitDetector:
             if g1 > 2.0 * g0:
                 return []  # growing gradients: something unstable, not only slow
         if lr >= LOW[family]:
-            found = self._still_learning(facts, lr, lr_from, family)
-            found = found or self._still_falling(facts, lr, lr_from, family)
-            return [_blame_eps(f, facts, eps) for f in found] if eps is not None else found
+            found: list[Finding] = []
+            if lr < USUAL[family] or eps is not None:
+                found = self._still_learning(facts, lr, lr_from, family)
+                found = found or self._still_falling(facts, lr, lr_from, family)
+            if eps is not None:
+                return [_blame_eps(f, facts, eps) for f in found]
+            if not found and dropout is not None:
+                return self._dropout(facts, dropout, lr, lr_from)
+            return found
         chance = self._no_better_than_chance(facts)
         if chance is None:
             return []
@@ -291,6 +301,50 @@ class UnderfitDetector:
             )
         ]
 
+    def _dropout(
+        self, facts: ConfigFacts, dropout: float, lr: float, lr_from: str
+    ) -> list[Finding]:
+        """Dropout of ``DROPOUT_LARGE`` or more and a run that ends far from learned: the final
+        loss (eval, else train) still ``STILL_LEARNING`` x ln(C) or more (TensorFlow's
+        ``keep_prob`` 0.9 written as PyTorch's dropout ``p``: the tiny GPT at dropout 0.9 stalls
+        at 0.74 ln(vocab); at 0.0 it ends under 0.5)."""
+        c = _classes(facts)
+        if c is None:
+            return []
+        n, _, _, last_eval = self.evals
+        final = last_eval if n else statistics.median(self._last())
+        ln_c = math.log(c)
+        if not final >= STILL_LEARNING * ln_c:
+            return []
+        fix = make_fix(
+            facts,
+            f"Lower the dropout to a usual value ({fmt(dropout)} → 0.1): dropout is the share "
+            "of units dropped, not kept",
+            dropout=0.1,
+        )
+        return self._underfitting(
+            title=(
+                f"Dropout {fmt(dropout)} drops most units: the run ends at "
+                f"{final / ln_c:.0%} of ln({c}), far from learned"
+            ),
+            explanation=(
+                f"Dropout {fmt(dropout)} zeroes {dropout:.0%} of the units it applies to at every "
+                "training step (PyTorch's p is the share dropped; TensorFlow's keep_prob is the "
+                "share kept, so keep_prob 0.9 means p 0.1). Above the 0.5 of the original dropout "
+                "paper the network sees too little signal to fit: the run ends at a loss of "
+                f"{fmt(final)}, {final / ln_c:.0%} of a uniform guess's ln({c}) = {fmt(ln_c)}, "
+                "with nothing unstable. Lower the dropout; never lower the LR for this."
+            ),
+            evidence={
+                "dropout": dropout,
+                "lr": lr,
+                "lr_from": lr_from,
+                "final_loss": round(final, 5),
+                "ln_num_classes": round(ln_c, 4),
+            },
+            fixes=[fix],
+        )
+
     def _last(self) -> list[float]:
         return list(self.last_loss)[-KEEP:]
 
@@ -305,14 +359,7 @@ class UnderfitDetector:
         AdamW 3e-4, 10x under its stable LR: 4.28 → 3.04 in 100 steps, the last 20 falling at
         0.8x the average pace; at 3e-3 the last 20 fall at 0.2x). Needs C (``num_classes`` or
         ``vocab_size``): without a scale a slowly falling loss (a fine-tune) is not "far"."""
-        c = next(
-            (
-                v
-                for v in (facts.get("num_classes"), facts.get("vocab_size"))
-                if isinstance(v, int) and not isinstance(v, bool) and v >= 2
-            ),
-            None,
-        )
+        c = _classes(facts)
         if c is None or self.evals[0] >= MIN_EVALS or self.n_loss < 3 * KEEP:
             return []
         tail = list(self.last_loss)
@@ -411,6 +458,20 @@ class UnderfitDetector:
         self.eval_acc = deque(state["eval_acc"], maxlen=5)
         self.evals = list(state["evals"])
         self.last_step = int(state["last_step"])
+
+
+def _classes(facts: ConfigFacts) -> int | None:
+    """C for the ln(C) scale: ``num_classes``, else ``vocab_size``; None without either."""
+    for v in (facts.get("num_classes"), facts.get("vocab_size")):
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 2:
+            return v
+    return None
+
+
+def _large_dropout(facts: ConfigFacts) -> float | None:
+    """The dropout when it is ``DROPOUT_LARGE`` or more (and under 1), else None."""
+    p = facts.number("dropout")
+    return p if p is not None and DROPOUT_LARGE <= p < 1.0 else None
 
 
 def _large_eps(facts: ConfigFacts, family: str) -> float | None:
