@@ -154,7 +154,7 @@ def base_lr(
     log shows before the problem (a config of another run, or an LR fact taken from a log whose
     schedule jumped), the logged one: an LR cut must start from what ran before the trouble.
 
-    A warm-up ramp (:func:`_ramp`) is not what ran: its LRs are left out. When nothing else was
+    A warm-up ramp (:func:`_leading_ramp`) is not what ran: its LRs are left out. When nothing else was
     logged before the problem, the base is the configured LR, else the ramp's last LR."""
     lr = facts.number("lr", positive=True)
     logged, where, ramp = _logged_before(records, onset)
@@ -224,12 +224,12 @@ def _logged_before(
     from stabletrain.detectors.columns import Batch
 
     b = records if isinstance(records, Batch) else Batch(records)
-    v, s = b.floats("lr"), b.floats("step")
+    # a table's int steps as they are (a float copy of a 10M-row column is 80 MB)
+    v, s = b.floats("lr"), (b.steps if b.table is not None else b.floats("step"))
     ok = b.train & (v > 0) & (v < math.inf)
     if not ok.any():
         return None, None, None
-    at = np.flatnonzero(ok)
-    n = _ramp(v[at])
+    n, at = _leading_ramp(v, ok)
     kept = ok.copy()
     kept[at[:n]] = False
     early = np.ones_like(ok) if onset is None else s < onset
@@ -238,7 +238,8 @@ def _logged_before(
         k = before.size // 2
         where = "median logged LR" + (f" before step {onset}" if onset is not None else "")
         where += f" (after the warm-up ramp to step {int(s[at[n - 1]])})" if n else ""
-        return float(np.partition(before, k)[k]), where, None
+        before.partition(k)  # (in place: ``before`` is a copy)
+        return float(before[k]), where, None
     if n:  # only the ramp before onset (or nothing, the ramp starting at it)
         ramp = at[:n][early[at[:n]]]
         i = int(ramp[-1]) if ramp.size else int(at[0])
@@ -252,18 +253,39 @@ def _logged_before(
 RAMP_START, RAMP_POINTS, RAMP_JUMP = 0.1, 3, 4.0
 
 
-def _ramp(lrs: np.ndarray) -> int:
-    """How many of ``lrs`` (positive, in step order) are a warm-up ramp: rising at every point
-    from near zero; 0 when they do not start so."""
+def _rise(lrs: np.ndarray) -> int:
+    """How many of ``lrs`` rise at every point (each step up, none a > ``RAMP_JUMP``× jump but
+    the first)."""
     import numpy as np
 
     stop = (lrs[1:] <= lrs[:-1]) | (lrs[1:] > RAMP_JUMP * lrs[:-1])
     stop[:1] = stop[:1] & (lrs[1:2] <= lrs[:1])  # the first rise may be any size
     where = np.flatnonzero(stop)
-    n = int(where[0]) + 1 if where.size else len(lrs)
+    return int(where[0]) + 1 if where.size else len(lrs)
+
+
+def _as_ramp(lrs: np.ndarray, n: int) -> int:
+    """``n`` when the first ``n`` of ``lrs`` rise from near zero over enough points, else 0."""
     if n < RAMP_POINTS or lrs[0] > RAMP_START * lrs[n - 1]:
         return 0
     return n
+
+
+def _leading_ramp(v: np.ndarray, ok: np.ndarray) -> tuple[int, np.ndarray]:
+    """(how many of the LRs ``v`` at ``ok`` (positive, in step order) are a warm-up ramp, rising
+    at every point from near zero, 0 when they do not start so; the indices of the first of them:
+    at least the ramp and one more, or all), read in growing prefixes — a ramp is short, the log
+    may be 10M rows (indices and LRs of all of them: 160 MB)."""
+    import numpy as np
+
+    m = 1 << 12
+    while True:
+        at = np.flatnonzero(ok[:m])
+        lrs = v[at]
+        n = _rise(lrs)
+        if n < len(lrs) or m >= len(ok):  # it stopped inside the prefix, or this is all
+            return _as_ramp(lrs, n), at
+        m *= 8
 
 
 def _knob_keys(facts: ConfigFacts) -> dict[str, str]:
