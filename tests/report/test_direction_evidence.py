@@ -135,3 +135,15 @@ def test_dropout_read_as_keep_prob_is_named_not_the_lr(tmp_path: Path) -> None:
     assert cs.changes.get("model.gpt.dropout") == 0.1, cs
     lr = cs.changes.get("optim.lr")
     assert lr is None or lr >= 3e-3, cs
+
+
+def test_a_tight_clip_under_sgd_stalls_even_at_a_high_lr(tmp_path: Path) -> None:
+    """SGD at lr 0.5 (5x the bound) with clip 0.005: each step moves the weights by at most
+    0.0025, a fortieth of what lr 0.1 at clip 1 allows. The clip, not the LR, sets the step:
+    a stall — loosen the clip, never lower the LR."""
+    report = _train("digits-cnn.yaml", tmp_path / "run", "train.epochs=2", "optim.name=sgd",
+                    "optim.lr=0.5", "train.max_grad_norm=0.005")  # fmt: skip
+    clip = _finding(report, "clip-saturated")
+    assert clip is not None and clip.evidence["direction"] == "progress", clip
+    lr = report.change_set.changes.get("optim.lr")
+    assert lr is None or lr >= 0.5, report.change_set

@@ -259,13 +259,17 @@ def plain_sgd(facts: ConfigFacts | None) -> bool:
 #: SGD's usual LR bound: 0.1 × effective batch / 256, at least 0.1 (linear scaling, Goyal et al.
 #: 2017), for momentum 0.9 — the recipe (lr 0.1, momentum 0.9, batch 256) the bound comes from
 SGD_BOUND, SGD_MOMENTUM = 0.1, 0.9
+#: a clipped SGD step (lr × clip) under this share of the bound's step at clip 1 is a stall
+TIGHT_STEP = 0.1
 
 
 def sgd_lr_over_bound(facts: ConfigFacts | None) -> tuple[float, float] | None:
     """``(the configured LR, the LR at SGD's usual bound for this run)`` when plain SGD's LR is
     above that bound, else None (not SGD, no LR, or at or under it). The bound is scaled by the
     momentum, since SGD's step is ``lr / (1 - momentum)`` per unit gradient: momentum 0.99 at
-    lr 0.3 steps as far as lr 3 at momentum 0.9 (an unknown momentum counts as 0.9)."""
+    lr 0.3 steps as far as lr 3 at momentum 0.9 (an unknown momentum counts as 0.9). A clip so
+    tight that the clipped step ``lr × clip`` is under a tenth of the bound's at clip 1 caps the
+    steps below usual whatever the LR: None (lr 0.5 at clip 0.005 stalls)."""
     if facts is None or not plain_sgd(facts):
         return None
     lr = facts.number("lr", positive=True)
@@ -277,6 +281,9 @@ def sgd_lr_over_bound(facts: ConfigFacts | None) -> tuple[float, float] | None:
     m = facts.number("momentum")
     m = SGD_MOMENTUM if m is None or not 0.0 <= m < 1.0 else m
     bound = max(SGD_BOUND, SGD_BOUND * batch / 256) * (1.0 - m) / (1.0 - SGD_MOMENTUM)
+    clip = facts.number("max_grad_norm", positive=True)
+    if clip is not None and lr * clip < TIGHT_STEP * bound:
+        return None
     return (lr, bound) if lr > bound else None
 
 
