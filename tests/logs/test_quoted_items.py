@@ -1,5 +1,5 @@
-"""Quoted ``'name': 'number'`` items outside a dict (PaddleDetection 1.x) and ``iterations`` as a
-step name (logs/readers/lines.py, dialects.py)."""
+"""Quoted ``'name': 'number'`` items outside a dict (PaddleDetection 1.x), ``iterations`` as a
+step name, and ``[valid]`` sections inside a line (logs/readers/lines.py, dialects.py, plan.py)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,13 @@ def test_real_espnet_iterations_are_the_step() -> None:
     train = [r for r in run.records if r.kind == "train"]
     assert [r.step for r in train] == [57, 58, 59, 60, 61, 62]
     assert train[0].loss == 616.408 and train[0].accuracy == 0.44
+
+
+def test_real_espnet2_valid_section_is_eval() -> None:
+    # ESPnet issue 2674: the epoch summary holds a ``[train]`` and a ``[valid]`` section; before,
+    # the valid loss=1.854 was a second train loss on the same line
+    run = read_run(FIXTURES / "espnet2_sections_2674" / "log.txt")
+    evals = [r for r in run.records if r.kind == "eval"]
+    assert [r.eval_loss for r in evals] == [1.854]
+    train = [r for r in run.records if r.kind == "train"]
+    assert 1.854 not in [r.loss for r in train] and train[0].loss == 1.601

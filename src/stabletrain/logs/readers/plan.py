@@ -41,6 +41,9 @@ _PHASES = {
     "validating": True,
 }
 _NOT_STEP = (" per ", "skipped", "nan ", "number of")
+#: a split section inside a line: ``[train] ... loss=1.613, ... [valid] loss=1.854`` (ESPnet's
+#: epoch summary): the items after ``[valid]`` are eval values
+_SECTION = re.compile(r"\[(train|training|valid|validation|val|eval|evaluation|test|dev)\]", re.I)
 #: seconds per step from a bare rate (``132.41s/it``, ``2ms/step``); ``it/s`` is inverted
 _RATE = {"s/it": 1.0, "s/step": 1.0, "sec/step": 1.0, "ms/step": 1000.0, "us/step": 1e6}
 _RATE["µs/step"] = 1e6  # divisors to seconds per step
@@ -134,6 +137,7 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
     step_global = False
     first_metric = -1
     j = 0
+    sections = [(m.start(), _PHASES.get(m[1].lower(), True)) for m in _SECTION.finditer(line)]
     for it in its:
         if aligned:
             at = it.start + _value_offset(line, it)
@@ -202,6 +206,8 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
             continue
         if first_metric < 0:
             first_metric = it.start
+        if sections and _section(sections, it.start) and not _PREFIXED.match(key):
+            name, key = f"valid {name}", f"valid {key}"  # read as eval by its name
         plan.metrics.append(Metric(idx, name, key, it.unit or tag))
     plan.bar = plan.pos is not None and (plan.rate is not None or "it/s" in line)
     if plan.metrics and plan.split is None:
@@ -209,6 +215,19 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
     elif not plan.metrics:
         plan.marker = dl.eval_marker(line)
     return plan
+
+
+_PREFIXED = re.compile(r"(?:valid|val|eval|test|validation)[ _/]")
+
+
+def _section(sections: list[tuple[int, bool]], at: int) -> bool:
+    """Whether the last ``[split]`` section before position ``at`` is an eval one."""
+    last = False
+    for start, is_eval in sections:
+        if start > at:
+            break
+        last = is_eval
+    return last
 
 
 def _same_value(run: bytes, value: str) -> bool:
