@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stabletrain.detectors.registry import replay
-from stabletrain.detectors.trends import AGREE, LossTrendDetector
+from stabletrain.detectors.trends import AGREE, FROZEN, LossTrendDetector
 from stabletrain.doctor import diagnose
 from stabletrain.records import StepRecord
 
@@ -63,3 +63,33 @@ def test_binary_pair_at_chance_and_a_converged_binary_run() -> None:
 
 def test_bulk_stream_and_state_agree_with_eval_losses(scenarios) -> None:
     scenarios.assert_bulk_and_state_agree(LossTrendDetector, LASAGNE)
+
+
+def _accs(train: list[float], evals: list[float]) -> list[StepRecord]:
+    out: list[StepRecord] = []
+    for e, (t, v) in enumerate(zip(train, evals, strict=True), start=1):
+        out.append(StepRecord(step=e, epoch=e, loss=1.0 + 0.3 * (e % 3), accuracy=t))
+        out.append(StepRecord(step=e, kind="eval", epoch=e, eval_accuracy=v))
+    return out
+
+
+def test_real_frozen_half_accuracy_is_chance_level() -> None:
+    # distance-encoding issue 6: train, val and test acc 0.5000 for epochs 210-217 of a binary
+    # task while the loss swings 0.73-1.39 (the 0.9120 is the best-so-far, not a current value)
+    report = diagnose(FIXTURES / "absl_frozen_acc_distenc6" / "train.log")
+    [f] = [f for f in report.findings if f.id == "chance-level"]
+    assert f.severity == "error"
+    assert f.evidence["num_classes"] == 2 and f.evidence["num_classes_from"] == FROZEN
+
+
+def test_frozen_accuracy_near_misses() -> None:
+    runs = (
+        _accs([0.5] * 8, [0.5, 0.52, 0.55, 0.6, 0.62, 0.66, 0.7, 0.71]),  # eval learns
+        _accs([0.37] * 8, [0.37] * 8),  # frozen, but at no 1/C
+        _accs([0.5, 0.5, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9], [0.5, 0.5, 0.6, 0.7, 0.8, 0.8, 0.9, 0.9]),
+    )
+    for recs in runs:
+        assert "chance-level" not in {f.id for f in replay(recs, None, [LossTrendDetector()])}
+    scenarios_recs = _accs([0.5] * 8, [0.5] * 8)
+    [f] = [f for f in replay(scenarios_recs, None, [LossTrendDetector()]) if f.id == "chance-level"]
+    assert f.evidence["num_classes_from"] == FROZEN

@@ -22,8 +22,11 @@
   within 2 % of ln(C) for an integer 2 ≤ C ≤ 1000 *and* a final accuracy within [0.8, 1.25]/C.
   Two independent numbers pointing at one C is the signature of a uniform guess (Lasagne MNIST:
   validation loss 2.3018 ≈ ln 10 beside validation accuracy 10.64 %), so the finding is an error;
-  one of the two alone is not evidence. A class count the log prints as a setting (the text
-  reader's facts) is named as the log's, not the config's.
+  one of the two alone is not evidence. A fourth: the accuracy frozen at exactly 1/C (within 2 %,
+  2 ≤ C ≤ 20) on the last ≥ 5 training values *and* the last ≥ 3 eval values — a model that
+  predicts one class for every input scores 1/C on balanced data, on every split, whatever its
+  loss does (a link predictor at train/val/test acc 0.5000 for 8 epochs). A class count the log
+  prints as a setting (the text reader's facts) is named as the log's, not the config's.
 """
 
 from __future__ import annotations
@@ -216,6 +219,9 @@ class LossTrendDetector:
         agreed = self._agreed_classes()
         if agreed is not None:
             return agreed, AGREE
+        frozen = self._frozen_classes()
+        if frozen is not None:
+            return frozen, FROZEN
         starts = self.first_loss_step is not None and self.first_loss_step <= max(
             1, 0.25 * self.last_step
         )
@@ -257,6 +263,18 @@ class LossTrendDetector:
             if near and 0.8 / c <= acc <= 1.25 / c:
                 return c
         return None
+
+    def _frozen_classes(self) -> int | None:
+        """C when the last ≥ 5 train and ≥ 3 eval accuracies all equal 1/C (see the docstring)."""
+        if len(self.acc) < 5 or len(self.eval_acc) < 3:
+            return None
+        scale = 100.0 if self.acc_max > 1.0 else 1.0
+        vals = [v / scale for v in (*list(self.acc)[-8:], *self.eval_acc)]
+        v = vals[0]
+        if v <= 0 or any(abs(x - v) > 1e-4 for x in vals):
+            return None
+        c = round(1.0 / v)
+        return c if 2 <= c <= 20 and abs(v * c - 1.0) <= 0.02 else None
 
     def _tight(self, n_classes: int) -> bool:
         """Whether the first loss is ln(C) closer than a coincidence would be: within 0.05/C
@@ -400,6 +418,7 @@ class LossTrendDetector:
 
 INFERRED = "initial loss ≈ ln(C)"
 AGREE = "final loss ≈ ln(C) and accuracy ≈ 1/C agree"
+FROZEN = "accuracy frozen at 1/C on train and eval"
 
 
 def _origin(source: str, facts: ConfigFacts) -> str:
