@@ -1,24 +1,24 @@
-"""Where the doctor's peak memory goes on a big CSV: RSS after, and the peak during, each stage.
+"""Where the doctor's peak memory goes on a big CSV or JSONL file: RSS after, and the peak
+during, each stage.
 
-Stages: imports; reading and cleaning the table; each detector fed the records in bulk; their
-``finish``; the report's summary; its change set (``report.changeset``); the JSON. A thread
-samples the process's resident set (``/proc/self/status`` VmRSS) every 2 ms, so a stage's peak
-is the high-water mark of its temporaries over what was alive before it.
+Stages: imports; reading and cleaning the table; each detector fed the records in bulk (in slices
+of ``detectors.base.BULK_ROWS``, as the doctor feeds them); their ``finish``; then a whole
+``diagnose``, the report's summary, its change set (``report.changeset``) and the JSON. A thread
+samples the process's resident set (``/proc/self/status`` VmRSS) every 2 ms, so a stage's peak is
+the high-water mark of its temporaries over what was alive before it. The file is written by a
+child process and profiled in another (a child's peak RSS starts from its parent's at fork).
 
-``--what-if-numpy-base-lr``: the same run with ``report.changeset.base_lr`` computed on the LR
-column as a numpy array (the same median element, ``np.partition``) instead of a list of
-(step, LR) tuples — to measure what that change would save; the script checks the change set comes
-out the same. It patches the function in this process only.
+``--one-batch``: the same code reading and replaying in one batch (``table.READ_ROWS``,
+``table.READ_BYTES`` and ``base.BULK_ROWS`` set beyond the file), to see what the batches save.
 
 Usage:
-    .venv/bin/python bench/doctor_memory.py --rows 10000000 [--what-if-numpy-base-lr]
+    .venv/bin/python bench/doctor_memory.py --rows 10000000 [--kind jsonl] [--one-batch]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -27,7 +27,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -60,39 +59,19 @@ class Sampler:
         self.peak = now
 
 
-def numpy_base_lr(facts: Any, records: Any, onset: int | None) -> tuple[float | None, str | None]:
-    """``report.changeset.base_lr`` on the LR column as an array (same result)."""
-    import numpy as np
-
-    from stabletrain.detectors.columns import Batch
-
-    lr = facts.number("lr", positive=True)
-    if lr is not None:
-        return lr, f"configured ({facts.facts['lr'].where()})"
-    if not records:
-        return None, None
-    b = records if isinstance(records, Batch) else Batch(records)
-    v, s = b.floats("lr"), b.floats("step")
-    ok = b.train & (v > 0) & (v < math.inf)
-    if not ok.any():
-        return None, None
-    before = v[ok if onset is None else ok & (s < onset)]
-    if before.size:
-        k = before.size // 2
-        where = f" before step {onset}" if onset is not None else ""
-        return float(np.partition(before, k)[k]), "median logged LR" + where
-    i = int(np.flatnonzero(ok)[0])
-    return float(v[i]), f"logged LR at step {int(s[i])}"
-
-
-def profile(path: Path, what_if: bool) -> None:
+def profile(path: Path, one_batch: bool) -> None:
     sampler = Sampler()
+    if one_batch:
+        from stabletrain.detectors import base
+        from stabletrain.logs.readers import table
+
+        table.READ_ROWS = base.BULK_ROWS = 1 << 62
+        table.READ_BYTES = path.stat().st_size + 1
     from stabletrain.detectors.base import feed
     from stabletrain.detectors.columns import Batch, as_batch
     from stabletrain.detectors.registry import default_detectors
     from stabletrain.doctor import diagnose
     from stabletrain.logs.read import read_run_columns
-    from stabletrain.report import changeset
 
     print(f"{'stage':<32} {'RSS MB':>8} {'peak MB':>9}")
     sampler.mark("imports")
@@ -109,21 +88,12 @@ def profile(path: Path, what_if: bool) -> None:
     sampler.mark("finish")
     del run, columns, raw, batch, dets
     sampler.mark("(freed)")
-    original = changeset.base_lr
     report = diagnose(path)
     sampler.mark("diagnose (whole)")
     summary = report.summary()
     sampler.mark("report summary")
-    plain = report.change_set.to_json()
+    report.change_set.to_json()
     sampler.mark("change set")
-    if what_if:
-        changeset.base_lr = numpy_base_lr  # type: ignore[assignment]
-        patched = report.change_set.to_json()
-        sampler.mark("change set, numpy base_lr")
-        changeset.base_lr = original
-        if patched != plain:
-            raise SystemExit(f"numpy base_lr changed the change set: {patched} != {plain}")
-        print("  (the numpy base_lr gives the same change set)")
     json.dumps({"summary": summary, "findings": [f.to_json() for f in report.findings]})
     sampler.mark("json")
     use = resource.getrusage(resource.RUSAGE_SELF)
@@ -133,22 +103,23 @@ def profile(path: Path, what_if: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
-    ap.add_argument("--what-if-numpy-base-lr", action="store_true")
+    ap.add_argument("--kind", choices=("csv", "jsonl"), default="csv")
+    ap.add_argument("--one-batch", action="store_true", help="read and replay in one batch")
     ap.add_argument("--profile", type=Path, help=argparse.SUPPRESS)  # the child's entry
     args = ap.parse_args()
     if args.profile:
-        profile(args.profile, args.what_if_numpy_base_lr)
+        profile(args.profile, args.one_batch)
         return
     from doctor_speed import write_in_child
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "big.csv"
-        write_in_child(path, "csv", args.rows)
-        print(f"# {args.rows:,}-row CSV ({path.stat().st_size / 1e6:.0f} MB), pid {os.getpid()}")
+        path = Path(tmp) / f"big.{args.kind}"
+        write_in_child(path, args.kind, args.rows)
+        size = path.stat().st_size / 1e6
+        print(f"# {args.rows:,}-row {args.kind.upper()} ({size:.0f} MB), pid {os.getpid()}")
+        # a fresh process: its RSS starts small
         cmd = [sys.executable, __file__, "--profile", str(path)]
-        if args.what_if_numpy_base_lr:
-            cmd.append("--what-if-numpy-base-lr")
-        subprocess.run(cmd, check=True)  # a fresh process: its RSS starts small
+        subprocess.run(cmd + ["--one-batch"] * args.one_batch, check=True)
 
 
 if __name__ == "__main__":

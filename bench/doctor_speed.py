@@ -8,6 +8,7 @@ stabletrain. ``--big N`` adds an N-row CSV for stabletrain alone (memory must st
 
     .venv/bin/python bench/doctor_speed.py                      # 1,000,000 rows, all three tools
     .venv/bin/python bench/doctor_speed.py --rows 200000 --big 10000000 --skip-competitors
+    .venv/bin/python bench/doctor_speed.py --bytecode           # children with compiled bytecode
     .venv/bin/python bench/doctor_speed.py --readers            # in-process readers (run log, TB)
     .venv/bin/python bench/doctor_speed.py --parsers            # polars vs pyarrow, same files
     .venv/bin/python bench/doctor_speed.py --profile            # one diagnosis's time by stage
@@ -246,10 +247,12 @@ def write_tables(csv_path: Path | None, jsonl_path: Path | None, n: int) -> None
                 f.writelines(line.format(*row) for row in zip(*part, strict=True))
 
 
-def run_child(cmd: list[str], timeout: float) -> tuple[float, float, float, int]:
+def run_child(
+    cmd: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[float, float, float, int]:
     """(wall s, CPU s (user + system), peak RSS MB, exit code) of one child process."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = t + timeout
     while True:
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)
@@ -309,23 +312,29 @@ def compare(args: argparse.Namespace) -> None:
             big = Path(tmp) / "big.csv"
             write_in_child(big, "csv", args.big)
             files.append((f"{args.big / 1e6:g}M-row CSV", big))
+        no_pyc = os.environ.get("PYTHONDONTWRITEBYTECODE") and not args.bytecode
         print(
             f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-            f"best of {args.repeat}"
+            f"load {os.getloadavg()[0]:.1f}, best of {args.repeat}"
+            + (", PYTHONDONTWRITEBYTECODE set (no --bytecode)" if no_pyc else "")
         )
         head = (
             f"{'input':<16} {'tool':<12} {'wall s':>7} {'cpu s':>6} {'peak MB':>8} {'exit':>4}"
             f" {'wall x':>7} {'cpu x':>6} {'mem x':>6}"
         )
         print(head)
+        env = bytecode_env(Path(tmp)) if args.bytecode else None
+        if env is not None:  # one untimed run per tool writes its bytecode
+            for cmd in cmds.values():
+                run_child([a.replace("{f}", str(files[0][1])) for a in cmd], args.timeout, env)
         for label, f in files:
             ours: tuple[float, float, float] | None = None
             for name, cmd in cmds.items():
                 if f.name == "big.csv" and name != "stabletrain" and not args.big_competitors:
                     continue
                 runs = [
-                    run_child([a.replace("{f}", str(f)) for a in cmd], args.timeout)
+                    run_child([a.replace("{f}", str(f)) for a in cmd], args.timeout, env)
                     for _ in range(args.repeat)
                 ]
                 wall, cpu, rss = (min(r[k] for r in runs) for k in range(3))
@@ -340,6 +349,15 @@ def compare(args: argparse.Namespace) -> None:
                 print(
                     f"{label:<16} {name:<12} {wall:>7.2f} {cpu:>6.2f} {rss:>8.0f} {code:>4} {ratio}"
                 )
+
+
+def bytecode_env(tmp: Path) -> dict[str, str]:
+    """The children's environment with compiled bytecode, as an installed package has it (pip
+    compiles it at install): a bytecode cache under ``tmp``, ``PYTHONDONTWRITEBYTECODE`` unset
+    (a checkout that may not write bytecode compiles every module it changed, in every run)."""
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(tmp / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def parsers_bench(args: argparse.Namespace) -> None:
@@ -401,6 +419,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--skip-competitors", action="store_true")
+    ap.add_argument(
+        "--bytecode",
+        action="store_true",
+        help="children run with compiled bytecode (a temporary cache), as an installed package",
+    )
     ap.add_argument("--readers", action="store_true", help="the in-process reader benchmark")
     ap.add_argument("--skip-doctor", action="store_true", help="(--readers) no diagnose timing")
     ap.add_argument("--parsers", action="store_true", help="polars vs pyarrow, CSV and JSONL")

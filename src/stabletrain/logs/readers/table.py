@@ -92,7 +92,8 @@ def import_polars() -> Any:
 #: columns are filled in place, so reading needs the columns plus one batch (a 10M-row CSV read
 #: whole held polars' frame and its numpy copy at once: 845 MB)
 READ_ROWS = 1 << 18
-#: JSON lines are parsed in blocks of whole lines of about this many bytes
+#: JSON lines are parsed in blocks of whole lines of about this many bytes (1M lines: 4 MiB
+#: blocks parse within 0.03 s of 16 MiB ones, and peak 60 MB lower)
 READ_BYTES = 1 << 22
 
 
