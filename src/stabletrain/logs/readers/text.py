@@ -95,8 +95,17 @@ def read(path: Path, mapping: dict[str, str] | None = None, logging_steps: int =
 def parse_text(
     text: str, path: Path, mapping: dict[str, str] | None = None, logging_steps: int = 1
 ) -> RunData:
-    """Read a whole text log (see the module docstring)."""
-    return _Reader(path, mapping, logging_steps).read(text)
+    """Read a whole text log (see the module docstring); a log without one record read line by
+    line may still be a training history printed as lists (:mod:`.series`)."""
+    data = _Reader(path, mapping, logging_steps).read(text)
+    if not data.raw and "[" in text:
+        from stabletrain.logs.readers.series import read_series
+
+        dump = read_series(text, path, mapping)
+        if dump is not None and dump.raw:
+            return dump
+        data.tried.append("per-epoch series ('name: [v1, v2, ...]')")
+    return data
 
 
 def _step_value(v: bytes | str) -> int | None:
