@@ -73,6 +73,10 @@ _TIME_UNITS = {"ms": 1000.0, "us": 1e6, "µs": 1e6, "s": 1.0, "sec": 1.0}  # div
 #: a record without a step of its own needs one of these to count as a training record (a
 #: ``lr: 0.001`` in a printed config is not a step)
 _PRIMARY = frozenset({"loss", "eval_loss", "accuracy", "eval_accuracy"})
+#: a record field that is a training signal a verdict can rest on (not the LR, not a time)
+_SIGNAL = ("loss", "eval_loss", "accuracy", "eval_accuracy", "grad_norm", "loss_scale")
+#: fields that would let a log pass for understood without any training signal
+_SIDE = ("lr", "step_time", "clip_coef", "skipped", "action")
 #: roles kept in ``metrics`` under the role's own name, for the detector that reads them
 #: (``detectors.clipping`` reads ``clip_fraction``: the share of updates the trainer clipped)
 _METRIC_ROLES = frozenset({"clip_fraction"})
@@ -770,6 +774,31 @@ class _Reader:
                 f"lines from {len(self.ranks)} ranks ({', '.join(map(str, sorted(self.ranks)))}): "
                 "every rank's records are kept as read; one per step is analysed"
             )
+        self._no_signal()
+
+    def _no_signal(self) -> None:
+        """No verdict on a log whose training signal was not found: when no record holds a
+        loss, an accuracy, a grad norm or a loss scale while names the tables do not know were
+        read (``avr_loss``, ``objective``), the records are dropped and ``tried`` says which
+        names to ``--map`` — the caller then exits 2 instead of judging the LR or step times
+        alone as "no problems found"."""
+        data = self.data
+        if not data.raw or any(getattr(r, f) is not None for r in data.raw for f in _SIGNAL):
+            return
+        if not any(getattr(r, f) is not None for r in data.raw for f in _SIDE):
+            return  # nothing a verdict could rest on at all: the caller says so with the names
+        unknown = [n for n, role in data.roles.items() if role in ("metric", "eval metric")]
+        if not unknown:
+            return
+        known = sorted(
+            {role for role in data.roles.values() if role not in ("metric", "eval metric")}
+        )
+        data.raw = []
+        shown = ", ".join(unknown[:12]) + (" ..." if len(unknown) > 12 else "")
+        data.tried = [
+            f"text: records without a loss or accuracy (read: {', '.join(known) or 'nothing'}; "
+            f"names not known: {shown}; --map loss={unknown[0]} if that is the loss)"
+        ]
 
     def _batches_of_epoch(self) -> None:
         """Per-epoch lines that are really per-batch lines (``Epoch 2 train Loss: 0.0044 ...``
