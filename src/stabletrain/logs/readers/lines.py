@@ -125,6 +125,25 @@ def unquote_items(s: str) -> str:
     return _QUOTED_ITEM.sub(r"\2: \4", s)
 
 
+#: darknet's iteration line puts each value before its name (``10313: 0.576849, 0.677636 avg,
+#: 0.002000 rate, 3.992994 seconds, 1320064 images``; AlexeyAB's fork adds ``loss`` and ``hours
+#: left``): rewritten as ``name: value`` items
+_DARKNET = re.compile(
+    rf"(?:^|\|)\s*(?P<it>\d+):\s*(?P<loss>{_NUM}),\s*(?P<avg>{_NUM}) avg(?: loss)?,\s*"
+    rf"(?P<lr>{_NUM}) rate,\s*(?P<sec>{_NUM}) seconds,\s*(?P<img>\d+) images"
+)
+
+
+def _darknet(s: str) -> str:
+    m = _DARKNET.search(s)  # after a process manager's ``0|yolo | `` prefix too
+    if m is None:
+        return s
+    return (
+        f"iteration: {m['it']} loss: {m['loss']} loss_avg: {m['avg']} lr: {m['lr']} "
+        f"time: {m['sec']}s images: {m['img']}"
+    )
+
+
 def normalise(line: str) -> tuple[str, int | None]:
     """The logger's message of one line and the rank that printed it (None when not said)."""
     s = line.strip()
@@ -132,6 +151,8 @@ def normalise(line: str) -> tuple[str, int | None]:
         return s, None
     if "'" in s or '"' in s:
         s = unquote_items(s)
+    if " avg" in s and " rate," in s:
+        s = _darknet(s)
     c = s[0]
     if c == ">":
         s = _QUOTE.sub("", s)
