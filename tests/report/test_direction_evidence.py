@@ -118,14 +118,25 @@ def test_a_healthy_language_model_is_not_underfitting(tmp_path: Path) -> None:
     assert not report.change_set.changes, report.change_set
 
 
-def test_a_slow_run_under_adam_with_a_large_epsilon_blames_the_epsilon(tmp_path: Path) -> None:
-    """AdamW with eps 1.0 (TF's Inception value) at the reference LR 3e-3: the eval loss falls
-    at every eval and ends far from learned. The cause is the epsilon: the change set sets it back
-    and leaves the LR alone (3e-3 is above Adam's usual 1e-3: a 'raise within the usual range'
-    would lower it)."""
-    report = _train("digits-cnn.yaml", tmp_path / "run", "train.epochs=5", "optim.eps=1.0")
+@pytest.mark.parametrize(
+    ("config", "overrides"),
+    [
+        ("digits-cnn.yaml", ("train.epochs=5", "optim.eps=1.0")),
+        ("tiny-gpt.yaml", ("train.max_steps=100", "optim.eps=0.01")),
+    ],
+    ids=["cnn-eps-1", "gpt-eps-0.01"],
+)
+def test_a_slow_run_under_adam_with_a_large_epsilon_blames_the_epsilon(
+    tmp_path: Path, config: str, overrides: tuple[str, ...]
+) -> None:
+    """AdamW with eps 1.0 (TF's Inception value) on the digits CNN, 1e-2 on the tiny GPT, at the
+    reference LR 3e-3: each ends far from learned (0.93 ln 10; 0.62 ln vocab, where the stable
+    GPT ends under 0.5) with nothing unstable. The cause is the epsilon: the change set sets it
+    back and leaves the LR alone (3e-3 is above Adam's usual 1e-3: a 'raise within the usual
+    range' would lower it)."""
+    report = _train(config, tmp_path / "run", *overrides)
     f = _finding(report, "underfitting")
-    assert f is not None and f.evidence["eps"] == 1.0, [x.id for x in report.findings]
+    assert f is not None and f.evidence["eps"] >= 0.01, [x.id for x in report.findings]
     assert "under ADAM's usual" not in f.explanation
     cs = report.change_set
     assert cs.changes.get("optim.eps") == 1e-8, cs

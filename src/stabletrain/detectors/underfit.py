@@ -29,6 +29,9 @@ An LR in the usual range but under its usual value is underfitting only when the
 from learned while still learning: the eval loss falling at nearly every eval
 (``_still_learning``), or, with too few evals to read a trend, the train loss still falling at its
 full pace at the end (``_still_falling``). Both need the class count or vocabulary size as a scale.
+Before the LR is blamed, a setting that shrinks every step is (``_setting``): Adam's epsilon at
+or above ``EPS_LARGE``, dropout at or above ``DROPOUT_LARGE``, when the run ends far from learned
+(its fix is the setting, at any LR; the LR is left alone).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -189,15 +191,11 @@ class UnderfitDetector:
             if g1 > 2.0 * g0:
                 return []  # growing gradients: something unstable, not only slow
         if lr >= LOW[family]:
-            found: list[Finding] = []
-            if lr < USUAL[family] or eps is not None:
-                found = self._still_learning(facts, lr, lr_from, family)
-                found = found or self._still_falling(facts, lr, lr_from, family)
-            if eps is not None:
-                return [_blame_eps(f, facts, eps) for f in found]
-            if not found and dropout is not None:
-                return self._dropout(facts, dropout, lr, lr_from)
-            return found
+            suspect = self._setting(facts, eps, dropout, lr, lr_from)
+            if suspect or lr >= USUAL[family]:
+                return suspect
+            found = self._still_learning(facts, lr, lr_from, family)
+            return found or self._still_falling(facts, lr, lr_from, family)
         chance = self._no_better_than_chance(facts)
         if chance is None:
             return []
@@ -301,21 +299,57 @@ class UnderfitDetector:
             )
         ]
 
-    def _dropout(
-        self, facts: ConfigFacts, dropout: float, lr: float, lr_from: str
+    def _setting(
+        self,
+        facts: ConfigFacts,
+        eps: float | None,
+        dropout: float | None,
+        lr: float,
+        lr_from: str,
     ) -> list[Finding]:
-        """Dropout of ``DROPOUT_LARGE`` or more and a run that ends far from learned: the final
-        loss (eval, else train) still ``STILL_LEARNING`` x ln(C) or more (TensorFlow's
-        ``keep_prob`` 0.9 written as PyTorch's dropout ``p``: the tiny GPT at dropout 0.9 stalls
-        at 0.74 ln(vocab); at 0.0 it ends under 0.5)."""
+        """A setting that shrinks what every step can learn — Adam's epsilon ``EPS_LARGE`` or
+        more, dropout ``DROPOUT_LARGE`` or more — and a run that ends far from learned: the final
+        loss (eval, else train) still ``STILL_LEARNING`` x ln(C) or more, nothing unstable. The
+        setting is the cause, not the LR (the digits CNN at AdamW eps 1.0 ends at 0.93 ln 10;
+        the tiny GPT at dropout 0.9 stalls at 0.74 ln(vocab), at 0.0 it ends under 0.5)."""
         c = _classes(facts)
-        if c is None:
+        if c is None or (eps is None and dropout is None):
             return []
         n, _, _, last_eval = self.evals
         final = last_eval if n else statistics.median(self._last())
         ln_c = math.log(c)
         if not final >= STILL_LEARNING * ln_c:
             return []
+        where = (
+            f"the run ends at a loss of {fmt(final)}, {final / ln_c:.0%} of a uniform guess's "
+            f"ln({c}) = {fmt(ln_c)}, with nothing unstable"
+        )
+        evidence = {
+            "lr": lr,
+            "lr_from": lr_from,
+            "final_loss": round(final, 5),
+            "ln_num_classes": round(ln_c, 4),
+        }
+        if eps is not None:
+            fix = make_fix(
+                facts,
+                f"Set Adam's epsilon back to its usual value ({fmt(eps)} → 1e-08); keep the LR",
+                eps=1e-8,
+            )
+            return self._underfitting(
+                title=f"Adam's epsilon {fmt(eps)} shrinks every step: the run ends far from "
+                f"learned ({final / ln_c:.0%} of ln({c}))",
+                explanation=(
+                    "Adam divides each step by sqrt(v) + eps, where sqrt(v) is the weight's "
+                    "typical gradient size (1e-5 to 1e-2 in most networks). With eps = "
+                    f"{fmt(eps)} (the usual value is 1e-8) the denominator is mostly eps, so the "
+                    "update is lr x gradient / eps: momentum SGD at a tiny LR, whatever the "
+                    f"configured LR says; {where}. Set epsilon back; never lower the LR."
+                ),
+                evidence={**evidence, "eps": eps},
+                fixes=[fix, Fix("Or train for more steps.")],
+            )
+        assert dropout is not None
         fix = make_fix(
             facts,
             f"Lower the dropout to a usual value ({fmt(dropout)} → 0.1): dropout is the share "
@@ -331,17 +365,10 @@ class UnderfitDetector:
                 f"Dropout {fmt(dropout)} zeroes {dropout:.0%} of the units it applies to at every "
                 "training step (PyTorch's p is the share dropped; TensorFlow's keep_prob is the "
                 "share kept, so keep_prob 0.9 means p 0.1). Above the 0.5 of the original dropout "
-                "paper the network sees too little signal to fit: the run ends at a loss of "
-                f"{fmt(final)}, {final / ln_c:.0%} of a uniform guess's ln({c}) = {fmt(ln_c)}, "
-                "with nothing unstable. Lower the dropout; never lower the LR for this."
+                f"paper the network sees too little signal to fit: {where}. Lower the dropout; "
+                "never lower the LR for this."
             ),
-            evidence={
-                "dropout": dropout,
-                "lr": lr,
-                "lr_from": lr_from,
-                "final_loss": round(final, 5),
-                "ln_num_classes": round(ln_c, 4),
-            },
+            evidence={**evidence, "dropout": dropout},
             fixes=[fix],
         )
 
@@ -478,32 +505,6 @@ def _large_eps(facts: ConfigFacts, family: str) -> float | None:
     """Adam's epsilon when it is ``EPS_LARGE`` or more, else None."""
     eps = facts.number("eps", positive=True)
     return eps if family == "adam" and eps is not None and eps >= EPS_LARGE else None
-
-
-def _blame_eps(found: Finding, facts: ConfigFacts, eps: float) -> Finding:
-    """A slow run under Adam with a large epsilon: the epsilon is the cause, not the LR."""
-    fix = make_fix(
-        facts,
-        f"Set Adam's epsilon back to its usual value ({fmt(eps)} → 1e-08); keep the LR",
-        eps=1e-8,
-    )
-    alt = Fix("Or train for more steps.")
-    return replace(
-        found,
-        title=f"Adam's epsilon {fmt(eps)} shrinks every step: {found.title[0].lower()}"
-        f"{found.title[1:]}",
-        explanation=(
-            f"Adam divides each step by sqrt(v) + eps, where sqrt(v) is the weight's typical "
-            f"gradient size (1e-5 to 1e-2 in most networks). With eps = {fmt(eps)} (the usual "
-            "value is 1e-8) the denominator is mostly eps, so the update is lr x gradient / eps: "
-            "momentum SGD at a tiny LR, whatever the configured LR says. "
-            # the evidence of slow progress, without the LR's share of the blame
-            + found.explanation.split(f" The {found.evidence.get('lr_from')} learning rate")[0]
-            + " Set epsilon back; never lower the LR."
-        ),
-        evidence={**found.evidence, "eps": eps},
-        fixes=[fix, alt],
-    )
 
 
 def _raise_within_usual(facts: ConfigFacts, lr: float, family: str) -> Fix:
