@@ -29,6 +29,7 @@ def test_real_paddle_quoted_losses_are_read() -> None:
     assert [r.step for r in train] == [620, 640, 660, 680, 700, 720, 740]
     assert train[0].loss == 1.024392 and train[-1].loss == 1.377799
     assert train[0].metrics["loss_cls"] == 0.539213 and run.roles["loss"] == "loss"
+    assert train[0].step_time == 0.32392  # PaddlePaddle's batch_cost: seconds per batch
 
 
 def test_real_espnet_iterations_are_the_step() -> None:

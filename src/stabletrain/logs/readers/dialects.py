@@ -89,6 +89,9 @@ TEXT_ALIASES: dict[str, str] = {
     "total loss": "loss",
     "consumed tokens": "tokens",
     "lrm": "",  # nanochat's LR multiplier, not an LR
+    "batch_cost": "step_time",  # PaddlePaddle: seconds per batch (``batch_cost: 0.3483``)
+    "reader_cost": "",  # PaddlePaddle's data wait: bookkeeping like data_time
+    "data_cost": "",
 }
 
 #: a script's settings printed on a line of their own (``num_classes: 2000``,
