@@ -54,3 +54,5 @@ def test_a_lone_function_word_is_no_metric(tmp_path: Path) -> None:
     )
     run = read_run(log)
     assert "of" not in run.roles and run.roles.get("training loss") == "loss"
+    assert run.roles.get("took") == "step_time"  # the epoch's duration
+    assert [r.step_time for r in run.records if r.kind == "train"][:2] == [491.1, 492.1]

@@ -90,6 +90,7 @@ TEXT_ALIASES: dict[str, str] = {
     "consumed tokens": "tokens",
     "lrm": "",  # nanochat's LR multiplier, not an LR
     "batch_cost": "step_time",  # PaddlePaddle: seconds per batch (``batch_cost: 0.3483``)
+    "took": "step_time",  # ``Epoch 1 of 500 took 494.369s`` (Lasagne): the epoch's duration
     "reader_cost": "",  # PaddlePaddle's data wait: bookkeeping like data_time
     "data_cost": "",
 }
