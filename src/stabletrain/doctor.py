@@ -211,8 +211,9 @@ def _scaled(batch: Batch) -> list[StepRecord]:
 def _train_span(batch: Batch) -> tuple[int, int] | None:
     """(first, last) train step: min and max over the train records."""
     if batch.table is not None and len(batch) and batch.train.all():  # (10M rows: no 160 MB)
-        objs = batch.objects("step")
-        return objs[int(np.argmin(batch.steps))], objs[int(np.argmax(batch.steps))]
+        # the first min and max (numpy's argmin copies a read-only column first)
+        s, objs = batch.steps, batch.objects("step")
+        return objs[int(np.argmax(s == s.min()))], objs[int(np.argmax(s == s.max()))]
     train = np.flatnonzero(batch.train)
     if train.size == 0:
         return None
