@@ -4,7 +4,8 @@ A pure decision over the sequence of eval values, with its own state; the guard 
 
     better than the best by eval_min_delta x |best|          → "improved" (snapshot the weights)
     eval_worse_patience evals in a row worse than the best
-      by more than the run's own eval noise                  → "rollback" to the best-eval
+      by more than the run's own eval noise (one more while
+      the train loss still improves on its value at the best) → "rollback" to the best-eval
                                                                 snapshot, LR lowered
                                                                 (at most eval_max_rollbacks times;
                                                                 then the LR is lowered only)
@@ -20,7 +21,13 @@ train loss stalled too is judged by the margin alone, its eval jitter being the 
 last ``NOISE_WINDOW`` evaluations, so that a steady climb is not mistaken for noise): the val loss of a small healthy run (digits,
 360 examples) wanders 10-70% between evaluations, and a rule with a fixed 5% margin rolled back
 5 of 12 healthy runs in the fault matrix. A rise must clear the noise and be confirmed by the
-next evaluation (``eval_worse_patience=2``).
+next evaluation (``eval_worse_patience=2``); a rollback by one more while the train loss
+disagrees (still better than at the best evaluation) and the eval is less than double its best: a
+moderate jump of the val loss that the train loss does not share is more often the jitter of a
+small val set than damage (a batch-1 run and a 16-layer SGD run of the fault matrix, both
+healthy, jumped 20-25% for two evaluations and came back; an overfitting run's climb, the case
+the rule is for, lasts and is caught one evaluation later; an SGD run oscillating at a too-high
+LR doubles its val loss and is judged at the usual patience).
 
 A *plateau* of the eval alone is no evidence that the LR is too high: a healthy run whose val
 loss stops improving while its train loss still falls is fitting (or overfitting) its data, and a
@@ -51,6 +58,10 @@ EvalAction = Literal["improved", "rollback", "plateau"]
 NOISE_WINDOW = 10
 #: consecutive-eval changes needed before the noise is trusted (until then: the margin only)
 NOISE_MIN = 3
+#: a rise above the best by more than this x |best| is confirmed at the usual patience even
+#: while the train loss improves (an oscillating too-high LR doubles its val loss; a healthy
+#: run's val-set jitter in the fault matrix stays under +30%)
+SEVERE = 1.0
 
 
 @dataclass(slots=True)
@@ -126,10 +137,16 @@ class EvalWatch:
         bar = max(cfg.eval_worse_margin * scale, cfg.eval_noise_k * (noise or 0.0) * learning)
         self.worse = self.worse + 1 if v > self.best + bar else 0
         shown = sign * self.best
-        if self.worse >= cfg.eval_worse_patience:
+        # a rise the train loss does not share needs one more evaluation to confirm a
+        # rollback (it throws the progress since the best away), unless the eval is more than
+        # double its best (no val set's jitter is that large)
+        severe = v - self.best > SEVERE * scale
+        confirm = self.rollbacks < cfg.eval_max_rollbacks and train_loss is not None
+        patience = cfg.eval_worse_patience + (confirm and learning and not severe)
+        if self.worse >= patience:
             self.worse = self.stale = 0
             why = (
-                f"{cfg.eval_worse_patience} evaluations in a row worse than the best "
+                f"{patience} evaluations in a row worse than the best "
                 f"({shown:.4g}, evaluation {self.best_index}) by more than {bar:.3g} (the "
                 f"larger of {cfg.eval_worse_margin:.0%} and {cfg.eval_noise_k:g}x the eval "
                 f"noise {noise or 0.0:.3g}); the last {value:.4g}"
