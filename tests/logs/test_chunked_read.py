@@ -163,3 +163,27 @@ def test_the_batches_are_really_small(
     data = diagnose(f)
     assert data.findings
     assert len(sizes) > 40 and max(sizes) <= 7, sizes[:10]
+
+
+@pytest.mark.parametrize("long_first", [True, False])
+def test_jsonl_whose_first_lines_mislead_the_row_estimate(
+    long_first: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JSONL reader allots columns for the rows the first 1,000 lines' length predicts: long
+    first lines (fewer rows predicted: the columns grow) or short ones (more predicted: the unused
+    part is let go) read as the per-row reader reads them."""
+    long = {f"extra_metric_{k}": 0.125 for k in range(12)}
+    rows = [
+        {"step": i, "loss": round(3.0 / (1 + i), 6), **(long if (i < 1000) == long_first else {})}
+        for i in range(4000)
+    ]
+    f = tmp_path / "log.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    python = _report(f)
+    monkeypatch.setattr(table, "POLARS_MIN_BYTES", 0)
+    sizes = _spy_batches(monkeypatch)
+    _sizes(monkeypatch, 64, 100)
+    polars = _report(f)
+    assert sizes, "polars did not read it"
+    assert json.loads(polars[0]) == json.loads(python[0])
+    assert polars[1] == python[1]
