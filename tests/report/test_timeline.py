@@ -40,8 +40,19 @@ def test_timeline_lists_the_skips_rollback_and_lr_cap(guarded: Path) -> None:
     assert "guard: skip x4 at steps 30, 50, 75, 100: non-finite x2, spike x2" in text
 
 
-def test_rollback_is_a_guard_finding(guarded: Path) -> None:
-    report = diagnose(guarded)
+@pytest.fixture(scope="module")
+def rolled_back(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A guarded run at an AdamW LR far too high (0.05 on the digits CNN): the guard's damage
+    rule rolls it back. (The demo's bad batches are skipped, and since the guard's 512ab30 its
+    eval rule no longer rolls the demo back.)"""
+    run = tmp_path_factory.mktemp("timeline") / "rolled_back"
+    argv = ["train", str(CONFIGS / "digits-cnn.yaml"), "--run-dir", str(run), "--no-progress"]
+    main([*argv, "--set", "run.tensorboard=false", "--set", "optim.lr=0.05"])
+    return run
+
+
+def test_rollback_is_a_guard_finding(rolled_back: Path) -> None:
+    report = diagnose(rolled_back)
     actions = [a["action"] for a in report.guard_timeline]
     if "rollback" not in actions:
         pytest.fail(f"the guarded run did not roll back: {actions}")
