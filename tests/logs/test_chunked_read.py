@@ -169,9 +169,9 @@ def test_the_batches_are_really_small(
 def test_jsonl_whose_first_lines_mislead_the_row_estimate(
     long_first: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The JSONL reader allots columns for the rows the first 1,000 lines' length predicts: long
-    first lines (fewer rows predicted: the columns grow) or short ones (more predicted: the unused
-    part is let go) read as the per-row reader reads them."""
+    """First lines unlike the rest — longer (a key they have and the rest lack), or shorter (keys
+    that first appear after polars' schema sample: the file is read again) — read as the per-row
+    reader reads them, in small blocks."""
     long = {f"extra_metric_{k}": 0.125 for k in range(12)}
     rows = [
         {"step": i, "loss": round(3.0 / (1 + i), 6), **(long if (i < 1000) == long_first else {})}

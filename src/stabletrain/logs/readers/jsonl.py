@@ -109,23 +109,22 @@ def _polars(
     pl = table.import_polars()
     if pl is None:  # (a dependency; without it every file takes the slow path)
         return None
-    head = _head(path)
-    lines = _estimate_lines(path, head.getvalue())
+    lines, colons = _lines_and_colons(path)
     try:
         # the schema of the first lines, given: a third faster than letting polars infer it; a
         # later line that does not fit it shows in the count of cells and is read again
-        got = _stream(pl, path, pl.read_ndjson(head, n_rows=_SCHEMA_ROWS).schema, lines)
+        got = _stream(pl, path, pl.read_ndjson(_head(path), n_rows=_SCHEMA_ROWS).schema, lines)
         # fewer cells than "key": pairs: a key the first lines did not have (or explicit nulls:
         # read again too, which costs time, never a value). Every cell has its colon, so as many
         # colons as cells settles it without the slower count of pairs.
-        if got is not None and got[3] != got[5] and got[3] != _count(path, b'":'):
+        if got is not None and got[3] != colons and got[3] != _count(path, b'":'):
             schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
             got = _stream(pl, path, schema, lines)
     except Exception:  # polars raises many kinds; json.loads line by line decides
         return None
     if got is None:
         return None
-    names, cols, swift, _cells, rows, _colons = got
+    names, cols, swift, _cells, rows = got
     if swift is not None:
         cols[_SWIFT_STEP] = (np.full(rows, np.nan), np.ones(rows, dtype=bool))
     return names, cols, swift, rows
@@ -133,11 +132,10 @@ def _polars(
 
 def _stream(
     pl: Any, path: Path, schema: Any, lines: int
-) -> tuple[list[str], dict[str, Column], list[Any] | None, int, int, int] | None:
-    """(keys, columns, ms-swift steps, cells holding a value, rows, colons) of the file parsed
-    with ``schema`` block by block (polars would map the whole file into memory) into columns
-    allotted for about ``lines`` rows; None for no key or nested values (``from_json``'s rules,
-    line by line)."""
+) -> tuple[list[str], dict[str, Column], list[Any] | None, int, int] | None:
+    """(keys, columns, ms-swift steps, cells holding a value, rows) of the file parsed with
+    ``schema`` block by block (polars would map the whole file into memory); None for no key,
+    nested values (``from_json``'s rules, line by line) or more rows than ``lines``."""
     from stabletrain.logs.readers.csvlog import polars_column
 
     names = list(schema.names())
@@ -145,15 +143,15 @@ def _stream(
         return None
     numeric = [k for k in names if k != _SWIFT_STEP]
     swift: list[Any] | None = [] if _SWIFT_STEP in names else None
-    filler, cells, colons = table.Filler(lines, grow=True), 0, 0
+    filler, cells = table.Filler(lines), 0
     for block in _blocks(path):
-        colons += block.count(b":")
         batch = pl.read_ndjson(io.BytesIO(block), schema=schema)
         cells += sum(len(batch) - batch.get_column(k).null_count() for k in names)
         if swift is not None:
             swift += batch.get_column(_SWIFT_STEP).to_list()
-        filler.add({k: polars_column(batch.get_column(k)) for k in numeric}, len(batch))
-    return names, filler.columns(numeric), swift, cells, filler.filled, colons
+        if not filler.add({k: polars_column(batch.get_column(k)) for k in numeric}, len(batch)):
+            return None
+    return names, filler.columns(numeric), swift, cells, filler.filled
 
 
 def _head(path: Path) -> io.BytesIO:
@@ -177,13 +175,16 @@ def _blocks(path: Path) -> Iterator[bytes]:
         yield carry
 
 
-def _estimate_lines(path: Path, head: bytes) -> int:
-    """The file's lines, estimated from the size of its first ones (a pass to count them costs
-    as much as 5% of the parse)."""
-    size = path.stat().st_size
-    if len(head) >= size:
-        return head.count(b"\n") + 1
-    return int(size * (head.count(b"\n") + 1) / max(len(head), 1) * 1.02) + 16
+def _lines_and_colons(path: Path) -> tuple[int, int]:
+    """(lines, a last one without a newline counted; colons) in the file, read in chunks."""
+    lines = colons = 0
+    last = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            lines += chunk.count(b"\n")
+            colons += chunk.count(b":")
+            last = chunk[-1:]
+    return lines + (1 if last not in (b"\n", b"") else 0), colons
 
 
 def _count(path: Path, pattern: bytes) -> int:

@@ -108,12 +108,11 @@ def polars_batches(frame: Any) -> Iterator[Any]:
 
 
 class Filler:
-    """Columns of ``rows`` rows filled batch by batch: float64 values allotted once, an
-    empty-cell mask only for a column that has an empty cell. ``grow``: ``rows`` is an estimate,
-    the columns grow by half when it is passed (else more rows are refused)."""
+    """Columns of at most ``rows`` rows filled batch by batch: float64 values allotted once, an
+    empty-cell mask only for a column that has an empty cell."""
 
-    def __init__(self, rows: int, *, grow: bool = False) -> None:
-        self.rows, self.filled, self.grow = rows, 0, grow
+    def __init__(self, rows: int) -> None:
+        self.rows, self.filled = rows, 0
         self.values: dict[str, np.ndarray] = {}
         self.masks: dict[str, np.ndarray] = {}
 
@@ -121,9 +120,7 @@ class Filler:
         """The next ``n`` rows; False (nothing added) when they do not fit in ``rows``."""
         a, b = self.filled, self.filled + n
         if b > self.rows:
-            if not self.grow:
-                return False
-            self._resize(max(b, self.rows + self.rows // 2))
+            return False
         for name, (values, mask) in columns.items():
             out = self.values.get(name)
             if out is None:
@@ -136,28 +133,18 @@ class Filler:
         self.filled = b
         return True
 
-    def _resize(self, rows: int) -> None:
-        for store in (self.values, self.masks):
-            for name, old in store.items():
-                new = np.zeros(rows, dtype=old.dtype)
-                new[: self.filled] = old[: self.filled]
-                store[name] = new
-        self.rows = rows
-
     def columns(self, names: list[str]) -> dict[str, Column]:
-        """{name: column} of the rows filled: views of the allotment, copies when more than an
-        eighth of it is unused."""
+        """{name: column} of the rows filled (a copy only when fewer than allotted)."""
         n = self.filled
-        copy = self.rows - n > self.rows // 8
         out: dict[str, Column] = {}
         for name in names:
             if name not in self.values:  # no batch had it: every cell empty
                 out[name] = np.full(n, np.nan), (np.ones(n, dtype=bool) if n else None)
                 continue
-            values, mask = self.values[name][:n], self.masks.get(name)
-            mask = None if mask is None else mask[:n]
-            if copy:
-                values, mask = values.copy(), None if mask is None else mask.copy()
+            values, mask = self.values[name], self.masks.get(name)
+            if n != self.rows:
+                values = values[:n].copy()
+                mask = None if mask is None else mask[:n].copy()
             out[name] = values, mask
         return out
 
