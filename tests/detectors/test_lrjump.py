@@ -116,3 +116,70 @@ def test_bulk_and_per_record_paths_agree_and_state_round_trips(jumped: Path) -> 
     for r in records[61:]:
         resumed.update(r)
     assert resumed.state_dict() == one.state_dict()
+
+
+def _from_scheduler(
+    make: Callable[[torch.optim.Optimizer], object], steps: int = 120
+) -> list[float]:
+    """The LR a real torch scheduler gives at each of ``steps`` steps (stepped once a step)."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-2)
+    sched = make(opt)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()  # type: ignore[attr-defined]
+    return out
+
+
+def _yolox_warmup(step: int) -> float:
+    """YOLOX's ``yoloxwarmcos`` warm-up: quadratic in the iteration (lr * (it / warm)^2), so its
+    logged LR quadruples from iteration 10 to 20 (YOLOX issue #308: 7.7e-7 -> 3.1e-6)."""
+    warm = 60
+    if step < warm:
+        return 1e-2 * (step / warm) ** 2
+    return 1e-4 + 0.5 * (1e-2 - 1e-4) * (1 + math.cos(math.pi * (step - warm) / 60))
+
+
+_ONECYCLE = _from_scheduler(
+    lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1e-2, total_steps=121)
+)
+_EXP_WARMUP = _from_scheduler(
+    lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: 10 ** (min(s, 40) / 10 - 4))
+)
+_CUBIC_WARMUP = _from_scheduler(
+    lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: max(min(s / 50, 1.0), 0.0) ** 3)
+)
+
+
+@pytest.mark.parametrize("log_every", [1, 10])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        _yolox_warmup,
+        _ONECYCLE.__getitem__,
+        _EXP_WARMUP.__getitem__,
+        _CUBIC_WARMUP.__getitem__,
+    ],
+    ids=["yolox-quadratic", "onecycle", "exponential", "cubic"],
+)
+def test_smooth_warmups_of_any_shape_are_not_jumps(
+    tmp_path: Path, schedule: Callable[[int], float], log_every: int
+) -> None:
+    """A warm-up is a schedule whatever its shape: the LR's rise per step shrinks (a power law)
+    or stays (an exponential) or grows smoothly (one-cycle's cosine), logged at every step or
+    every 10th; none of them is a discontinuity against the LR's own trend."""
+    run = _run(tmp_path / "run", schedule, log_every=log_every)
+    assert "lr-jump" not in [f.id for f in diagnose(run).findings]
+
+
+def _jump_inside_warmup(step: int) -> float:
+    base = 1e-3 * min(step + 1, 40) / 40  # a linear warm-up...
+    return base * (100.0 if step >= 25 else 1.0)  # ...that a bug multiplies by 100 at step 25
+
+
+@pytest.mark.parametrize("log_every", [1, 10])
+def test_a_jump_inside_a_warmup_is_still_a_jump(tmp_path: Path, log_every: int) -> None:
+    run = _run(tmp_path / "run", _jump_inside_warmup, log_every=log_every)
+    jump = next(f for f in diagnose(run).findings if f.id == "lr-jump")
+    assert jump.steps == ([25] if log_every == 1 else [30])

@@ -1,13 +1,16 @@
-"""``lr-jump``: the learning rate jumped up between two logged steps, and no schedule does that.
+"""``lr-jump``: the learning rate jumped up between two logged steps, against its own trend.
 
-Schedules are smooth upwards: a linear warm-up from 0 grows the LR in proportion to the step
-(``lr_t / lr_s = t / s``), cosine and linear decay only lower it, a plateau scheduler only cuts
-it. So between two consecutive logged LRs, a rise of ``JUMP`` (3x) or more that is also faster
-than the step count grew (``lr_t / lr_s > t / s``: steeper than any linear ramp from zero, which
-covers a warm-up logged sparsely, 1e-7 at step 1 then 1e-5 at step 100) is a discontinuity: a
-scheduler stepped per batch instead of per epoch, a resumed run with another LR, code writing
-``param_group["lr"]``, a restart of a cyclic schedule. Downward cuts are expected (a plateau
-cut, a step decay) and are not reported.
+A schedule is smooth in log space: between consecutive logged LRs, the rise per step of
+``log(lr)`` shrinks (a power-law warm-up: linear, YOLOX's quadratic, cubic), stays (an exponential
+warm-up) or changes gradually (one-cycle's cosine rise; cosine and linear decay and plateau cuts
+only lower the LR). So the LR's own *trend* — the per-step log rise of the interval before —
+predicts the next logged LR; so does a warm-up from step 0 no steeper than a cubic
+(``lr_t / lr_s = (t / s) ** RAMP_POWER``: the first interval, which has no trend yet, and a
+sparse log of a rise that steepens, one-cycle's flat cosine start). A rise of ``JUMP`` (3x) or more
+*above the larger prediction* is a discontinuity: a scheduler stepped per batch instead of per
+epoch, a resumed run with another LR, code writing ``param_group["lr"]``, a restart of a cyclic
+schedule. A falling or flat trend predicts no rise; a rise from step 0 is always a ramp.
+Downward cuts are expected and are not reported.
 
 The finding says where (the step, from → to), and what the loss and gradient norm did in the
 ``AFTER`` (10) logged steps after the jump compared with the 10 before (medians), so the
@@ -17,7 +20,10 @@ value — never the peak, which is the bug.
 
 Limits: a cosine schedule with warm restarts (SGDR) jumps by design: the finding says so, and a
 config that names restarts silences it. Steps that go backwards (a restarted run) reset the
-comparison. Keeps at most ``max_jumps`` jumps.
+comparison. A warm-up steeper than cubic logged too sparsely to show its trend, a staircase
+warm-up rising 3x or more per stair, or a sparse log of a cyclic rise that steepens mid-run reads
+as a jump; early in a run, a jump within the cubic's room (1 → 10x between steps 1 and 10) does
+not. Keeps at most ``max_jumps`` jumps.
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt, user_key
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
-#: consecutive logged LRs this far apart upwards are a jump (a linear warm-up past its first
-#: logged point grows at most 2x between points; 3x leaves room for rounding and uneven logging)
+#: a logged LR this many times above what the LR's own trend predicts is a jump (room for
+#: rounding, uneven logging and a trend that steepens smoothly: one-cycle's cosine rise, logged
+#: sparsely, beats its previous interval's rate by at most 4/3)
 JUMP = 3.0
-#: rounding room when comparing the LR's growth with the step count's (a log writing 3 digits)
-RAMP_SLACK = 1.1
+#: the steepest warm-up from step 0 accepted without a trend: ``lr ∝ step ** RAMP_POWER``
+#: (YOLOX's quadratic and a cubic are schedules)
+RAMP_POWER = 3.0
 #: logged values on each side of a jump that describe its effect
 AFTER = 10
 
@@ -52,6 +60,11 @@ class LRJumpDetector:
         self.jump = jump
         self.max_jumps = max_jumps
         self.prev_lr: float | None = None
+        #: the step of ``prev_lr`` (``prev_step``: of the last train record, with or without one)
+        self.prev_lr_step: int | None = None
+        #: the LR's trend: the per-step rise of log(lr) over the interval before ``prev_lr``
+        #: (None: no interval yet)
+        self.rate: float | None = None
         self.prev_step: int | None = None
         self.n_jumps = 0
         #: {"step", "epoch", "from", "to", "from_step", "loss_before", "grad_before",
@@ -65,23 +78,40 @@ class LRJumpDetector:
         if record.kind != "train":
             return None
         if self.prev_step is not None and record.step < self.prev_step:
-            self.prev_lr = None  # a restarted run: its LR starts over
+            self.prev_lr = self.rate = None  # a restarted run: its LR starts over
         found: Finding | None = None
         lr = record.lr
         if lr is not None and math.isfinite(lr) and lr > 0:
-            if self._is_jump(self.prev_lr, self.prev_step, lr, record.step):
+            jumped = self._is_jump(lr, record.step)
+            if jumped:
                 found = self._add_jump(record, lr)
-            self.prev_lr = lr
+            self._advance(lr, record.step, jumped)
         self.prev_step = record.step
         self._observe(record.loss, record.grad_norm)
         return found
 
-    def _is_jump(self, prev: float | None, prev_step: int | None, lr: float, step: int) -> bool:
-        if prev is None or prev_step is None or lr < self.jump * prev:
+    def _is_jump(self, lr: float, step: int) -> bool:
+        """Whether ``lr`` at ``step`` rose ``jump``x or more above the trend's prediction."""
+        prev, at = self.prev_lr, self.prev_lr_step
+        if prev is None or at is None or lr < self.jump * prev:
             return False
-        # a linear ramp from zero: lr grows as the step (or slower, when it starts above zero);
-        # steeper than that, beyond rounding of the logged values (RAMP_SLACK), is no ramp
-        return prev_step <= 0 or lr / prev > RAMP_SLACK * step / prev_step
+        if at <= 0:
+            return False  # a ramp from step 0: any rise from there fits one
+        # a schedule is a warm-up from step 0 no steeper than a cubic, or the LR's own trend
+        # going on (a flat or falling one predicts no rise), whichever predicts more
+        ramp = RAMP_POWER * math.log(max(step, at) / at)
+        trend = 0.0 if self.rate is None else max(self.rate, 0.0) * max(step - at, 0)
+        return math.log(lr) - math.log(prev) >= math.log(self.jump) + max(ramp, trend)
+
+    def _advance(self, lr: float, step: int, jumped: bool = False) -> None:
+        """Move the trend on to ``lr`` at ``step`` (after a jump, the LR's new level is flat)."""
+        if jumped:
+            self.rate = 0.0
+        elif (
+            self.prev_lr is not None and self.prev_lr_step is not None and step > self.prev_lr_step
+        ):
+            self.rate = (math.log(lr) - math.log(self.prev_lr)) / (step - self.prev_lr_step)
+        self.prev_lr, self.prev_lr_step = lr, step
 
     def _add_jump(self, record: StepRecord, lr: float) -> Finding:
         self.n_jumps += 1
@@ -160,9 +190,10 @@ class LRJumpDetector:
             return
         lr = batch.floats("lr")[t]
         good = t[np.isfinite(lr) & (lr > 0)]
-        if good.size:
-            self.prev_lr = batch.objects("lr")[int(good[-1])]
-        self.prev_step = batch.objects("step")[int(t[-1])]
+        lrs, steps = batch.objects("lr"), batch.objects("step")
+        for i in good[-2:].tolist():  # (the trend is the last interval's)
+            self._advance(lrs[i], steps[i])
+        self.prev_step = steps[int(t[-1])]
         pending = self.jumps[-1] if self.jumps else None
         for col, before, key in (("loss", self.loss_before, "loss_after"),
                                  ("grad_norm", self.grad_before, "grad_after")):  # fmt: skip
@@ -186,11 +217,11 @@ class LRJumpDetector:
         more = self.n_jumps - len(lines)
         worse = self._worse(first)
         explanation = (
-            "The learning rate rose between two consecutive logged steps faster than any "
-            f"warm-up ramp does ({self.jump:g}x or more, and steeper than the step count): "
+            "The learning rate rose between two consecutive logged steps far above its own "
+            f"trend ({self.jump:g}x or more above what the rise before it predicts): "
             + "; ".join(lines)
             + (f"; and {more} more" if more > 0 else "")
-            + ". Warm-up ramps and cosine or linear decay are smooth and plateau schedulers only "
+            + ". Warm-ups of any shape and cosine or linear decay are smooth and plateau schedulers only "
             "cut the LR, so something outside the schedule changed it: a scheduler stepped per "
             "batch instead of per epoch, a run resumed with another LR or a fresh scheduler, "
             "code writing param_group['lr'], or the restart of a cyclic schedule (SGDR restarts "
@@ -269,6 +300,8 @@ class LRJumpDetector:
     def state_dict(self) -> dict[str, Any]:
         return {
             "prev_lr": self.prev_lr,
+            "prev_lr_step": self.prev_lr_step,
+            "rate": self.rate,
             "prev_step": self.prev_step,
             "n_jumps": self.n_jumps,
             "jumps": [
@@ -282,6 +315,9 @@ class LRJumpDetector:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.prev_lr = state["prev_lr"]
         self.prev_step = state["prev_step"]
+        # (a state saved before the trend was kept: the LR's step is the record's, no trend)
+        self.prev_lr_step = state.get("prev_lr_step", self.prev_step)
+        self.rate = state.get("rate")
         self.n_jumps = int(state["n_jumps"])
         self.jumps = [
             dict(j, loss_after=list(j["loss_after"]), grad_after=list(j["grad_after"]))
