@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from stabletrain.detectors.fixes import fmt, nice, setting, user_key, value_for
 from stabletrain.records import SEVERITY_ORDER, ConfigFacts, Finding, Fix, StepRecord
+from stabletrain.report.reads import unread
 
 if TYPE_CHECKING:
     import numpy as np
@@ -347,11 +348,17 @@ def resolve(
     # effect's LR cut stacked on it over-corrects (and after a bad batch or a schedule bug, an LR
     # change repairs nothing); elsewhere the first finding that changes the step size owns it
     effects = _chain_of(root, problems) - {id(root)}
-    root_owns = any(not is_alternative(x) for x in root.fixes)
     root_primary = next((x for x in root.fixes if not is_alternative(x)), None)
-    # the root cause fixed in code or data (a bad batch, a schedule bug): no step-size change in
-    # its chain, its own included, repairs it
-    code_fixed = root_primary is not None and not (root_primary.changes or root_primary.relative)
+    # the root cause fixed in code or data (a bad batch, a schedule bug: its fix names the code):
+    # no step-size change in its chain, its own included, repairs it
+    code_fixed = (
+        root_primary is not None and bool(root_primary.code) and not _is_config(root_primary)
+    )
+    # a root whose fix changes nothing (a sentence that nothing should change, or settings the
+    # run already has) owns nothing: its chain's other findings keep their changes
+    root_owns = code_fixed or (
+        root_primary is not None and _changes_something(root_primary, facts, knobs)
+    )
     if code_fixed:
         effects.add(id(root))
     owner: Finding | None = None  # outside the root's chain: the first to change the step size
@@ -381,7 +388,7 @@ def resolve(
                 name = knobs.get(key)
                 current = _now(facts, name, klass, out.base_lr)
                 lead = root if (root_owns and id(f) in effects) else owner
-                why = _refuse(
+                why = unread(facts, key, out.changes) or _refuse(
                     f, klass, key, name, value, current, lr_blocked, lead, out, code_fixed
                 )
                 if why is None and _already(facts, key, value, name, current):
@@ -410,6 +417,23 @@ def _now(
     if klass == "progress" and cfg is not None:
         return cfg if base is None else max(base, cfg)
     return base
+
+
+def _is_config(fix: Fix) -> bool:
+    return bool(fix.changes or fix.relative)
+
+
+def _changes_something(fix: Fix, facts: ConfigFacts, knobs: dict[str, str]) -> bool:
+    """Whether ``fix`` changes a setting: an LR factor other than 1, or a key set to a value the
+    run does not already have (the config's, or the framework's default)."""
+    if any(not math.isclose(v, 1.0) for v in fix.relative.values()):
+        return True
+    for key, value in fix.changes.items():
+        name = knobs.get(key)
+        current = _current(facts, name) if name is not None and name != "lr" else None
+        if not _already(facts, key, value, name, current):
+            return True
+    return False
 
 
 def root_has_changes(root: Finding) -> bool:
