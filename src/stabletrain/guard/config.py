@@ -145,8 +145,9 @@ class GuardConfig:
     eval_worse_patience: int = 2
     """``observe_eval``: this many evaluations in a row worse than the best (beyond the margin
     and the run's own eval noise: the first rise is confirmed by the next evaluation; one more
-    while the train loss still improves on its value at the best evaluation and the eval is
-    under twice its best) → roll back to the best-eval snapshot and lower the LR."""
+    while the train loss still improves on its value at the best evaluation, the eval is under
+    twice its best and the eval noise is measured) → roll back to the best-eval snapshot and
+    lower the LR."""
     eval_worse_margin: float = 0.05
     """Relative margin (of ``|best|``) an evaluation must at least be worse by to count as
     worse."""

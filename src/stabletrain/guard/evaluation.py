@@ -22,7 +22,8 @@ last ``NOISE_WINDOW`` evaluations, so that a steady climb is not mistaken for no
 360 examples) wanders 10-70% between evaluations, and a rule with a fixed 5% margin rolled back
 5 of 12 healthy runs in the fault matrix. A rise must clear the noise and be confirmed by the
 next evaluation (``eval_worse_patience=2``); a rollback by one more while the train loss
-disagrees (still better than at the best evaluation) and the eval is less than double its best: a
+disagrees (still better than at the best evaluation), the eval is less than double its best
+and the run's eval noise is already measured (before that, the usual patience): a
 moderate jump of the val loss that the train loss does not share is more often the jitter of a
 small val set than damage (a batch-1 run and a 16-layer SGD run of the fault matrix, both
 healthy, jumped 20-25% for two evaluations and came back; an overfitting run's climb, the case
@@ -139,9 +140,13 @@ class EvalWatch:
         shown = sign * self.best
         # a rise the train loss does not share needs one more evaluation to confirm a
         # rollback (it throws the progress since the best away), unless the eval is more than
-        # double its best (no val set's jitter is that large)
+        # double its best (no val set's jitter is that large). Only against a known noise
+        # level: before it is measured the next evaluation may bring a noise bar that
+        # excuses the whole streak (the demo config's first evaluations swing 0.09-0.6)
         severe = v - self.best > SEVERE * scale
-        confirm = self.rollbacks < cfg.eval_max_rollbacks and train_loss is not None
+        confirm = (
+            self.rollbacks < cfg.eval_max_rollbacks and train_loss is not None and noise is not None
+        )
         patience = cfg.eval_worse_patience + (confirm and learning and not severe)
         if self.worse >= patience:
             self.worse = self.stale = 0
