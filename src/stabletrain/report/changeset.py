@@ -27,6 +27,14 @@ too-low LR told to go lower). The resolver is one mechanism in three steps:
    findings of opposite classes both want the LR, the root cause's direction wins if it has one,
    else the LR is left alone and ``dropped`` says why: a wrong answer is worse than none.
 
+The root cause owns its chain's step size only when its fix changes something: a fix that names
+code (a bad batch, a schedule bug) is "fixed in code or data" and no step-size change in its
+chain is kept; a root whose fix is a sentence that nothing should change (a warm-up already a
+fifth of the run), or settings the run already has, owns nothing, and its chain's other findings
+keep their changes under the direction rules. A change to a key the configured schedule or
+optimizer does not read (a plateau patience under one-cycle, a momentum under Adam:
+:mod:`stabletrain.report.reads`) is left out, with a line in ``dropped``.
+
 Fixes whose description starts with "Or" are alternatives to the finding's first fix, listed in
 ``alternatives``, as are code-only fixes. Only findings at warning or above take part.
 
@@ -424,14 +432,16 @@ def _is_config(fix: Fix) -> bool:
 
 
 def _changes_something(fix: Fix, facts: ConfigFacts, knobs: dict[str, str]) -> bool:
-    """Whether ``fix`` changes a setting: an LR factor other than 1, or a key set to a value the
-    run does not already have (the config's, or the framework's default)."""
+    """Whether ``fix`` changes a setting: an LR factor other than 1, or a key the run reads set
+    to a value it does not already have (the config's, or the framework's default)."""
     if any(not math.isclose(v, 1.0) for v in fix.relative.values()):
         return True
     for key, value in fix.changes.items():
         name = knobs.get(key)
         current = _current(facts, name) if name is not None and name != "lr" else None
-        if not _already(facts, key, value, name, current):
+        if unread(facts, key, fix.changes) is None and not _already(
+            facts, key, value, name, current
+        ):
             return True
     return False
 
