@@ -37,7 +37,9 @@ _SERIES = re.compile(
     r"""(?P<name>['"]?[A-Za-z_][\w./@-]{0,63}['"]?)\s*[:=]\s*\[(?P<body>[^\[\]]{1,2000000})\]"""
 )
 _HEADER = re.compile(r"^\s*(?P<head>[A-Za-z_][\w. ]{0,63}?)\s*[:=]\s*$", re.M)
-_EVAL_WORDS = re.compile(r"(?<![A-Za-z])(?:val|valid|validation|eval|evaluation|test|dev)(?![A-Za-z])")
+_EVAL_WORDS = re.compile(
+    r"(?<![A-Za-z])(?:val|valid|validation|eval|evaluation|test|dev)(?![A-Za-z])"
+)
 _EVAL_NAME = re.compile(r"^(?:val|valid|validation|eval|test)[_/ ]", re.I)
 _SEP = re.compile(r"[\s,;]+")
 
