@@ -100,3 +100,25 @@ def test_nonfinite_grad_state_round_trip_keeps_the_previous_scale() -> None:
     for det in (a, b):
         det.update(StepRecord(step=200, loss=2.0, grad_norm=INF, loss_scale=1024.0))
     assert a.state_dict() == b.state_dict() and b.bad["nonfinite-grad"] == [200]
+
+
+def test_intermittent_nan_ending_on_nan_is_not_called_never_finite_again(tmp_path) -> None:
+    """An HF fp16 run pasted into gemma_pytorch#24: NaN losses come and go, the last is NaN. The
+    report must not claim the loss "never became finite again" (it did, 11 times); per-record
+    and bulk (the doctor on the log) agree."""
+    from stabletrain.doctor import diagnose
+
+    losses = [5.6, 5.3, 5.8, 5.7, 5.6, NAN, 5.1, NAN, 5.9, 6.1, 5.9, 5.4, 5.2, NAN, NAN, 5.5, NAN]
+    losses += [5.5, 5.0, NAN]
+    det = NonFiniteDetector()
+    for i, v in enumerate(losses):
+        det.update(StepRecord(step=i + 1, loss=v))
+    (live,) = det.finish()
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"{{'loss': {v}, 'learning_rate': 0.0002, 'epoch': 0.09}}\n"
+                           for v in losses))  # fmt: skip
+    (replayed,) = [f for f in diagnose(log).findings if f.id == "nonfinite-loss"]
+    for f in (live, replayed):
+        assert f.severity == "error" and not f.evidence["recovered"]
+        assert "never became finite again" not in f.explanation
+        assert "log ends on a non-finite loss" in f.explanation

@@ -208,7 +208,14 @@ def test_console_paste_spike_on_third_row_recovers() -> None:
     # gemma issue paste: 5.63, 5.30, then 153318.95, then back to 5.75
     (f,) = _finish([5.6332, 5.3049, 153318.95, 5.7517, 5.6231, 5.0968, 5.8938])
     assert f.steps == [2] and f.evidence["recovery_steps"] == [1]
-    # judged against the 2 values before it: reported, as a note (evidence.too_few)
+    # judged against only 2 values before it, but 27,000x above them: a jump no noise explains
+    # needs no spread (spikes._evident_jump), so a warning, not a note
+    assert f.severity == "warning" and TOO_FEW not in f.title
+
+
+def test_console_paste_small_jump_on_third_row_is_a_note() -> None:
+    # near miss: the same paste with a 10x jump: against 2 values an anecdote (evidence.too_few)
+    (f,) = _finish([5.6332, 5.3049, 53.0, 5.7517, 5.6231, 5.0968, 5.8938])
     assert f.severity == "info" and TOO_FEW in f.title
     assert f.evidence["evidence_records"] == 2 and f.evidence["evidence_min_records"] == 3
 
@@ -290,3 +297,25 @@ def test_limit_is_the_threshold_is_spike_applies(metric: str) -> None:
             assert not det.is_spike(lim * (1 - eps))[0], (base, eps)
     warming = SpikeDetector(metric)  # type: ignore[arg-type]
     assert warming.limit() == math.inf
+
+
+def _loss_spike_severity(tmp_path, losses: list[float]) -> str | None:
+    from stabletrain.doctor import diagnose
+
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"{{'loss': {v}, 'learning_rate': 0.0002, 'epoch': 0.09}}\n"
+                           for v in losses))  # fmt: skip
+    found = [f for f in diagnose(log).findings if f.id == "loss-spike"]
+    return found[0].severity if found else None
+
+
+def test_a_jump_by_orders_of_magnitude_needs_no_spread(tmp_path) -> None:
+    """gemma_pytorch#24 (HF fp16): the third logged loss is 153318.95 after 5.63 and 5.30. Two
+    earlier values give no spread, but a 27,000x jump is no noise: a warning, not a note. A
+    1.5-10x jump against two values stays a note; a near-zero loss swinging 1e-4 -> 0.05 too."""
+    nan = float("nan")
+    tail = [5.75, 5.62, nan, 5.10, nan, 5.89, 6.13, 5.91, 5.41, 5.24, nan, nan, 5.46]
+    assert _loss_spike_severity(tmp_path, [5.63, 5.30, 153318.95, *tail]) in {"warning", "error"}
+    assert _loss_spike_severity(tmp_path, [5.63, 5.30, 53.0, *tail]) in {"info", None}
+    rl = [1e-4, 2e-4, 0.05, 1e-4, 3e-4, 2e-4, 1e-4, 2e-4, 1e-4, 3e-4, 2e-4, 1e-4]
+    assert _loss_spike_severity(tmp_path, rl) in {"info", None}

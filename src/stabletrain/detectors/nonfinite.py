@@ -226,6 +226,12 @@ class NonFiniteDetector:
             )
             if recovered:
                 outcome = "training continued with finite losses afterwards"
+            elif self.finite_after[fid] > 0:
+                # finite losses between them, the last one not: intermittent, not (yet) corrupted
+                outcome = (
+                    "finite losses came between them, but the log ends on a non-finite loss: "
+                    "the run had not recovered when the log ends"
+                )
             else:
                 outcome = "the loss never became finite again: the weights are corrupted"
             unknown = self.unknown_skip[fid]

@@ -42,6 +42,24 @@ from stabletrain.detectors.fixes import spike_fixes
 from stabletrain.detectors.robust import robust_stats
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
+#: The evidence a verdict needs shrinks as the effect grows. Against two earlier values a loss
+#: that rose 1.5x is an anecdote (their spread is unknown), but one that rose 100x above the
+#: highest of them *and* by more than one unit (a nat, for cross-entropy) is no training noise
+#: whatever that spread: early training falls, and its noise is a fraction of the loss. The
+#: absolute part keeps losses that hover near zero (RL objectives, a 1e-4 -> 0.05 swing) out.
+EVIDENT_RATIO = 100.0
+EVIDENT_RISE = 1.0
+
+
+def _evident_jump(value: float, highest_before: float) -> bool:
+    """Whether a loss ``value`` is a jump no noise explains, against ``highest_before``."""
+    return (
+        highest_before > 0
+        and value >= EVIDENT_RATIO * highest_before
+        and value - highest_before >= EVIDENT_RISE
+    )
+
+
 Metric = Literal["loss", "grad_norm"]
 
 
@@ -245,8 +263,16 @@ class SpikeDetector:
             # so their MAD is ~0): the jump must clear the highest of them, not just the median.
             clears = value > max(self._early) * self.early_ratio
             if big_enough and clears and z > self.z_threshold:
+                # a jump by orders of magnitude needs no spread to be judged (_evident_jump)
+                evident = self.metric == "loss" and _evident_jump(value, max(self._early))
                 self._add_to_episode(
-                    record, value, med, z, early_std=std, judged_on=len(self._early)
+                    record,
+                    value,
+                    med,
+                    z,
+                    early_std=std,
+                    judged_on=len(self._early),
+                    evident=evident,
                 )
                 return  # a spike never joins the baseline it is judged against
         self._early.append(value)
@@ -259,6 +285,7 @@ class SpikeDetector:
         z: float,
         early_std: float | None = None,
         judged_on: int | None = None,
+        evident: bool = False,
     ) -> None:
         ep = self.episodes[-1] if self.episodes else None
         # An episode lasts until the series recovers: a spike before that belongs to it (a run
@@ -288,6 +315,8 @@ class SpikeDetector:
                 "early_std": early_std,
                 # how many values the spike was judged against (None: the full baseline)
                 "judged_on": judged_on,
+                # a jump too large for any noise: judged without a spread (_evident_jump)
+                "evident": evident,
             }
         )
 
@@ -401,6 +430,8 @@ class SpikeDetector:
         n = episode.get("judged_on")
         if n is None:
             return self.warmup  # the full baseline
+        if episode.get("evident"):
+            return max(n, self.early_window)
         return max(n, self.early_window) if len(episode["steps"]) >= self.early_window else n
 
     def _finding(
