@@ -26,7 +26,21 @@ def real_logs() -> Path:
     return REAL_LOGS
 
 
+#: what a CPU Lightning Trainer on a tiny loader warns about (not the code under test)
+LIGHTNING_NOISE = (
+    "ignore:.*does not have many workers.*",
+    "ignore:.*log_every_n_steps.*",
+    "ignore:.*GPU available but not used.*",
+    "ignore:.*TPU available but not used.*",
+    "ignore:.*LeafSpec.*is deprecated:FutureWarning",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "lightning" in item.keywords:
+            for noise in LIGHTNING_NOISE:
+                item.add_marker(pytest.mark.filterwarnings(noise))
     if torch.cuda.is_available() and os.environ.get("STABLETRAIN_NO_GPU") is None:
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")

@@ -24,11 +24,6 @@ from stabletrain.records import StepRecord  # noqa: E402
 
 pytestmark = [
     pytest.mark.lightning,
-    pytest.mark.filterwarnings("ignore:.*does not have many workers.*"),
-    pytest.mark.filterwarnings("ignore:.*log_every_n_steps.*"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used.*"),
-    pytest.mark.filterwarnings("ignore:.*TPU available but not used.*"),
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated:FutureWarning"),
 ]
 
 BATCH, BAD_ROW = 16, 48  # unshuffled: row 48 is in batch 3 (on one rank only under ddp)

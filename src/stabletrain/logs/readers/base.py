@@ -3,13 +3,14 @@
 Cleaning (``clean_records``): a resumed or rewound run logs a step again; the latest record for a
 step wins and everything the old attempt logged past that step is dropped (a restart from a
 checkpoint at step *s* discards the old steps >= *s*). Exact repeats (several ranks logging without
-a rank guard) collapse the same way. ``raw`` keeps everything as read, for duplicate-logging
+a rank guard) collapse the same way. A line that only completes the record before it at the same
+step (Lightning's ``on_epoch`` row at an epoch's last step) joins it instead (``parts_of_one``). ``raw`` keeps everything as read, for duplicate-logging
 detection.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,56 @@ class RunData:
         return [r for r in self.records if r.kind == "eval"]
 
 
+def _same(a: Any, b: Any) -> bool:
+    return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def parts_of_one(a: StepRecord, b: StepRecord) -> bool:
+    """Whether ``b`` completes ``a``: the same step and kind, no value the two hold differs, and
+    one holds a value the other lacks. Lightning's CSVLogger writes an ``on_epoch`` metric on a
+    row of its own at the epoch's last step, HF and W&B log separate calls at one step: one
+    record in several lines, not a rewind. Identical lines (ranks logging without a guard) are
+    repeats, not parts."""
+    if a.step != b.step or a.kind != b.kind:
+        return False
+    differ = False
+    for name in _VALUE_FIELDS:
+        va, vb = getattr(a, name), getattr(b, name)
+        if va is None or vb is None:
+            differ = differ or (va is None) != (vb is None)
+        elif not _same(va, vb):
+            return False
+    for k in a.metrics.keys() | b.metrics.keys():
+        if k in a.metrics and k in b.metrics:
+            if not _same(a.metrics[k], b.metrics[k]):
+                return False
+        else:
+            differ = True
+    return differ
+
+
+def joined(a: StepRecord, b: StepRecord) -> StepRecord:
+    """One record from two parts (:func:`parts_of_one`)."""
+    fill = {n: getattr(a, n) for n in _VALUE_FIELDS if getattr(b, n) is None}
+    return replace(b, **fill, metrics={**a.metrics, **b.metrics})
+
+
+_VALUE_FIELDS = tuple(
+    f.name for f in fields(StepRecord) if f.name not in ("step", "kind", "metrics")
+)
+
+
 def _resolve_rewinds(records: list[StepRecord]) -> tuple[list[StepRecord], int]:
-    """Keep the latest record per step; a step logged again drops the old records from it on."""
+    """Keep the latest record per step; a step logged again drops the old records from it on.
+    A line that completes the record just before it at the same step joins it (parts_of_one)."""
     kept: list[StepRecord] = []
     dropped = 0
     last = None
     for r in records:
         s = r.step
+        if kept and parts_of_one(kept[-1], r):
+            kept[-1] = joined(kept[-1], r)
+            continue
         if last is not None and s <= last:
             while kept and kept[-1].step >= s:
                 kept.pop()

@@ -10,7 +10,8 @@ unknown train metrics of an eval-only row folded into the eval record. The recor
 and the detectors read the arrays.
 
 :func:`clean` is ``base.clean_records`` on a table: the latest record of a step wins, a rewound
-step drops what the old attempt logged after it, train and eval merged in step order.
+step drops what the old attempt logged after it, a row that completes the row before it at the
+same step joins it (``base.parts_of_one``), train and eval merged in step order.
 
 Limits: a cell that is not a number is empty (as ``fields.to_float`` makes it); integers beyond
 2**53 lose exactness as doubles.
@@ -27,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from stabletrain.detectors.columns import Table, TableRecords
-from stabletrain.logs.readers.base import RunData
+from stabletrain.logs.readers.base import RunData, joined, parts_of_one
 from stabletrain.logs.readers.fields import Slot, to_float
+from stabletrain.records import StepRecord
 
 #: (float64 values, bool mask of empty cells or None when none is empty)
 Column = tuple[np.ndarray, np.ndarray | None]
@@ -307,6 +309,7 @@ def clean(data: RunData) -> None:
         data.records = raw  # type: ignore[assignment]  # (one kind, steps rising: all kept)
         return
     kept = np.zeros(len(step), dtype=bool)
+    joins: dict[int, StepRecord] = {}
     for mask, what in ((train, "train"), (~train, "eval")):
         idx = np.flatnonzero(mask)
         if idx.size == 0:
@@ -317,7 +320,8 @@ def clean(data: RunData) -> None:
         ok = np.ones(idx.size, dtype=bool)
         ok[:-1] = s[:-1] < later_min[1:]
         kept[idx[ok]] = True
-        dropped = int(idx.size - ok.sum())
+        absorbed = _join_parts(table, idx, s, joins)
+        dropped = int(idx.size - ok.sum()) - absorbed
         if dropped and what == "train":
             data.notes.append(
                 f"{dropped} train record(s) replaced by later records of the same or earlier "
@@ -327,14 +331,78 @@ def clean(data: RunData) -> None:
             data.notes.append(
                 f"{dropped} eval record(s) replaced by later records for the same steps"
             )
+    if joins:
+        table = _with_joined(table, joins)
     idx = np.flatnonzero(kept)
     if train[idx].all() or not train[idx].any():
-        if idx.size == len(step):
+        if idx.size == len(step) and not joins:
             data.records = raw  # type: ignore[assignment]
             return
     else:  # stable: train before eval at the same step, read order otherwise
         idx = idx[np.lexsort((~train[idx], step[idx]))]
     data.records = TableRecords(table.take(idx))  # type: ignore[assignment]
+
+
+def _join_parts(table: Table, idx: np.ndarray, s: np.ndarray, joins: dict[int, StepRecord]) -> int:
+    """``base.parts_of_one`` on a table: rows of one kind (``idx``, steps ``s``) that complete the
+    row before them at the same step are joined into the later one, as ``clean_records`` joins
+    records. Only runs of same-step rows whose cells differ in presence can hold parts (identical
+    lines are repeats); those few runs are folded record by record. The joined records go to
+    ``joins`` by row; returns how many rows were absorbed (not dropped as replaced)."""
+    same = s[1:] == s[:-1]
+    if not same.any():
+        return 0
+    differ = np.zeros(same.size, dtype=bool)
+    a, b = idx[:-1], idx[1:]
+    for _v, m in (*table.fields.values(), *table.metrics.values()):
+        if m is not None:
+            differ |= m[a] != m[b]
+    pairs = np.flatnonzero(same & differ)
+    if pairs.size == 0:
+        return 0
+    absorbed = 0
+    done = -1
+    for p in pairs.tolist():
+        if p <= done:
+            continue
+        start = p
+        while start > 0 and same[start - 1]:
+            start -= 1
+        end = p + 1
+        while end < same.size and same[end]:
+            end += 1
+        done = end - 1
+        acc = table.record(int(idx[start]))
+        for j in range(start + 1, end + 1):
+            r = table.record(int(idx[j]))
+            if parts_of_one(acc, r):
+                acc = joined(acc, r)
+                absorbed += 1
+            else:
+                acc = r
+        joins[int(idx[end])] = acc
+    return absorbed
+
+
+def _with_joined(table: Table, joins: dict[int, StepRecord]) -> Table:
+    """``table`` with the joined records' values written into their rows (copies of the columns
+    they change)."""
+    rows = np.fromiter(joins, dtype=np.int64, count=len(joins))
+    recs = list(joins.values())
+
+    def filled(col: Any, values: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        v, m = col
+        have = np.array([x is not None for x in values], dtype=bool)
+        if m is None or not (m[rows] & have).any():
+            return v, m
+        v, m = v.copy(), m.copy()
+        v[rows[have]] = [float(x) for x in values if x is not None]
+        m[rows[have]] = False
+        return v, m
+
+    fields = {k: filled(c, [getattr(r, k) for r in recs]) for k, c in table.fields.items()}
+    metrics = {k: filled(c, [r.metrics.get(k) for r in recs]) for k, c in table.metrics.items()}
+    return Table(table.step, table.train, fields, metrics)
 
 
 def note_rows(data: RunData, total: int, used: int) -> None:
