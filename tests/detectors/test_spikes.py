@@ -209,7 +209,7 @@ def test_console_paste_spike_on_third_row_recovers() -> None:
     (f,) = _finish([5.6332, 5.3049, 153318.95, 5.7517, 5.6231, 5.0968, 5.8938])
     assert f.steps == [2] and f.evidence["recovery_steps"] == [1]
     # judged against only 2 values before it, but 27,000x above them: a jump no noise explains
-    # needs no spread (spikes._evident_jump), so a warning, not a note
+    # needs no spread (spikes.evident_jump), so a warning, not a note
     assert f.severity == "warning" and TOO_FEW not in f.title
 
 

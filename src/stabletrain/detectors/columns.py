@@ -270,7 +270,7 @@ class Batch(Sequence[StepRecord]):
         columns: dict[str, list[Any]] | dict[str, Sequence[Any]] | None = None,
     ) -> None:
         if isinstance(records, Batch) and not columns:  # a batch of a batch: share its columns
-            columns = dict(records._objects)
+            columns = records.columns_held()
             records = records.records
         self.records: Sequence[StepRecord] = records
         self._objects: dict[str, Sequence[Any]] = dict(columns or {})
@@ -285,6 +285,11 @@ class Batch(Sequence[StepRecord]):
             self._steps, self._train = self.table.step, self.table.train
             for name, (v, m) in self.table.fields.items():
                 self._floats[name], self._none[name] = v, m
+
+    def columns_held(self) -> dict[str, Sequence[Any]]:
+        """The per-field columns this batch holds (given or built so far), for a batch over the
+        same records to share instead of building them again."""
+        return dict(self._objects)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -21,7 +21,7 @@ Minima in use (each detector's docstring gives the reasoning):
 - ``loss-spike`` / ``grad-spike`` found by the early-window rule (the first values of a log,
   judged against the values just before them): ``SpikeDetector.early_window`` (3) values — a
   median and a spread of two numbers is an anecdote — unless the loss rose by orders of
-  magnitude (``spikes._evident_jump``: 100x the highest value before it and by more than 1),
+  magnitude (``spikes.evident_jump``: 100x the highest value before it and by more than 1),
   which no noise explains whatever the spread.
 """
 

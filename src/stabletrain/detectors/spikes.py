@@ -51,7 +51,7 @@ EVIDENT_RATIO = 100.0
 EVIDENT_RISE = 1.0
 
 
-def _evident_jump(value: float, highest_before: float) -> bool:
+def evident_jump(value: float, highest_before: float) -> bool:
     """Whether a loss ``value`` is a jump no noise explains, against ``highest_before``."""
     return (
         highest_before > 0
@@ -263,8 +263,8 @@ class SpikeDetector:
             # so their MAD is ~0): the jump must clear the highest of them, not just the median.
             clears = value > max(self._early) * self.early_ratio
             if big_enough and clears and z > self.z_threshold:
-                # a jump by orders of magnitude needs no spread to be judged (_evident_jump)
-                evident = self.metric == "loss" and _evident_jump(value, max(self._early))
+                # a jump by orders of magnitude needs no spread to be judged (evident_jump)
+                evident = self.metric == "loss" and evident_jump(value, max(self._early))
                 self._add_to_episode(
                     record,
                     value,
@@ -315,7 +315,7 @@ class SpikeDetector:
                 "early_std": early_std,
                 # how many values the spike was judged against (None: the full baseline)
                 "judged_on": judged_on,
-                # a jump too large for any noise: judged without a spread (_evident_jump)
+                # a jump too large for any noise: judged without a spread (evident_jump)
                 "evident": evident,
             }
         )
