@@ -40,6 +40,7 @@ from stabletrain.guard.guard import Guard, StepOutcome
 from stabletrain.guard.metrics import GuardMetrics
 from stabletrain.guard.ranklog import once_per_job
 from stabletrain.integrations import immediate, require
+from stabletrain.integrations.accelerated_optimizer import mark_skipped, swap_inner
 from stabletrain.logs.runlog import RunLog
 from stabletrain.records import StepRecord
 
@@ -96,7 +97,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
         self.guard.step_count = state.global_step  # resumed runs keep HF's step numbering
         self._accelerated = accelerated
         self._accum = max(1, int(args.gradient_accumulation_steps))
-        self._swap_inner(accelerated, self.guard.optimizer)
+        swap_inner(accelerated, self.guard.optimizer)
         self._hook = model.register_forward_hook(self._capture_loss, with_kwargs=True)
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -113,10 +114,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             outcome = StepOutcome(
                 step=state.global_step, applied=False, action="skip_nonfinite_grad"
             )
-        if outcome.skipped:
-            acc._is_overflow = True  # read by accelerator.optimizer_step_was_skipped
-        elif getattr(acc, "scaler", None) is None:
-            acc._is_overflow = False  # without a scaler accelerate never resets it
+        mark_skipped(acc, outcome.skipped)  # read by accelerator.optimizer_step_was_skipped
         self._flush()
         self._pending = outcome.to_record(epoch=state.epoch)
         now = self.metrics.update(guard, outcome)
@@ -183,7 +181,7 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             self._hook.remove()
             self._hook = None
         if self._accelerated is not None and self.guard is not None:
-            self._swap_inner(self._accelerated, self.guard.inner_optimizer)
+            swap_inner(self._accelerated, self.guard.inner_optimizer)
         if self._saved_max_grad_norm is not None:
             args.max_grad_norm = self._saved_max_grad_norm
         if self.run_log is not None:
@@ -191,18 +189,6 @@ class StableTrainCallback(TrainerCallback):  # type: ignore[misc]
             self.run_log = None  # an evaluate() after training logs nothing here
 
     # -- internals --------------------------------------------------------------------------------
-    @staticmethod
-    def _swap_inner(accelerated: Any, optimizer: torch.optim.Optimizer) -> None:
-        accelerated.optimizer = optimizer
-        if getattr(accelerated, "scaler", None) is not None:
-            # accelerate detects a GradScaler skip by patching the inner step: re-point it
-            from accelerate.optimizer import patch_optimizer_step
-
-            accelerated._optimizer_original_step_method = optimizer.step
-            accelerated._optimizer_patched_step_method = patch_optimizer_step(
-                accelerated, optimizer.step
-            )
-
     def _capture_loss(
         self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any
     ) -> None:
