@@ -19,10 +19,21 @@ def _healthy_digits_run(h: SimpleNamespace, cfg: GuardConfig) -> list[tuple[int,
     torch.manual_seed(2)
     model = h.deep_mlp()
     guard = Guard(model, torch.optim.AdamW(model.parameters(), lr=1e-3), config=cfg)
-    perm = torch.randperm(1437, generator=torch.Generator().manual_seed(2))
+    return _guarded_evals(guard, (xt, yt, xv, yv), batch=32, seed=2)
+
+
+def _guarded_evals(
+    guard: Guard, data: tuple[torch.Tensor, ...], *, batch: int, seed: int
+) -> list[tuple[int, str]]:
+    """200 guarded steps of ``batch`` digits, the val loss handed to ``observe_eval`` every 10;
+    the eval actions other than "improved", with their steps."""
+    xt, yt, xv, yv = data
+    model = guard.model
+    perm = torch.randperm(1437, generator=torch.Generator().manual_seed(seed))
     actions = []
     for s in range(200):
-        idx = perm[(s * 32) % 1408 : (s * 32) % 1408 + 32]
+        at = (s * batch) % (1437 // batch * batch)
+        idx = perm[at : at + batch]
         guard.step(F.cross_entropy(model(xt[idx]), yt[idx]))
         if (s + 1) % 10 == 0:
             with torch.no_grad():
@@ -135,16 +146,7 @@ def _batch1_digits_run(h: SimpleNamespace) -> tuple[list[tuple[int, str]], float
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             torch.nn.init.zeros_(m.bias)
     guard = Guard(model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0))
-    perm = torch.randperm(1437, generator=torch.Generator().manual_seed(1001))
-    actions = []
-    for s in range(200):
-        i = perm[s : s + 1]
-        guard.step(F.cross_entropy(model(xt[i]), yt[i]))
-        if (s + 1) % 10 == 0:
-            with torch.no_grad():
-                action = guard.observe_eval(float(F.cross_entropy(model(xv), yv)))
-            if action not in (None, "improved"):
-                actions.append((s, action))
+    actions = _guarded_evals(guard, (xt, yt, xv, yv), batch=1, seed=1001)
     with torch.no_grad():
         return actions, float((model(xv).argmax(1) == yv).float().mean())
 
