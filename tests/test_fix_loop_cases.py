@@ -1,7 +1,7 @@
-"""The fix-loop case files (bench/fix_cases/cases.yaml, round 2's cases2.yaml) are well formed:
+"""The fix-loop case files (bench/fix_cases/cases.yaml, cases2.yaml, cases3.yaml) are well formed:
 every case's config and overrides are accepted by the reference trainer, the split follows the
-rule written in the file, round 1 covers both models and every seed config, round 2 has at least
-12 new cases on both models, none a repeat of round 1's. Fast: nothing is trained."""
+rule written in the file, round 1 covers both models and every seed config, rounds 2 and 3 have at
+least 12 new cases each on both models, none a repeat of an earlier round's. Fast: nothing is trained."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from stabletrain.train.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases.yaml").read_text())
 ROUND2 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases2.yaml").read_text())
+ROUND3 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases3.yaml").read_text())
 FIELDS = {"name", "group", "split", "model", "config", "overrides", "fault", "lr_rule", "cause",
           "expect", "repair", "first_sight"}  # fmt: skip
 
@@ -39,7 +40,18 @@ def test_round_2_is_new_and_covers_both_models() -> None:
         assert c["name"] not in old and (c["config"], tuple(c["overrides"])) not in old_setups
 
 
-@pytest.mark.parametrize("spec", [CASES, ROUND2], ids=["round1", "round2"])
+def test_round_3_is_new_and_covers_both_models() -> None:
+    cases = ROUND3["cases"]
+    assert len(cases) >= 12 and len({c["name"] for c in cases}) == len(cases)
+    assert {c["model"] for c in cases} == {"cnn", "gpt"}
+    earlier = CASES["cases"] + ROUND2["cases"]
+    old = {c["name"] for c in earlier}
+    old_setups = {(c["config"], tuple(c["overrides"])) for c in earlier}
+    for c in cases:
+        assert c["name"] not in old and (c["config"], tuple(c["overrides"])) not in old_setups
+
+
+@pytest.mark.parametrize("spec", [CASES, ROUND2, ROUND3], ids=["round1", "round2", "round3"])
 def test_split_alternates_within_each_group(spec: dict) -> None:
     by_group: dict[str, list[str]] = {}
     for c in spec["cases"]:
@@ -51,7 +63,7 @@ def test_split_alternates_within_each_group(spec: dict) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "case"),
-    [(spec, c) for spec in (CASES, ROUND2) for c in spec["cases"]],
+    [(spec, c) for spec in (CASES, ROUND2, ROUND3) for c in spec["cases"]],
     ids=lambda x: x.get("name", ""),
 )
 def test_case_config_is_accepted_by_the_trainer(spec: dict, case: dict) -> None:
