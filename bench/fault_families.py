@@ -12,6 +12,12 @@
 - ``rnn`` (round 2): a one-layer vanilla (tanh) RNN character LM (embedding 32, hidden 96) on the
   same text, Adam 3e-3, batch 16: no gates, so its gradients can explode through time.
 
+Round 3 variants of the ``gpt`` family (``build_model``'s keywords): ``post_ln`` -- the same
+GPT with post-LN blocks (``x = LN(x + f(x))``, as in the original transformer, no final LN),
+which needs a warm-up far more than pre-LN (Xiong et al. 2020); ``emb_std`` -- the token
+embedding (tied to the output head) initialised at this std instead of GPT-2's 0.02 (``1.0`` is
+``nn.Embedding``'s own default: a forgotten init).
+
 The metric is val accuracy: of the 10 digit classes, or of the next character on 128 held-out
 blocks. A run is at *chance* when its metric is no better than ignoring the input: 0.15 on digits,
 the most frequent character's share (+0.02) on text. Batches are drawn once per seed, before the
@@ -34,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rescue import mlp
 from stabletrain.train.config import CNNSection, DataSection, GPTSection
 from stabletrain.train.data import Dataset, load_dataset
-from stabletrain.train.models import CNN, GPT, loss_and_correct
+from stabletrain.train.models import CNN, GPT, Block, loss_and_correct
 
 FamilyName = Literal["cnn", "mlp", "gpt", "lstm", "rnn"]
 FAMILIES: tuple[FamilyName, ...] = ("cnn", "mlp", "gpt", "lstm", "rnn")
@@ -77,6 +83,25 @@ class CharLSTM(nn.Module):
         return self.head(self.rnn(self.emb(idx))[0])
 
 
+class PostLNBlock(Block):
+    """The pre-LN block's layers in post-LN order: normalise after each residual sum."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln1(x + self.attn(x))
+        return self.ln2(x + self.mlp(x))
+
+
+def post_ln_gpt(cfg: GPTSection, vocab: int, block_size: int) -> GPT:
+    """The family's GPT with post-LN blocks and no final LN, initialised as the pre-LN one."""
+    model = GPT(cfg, vocab, block_size)
+    blocks = [PostLNBlock(cfg) for _ in range(cfg.n_layer)]
+    for old, new in zip(model.blocks, blocks, strict=True):
+        new.load_state_dict(old.state_dict())  # the same initial weights as pre-LN
+    model.blocks = nn.ModuleList(blocks)
+    model.ln_f = nn.Identity()  # type: ignore[assignment]
+    return model
+
+
 @functools.cache
 def dataset(task: Literal["classify", "lm"]) -> Dataset:
     if task == "classify":
@@ -95,16 +120,27 @@ def chance(task: Literal["classify", "lm"]) -> float:
     return float(torch.bincount(y.flatten()).max()) / y.numel() + 0.02
 
 
-def build_model(fam: Family, init_std: float | None = None, depth: int | None = None) -> nn.Module:
+def build_model(
+    fam: Family,
+    init_std: float | None = None,
+    depth: int | None = None,
+    *,
+    post_ln: bool = False,
+    emb_std: float | None = None,
+) -> nn.Module:
     """The family's model, initialised from the current torch seed (``depth``: the mlp's layers,
-    8 by default)."""
+    8 by default; ``post_ln`` and ``emb_std``: the gpt variants of round 3)."""
     if fam.name == "cnn":
         return CNN(CNNSection(channels=[8, 16, 32], hidden=64, batch_norm=True), 1, 10)
     if fam.name == "mlp":
         return mlp(init_std, depth=depth or 8, width=64)
     vocab = dataset("lm").num_classes
     if fam.name == "gpt":
-        return GPT(GPTSection(n_layer=2, n_head=2, n_embd=48), vocab, SEQ)
+        cfg = GPTSection(n_layer=2, n_head=2, n_embd=48)
+        gpt = post_ln_gpt(cfg, vocab, SEQ) if post_ln else GPT(cfg, vocab, SEQ)
+        if emb_std is not None:
+            nn.init.normal_(gpt.tok.weight, std=emb_std)  # tied: the output head too
+        return gpt
     return CharLSTM(vocab, cell=fam.name)
 
 

@@ -1,7 +1,8 @@
-"""Fault matrix: 27 fault classes x 3 seeds x 5 model families under 7 protection methods.
+"""Fault matrix: 36 fault classes x 3 seeds x 5 model families under 7 protection methods.
 
 Round 1: 17 fault classes and 4 stable references over four families; round 2 (``--round 2``):
-10 unseen fault classes and 3 stable references, adding a vanilla RNN family.
+10 unseen fault classes and 3 stable references, adding a vanilla RNN family; round 3
+(``--round 3``): 9 unseen fault classes and 2 stable references.
 
 Every fault enters the run the way it does in practice -- through the data, the config, the
 precision or the initialisation -- never by faking a loss. Families (``fault_families.py``): a
@@ -119,6 +120,50 @@ lstm
   H dup_batch         one batch served 20 times in a row at 60 and at 130 (a loader stuck on
                       a batch): none ~0.97-0.98 of stable. Expect: no harmful action; ~ stable.
 
+Round 3 (``--round 3``): unseen faults, written after rounds 1-2 had been tuned on (three
+sessions) and BEFORE any guard ran on them (fault sizes set by running ``none`` only, values in
+``ROUND3``; committed before the first-sight run of the session-start code). Its T/H split is
+fixed here. Whatever a robust guard should do, it must never end worse than ``none``.
+
+stable (round 3)
+  ref_cnn_bs256       the cnn at batch 256, SGD momentum 0.9 at lr 0.1 (none 0.972-0.975): the
+                      reference of cnn_lsr. Robust guard: no action, ~ none.
+  ref_accum_sgd       the mlp with accumulation 4 x 8 (loss / 4), SGD momentum 0.9 at lr 0.05
+                      (none 0.82-0.86): the reference of accum_nodiv. No action, ~ none.
+gpt
+  T warmup_high_lr    AdamW lr 3e-2 (10x) *with* a 10-step warm-up: the warm-up does not save
+                      it; none 0.29-0.33 (two seeds at chance). Expect: roll back on the early
+                      damage and lower / ramp the LR; not diverged, >= none.
+  H postln_no_warmup  post-LN blocks, AdamW 1.5e-2, no warm-up (post-LN at 1e-2 trains, 0.41-0.43;
+                      pre-LN takes 1e-2): none at chance on all seeds. Expect: start-up damage ->
+                      roll back, ramp the LR; not diverged, >= none.
+  H emb_init          token embedding (tied head) initialised at std 1.0 (``nn.Embedding``'s
+                      default, GPT-2's 0.02 forgotten): none 0.29-0.33. Expect: no harm, >= none
+                      (normalised net: the init repair does not apply).
+cnn
+  T cnn_lsr           batch 256 at SGD 0.8 (the linear scaling rule from 0.1 at 32, applied
+                      without its warm-up); reference ref_cnn_bs256: none 0.10-0.93 (two seeds
+                      collapse). Expect: early damage -> roll back, lower / ramp the LR; >= none.
+lstm
+  T garbage_shard     every 10th batch is random characters in and out (a garbage shard
+                      interleaved): none 0.52-0.54 (~0.98). Expect: recurring spikes skipped or
+                      accepted, no rollback loop or LR cut; ~ none.
+  H adam_eps0         Adam eps 0: characters absent from a batch have 0 grad and 0 second moment,
+                      0/0 = NaN in their embedding rows at the first update; none ends NaN.
+                      Expect: undo the update, name eps; never train on NaN weights.
+mlp
+  T accum_nodiv       accumulation 4 x 8 whose loss is summed, not divided (4x gradient, an
+                      effective SGD lr 0.2 where 0.05 was meant); reference ref_accum_sgd: none
+                      0.09-0.11 (diverged). Expect: back off the LR on the damage; not diverged.
+  H manual_ce_nan     AdamW 1e-2 with the loss written -(one_hot * log(softmax)).sum(): a
+                      confident model's underflowed probability gives 0 * log(0) = NaN late in
+                      the run (seed 2 at ~step 185; seeds 0-1 end 0.90-0.91). Expect: skip the
+                      NaN steps, no rollback loop, no abort blaming the data; >= none.
+rnn
+  H step_unit         StepLR meant per epoch (x0.7 every 10) stepped per batch: the LR is 0.03x
+                      by step 100; none 0.34-0.35 (~0.69). No LR rise can be expected of a guard.
+                      Expect: no harmful action; >= none.
+
 Per method it reports: *crashed* (an exception other than TrainingAborted, caught and counted;
 a crash never stops the bench), *diverged* (non-finite weights, buffers or val loss, metric at
 chance, or a guard abort), *failed* (crashed, diverged, or final metric < 95% of the stable
@@ -128,7 +173,7 @@ worse than ``none`` (relative metric lower by more than 0.02, or diverged/crashe
 not). Stable configs show the guard's cost.
 
     .venv/bin/python bench/fault_matrix.py [--seeds 0,1,2] [--faults a,b] [--methods m,n]
-        [--families cnn,mlp] [--out results.json] [--halves tune,held-out] [--round 1,2]
+        [--families cnn,mlp] [--out results.json] [--halves tune,held-out] [--round 1,2,3]
 
 Round 1: 21 scenarios x 7 methods x 3 seeds = 441 runs: 210 s CPU on one thread (4 min
 wall on a quiet 2-core box, 13 min on a busy one). Both rounds: 714 runs, 548 s CPU, 867 s wall
@@ -229,6 +274,17 @@ class Scenario:
     #: (position, count): the batch at position is delivered again in the next count - 1 slots
     dup_batches: tuple[tuple[int, int], ...] = ()
     input_scale_from: tuple[int, float] | None = None  # (position, factor) until the end
+    # -- round 3 (written after rounds 1-2 were tuned on, before any guard ran on them) --
+    post_ln: bool = False  # gpt: post-LN blocks
+    emb_std: float | None = None  # gpt: token-embedding (tied head) init std
+    #: training loss written as -(one_hot * log(softmax)).sum(): 0 * log(0) = NaN as soon as
+    #: any class's probability underflows to 0 (eval keeps the library's cross-entropy)
+    manual_ce: bool = False
+    accum_divide: bool = True  # False: accumulated micro-batch losses are summed, not averaged
+    #: (size, gamma): StepLR meant per epoch, stepped per batch: x gamma every ``size`` steps
+    step_decay: tuple[int, float] | None = None
+    #: every n-th batch (positions n-1, 2n-1, ...) is garbage: random inputs and targets
+    garbage_every: int | None = None
 
 
 #: round 2's fault sizes, set by running ``none`` only (see the docstring)
@@ -239,6 +295,16 @@ ROUND2: dict[str, float] = {
     "beta2_lr": 6e-3,
     "bs1_lr": 5e-3,
     "deep_sgd_lr": 0.05,
+}
+#: round 3's fault sizes, set by running ``none`` only (see the docstring)
+ROUND3: dict[str, float] = {
+    "warm_lr": 3e-2,
+    "postln_lr": 1.5e-2,
+    "lsr_lr": 0.8,
+    "lsr_ref_lr": 0.1,
+    "accum_lr": 0.05,
+    "ce_lr": 1e-2,
+    "emb_std": 1.0,
 }
 
 SCENARIOS: list[Scenario] = [
@@ -290,6 +356,23 @@ SCENARIOS: list[Scenario] = [
              reference="ref_bs1_mlp", round=2),
     Scenario("deep_sgd_nan", "mlp", "held-out", opt="sgd", lr=ROUND2["deep_sgd_lr"], depth=16,
              nan_batches=(70,), reference="ref_deep_sgd", round=2),
+    # -- round 3: unseen faults, written before any guard ran on them (see the docstring) --
+    Scenario("ref_cnn_bs256", "cnn", "stable", opt="sgd", lr=ROUND3["lsr_ref_lr"], batch=256,
+             reference="ref_cnn_bs256", round=3),
+    Scenario("ref_accum_sgd", "mlp", "stable", opt="sgd", lr=ROUND3["accum_lr"], accum=4,
+             reference="ref_accum_sgd", round=3),
+    Scenario("warmup_high_lr", "gpt", "tune", lr=ROUND3["warm_lr"], warmup=10, round=3),
+    Scenario("cnn_lsr", "cnn", "tune", opt="sgd", lr=ROUND3["lsr_lr"], batch=256,
+             reference="ref_cnn_bs256", round=3),
+    Scenario("garbage_shard", "lstm", "tune", garbage_every=10, round=3),
+    Scenario("accum_nodiv", "mlp", "tune", opt="sgd", lr=ROUND3["accum_lr"], accum=4,
+             accum_divide=False, reference="ref_accum_sgd", round=3),
+    Scenario("postln_no_warmup", "gpt", "held-out", post_ln=True, lr=ROUND3["postln_lr"],
+             warmup=0, round=3),
+    Scenario("emb_init", "gpt", "held-out", emb_std=ROUND3["emb_std"], round=3),
+    Scenario("manual_ce_nan", "mlp", "held-out", manual_ce=True, lr=ROUND3["ce_lr"], round=3),
+    Scenario("step_unit", "rnn", "held-out", step_decay=(10, 0.7), round=3),
+    Scenario("adam_eps0", "lstm", "held-out", eps=0.0, round=3),
 ]  # fmt: skip
 BY_NAME = {s.name: s for s in SCENARIOS}
 #: scenarios that are another scenario's reference
@@ -337,7 +420,15 @@ def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed
     for at, count in sc.dup_batches:  # a loader that serves one batch again and again
         for i in range(at + 1, min(at + count, len(batches))):
             batches[i] = (batches[at][0].clone(), batches[at][1].clone())
+    lm = SPECS[sc.family].task == "lm"
     for i, (x, y) in enumerate(batches):
+        if sc.garbage_every and i % sc.garbage_every == sc.garbage_every - 1:
+            x = (
+                torch.randint(0, classes, x.shape, generator=g)
+                if lm
+                else torch.randn(x.shape, generator=g)
+            )
+            y = torch.randint(0, classes, y.shape, generator=g)
         if sc.raw16_inputs:
             x = (x * 6.0168 + 4.8842) * RAW16  # undo the standardisation: raw counts in 16 bits
         if i in sc.nan_batches:
@@ -359,7 +450,7 @@ def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed
 
 
 def _schedule(sc: Scenario, warmup: int) -> Any:
-    jump, restart = sc.lr_jump, sc.cosine_restart
+    jump, restart, decay = sc.lr_jump, sc.cosine_restart, sc.step_decay
 
     def factor(step: int) -> float:
         f = min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -370,9 +461,18 @@ def _schedule(sc: Scenario, warmup: int) -> Any:
             start, top = (at, peak) if step >= at else (0, 1.0)
             t = (step - start) / (STEPS - start)
             f *= top * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+        if decay is not None:
+            f *= decay[1] ** (step // decay[0])
         return f
 
     return factor
+
+
+def manual_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy as it is often hand-written: 0 * log(0) = NaN once a probability underflows."""
+    logp = torch.log(torch.softmax(logits.float(), dim=-1))
+    onehot = nn.functional.one_hot(y, logits.shape[-1]).to(logp.dtype)
+    return -(onehot * logp).sum(-1).mean()
 
 
 def finite_model(model: nn.Module) -> bool:
@@ -385,7 +485,7 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     t0 = time.perf_counter()
     fam = SPECS[sc.family]
     torch.manual_seed(seed)
-    model = build_model(fam, sc.init_std, sc.depth)
+    model = build_model(fam, sc.init_std, sc.depth, post_ln=sc.post_ln, emb_std=sc.emb_std)
     if sc.fp16_params:
         model = model.half()
     lr = sc.lr if sc.lr is not None else fam.lr
@@ -402,7 +502,7 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     warmup = fam.warmup if sc.warmup is None else sc.warmup
     sched = (
         torch.optim.lr_scheduler.LambdaLR(opt, _schedule(sc, warmup))
-        if warmup or sc.lr_jump or sc.cosine_restart
+        if warmup or sc.lr_jump or sc.cosine_restart or sc.step_decay
         else None
     )
     plateau = (
@@ -433,8 +533,11 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
             else:
                 ctx = torch.autocast("cpu", dtype=torch.float16, enabled=sc.fp16_autocast)
             with ctx:
-                loss, _ = loss_and_correct(model(x), y)
-            stepper.backward(loss / sc.accum if sc.accum > 1 else loss)
+                if sc.manual_ce:
+                    loss = manual_cross_entropy(model(x), y)
+                else:
+                    loss, _ = loss_and_correct(model(x), y)
+            stepper.backward(loss / sc.accum if sc.accum > 1 and sc.accum_divide else loss)
             micro += 1
             if micro % sc.accum:
                 continue
@@ -515,7 +618,7 @@ class Judge:
 
 
 #: the halves of each round, reported apart
-GROUPS = ("r1 tune", "r1 held-out", "r2 tune", "r2 held-out")
+GROUPS = ("r1 tune", "r1 held-out", "r2 tune", "r2 held-out", "r3 tune", "r3 held-out")
 
 
 def group(sc: Scenario) -> str:
@@ -682,7 +785,9 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset")
     ap.add_argument("--halves", default="stable,tune,held-out", help="comma-separated subset")
     ap.add_argument(
-        "--round", default="1,2", help="comma-separated rounds (1: the first matrix, 2: unseen)"
+        "--round",
+        default="1,2,3",
+        help="comma-separated rounds (1: the first matrix, 2 and 3: unseen when written)",
     )
     ap.add_argument("--out", type=Path, help="write every run's result here as JSON")
     ap.add_argument(
