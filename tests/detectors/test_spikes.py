@@ -319,3 +319,28 @@ def test_a_jump_by_orders_of_magnitude_needs_no_spread(tmp_path) -> None:
     assert _loss_spike_severity(tmp_path, [5.63, 5.30, 53.0, *tail]) in {"info", None}
     rl = [1e-4, 2e-4, 0.05, 1e-4, 3e-4, 2e-4, 1e-4, 2e-4, 1e-4, 3e-4, 2e-4, 1e-4]
     assert _loss_spike_severity(tmp_path, rl) in {"info", None}
+
+
+def test_a_grad_spike_on_the_last_record_is_undecided_not_unrecovered() -> None:
+    """Two recovered grad spikes and a third on the log's final record: nothing came after the
+    third to recover on, so it is not counted as unrecovered and does not turn the isolated,
+    recovered spikes into a warning (which would confirm an LR cut on no evidence)."""
+    values = _noisy(100)
+    values[40] = values[70] = values[99] = 20.0
+    det = SpikeDetector("grad_norm")
+    assert _feed(det, values, "grad_norm") == [40, 70, 99]
+    (f,) = det.finish()
+    assert f.evidence["unrecovered"] == 0 and f.evidence["recovery_steps"] == [1, 1, None]
+    assert f.severity == "info"
+    assert "the log ends at it" in f.explanation
+    # the same spike one record before the end recovers on the last one
+    values[99], values[98] = values[98], 20.0
+    det = SpikeDetector("grad_norm")
+    _feed(det, values, "grad_norm")
+    (f,) = det.finish()
+    assert f.evidence["unrecovered"] == 0 and f.severity == "warning"  # three decided spikes
+    # a loss spike on the last record keeps its weight: logs end where runs blow up
+    det = SpikeDetector("loss")
+    _feed(det, _noisy(99) + [20.0])
+    (f,) = det.finish()
+    assert f.evidence["unrecovered"] == 1 and f.severity == "error"

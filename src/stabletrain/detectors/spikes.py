@@ -343,14 +343,26 @@ class SpikeDetector:
             return []
         facts = facts or ConfigFacts()
         eps = self.episodes
-        unrecovered = [e for e in eps if e["recovered_at"] is None]
+        # a one-record gradient-norm spike on the log's last record had no later value to
+        # recover on: undecided, so it neither counts as unrecovered nor escalates the severity
+        # (a loss spike at the end keeps its weight: real logs end where a run blew up)
+        open_at_end = [
+            e
+            for e in eps
+            if self.metric == "grad_norm"
+            and e["recovered_at"] is None
+            and len(e["steps"]) == 1
+            and e["end"] == self.last_step
+        ]
+        decided = [e for e in eps if e not in open_at_end]
+        unrecovered = [e for e in decided if e["recovered_at"] is None]
         what = "loss" if self.metric == "loss" else "gradient norm"
         lines = []
         for e in eps[:10]:
             rec = (
                 f"recovered at step {e['recovered_at']} ({e['recovered_at'] - e['start']} steps)"
                 if e["recovered_at"] is not None
-                else "did not recover"
+                else ("the log ends at it" if e in open_at_end else "did not recover")
             )
             against = " (the values just before it)" if e.get("early_std") is not None else ""
             lines.append(
@@ -365,7 +377,7 @@ class SpikeDetector:
         isolated = (
             self.metric == "grad_norm"
             and not unrecovered
-            and len(eps) <= 2
+            and len(decided) <= 2
             and all(len(e["steps"]) <= 2 for e in eps)
         )
         severity: Literal["info", "warning", "error"] = (
