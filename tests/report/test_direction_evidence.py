@@ -57,8 +57,10 @@ def test_a_clip_firing_under_adamw_does_not_promote_an_lr_cut(
 
 def test_a_saturated_clip_under_sgd_at_a_hot_lr_is_instability(tmp_path: Path) -> None:
     """SGD at lr 1.0 (momentum 0.9): 10x SGD's usual bound 0.1 for batch 64. The clip at 1.0 fires
-    on most steps because the steps are too large, not because it stalls them."""
-    report = _train("digits-cnn.yaml", tmp_path / "run", "train.epochs=3", "optim.name=sgd",
+    on most steps because the steps are too large, not because it stalls them. Two epochs, not
+    three: over three the cosine tail cools the LR enough that the late clipped share sits at the
+    0.5 boundary (0.42-0.5 on the CPUs tried), over two it is ~0.9."""
+    report = _train("digits-cnn.yaml", tmp_path / "run", "train.epochs=2", "optim.name=sgd",
                     "optim.lr=1.0")  # fmt: skip
     clip = _finding(report, "clip-saturated")
     assert clip is not None and clip.evidence["direction"] == "instability", clip
