@@ -92,3 +92,18 @@ def test_saturated_near_miss_early_clipping_while_norms_settle() -> None:
     facts = ConfigFacts()
     facts.set("max_grad_norm", 1.0)
     assert replay(_run(norms), facts, [ClippingDetector()]) == []
+
+
+def test_near_threshold_says_how_often_the_clip_engaged() -> None:
+    """Seed 000's shape (median at ~0.9x the clip, clip rarely engaged) says the clip almost
+    never engages; a median at ~0.95x with 40% of late steps over the clip must not say that."""
+    facts = ConfigFacts()
+    facts.set("max_grad_norm", 4.0, key="max_grad_norm")
+    rare = [3.5 + 0.01 * (i % 7) for i in range(200)]
+    [f] = replay(_run(rare), facts, [ClippingDetector()])
+    assert f.id == "clip-near-threshold" and "almost never engages" in f.explanation
+    often = [3.8 + 0.01 * (i % 7) if i % 5 > 1 else 4.4 for i in range(200)]
+    [f] = replay(_run(often), facts, [ClippingDetector()])
+    assert f.id == "clip-near-threshold", f.evidence
+    assert 0.35 < f.evidence["fraction_clipped_late"] < 0.45
+    assert "almost never engages" not in f.explanation and "trims 40%" in f.explanation
