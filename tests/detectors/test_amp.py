@@ -85,3 +85,17 @@ def test_constant_scale_of_one_is_bf16_not_a_collapse() -> None:
             det.update(StepRecord(step=5400 + i, loss=2.0, grad_norm=1.0, loss_scale=1.0)) is None
         )
     assert [f.id for f in det.finish()] == []
+
+
+def test_a_scale_below_one_is_collapsed_not_unscaled() -> None:
+    """A scale logged at 1.0 from the start is a bf16/fp32 run (no scaling); a scale of 0 (a
+    GradScaler underflowed by halving: insightface#2262's ``Fp16 Grad Scale:  0``, round 4 DEV)
+    is collapsed, from its first record."""
+    zero = LossScaleDetector()
+    live = [zero.update(StepRecord(step=s, loss=float("nan"), loss_scale=0.0)) for s in (1, 2, 3)]
+    assert live[0] is not None and live[0].id == "loss-scale-collapse"
+    one = LossScaleDetector()
+    assert [one.update(StepRecord(step=s, loss=2.0, loss_scale=1.0)) for s in (1, 2, 3)] == [
+        None
+    ] * 3
+    assert one.finish() == []

@@ -122,3 +122,41 @@ def test_intermittent_nan_ending_on_nan_is_not_called_never_finite_again(tmp_pat
         assert f.severity == "error" and not f.evidence["recovered"]
         assert "never became finite again" not in f.explanation
         assert "log ends on a non-finite loss" in f.explanation
+
+
+def _eval(step: int, v: float) -> StepRecord:
+    return StepRecord(step=step, kind="eval", eval_loss=v)
+
+
+def test_a_nonfinite_eval_loss_is_a_nonfinite_loss() -> None:
+    """A log whose train lines were not read or stayed finite, with ``test avg ppl: nan`` or
+    ``val_loss: nan``: the model's loss went non-finite. An error when no later evaluation was
+    finite, a warning when one was; no second finding when the train loss was non-finite too."""
+    det = NonFiniteDetector()
+    for r in (StepRecord(step=1, loss=2.0), _eval(1, 1.9), _eval(2, float("nan"))):
+        det.update(r)
+    (f,) = det.finish()
+    assert (f.id, f.severity, f.steps) == ("nonfinite-loss", "error", [2])
+    det2 = NonFiniteDetector()
+    for r in (_eval(1, float("inf")), _eval(2, 1.5)):
+        det2.update(r)
+    assert [(f.id, f.severity) for f in det2.finish()] == [("nonfinite-loss", "warning")]
+    det3 = NonFiniteDetector()
+    for r in (StepRecord(step=1, loss=float("nan")), _eval(1, float("nan"))):
+        det3.update(r)
+    assert [f.id for f in det3.finish()] == ["nonfinite-loss"]
+    state = det.state_dict()
+    again = NonFiniteDetector()
+    again.load_state_dict(state)
+    assert again.eval_bad == [2]
+
+
+def test_a_nonfinite_eval_loss_is_found_through_the_doctor(tmp_path) -> None:
+    # the doctor feeds records in bulk (update_many): the eval records go through it too
+    from stabletrain import diagnose
+
+    log = tmp_path / "train.log"
+    lines = [f"step {s} | loss {2.0 - s / 100:.3f}" for s in range(1, 41)]
+    log.write_text("\n".join([*lines, "step 40 | val_loss nan"]) + "\n")
+    found = [(f.id, f.severity) for f in diagnose(str(log)).findings]
+    assert ("nonfinite-loss", "error") in found

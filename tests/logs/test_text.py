@@ -496,3 +496,47 @@ def test_a_class_count_beside_a_step_is_not_a_setting(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
     log.write_text("".join(f"step {s} loss 2.0 num_classes 7\n" for s in range(1, 6)))
     assert read_run(log).facts.get("num_classes") is None
+
+
+def test_a_step_counter_that_restarts_with_each_epoch_is_a_position() -> None:
+    """Lua Torch's ``Epoch 11 ; Iter 50/213`` (round 4 DEV, data2text#9): the counter restarts
+    at each epoch. At first sight each epoch replaced the one before ("8 train records replaced
+    ... resumed/rewound run"); now (epoch - first) * 213 + i, the first epoch as printed."""
+    log = Path(__file__).parents[2] / "bench/doctor_corpus/data2text_9_ppl_nan/train.log"
+    data = read_run(log)
+    steps = [r.step for r in data.records if r.kind == "train"]
+    assert steps == [50, 100, 150, 200, 263, 313, 363, 413, 476, 526, 576, 626]
+    assert not any("replaced" in n for n in data.notes)
+    assert any("restarts with each epoch" in n for n in data.notes)
+    # ``Validation perplexity: nan`` names no step: it belongs to the last train step
+    assert [r.step for r in data.records if r.kind == "eval"] == [200, 413, 626]
+
+
+def test_a_counter_without_a_total_is_counted_by_its_largest_value() -> None:
+    t = "".join(
+        f"\titers: {i}, epoch: {e} | loss: {1.0 / (e * 10 + i / 100):.4f}\n"
+        for e in (1, 2)
+        for i in (100, 200, 300)
+    )
+    data = text.parse_text(t, Path("x.log"))
+    assert [r.step for r in data.raw] == [100, 200, 300, 400, 500, 600]
+
+
+def test_a_growing_step_with_an_epoch_is_kept_as_printed() -> None:
+    t = "epoch: 1, step: 10, loss: 2.0\nepoch: 1, step: 20, loss: 1.9\nepoch: 2, step: 30, loss: 1.8\n"
+    assert [r.step for r in text.parse_text(t, Path("x.log")).raw] == [10, 20, 30]
+
+
+def test_nan_after_a_column_gap_is_a_value_not_prose() -> None:
+    """insightface's ``Loss nan   LearningRate 0.001000   ...   Fp16 Grad Scale:  0`` (round 4
+    DEV, #2262): at first sight ``nan`` followed by a letter was taken for prose and the log was
+    refused; two spaces are a column gap. One space and a letter stay prose."""
+    log = Path(__file__).parents[2] / "bench/doctor_corpus/insightface_2262_scale0_nan/train.log"
+    data = read_run(log)
+    train = [r for r in data.records if r.kind == "train"]
+    assert sum(r.loss is not None and math.isnan(r.loss) for r in train) == 3
+    assert [r.loss_scale for r in train if r.loss_scale is not None] == [0.0, 0.0, 0.0]
+    assert data.roles["Fp16 Grad Scale"] == "loss_scale"
+    prose = text.parse_text("step: 3 | number of nan iterations: 0 | loss: 1.5\n", Path("x"))
+    assert [r.loss for r in prose.raw] == [1.5]
+    assert all(math.isfinite(v) for r in prose.raw for v in r.metrics.values())

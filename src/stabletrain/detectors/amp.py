@@ -97,7 +97,9 @@ class LossScaleDetector:
         rate = sum(self._recent) / len(self._recent)
         # A scale that has sat at 1.0 since the first record and never overflowed is no scaling
         # at all (bf16/fp32 runs log "loss scale: 1.0"), not a scale that collapsed to its floor.
-        never_scaled = self.init_scale <= 1.0 and not self.overflow_steps
+        # A scale below 1 is never "no scaling": a scaler halved it past its floor (a GradScaler
+        # printed as ``Fp16 Grad Scale: 0`` has underflowed to zero).
+        never_scaled = self.init_scale == 1.0 and not self.overflow_steps
         collapsed = (scale <= self.collapse_scale and not never_scaled) or (
             self.n_scaled > self.settle_steps
             and len(self._recent) >= min(self.window, 10)

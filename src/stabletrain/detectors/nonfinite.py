@@ -24,6 +24,9 @@ the data, reported as its own finding ``bad-batch`` (the cause of ``nonfinite-lo
 check those batches and let the guard skip them, not "LR too high". An episode after a rising
 gradient norm or loss, or right after the LR rose (a warm-up's end, a jump), stays an instability.
 
+A non-finite eval loss in a log whose train loss stayed finite (or was not logged) is
+``nonfinite-loss`` too, from the evaluations (an error unless later evaluations were finite).
+
 Limits: a log that records no loss/grad norm gives nothing to see; a single inf at a scale above
 the floor stays fp16-overflow even if the gradients were truly inf (the log cannot tell them apart).
 """
@@ -75,6 +78,9 @@ class NonFiniteDetector:
         #: ``n_records`` at the last fp16 overflow the scaler absorbed (an inf grad, finite loss)
         self.overflow_at: int | None = None
         self.saw_scale = False  # a loss scale logged: fp16 with a scaler
+        #: eval records with a non-finite eval loss, and finite eval losses after the first one
+        self.eval_bad: list[int] = []
+        self.eval_finite_after = 0
 
     def _scaler_probing(self, record: StepRecord) -> bool:
         """Whether a non-finite grad norm is the loss scaler probing its range (fp16-overflow)."""
@@ -86,8 +92,19 @@ class NonFiniteDetector:
         # inf again right after an inf, and the scale did not go down: nothing is backing off
         return self.prev_inf_scale is None or scale < self.prev_inf_scale
 
+    def _eval(self, record: StepRecord) -> None:
+        """An eval record: a non-finite eval loss is the model's loss gone non-finite too."""
+        v = record.eval_loss
+        if v is None:
+            return
+        if not math.isfinite(v):
+            self.eval_bad.append(record.step)
+        elif self.eval_bad:
+            self.eval_finite_after += 1
+
     def update(self, record: StepRecord) -> Finding | None:
         if record.kind != "train":
+            self._eval(record)
             return None
         self.n_records += 1
         if record.lr is not None and record.lr > self.max_lr:
@@ -168,6 +185,8 @@ class NonFiniteDetector:
         if grad_none is not None:
             odd_grad &= ~grad_none
         train, n, start = batch.train, len(batch), 0
+        for i in np.flatnonzero(~train).tolist():
+            self._eval(batch[i])  # eval records are few: one by one
         for i in [*np.flatnonzero((odd | odd_grad) & train).tolist(), n]:
             if i > start:
                 t = start + np.flatnonzero(train[start:i])
@@ -291,7 +310,40 @@ class NonFiniteDetector:
             )
         if data_cause and out:
             out.insert(0, self._bad_batch(facts, out))
+        if self.eval_bad and not self.bad["nonfinite-loss"]:
+            out.append(self._eval_finding())
         return out
+
+    def _eval_finding(self) -> Finding:
+        """``nonfinite-loss`` from the evaluations alone: the train loss was finite or not
+        logged, but the model's eval loss was NaN/inf."""
+        steps = self.eval_bad
+        n, recovered = len(steps), self.eval_finite_after > 0
+        outcome = (
+            "later evaluations were finite again"
+            if recovered
+            else "the eval loss never became finite again: the model's outputs are non-finite"
+        )
+        return Finding(
+            id="nonfinite-loss",
+            severity="warning" if recovered else "error",
+            title=f"{n} evaluation(s) with a non-finite eval loss, first at step {steps[0]}",
+            explanation=(
+                f"{outcome}. A NaN/inf eval loss means the weights or the eval batches hold "
+                "non-finite values (a diverged update, fp16 overflow in the forward pass, or a "
+                "bad eval sample)."
+            ),
+            steps=list(steps),
+            evidence={
+                "count": n,
+                "first_step": steps[0],
+                "last_step": steps[-1],
+                "recovered": recovered,
+                "source": "eval_loss",
+            },
+            fixes=[] if recovered else _fixes(ConfigFacts(), False, self.max_lr or None),
+            source="log",
+        )
 
     def _onset_steps(self) -> list[int]:
         return [int(o["step"]) for o in self.onsets]
@@ -374,6 +426,8 @@ class NonFiniteDetector:
             "in_episode": self.in_episode,
             "overflow_at": self.overflow_at,
             "saw_scale": self.saw_scale,
+            "eval_bad": list(self.eval_bad),
+            "eval_finite_after": self.eval_finite_after,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -394,6 +448,8 @@ class NonFiniteDetector:
         self.in_episode = bool(state.get("in_episode", False))
         self.overflow_at = state.get("overflow_at")
         self.saw_scale = bool(state.get("saw_scale", False))
+        self.eval_bad = [int(s) for s in state.get("eval_bad", [])]
+        self.eval_finite_after = int(state.get("eval_finite_after", 0))
 
 
 def _is_fp16(facts: ConfigFacts) -> bool:

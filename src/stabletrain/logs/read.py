@@ -41,6 +41,7 @@ from stabletrain.logs.readers import (
     wandb_run,
 )
 from stabletrain.logs.readers.base import RunData, clean_records
+from stabletrain.logs.readers.standins import fill_standin_loss
 from stabletrain.logs.readers.tfrecord import looks_like_tfrecord
 
 __all__ = ["RunData", "detect_format", "read_run", "read_run_columns"]
@@ -74,6 +75,7 @@ def read_run_columns(
         try:
             data, columns = _dispatch(p, mapping, Path(config) if config is not None else None)
             data.path = p
+            fill_standin_loss(data)
             _check_understood(p, data, mapping)
             if isinstance(data.raw, TableRecords):
                 table.clean(data)

@@ -39,6 +39,9 @@ _TRAIN_ALIASES: dict[str, str] = {
     "learning rate": "lr",
     "loss_scale": "loss_scale",
     "loss scale": "loss_scale",
+    # torch.cuda.amp.GradScaler's scale, as scripts name it (insightface's ``Fp16 Grad Scale``)
+    "grad_scale": "loss_scale",
+    "grad scale": "loss_scale",
     "clip_coef": "clip_coef",
     "epoch": "epoch",
     "acc": "accuracy",
@@ -240,6 +243,33 @@ def percent_shares(rows: list[dict[str, Any]]) -> dict[str, Slot]:
     return out
 
 
+#: metric names (lower case, a train/eval prefix removed) that are the run's loss under another
+#: name: a cross-entropy or the objective the optimiser minimises (OpenNMT's ``xent``,
+#: MatConvNet's ``objective``); :mod:`.standins` reads them as the loss of a log that prints none
+CROSS_ENTROPY = frozenset(
+    {
+        "xent",
+        "nll",
+        "nll_loss",
+        "ce",
+        "ce_loss",
+        "cross_entropy",
+        "cross-entropy",
+        "crossentropy",
+        "objective",
+    }
+)
+_STANDIN_PREFIX = re.compile(
+    r"^(?:train|training|valid|val|validation|eval|test|info\.train)[_ ./]"
+)
+
+
+def standin_name(name: str) -> bool:
+    """Whether ``name`` is one of :data:`CROSS_ENTROPY`, a split prefix aside."""
+    k = name.strip().lower()
+    return k in CROSS_ENTROPY or _STANDIN_PREFIX.sub("", k) in CROSS_ENTROPY
+
+
 _INT_FIELDS = frozenset({"samples", "tokens"})
 
 
@@ -278,7 +308,9 @@ def records_from_row(
         else:
             evals[field] = x
     tr = ev = None
-    if train or (tmetrics and not evals and not emetrics):
+    # train metrics beside eval values are bookkeeping (``eval_runtime``), unless one of them is
+    # the run's loss under another name (MatConvNet's ``objective`` beside ``val_objective``)
+    if train or (tmetrics and ((not evals and not emetrics) or any(map(standin_name, tmetrics)))):
         tr = StepRecord(step=step, epoch=epoch, metrics=tmetrics, **train)
     elif tmetrics and (evals or emetrics):
         emetrics.update(tmetrics)  # e.g. eval_runtime rows: bookkeeping beside the eval values

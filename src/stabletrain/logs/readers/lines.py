@@ -53,13 +53,15 @@ __all__ = [
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _WORDS = r"nan|NaN|NAN|inf|Inf|INF|Infinity|infinity"
 #: a number, or a non-finite word; after a bare space the word must not start a phrase
-#: (``grad_norm: nan  loss: 2.1`` holds a NaN, ``number of nan iterations: 0`` does not)
+#: (``grad_norm: nan  loss: 2.1`` holds a NaN, ``number of nan iterations: 0`` does not): one
+#: space and a letter after it make prose, a column gap (two spaces or more, a tab) a next
+#: field (insightface's ``Loss nan   LearningRate 0.001000``)
 #: (possessive digit runs and no start inside a run: a 400-digit number is read in linear time)
 _NUM = (
     r"[-+]?(?<![\d.])(?:\d{1,3}(?:,\d{3})++(?:\.\d++)?(?![\d,])|\d++(?:\.\d*+)?(?:[eE][-+]?\d++)?"
     r"|\.\d++(?:[eE][-+]?\d++)?"
     rf"|(?:(?<=[:=])|(?<=[:=]\s)|(?<=[:=]\s\s)|(?<=[:=]\s\s\s))(?:{_WORDS})"
-    rf"|(?:{_WORDS})(?!\s+[A-Za-z]))"
+    rf"|(?:{_WORDS})(?!\s[A-Za-z]))"
 )
 #: a word of a name; possessive (``*+``), so a long run of letters is scanned once, not
 #: backtracked into (a 20,000-letter line took 100 s with a plain ``*``)

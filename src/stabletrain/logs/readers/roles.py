@@ -107,6 +107,8 @@ _ROLE_WORDS = (
 
 _TRAIN_PREFIXES = ("train_", "train/", "train ", "training_", "training/", "training ")
 _EVAL_PREFIXES = (
+    "vali_",  # the Time-Series-Library family (Informer, Autoformer...): ``Vali Loss``
+    "vali ",
     "valid_",
     "valid/",
     "valid ",
@@ -138,6 +140,12 @@ def _split_prefix(name: str) -> tuple[str, bool]:
 
 def _role_by_name(base: str) -> str:
     for word, role in _ROLE_WORDS:
-        if word in base:
+        if word in base and (not word.isalpha() or len(word) > 3 or _whole_word(word, base)):
             return role
     return ""
+
+
+def _whole_word(word: str, name: str) -> bool:
+    """Whether a short word stands on its own in ``name`` (``valid ppl``, ``ppl_val``), not
+    inside another (``self.applied_updates`` holds no perplexity)."""
+    return re.search(rf"(?<![a-z]){word}(?![a-z])", name) is not None

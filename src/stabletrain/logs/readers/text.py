@@ -7,7 +7,8 @@ Every line goes through the same steps (:mod:`~stabletrain.logs.readers.lines`):
 - **the step** from the line's own context: a step item (``iteration 5/100``, ``step: 5``,
   ``num_updates 300``, ``GLOBAL_STEP: 5``), else a position within an epoch (``Epoch: [3]
   [100/1251]``, ``Epoch(train) [1][200/735]``, ``epoch 001: 450 / 1891``, a Keras ``413/413 [===]``
-  bar under an ``Epoch 3/10`` header: ``(epoch - first epoch) * N + i``), else what a header line
+  bar under an ``Epoch 3/10`` header, a counted step that restarts with each epoch: ``Epoch 11 ;
+  Iter 50/213``: ``(epoch - first epoch) * N + i``), else what a header line
   just above said (a tqdm bar, Coqui's ``GLOBAL_STEP`` line), else the order of the records —
   never an invented number: the notes say when steps are counted;
 - **train or eval** from the metric's name (``val_loss``, ``valid_ppl``, ``eval/loss``) or from a
@@ -52,7 +53,13 @@ from typing import Any
 from stabletrain import safe_io
 from stabletrain.logs.readers import dialects as dl
 from stabletrain.logs.readers.base import RunData
-from stabletrain.logs.readers.fields import Slot, build_lookup, records_from_row, to_float
+from stabletrain.logs.readers.fields import (
+    Slot,
+    build_lookup,
+    records_from_row,
+    standin_name,
+    to_float,
+)
 from stabletrain.logs.readers.lines import (
     Item,
     dict_items,
@@ -167,6 +174,10 @@ class _Reader:
         self.table_rows = 0
         self.line_no = 0  # the physical line being read
         self.kept_at = -2  # the line that last gave a train record
+        self.step_epoch: tuple[float, int] | None = None  # the last (epoch, counted step)
+        self.per_epoch_counter = False  # the counted step restarts with each epoch
+        self.max_count = 0  # the largest such count seen: the epoch's length when none is printed
+        self.counted_per_epoch = False  # steps from that count, not from a printed total
 
     # -- the pass -------------------------------------------------------------------------------
 
@@ -297,6 +308,9 @@ class _Reader:
                 self.first_epoch = epoch
             if epoch is not None and plan.epoch_header and plan.metrics:
                 self.epoch = epoch  # ``Epoch 3/50 - Learning Rate: ...``: later lines are epoch 3
+        if step is not None and epoch is not None:
+            total = _step_value(values[plan.step_total]) if plan.step_total is not None else None
+            step = self._per_epoch(step, epoch, total)
         if plan.pos is not None:
             i, n = _step_value(values[plan.pos[0]]), _step_value(values[plan.pos[1]])
             if i is not None and n is not None:
@@ -317,7 +331,8 @@ class _Reader:
         kw, tmet, ekw, emet = _read_values(comp, values)
         if not (kw or tmet or ekw or emet):
             return self._header(step, epoch, pos, plan.marker)
-        step, coarse = self._resolve(step, epoch, pos, is_eval, comp.primary, comp.known)
+        eval_line = is_eval or comp.all_eval
+        step, coarse = self._resolve(step, epoch, pos, eval_line, comp.primary, comp.known)
         if step is None:
             return False
         if plan.rate is not None and not comp.has_time and (kw or tmet):
@@ -344,6 +359,23 @@ class _Reader:
                     tr.skipped = True
         return self._keep(tr, ev, step, dialect, rank, coarse)
 
+    def _per_epoch(self, step: int, epoch: float, total: int | None) -> int | None:
+        """The step of a line naming an epoch and a counted step (``Epoch 11 ; Iter 50/213``,
+        ``iters: 100, epoch: 19``): the counter as printed until it restarts when the epoch goes
+        up; from then on it is a position within the epoch, ``(epoch - first epoch) * N + i``
+        with N the printed total, else the largest count seen (the first epoch's steps are
+        unchanged by that formula; without a total the steps are counted, said in the notes)."""
+        last = self.step_epoch
+        self.step_epoch = (epoch, step)
+        self.max_count = max(self.max_count, step)
+        if last is not None and epoch > last[0] and step <= last[1]:
+            self.per_epoch_counter = True
+        if not self.per_epoch_counter or self.first_epoch is None:
+            return step
+        if not total:
+            self.counted_per_epoch = True
+        return _as_step((epoch - self.first_epoch) * (total or self.max_count) + step)
+
     def _compile(self, plan: LinePlan, is_eval: bool) -> _Compiled:
         """How to turn a plan's metric values into record fields, for one split."""
         comp = _Compiled()
@@ -366,8 +398,8 @@ class _Reader:
             comp.roles.append((m.name, label or "metric"))
             if role == "skipped_count":
                 comp.skipped.append(m.idx)
-            if role in _PRIMARY:
-                comp.primary = True
+            if role in _PRIMARY or role.endswith("perplexity") or standin_name(m.name):
+                comp.primary = True  # a perplexity or a cross-entropy is the loss by another name
             if field_ == "step_time":
                 comp.has_time = True
             # a metric with a role but no StepRecord field that a detector reads is kept under
@@ -392,6 +424,7 @@ class _Reader:
         # only values the vocabulary knows continue the record above (``time this epoch= 1.75``);
         # ``stopped after 19 epochs`` is prose
         comp.known = bool(comp.tf) and not (comp.tm or comp.em or comp.ef)
+        comp.all_eval = bool(comp.ef or comp.em) and not (comp.tf or comp.tm)
         return comp
 
     def _class_count(self, plan: LinePlan, values: list[Any]) -> None:
@@ -757,6 +790,15 @@ class _Reader:
             data.notes.append(
                 "per-epoch lines without a step: the epoch number is used as the step"
             )
+        if self.per_epoch_counter:
+            how = (
+                f"an epoch counted as {self.max_count} steps (the largest count printed)"
+                if self.counted_per_epoch
+                else "the printed total per epoch"
+            )
+            data.notes.append(
+                f"the step counter restarts with each epoch: steps are (epoch - first) x N + i, {how}"
+            )
         if self.redraws:
             data.notes.append(
                 f"{self.redraws} progress-bar redraw(s) repeating the previous record folded"
@@ -884,6 +926,7 @@ class _Compiled:
     for record fields, (value index, name, unit divisor) for other metrics."""
 
     __slots__ = (
+        "all_eval",
         "ef",
         "em",
         "has_time",
@@ -909,6 +952,9 @@ class _Compiled:
         self.has_time = False
         self.known = False  # every value is a known record field (may continue the line above)
         self.registered = False
+        #: every value is an eval value by its name (``Validation perplexity: nan``): the line is
+        #: an eval line, placed at the last train step, not numbered as a step of its own
+        self.all_eval = False
 
 
 def _read_values(
