@@ -4,6 +4,7 @@ import json
 
 from stabletrain.detectors.base import Detector
 from stabletrain.detectors.registry import default_detectors, replay
+from stabletrain.detectors.sanity import RULES as SANITY_RULES
 
 ALL_IDS = {
     "nonfinite-loss",
@@ -32,6 +33,8 @@ ALL_IDS = {
     "duplicate-logging",
     "run-restart",
     "slow-steps",
+    "run-failed",
+    *(r.id for r in SANITY_RULES),  # the config sanity table (detectors/sanity.py)
 }
 
 

@@ -15,6 +15,7 @@ from stabletrain.detectors.amp import LossScaleDetector
 from stabletrain.detectors.base import Detector, feed
 from stabletrain.detectors.clipping import ClippingDetector
 from stabletrain.detectors.columns import as_batch
+from stabletrain.detectors.fallback import FailedRunDetector
 from stabletrain.detectors.generalisation import EvalDetector
 from stabletrain.detectors.growth import GradNormGrowthDetector
 from stabletrain.detectors.init import InitDetector
@@ -23,6 +24,7 @@ from stabletrain.detectors.lrjump import LRJumpDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.perf import SlowStepsDetector
 from stabletrain.detectors.restart import RunRestartDetector
+from stabletrain.detectors.sanity import SanityDetector
 from stabletrain.detectors.schedules import LRScheduleDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.detectors.trends import LossTrendDetector
@@ -50,6 +52,8 @@ def default_detectors() -> list[Detector]:
         LRJumpDetector(),
         InitDetector(),
         UnderfitDetector(),
+        SanityDetector(),
+        FailedRunDetector(),
         EvalDetector(),
         DuplicateLoggingDetector(),
         RunRestartDetector(),

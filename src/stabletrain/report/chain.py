@@ -15,6 +15,7 @@ optimizer failure modes; an unknown id gets a middle stage and no links.
 
 from __future__ import annotations
 
+from stabletrain.detectors.sanity import RULES as SANITY_RULES
 from stabletrain.records import SEVERITY_ORDER, Finding
 
 _STAGE: dict[str, int] = {
@@ -42,6 +43,7 @@ _STAGE: dict[str, int] = {
     "nonfinite-loss": 7,
     "loss-spike": 7,
     "loss-divergence": 8,
+    "run-failed": 8,
     "scheduler-late": 8,
     "chance-level": 9,
     "eval-unstable": 9,
@@ -50,7 +52,18 @@ _STAGE: dict[str, int] = {
     "run-restart": 10,
     "slow-steps": 10,
 }
+# the config sanity table's settings (detectors/sanity.py) are config causes
+_STAGE.update(dict.fromkeys((r.id for r in SANITY_RULES), 0))
 _DEFAULT_STAGE = 6
+
+#: what a setting out of its range produces, by the effect the table states for it
+_SANITY_EFFECTS: dict[str, frozenset[str]] = {
+    "instability": frozenset({"loss-spike", "grad-spike", "nonfinite-loss", "nonfinite-grad",
+                              "loss-divergence", "clip-saturated", "clip-near-threshold",
+                              "grad-norm-growth", "eval-unstable", "chance-level"}),
+    "progress": frozenset({"underfitting", "chance-level", "clip-saturated", "eval-unstable"}),
+    "neutral": frozenset({"underfitting", "chance-level", "clip-saturated", "bad-init"}),
+}  # fmt: skip
 
 #: cause id → effect ids it can produce.
 CAUSES: dict[str, frozenset[str]] = {
@@ -117,6 +130,7 @@ CAUSES: dict[str, frozenset[str]] = {
         "warmup-too-long": {"chance-level", "clip-saturated", "warmup-short", "underfitting"},
     }.items()
 }
+CAUSES.update({r.id: _SANITY_EFFECTS[r.effect] for r in SANITY_RULES})
 
 
 #: effects judged on the whole run (where they show is the run's last evals, not their start)

@@ -35,6 +35,9 @@ keep their changes under the direction rules. A change to a key the configured s
 optimizer does not read (a plateau patience under one-cycle, a momentum under Adam:
 :mod:`stabletrain.report.reads`) is left out, with a line in ``dropped``.
 
+A fallback finding (``evidence["fallback"]``: the log shows the run failed, and no mechanism is
+named) takes part only when no other finding at warning or above does (:func:`problems_of`).
+
 Fixes whose description starts with "Or" are alternatives to the finding's first fix, listed in
 ``alternatives``, as are code-only fixes. Only findings at warning or above take part.
 
@@ -187,8 +190,17 @@ def report_base_lr(
     """The one LR base of a report: :func:`base_lr` at the onset of its first problem (warning
     or worse). The change set and the findings' own fix text (:func:`rebase_lr_fixes`) both
     compute their LR values from it."""
+    return base_lr(facts, records, _onset(problems_of(findings)))
+
+
+def problems_of(findings: Sequence[Finding]) -> list[Finding]:
+    """The findings at warning or above that take part in the change set. A fallback finding
+    (``evidence["fallback"]``: the run failed and the detector that says so names no mechanism,
+    detectors/fallback.py) takes part only when no other finding at warning or above does: any
+    finding that names a cause knows more."""
     problems = [f for f in findings if SEVERITY_ORDER[f.severity] >= 1]
-    return base_lr(facts, records, _onset(problems))
+    named = [f for f in problems if not f.evidence.get("fallback")]
+    return named or problems
 
 
 def rebase_lr_fixes(
@@ -341,7 +353,7 @@ def resolve(
     records: Sequence[StepRecord] | None = None,
 ) -> ChangeSet:
     """One change set for ``findings`` (in cause → effect order, as the doctor orders them)."""
-    problems = [f for f in findings if SEVERITY_ORDER[f.severity] >= 1]
+    problems = problems_of(findings)
     out = ChangeSet()
     if not problems:
         return out
