@@ -45,13 +45,19 @@ within each group, in file order) is in the case file.
 
     .venv/bin/python bench/fix_loop.py [--code PATH] [--apply findings|changeset|patch]
         [--split tune|heldout|all] [--cases a,b] [--jobs N] [--json OUT] [--work DIR] [--details tune|all]
-        [--cases-file bench/fix_cases/cases2.yaml] [--reuse-broken]
+        [--cases-file bench/fix_cases/cases2.yaml] [--reuse-broken] [--broken-from DIR]
     .venv/bin/python bench/fix_loop.py --from OUT.json [--split S] [--details tune]
 
-``--cases-file`` selects a case file (``cases2.yaml``: round 2, written before any of it ran).
+``--cases-file`` selects a case file (``cases2.yaml``: round 2, ``cases3.yaml``: round 3, each
+written before any of it ran).
 ``--reuse-broken`` with a ``--work`` of an earlier invocation of the same code takes its stable
 references and broken runs (a stamp beside each run dir records code, config and overrides) and
 only re-runs the doctor and the fixed runs: e.g. ``--apply patch`` after ``--apply changeset``.
+``--broken-from DIR`` first copies into ``--work`` the references and broken runs of ``DIR``, a
+``--work`` of another code tree (e.g. the first-sight run of ``--code /work/base``), as if this
+code had trained them, then reuses them: only valid when the two trees' trainer and guard are the
+same (``git log A..B -- src/stabletrain/train src/stabletrain/guard`` empty) — the doctor and
+the fixed runs are this code's.
 
 ``--details tune`` prints the findings, change set and applied overrides of the tune cases only:
 the held-out half is reported as numbers, so nobody tunes the doctor on it.
@@ -280,6 +286,22 @@ def train_run(
     run = Run(str(run_dir), rc, quality(model, summary, chance), summary, err)
     run.seconds = time.perf_counter() - t0
     return run
+
+
+def adopt_runs(src: Path, dst: Path, code: Path | None) -> int:
+    """Copy the stable references and broken runs of the work dir ``src`` into ``dst``, their
+    stamps rewritten to ``code`` (config and overrides kept, so a case whose setup changed is
+    still re-trained); returns how many were copied."""
+    import shutil
+
+    stamps = [*src.glob("ref_*.trained.json"), *src.glob("*/broken.trained.json")]
+    for stamp in stamps:
+        run = stamp.parent / stamp.name.removesuffix(".trained.json")
+        target = dst / run.relative_to(src)
+        shutil.copytree(run, target, dirs_exist_ok=True)
+        old = json.loads(stamp.read_text())
+        target.parent.joinpath(stamp.name).write_text(json.dumps([str(code), *old[1:]]))
+    return len(stamps)
 
 
 def _norm(v: Any) -> Any:
@@ -646,6 +668,13 @@ def main(argv: list[str] | None = None) -> int:
         "with the same config and overrides (the fixed runs are always re-trained)",
     )
     ap.add_argument(
+        "--broken-from",
+        type=Path,
+        default=None,
+        help="copy the references and broken runs of this --work dir of another code tree with the "
+        "same trainer and guard, and reuse them (implies --reuse-broken)",
+    )
+    ap.add_argument(
         "--from",
         dest="saved",
         type=Path,
@@ -673,6 +702,10 @@ def main(argv: list[str] | None = None) -> int:
     args.code = args.code.resolve() if args.code else None
     args.work = (args.work or Path(tempfile.mkdtemp(prefix="fix_loop-"))).resolve()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.broken_from is not None:
+        copied = adopt_runs(args.broken_from.resolve(), args.work, args.code)
+        print(f"--broken-from: {copied} runs of {args.broken_from} reused", file=sys.stderr)
+        args.reuse_broken = True
     loop = Loop(args, spec)
     where = loop.tree.where()
     if args.apply == "patch" and "--patch" not in loop.tree.doctor_help():

@@ -5,7 +5,11 @@ least 12 new cases each on both models, none a repeat of an earlier round's. Fas
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -80,3 +84,29 @@ def test_references_are_accepted(model: str) -> None:
     ref = CASES["references"][model]
     cfg = load_config(ROOT / ref["config"], CASES["bounds"][model] + ref["overrides"])
     assert cfg.model.name == model
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fix_loop", ROOT / "bench" / "fix_loop.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fix_loop"] = mod  # (dataclasses look their module up)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_broken_from_adopts_runs_for_another_code_tree(tmp_path: Path) -> None:
+    """--broken-from: the first-sight run's references and broken runs count as this code's (their
+    stamps rewritten, config and overrides kept), so train_run reuses them instead of training."""
+    bench = _bench()
+    src, dst = tmp_path / "base", tmp_path / "tree"
+    for run, overrides in (("ref_cnn", ["a=1"]), ("case/broken", ["b=2"])):
+        (src / run).mkdir(parents=True)
+        (src / run / "summary.json").write_text(json.dumps({"final_accuracy": 0.5}))
+        stamp = json.dumps(["/work/base", "configs/digits-cnn.yaml", overrides])
+        (src / f"{run}.trained.json").write_text(stamp)
+    assert bench.adopt_runs(src, dst, Path("/x/code")) == 2
+    tree = bench.Tree(Path("/x/code"))
+    run = bench.train_run(tree, "cnn", "configs/digits-cnn.yaml", ["b=2"], dst / "case" / "broken",
+                          1.0, reuse=True)  # fmt: skip
+    assert run.rc == 0 and run.quality == 0.5 and run.seconds == 0.0
