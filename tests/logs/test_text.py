@@ -540,3 +540,74 @@ def test_nan_after_a_column_gap_is_a_value_not_prose() -> None:
     prose = text.parse_text("step: 3 | number of nan iterations: 0 | loss: 1.5\n", Path("x"))
     assert [r.loss for r in prose.raw] == [1.5]
     assert all(math.isfinite(v) for r in prose.raw for v in r.metrics.values())
+
+
+# Lines quoted from public GitHub issues (not in the corpus): readers are checked on real
+# wordings beyond the labelled logs.
+_CAFFE_4371 = """\
+I0627 17:29:44.020539 13757 solver.cpp:228] Iteration 240, loss = 51.5251
+I0627 17:29:44.020617 13757 solver.cpp:244]     Train net output #0: loss = 51.5251 (* 1 = 51.5251 loss)
+I0627 17:29:44.190858 13757 sgd_solver.cpp:106] Iteration 240, lr = 0.001
+I0627 17:29:49.245833 13757 solver.cpp:228] Iteration 260, loss = 33.3634
+I0627 17:29:49.245911 13757 solver.cpp:244]     Train net output #0: loss = 33.3634 (* 1 = 33.3634 loss)
+I0627 17:29:49.413265 13757 sgd_solver.cpp:106] Iteration 260, lr = 0.001
+"""
+
+
+def test_a_line_without_a_step_in_a_log_that_numbers_its_steps_is_at_the_step_in_effect() -> None:
+    """Caffe (BVLC/caffe#4371): ``Train net output #0: loss = 51.5251`` under ``Iteration 240,
+    loss = 51.5251``. It was numbered 1, 2, 3... among 240, 260: a rewind on every line and a
+    run-restart warning on a healthy log. Now it is at step 240 and, repeating the values above in
+    other words, folded (said in the notes)."""
+    data = read_run_text(_CAFFE_4371)
+    assert [(r.step, r.loss, r.lr) for r in data.records] == [
+        (240, 51.5251, 0.001),
+        (260, 33.3634, 0.001),
+    ]
+    assert any("repeating the record above" in n for n in data.notes)
+    assert not any("replaced" in n for n in data.notes)
+
+
+_MXNET_4900 = """\
+INFO:root:Epoch[7] Batch [800]  Speed: 13335.28 samples/sec     Train-accuracy=0.981875
+INFO:root:Epoch[7] Batch [900]  Speed: 13781.58 samples/sec     Train-accuracy=0.981563
+INFO:root:Epoch[7] Resetting Data Iterator
+INFO:root:Epoch[7] Time cost=4.615
+INFO:root:Epoch[7] Validation-accuracy=0.970442
+INFO:root:Epoch[8] Batch [100]  Speed: 14532.14 samples/sec     Train-accuracy=0.982969
+INFO:root:Epoch[8] Batch [200]  Speed: 14470.93 samples/sec     Train-accuracy=0.983125
+"""
+
+
+def test_mxnet_speedometer_lines() -> None:
+    """MXNet (apache/mxnet#4900): ``Epoch[7] Batch [800] ... Train-accuracy=0.98``. It was
+    refused: ``Epoch[7]`` had no name, ``Batch`` was no step, ``Train-accuracy`` no accuracy."""
+    data = read_run_text(_MXNET_4900)
+    train = [(r.step, r.accuracy) for r in data.records if r.kind == "train"]
+    assert train == [(800, 0.981875), (900, 0.981563), (1000, 0.982969), (1100, 0.983125)]
+    assert [r.eval_accuracy for r in data.records if r.kind == "eval"] == [0.970442]
+
+
+def test_a_framework_stopping_on_a_nan_loss_is_a_nan_loss_record() -> None:
+    """TF Estimator (tensor2tensor#106) and detectron2 (#838) stop the run with a message
+    instead of a metric line: the loss at that step was non-finite."""
+    tf = read_run_text(
+        "INFO:tensorflow:loss = 1.8717, step = 31601 (182.200 sec)\n"
+        "ERROR:tensorflow:Model diverged with loss = NaN.\n"
+    )
+    assert [r.step for r in tf.records] == [31601, 31602] and math.isnan(tf.records[-1].loss)
+    d2 = read_run_text(
+        "[11/01 20:14:43 d2.utils.events]: eta: 5:43:31  iter: 499  total_loss: 1.733  lr: 0.005\n"
+        "FloatingPointError: Loss became infinite or NaN at iteration=2137!\n"
+    )
+    assert [r.step for r in d2.records] == [499, 2137] and math.isnan(d2.records[-1].loss)
+    assert not d2.events  # the framework stopped the run, not the guard
+
+
+def read_run_text(content: str) -> RunData:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "train.log"
+        f.write_text(content)
+        return read_run(f)

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BATCH_WORDS",
     "CLASS_COUNTS",
     "DIALECTS",
     "EPOCH_WORDS",
@@ -56,7 +57,12 @@ STEP_WORDS = frozenset(
         "total_step",
     }
 )
-EPOCH_WORDS = frozenset({"epoch", "ep", "epochs"})
+#: a batch counter is a step only beside an epoch or as a position (MXNet ``Epoch[7] Batch
+#: [200]``, Paddle ``batch: [3600/8832]``, ``Pass 0, batch 100``): within an epoch it restarts
+#: with each one, which ``text._Reader`` detects; ``one epoch, batch 4`` in prose is a setting
+BATCH_WORDS = frozenset({"batch", "batch_id", "batch_idx"})
+#: ``pass`` is PaddlePaddle v1's word for an epoch (``Pass 0, Batch 100, Cost 2.3``)
+EPOCH_WORDS = frozenset({"epoch", "ep", "epochs", "pass"})
 
 #: text-console names the shared table (``fields.classify``) does not hold because in a CSV or
 #: JSON column they can mean something else (``time`` there is often a wall-clock timestamp)
@@ -297,7 +303,8 @@ class EventLine:
     hints: tuple[str, ...]  # a cheap test: one of these is in the line
     pattern: re.Pattern[str]
     #: ``"skip"``: the step was skipped, groups 1 and 2 are the old and new loss scale;
-    #: ``"abort"``: the run stopped
+    #: ``"abort"``: the run stopped; ``"nonfinite"``: the run stopped on a NaN/inf loss, group 1
+    #: is the loss or the iteration it happened at
     event: str
 
 
@@ -326,6 +333,27 @@ EVENT_LINES: tuple[EventLine, ...] = (
         ("loss scale already at minimum",),
         re.compile("loss scale already at minimum"),
         "abort",
+    ),
+    # a framework stopping the run on a non-finite loss: the loss at that step was NaN/inf even
+    # when no metric line printed it. TF Estimator's NanTensorHook, detectron2's
+    # ``FloatingPointError``, the DeiT/MAE/DINO/BEiT loop's ``Loss is nan, stopping training``
+    EventLine(
+        "tensorflow",
+        ("Model diverged",),
+        re.compile(r"Model diverged with loss = (NaN|nan|inf|Inf|-inf)"),
+        "nonfinite",
+    ),
+    EventLine(
+        "detectron2",
+        ("Loss became infinite or NaN",),
+        re.compile(r"Loss became infinite or NaN at iteration\s*=\s*(\d+)"),
+        "nonfinite",
+    ),
+    EventLine(
+        "deit",
+        ("stopping training",),
+        re.compile(r"Loss is (nan|inf|-inf|NaN|Inf), stopping training"),
+        "nonfinite",
     ),
 )
 

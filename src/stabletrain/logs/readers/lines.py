@@ -69,7 +69,7 @@ _WORD = r"[A-Za-z_](?:[\w@/\-]|\.(?=\w))*+(?:\([A-Za-z]+\))?"
 _UNIT = r"ms/step|us/step|µs/step|s/step|sec/step|s/it|it/s|ms|us|µs|sec|s|%|GiB|MiB|GB|MB"
 _ITEM = re.compile(
     rf"(?:(?<![\w@/.\-])(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)(?:\s*\((?P<tag>[A-Za-z/%]{{1,16}})\))?"
-    rf"(?:\s*[:=]\s*|\s+))?"
+    rf"(?:\s*[:=]\s*|\s+|(?=\[)))?"  # ``Epoch[7]`` (MXNet): a name, then its bracketed value
     rf"(?P<lb>\[\s*)?(?P<num>{_NUM})(?:\s*/\s*(?P<tot>\d+))?(?(lb)(?:\s*\(\s*\d+%\))?\s*\])"
     rf"(?:\s?(?P<unit>{_UNIT}))?"
     r"(?=[\s,;|)\]}\[(]|[:.]\s|[:.]$|$)",

@@ -192,6 +192,14 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
         # a name the text vocabulary knows is a metric even when it ends with ``epoch``
         # (``time this epoch``)
         last = key.rsplit(" ", 1)[-1] if key not in dl.TEXT_ALIASES else key
+        if (key in dl.BATCH_WORDS or last in dl.BATCH_WORDS) and (
+            it.bracketed or it.total is not None or plan.epoch is not None
+        ):
+            if plan.step is None:
+                plan.step = idx
+                if it.total is not None:
+                    plan.step_total = idx + 1
+            continue
         if (key in dl.STEP_WORDS or last in dl.STEP_WORDS) and not any(w in key for w in _NOT_STEP):
             is_global = "global" in key
             if plan.step is None or (is_global and not step_global):

@@ -69,6 +69,10 @@ def role_of(name: str, is_eval: bool, dialect: dl.Dialect) -> tuple[Slot, str]:
         kind, field_ = "train", alias
     else:
         kind, field_, _ = classify(snake)
+        if field_ is None and kind != "skip" and bare != base:
+            k2, f2, _ = classify(bare)  # ``Train-accuracy``: the table knows ``accuracy``
+            if f2 is not None:
+                kind, field_ = k2, f2
         words = base.split(" ")
         if len(words) > 3:
             words = []  # ``Non-finite weights make every loss`` is prose, not a loss
@@ -105,7 +109,7 @@ _ROLE_WORDS = (
 )
 
 
-_TRAIN_PREFIXES = ("train_", "train/", "train ", "training_", "training/", "training ")
+_TRAIN_PREFIXES = ("train_", "train/", "train ", "training_", "training/", "training ", "train-")
 _EVAL_PREFIXES = (
     "vali_",  # the Time-Series-Library family (Informer, Autoformer...): ``Vali Loss``
     "vali ",
@@ -124,6 +128,11 @@ _EVAL_PREFIXES = (
     "test_",
     "test/",
     "test ",
+    # MXNet's Speedometer / ``fit`` lines: ``Train-accuracy=0.98``, ``Validation-accuracy=0.97``
+    "validation-",
+    "val-",
+    "eval-",
+    "test-",
 )
 
 

@@ -176,6 +176,8 @@ class _Reader:
         self.kept_at = -2  # the line that last gave a train record
         self.step_epoch: tuple[float, int] | None = None  # the last (epoch, counted step)
         self.per_epoch_counter = False  # the counted step restarts with each epoch
+        self.echo_step = False  # the line being read took the step in effect (it has none)
+        self.echoes = 0  # such lines that repeated the record above in other words
         self.max_count = 0  # the largest such count seen: the epoch's length when none is printed
         self.counted_per_epoch = False  # steps from that count, not from a printed total
 
@@ -512,6 +514,12 @@ class _Reader:
         if step is not None and not self.fine and step == self.epoch:
             self.epoch_steps = True  # ``Epoch 3/50`` header, then lines of that epoch
             return step, False
+        if self.fine and self.last_train >= 0 and self.epoch is None:
+            # the log numbers its steps elsewhere: a line without one (Caffe's ``Train net
+            # output #0: loss = 51.5`` under ``Iteration 240, loss = 51.5``) is at the step in
+            # effect, not a step 1, 2, 3 of its own among 240, 260... (a rewind every line)
+            self.echo_step = True
+            return self.last_train, False
         self.counted += 1
         return self.counted * self.logging_steps, False
 
@@ -575,6 +583,14 @@ class _Reader:
         complete it), with the dialect's rules for skipped steps."""
         if rank is not None:
             self.ranks.add(rank)
+        if self.echo_step:
+            self.echo_step = False
+            raw = self.data.raw
+            if tr is not None and raw and raw[-1].step == step and _same_values(raw[-1], tr):
+                self.echoes += 1
+                tr = None  # the line above said it already (another wording, not another rank)
+            if tr is None and ev is None:
+                return True
         if tr is not None and self.bar and self._redraw(tr):
             tr = None  # the bar drawn again: its eval values (``val_acc``) may be new
         if tr is not None:
@@ -657,6 +673,14 @@ class _Reader:
         return step_key, epoch_key, value_keys, is_eval, lookup
 
     def _event(self, ev: dl.EventLine, m: re.Match[str], line: str) -> None:
+        if ev.event == "nonfinite":
+            at = _step_value(m.group(1))  # detectron2 names the iteration, the others the loss
+            step = at if at is not None else self._last_step() + 1
+            value = to_float(m.group(1)) if at is None else math.nan
+            # a record, not a guard event: the framework stopped the run, not stabletrain
+            self.data.raw.append(StepRecord(step=step, loss=math.nan if value is None else value))
+            self.kinds[ev.name] += 1
+            return
         if ev.event == "abort":
             self.data.events.append(
                 {
@@ -798,6 +822,11 @@ class _Reader:
             )
             data.notes.append(
                 f"the step counter restarts with each epoch: steps are (epoch - first) x N + i, {how}"
+            )
+        if self.echoes:
+            data.notes.append(
+                f"{self.echoes} line(s) without a step repeating the record above (another "
+                "wording of the same values) folded into it"
             )
         if self.redraws:
             data.notes.append(
