@@ -1,7 +1,7 @@
 """The doctor reads every log of the real-log corpus (bench/doctor_corpus, issue 11).
 
 Reading only: whether the doctor *finds* the labelled problems is measured by
-bench/doctor_corpus.py, not asserted here. What is asserted for every one of the 74 logs:
+bench/doctor_corpus.py, not asserted here. What is asserted for every one of the 98 logs:
 
 - no crash: diagnose() returns a report or raises the doctor's own LogReadError, whose message
   names the file (the CLI turns it into exit 2 with that one line);
@@ -30,16 +30,22 @@ LOGS = yaml.safe_load((CORPUS / "labels.yaml").read_text())["logs"]
 # Round 3 (26 logs added 18:15 UTC): at first sight the session-start code and the working tree
 # refused four with a clear LogReadError (exit 2); the list shrinks as the readers learn them
 # (chainer_4424_cifar_chance: reporter-path names, fields.py).
-NOT_YET_READ: set[str] = {
-    "apex_318_scale_collapse",
-    "matconvnet_207_clean",
-    "lightning_aiops_mnist_clean",
+# Round 4 (24 logs added 20:30 UTC): the session-start code refused three; the DEV one
+# (insightface_2262_scale0_nan: ``Loss nan   LearningRate``) is read since the column-gap rule,
+# and matconvnet_207_clean since its ``objective`` reads as the loss (logs.readers.standins).
+# The two round-4 held-out logs below were refused at first sight and are left to the untouched
+# held-out measure: they stay here until a run of the whole corpus reads them.
+NOT_YET_READ: dict[str, str] = {
+    "apex_318_scale_collapse": "r3 held-out, refused (exit 2) since round 3; not tuned on",
+    "lightning_aiops_mnist_clean": "r3 held-out, refused (exit 2) since round 3; not tuned on",
+    "guided_diffusion_50_nan_table": "r4 held-out, refused (exit 2) at first sight; not tuned on",
+    "yolov5_4963_nan": "r4 held-out, refused (exit 2) at first sight; not tuned on",
 }
 
 
 def test_corpus_is_whole() -> None:
-    """48 logs (round 1) + 26 (round 3), each file present with its SOURCE.txt, the split and the
-    healthy share as labelled."""
+    """48 logs (round 1) + 26 (round 3) + 24 (round 4), each file present with its SOURCE.txt,
+    the split and the healthy share as labelled."""
     assert {c["name"] for c in LOGS} == {p.name for p in CORPUS.iterdir() if p.is_dir()}
     for c in LOGS:
         assert (CORPUS / c["file"]).is_file(), c["file"]
@@ -54,13 +60,18 @@ def test_corpus_is_whole() -> None:
     assert sum(c["split"] == "dev" for c in third) == 13
     assert sum(bool(c["healthy"]) for c in third) >= 6
     assert len({c["dialect"] for c in third}) >= 8
+    fourth = [c for c in LOGS if c.get("round") == 4]
+    assert len(fourth) == 24
+    assert sum(c["split"] == "dev" for c in fourth) == 12
+    assert sum(bool(c["healthy"]) for c in fourth) >= 6
+    assert len({c["dialect"] for c in fourth}) >= 15
 
 
 def _cases() -> list[object]:
     out: list[object] = []
     for c in LOGS:
         marks = (
-            [pytest.mark.xfail(raises=LogReadError, reason="not read yet", strict=False)]
+            [pytest.mark.xfail(raises=LogReadError, reason=NOT_YET_READ[c["name"]], strict=False)]
             if c["name"] in NOT_YET_READ
             else []
         )

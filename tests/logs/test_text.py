@@ -611,3 +611,18 @@ def read_run_text(content: str) -> RunData:
         f = Path(d) / "train.log"
         f.write_text(content)
         return read_run(f)
+
+
+def test_time_series_library_vali_and_test_losses() -> None:
+    """The Time-Series-Library family (kwuking/TimeMixer#88): ``iters: 100, epoch: 19 | loss:``
+    restarting each epoch, and ``Train Loss: .. Vali Loss: .. Test Loss: ..`` per epoch. ``Vali``
+    is a validation prefix and the validation loss, not the test one, is the eval loss."""
+    data = read_run_text(
+        "\titers: 400, epoch: 18 | loss: 0.1425354\n"
+        "Epoch: 18, Steps: 569 | Train Loss: 0.1296439 Vali Loss: 0.1200742 Test Loss: 0.1446345\n"
+        "\titers: 100, epoch: 19 | loss: 0.1214533\n"
+        "\titers: 200, epoch: 19 | loss: 0.1245885\n"
+    )
+    assert data.roles["Vali Loss"] == "eval_loss" and data.roles["Test Loss"] == "metric"
+    train = [r.step for r in data.records if r.kind == "train"]
+    assert train == sorted(train) and train[-2:] == [669, 769]  # 569 + 100, 569 + 200

@@ -916,8 +916,10 @@ def _one_per_field(
     entries: list[tuple[int, str, float, bool, str]],
 ) -> tuple[list[tuple[int, str, float, bool, str]], list[tuple[int, str, float]]]:
     """One value per record field when several names map to it (``Loc Loss: .. Cls Loss: ..
-    Tot Loss: ..``): the one named the field itself or a total wins, else the last printed; the
-    others are kept as metrics under their own names (never silently dropped)."""
+    Tot Loss: ..``): the one named the field itself or a total wins, a test-set value loses to a
+    validation one (``Vali Loss: .. Test Loss: ..``: the validation curve is the one training
+    watches), else the last printed; the others are kept as metrics under their own names (never
+    silently dropped)."""
     by_field: dict[str, list[tuple[int, str, float, bool, str]]] = {}
     for e in entries:
         by_field.setdefault(e[1], []).append(e)
@@ -928,6 +930,8 @@ def _one_per_field(
 
         def rank(e: tuple[int, str, float, bool, str], f: str = f) -> int:
             words = e[4].lower().replace("_", " ").split()
+            if words and words[0] == "test":
+                return -1
             return 2 if words == [f] else 1 if words and words[0].startswith(_TOTAL) else 0
 
         best = max(reversed(es), key=rank)  # ties: the last printed
