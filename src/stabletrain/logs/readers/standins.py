@@ -39,6 +39,8 @@ def fill_standin_loss(data: RunData) -> None:
     raw = data.raw
     if not isinstance(raw, list) or not raw:
         return
+    if not any("perplexity" in role or standin_name(n) for n, role in data.roles.items()):
+        return  # nothing to stand in (the common case: no pass over the records)
     for kind, field_ in (("train", "loss"), ("eval", "eval_loss")):
         recs = [r for r in raw if (r.kind == "train") == (kind == "train")]
         if not recs or any(getattr(r, field_) is not None for r in recs):

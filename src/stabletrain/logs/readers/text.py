@@ -207,6 +207,7 @@ class _Reader:
         return data
 
     def _line(self, line: str, rank: int | None) -> bool:
+        self.echo_step = False
         for ev in dl.EVENT_LINES:
             for h in ev.hints:  # plain loops: no generator per line and event kind
                 if h in line:
