@@ -178,6 +178,14 @@ class EvalWatch:
             )
         return EvalVerdict(None)
 
+    def forget_best(self) -> None:
+        """The best evaluation (and the jitter measured with it) came from weights a start-up
+        rollback judged damaged: forget them; the next evaluation is judged as the first
+        (kept: the mode, the count, the rollbacks spent)."""
+        self.best = self.best_index = self.train_at_best = None
+        self.worse = self.stale = 0
+        self.recent.clear()
+
     def _train_stalled(self, train_loss: float | None) -> bool:
         """The train loss has not improved by ``eval_min_delta`` since the best evaluation
         (unknown either side: no evidence against a plateau)."""

@@ -113,6 +113,11 @@ def rollback(
     if decision.damage in ("loss-divergence", "startup-instability"):
         skip = 0 if skip is None else skip  # the cause is the LR, not the data
         guard.rebase_trend()
+    if decision.damage == "startup-instability":
+        # every update since the start is judged damaged: an evaluation of those weights is
+        # no best to go back to (an eval rollback would restore the blown-up start)
+        guard.evals.forget_best()
+        guard.snapshots.best_eval = None
     cfg = guard.config
     skip = cfg.rollback_skip_batches if skip is None else skip
     guard.recovery.owe(skip)

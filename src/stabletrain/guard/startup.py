@@ -30,6 +30,25 @@ blow-up moves them 30-190% in a few steps; a healthy batch-1 run 1-3% over 30 st
 single first loss can be far below its typical one (a firing there is the first loss's luck:
 ``not_the_updates`` takes the smoothed loss as the reference instead).
 
+The overshoot rule (the *early best*): a transformer started at too high an LR often does not
+climb above its first loss at all. It falls fast for a few steps, then the loss jumps back up
+and stalls at the unigram level (the fault matrix's GPT at AdamW 3e-2, no warm-up: 4.48 → 2.91
+in 5 steps, 3.77 at step 6, then 3.0-3.3 for 200 steps), while the updates throw away the
+initialisation: the weights are 140% of their initial norm away from it after 5 updates and
+240% after 20. So, before any firing, within the same window::
+
+    the smoothed clean loss > (1 + EARLY_RISE) x its own lowest so far (the updates stopped
+    paying off; checked at most every CHECK_EVERY steps)
+        and the weights moved >= OVERSHOOT_MOVED (1.5) x their norm since the state before the
+        first update (``verdict.py``: the init is gone, not refined)
+        → the same rollback and ramp as the first firing above
+
+A healthy start refines its init: every stable config of the matrix (five families, seven
+references, batch 1 to 256, SGD and AdamW) moves its weights by at most 50% of their norm in
+the first 60 steps, and a GPT at 1e-2 without warm-up (it trains: 0.41-0.43) by 82% after 20
+steps and about 100% after 50. Without that evidence the rise is jitter and the check is
+forgotten (``not_the_updates``).
+
 It never slows a healthy start: without the evidence it does nothing. A pure decision with its
 own state; the guard acts on it (``verdict.py``).
 """
@@ -49,6 +68,18 @@ RAMP_RISE = 0.1
 OUTLIER = 4.0
 #: the span of the smoothed start-up loss
 SPAN = 5
+#: a first-loss firing is the updates' doing only when they moved the weights by at least this
+#: fraction of their norm since the rollback target (an LR blow-up moves them 30-190% in a few
+#: steps; a healthy batch-1 start 1-3% over 30 steps)
+STARTUP_MOVED = 0.1
+#: the overshoot rule: a smoothed loss this far above its own lowest asks for the weight check
+EARLY_RISE = 0.05
+#: ... which needs the weights this far (x their norm) from the state before the first update
+OVERSHOOT_MOVED = 1.5
+#: ... at most every this many steps (each check reads every weight once)
+CHECK_EVERY = 5
+#: which rule fired: the first loss exceeded, or the early best given up with the init gone
+StartupRule = Literal["first-loss", "early-best"]
 
 
 class StartupWatch:
@@ -66,6 +97,11 @@ class StartupWatch:
         self.last = math.nan
         #: the lowest smoothed loss during the current ramp (None: no ramp watched)
         self.ramp_low: float | None = None
+        #: the lowest smoothed start-up loss (the early best) and the step of the last check
+        self.low: float | None = None
+        self.checked_at = -CHECK_EVERY
+        #: the rule of the last firing
+        self.rule: StartupRule = "first-loss"
 
     def observe(self, step: int, loss: float | None) -> StartupAction | None:
         """Judge a clean step's loss at ``step`` (the guard's step count)."""
@@ -83,11 +119,33 @@ class StartupWatch:
             self.ema.add(self.first)
         smoothed = self.ema.add(loss)
         if smoothed <= self.first * (1.0 + self.rise):
-            return None
+            return self._early_best(step, smoothed)
         self.last = smoothed
         self.ema = Ema(SPAN)  # after a firing, judged afresh
         self.fires += 1
+        self.rule, self.low = "first-loss", None
         return "ramp" if self.fires == 1 else "cap"
+
+    def _early_best(self, step: int, smoothed: float) -> StartupAction | None:
+        """The overshoot rule, before any firing: the smoothed loss gave up its early best."""
+        if self.fires:
+            return None
+        if self.low is None or smoothed < self.low:
+            self.low = smoothed
+            return None
+        if smoothed <= self.low * (1.0 + EARLY_RISE) or step - self.checked_at < CHECK_EVERY:
+            return None
+        self.checked_at = step
+        self.last = smoothed
+        self.fires += 1
+        self.rule = "early-best"
+        return "ramp"
+
+    @property
+    def moved_needed(self) -> float:
+        """How far the weights must have moved (x their norm) for the last firing to be the
+        updates' doing."""
+        return OVERSHOOT_MOVED if self.rule == "early-best" else STARTUP_MOVED
 
     def observe_ramp(self, ramping: bool, smoothed: float) -> StartupAction | None:
         """While the start-up ramp climbs: "cap" when the smoothed loss turns up by
@@ -111,13 +169,19 @@ class StartupWatch:
         count and, for the rule on the first loss, take the smoothed loss as the reference
         (the first loss was not a typical one)."""
         self.fires -= 1
-        if self.fires == 0 and math.isfinite(self.last):
+        if self.rule == "first-loss" and self.fires == 0 and math.isfinite(self.last):
             self.first = max(self.first or 0.0, self.last)
         self.ramp_low = None
 
     def evidence(self, loss: float) -> str:
         """The firing's evidence, for the log."""
         first = self.first or 0.0
+        if self.rule == "early-best":
+            low = self.low or 0.0
+            return (
+                f"start-up overshoot: the smoothed loss {loss:.4g} gave up its early best "
+                f"{low:.4g} ({loss / low if low else math.inf:.3g}x; limit {1 + EARLY_RISE:g}x)"
+            )
         return (
             f"start-up instability: the smoothed loss {loss:.4g} is {loss / first:.3g}x the first loss "
             f"{first:.4g} (a healthy run only falls from it; limit {1 + self.rise:g}x)"
@@ -125,7 +189,8 @@ class StartupWatch:
 
     def state_dict(self) -> dict[str, Any]:
         return {"first": self.first, "fires": self.fires, "ramp_low": self.ramp_low,
-                "ema": self.ema.state_dict()}  # fmt: skip
+                "ema": self.ema.state_dict(), "low": self.low, "checked_at": self.checked_at,
+                "rule": self.rule}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.first = state.get("first")
@@ -133,3 +198,6 @@ class StartupWatch:
         self.ramp_low = state.get("ramp_low")
         if "ema" in state:
             self.ema.load_state_dict(state["ema"])
+        self.low = state.get("low")
+        self.checked_at = int(state.get("checked_at", -CHECK_EVERY))
+        self.rule = "early-best" if state.get("rule") == "early-best" else "first-loss"

@@ -30,11 +30,6 @@ from stabletrain.records import StepRecord
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
 
-#: a start-up loss rise is the updates' doing only when they moved the weights by at least
-#: this fraction of their norm since the rollback target (an LR blow-up moves them 30-190% in
-#: a few steps; a healthy batch-1 start 1-3% over 30 steps)
-STARTUP_MOVED = 0.1
-
 
 def judge(
     guard: Guard,
@@ -142,9 +137,11 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         ran = scheduled_lr * guard.policy.lr_factor(scheduled_lr)
         target = rollback.rollback_target(guard)
         moved = moved_since(guard.model, target.model) if target is not None else None
-        if moved is not None and moved < STARTUP_MOVED:
+        unproven = moved is None and guard.startup.rule == "early-best"
+        if unproven or (moved is not None and moved < guard.startup.moved_needed):
             # the updates barely changed the weights: they cannot have raised the loss. The
-            # reference was one lucky low loss (batch-1 jitter), or the data's: no LR to blame
+            # reference was one lucky low loss (batch-1 jitter), or the data's: no LR to blame.
+            # (The early-best rule needs the init gone: a rise with less is jitter)
             guard.startup.not_the_updates()
             return guard.policy.decide(None, can_rollback=False)
         if guard.startup.fires > 1:
@@ -221,7 +218,8 @@ def classify(
     if grad_bad and cfg.skip_nonfinite:
         # fp16: inf grads with a finite loss are the scaler's range probing, not divergence
         return "overflow" if scaler_on else "nonfinite"
-    if not loss_bad and not grad_bad and guard.startup.observe(step, loss_v) is not None:
+    fired = not loss_bad and not grad_bad and guard.startup.observe(step, loss_v) is not None
+    if fired and (guard.startup.rule == "first-loss" or overshoot_confirmed(guard)):
         return "startup"
     spike = False
     rec = StepRecord(step=step, loss=loss_v, grad_norm=norm_v if has_grads else None)
@@ -240,6 +238,20 @@ def classify(
     if trend is not None and cfg.divergence_fraction is not None:
         return "divergence"
     return None
+
+
+def overshoot_confirmed(guard: Guard) -> bool:
+    """The overshoot rule's weight check: the updates moved the weights at least
+    ``OVERSHOOT_MOVED`` x their norm from the rollback target (the state before the first
+    update). Otherwise the rise was jitter: forgotten, and the step is judged as any other
+    (its loss still feeds the spike and trend detectors). One read of every weight, at most
+    every ``CHECK_EVERY`` steps of the start-up window."""
+    target = rollback.rollback_target(guard)
+    moved = moved_since(guard.model, target.model) if target is not None else None
+    if moved is not None and moved >= guard.startup.moved_needed:
+        return True
+    guard.startup.not_the_updates()
+    return False
 
 
 def action_name(bad: object, loss_bad: bool) -> str | None:
