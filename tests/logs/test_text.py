@@ -626,3 +626,20 @@ def test_time_series_library_vali_and_test_losses() -> None:
     assert data.roles["Vali Loss"] == "eval_loss" and data.roles["Test Loss"] == "metric"
     train = [r.step for r in data.records if r.kind == "train"]
     assert train == sorted(train) and train[-2:] == [669, 769]  # 569 + 100, 569 + 200
+
+
+def test_a_vector_of_per_device_losses_is_its_mean_or_its_nan() -> None:
+    """PaddlePaddle fluid prints the fetched loss as a numpy vector, one value per device, and
+    wraps it (PaddlePaddle/Paddle#11659). It was not read: ``batch 500`` with NaN on six of eight
+    devices gave no record. A vector after a step context is its mean, NaN when an element is;
+    a vector alone on a line stays a per-epoch series (MatConvNet's ``objective: [...]``)."""
+    data = read_run_text(
+        "Pass 0, batch 0, loss [9.210789  9.209968  9.2115755 9.210512  9.211608  9.2112\n"
+        " 9.21356  ]\n"
+        "Pass 0, batch 200, loss [9.291733 9.210005 8.988502 8.988871 9.213335 7.536703 9.25549 ]\n"
+        "Pass 0, batch 500, loss [     nan 9.211133      nan      nan      nan      nan 9.210888]\n"
+    )
+    losses = {r.step: r.loss for r in data.records}
+    assert set(losses) == {0, 200, 500} and math.isnan(losses[500])
+    assert losses[200] == pytest.approx(8.926384857142857)
+    assert losses[0] == pytest.approx(9.210942083)  # the mean of the 6 on the line (wrapped: 7th)

@@ -34,6 +34,7 @@ are read only with ``,`` every three digits; a value in an exotic unit (``1.2k``
 
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
@@ -146,6 +147,36 @@ def _darknet(s: str) -> str:
     )
 
 
+#: a numpy-printed vector after a name (``loss [9.21  9.20  nan ...]``: PaddlePaddle fluid's
+#: fetched loss, one value per device), possibly wrapped onto the next line (no ``]``)
+_VECTOR_NAME = re.compile(r"([A-Za-z_][A-Za-z_ ]{0,40}?)\s*[:=]?\s*$")
+
+
+def _vector(s: str) -> str:
+    """``name [v1 v2 ...]`` read as ``name: x``, x the mean, NaN/inf when one element is: a
+    step's values across devices. Only after a step context on the line (``Pass 0, batch 100,
+    loss [...]``); a line that is only a vector is a per-epoch series (:mod:`.series`)."""
+    i = s.find("[")
+    while i > 0:
+        close = s.find("]", i)
+        end = len(s) if close < 0 else close
+        tokens = s[i + 1 : end].split()
+        if len(tokens) >= 2 and tokens[0][-1:] != ",":
+            try:
+                xs = [float(v) for v in tokens]
+            except ValueError:
+                xs = []
+            m = _VECTOR_NAME.search(s, 0, i) if xs else None
+            if m is not None and any(c.isdigit() for c in s[: m.start()]):
+                bad = [x for x in xs if not math.isfinite(x)]
+                x = bad[0] if bad else sum(xs) / len(xs)
+                return f"{s[: m.start()]}{m[1]}: {x!r}{s[end + 1 :]}"
+        if close < 0:
+            break
+        i = s.find("[", close)
+    return s
+
+
 def normalise(line: str) -> tuple[str, int | None]:
     """The logger's message of one line and the rank that printed it (None when not said)."""
     s = line.strip()
@@ -155,6 +186,8 @@ def normalise(line: str) -> tuple[str, int | None]:
         s = unquote_items(s)
     if " avg" in s and " rate," in s:
         s = _darknet(s)
+    if "[" in s:
+        s = _vector(s)
     c = s[0]
     if c == ">":
         s = _QUOTE.sub("", s)
