@@ -86,3 +86,14 @@ def test_the_change_set_uses_the_fallback_only_when_nothing_else_names_a_cause()
     both = resolve([_named(), failed], facts)
     assert both.cause == "loss-spike" and "optim.lr" not in both.changes
     assert both.changes == {"train.max_grad_norm": 0.5}
+
+
+def test_the_report_demotes_the_fallback_when_another_finding_names_a_cause() -> None:
+    from stabletrain.report.chain import order
+
+    (failed,) = _run(_log(RISING), _facts())
+    alone = order([failed])
+    assert [(f.id, f.severity) for f in alone] == [("run-failed", "warning")]
+    both = order([failed, _named()])
+    assert {(f.id, f.severity) for f in both} == {("run-failed", "info"), ("loss-spike", "warning")}
+    assert failed.severity == "warning"  # (a copy is demoted, not the detector's finding)

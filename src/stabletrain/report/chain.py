@@ -9,11 +9,15 @@ a loss spike the link needs a grad spike at most two steps before a loss spike â
 of an optimizer update.
 
 Linked findings form a chain; chains are printed worst first (then earliest), each in stage
-order. Limits: the mechanism table is hand-written from the seed postmortems and common AMP/
+order. A fallback finding (``evidence["fallback"]``: "the run failed", naming no mechanism,
+detectors/fallback.py) is demoted to info when another finding at warning or above names a
+cause: it adds nothing to a report that already says why. Limits: the mechanism table is hand-written from the seed postmortems and common AMP/
 optimizer failure modes; an unknown id gets a middle stage and no links.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from stabletrain.detectors.sanity import RULES as SANITY_RULES
 from stabletrain.records import SEVERITY_ORDER, Finding
@@ -176,8 +180,26 @@ def link(findings: list[Finding]) -> list[tuple[int, int]]:
     return edges
 
 
+def superseded(findings: list[Finding]) -> list[Finding]:
+    """``findings`` with each fallback finding demoted to info when another finding at warning or
+    above names a cause (see the module docstring)."""
+    named = any(
+        SEVERITY_ORDER[f.severity] >= 1 and not f.evidence.get("fallback") for f in findings
+    )
+    if not named:
+        return findings
+    return [
+        replace(f, severity="info", explanation=f"Another finding names the cause. {f.explanation}")
+        if f.evidence.get("fallback") and SEVERITY_ORDER[f.severity] >= 1
+        else f
+        for f in findings
+    ]
+
+
 def order(findings: list[Finding]) -> list[Finding]:
-    """Link the findings and return them chain by chain, cause before effect."""
+    """Link the findings and return them chain by chain, cause before effect (a fallback finding
+    demoted when another names a cause: :func:`superseded`)."""
+    findings = superseded(findings)
     edges = link(findings)
     parent = list(range(len(findings)))
 
