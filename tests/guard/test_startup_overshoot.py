@@ -60,7 +60,9 @@ def test_a_gpt_without_warm_up_that_gives_up_its_early_best_is_rolled_back_and_r
     # the loss never rose above its first value (the first-loss rule cannot see it), but it
     # gave its early best back while the weights moved more than their own norm
     assert guard.startup.rule == "early-best" and guard.policy.rollbacks == 1
-    assert guard.policy.lr_cap == pytest.approx(0.015)  # the ramp's ceiling: 0.5 x 3e-2
+    # the ramp's ceiling: 3e-2 x 0.5 / how far the weights moved (~1.7x their norm), below
+    # lr_backoff_factor x 3e-2: the overshoot says how much too high the LR was
+    assert guard.policy.lr_cap is not None and 0.005 < guard.policy.lr_cap < 0.01
     (msg,) = [r.getMessage() for r in caplog.records if "start-up overshoot" in r.getMessage()]
     assert "early best" in msg and "away from step 1's" in msg and "rolled back" in msg, msg
 

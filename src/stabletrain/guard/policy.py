@@ -246,11 +246,19 @@ class Policy:
             return False
         return self.tick - self.rewarm_start + 1 < self.config.lr_rewarm_steps
 
-    def ramp(self, evidence: str, *, cap_at: float | None, can_rollback: bool) -> Decision:
+    def ramp(
+        self,
+        evidence: str,
+        *,
+        cap_at: float | None,
+        can_rollback: bool,
+        factor: float | None = None,
+    ) -> Decision:
         """Start-up instability (``startup.py``): roll back (when there is a state to go to)
         and ramp the LR from ~0 over ``lr_rewarm_steps``; ``cap_at``: the LR the ramp's top
-        proved too high at: cap at ``lr_backoff_factor`` x it. Counts as a rollback."""
-        if cap_at is not None and not self._back_off(cap_at):
+        proved too high at: cap at ``factor`` (default ``lr_backoff_factor``) x it. Counts as
+        a rollback."""
+        if cap_at is not None and not self._back_off(cap_at, factor):
             cap_at = None  # already at the floor: ramp only (the start-up rule never aborts)
         self.rewarm_start = self.tick
         self.recent.clear()
@@ -273,11 +281,12 @@ class Policy:
         self.backoffs += 1
         return old, new
 
-    def _back_off(self, stable_lr: float) -> bool:
-        """Cap the LR at ``lr_backoff_factor`` x the stable LR (or x the current cap, if lower).
-        False when that would go below ``min_lr_scale`` x the first back-off's stable LR."""
+    def _back_off(self, stable_lr: float, factor: float | None = None) -> bool:
+        """Cap the LR at ``factor`` (default ``lr_backoff_factor``) x the stable LR (or x the
+        current cap, if lower). False when that would go below ``min_lr_scale`` x the first
+        back-off's stable LR."""
         base = stable_lr if self.lr_cap is None else min(self.lr_cap, stable_lr)
-        new = base * self.config.lr_backoff_factor
+        new = base * (self.config.lr_backoff_factor if factor is None else factor)
         ref = self.lr_ref if self.lr_ref is not None else stable_lr
         if not new > 0 or new < self.config.min_lr_scale * ref:
             return False

@@ -41,7 +41,9 @@ initialisation: the weights are 140% of their initial norm away from it after 5 
     paying off; checked at most every CHECK_EVERY steps)
         and the weights moved >= OVERSHOOT_MOVED (1.5) x their norm since the state before the
         first update (``verdict.py``: the init is gone, not refined)
-        → the same rollback and ramp as the first firing above
+        → the same rollback and ramp as the first firing above, to a ceiling of
+          HEALTHY_MOVED / moved x the LR of the damage (``ceiling_factor``; at most
+          ``lr_backoff_factor`` x it)
 
 A healthy start refines its init: every stable config of the matrix (five families, seven
 references, batch 1 to 256, SGD and AdamW) moves its weights by at most 50% of their norm in
@@ -76,6 +78,9 @@ STARTUP_MOVED = 0.1
 EARLY_RISE = 0.05
 #: ... which needs the weights this far (x their norm) from the state before the first update
 OVERSHOOT_MOVED = 1.5
+#: ... and its ceiling: the LR x HEALTHY_MOVED / how far the weights moved (the most any stable
+#: config of the fault matrix moved them in its first 60 steps: 50% of their norm)
+HEALTHY_MOVED = 0.5
 #: ... at most every this many steps (each check reads every weight once)
 CHECK_EVERY = 5
 #: which rule fired: the first loss exceeded, or the early best given up with the init gone
@@ -140,6 +145,17 @@ class StartupWatch:
         self.fires += 1
         self.rule = "early-best"
         return "ramp"
+
+    def ceiling_factor(self, moved: float | None, backoff: float) -> float:
+        """The ramp's ceiling as a share of the LR the damage ran at: ``backoff``
+        (``lr_backoff_factor``); for the overshoot rule, lower in proportion to how far the
+        weights overshot: ``HEALTHY_MOVED / moved`` (the distance an update travels is
+        proportional to its LR under Adam, and to the LR times the gradient under SGD: the
+        ceiling is the LR at which the weights would have moved only as far as the fastest
+        healthy start of the fault matrix)."""
+        if self.rule != "early-best" or moved is None or not moved > 0:
+            return backoff
+        return min(backoff, HEALTHY_MOVED / moved)
 
     @property
     def moved_needed(self) -> float:

@@ -156,7 +156,10 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         evidence = guard.startup.evidence(guard.startup.last) + f" at LR {ran:.4g}"
         if moved is not None:
             evidence += f", the weights {moved:.0%} away from step {target.step}'s"  # type: ignore[union-attr]
-        return guard.policy.ramp(evidence, cap_at=ran, can_rollback=target is not None)
+        factor = guard.startup.ceiling_factor(moved, guard.config.lr_backoff_factor)
+        return guard.policy.ramp(
+            evidence, cap_at=ran, can_rollback=target is not None, factor=factor
+        )
     if bad == "divergence":
         target = rollback.target_for(guard, "loss-divergence")
         ep = guard.divergence.episodes[-1]
