@@ -24,10 +24,10 @@ Rules and their heuristics (documented honestly — they are rules of thumb, not
 - ``beta2-slow`` (info): Adam beta2 ≥ 0.999 with an effective batch ≥ 512 or fp16 (seed 000 → 0.99).
 - ``fp16-prefer-bf16`` (info): fp16 where bf16 (same range as fp32) is usually available.
 - the config sanity table (:mod:`stabletrain.detectors.sanity`, warnings): Adam betas with
-  beta1² >= beta2, Adam beta1 < 0.5, AdamW decay >= 1e-3 per step, coupled L2 >= 100x its usual
-  value, dropout > 0.5, Adam epsilon >= 1e-3, SGD momentum >= 0.98, an init std <= 1e-3, a
-  language model's context under 32 tokens; each with its reason and a usual value. The doctor
-  reports them only when the log shows the run was not clearly healthy.
+  beta1² >= beta2, Adam beta1 < 0.5, AdamW decay above 0.3 and >= 1e-3 per step, coupled L2
+  >= 100x its usual value, dropout > 0.5, Adam epsilon >= 1e-3, SGD momentum >= 0.98, an init
+  std <= 1e-3, a language model's context under 32 tokens; each with its reason and a usual
+  value. The doctor reports them only when the log shows the run was not clearly healthy.
 - ``config-not-finite`` (error): a numeric setting is NaN or infinite (``lr: .inf``, a 400-digit
   integer): the run would train on it, so it is reported, never a crash; the other rules skip it.
 """

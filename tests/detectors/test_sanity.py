@@ -82,6 +82,15 @@ def test_shipped_configs_break_no_rule(config: str, tmp_path: Path) -> None:
     assert violations(facts) == []
 
 
+def test_a_usual_decay_at_a_huge_lr_is_not_blamed_on_the_decay(tmp_path: Path) -> None:
+    """AdamW at lr 0.1 with the usual decay 0.01 decays 1e-3 per step: the LR is the problem (its
+    own rules), and "set the decay to 0.01" would change nothing."""
+    _, facts = _trainer_facts(tmp_path, "digits-cnn.yaml", ["optim.lr=0.1"])
+    assert violations(facts) == []
+    _, facts = _trainer_facts(tmp_path, "digits-cnn.yaml", ["optim.weight_decay=0.3"])
+    assert violations(facts) == []  # the top of the usual range at the usual LR
+
+
 def test_betas_equal_are_bounded_and_sgd_with_usual_settings_passes() -> None:
     facts = ConfigFacts(format="yaml")
     facts.set("optimizer", "adam", key="optim")

@@ -12,16 +12,18 @@ finding. The ranges come from the mechanism, not from any one run:
 ==========================  ==================================================  ===============
 rule (finding id)           out of range when (reason)                          safe value
 ==========================  ==================================================  ===============
-``adam-betas-unbounded``    Adam with beta1² >= beta2: m / sqrt(v) is then      (0.9, 0.999)
-                            unbounded (Kingma & Ba 2015 need beta1² < sqrt(b2);
-                            betas written in the wrong order)
+``adam-betas-unbounded``    Adam with beta1² >= beta2: m / sqrt(v) is bounded   (0.9, 0.999)
+                            (Cauchy-Schwarz) only when beta1² < beta2; betas
+                            written in the wrong order do this
 ``adam-beta1-low``          Adam with beta1 < 0.5: little or no momentum, so    beta1 0.9
                             each step follows one batch's noisy gradient
                             (RMSprop); usual 0.9 (GAN recipes use 0-0.5 on
                             purpose)
-``weight-decay-large``      decoupled decay (AdamW) with lr x wd >= 1e-3 per    wd 0.01
-                            step: the decay alone halves every weight in under
-                            700 steps (usual recipes: 3e-3 x 0.1 = 3e-4)
+``weight-decay-large``      decoupled decay (AdamW) above its usual 0.01-0.3    wd 0.01
+                            with lr x wd >= 1e-3 per step: the decay alone
+                            halves every weight in under 700 steps (usual
+                            recipes: 3e-3 x 0.1 = 3e-4; a usual decay at a
+                            huge LR is the LR's problem, not the decay's)
 ``weight-decay-coupled``    L2 decay in the gradient (Adam, SGD) >= 100x its    SGD 5e-4,
                             usual value (SGD 5e-4, Adam 1e-4): under Adam it    Adam 1e-4
                             swamps the normalised gradient
@@ -155,6 +157,8 @@ def _betas_changes(facts: ConfigFacts, b1: float, b2: float) -> dict[str, Any]:
 
 #: lr x decoupled weight decay per step at or above this: the decay halves a weight in < 700 steps
 DECAY_PER_STEP = 1e-3
+#: the largest usual AdamW weight decay (BERT 0.01, GPT 0.1, ViT/DeiT 0.05-0.3)
+DECAY_MAX = 0.3
 #: the usual coupled (L2) weight decay of SGD and Adam; L2_LARGE x that is far above it
 L2_USUAL = {"sgd": 5e-4, "adam": 1e-4}
 L2_LARGE = 100.0
@@ -162,7 +166,9 @@ L2_LARGE = 100.0
 
 def _decoupled(facts: ConfigFacts) -> Violation | None:
     wd, lr = facts.number("weight_decay"), facts.number("lr", positive=True)
-    if _family(facts) != "adamw" or wd is None or lr is None or lr * wd < DECAY_PER_STEP:
+    if _family(facts) != "adamw" or wd is None or lr is None:
+        return None
+    if wd <= DECAY_MAX or lr * wd < DECAY_PER_STEP:
         return None
     half = math.log(2) / (lr * wd)
     return Violation(
