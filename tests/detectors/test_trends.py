@@ -258,3 +258,24 @@ def test_grad_growth_in_a_short_excerpt_judged_on_its_norms() -> None:
     # ten noisy steps around a flat norm are not growth
     flat = [StepRecord(step=s, grad_norm=1.0 + 0.3 * ((s * 7) % 5) / 5) for s in range(10)]
     assert replay(flat, None, [GradNormGrowthDetector()]) == []
+
+
+def _epochs(losses: list[float], accs: list[float]) -> list[StepRecord]:
+    out = []
+    for i, (loss, acc) in enumerate(zip(losses, accs, strict=True)):
+        out.append(StepRecord(step=i + 1, epoch=i, loss=loss, accuracy=acc))
+        out.append(StepRecord(step=i + 1, epoch=i, kind="eval", eval_accuracy=acc))
+    return out
+
+
+def test_a_model_that_never_beat_chance_has_no_divergence() -> None:
+    """distance-encoding#6 (round 3 DEV): train/val accuracy 0.5000 on every epoch of a binary
+    task while the loss wandered 1.36 -> 0.73 -> 1.39. At chance from its first record the
+    model learned nothing to diverge from: chance-level only. The same loss after an accuracy of
+    0.90 that fell back to 0.50 is a divergence that broke a learned model: kept."""
+    losses = [1.3633, 1.3360, 1.0868, 0.7682, 0.7315, 1.0313, 1.3165, 1.3862]
+    flat = replay(_epochs(losses, [0.5] * 8), ConfigFacts(), [LossTrendDetector()])
+    assert [f.id for f in flat] == ["chance-level"]
+    fell = [0.9, 0.9, 0.9, 0.9, 0.5, 0.5, 0.5, 0.5]
+    both = replay(_epochs(losses, fell), ConfigFacts(), [LossTrendDetector()])
+    assert "loss-divergence" in [f.id for f in both]

@@ -4,7 +4,8 @@
   last two bins above ``min + max(25 % of the drop achieved, 20 % of min, 3 σ)``, σ the noise of
   the bin means around their own trend, :func:`~stabletrain.detectors.robust.trend_noise`), i.e.
   a drift up, or a spike the run never recovered from (seed 001: 0.05 at epoch 10 → ~0.5 until
-  the end).
+  the end). Not when the accuracy was at chance on every record of the log (a chance-level
+  finding from accuracy): a model that never learned has nothing to diverge from.
 - ``chance-level`` (seed 002: "accuracy 10.07 % = random guessing on 10 classes", loss 17.6 from a
   start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
   from ``facts["num_classes"]`` or is inferred from an initial loss ≈ ln(C) (cross-entropy of a
@@ -146,9 +147,20 @@ class LossTrendDetector:
         if chance is not None:
             out.append(chance)
         div = self._divergence(facts)
-        if div is not None:
+        if div is not None and not self._never_beat_chance(chance):
             out.append(div)
         return out
+
+    def _never_beat_chance(self, chance: Finding | None) -> bool:
+        """Whether the accuracy never rose above chance anywhere in the log (a chance-level
+        finding that rests on accuracy, and the log's highest accuracy within the chance band):
+        the model never learned, so its loss moving up after a low is a constant predictor's
+        noise, not a divergence from something learned (distance-encoding#6: accuracy 0.5000 on
+        every split for 8 epochs while the loss wandered 1.36 -> 0.73 -> 1.39). A run that beat
+        chance and then fell back to it keeps its divergence: that is what broke it."""
+        if chance is None or chance.evidence.get("final_accuracy") is None:
+            return False
+        return self.acc_max <= float(chance.evidence["chance_accuracy"]) * self.chance_margin
 
     # -- loss-divergence ----------------------------------------------------------------------
     def _divergence(self, facts: ConfigFacts) -> Finding | None:
