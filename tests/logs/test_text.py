@@ -643,3 +643,20 @@ def test_a_vector_of_per_device_losses_is_its_mean_or_its_nan() -> None:
     assert set(losses) == {0, 200, 500} and math.isnan(losses[500])
     assert losses[200] == pytest.approx(8.926384857142857)
     assert losses[0] == pytest.approx(9.210942083)  # the mean of the 6 on the line (wrapped: 7th)
+
+
+def test_a_name_printed_twice_takes_the_split_of_the_name_before_it() -> None:
+    """``Epoch [4/20] | Train Loss: 0.2408 Acc: 0.9108 | Test Loss: 0.2396 Acc: 0.9083`` (a
+    Fashion-MNIST script's log committed in Nuyoahwjl/HUST-CS): the first ``Acc`` is the train
+    accuracy, the second the test one. Both were ``Acc``: one was kept as a bare metric."""
+    data = read_run_text(
+        "2025-05-09 19:35:08,127 - Epoch [4/20] | Train Loss: 0.2408 Acc: 0.9108 | "
+        "Test Loss: 0.2396 Acc: 0.9083\n"
+        "2025-05-09 19:35:31,898 - Epoch [5/20] | Train Loss: 0.2190 Acc: 0.9196 | "
+        "Test Loss: 0.2311 Acc: 0.9161\n"
+    )
+    assert data.roles["Train Acc"] == "accuracy" and data.roles["Test Acc"] == "eval_accuracy"
+    train = [r for r in data.records if r.kind == "train"]
+    evals = [r for r in data.records if r.kind == "eval"]
+    assert [r.accuracy for r in train] == [0.9108, 0.9196]
+    assert [(r.eval_loss, r.eval_accuracy) for r in evals] == [(0.2396, 0.9083), (0.2311, 0.9161)]

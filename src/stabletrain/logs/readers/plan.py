@@ -217,6 +217,7 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
         if sections and _section(sections, it.start) and not _PREFIXED.match(key):
             name, key = f"valid {name}", f"valid {key}"  # read as eval by its name
         plan.metrics.append(Metric(idx, name, key, it.unit or tag))
+    _inherit_split(plan.metrics)
     plan.bar = plan.pos is not None and (plan.rate is not None or "it/s" in line)
     if plan.metrics and plan.split is None:
         plan.split = dl.eval_marker(line[:first_metric])
@@ -226,6 +227,23 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
 
 
 _PREFIXED = re.compile(r"(?:valid|val|eval|test|validation)[ _/]")
+_SPLIT_WORD = re.compile(r"^(train|training|test|val|vali|valid|validation|eval)[ _/-]")
+
+
+def _inherit_split(metrics: list[Metric]) -> None:
+    """A name printed twice in one line takes the split of the name before it (``Train Loss: ..
+    Acc: .. | Test Loss: .. Acc: ..``: the first ``Acc`` is the train accuracy, the second the
+    test one). A name printed once is left as it is."""
+    keys = [m.key for m in metrics]
+    if len(set(keys)) == len(keys):
+        return
+    split: tuple[str, str] | None = None  # (the word lower-cased, as printed)
+    for m in metrics:
+        hit = _SPLIT_WORD.match(m.key)
+        if hit is not None:
+            split = (hit[1], m.name[: len(hit[1])])
+        elif split is not None and keys.count(m.key) > 1:
+            m.name, m.key = f"{split[1]} {m.name}", f"{split[0]} {m.key}"
 
 
 def _section(sections: list[tuple[int, bool]], at: int) -> bool:
