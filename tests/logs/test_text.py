@@ -660,3 +660,16 @@ def test_a_name_printed_twice_takes_the_split_of_the_name_before_it() -> None:
     evals = [r for r in data.records if r.kind == "eval"]
     assert [r.accuracy for r in train] == [0.9108, 0.9196]
     assert [(r.eval_loss, r.eval_accuracy) for r in evals] == [(0.2396, 0.9083), (0.2311, 0.9161)]
+
+
+def test_task_prefixed_eval_keys_are_eval_values() -> None:
+    """HF Trainer with named eval sets prints ``mrpc_en_eval_loss`` (huggingface/transformers
+    #11323): an eval loss, not an unknown train metric."""
+    data = read_run_text(
+        "{'loss': 6.1045, 'learning_rate': 6e-07, 'epoch': 0.02}\n"
+        "{'mrpc_en_eval_loss': 6.924696445465088, 'mrpc_en_eval_f1': 0.0, "
+        "'mrpc_en_eval_accuracy': 0.0, 'mrpc_en_eval_runtime': 1.9287, 'epoch': 0.22}\n"
+    )
+    evals = [r for r in data.records if r.kind == "eval"]
+    assert [(r.eval_loss, r.eval_accuracy) for r in evals] == [(6.924696445465088, 0.0)]
+    assert data.roles["mrpc_en_eval_loss"] == "eval_loss"

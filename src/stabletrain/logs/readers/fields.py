@@ -141,7 +141,20 @@ def classify(name: str) -> Slot:
             return _eval_slot(leaf, name)
         if leaf in _TRAIN_ALIASES and _TRAIN_ALIASES[leaf] != "epoch":
             return ("train", _TRAIN_ALIASES[leaf], name)
+    task_eval = _task_eval_leaf(k)
+    if task_eval is not None:
+        return ("eval", _EVAL_ALIASES[task_eval], name)
     return ("train", None, name)
+
+
+def _task_eval_leaf(name: str) -> str | None:
+    """The loss/accuracy leaf of a task-prefixed eval key (HF Trainer with several eval sets:
+    ``mrpc_en_eval_loss``, ``mrpc_en_eval_accuracy``), or None: an ``eval``/``val``/``valid``/
+    ``test`` word after the first, right before a loss or accuracy name."""
+    parts = name.split("_")
+    if len(parts) < 3 or parts[-1] not in ("loss", "accuracy", "acc"):
+        return None
+    return parts[-1] if parts[-2] in _EVAL_SEGMENTS else None
 
 
 #: a path segment that says the split (``validation/main/loss``, ``metrics/val/acc``)
