@@ -19,6 +19,7 @@ from stabletrain.detectors.sanity import RULES, SanityDetector, sanity_findings,
 from stabletrain.doctor import diagnose
 from stabletrain.lint_rules import lint_facts
 from stabletrain.records import ConfigFacts, StepRecord
+from stabletrain.report.advice import watch_for
 from stabletrain.train.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -74,6 +75,7 @@ def test_each_rule_fires_and_its_fix_is_a_config_the_trainer_takes(
         facts2.set("vocab_size", 95, key="vocab_size")
     assert violations(facts2) == []
     assert rule_id in {x.id for x in lint_facts(facts)}  # `stabletrain lint` says it too
+    assert watch_for(rule_id) != watch_for("no-such-id")  # the report says what to watch after
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))

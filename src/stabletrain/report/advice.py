@@ -35,6 +35,17 @@ _WATCH: dict[str, str] = {
     "loss-scale-init-high": "Few overflow skips at the start; the scale growing rather than collapsing.",
     "lr-high-for-batch": "No early loss or grad-norm spikes at the new LR.",
     "plateau-patience-long": "The scheduler reacting within a few epochs of a plateau.",
+    "run-failed": "The training loss ending well below where it started, with no NaN/inf.",
+    # the config sanity table (detectors/sanity.py)
+    "adam-betas-unbounded": "Loss and grad norm without the sudden jumps of an unbounded Adam step.",
+    "adam-beta1-low": "A smoother loss curve at the same LR once Adam has its momentum back.",
+    "weight-decay-large": "The loss falling on to near its floor instead of levelling off early.",
+    "weight-decay-coupled": "The loss falling on to near its floor instead of levelling off early.",
+    "dropout-large": "The training loss falling well below a uniform guess within the first epoch.",
+    "adam-eps-large": "The loss falling at Adam's usual pace from the first steps.",
+    "sgd-momentum-high": "No oscillation or spikes once the momentum is back at 0.9.",
+    "init-std-tiny": "The loss leaving ln(num_classes) within the first few dozen steps.",
+    "context-short": "A lower loss per token at the same number of steps.",
 }
 
 
