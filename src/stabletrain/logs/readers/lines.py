@@ -87,6 +87,9 @@ _TIME = re.compile(
     # absl/glog: ``I0912 11:40:27.956218 139735407601536 model_lib_v2.py:652] ``
     r"|^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\]\s*"
 )
+#: Python logging's default record prefix after the time: ``- INFO -``, ``- mmdet - INFO -``
+#: (the message then starts the line, as line-anchored headers and dialect marks expect)
+_LEVEL = re.compile(r"-\s*(?:[\w.]+\s*-\s*)?(?:INFO|WARNING|WARN|DEBUG|ERROR|CRITICAL)\s*-\s*")
 _DICT = re.compile(r"\{[^{}]*\}")
 _DICT_PAIR = re.compile(rf"""['"]([^'"]+)['"]\s*:\s*(?:({_NUM})|['"]({_NUM})%?['"])(?=\s*[,}}])""")
 
@@ -186,8 +189,6 @@ def normalise(line: str) -> tuple[str, int | None]:
         s = unquote_items(s)
     if " avg" in s and " rate," in s:
         s = _darknet(s)
-    if "[" in s:
-        s = _vector(s)
     c = s[0]
     if c == ">":
         s = _QUOTE.sub("", s)
@@ -205,6 +206,12 @@ def normalise(line: str) -> tuple[str, int | None]:
         m = _TIME.match(s)
         if m:
             s = s[m.end() :]
+            if s[:1] == "-":
+                m = _LEVEL.match(s)
+                if m:
+                    s = s[m.end() :]
+    if "[" in s:
+        s = _vector(s)  # after the prefixes: a timestamp's digits are no step context
     return s, rank
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from stabletrain.logs.readers.base import RunData
 from stabletrain.logs.readers.fields import build_lookup, records_from_row, to_float
+from stabletrain.logs.readers.lines import normalise, strip_ansi
 
 __all__ = ["read_series"]
 
@@ -59,6 +60,8 @@ def _numbers(body: str) -> list[float] | None:
 
 def read_series(text: str, path: Path, mapping: dict[str, str] | None = None) -> RunData | None:
     """The run in a history dump, or None when ``text`` holds no series of ≥ 3 numbers."""
+    # each line as the line reader sees it: no ANSI colours, ``> `` quotes, rank or time prefixes
+    text = "\n".join(normalise(line)[0] for line in strip_ansi(text).split("\n"))
     headers = [
         (m.start(), _EVAL_WORDS.search(m["head"].lower()) is not None)
         for m in _HEADER.finditer(text)
