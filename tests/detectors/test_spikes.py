@@ -339,8 +339,15 @@ def test_a_grad_spike_on_the_last_record_is_undecided_not_unrecovered() -> None:
     _feed(det, values, "grad_norm")
     (f,) = det.finish()
     assert f.evidence["unrecovered"] == 0 and f.severity == "warning"  # three decided spikes
+    # a grad-norm jump no noise explains (1000x) on the last record keeps its weight: a pasted
+    # log ends at the spike it reports (unsloth#5207: 7.79 then 11140)
+    values[98], values[99] = values[99], 2000.0
+    det = SpikeDetector("grad_norm")
+    _feed(det, values, "grad_norm")
+    (f,) = det.finish()
+    assert f.evidence["unrecovered"] == 1 and f.severity == "warning"
     # a loss spike on the last record keeps its weight: logs end where runs blow up
     det = SpikeDetector("loss")
-    _feed(det, _noisy(99) + [20.0])
+    _feed(det, [*_noisy(99), 20.0])
     (f,) = det.finish()
     assert f.evidence["unrecovered"] == 1 and f.severity == "error"

@@ -345,7 +345,8 @@ class SpikeDetector:
         eps = self.episodes
         # a one-record gradient-norm spike on the log's last record had no later value to
         # recover on: undecided, so it neither counts as unrecovered nor escalates the severity
-        # (a loss spike at the end keeps its weight: real logs end where a run blew up)
+        # (a loss spike at the end keeps its weight: real logs end where a run blew up; so does
+        # a jump no noise explains, 100x its baseline: pasted logs end at the spike they report)
         open_at_end = [
             e
             for e in eps
@@ -353,6 +354,7 @@ class SpikeDetector:
             and e["recovered_at"] is None
             and len(e["steps"]) == 1
             and e["end"] == self.last_step
+            and not evident_jump(e["peak"], e["baseline"])
         ]
         decided = [e for e in eps if e not in open_at_end]
         unrecovered = [e for e in decided if e["recovered_at"] is None]
