@@ -250,6 +250,7 @@ def overshoot_confirmed(guard: Guard) -> bool:
     (its loss still feeds the spike and trend detectors). One read of every weight, at most
     every ``CHECK_EVERY`` steps of the start-up window."""
     target = rollback.rollback_target(guard)
+    # host sync: a copy of every weight to the CPU, only on such a check (start-up window)
     moved = moved_since(guard.model, target.model) if target is not None else None
     if moved is not None and moved >= guard.startup.moved_needed:
         return True
