@@ -93,3 +93,39 @@ def test_frozen_accuracy_near_misses() -> None:
     scenarios_recs = _accs([0.5] * 8, [0.5] * 8)
     [f] = [f for f in replay(scenarios_recs, None, [LossTrendDetector()]) if f.id == "chance-level"]
     assert f.evidence["num_classes_from"] == FROZEN
+
+
+# caffe#1255 (a 3,755-class handwriting net, r1 held-out, touched from session 4): the loss
+# sits at ~8.25 and the test accuracy at 0.00028 — accuracy x e^loss ≈ 1, a uniform guess over
+# thousands of classes, past the old limit of C ≤ 1000
+CAFFE_1255 = """\
+I1010 17:36:18.471542 24907 solver.cpp:247] Iteration 0, Testing net (#0)
+I1010 17:36:51.366374 24907 solver.cpp:298]     Test net output #0: accuracy = 0.00028
+I1010 17:36:51.521034 24907 solver.cpp:191] Iteration 0, loss = 87.3366
+I1010 17:36:51.521077 24907 solver.cpp:403] Iteration 0, lr = 0.001
+I1010 17:40:30.682349 24907 solver.cpp:191] Iteration 1000, loss = 8.26466
+I1010 17:44:09.906486 24907 solver.cpp:191] Iteration 2000, loss = 8.25553
+I1010 17:47:49.071782 24907 solver.cpp:191] Iteration 3000, loss = 8.24047
+I1010 17:51:27.956398 24907 solver.cpp:247] Iteration 4000, Testing net (#0)
+I1010 17:52:00.040813 24907 solver.cpp:298]     Test net output #0: accuracy = 0.00028
+I1010 17:52:00.188971 24907 solver.cpp:191] Iteration 4000, loss = 8.28462
+"""
+
+
+def test_real_caffe_log_agrees_on_thousands_of_classes(tmp_path: Path) -> None:
+    log = tmp_path / "solver.log"
+    log.write_text(CAFFE_1255)
+    [f] = [f for f in diagnose(log).findings if f.id == "chance-level"]
+    assert f.severity == "error" and f.evidence["num_classes_from"] == AGREE
+    assert 3000 <= f.evidence["num_classes"] <= 4500
+
+
+def test_train_accuracy_pairs_with_the_loss_and_a_learning_large_run_is_quiet() -> None:
+    # an excerpt (from step 10000: no initial loss to infer C from) with only a train accuracy
+    # logged beside the train loss: the pair still names C ≈ 5000
+    stuck = [StepRecord(step=s, loss=8.52, accuracy=0.0002) for s in range(10_000, 10_024)]
+    [f] = [f for f in replay(stuck, None, [LossTrendDetector()]) if f.id == "chance-level"]
+    assert f.evidence["num_classes"] == round(2.718281828**8.52)
+    # an ImageNet-size run that learned: 20 % accuracy at a loss of 3.5 names no C
+    learning = [StepRecord(step=s, loss=3.5, accuracy=0.2) for s in range(1, 25)]
+    assert "chance-level" not in {f.id for f in replay(learning, None, [LossTrendDetector()])}

@@ -79,6 +79,8 @@ class Metric:
     name: str
     key: str
     unit: str
+    #: where the ``/ total`` printed after the value is (``Accuracy: 1000/10000``), or None
+    total: int | None = None
 
 
 @dataclass(slots=True)
@@ -216,7 +218,8 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
             first_metric = it.start
         if sections and _section(sections, it.start) and not _PREFIXED.match(key):
             name, key = f"valid {name}", f"valid {key}"  # read as eval by its name
-        plan.metrics.append(Metric(idx, name, key, it.unit or tag))
+        total = idx + 1 if it.total is not None else None
+        plan.metrics.append(Metric(idx, name, key, it.unit or tag, total))
     _inherit_split(plan.metrics)
     plan.bar = plan.pos is not None and (plan.rate is not None or "it/s" in line)
     if plan.metrics and plan.split is None:

@@ -396,8 +396,16 @@ class _Reader:
             ):
                 comp.percent.add(role)
                 div = 100.0  # ``Accuracy: 10.07%``, ``clip=100%``
+            if m.total is not None and role in ("accuracy", "eval_accuracy"):
+                # ``Accuracy: 1000/10000 (10.00%)`` (pytorch/examples): correct of total, the
+                # fraction they make (the numerator alone read as 1000 "percent")
+                comp.ratios.append((m.idx, m.total))
+                div = 1.0
+                comp.percent.discard(role)
             zero = field_ in dialect.zero_is_missing
             label = f"{role} (percent, read as a fraction)" if div == 100.0 else role
+            if comp.ratios and comp.ratios[-1][0] == m.idx:
+                label = f"{role} (a count of a total, read as a fraction)"
             comp.roles.append((m.name, label or "metric"))
             if role == "skipped_count":
                 comp.skipped.append(m.idx)
@@ -967,6 +975,7 @@ class _Compiled:
         "known",
         "percent",
         "primary",
+        "ratios",
         "registered",
         "roles",
         "skipped",
@@ -980,6 +989,8 @@ class _Compiled:
         self.ef: list[tuple[int, str, float, bool, str]] = []
         self.em: list[tuple[int, str, float]] = []
         self.skipped: list[int] = []
+        #: (value, total) indexes of an accuracy printed as a count of a total
+        self.ratios: list[tuple[int, int]] = []
         self.roles: list[tuple[str, str]] = []
         self.percent: set[str] = set()
         self.primary = False
@@ -995,6 +1006,11 @@ def _read_values(
     comp: _Compiled, values: list[Any]
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, Any], dict[str, float]]:
     """(train fields, train metrics, eval fields, eval metrics) of one line."""
+    if comp.ratios:
+        values = list(values)
+        for i, t in comp.ratios:
+            total = _number(values[t])
+            values[i] = _number(values[i]) / total if total > 0 else math.nan
     tm = {name: _number(values[idx]) / div for idx, name, div in comp.tm} if comp.tm else {}
     em = {name: _number(values[idx]) / div for idx, name, div in comp.em} if comp.em else {}
     out: list[dict[str, Any]] = []
