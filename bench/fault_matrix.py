@@ -14,7 +14,8 @@ and ``guard_adaptive`` (``adaptive`` preset), all from ``baselines.py``. The gua
 through its public API only (``stabletrain.Guard``, ``GuardConfig.preset``); when it has
 ``observe_eval`` it gets the val loss after every eval, and when it has ``autocast`` its fp16
 runs put the forward under ``guard.autocast(dtype=torch.float16)`` so it may fall back to a wider
-dtype (``--torch-autocast`` keeps ``torch.autocast``); both are detected with ``hasattr``, so the
+dtype (``--torch-autocast`` keeps ``torch.autocast``; ``--fp32`` runs those scenarios in fp32 on the
+same inputs, what a fall-back could reach at best); both are detected with ``hasattr``, so the
 same script runs on the code before and after they exist.
 
 Scenarios, with the outcome a robust guard should reach, written BEFORE the guard ran on them
@@ -194,7 +195,7 @@ import sys
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -233,6 +234,9 @@ METHODS: dict[str, tuple[Method, Any]] = {
 #: guard methods run their fp16 forward under ``Guard.autocast`` when the guard has it (it may
 #: then fall back to bf16/fp32); ``--torch-autocast`` keeps ``torch.autocast`` for every method
 GUARD_AUTOCAST = True
+#: ``--fp32``: the fp16 scenarios run in fp32 (no autocast, no GradScaler), on the same inputs:
+#: what a fall-back to fp32 could reach at best
+FP32 = False
 #: raw digits pixel counts (0..16) as 16-bit units (0..65535)
 RAW16 = 4096.0
 
@@ -485,6 +489,8 @@ def finite_model(model: nn.Module) -> bool:
 def run_one(sc: Scenario, method: str, seed: int) -> Result:
     res = Result(sc.name, method, seed)
     t0 = time.perf_counter()
+    if FP32 and sc.fp16_autocast:
+        sc = replace(sc, fp16_autocast=False, scaler=None)
     fam = SPECS[sc.family]
     torch.manual_seed(seed)
     model = build_model(fam, sc.init_std, sc.depth, post_ln=sc.post_ln, emb_std=sc.emb_std)
@@ -799,13 +805,20 @@ def main() -> None:
         "change the dtype)",
     )
     ap.add_argument(
+        "--fp32",
+        action="store_true",
+        help="fp16 scenarios run in fp32 on the same inputs (no autocast, no GradScaler): what "
+        "a precision fall-back could reach at best",
+    )
+    ap.add_argument(
         "--report", type=Path, help="print the tables of a saved --out file, run nothing"
     )
     add_guard_options(ap)
     args = ap.parse_args()
     apply_guard_options(args)
-    global GUARD_AUTOCAST
+    global GUARD_AUTOCAST, FP32
     GUARD_AUTOCAST = not args.torch_autocast
+    FP32 = args.fp32
     torch.set_num_threads(1)
     quiet = logging.getLogger("stabletrain")
     quiet.setLevel(logging.INFO)  # kept by _Capture per run, never printed
