@@ -4,7 +4,9 @@
   last two bins above ``min + max(25 % of the drop achieved, 20 % of min, 3 σ)``, σ the noise of
   the bin means around their own trend, :func:`~stabletrain.detectors.robust.trend_noise`), i.e.
   a drift up, or a spike the run never recovered from (seed 001: 0.05 at epoch 10 → ~0.5 until
-  the end). Not when the accuracy was at chance on every record of the log (a chance-level
+  the end). A sustained rise — ``RISE_BINS``+ bins after the best, ``RISE_SHARE`` of them up,
+  the last the highest — is material from ``RISE_FLOOR`` (5 %) of the best: a short epoch log
+  climbing epoch after epoch has no noise to measure, and noise does not climb that way. Not when the accuracy was at chance on every record of the log (a chance-level
   finding from accuracy): a model that never learned has nothing to diverge from.
 - ``chance-level`` (seed 002: "accuracy 10.07 % = random guessing on 10 classes", loss 17.6 from a
   start of 2.3): accuracy ≤ 1.25× chance for C classes, or the loss stuck at/above ln(C). C comes
@@ -33,6 +35,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from statistics import fmean
@@ -176,7 +179,11 @@ class LossTrendDetector:
         # material (a quarter of the drop achieved, a fifth of the best) and beyond the noise of
         # the per-epoch means themselves (a noisy plateau's last two bins above its luckiest one)
         sigma = trend_noise(means)
-        threshold = low + max(0.25 * (start - low), 0.2 * abs(low), 3.0 * sigma)
+        rising = _sustained_rise(means[i_min:])
+        # a rise at (nearly) every bin since the best needs no fifth of the best to be material:
+        # noise does not climb five bins in a row (1 in 120 for five steps of independent noise)
+        floor = RISE_FLOOR * abs(low) if rising else max(0.25 * (start - low), 0.2 * abs(low))
+        threshold = low + max(floor, 3.0 * sigma)
         if not (means[-1] > threshold and means[-2] > threshold):
             return None
         above = [b for b in ordered[i_min + 1 :] if b.mean > threshold]
@@ -194,9 +201,19 @@ class LossTrendDetector:
             severity="error" if worse else "warning",
             title=f"Training loss ended at {fmt(end)}, well above its best {fmt(low)}",
             explanation=(
-                f"The training loss fell from {fmt(start)} to its best {fmt(low)} at "
-                f"{self.bins.label(ordered[i_min])}, then rose and stayed up: it ended at "
-                f"{fmt(end)}{' — above where it started' if worse else ''}. A loss that climbs "
+                (
+                    f"The training loss fell from {fmt(start)} to its best {fmt(low)} at "
+                    f"{self.bins.label(ordered[i_min])}, then rose and stayed up"
+                    if i_min
+                    else f"The training loss never went below its start {fmt(start)}: it rose"
+                )
+                + (
+                    f" in {rising} of the {len(means) - 1 - i_min} windows (epochs or step ranges) after it"
+                    if rising
+                    else ""
+                )
+                + f": it ended at {fmt(end)}{' — above where it started' if worse else ''}. "
+                "A loss that climbs "
                 "away from its minimum and does not come back means the updates are too large "
                 "for the region the model has reached (learning rate too high for this stage, no "
                 "or loose clipping, or a spike that damaged the weights). Resume from the best "
@@ -211,6 +228,7 @@ class LossTrendDetector:
                 "best_at": self.bins.label(ordered[i_min]),
                 "end": round(end, 5),
                 "threshold": round(threshold, 5),
+                **({"rising_bins": f"{rising} of {len(means) - 1 - i_min}"} if rising else {}),
             },
             fixes=fixes,
             related=["loss-spike", "scheduler-late", "grad-norm-growth"],
@@ -438,6 +456,24 @@ class LossTrendDetector:
         self.n_acc = int(state["n_acc"])
         self.last_step = int(state["last_step"])
         self.first_loss_step = state.get("first_loss_step")
+
+
+#: a sustained rise: at least this many bins after the best, rising at RISE_SHARE of them
+#: or more and ending at their highest; then RISE_FLOOR x the best is a material rise
+RISE_BINS, RISE_SHARE, RISE_FLOOR = 5, 0.8, 0.05
+
+
+def _sustained_rise(after: list[float]) -> int:
+    """How many of the bins after the best (``after[0]``) rose from the one before, when the
+    rise is sustained: ``RISE_BINS`` or more bins, ``RISE_SHARE`` of them up, the last the
+    highest; else 0. A short epoch log whose loss climbs epoch after epoch (keras#5239: 1.093
+    → 1.104 → 1.140 → 1.186 → 1.214 → 1.237, 13 % over its best) diverges by a margin the
+    per-epoch noise never makes, below the fifth of the best a noisy run needs."""
+    steps = len(after) - 1
+    if steps < RISE_BINS or after[-1] < max(after):
+        return 0
+    ups = sum(1 for a, b in itertools.pairwise(after) if b > a)
+    return ups if ups >= RISE_SHARE * steps else 0
 
 
 INFERRED = "initial loss ≈ ln(C)"
