@@ -60,6 +60,19 @@ def evident_jump(value: float, highest_before: float) -> bool:
     )
 
 
+#: Against one earlier value there is no spread at all: a jump is judged only when it is two
+#: orders of magnitude beyond the evident ratio (10^4x, and still ``EVIDENT_RISE`` in absolute
+#: terms). Healthy consecutive values of a loss or a gradient norm differ by at most ~100x (a
+#: first step's gradient burst, a resumed run's warm-up); mmengine#11708's 3.46 -> 31,101,415
+#: grad norm in a two-line paste is 9e6x.
+SOLE_RATIO = EVIDENT_RATIO**2
+
+
+def sole_jump(value: float, before: float) -> bool:
+    """Whether ``value`` is a jump no noise explains against the one value ``before`` it."""
+    return before > 0 and value >= SOLE_RATIO * before and value - before >= EVIDENT_RISE
+
+
 Metric = Literal["loss", "grad_norm"]
 
 
@@ -275,6 +288,18 @@ class SpikeDetector:
                     evident=evident,
                 )
                 return  # a spike never joins the baseline it is judged against
+        elif len(self._early) == 1 and sole_jump(value, self._early[0]):
+            med, std = robust_stats(list(self._early))
+            self._add_to_episode(
+                record,
+                value,
+                med,
+                (value - med) / std,
+                early_std=std,
+                judged_on=1,
+                evident=True,
+            )
+            return
         self._early.append(value)
 
     def _add_to_episode(
@@ -395,6 +420,8 @@ class SpikeDetector:
                 f"; before {self.warmup} values formed that baseline, more than "
                 f"{self.early_ratio:g}x the highest of the {self.early_window} values just before"
             )
+        if any(e.get("judged_on") == 1 for e in eps):
+            rule += f"; against the log's only earlier value, {SOLE_RATIO:g}x it"
         explanation = (
             f"The {what} jumped far above its recent typical value ({rule}) "
             f"{len(eps)} time(s): " + "; ".join(lines) + ". "
