@@ -22,8 +22,10 @@ clip firing on every step under Adam, or spikes that all recovered, do not say "
 is the run's own config (same path, or same content) is read exactly as without the option.
 
 Loss-scale evidence the log *states* (:func:`scale_findings`): DeepSpeed ``OVERFLOW! ... reducing
-to`` events, and train records whose loss scale dropped (a scaler lowers it only on overflow). Rule: an overflow after the
-scaler's start-up search (absolute step > ``SETTLE_STEP``) is ``fp16-overflow``; the scale falling
+to``, fairseq and apex ``reducing loss scale to`` events, and train records whose loss scale dropped (a scaler lowers it only on overflow). Rule: an overflow after the
+scaler's start-up search (absolute step > ``SETTLE_STEP``) is ``fp16-overflow`` — an info note
+while the scale stays at ``PROBING_SCALE`` or more (the dynamic scaler probing, apex's and
+DeepSpeed's normal back-off), a warning below it; the scale falling
 ≥ ``COLLAPSE_FACTOR``× within ``COLLAPSE_WINDOW`` steps (the scaler backing off on nearly every
 step), or to ≤ 1, is ``loss-scale-collapse``. Only added when the detectors did not report the id
 (the AMP detector treats its first records as start-up, which hides overflows in an excerpt).
@@ -455,6 +457,9 @@ def _dedupe(fixes: list[Fix]) -> list[Fix]:
 
 #: overflows up to this absolute step are the scaler's start-up search (it begins at 2**16)
 SETTLE_STEP = 20
+#: late overflows that leave the scale at or above this are the scaler's probing (info): 2^10,
+#: six halvings under the usual 2^16 start; an overflow there needs a gradient element over 64
+PROBING_SCALE = 2.0**10
 #: the scale falling this much within COLLAPSE_WINDOW steps = overflow on nearly every step
 COLLAPSE_FACTOR = 16.0
 COLLAPSE_WINDOW = 10
@@ -516,18 +521,30 @@ def scale_findings(
             )
         )
     if "fp16-overflow" not in seen_ids:
+        # a scale that stays high is the dynamic scaler probing (it doubles after each quiet
+        # window and backs off on the overflow that follows); only a low one means gradients
+        # near fp16's own range (an element over 65504 / scale)
+        probing = not collapse and evidence["min_scale"] >= PROBING_SCALE
         out.append(
             Finding(
                 id="fp16-overflow",
-                severity="warning",
-                title=f"{len(late)} fp16 overflow step(s) skipped by the loss scaler",
+                severity="info" if probing else "warning",
+                title=f"{len(late)} fp16 overflow step(s) skipped by the loss scaler"
+                + (f" (the scale stayed at {evidence['min_scale']:g} or more)" if probing else ""),
                 explanation=(
-                    "Each overflow skips the step and halves the loss scale; past the scaler's "
-                    "start-up they mean the gradients overflow fp16."
+                    "Each overflow skips the step and halves the loss scale; "
+                    + (
+                        f"the scale stayed at {evidence['min_scale']:g} or more, so only gradient "
+                        f"elements over {65504 / evidence['min_scale']:.3g} overflowed: the "
+                        "dynamic scaler backing off after probing a higher scale, as it is "
+                        "designed to. Nothing to change."
+                        if probing
+                        else "past the scaler's start-up they mean the gradients overflow fp16."
+                    )
                 ),
                 steps=late,
                 evidence=evidence,
-                fixes=amp_fixes(facts, collapse=False),
+                fixes=[] if probing else amp_fixes(facts, collapse=False),
             )
         )
     return out

@@ -328,6 +328,18 @@ EVENT_LINES: tuple[EventLine, ...] = (
         re.compile(rf"[Oo]verflow detected, setting loss scale to:?\s*{_SCALE}"),
         "skip",
     ),
+    # NVIDIA apex amp: ``Gradient overflow.  Skipping step, reducing loss scale to 32768.0``
+    # (amp_C / FP16_Optimizer) and ``... Skipping step, loss scaler 0 reducing loss scale to
+    # 16384.0`` (apex.amp, one scaler per loss): the new scale only, as fairseq's
+    EventLine(
+        "apex",
+        ("reducing loss scale to",),
+        re.compile(
+            rf"[Oo]verflow\.?\s+Skipping step,\s*(?:loss scaler \d+\s+)?reducing loss scale to"
+            rf"\s*{_SCALE}"
+        ),
+        "skip",
+    ),
     EventLine(
         "deepspeed",
         ("loss scale already at minimum",),
