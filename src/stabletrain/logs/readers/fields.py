@@ -98,7 +98,10 @@ _EVAL_PREFIXES = (
 )
 _EVAL_SUFFIXES = ("/val", "/eval", "/validation", "_val")
 _TRAIN_PREFIXES = ("trainiterstats/", "train/", "train_", "training/", "training_", "epoch_")
-_TRAIN_SUFFIXES = ("/train", "_step")
+#: Lightning's ``self.log(..., on_step=True, on_epoch=True)`` writes ``loss_step`` per step and
+#: ``loss_epoch`` (the epoch's mean) per epoch; :func:`build_lookup` keeps an ``_epoch`` mean
+#: out of the field when its ``_step`` twin is there (one series per field)
+_TRAIN_SUFFIXES = ("/train", "_step", "_epoch")
 
 
 def classify(name: str) -> Slot:
@@ -175,6 +178,8 @@ def _path_leaf(name: str) -> tuple[str | None, bool]:
 
 
 def _eval_slot(base: str, name: str) -> Slot:
+    if base.endswith("_epoch"):  # Lightning's epoch mean (``val_loss_epoch``)
+        base = base[: -len("_epoch")]
     field = _EVAL_ALIASES.get(base)
     if field is None:
         leaf, _ = _path_leaf(base)
@@ -186,6 +191,11 @@ def _eval_slot(base: str, name: str) -> Slot:
 def build_lookup(names: list[str], mapping: dict[str, str] | None) -> dict[str, Slot]:
     """Slots for ``names`` with a user mapping ({field: name}) applied on top of the table."""
     lookup = {n: classify(n) for n in names}
+    lower = {n.lower() for n in names}
+    for n, (kind, field, metric) in list(lookup.items()):
+        twin = n.lower().removesuffix("_epoch") + "_step"
+        if field is not None and n.lower().endswith("_epoch") and twin in lower:
+            lookup[n] = (kind, None, metric)  # the per-step series fills the field
     for field, src in (mapping or {}).items():
         if field == "step":
             lookup[src] = ("step", None, src)
