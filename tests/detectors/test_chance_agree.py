@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stabletrain.detectors.registry import replay
-from stabletrain.detectors.trends import AGREE, FROZEN, LossTrendDetector
+from stabletrain.detectors.trends import AGREE, FROZEN, FROZEN_LOSS, LossTrendDetector
 from stabletrain.doctor import diagnose
 from stabletrain.records import StepRecord
 
@@ -129,3 +129,30 @@ def test_train_accuracy_pairs_with_the_loss_and_a_learning_large_run_is_quiet() 
     # an ImageNet-size run that learned: 20 % accuracy at a loss of 3.5 names no C
     learning = [StepRecord(step=s, loss=3.5, accuracy=0.2) for s in range(1, 25)]
     assert "chance-level" not in {f.id for f in replay(learning, None, [LossTrendDetector()])}
+
+
+# nin-cifar#1, epochs 2-4 only (an excerpt: no initial loss to infer C from, no accuracy): the
+# train loss is 2.302585 = ln 10 to six digits on every line
+NIN_EXCERPT = "".join(
+    f"Train Epoch: {e} [{n}/50000 ({p}%)]\tLoss: 2.302585\tLR: 0.1\n"
+    for e in (2, 3, 4)
+    for n, p in ((0, 0), (12800, 26), (25600, 51), (38400, 77))
+)
+
+
+def test_real_loss_frozen_at_ln_c_is_chance_level(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    log.write_text(NIN_EXCERPT)
+    [f] = [f for f in diagnose(log).findings if f.id == "chance-level"]
+    assert f.severity == "error"
+    assert f.evidence["num_classes"] == 10 and f.evidence["num_classes_from"] == FROZEN_LOSS
+
+
+def test_near_miss_frozen_off_ln_c_or_moving_at_ln_c() -> None:
+    def run(losses: list[float]) -> set[str]:
+        recs = [StepRecord(step=1000 + 10 * i, loss=v) for i, v in enumerate(losses)]
+        return {f.id for f in replay(recs, None, [LossTrendDetector()])}
+
+    assert "chance-level" not in run([1.9] * 24)  # frozen (a dead net) but no ln(C)
+    assert "chance-level" not in run([2.3026, 2.3027, 2.3025, 2.3026, 2.3024] * 5)  # moving
+    assert "chance-level" not in run([2.3030] * 24)  # 4e-4 off ln 10: a coincidence

@@ -29,7 +29,9 @@
   one of the two alone is not evidence. A fourth: the accuracy frozen at exactly 1/C (within 2 %,
   2 ≤ C ≤ 20) on the last ≥ 5 training values *and* the last ≥ 3 eval values — a model that
   predicts one class for every input scores 1/C on balanced data, on every split, whatever its
-  loss does (a link predictor at train/val/test acc 0.5000 for 8 epochs). A class count the log
+  loss does (a link predictor at train/val/test acc 0.5000 for 8 epochs). A fifth: the last
+  ``FROZEN_RECORDS`` training losses one value, ln(C) within 1e-5 nats for C ≤ 1000 (a constant
+  uniform prediction; nin-cifar#1's 2.302585 = ln 10), an error without any accuracy. A class count the log
   prints as a setting (the text reader's facts) is named as the log's, not the config's.
 """
 
@@ -75,12 +77,14 @@ class LossTrendDetector:
         self.acc_max = 0.0
         self.last_step = 0
         self.first_loss_step: int | None = None  # the step of first_losses[0]
+        self.last_losses: deque[float] = deque(maxlen=FROZEN_RECORDS)
 
     def update(self, record: StepRecord) -> Finding | None:
         self.last_step = max(self.last_step, record.step)
         if record.kind == "train" and record.loss is not None and math.isfinite(record.loss):
             self.n_loss += 1
             self.bins.add(record.step, record.epoch, record.loss)
+            self.last_losses.append(record.loss)
             if len(self.first_losses) < 5:
                 if not self.first_losses:
                     self.first_loss_step = record.step
@@ -112,6 +116,7 @@ class LossTrendDetector:
         if idx.size:
             self.n_loss += int(idx.size)
             self.bins.add_many(batch, idx, loss[idx], batch.objects("loss"))
+            self.last_losses.extend(batch.take("loss", idx[-FROZEN_RECORDS:]))
             room = 5 - len(self.first_losses)
             if room > 0:
                 if not self.first_losses:
@@ -253,6 +258,9 @@ class LossTrendDetector:
         frozen = self._frozen_classes()
         if frozen is not None:
             return frozen, FROZEN
+        frozen = self._frozen_loss_classes()
+        if frozen is not None:
+            return frozen, FROZEN_LOSS
         starts = self.first_loss_step is not None and self.first_loss_step <= max(
             1, 0.25 * self.last_step
         )
@@ -318,6 +326,22 @@ class LossTrendDetector:
         c = round(1.0 / v)
         return c if 2 <= c <= 20 and abs(v * c - 1.0) <= 0.02 else None
 
+    def _frozen_loss_classes(self) -> int | None:
+        """C when the last ``FROZEN_RECORDS`` train losses are one value (to 1e-6) that is ln(C)
+        within ``FROZEN_TOL`` nats for 2 ≤ C ≤ 1000: a network whose outputs no longer depend on
+        the input predicts a constant, and a constant uniform guess scores exactly ln(C)
+        (nin-cifar#1: 2.302585 = ln 10 on every line for three epochs). A frozen loss elsewhere
+        (a dead ReLU net at 1.9) names no C; the logs of neighbouring integers near C = 1000 are
+        1e-3 apart, so a coincidence within 1e-5 has odds of about 2 % there, far less below."""
+        vals = list(self.last_losses)
+        if len(vals) < FROZEN_RECORDS:
+            return None
+        v = vals[-1]
+        if max(vals) - min(vals) > 1e-6 * max(1.0, abs(v)) or not 0.5 < v < math.log(1001):
+            return None
+        c = round(math.exp(v))
+        return c if 2 <= c <= 1000 and abs(v - math.log(c)) <= FROZEN_TOL else None
+
     def _tight(self, n_classes: int) -> bool:
         """Whether the first loss is ln(C) closer than a coincidence would be: within 0.05/C
         nats (a random loss lands that close to the log of some integer ~10 % of the time, as
@@ -348,6 +372,11 @@ class LossTrendDetector:
         if final_acc is None or reasons:
             if stated and final_loss >= 0.9 * ln_c:
                 reasons.append(f"loss {fmt(final_loss)} stuck at/above ln({n_classes})={fmt(ln_c)}")
+            elif source == FROZEN_LOSS:
+                reasons.append(
+                    f"loss frozen at {fmt(final_loss)} = ln({n_classes}) on its last "
+                    f"{FROZEN_RECORDS} records"
+                )
             elif (
                 source == INFERRED
                 and self._tight(n_classes)
@@ -359,7 +388,7 @@ class LossTrendDetector:
             return None
         # sure when accuracy says so or the config gives C; on the loss alone with an inferred C
         # it rests on the loss being a C-class cross-entropy: a warning that says so
-        sure = stated or reasons[0].startswith("accuracy")
+        sure = stated or reasons[0].startswith("accuracy") or source == FROZEN_LOSS
         steps, epochs = self.bins.where(ordered[-3:])
         if not ordered:
             steps = [self.last_step]
@@ -443,6 +472,7 @@ class LossTrendDetector:
             "n_acc": self.n_acc,
             "last_step": self.last_step,
             "first_loss_step": self.first_loss_step,
+            "last_losses": list(self.last_losses),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -456,6 +486,9 @@ class LossTrendDetector:
         self.n_acc = int(state["n_acc"])
         self.last_step = int(state["last_step"])
         self.first_loss_step = state.get("first_loss_step")
+        self.last_losses = deque(
+            (float(x) for x in state.get("last_losses", ())), maxlen=FROZEN_RECORDS
+        )
 
 
 #: a sustained rise: at least this many bins after the best, rising at RISE_SHARE of them
@@ -481,6 +514,9 @@ INFERRED = "initial loss ≈ ln(C)"
 MAX_AGREED = 1_000_000
 AGREE = "final loss ≈ ln(C) and accuracy ≈ 1/C agree"
 FROZEN = "accuracy frozen at 1/C on train and eval"
+FROZEN_LOSS = "training loss frozen at ln(C)"
+#: train losses that must be one value for a frozen loss, and how close to ln(C) it must be
+FROZEN_RECORDS, FROZEN_TOL = 5, 1e-5
 
 
 def _origin(source: str, facts: ConfigFacts) -> str:
