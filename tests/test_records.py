@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import stabletrain
 from stabletrain.records import ConfigFacts, Finding, StepRecord
@@ -50,3 +51,26 @@ def test_config_facts_number_is_a_float_never_a_bool() -> None:
     assert facts.number("missing") is None
     facts.set("lr", float("inf"))
     assert facts.number("lr") is None
+
+
+def test_config_facts_number_of_an_integer_beyond_float_range_is_none() -> None:
+    """JSON integers have no bound: a fact of 10**400 is not a number the detectors can use (it
+    raised OverflowError from math.isfinite, bench/fuzz.py --seed 1)."""
+    facts = ConfigFacts()
+    facts.set("max_steps", 10**400)
+    assert facts.number("max_steps") is None and facts.number("max_steps", positive=True) is None
+    facts.set("max_steps", 10**20)
+    assert facts.number("max_steps", positive=True) == 1e20
+
+
+def test_doctor_reads_a_log_whose_max_steps_is_beyond_float_range(tmp_path: Path) -> None:
+    from stabletrain.cli import main
+
+    huge = "9" * 400
+    lines = [
+        json.dumps({"loss": 1.4 - 0.01 * i, "global_step/max_steps": f"{i + 1}/{huge}"})
+        for i in range(30)
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["doctor", str(log), "--format", "json"]) in (0, 1)

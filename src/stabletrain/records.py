@@ -190,9 +190,15 @@ class ConfigFacts:
     def number(self, name: str, *, positive: bool = False) -> float | None:
         """The fact as a float when it is a finite number (not a bool; > 0 with ``positive``)."""
         v = self.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
             return None
-        return None if positive and not v > 0 else float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer beyond a float's range (JSON's ints have no bound)
+            return None
+        if not math.isfinite(f):
+            return None
+        return None if positive and not f > 0 else f
 
     def key(self, name: str) -> str:
         """The user's key for a fact (falls back to the normalised name)."""
