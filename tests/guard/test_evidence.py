@@ -135,6 +135,33 @@ def test_pure_fp16_adam_update_is_undone_the_cause_named_and_eps_raised(
     assert outs[-1].loss is not None and outs[-1].loss < outs[2].loss  # and learns
 
 
+def test_adam_with_eps_zero_on_an_embedding_with_unused_rows_gets_its_eps_raised(
+    tmp_path: Path,
+) -> None:
+    """fp32 Adam with eps=0 on a bigram model whose embedding rows for tokens 25-49 never get a
+    gradient: their second moment is 0 and the first update writes 0/0 = NaN there. The guard
+    used to roll back and halve the LR again and again (a lower LR times NaN is NaN) without
+    naming the cause; now it undoes the update once, names eps, raises it to 1e-8 and learns."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(50, 16), nn.Linear(16, 50))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=0.0)
+    g = torch.Generator().manual_seed(1)
+    outs = []
+    with RunLog(tmp_path, tensorboard=False) as run_log:
+        guard = Guard(model, opt, run_log=run_log)
+        for _ in range(60):
+            x = torch.randint(0, 25, (32,), generator=g)  # tokens 25-49 never occur
+            outs.append(guard.step(F.cross_entropy(model(x), (x + 1) % 25)))
+    events = _events(tmp_path)
+    (event,) = [e for e in events if e["event"] == "optimizer-eps"]
+    assert event["step"] <= 2 and "eps=0" in event["message"] and "0 by 0" in event["message"]
+    assert opt.param_groups[0]["eps"] == 1e-8
+    assert not [e for e in events if e["event"] == "rollback"], [e["event"] for e in events]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sum(o.applied for o in outs) >= 55
+    assert outs[-1].loss is not None and outs[-1].loss < outs[0].loss
+
+
 def test_an_update_that_blows_up_the_weights_is_undone_and_the_lr_lowered(
     h: SimpleNamespace, tmp_path: Path
 ) -> None:

@@ -93,43 +93,77 @@ class WeightCheck:
         self.pending = bool(state.get("pending", False))
 
 
-def fp16_adam_cause(optimizer: torch.optim.Optimizer) -> str | None:
-    """The known cause of non-finite weights, when it is fp16 parameters under an optimizer whose
-    eps is 0 (or subnormal) in fp16; None otherwise."""
-    tiny = torch.finfo(torch.float16).tiny
+def _eps_too_small(group: dict[str, object]) -> tuple[float, torch.dtype] | None:
+    """(eps, dtype) when a param group's ``eps`` is 0 (or subnormal) in the dtype of one of its
+    parameters: where a weight's gradient has been exactly 0 (an unused embedding row, a dead
+    unit; or a second moment underflowed in fp16) Adam-family updates divide 0 by 0."""
+    eps = group.get("eps")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        return None
+    params = group.get("params")
+    for p in params if isinstance(params, list) else []:
+        if p.is_floating_point() and eps < torch.finfo(p.dtype).tiny:
+            return float(eps), p.dtype
+    return None
+
+
+def eps_cause(optimizer: torch.optim.Optimizer) -> str | None:
+    """The known cause of non-finite weights, when an optimizer's eps is 0 (or subnormal) in its
+    parameters' dtype (pure fp16 weights under Adam's 1e-8, or eps=0 in any dtype); None
+    otherwise."""
     for g in optimizer.param_groups:
-        eps = g.get("eps")
-        if not isinstance(eps, (int, float)) or eps >= tiny:
+        found = _eps_too_small(g)
+        if found is None:
             continue
-        if any(p.dtype == torch.float16 for p in g["params"]):
+        eps, dtype = found
+        name = str(dtype).removeprefix("torch.")
+        if dtype == torch.float16:
             return (
                 f"the parameters are pure fp16 under {type(optimizer).__name__}(eps={eps:g}): "
                 f"eps is {float(torch.tensor(eps, dtype=torch.float16)):g} in fp16 and the "
                 "second moment underflows to 0, so the update divides 0 by 0"
             )
+        return (
+            f"{type(optimizer).__name__}(eps={eps:g}) with {name} parameters: wherever a "
+            "weight's gradient has been exactly 0 so far (an unused embedding row, a dead unit) "
+            "the second moment is 0 and the update divides 0 by 0"
+        )
     return None
 
 
 #: an Adam eps fp16 holds as a normal number (its smallest is 6.1e-5)
 FP16_SAFE_EPS = 1e-4
+#: PyTorch's default Adam eps, a normal number in float32, bfloat16 and float64
+SAFE_EPS = 1e-8
 
 
-def raise_fp16_eps(optimizer: torch.optim.Optimizer) -> list[float]:
-    """Raise ``eps`` to ``FP16_SAFE_EPS`` in the param groups that hold fp16 parameters with an
-    eps fp16 cannot hold; the old values. It only shrinks the update where the second moment is
-    tiny (where the old eps divided by 0)."""
-    tiny = torch.finfo(torch.float16).tiny
-    old: list[float] = []
+def raise_eps(optimizer: torch.optim.Optimizer) -> list[tuple[float, float]]:
+    """Raise ``eps`` in the param groups whose eps their parameters' dtype cannot hold, to
+    ``FP16_SAFE_EPS`` with fp16 parameters and ``SAFE_EPS`` otherwise; ``(old, new)`` per group
+    changed. It only shrinks the update where the second moment is tiny (where the old eps
+    divided by 0)."""
+    changed: list[tuple[float, float]] = []
     for g in optimizer.param_groups:
-        eps = g.get("eps")
-        if (
-            isinstance(eps, (int, float))
-            and eps < tiny
-            and any(p.dtype == torch.float16 for p in g["params"])
-        ):
-            old.append(float(eps))
-            g["eps"] = FP16_SAFE_EPS
-    return old
+        found = _eps_too_small(g)
+        if found is None:
+            continue
+        eps, dtype = found
+        new = FP16_SAFE_EPS if dtype == torch.float16 else SAFE_EPS
+        g["eps"] = new
+        changed.append((eps, new))
+    return changed
+
+
+def eps_fixes(optimizer: torch.optim.Optimizer) -> tuple[str, ...]:
+    """The remedies for :func:`eps_cause`'s cause, best first."""
+    fp16 = any(
+        (found := _eps_too_small(g)) is not None and found[1] == torch.float16
+        for g in optimizer.param_groups
+    )
+    if fp16:
+        return FP16_FIXES
+    return (f"Set the optimizer's eps to {SAFE_EPS:g} (PyTorch's default) or larger; 0 is no "
+            "safe value for an Adam-family optimizer.",)  # fmt: skip
 
 
 FP16_FIXES = (

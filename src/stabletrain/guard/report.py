@@ -12,7 +12,7 @@ import torch
 
 from stabletrain.detectors.amp import amp_fixes
 from stabletrain.detectors.fixes import lower_lr_fix, make_fix, spike_fixes
-from stabletrain.guard.integrity import FP16_FIXES, fp16_adam_cause
+from stabletrain.guard.integrity import eps_cause, eps_fixes
 from stabletrain.records import Finding, Fix
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ def abort_finding(
         "total_skipped": guard.total_skipped,
         "last_applied_loss": last.loss if last is not None and last.applied else None,
     }
-    if fid == "nonfinite-weights" and fp16_adam_cause(guard.inner_optimizer) is not None:
-        fixes = [Fix(text) for text in FP16_FIXES]
+    if fid == "nonfinite-weights" and eps_cause(guard.inner_optimizer) is not None:
+        fixes = [Fix(text) for text in eps_fixes(guard.inner_optimizer)]
     elif fid == "loss-scale-collapse":
         fixes = amp_fixes(facts, collapse=True)
     elif fid == "loss-spike":

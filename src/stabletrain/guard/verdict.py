@@ -17,12 +17,11 @@ import torch
 
 from stabletrain.guard import reporting, rollback
 from stabletrain.guard.integrity import (
-    FP16_FIXES,
-    FP16_SAFE_EPS,
     Damage,
-    fp16_adam_cause,
+    eps_cause,
+    eps_fixes,
     moved_since,
-    raise_fp16_eps,
+    raise_eps,
 )
 from stabletrain.guard.policy import Bad, Decision
 from stabletrain.records import StepRecord
@@ -101,17 +100,19 @@ def judge_damage(guard: Guard, step: int, damage: WeightDamage) -> Decision:
     value fp16 holds (logged, with the better fixes), and go on; a second time, the ladder."""
     target = rollback.rollback_target(guard)
     evidence = damage.evidence(step)
-    cause = fp16_adam_cause(guard.inner_optimizer) if damage.kind == "nonfinite-weights" else None
+    cause = eps_cause(guard.inner_optimizer) if damage.kind == "nonfinite-weights" else None
     if cause is not None and target is not None:
         # the optimizer's state_dict carries eps: restore first, then raise it
         rollback.restore(guard, target, scheduler=False)
-        changed = raise_fp16_eps(guard.inner_optimizer)
+        fixes = eps_fixes(guard.inner_optimizer)
+        (old, new), *_ = raise_eps(guard.inner_optimizer)
+        better = " Better: " + " ".join(fixes[:2]) if len(fixes) > 1 else ""
         guard.event(
             "optimizer-eps",
             f"step {step}: {evidence}: {cause}. The update was undone and eps raised "
-            f"{changed[0]:g} → {FP16_SAFE_EPS:g}. Better: " + " ".join(FP16_FIXES[:2]),
+            f"{old:g} → {new:g}.{better}",
             "warning",
-            {"old": changed[0], "new": FP16_SAFE_EPS, "evidence": damage.kind},
+            {"old": old, "new": new, "evidence": damage.kind},
         )
         return Decision("skip", reason=f"{evidence} (undone; eps raised)", damage=damage.kind)
     if target is None and damage.kind == "nonfinite-weights":
