@@ -1,7 +1,7 @@
 """The doctor reads every log of the real-log corpus (bench/doctor_corpus, issue 11).
 
 Reading only: whether the doctor *finds* the labelled problems is measured by
-bench/doctor_corpus.py, not asserted here. What is asserted for every one of the 98 logs:
+bench/doctor_corpus.py, not asserted here. What is asserted for every one of the 110 logs:
 
 - no crash: diagnose() returns a report or raises the doctor's own LogReadError, whose message
   names the file (the CLI turns it into exit 2 with that one line);
@@ -45,8 +45,8 @@ NOT_YET_READ: dict[str, str] = {
 
 
 def test_corpus_is_whole() -> None:
-    """48 logs (round 1) + 26 (round 3) + 24 (round 4), each file present with its SOURCE.txt,
-    the split and the healthy share as labelled."""
+    """48 logs (round 1) + 26 (round 3) + 24 (round 4) + 12 (round 5, all held-out), each file
+    present with its SOURCE.txt, the split and the healthy share as labelled."""
     assert {c["name"] for c in LOGS} == {p.name for p in CORPUS.iterdir() if p.is_dir()}
     for c in LOGS:
         assert (CORPUS / c["file"]).is_file(), c["file"]
@@ -66,6 +66,10 @@ def test_corpus_is_whole() -> None:
     assert sum(c["split"] == "dev" for c in fourth) == 12
     assert sum(bool(c["healthy"]) for c in fourth) >= 6
     assert len({c["dialect"] for c in fourth}) >= 15
+    fifth = [c for c in LOGS if c.get("round") == 5]
+    assert len(fifth) == 12
+    assert all(c["split"] == "heldout" for c in fifth)
+    assert sum(bool(c["healthy"]) for c in fifth) >= 4
 
 
 def _cases() -> list[object]:
