@@ -299,6 +299,12 @@ def compare(args: argparse.Namespace) -> None:
     cmds = tools(bin_dir)
     if args.skip_competitors:
         cmds = {"stabletrain": cmds["stabletrain"]}
+    missing = [name for name, cmd in cmds.items() if not Path(cmd[0]).exists()]
+    if missing:
+        sys.exit(
+            f"doctor_speed: {', '.join(missing)} not installed in {bin_dir} "
+            f"(`{bin_dir / 'pip'} install {' '.join(missing)}`, or run with --skip-competitors)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         files: list[tuple[str, Path]] = []
         if args.rows:
