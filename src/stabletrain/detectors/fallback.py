@@ -23,12 +23,10 @@ more than this one.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt
-from stabletrain.detectors.lossends import KEEP, LossEnds, classes
-from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+from stabletrain.detectors.lossends import KEEP, LossEndsDetector, classes
+from stabletrain.records import ConfigFacts, Finding, Fix
 
 __all__ = ["CUT", "FailedRunDetector"]
 
@@ -38,21 +36,10 @@ CUT = 3.0
 STILL, GUESS = 0.05, 0.95
 
 
-class FailedRunDetector:
+class FailedRunDetector(LossEndsDetector):
     """The training loss's start and end: worse (lower the LR) or never moved (not sure)."""
 
     ids: tuple[str, ...] = ("run-failed",)
-
-    def __init__(self) -> None:
-        self.ends = LossEnds()
-
-    def update(self, record: StepRecord) -> Finding | None:
-        self.ends.update(record)
-        return None
-
-    def update_many(self, batch: Batch) -> None:
-        """``update`` for every record (see ``detectors.base``)."""
-        self.ends.update_many(batch)
 
     def finish(self, facts: ConfigFacts | None = None) -> list[Finding]:
         facts = facts or ConfigFacts()
@@ -109,9 +96,3 @@ class FailedRunDetector:
             evidence={"direction": "instability", "fallback": True},
             fixes=[fix],
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.ends.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.ends.load_state_dict(state)

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from stabletrain.detectors.columns import Batch
-from stabletrain.records import ConfigFacts, StepRecord
+from stabletrain.records import ConfigFacts, Finding, StepRecord
 
-__all__ = ["KEEP", "LossEnds", "classes"]
+__all__ = ["KEEP", "LossEnds", "LossEndsDetector", "classes"]
 
 #: losses kept at each end of the run
 KEEP = 20
@@ -121,3 +121,25 @@ def classes(facts: ConfigFacts) -> tuple[int, bool] | None:
         if isinstance(v, int) and not isinstance(v, bool) and v >= 2:
             return v, name == "vocab_size"
     return None
+
+
+class LossEndsDetector:
+    """A detector judged on :class:`LossEnds` alone: it feeds them and owns their state; a
+    subclass gives ``ids`` and ``finish`` (the sanity table, the failed-run fallback)."""
+
+    def __init__(self) -> None:
+        self.ends = LossEnds()
+
+    def update(self, record: StepRecord) -> Finding | None:
+        self.ends.update(record)
+        return None
+
+    def update_many(self, batch: Batch) -> None:
+        """``update`` for every record (see ``detectors.base``)."""
+        self.ends.update_many(batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.ends.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ends.load_state_dict(state)

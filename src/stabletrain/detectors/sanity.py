@@ -64,10 +64,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import fmt
-from stabletrain.detectors.lossends import KEEP, LossEnds, classes
-from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
+from stabletrain.detectors.lossends import KEEP, LossEndsDetector, classes
+from stabletrain.records import ConfigFacts, Finding, Fix
 
 __all__ = ["HEALTHY", "RULES", "Rule", "SanityDetector", "sanity_findings"]
 
@@ -355,21 +354,10 @@ def sanity_findings(facts: ConfigFacts) -> list[Finding]:
     return [_finding(r, v, "config", None) for r, v in violations(facts)]
 
 
-class SanityDetector:
+class SanityDetector(LossEndsDetector):
     """The table's rules, reported when the log shows the run was not clearly healthy."""
 
     ids: tuple[str, ...] = tuple(r.id for r in RULES)
-
-    def __init__(self) -> None:
-        self.ends = LossEnds()
-
-    def update(self, record: StepRecord) -> Finding | None:
-        self.ends.update(record)
-        return None
-
-    def update_many(self, batch: Batch) -> None:
-        """``update`` for every record (see ``detectors.base``)."""
-        self.ends.update_many(batch)
 
     def unhealthy(self, facts: ConfigFacts) -> str | None:
         """What in the log says the run was not clearly healthy, or None (see module docstring)."""
@@ -410,9 +398,3 @@ class SanityDetector:
         if seen is None:
             return []
         return [_finding(r, v, "log", seen) for r, v in found]
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.ends.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.ends.load_state_dict(state)
