@@ -107,6 +107,9 @@ class StartupWatch:
         self.checked_at = -CHECK_EVERY
         #: the rule of the last firing
         self.rule: StartupRule = "first-loss"
+        #: how far the weights had moved (x their norm) when an overshoot firing was checked
+        #: (``verdict.overshoot_confirmed``; read by the same step's decision, not saved)
+        self.moved: float | None = None
 
     def observe(self, step: int, loss: float | None) -> StartupAction | None:
         """Judge a clean step's loss at ``step`` (the guard's step count)."""
@@ -156,6 +159,16 @@ class StartupWatch:
         if self.rule != "early-best" or moved is None or not moved > 0:
             return backoff
         return min(backoff, HEALTHY_MOVED / moved)
+
+    def checked(self, moved: float | None) -> bool:
+        """Record the weight check of an overshoot firing; whether it confirms the firing (the
+        weights moved ``OVERSHOOT_MOVED`` x their norm or more). Otherwise the rise was jitter
+        and the firing is forgotten."""
+        self.moved = moved
+        if moved is not None and moved >= self.moved_needed:
+            return True
+        self.not_the_updates()
+        return False
 
     @property
     def moved_needed(self) -> float:

@@ -137,7 +137,10 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         # the first firing ramps from ~0 to the schedule; a later one caps at the LR it hit
         ran = scheduled_lr * guard.policy.lr_factor(scheduled_lr)
         target = rollback.rollback_target(guard)
-        moved = moved_since(guard.model, target.model) if target is not None else None
+        if guard.startup.rule == "early-best":
+            moved = guard.startup.moved  # read by overshoot_confirmed on this very step
+        else:
+            moved = moved_since(guard.model, target.model) if target is not None else None
         unproven = moved is None and guard.startup.rule == "early-best"
         if unproven or (moved is not None and moved < guard.startup.moved_needed):
             # the updates barely changed the weights: they cannot have raised the loss. The
@@ -251,12 +254,10 @@ def overshoot_confirmed(guard: Guard) -> bool:
     (its loss still feeds the spike and trend detectors). One read of every weight, at most
     every ``CHECK_EVERY`` steps of the start-up window."""
     target = rollback.rollback_target(guard)
-    # host sync: a copy of every weight to the CPU, only on such a check (start-up window)
+    # host sync: a copy of every weight to the CPU, only on such a check (start-up window);
+    # the step's decision (``decide``) reuses the distance instead of copying them again
     moved = moved_since(guard.model, target.model) if target is not None else None
-    if moved is not None and moved >= guard.startup.moved_needed:
-        return True
-    guard.startup.not_the_updates()
-    return False
+    return guard.startup.checked(moved)
 
 
 def action_name(bad: object, loss_bad: bool) -> str | None:
