@@ -71,6 +71,21 @@ def test_sync_free_on_needs_an_optimizer_that_skips_on_the_device() -> None:
         guard.step(model(torch.randn(3, 4)).sum())
 
 
+def test_a_gradscaler_without_the_internals_the_guard_reads_is_a_named_config_error() -> None:
+    """The device path reads two GradScaler internals (no public no-sync equivalent): a torch
+    that renamed one fails naming it and the torch version, not with an AttributeError."""
+    from stabletrain.guard import device
+
+    scaler = torch.amp.GradScaler("cpu")
+    assert device.live_scale(scaler) is None or isinstance(device.live_scale(scaler), torch.Tensor)
+
+    class Renamed:  # what a GradScaler without ``_get_scale_async`` looks like to the guard
+        pass
+
+    with pytest.raises(ConfigError, match=r"GradScaler\._get_scale_async.*torch "):
+        device.live_scale(Renamed())
+
+
 def test_auto_stays_immediate_on_the_cpu() -> None:
     model = torch.nn.Linear(4, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)

@@ -33,19 +33,33 @@ from typing import Any
 import torch
 
 from stabletrain import measure
+from stabletrain.errors import ConfigError
 from stabletrain.guard.clipping import ZERO_EPS
 
 #: the columns of a queued row (float64, one per step)
 ROW = ("loss", "grad_norm", "loss_scale", "loss_bad", "ok", "clip_coef")
 
 
+def _scaler_internal(scaler: Any, name: str) -> Any:
+    """A GradScaler internal this module reads (it has no public no-sync equivalent; this module
+    is the one place the guard reads them): a torch that renamed it fails here, named, not with
+    an AttributeError from inside a step."""
+    try:
+        return getattr(scaler, name)
+    except AttributeError:
+        raise ConfigError(
+            f"the guard reads torch.amp.GradScaler.{name}, which torch {torch.__version__} does "
+            "not have: use a torch release stabletrain supports (see pyproject.toml)"
+        ) from None
+
+
 def live_scale(scaler: Any) -> torch.Tensor | None:
     """The GradScaler's current scale as a device tensor (no host read), or None before its first
-    ``scale()``. ``_get_scale_async`` is GradScaler's own no-sync accessor (it has no public one);
-    this module is the one place the guard reads GradScaler internals."""
+    ``scale()``: ``_get_scale_async``, GradScaler's own no-sync accessor (``get_scale()`` reads
+    it to the host)."""
     if scaler is None:
         return None
-    scale: torch.Tensor | None = scaler._get_scale_async()
+    scale: torch.Tensor | None = _scaler_internal(scaler, "_get_scale_async")()
     return scale
 
 
@@ -121,7 +135,7 @@ def fused_step(
     """
     found_inf = (~ok).float()
     if owns_scaler and scaler is not None and scaler.is_enabled():
-        state: dict[str, Any] = scaler._per_optimizer_states[id(optimizer)]
+        state: dict[str, Any] = _scaler_internal(scaler, "_per_optimizer_states")[id(optimizer)]
         for t in state["found_inf_per_device"].values():
             found_inf = torch.maximum(found_inf, t.to(found_inf.device, non_blocking=True))
     # exactly 0.0 or 1.0: the fused kernels skip only when found_inf == 1 (a sum of two flags,
