@@ -1,6 +1,6 @@
-"""The fix-loop case files (bench/fix_cases/cases.yaml, cases2.yaml, cases3.yaml) are well formed:
+"""The fix-loop case files (bench/fix_cases/cases.yaml, cases2.yaml .. cases4.yaml) are well formed:
 every case's config and overrides are accepted by the reference trainer, the split follows the
-rule written in the file, round 1 covers both models and every seed config, rounds 2 and 3 have at
+rule written in the file, round 1 covers both models and every seed config, rounds 2-4 have at
 least 12 new cases each on both models, none a repeat of an earlier round's. Fast: nothing is trained."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases.yaml").read_text())
 ROUND2 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases2.yaml").read_text())
 ROUND3 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases3.yaml").read_text())
+ROUND4 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases4.yaml").read_text())
 FIELDS = {"name", "group", "split", "model", "config", "overrides", "fault", "lr_rule", "cause",
           "expect", "repair", "first_sight"}  # fmt: skip
 
@@ -34,28 +35,25 @@ def test_case_set_covers_both_models_and_every_seed() -> None:
     assert seeds == sorted(c["config"] for c in cases if c["group"] == "seed")
 
 
-def test_round_2_is_new_and_covers_both_models() -> None:
-    cases = ROUND2["cases"]
+@pytest.mark.parametrize(
+    ("spec", "earlier"),
+    [(ROUND2, [CASES]), (ROUND3, [CASES, ROUND2]), (ROUND4, [CASES, ROUND2, ROUND3])],
+    ids=["round2", "round3", "round4"],
+)
+def test_later_rounds_are_new_and_cover_both_models(spec: dict, earlier: list[dict]) -> None:
+    cases = spec["cases"]
     assert len(cases) >= 12 and len({c["name"] for c in cases}) == len(cases)
     assert {c["model"] for c in cases} == {"cnn", "gpt"}
-    old = {c["name"] for c in CASES["cases"]}
-    old_setups = {(c["config"], tuple(c["overrides"])) for c in CASES["cases"]}
+    old_cases = [c for e in earlier for c in e["cases"]]
+    old = {c["name"] for c in old_cases}
+    old_setups = {(c["config"], tuple(c["overrides"])) for c in old_cases}
     for c in cases:
         assert c["name"] not in old and (c["config"], tuple(c["overrides"])) not in old_setups
 
 
-def test_round_3_is_new_and_covers_both_models() -> None:
-    cases = ROUND3["cases"]
-    assert len(cases) >= 12 and len({c["name"] for c in cases}) == len(cases)
-    assert {c["model"] for c in cases} == {"cnn", "gpt"}
-    earlier = CASES["cases"] + ROUND2["cases"]
-    old = {c["name"] for c in earlier}
-    old_setups = {(c["config"], tuple(c["overrides"])) for c in earlier}
-    for c in cases:
-        assert c["name"] not in old and (c["config"], tuple(c["overrides"])) not in old_setups
-
-
-@pytest.mark.parametrize("spec", [CASES, ROUND2, ROUND3], ids=["round1", "round2", "round3"])
+@pytest.mark.parametrize(
+    "spec", [CASES, ROUND2, ROUND3, ROUND4], ids=["round1", "round2", "round3", "round4"]
+)
 def test_split_alternates_within_each_group(spec: dict) -> None:
     by_group: dict[str, list[str]] = {}
     for c in spec["cases"]:
@@ -67,7 +65,7 @@ def test_split_alternates_within_each_group(spec: dict) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "case"),
-    [(spec, c) for spec in (CASES, ROUND2, ROUND3) for c in spec["cases"]],
+    [(spec, c) for spec in (CASES, ROUND2, ROUND3, ROUND4) for c in spec["cases"]],
     ids=lambda x: x.get("name", ""),
 )
 def test_case_config_is_accepted_by_the_trainer(spec: dict, case: dict) -> None:
