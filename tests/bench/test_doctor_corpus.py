@@ -45,7 +45,8 @@ NOT_YET_READ: dict[str, str] = {
 
 
 def test_corpus_is_whole() -> None:
-    """48 logs (round 1) + 26 (round 3) + 24 (round 4) + 12 (round 5, all held-out), each file
+    """48 logs (round 1) + 26 (round 3) + 24 (round 4) + 12 (round 5, all held-out) + 15 (round 6,
+    8 dev / 7 held-out), each file
     present with its SOURCE.txt, the split and the healthy share as labelled."""
     assert {c["name"] for c in LOGS} == {p.name for p in CORPUS.iterdir() if p.is_dir()}
     for c in LOGS:
@@ -70,6 +71,11 @@ def test_corpus_is_whole() -> None:
     assert len(fifth) == 12
     assert all(c["split"] == "heldout" for c in fifth)
     assert sum(bool(c["healthy"]) for c in fifth) >= 4
+    sixth = [c for c in LOGS if c.get("round") == 6]
+    assert len(sixth) == 15
+    assert sum(c["split"] == "dev" for c in sixth) == 8
+    assert sum(bool(c["healthy"]) for c in sixth) >= 5
+    assert len({c["dialect"] for c in sixth}) >= 8
 
 
 def _cases() -> list[object]:
