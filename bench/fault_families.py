@@ -18,6 +18,9 @@ which needs a warm-up far more than pre-LN (Xiong et al. 2020); ``emb_std`` -- t
 embedding (tied to the output head) initialised at this std instead of GPT-2's 0.02 (``1.0`` is
 ``nn.Embedding``'s own default: a forgotten init).
 
+Round 4 variants (``build_model``'s ``attn_scale``): the GPT's attention with a hand-written
+scale (``1.0``: the ``1/sqrt(d_head)`` forgotten, logits ~4.9x too large at head width 24).
+
 The metric is val accuracy: of the 10 digit classes, or of the next character on 128 held-out
 blocks. A run is at *chance* when its metric is no better than ignoring the input: 0.15 on digits,
 the most frequent character's share (+0.02) on text. Batches are drawn once per seed, before the
@@ -28,6 +31,7 @@ batch (a NaN batch stays a NaN batch, whoever reads it).
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +39,13 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rescue import mlp
 from stabletrain.train.config import CNNSection, DataSection, GPTSection
 from stabletrain.train.data import Dataset, load_dataset
-from stabletrain.train.models import CNN, GPT, Block, loss_and_correct
+from stabletrain.train.models import CNN, GPT, Block, SelfAttention, loss_and_correct
 
 FamilyName = Literal["cnn", "mlp", "gpt", "lstm", "rnn"]
 FAMILIES: tuple[FamilyName, ...] = ("cnn", "mlp", "gpt", "lstm", "rnn")
@@ -81,6 +86,22 @@ class CharLSTM(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.head(self.rnn(self.emb(idx))[0])
+
+
+class ScaledAttention(SelfAttention):
+    """The family's attention with an explicit softmax scale (``attn_scale``; 1.0 forgets
+    ``1/sqrt(d_head)``, as a hand-written attention often does)."""
+
+    scale = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = (
+            z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+            for z in self.qkv(x).split(c, dim=2)
+        )
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
 
 class PostLNBlock(Block):
@@ -127,9 +148,11 @@ def build_model(
     *,
     post_ln: bool = False,
     emb_std: float | None = None,
+    attn_scale: float | None = None,
 ) -> nn.Module:
     """The family's model, initialised from the current torch seed (``depth``: the mlp's layers,
-    8 by default; ``post_ln`` and ``emb_std``: the gpt variants of round 3)."""
+    8 by default; ``post_ln`` and ``emb_std``: the gpt variants of round 3; ``attn_scale``:
+    round 4's hand-written attention scale)."""
     if fam.name == "cnn":
         return CNN(CNNSection(channels=[8, 16, 32], hidden=64, batch_norm=True), 1, 10)
     if fam.name == "mlp":
@@ -140,6 +163,10 @@ def build_model(
         gpt = post_ln_gpt(cfg, vocab, SEQ) if post_ln else GPT(cfg, vocab, SEQ)
         if emb_std is not None:
             nn.init.normal_(gpt.tok.weight, std=emb_std)  # tied: the output head too
+        if attn_scale is not None:
+            for block in gpt.blocks:
+                block.attn.__class__ = ScaledAttention
+                block.attn.scale = attn_scale  # type: ignore[union-attr]
         return gpt
     return CharLSTM(vocab, cell=fam.name)
 
@@ -164,14 +191,21 @@ def draw_batches(
     return out
 
 
-def evaluate(model: nn.Module, fam: Family) -> tuple[float, float]:
-    """(val loss, val accuracy) in eval mode; the model is put back in train mode."""
+def evaluate(
+    model: nn.Module, fam: Family, *, x_scale: float = 1.0, nan_row: bool = False
+) -> tuple[float, float]:
+    """(val loss, val accuracy) in eval mode; the model is put back in train mode. ``x_scale``
+    multiplies the (float) val inputs, as the training inputs were; ``nan_row``: the first val
+    example is NaN (a corrupt file in the val set)."""
     ds = dataset(fam.task)
     model.eval()
     try:
         with torch.no_grad():
             dtype = next(model.parameters()).dtype
-            x = ds.x_val.to(dtype) if ds.x_val.is_floating_point() else ds.x_val
+            x = ds.x_val.to(dtype) * x_scale if ds.x_val.is_floating_point() else ds.x_val
+            if nan_row:
+                x = x.clone()
+                x[0] = math.nan
             loss, correct = loss_and_correct(model(x), ds.y_val)
     finally:
         model.train()

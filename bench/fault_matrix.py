@@ -1,8 +1,9 @@
-"""Fault matrix: 36 fault classes x 3 seeds x 5 model families under 7 protection methods.
+"""Fault matrix: 48 fault classes x 3 seeds x 5 model families under 7 protection methods.
 
 Round 1: 17 fault classes and 4 stable references over four families; round 2 (``--round 2``):
 10 unseen fault classes and 3 stable references, adding a vanilla RNN family; round 3
-(``--round 3``): 9 unseen fault classes and 2 stable references.
+(``--round 3``): 9 unseen fault classes and 2 stable references; round 4 (``--round 4``): 12
+unseen fault classes and 1 stable reference.
 
 Every fault enters the run the way it does in practice -- through the data, the config, the
 precision or the initialisation -- never by faking a loss. Families (``fault_families.py``): a
@@ -165,6 +166,62 @@ rnn
                       by step 100; none 0.34-0.35 (~0.69). No LR rise can be expected of a guard.
                       Expect: no harmful action; >= none.
 
+Round 4 (``--round 4``): unseen faults, written after rounds 1-3 had been tuned on (four
+sessions; every held-out half before it is touched) and BEFORE any guard ran on them; fault
+sizes set by running ``none`` only (values in ``ROUND4``), committed before the first-sight run
+of the session-start code. Drawn from how real runs fail (GitHub reports: a resume without the
+optimizer state, stylegan2-ada-pytorch#108 and OneVision-Encoder#65; BN running stats wrong
+at eval, pytorch#1206; padding counted in the loss; a sum-over-time LM loss; an LR range test
+left on; a hand-written attention without 1/sqrt(d)). The T/H split is fixed here, before any
+run, by family balance (not by the ``none`` figures). Whatever a robust guard does, it must
+never end worse than ``none``.
+
+stable (round 4)
+  ref_rnn_sgd         the vanilla RNN LM at SGD momentum 0.9, lr 0.3, mean loss (none
+                      0.541/0.530/0.536): the reference of sum_over_time. No action, ~ none.
+cnn
+  T blank_shard       batches 160-179 are black frames (one constant input, labels kept): BN's
+                      running variance is pulled toward 0 late in the run; none 0.961-0.969
+                      (stable 0.975-0.978). Expect: no harmful action; ~ none.
+  T val_nan_row       one NaN example in the val set: every reported val loss is NaN, training
+                      is clean (judged on the clean val set); none = stable. Expect: a NaN
+                      eval is data, not damage: no rollback, LR change or abort; ~ none.
+  H stuck_eval_mode   model.train() forgotten after the first evaluation: BN trains on frozen
+                      running stats from step 10; none 0.961/0.961/0.972. Expect: no harm; ~ none.
+  H unfreeze_backbone backbone LR 0 for 100 steps (frozen), then unfrozen at 30x the base LR
+                      (a backbone multiplier of 30 where 0.3 was meant); none 0.955-0.969 (10x: 0.953-0.967).
+                      Expect: no harm; damage after the unfreeze -> roll back / cap; >= none.
+mlp
+  T bf16_params       model.to(bfloat16), AdamW 1e-3: updates below bf16's resolution are
+                      lost; none 0.928/0.928/0.955 (~ stable). Expect: no harm, no abort; ~ none.
+  H tiny_inputs       train and val inputs x 1/16 (a wrong normalisation constant, consistent
+                      in train and eval); none 0.947/0.953/0.942 (~ stable). Expect: no
+                      action; ~ none.
+gpt
+  T const_shard       batches 100-119 are whitespace-only files (inputs and targets the most
+                      frequent character), AdamW betas (0.9, 0.95): a burst of trivially easy
+                      batches, then a loss jump back on real text; none 0.412/0.408/0.365.
+                      Expect: the jump back is not damage; no rollback loop; ~ none.
+  H resume_fresh_adam the optimizer state is lost after step 100 (a resume that reloaded only
+                      the weights): Adam's first steps are lr * sign(g); none 0.364/0.361/0.404
+                      (stable 0.394/0.378/0.409). Expect: damage -> roll back, lower the LR
+                      briefly; >= none.
+  H attn_no_scale     hand-written attention with softmax scale 1.0 (1/sqrt(24) forgotten) at
+                      AdamW 1e-2 (at 3e-3 none ends 0.389-0.422, no fault): none
+                      0.324/0.336/0.318. Expect: roll back / lower the LR on damage; >= none.
+lstm
+  T pad_in_loss       blocks of random length 4-32 padded with token 0 (a real character) and
+                      the padding counted in the loss (ignore_index forgotten); none
+                      0.489/0.479/0.497 (stable 0.536-0.547). No guard can remove it. Expect:
+                      no harmful action; >= none.
+  H lr_range_left_on  Adam from 1e-3, LR x1.03 every step (an LR range test left in the config:
+                      1e-2 at ~step 78, 0.37 at step 200); none 0.385/0.401/0.391. Expect: see
+                      the trend against the run's own best, roll back, cap the LR; >= none.
+rnn
+  T sum_over_time     the LM loss summed over the 32 positions, averaged over the batch (32x the
+                      gradient of the mean meant), SGD 0.3; reference ref_rnn_sgd: none
+                      0.284/0.113/0.118. Expect: back off / clip the damage; not diverged.
+
 Per method it reports: *crashed* (an exception other than TrainingAborted, caught and counted;
 a crash never stops the bench), *diverged* (non-finite weights, buffers or val loss, metric at
 chance, or a guard abort), *failed* (crashed, diverged, or final metric < 95% of the stable
@@ -174,7 +231,7 @@ worse than ``none`` (relative metric lower by more than 0.02, or diverged/crashe
 not). Stable configs show the guard's cost.
 
     .venv/bin/python bench/fault_matrix.py [--seeds 0,1,2] [--faults a,b] [--methods m,n]
-        [--families cnn,mlp] [--out results.json] [--halves tune,held-out] [--round 1,2,3]
+        [--families cnn,mlp] [--out results.json] [--halves tune,held-out] [--round 1,2,3,4]
 
 Round 1: 21 scenarios x 7 methods x 3 seeds = 441 runs: 210 s CPU on one thread (4 min
 wall on a quiet 2-core box, 13 min on a busy one). Both rounds: 714 runs, 548 s CPU, 867 s wall
@@ -291,6 +348,26 @@ class Scenario:
     step_decay: tuple[int, float] | None = None
     #: every n-th batch (positions n-1, 2n-1, ...) is garbage: random inputs and targets
     garbage_every: int | None = None
+    # -- round 4 (written after rounds 1-3 were tuned on, before any guard ran on them) --
+    #: batches whose inputs are one constant (black frames; for text, a shard of whitespace
+    #: files: inputs and targets all the most frequent character), labels kept on images
+    blank_batches: tuple[int, ...] = ()
+    stay_eval: bool = False  # the model is left in eval mode after the first evaluation
+    #: the val loss the loop reports (observe_eval, plateau) is computed on a val set holding one
+    #: NaN example; the judged metric is the clean one
+    val_nan_row: bool = False
+    #: (step, factor): every parameter but the model's ``head`` has LR 0 until ``step`` (frozen
+    #: backbone), then ``factor`` x the base LR
+    unfreeze: tuple[int, float] | None = None
+    bf16_params: bool = False  # model.to(torch.bfloat16): pure bf16 weights and optimizer state
+    input_scale: float = 1.0  # train AND val inputs x this (a wrong normalisation constant)
+    resume_at: int | None = None  # after this optimizer step the optimizer state is lost
+    attn_scale: float | None = None  # gpt: attention softmax scale (None: 1/sqrt(d_head))
+    #: lm: each block's length is drawn in [pad_min, SEQ]; the rest is filled with token 0 in
+    #: inputs and targets and counted in the loss (no ignore_index: padding learnt as text)
+    pad_min: int | None = None
+    token_sum: bool = False  # lm loss summed over the block's positions, averaged over the batch
+    lr_growth: float | None = None  # the LR is x this every step (an LR range test left on)
 
 
 #: round 2's fault sizes, set by running ``none`` only (see the docstring)
@@ -311,6 +388,20 @@ ROUND3: dict[str, float] = {
     "accum_lr": 0.05,
     "ce_lr": 1e-2,
     "emb_std": 1.0,
+}
+
+#: round 4's fault sizes, set by running ``none`` only (see the docstring)
+ROUND4: dict[str, float] = {
+    "rnn_sgd_lr": 0.3,
+    "unfreeze_factor": 30.0,
+    "input_scale": 1 / 16,
+    "growth": 1.03,
+    "growth_lr": 1e-3,
+    "attn_lr": 1e-2,
+    "resume_lr": 3e-3,
+    "const_lr": 3e-3,
+    "bf16_lr": 1e-3,
+    "pad_min": 4,
 }
 
 SCENARIOS: list[Scenario] = [
@@ -379,6 +470,26 @@ SCENARIOS: list[Scenario] = [
     Scenario("manual_ce_nan", "mlp", "held-out", manual_ce=True, lr=ROUND3["ce_lr"], round=3),
     Scenario("step_unit", "rnn", "held-out", step_decay=(10, 0.7), round=3),
     Scenario("adam_eps0", "lstm", "held-out", eps=0.0, round=3),
+    # -- round 4: unseen faults, written before any guard ran on them (see the docstring) --
+    Scenario("ref_rnn_sgd", "rnn", "stable", opt="sgd", lr=ROUND4["rnn_sgd_lr"],
+             reference="ref_rnn_sgd", round=4),
+    Scenario("blank_shard", "cnn", "tune", blank_batches=tuple(range(160, 180)), round=4),
+    Scenario("val_nan_row", "cnn", "tune", val_nan_row=True, round=4),
+    Scenario("bf16_params", "mlp", "tune", bf16_params=True, lr=ROUND4["bf16_lr"], round=4),
+    Scenario("const_shard", "gpt", "tune", blank_batches=tuple(range(100, 120)),
+             betas=(0.9, 0.95), lr=ROUND4["const_lr"], round=4),
+    Scenario("pad_in_loss", "lstm", "tune", pad_min=int(ROUND4["pad_min"]), round=4),
+    Scenario("sum_over_time", "rnn", "tune", opt="sgd", lr=ROUND4["rnn_sgd_lr"], token_sum=True,
+             reference="ref_rnn_sgd", round=4),
+    Scenario("stuck_eval_mode", "cnn", "held-out", stay_eval=True, round=4),
+    Scenario("unfreeze_backbone", "cnn", "held-out", unfreeze=(100, ROUND4["unfreeze_factor"]),
+             round=4),
+    Scenario("tiny_inputs", "mlp", "held-out", input_scale=ROUND4["input_scale"], round=4),
+    Scenario("resume_fresh_adam", "gpt", "held-out", resume_at=100, lr=ROUND4["resume_lr"],
+             round=4),
+    Scenario("attn_no_scale", "gpt", "held-out", attn_scale=1.0, lr=ROUND4["attn_lr"], round=4),
+    Scenario("lr_range_left_on", "lstm", "held-out", lr=ROUND4["growth_lr"],
+             lr_growth=ROUND4["growth"], round=4),
 ]  # fmt: skip
 BY_NAME = {s.name: s for s in SCENARIOS}
 #: scenarios that are another scenario's reference
@@ -427,7 +538,21 @@ def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed
         for i in range(at + 1, min(at + count, len(batches))):
             batches[i] = (batches[at][0].clone(), batches[at][1].clone())
     lm = SPECS[sc.family].task == "lm"
+    common = int(torch.bincount(dataset("lm").x_train.flatten()).argmax()) if lm else 0
     for i, (x, y) in enumerate(batches):
+        if i in sc.blank_batches:  # black frames / whitespace-only files
+            if lm:
+                x, y = torch.full_like(x, common), torch.full_like(y, common)
+            else:
+                x = torch.full_like(x, float(x.min()))
+        if lm and sc.pad_min is not None:  # variable-length blocks padded with token 0
+            x, y = x.clone(), y.clone()
+            lengths = torch.randint(sc.pad_min, x.shape[1] + 1, (x.shape[0],), generator=g)
+            for row, n in enumerate(lengths.tolist()):
+                x[row, n:] = 0
+                y[row, n - 1 :] = 0
+        if sc.input_scale != 1.0:
+            x = x * sc.input_scale
         if sc.garbage_every and i % sc.garbage_every == sc.garbage_every - 1:
             x = (
                 torch.randint(0, classes, x.shape, generator=g)
@@ -456,7 +581,7 @@ def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed
 
 
 def _schedule(sc: Scenario, warmup: int) -> Any:
-    jump, restart, decay = sc.lr_jump, sc.cosine_restart, sc.step_decay
+    jump, restart, decay, growth = sc.lr_jump, sc.cosine_restart, sc.step_decay, sc.lr_growth
 
     def factor(step: int) -> float:
         f = min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -469,6 +594,8 @@ def _schedule(sc: Scenario, warmup: int) -> Any:
             f *= top * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
         if decay is not None:
             f *= decay[1] ** (step // decay[0])
+        if growth is not None:
+            f *= growth**step
         return f
 
     return factor
@@ -479,6 +606,14 @@ def manual_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     logp = torch.log(torch.softmax(logits.float(), dim=-1))
     onehot = nn.functional.one_hot(y, logits.shape[-1]).to(logp.dtype)
     return -(onehot * logp).sum(-1).mean()
+
+
+def token_sum_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """An LM loss summed over the block's positions and averaged over the batch (mean meant)."""
+    per = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="none"
+    )
+    return per.view(y.shape[0], -1).sum(1).mean()
 
 
 def finite_model(model: nn.Module) -> bool:
@@ -493,26 +628,44 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
         sc = replace(sc, fp16_autocast=False, scaler=None)
     fam = SPECS[sc.family]
     torch.manual_seed(seed)
-    model = build_model(fam, sc.init_std, sc.depth, post_ln=sc.post_ln, emb_std=sc.emb_std)
+    model = build_model(
+        fam, sc.init_std, sc.depth, post_ln=sc.post_ln, emb_std=sc.emb_std,
+        attn_scale=sc.attn_scale,
+    )  # fmt: skip
     if sc.fp16_params:
         model = model.half()
+    if sc.bf16_params:
+        model = model.to(torch.bfloat16)
     lr = sc.lr if sc.lr is not None else fam.lr
+    params: Any = model.parameters()
+    if sc.unfreeze is not None:  # two groups: the backbone (frozen, then unfrozen) and the head
+        head = {id(p) for p in model.head.parameters()}  # type: ignore[union-attr]
+        params = [
+            {"params": [p for p in model.parameters() if id(p) not in head]},
+            {"params": list(model.head.parameters())},  # type: ignore[union-attr]
+        ]
     opt: torch.optim.Optimizer
     if sc.opt == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
     else:
         adam: dict[str, Any] = {"weight_decay": sc.weight_decay}
         if sc.betas is not None:
             adam["betas"] = sc.betas
         if sc.eps is not None:
             adam["eps"] = sc.eps
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, **adam)
+        opt = torch.optim.AdamW(params, lr=lr, **adam)
     warmup = fam.warmup if sc.warmup is None else sc.warmup
+    factor = _schedule(sc, warmup)
     sched = (
-        torch.optim.lr_scheduler.LambdaLR(opt, _schedule(sc, warmup))
-        if warmup or sc.lr_jump or sc.cosine_restart or sc.step_decay
+        torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        if warmup or sc.lr_jump or sc.cosine_restart or sc.step_decay or sc.lr_growth
         else None
     )
+    if sc.unfreeze is not None:
+        at, mult = sc.unfreeze
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, [lambda step: 0.0 if step < at else mult * factor(step), factor]
+        )
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=sc.plateau_patience, factor=0.1)
         if sc.plateau_patience is not None
@@ -536,6 +689,8 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
         for x, y in stepper.batches(batches):
             if sc.fp16_params:
                 x = x.half()
+            if sc.bf16_params:
+                x = x.to(torch.bfloat16)
             if use_guard_autocast:
                 ctx: Any = guard.autocast(dtype=torch.float16, device_type="cpu")  # type: ignore[union-attr]
             else:
@@ -543,6 +698,8 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
             with ctx:
                 if sc.manual_ce:
                     loss = manual_cross_entropy(model(x), y)
+                elif sc.token_sum:
+                    loss = token_sum_loss(model(x), y)
                 else:
                     loss, _ = loss_and_correct(model(x), y)
             stepper.backward(loss / sc.accum if sc.accum > 1 and sc.accum_divide else loss)
@@ -551,8 +708,14 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
                 continue
             stepper.optimizer_step()
             res.steps += 1
+            if res.steps == sc.resume_at:  # a resume that did not restore the optimizer state
+                opt.state.clear()
             if res.steps % EVAL_EVERY == 0:
-                vl, metric = evaluate(model, fam)
+                vl, metric = evaluate(model, fam, x_scale=sc.input_scale)
+                if sc.val_nan_row:  # what the loop reports: the val loss with a corrupt example
+                    vl, _ = evaluate(model, fam, x_scale=sc.input_scale, nan_row=True)
+                if sc.stay_eval:  # model.train() forgotten after the evaluation
+                    model.eval()
                 res.evals.append(round(metric, 4))
                 res.eval_losses.append(round(vl, 5) if math.isfinite(vl) else math.inf)
                 stepper.observe_eval(vl)
@@ -568,7 +731,7 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     res.log, res.log_lines = capture.lines, capture.count
     res.finite = finite_model(model)
     try:
-        vl, metric = evaluate(model, fam)
+        vl, metric = evaluate(model, fam, x_scale=sc.input_scale)
     except Exception as e:  # a model the run left unusable
         res.crashed = res.crashed or f"eval: {type(e).__name__}: {str(e)[:120]}"
         vl, metric = math.inf, 0.0
@@ -626,7 +789,10 @@ class Judge:
 
 
 #: the halves of each round, reported apart
-GROUPS = ("r1 tune", "r1 held-out", "r2 tune", "r2 held-out", "r3 tune", "r3 held-out")
+GROUPS = (
+    "r1 tune", "r1 held-out", "r2 tune", "r2 held-out", "r3 tune", "r3 held-out", "r4 tune",
+    "r4 held-out",
+)  # fmt: skip
 
 
 def group(sc: Scenario) -> str:
@@ -794,8 +960,8 @@ def main() -> None:
     ap.add_argument("--halves", default="stable,tune,held-out", help="comma-separated subset")
     ap.add_argument(
         "--round",
-        default="1,2,3",
-        help="comma-separated rounds (1: the first matrix, 2 and 3: unseen when written)",
+        default="1,2,3,4",
+        help="comma-separated rounds (1: the first matrix, 2-4: unseen when written)",
     )
     ap.add_argument("--out", type=Path, help="write every run's result here as JSON")
     ap.add_argument(
