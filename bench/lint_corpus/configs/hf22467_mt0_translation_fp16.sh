@@ -1,0 +1,27 @@
+python3 -m torch.distributed.launch --nproc_per_node=8 \
+  --nnodes=${WORLD_SIZE} --node_rank=${RANK} --master_addr=$MASTER_ADDR \
+  --master_port=$MASTER_PORT ${code_dir}/run_translation.py \
+    --model_name_or_path ${work_dir}/../pretrain_models/mt0-base \
+    --train_file ${data_dir}/ja2zh.json \
+    --validation_file ${data_dir}/ja2zh-head10.json \
+    --source_lang ja \
+    --target_lang zh \
+    --source_prefix "translate Japanese to Chinese: " \
+    --warmup_ratio 0.1 \
+    --save_total_limit 10 \
+    --save_steps 5000 \
+    --logging_steps 1 \
+    --weight_decay 0.001 \
+    --adam_beta2 0.98 \
+    --learning_rate 2e-4 \
+    --num_train_epochs 1 \
+    --gradient_accumulation_steps 1 \
+    --per_device_train_batch_size 8 \
+    --per_device_eval_batch_size 8 \
+    --cache_dir ${data_dir}/cache/ \
+    --do_train \
+    --do_eval \
+    --fp16 \
+    --output_dir ${ckpt_dir}/hf \
+    --preprocessing_num_workers 40 \
+2>&1 |tee ${LOG_FILE}
