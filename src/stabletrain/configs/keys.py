@@ -34,6 +34,8 @@ KEY_FACTS: dict[str, str] = {
     "warmup_steps": "warmup_steps",
     "warmup_num_steps": "warmup_steps",
     "warmup_iters": "warmup_steps",
+    "num_warmup_steps": "warmup_steps",  # torchtune, HF get_*_schedule_with_warmup
+    "lr_warmup_steps": "warmup_steps",  # LitGPT
     "max_grad_norm": "max_grad_norm",
     "grad_clip": "max_grad_norm",
     "clip_grad": "max_grad_norm",
@@ -41,6 +43,7 @@ KEY_FACTS: dict[str, str] = {
     "gradient_clip_value": "max_grad_norm",
     "gradient_clip_val": "max_grad_norm",
     "gradient_clipping": "max_grad_norm",
+    "max_norm": "max_grad_norm",  # LitGPT train.max_norm
     "adam_beta1": "beta1",
     "adam_beta2": "beta2",
     "beta1": "beta1",
@@ -92,12 +95,18 @@ KEY_FACTS: dict[str, str] = {
     "vocab_size": "vocab_size",
     "optimizer": "optimizer",
     "optim": "optimizer",
+    "model_name_or_path": "model",  # HF, LlamaFactory: the pretrained model a run starts from
+    "base_model": "model",  # axolotl
+    "pretrained_model_name_or_path": "model",
     "logging_steps": "logging_steps",
     "logging_nan_inf_filter": "logging_nan_inf_filter",
     "world_size": "world_size",
     "num_gpus": "world_size",
 }
-_PRECISION_KEYS = ("fp16", "bf16", "mixed_precision", "precision", "amp")
+_PRECISION_KEYS = ("fp16", "bf16", "mixed_precision", "precision", "amp", "dtype")
+#: sections that configure something other than the training run (torchtune's profiler has its
+#: own ``warmup_steps``)
+_NOT_TRAINING = frozenset({"profiler", "profiling"})
 
 
 def walk(tree: Any) -> list[tuple[str, str, Any]]:
@@ -110,7 +119,7 @@ def walk(tree: Any) -> list[tuple[str, str, Any]]:
             for k, v in node.items():
                 path = f"{prefix}.{k}" if prefix else str(k)
                 out.append((path, str(k), v))
-                if isinstance(v, (dict, list)):
+                if isinstance(v, (dict, list)) and str(k).lower() not in _NOT_TRAINING:
                     queue.append((path, v))
         elif isinstance(node, list):
             for i, v in enumerate(node):
