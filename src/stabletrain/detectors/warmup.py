@@ -17,13 +17,12 @@ Needs ≥ 50 train records. Event steps kept: at most 4096.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
 
 from stabletrain.detectors.columns import Batch
+from stabletrain.detectors.ema import ema_jumps
 from stabletrain.detectors.fixes import make_fix, warmup_steps_for
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
@@ -93,17 +92,36 @@ class WarmupDetector:
         has = np.ones(m, dtype=bool) if loss_none is None else ~loss_none[t]
         severe |= has & ~np.isfinite(x)
         js = np.flatnonzero(np.isfinite(x))
-        self.ema_loss = _ema_jumps(
-            self.ema_loss, x[js], js, n0, severe, lambda v, e: (v > 2.0 * e) & (2.0 * e > 0)
+        xs = x[js]
+        self.ema_loss = ema_jumps(
+            self.ema_loss,
+            xs,
+            lambda sl: xs[sl].tolist(),
+            js,
+            n0,
+            severe,
+            scale=2.0,
+            offset=0.0,
+            positive=True,
         )
         x = g[t]
         has = np.ones(m, dtype=bool) if g_none is None else ~g_none[t]
         severe |= has & ~np.isfinite(x)
         js = np.flatnonzero(np.isfinite(x) & (x > 0))
-        # math.log, as update takes it (numpy's log may differ in the last bit)
-        logs = np.fromiter(map(math.log, x[js].tolist()), dtype=np.float64, count=int(js.size))
-        jump = math.log(4.0)
-        self.ema_log_g = _ema_jumps(self.ema_log_g, logs, js, n0, severe, lambda v, e: v > e + jump)
+        # np.log may differ from math.log (what update takes) in the last bit: ema_jumps decides
+        # on it only where that cannot matter, and takes math.log where it must be exact
+        gs = x[js]
+        self.ema_log_g = ema_jumps(
+            self.ema_log_g,
+            np.log(gs),
+            lambda sl: list(map(math.log, gs[sl].tolist())),
+            js,
+            n0,
+            severe,
+            scale=1.0,
+            offset=math.log(4.0),
+            positive=False,
+        )
         c = coef[t]
         clipped = np.isfinite(c) & (c < 1 - 1e-6)
         ev = np.flatnonzero(severe | clipped)
@@ -241,36 +259,3 @@ class WarmupDetector:
         self.events = [list(e) for e in s.pop("events")]
         for k, v in s.items():
             setattr(self, k, v)
-
-
-def _ema_jumps(
-    ema: float | None,
-    floats: np.ndarray,
-    js: np.ndarray,
-    n0: int,
-    severe: np.ndarray,
-    jumped: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> float | None:
-    """The EMA part of ``_classify`` over ``floats`` (the values as float64: an int a record
-    holds multiplies exactly as its float) at train positions ``js`` (``n0`` records before the
-    batch): marks ``severe`` where ``jumped(value, ema before it)`` once more than 5 records were
-    seen, and returns the new EMA. The recurrence ``e = 0.9 * e + 0.1 * v`` runs in
-    ``itertools.accumulate`` in record order, the very operations ``update`` does (no vectorised
-    filter: a different evaluation order could change the last bit); only the comparisons are
-    vectorised."""
-    n = int(floats.size)
-    if n == 0:
-        return ema
-    values = floats.tolist()
-    first = values[0] if ema is None else 0.9 * ema + 0.1 * values[0]
-    emas = np.fromiter(  # the EMA after each value
-        accumulate(values[1:], lambda e, v: 0.9 * e + 0.1 * v, initial=first),
-        dtype=np.float64,
-        count=n,
-    )
-    prev = np.empty(n)  # the EMA before each value; none before the first ever
-    prev[0] = math.nan if ema is None else ema
-    prev[1:] = emas[:-1]
-    hit = jumped(floats, prev) & (js + n0 + 1 > 5)
-    severe[js[hit]] = True
-    return float(emas[-1])
