@@ -130,10 +130,14 @@ def test_a_file_that_only_lacks_what_another_file_sets_is_not_blamed(tmp_path: P
     ds.write_text('{"train_micro_batch_size_per_gpu": 8, "zero_optimization": {"stage": 2}}\n')
     ids = {x.id for x in lint([config, ds]).findings}
     assert "no-grad-clipping" not in ids and "config-conflict" not in ids
-    # beside a training YAML that does not clip, the YAML's own finding names it
+    # a TrainingArguments YAML without max_grad_norm clips at HF's default 1.0 on its own; beside a
+    # ds_config without gradient_clipping (DeepSpeed's default 0, and HF fills only "auto") the
+    # run does not clip, and the fix goes into the ds_config's key
     config.write_text("learning_rate: 2.0e-4\nper_device_train_batch_size: 8\n")
+    assert "no-grad-clipping" not in {x.id for x in lint(config).findings}
     clip = {x.id: x for x in lint([config, ds]).findings}["no-grad-clipping"]
-    assert clip.evidence["file"] == str(config) and clip.title.startswith("config.yaml: ")
+    assert [fx.changes for fx in clip.fixes] == [{"gradient_clipping": 1.0}]
+    assert clip.evidence["files"] == f"{config}, {ds}"
 
 
 def test_the_file_that_disables_a_setting_is_named_not_the_one_that_leaves_it(

@@ -43,6 +43,8 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
     if not items:
         raise ConfigError("lint: no config file given")
     items = list(dict.fromkeys(items))  # a file given twice is one file of the run
+    for p in items:
+        _claimed(p)
     files = [(str(p), read_config(p)) for p in items]
     facts = files[0][1]
     for _, more in files[1:]:
@@ -53,7 +55,8 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
             f"{names}: no training settings found (looked for keys such as learning_rate/lr, "
             "batch_size, max_grad_norm, fp16/bf16, warmup, scheduler patience); nothing to lint"
         )
-    findings = judge(files)
+    delegated = set().union(*(_delegated(p) for p in items))
+    findings = [f for f in judge(files) if not _settled_elsewhere(f, delegated)]
     return Report(
         findings=chain.order(findings),
         facts=facts,
@@ -62,6 +65,47 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
         config=names,
         kind="lint",
     )
+
+
+#: suffixes of files that are programs, not config data: lint does not read them
+_NOT_CONFIG = {
+    ".py": "a Python file",
+    ".sh": "a shell script",
+    ".bash": "a shell script",
+    ".ipynb": "a notebook",
+    ".cfg": "an INI file",
+    ".ini": "an INI file",
+}
+
+
+def _claimed(path: PathArg) -> None:
+    """Refuse, naming the file, a format lint does not read (a verdict on it would be a guess)."""
+    what = _NOT_CONFIG.get(Path(path).suffix.lower())
+    if what is not None:
+        raise ConfigError(
+            f"{path}: {what}; not understood: lint reads YAML and JSON configs (stabletrain, "
+            "HF TrainingArguments, DeepSpeed ds_config, generic YAML/JSON), so nothing was linted"
+        )
+
+
+def _delegated(path: PathArg) -> set[str]:
+    """Dotted keys a file sets to "auto": HF fills them at run time from another file (the
+    TrainingArguments), so this file has no value of its own to judge there."""
+    from stabletrain.configs.keys import walk
+    from stabletrain.configs.read import load_tree
+
+    tree, _ = load_tree(Path(path))
+    return {
+        dotted
+        for dotted, _, value in walk(tree)
+        if isinstance(value, str) and value.strip().lower() == "auto"
+    }
+
+
+def _settled_elsewhere(f: Finding, delegated: set[str]) -> bool:
+    """A finding whose every fix changes only keys set to "auto" is not this config's to make."""
+    keys = [k for fx in f.fixes for k in fx.changes]
+    return bool(keys) and all(k in delegated for k in keys)
 
 
 def judge(files: list[tuple[str, ConfigFacts]]) -> list[Finding]:

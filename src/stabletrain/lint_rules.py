@@ -35,9 +35,10 @@ Rules and their heuristics (documented honestly — they are rules of thumb, not
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-from stabletrain.detectors.fixes import fmt, make_fix, nice, user_key, warmup_steps_for
+from stabletrain.detectors.fixes import fmt, make_fix, nice, setting, user_key, warmup_steps_for
 from stabletrain.detectors.plateau import conflict_fix
 from stabletrain.detectors.sanity import sanity_findings
 from stabletrain.records import ConfigFacts, Finding
@@ -45,6 +46,23 @@ from stabletrain.records import ConfigFacts, Finding
 __all__ = ["lint_facts"]
 
 _ADAM = ("adam", "adamw", "fusedadam", "adamw_torch", "adamw_hf", "lamb", "adafactor")
+
+#: keys naming the pretrained model a run fine-tunes (configs/keys.py maps them to ``model``)
+_PRETRAINED_KEYS = ("model_name_or_path", "base_model", "pretrained_model_name_or_path")
+#: fine-tuning LR bounds for Adam-family optimizers: full fine-tuning of a pretrained transformer
+#: tops out at 5e-5 (BERT's grid, Devlin et al. 2019: 5e-5..2e-5; LLM SFT recipes use 1e-5..2e-5);
+#: LoRA adapters at 5e-4 (Hu et al. 2021 use up to 5e-4; QLoRA, Dettmers et al. 2023: 2e-4 for
+#: 7B-13B, 1e-4 above)
+_FINETUNE_BOUND = {"full": 5e-5, "lora": 5e-4}
+#: model families released in bf16 (T5/mT5 were pretrained in bfloat16 on TPUs - "all of our
+#: experiments use bfloat16 activations", google-research/text-to-text-transfer-transformer#539 -
+#: and overflow in fp16: huggingface/transformers#4586, #10830, #14189; the others ship bf16
+#: weights): their activations exceed fp16's 65504 and fp16 fine-tuning goes to NaN
+_BF16_FAMILIES = re.compile(
+    r"(?:^|[/_\-. ])(?:flan-t5|byt5|umt5|mt5|mt0|t5|llama[-_ ]?3|qwen|qwq|gemma|glm-?4|mistral"
+    r"|mixtral|tinyllama|deepseek)",
+    re.I,
+)
 
 
 def _optimizer(facts: ConfigFacts) -> str:
@@ -120,6 +138,8 @@ def _clipping(facts: ConfigFacts) -> list[Finding]:
     clip = facts.number("max_grad_norm")
     if clip is not None and clip > 0:
         return []
+    if clip is None and (_default_clip(facts) or 0) > 0:
+        return []  # not set, and the framework clips by default (HF Trainer: 1.0)
     return [
         _finding(
             "no-grad-clipping",
@@ -133,6 +153,31 @@ def _clipping(facts: ConfigFacts) -> list[Finding]:
             fixes=[make_fix(facts, "Clip the global gradient norm", max_grad_norm=1.0)],
         )
     ]
+
+
+def _default_clip(facts: ConfigFacts) -> float | None:
+    """The clip threshold the config's framework applies when the config sets none."""
+    value, _ = setting(facts, "max_grad_norm")
+    if value is None and facts.key("model") == "base_model":
+        return 1.0  # axolotl (its base_model key) trains with HF Trainer: max_grad_norm 1.0
+    return value if isinstance(value, (int, float)) else None
+
+
+def _pretrained(facts: ConfigFacts) -> str:
+    """The pretrained model a run fine-tunes, as the config names it ('' when none is named)."""
+    if facts.key("model").rsplit(".", 1)[-1] not in _PRETRAINED_KEYS:
+        return ""  # e.g. the reference trainer's model.name (cnn/gpt) is an architecture
+    return str(facts.get("model", ""))
+
+
+def _finetune(facts: ConfigFacts) -> str | None:
+    """'lora' | 'full' for a run that fine-tunes a pretrained model, else None."""
+    kind = str(facts.get("finetuning", "")).strip().lower()
+    if kind in ("lora", "qlora") or (not kind and "lora_rank" in facts):
+        return "lora"
+    if kind in ("full", "freeze") or (not kind and _pretrained(facts)):
+        return "full"
+    return None
 
 
 def _fp16(facts: ConfigFacts) -> bool:
@@ -207,6 +252,13 @@ def _lr_high(facts: ConfigFacts) -> list[Finding]:
     if kind == "adam":
         bound = max(1e-3, 1e-3 * math.sqrt((eff or 256) / 256))
         rule = "1e-3 × sqrt(batch/256), at least 1e-3 (Adam family)"
+        tuning = _finetune(facts)
+        if tuning is not None and _FINETUNE_BOUND[tuning] < bound:
+            bound = _FINETUNE_BOUND[tuning]
+            rule = (
+                f"{fmt(bound)} for {'LoRA' if tuning == 'lora' else 'full'} fine-tuning of a "
+                "pretrained model (Adam family)"
+            )
     else:
         bound = max(0.1, 0.1 * (eff or 256) / 256)
         rule = "0.1 × batch/256, at least 0.1 (SGD, linear scaling)"
@@ -340,6 +392,22 @@ def _bf16(facts: ConfigFacts) -> list[Finding]:
     if not _fp16(facts):
         return []
     fix = make_fix(facts, "Use bf16 mixed precision", precision="bf16")
+    model = _pretrained(facts)
+    family = _BF16_FAMILIES.search(model) if model else None
+    if family is not None:
+        return [
+            _finding(
+                "fp16-prefer-bf16",
+                "warning",
+                f"fp16 fine-tuning of {model}, a model trained in bf16",
+                f"{model} is a {family.group(0).strip('/_-. ')} model, trained and released in "
+                "bf16: its activations exceed fp16's range (65504), so fp16 fine-tuning overflows "
+                "to inf/NaN losses or a loss scale collapsing to 1 (T5/mT5: huggingface/"
+                "transformers#10830, #14189). Train in bf16; on a GPU without bf16 (V100, T4) use "
+                "fp32. Afterwards the loss and grad norm should stay finite from the first steps.",
+                fixes=[fix, make_fix(facts, "Train in fp32", precision="fp32")],
+            )
+        ]
     return [
         _finding(
             "fp16-prefer-bf16",

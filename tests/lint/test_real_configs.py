@@ -40,3 +40,52 @@ def test_the_pretrained_model_is_read_from_hf_and_axolotl_keys() -> None:
     assert read_config(CONFIGS / "axolotl1191_tinyllama_fp16.yaml").get("model") == (
         "TinyLlama/TinyLlama-1.1B-step-50K-105b"
     )
+
+
+def _finding(name: str, id: str) -> object:
+    return {f.id: f for f in lint(CONFIGS / name).findings}.get(id)
+
+
+def test_fp16_on_a_model_trained_in_bf16_is_a_warning() -> None:
+    # axolotl#1191: TinyLlama fine-tuned with fp16: true went to NaN weights
+    f = _finding("axolotl1191_tinyllama_fp16.yaml", "fp16-prefer-bf16")
+    assert f is not None and f.severity == "warning" and "TinyLlama" in f.title
+    assert {"bf16": True, "fp16": False} in [fx.changes for fx in f.fixes]
+    # fp16 with no pretrained model named stays advice (nuPlan trains its planner from scratch)
+    g = _finding("nuplan91_default_lightning.yaml", "fp16-prefer-bf16")
+    assert g is not None and g.severity == "info"
+
+
+def test_hf_trainer_configs_clip_by_default() -> None:
+    # LlamaFactory and axolotl pass no max_grad_norm to HF Trainer, whose default is 1.0
+    for name in ("lf4937_gemma2_full_lr1e-4.yaml", "axolotl_llama3_lora_8b.yml"):
+        assert "no-grad-clipping" not in _ids(name), name
+    # torchtune recipes do not clip unless clip_grad_norm is set: still reported
+    assert "no-grad-clipping" in _ids("torchtune_llama3_2_1b_lora_single_device.yaml")
+    # Lightning's gradient_clip_val: 0.0 is off
+    assert "no-grad-clipping" in _ids("nuplan91_default_lightning.yaml")
+
+
+def test_lora_fine_tuning_has_its_own_lr_bound() -> None:
+    # LlamaFactory#6069: LoRA at 3e-3 did not learn; the reply: 5e-5..5e-6
+    f = _finding("lf6069_llama32_lora_lr3e-3.yaml", "lr-high-for-batch")
+    assert f is not None and f.severity == "warning" and f.evidence["bound"] == 5e-4
+    assert [fx.changes for fx in f.fixes] == [{"learning_rate": 0.0005}]
+    # the published LoRA recipes at 2e-4 / 3e-4 are inside it
+    assert "lr-high-for-batch" not in _ids("axolotl_llama3_lora_8b.yml", "info")
+    assert "lr-high-for-batch" not in _ids("litgpt_finetune_llama2_7b_lora.yaml", "info")
+
+
+def test_auto_settings_are_not_judged_here() -> None:
+    # every number "auto" (HF fills them at run time): no clip verdict, no fp32 guess
+    name = "ds_tp_hf_integration_auto.json"
+    assert read_config(CONFIGS / name).get("precision") is None
+    assert lint(CONFIGS / name).findings == []
+
+
+def test_programs_are_refused_as_not_understood() -> None:
+    from stabletrain.errors import ConfigError
+
+    for name in ("nanogpt167_float16.py", "lf2916_llama2_lora_fp16.sh"):
+        with pytest.raises(ConfigError, match="not understood"):
+            lint(CONFIGS / name)

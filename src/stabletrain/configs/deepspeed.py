@@ -39,7 +39,8 @@ def read(obj: dict[str, Any], facts: ConfigFacts, file: str) -> None:
             facts.set("loss_scale_init", float(static), key="fp16.loss_scale", file=file)
     elif _enabled(bf16):
         facts.set("precision", "bf16", key="bf16.enabled", file=file)
-    elif fp16 or bf16:
+    elif (fp16 or bf16) and not any(_auto(b.get("enabled")) for b in (fp16, bf16)):
+        # "auto" is filled from the HF TrainingArguments at run time: not fp32, unknown here
         facts.set("precision", "fp32", key="fp16.enabled", file=file)
     sched = obj.get("scheduler")
     if isinstance(sched, dict) and isinstance(sched.get("params"), dict):
@@ -56,6 +57,10 @@ def read(obj: dict[str, Any], facts: ConfigFacts, file: str) -> None:
         for name, fact in tmp.facts.items():
             facts.facts[name] = fact
     extract(obj, facts, file)
+
+
+def _auto(v: Any) -> bool:
+    return isinstance(v, str) and v.strip().lower() == "auto"
 
 
 def _enabled(block: dict[str, Any]) -> bool:

@@ -98,6 +98,10 @@ KEY_FACTS: dict[str, str] = {
     "model_name_or_path": "model",  # HF, LlamaFactory: the pretrained model a run starts from
     "base_model": "model",  # axolotl
     "pretrained_model_name_or_path": "model",
+    "finetuning_type": "finetuning",  # LlamaFactory: full | lora | freeze
+    "adapter": "finetuning",  # axolotl: lora | qlora
+    "lora_r": "lora_rank",
+    "lora_rank": "lora_rank",
     "logging_steps": "logging_steps",
     "logging_nan_inf_filter": "logging_nan_inf_filter",
     "world_size": "world_size",
