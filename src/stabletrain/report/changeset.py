@@ -35,6 +35,14 @@ keep their changes under the direction rules. A change to a key the configured s
 optimizer does not read (a plateau patience under one-cycle, a momentum under Adam:
 :mod:`stabletrain.report.reads`) is left out, with a line in ``dropped``.
 
+An instability finding's LR cut needs the symptom to have shown at the run's own LR: when the log
+shows the schedule had already cut the LR at least ``LR_COLLAPSED``-fold below its peak and kept
+it there for at least ``COLLAPSED_SHARE`` of the logged steps to the end (a plateau schedule that
+collapsed it), an instability finding whose steps lie in that stretch, or that has no steps (judged
+on the whole run or on evals), gets no LR cut: a lower configured LR does not address a symptom of
+a run that was already at a hundredth of it. A wrong answer is worse than none
+(:func:`lr_collapse`; the cut is named in ``dropped``).
+
 A fallback finding (``evidence["fallback"]``: the log shows the run failed, and no mechanism is
 named) takes part only when no other finding at warning or above does (:func:`problems_of`).
 
@@ -364,6 +372,7 @@ def resolve(
     knobs = _knob_keys(facts)
     lr_key = user_key(facts, "lr")
     lr_blocked = _lr_conflict(problems, classes, lr_key, out)
+    collapse = lr_collapse(records)
     # the root cause's repair owns the step size (LR, clip, warm-up) of its whole chain: an
     # effect's LR cut stacked on it over-corrects (and after a bad batch or a schedule bug, an LR
     # change repairs nothing); elsewhere the first finding that changes the step size owns it
@@ -411,6 +420,14 @@ def resolve(
                 why = unread(facts, key, out.changes) or _refuse(
                     f, klass, key, name, value, current, lr_blocked, lead, out, code_fixed
                 )
+                if why is None and name == "lr" and klass == "instability" and collapse:
+                    step, peak, top = collapse
+                    if not f.steps or min(f.steps) >= step:
+                        why = (
+                            f"the schedule had cut the LR from {fmt(peak)} to at most {fmt(top)} "
+                            f"from step {step} to the end; a lower LR does not address a symptom "
+                            "of a run already at a hundredth of it"
+                        )
                 if why is None and _already(facts, key, value, name, current):
                     why = "already set"
                 if why is not None:
@@ -437,6 +454,43 @@ def _now(
     if klass == "progress" and cfg is not None:
         return cfg if base is None else max(base, cfg)
     return base
+
+
+#: the schedule cut the LR this many times below its peak ...
+LR_COLLAPSED = 100.0
+#: ... and kept it there for at least this share of the logged steps, to the end
+COLLAPSED_SHARE = 0.25
+
+
+def lr_collapse(records: Sequence[StepRecord] | None) -> tuple[int, float, float] | None:
+    """``(first step of the stretch, peak LR before it, highest LR in it)`` when the train LRs
+    logged from some step to the end are all at most ``1 / LR_COLLAPSED`` of the highest LR logged
+    before that step and make up at least ``COLLAPSED_SHARE`` of the logged LRs, else None. A
+    cosine or linear decay to zero gets there only in its last few percent, a step schedule
+    (x0.1 twice) at its second cut."""
+    if not records:
+        return None
+    import numpy as np
+
+    from stabletrain.detectors.columns import Batch
+
+    b = records if isinstance(records, Batch) else Batch(records)
+    v, s = b.floats("lr"), (b.steps if b.table is not None else b.floats("step"))
+    ok = b.train & (v > 0) & (v < math.inf)
+    lrs, steps = v[ok], s[ok]
+    if lrs.size < 8:
+        return None
+    peak = np.maximum.accumulate(lrs)
+    tail_max = np.maximum.accumulate(lrs[::-1])[::-1]  # highest LR from i to the end
+    # i starts the stretch: every LR from i on is a hundredth of the peak before i
+    low = tail_max[1:] * LR_COLLAPSED <= peak[:-1]
+    where = np.flatnonzero(low)
+    if not where.size:
+        return None
+    i = int(where[0]) + 1
+    if (lrs.size - i) < COLLAPSED_SHARE * lrs.size:
+        return None
+    return int(steps[i]), float(peak[i - 1]), float(tail_max[i])
 
 
 def _is_config(fix: Fix) -> bool:
