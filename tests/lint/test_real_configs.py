@@ -30,9 +30,9 @@ def test_torchtune_warmup_is_the_schedulers_not_the_profilers() -> None:
 def test_litgpt_spells_warmup_and_clip_its_own_way() -> None:
     facts = read_config(CONFIGS / "litgpt_finetune_llama2_7b_lora.yaml")
     assert facts.get("warmup_steps") == 10 and facts.key("warmup_steps") == "train.lr_warmup_steps"
-    # max_norm is empty: this recipe does not clip, and lint still says so
+    # max_norm is empty: this recipe does not clip, and lint still says so (as advice)
     assert "max_grad_norm" not in facts
-    assert "no-grad-clipping" in _ids("litgpt_finetune_llama2_7b_lora.yaml")
+    assert "no-grad-clipping" in _ids("litgpt_finetune_llama2_7b_lora.yaml", "info")
 
 
 def test_the_pretrained_model_is_read_from_hf_and_axolotl_keys() -> None:
@@ -61,9 +61,23 @@ def test_hf_trainer_configs_clip_by_default() -> None:
     for name in ("lf4937_gemma2_full_lr1e-4.yaml", "axolotl_llama3_lora_8b.yml"):
         assert "no-grad-clipping" not in _ids(name), name
     # torchtune recipes do not clip unless clip_grad_norm is set: still reported
-    assert "no-grad-clipping" in _ids("torchtune_llama3_2_1b_lora_single_device.yaml")
+    assert "no-grad-clipping" in _ids("torchtune_llama3_2_1b_lora_single_device.yaml", "info")
     # Lightning's gradient_clip_val: 0.0 is off
     assert "no-grad-clipping" in _ids("nuplan91_default_lightning.yaml")
+
+
+def test_no_clipping_is_a_warning_only_where_a_huge_step_is_likely() -> None:
+    # published recipes that do not clip (bf16, LR inside the bound, warm-up): advice
+    for name in (
+        "torchtune_llama3_2_1b_lora_single_device.yaml",
+        "litgpt_finetune_llama2_7b_lora.yaml",
+        "swin_eurosat_training_args.json",
+    ):
+        f = _finding(name, "no-grad-clipping")
+        assert f is not None and f.severity == "info", name
+    # nuPlan's default: precision 16 and gradient_clip_val 0.0 (its NaN thread): a warning
+    f = _finding("nuplan91_default_lightning.yaml", "no-grad-clipping")
+    assert f is not None and f.severity == "warning" and f.title.endswith("in fp16")
 
 
 def test_lora_fine_tuning_has_its_own_lr_bound() -> None:
