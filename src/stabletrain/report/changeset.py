@@ -81,7 +81,6 @@ CLASS: dict[str, Direction] = {
             "nonfinite-loss",
             "nonfinite-grad",
             "loss-divergence",
-            "clip-near-threshold",
             "grad-norm-growth",
             "fp16-overflow",
             "loss-scale-collapse",
@@ -111,10 +110,11 @@ CLASS: dict[str, Direction] = {
     ),
 }
 #: symptoms that read both ways (a model at chance level: collapsed or never moved; a clip firing
-#: on every step under Adam: too hot, or large gradients that a tiny LR never reduces). Unless the
-#: finding states its direction, it takes the one the rest of the run shows; with none, its
-#: step-size changes are left out
-SYMPTOMS = frozenset({"chance-level", "clip-saturated"})
+#: on every step under Adam, or norms hovering just under it: too hot, or large gradients that a
+#: model learning too little never reduces — a 1-layer, 16-channel GPT at the stable 3e-3 has its
+#: norms at 0.86 under a clip of 1). Unless the finding states its direction, it takes the one the
+#: rest of the run shows; with none, its step-size changes are left out
+SYMPTOMS = frozenset({"chance-level", "clip-saturated", "clip-near-threshold"})
 
 #: directed settings: +1 = instability raises it, -1 = instability lowers it (progress: reverse)
 _KNOBS: dict[str, int] = {"lr": -1, "max_grad_norm": -1, "warmup_steps": 1, "warmup_ratio": 1}
