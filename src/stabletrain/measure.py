@@ -32,6 +32,9 @@ def total_grad_norm(
     if not grads:
         return torch.zeros((), dtype=torch.float32)
     device = grads[0].device
+    # a sparse gradient (nn.Embedding(sparse=True)) has the norm of its coalesced values;
+    # torch's norm kernels have no sparse implementation
+    grads = [g.coalesce().values() if g.is_sparse else g for g in grads]
     if hasattr(torch.nn.utils, "get_total_norm"):
         norm = torch.nn.utils.get_total_norm(grads, norm_type=norm_type, foreach=None).float()
     else:  # torch < 2.6

@@ -108,6 +108,7 @@ class Guard:
         rank 0), for ``stabletrain doctor run_dir``. ``run_log``: events only, into a RunLog
         whose steps the caller writes (the trainer, the adapters)."""
         _check_owner(model, optimizer)
+        _check_scheduler(scheduler)
         if run_dir is not None and run_log is not None:
             raise ConfigError("Guard(run_log=..., run_dir=...): pass one of them, not both")
         #: True when the guard writes the step records too (``run_dir``)
@@ -682,6 +683,19 @@ class Guard:
             self.recent_loss.load_state_dict(state["recent_loss"])
         self.buffers.reset()  # the model was (re)loaded beside this state
         self.weights_checked = False  # verify the loaded weights are finite before the next step
+
+
+def _check_scheduler(scheduler: Any) -> None:
+    """The guard steps ``scheduler`` after each applied optimizer step, with no argument; a
+    scheduler that steps on a metric cannot be stepped that way."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ConfigError(
+            "Guard(scheduler=ReduceLROnPlateau(...)): the guard steps its scheduler after every "
+            "optimizer step, and ReduceLROnPlateau steps on a metric. Keep stepping it yourself "
+            "after each evaluation (scheduler.step(val_loss)) and do not pass it to the guard; "
+            "also call guard.observe_eval(val_loss), so the guard can react to the eval sooner "
+            "than the scheduler's patience and roll back to the best-eval weights"
+        )
 
 
 def _check_owner(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -28,14 +28,19 @@ Damage = Literal["nonfinite-weights", "exploding-weights"]
 
 
 def weight_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """The total 2-norm of ``params``, a float32 0-dim tensor on their device (NaN/inf
-    propagate); reading it is the caller's choice."""
+    """The total 2-norm of ``params``, a float32 (float64 when a weight is) 0-dim tensor on
+    their device (NaN/inf propagate); reading it is the caller's choice."""
     if not params:
         return torch.zeros(())
-    # in float32: the norm of a large fp16 model exceeds fp16's range though no weight does
-    norms = [torch.linalg.vector_norm(p.detach(), dtype=torch.float32) for p in params]
+    # in float32 at least: the norm of a large fp16 model exceeds fp16's range though no weight
+    # does; float64 weights keep float64 (a norm may not narrow its input's dtype)
+    wide = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
+    norms = [
+        torch.linalg.vector_norm(p.detach(), dtype=torch.promote_types(p.dtype, torch.float32))
+        for p in params
+    ]
     dev = norms[0].device
-    return torch.linalg.vector_norm(torch.stack([n.to(dev) for n in norms]))
+    return torch.linalg.vector_norm(torch.stack([n.to(dev, wide) for n in norms]))
 
 
 def moved_since(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> float | None:
