@@ -150,7 +150,7 @@ def _clipping(facts: ConfigFacts) -> list[Finding]:
             "the update when a bad batch or an fp16 overflow produces a huge gradient, and one such "
             "step can wreck the weights (seed 002 ran to grad norm inf and 10% accuracy). "
             + (
-                f"Here it runs {risk}, which makes such a step likely. "
+                f"That is likely here: no clipping {risk}. "
                 if risk
                 else "Many published recipes train without it (torchtune, LitGPT fine-tuning, "
                 "MMDetection's 1x schedule); it matters when the run shows spikes. "
@@ -164,11 +164,16 @@ def _clipping(facts: ConfigFacts) -> list[Finding]:
 
 def _clip_risk(facts: ConfigFacts) -> str:
     """What makes an unclipped huge step likely in this config ('' when nothing does): fp16
-    overflow (seed 002), an LR above the usual bound, or Adam at lr >= 1e-3 without warm-up."""
+    overflow (seed 002), clipping switched off explicitly (a 0 written in the config, as in seed
+    002's ds_config), an LR above the usual bound, or Adam at lr >= 1e-3 without warm-up. A clip
+    merely absent, in a recipe with none of these, is advice: many published recipes train
+    without one."""
     lr = facts.number("lr")
     bound = _lr_bound(facts)
     if _fp16(facts):
         return "in fp16"
+    if facts.number("max_grad_norm") == 0:
+        return f"({user_key(facts, 'max_grad_norm')}: 0 turns it off on purpose)"
     if lr is not None and bound is not None and lr > bound[0]:
         return f"at a learning rate ({fmt(lr)}) above the usual bound ({fmt(bound[0])})"
     if _no_warmup_at_high_lr(facts):
