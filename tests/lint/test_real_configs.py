@@ -97,9 +97,37 @@ def test_auto_settings_are_not_judged_here() -> None:
     assert lint(CONFIGS / name).findings == []
 
 
-def test_programs_are_refused_as_not_understood() -> None:
+def test_python_files_are_refused_as_not_understood() -> None:
     from stabletrain.errors import ConfigError
 
-    for name in ("nanogpt167_float16.py", "lf2916_llama2_lora_fp16.sh"):
-        with pytest.raises(ConfigError, match="not understood"):
+    for name in ("nanogpt167_float16.py", "mmdet_schedule_1x.py"):
+        with pytest.raises(ConfigError, match=rf"{name}: a Python file; not understood"):
             lint(CONFIGS / name)
+
+
+def test_a_launch_script_is_read_through_its_arguments() -> None:
+    # LlamaFactory#2916: `python src/train_bash.py --learning_rate 5e-05 ... --fp16 True` with
+    # backslash continuations; the TrainingArguments names make it an HF config
+    facts = read_config(CONFIGS / "lf2916_llama2_lora_fp16.sh")
+    assert facts.format == "hf-training-args"
+    assert facts.get("lr") == 5e-05 and facts.get("precision") == "fp16"
+    assert facts.get("model") == "modelscope/Llama-2-7b-ms" and facts.get("lora_rank") == 8
+    assert facts.get("max_grad_norm") == 1.0 and facts.key("lr") == "learning_rate"
+    # Llama-2 was released in fp16: advice, not a warning
+    assert {f.id: f.severity for f in lint(CONFIGS / "lf2916_llama2_lora_fp16.sh").findings} == {
+        "fp16-prefer-bf16": "info"
+    }
+    # yanmtt#7: a bare --fp16 flag, single-dash launcher options ignored
+    facts = read_config(CONFIGS / "yanmtt7_bart_pretrain_fp16.sh")
+    assert facts.format == "command-line" and facts.get("precision") == "fp16"
+    assert facts.get("warmup_steps") == 16000 and "world_size" not in facts
+
+
+def test_command_line_spellings() -> None:
+    from stabletrain.configs.cli_args import parse_command
+
+    tree = parse_command(
+        "deepspeed --num_gpus=8 train.py \\\n  --lr $LR --clip-grad 1.0 --max_steps -1 --bf16 "
+        "# comment --fp16\npython other.py --clip-grad 5\n"
+    )
+    assert tree == {"num_gpus": "8", "clip_grad": "1.0", "max_steps": "-1", "bf16": True}

@@ -2,7 +2,8 @@
 
 Formats (detected from content): stabletrain YAML (the reference trainer's schema),
 HF ``TrainingArguments`` JSON (``TrainingArguments.to_json_string()``), DeepSpeed ``ds_config.json``,
-and generic YAML/JSON with seed-style keys anywhere in the tree (``stabletrain.configs.keys``).
+and generic YAML/JSON with seed-style keys anywhere in the tree (``stabletrain.configs.keys``);
+a launch script (``.sh``) is read through its ``--key value`` arguments (``configs.cli_args``).
 JSON pasted with ``//`` comments or trailing commas still parses (a ``logging`` warning says so).
 Unreadable input raises :class:`~stabletrain.errors.ConfigError` with a one-line reason: files are
 read with :mod:`stabletrain.safe_io` (no FIFOs or devices, a size cap, bounded nesting, no YAML
@@ -20,6 +21,7 @@ from typing import Any
 
 from stabletrain import safe_io
 from stabletrain.configs import deepspeed
+from stabletrain.configs.cli_args import parse_command
 from stabletrain.configs.keys import extract
 from stabletrain.errors import ConfigError
 from stabletrain.records import ConfigFacts
@@ -37,6 +39,8 @@ _HF_ARGS_MARKERS = ("per_device_train_batch_size", "lr_scheduler_type", "logging
 _DATASET_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10, "cifar100": 100}
 _COMMENTS = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.S)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+#: launch scripts: their --key value arguments are read as the config (configs/cli_args.py)
+_SCRIPTS = frozenset({".sh", ".bash"})
 
 
 def read_config(path: str | os.PathLike[str]) -> ConfigFacts:
@@ -66,6 +70,8 @@ def read_config(path: str | os.PathLike[str]) -> ConfigFacts:
         _stabletrain(tree, facts, file)
     else:
         facts.format = "yaml" if p.suffix in (".yaml", ".yml") else "json"
+        if p.suffix.lower() in _SCRIPTS:
+            facts.format = "command-line"
         extract(tree, facts, file)
     for n in notes:
         log.warning("%s", n)
@@ -81,6 +87,11 @@ def load_tree(p: Path) -> tuple[Any, list[str]]:
     text = safe_io.read_text(p, max_bytes=safe_io.CONFIG_MAX_BYTES, error=ConfigError)
     notes: list[str] = []
     source = str(p)
+    if p.suffix.lower() in _SCRIPTS:
+        tree = parse_command(text)
+        if not tree:
+            raise ConfigError(f"{p}: a shell script with no --key value arguments; not understood")
+        return tree, notes
     if p.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             return safe_io.parse_json(text, source=source, error=ConfigError), notes
