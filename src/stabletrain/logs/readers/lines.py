@@ -34,6 +34,7 @@ are read only with ``,`` every three digits; a value in an exotic unit (``1.2k``
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from typing import NamedTuple
@@ -77,6 +78,9 @@ _ITEM = re.compile(
     re.ASCII,  # ``\d`` is 0-9: a number is one ``float()`` reads the same as str or bytes
 )
 _QUOTE = re.compile(r"^(?:\s*>)+\s?")
+#: a multi-node launcher's node prefix (pdsh under DeepSpeed / LLaMA-Factory / torchrun on several
+#: hosts): ``10.96.202.43: {'loss': ...}``, every node printing the line behind its IPv4 address
+_HOST = re.compile(r"^((?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}):\s+")
 _RANK = re.compile(
     r"^\s*(?:\[(?:rank|default)\s*(\d{1,6})\]\s*:?|(?:rank|RANK|Rank)\s*(\d{1,6})\s*:"
     r"|\[\d{1,6},(?:mpirank:)?(\d{1,6})[^\]]{0,40}\]<std\w+>:)\s*"
@@ -180,11 +184,19 @@ def _vector(s: str) -> str:
     return s
 
 
+#: a non-finite word padded to a column width with a fill character: Python's ``{:x<6f}`` (the
+#: format PaddleOCR prints every value with) writes NaN as ``nanxxx``, inf as ``infxxx``; a number
+#: is wider than the width and keeps no fill
+_PADDED = re.compile(r"(?<![\w.])([-+]?(?:nan|inf))x{1,16}(?![\w.])", re.IGNORECASE)
+
+
 def normalise(line: str) -> tuple[str, int | None]:
     """The logger's message of one line and the rank that printed it (None when not said)."""
     s = line.strip()
     if not s:
         return s, None
+    if "xx" in s or "nanx" in s or "infx" in s:
+        s = _PADDED.sub(r"\1", s)
     if "'" in s or '"' in s:
         s = unquote_items(s)
     if " avg" in s and " rate," in s:
@@ -202,6 +214,9 @@ def normalise(line: str) -> tuple[str, int | None]:
             rank = int(next(g for g in m.groups() if g is not None))
             s = s[m.end() :]
             c = s[:1]
+    elif c.isdigit():
+        s, rank = _host(s, rank)
+        c = s[:1]
     if c.isdigit() or c == "[" or (c in "IWEF" and s[1:2].isdigit()):
         m = _TIME.match(s)
         if m:
@@ -210,9 +225,19 @@ def normalise(line: str) -> tuple[str, int | None]:
                 m = _LEVEL.match(s)
                 if m:
                     s = s[m.end() :]
+    if s[:1].isdigit():  # after a logger's own prefix, or a ``[rank0]:`` one
+        s, rank = _host(s, rank)
     if "[" in s:
         s = _vector(s)  # after the prefixes: a timestamp's digits are no step context
     return s, rank
+
+
+def _host(s: str, rank: int | None) -> tuple[str, int | None]:
+    """``s`` without a leading node address and the rank that names the node (the address as an
+    integer: one process per node prints), else ``s`` and ``rank`` as they were."""
+    if not s[1:4].count(".") or (m := _HOST.match(s)) is None:
+        return s, rank
+    return s[m.end() :], int(ipaddress.IPv4Address(m[1]))
 
 
 def items(line: str) -> list[Item]:

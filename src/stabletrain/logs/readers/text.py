@@ -43,6 +43,7 @@ found returns an empty ``raw`` with ``lines_total``/``lines_understood`` set: th
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections import Counter
@@ -160,6 +161,7 @@ class _Reader:
         self.own_step = False  # the line being read has a step of its own
         self.coarse: list[StepRecord] = []
         self.counted = 0  # records numbered by order
+        self.counted_now = False  # the line's record got its step from that count
         self.prev_norm: float | None = None
         self.prev_norm_step = -1
         self.ranks: set[int] = set()
@@ -208,6 +210,7 @@ class _Reader:
 
     def _line(self, line: str, rank: int | None) -> bool:
         self.echo_step = False
+        self.counted_now = False
         for ev in dl.EVENT_LINES:
             for h in ev.hints:  # plain loops: no generator per line and event kind
                 if h in line:
@@ -530,6 +533,7 @@ class _Reader:
             self.echo_step = True
             return self.last_train, False
         self.counted += 1
+        self.counted_now = True
         return self.counted * self.logging_steps, False
 
     # -- names ----------------------------------------------------------------------------------
@@ -592,6 +596,13 @@ class _Reader:
         complete it), with the dialect's rules for skipped steps."""
         if rank is not None:
             self.ranks.add(rank)
+            if self.counted_now and tr is not None:
+                copy = self._copy_of(tr, rank)
+                if copy is not None:  # another node printed this record: its step, not the next
+                    self.counted -= 1
+                    tr.step = step = copy.step
+                    if ev is not None:
+                        ev.step = step
         if self.echo_step:
             self.echo_step = False
             raw = self.data.raw
@@ -765,6 +776,21 @@ class _Reader:
         last.metrics.update(rec.metrics)
         return True
 
+    def _copy_of(self, rec: StepRecord, rank: int) -> StepRecord | None:
+        """A record of another rank among the last few with ``rec``'s values and epoch: the same
+        record printed by every node, when the log gives no step (each copy would otherwise be
+        counted as the next step)."""
+        for r in self.data.raw[-1 : -2 - 2 * len(self.ranks) : -1]:
+            if (
+                r.rank != rank
+                and r.kind == rec.kind
+                and r.epoch == rec.epoch
+                and r.metrics == rec.metrics
+                and all(_same(getattr(r, f), getattr(rec, f)) for f in _FIELDS if f != "step_time")
+            ):
+                return r
+        return None
+
     def _redraw(self, rec: StepRecord) -> bool:
         """Whether ``rec`` (from a progress bar) repeats the bar's previous record: a redraw."""
         last = next((r for r in reversed(self.data.raw[-2:]) if r.kind == rec.kind), None)
@@ -851,7 +877,8 @@ class _Reader:
             )
         if len(self.ranks) > 1:
             data.notes.append(
-                f"lines from {len(self.ranks)} ranks ({', '.join(map(str, sorted(self.ranks)))}): "
+                f"lines from {len(self.ranks)} ranks "
+                f"({', '.join(map(_rank_name, sorted(self.ranks)))}): "
                 "every rank's records are kept as read; one per step is analysed"
             )
         self._no_signal()
@@ -949,6 +976,11 @@ def _one_per_field(
             (idx, name, div) for idx, _f, div, _z, name in es if (idx, name) != (best[0], best[4])
         ]
     return keep, extra
+
+
+def _rank_name(rank: int) -> str:
+    """A rank as the log named it: a node's IPv4 address (see ``lines.normalise``) or a number."""
+    return str(ipaddress.IPv4Address(rank)) if rank >= 1 << 24 else str(rank)
 
 
 def _same_values(a: StepRecord, b: StepRecord) -> bool:
