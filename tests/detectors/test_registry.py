@@ -34,6 +34,7 @@ ALL_IDS = {
     "run-restart",
     "slow-steps",
     "run-failed",
+    "no-learning",
     *(r.id for r in SANITY_RULES),  # the config sanity table (detectors/sanity.py)
 }
 

@@ -22,9 +22,11 @@ from stabletrain.detectors.init import InitDetector
 from stabletrain.detectors.logging import DuplicateLoggingDetector
 from stabletrain.detectors.lrjump import LRJumpDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
+from stabletrain.detectors.nosignal import NoLearningDetector
 from stabletrain.detectors.perf import SlowStepsDetector
 from stabletrain.detectors.restart import RunRestartDetector
 from stabletrain.detectors.sanity import SanityDetector
+from stabletrain.detectors.shortrun import ShortRunDetector
 from stabletrain.detectors.schedules import LRScheduleDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.detectors.trends import LossTrendDetector
@@ -52,12 +54,14 @@ def default_detectors() -> list[Detector]:
         LRJumpDetector(),
         InitDetector(),
         UnderfitDetector(),
+        ShortRunDetector(),
         SanityDetector(),
         FailedRunDetector(),
         EvalDetector(),
         DuplicateLoggingDetector(),
         RunRestartDetector(),
         SlowStepsDetector(),
+        NoLearningDetector(),
     ]
 
 
