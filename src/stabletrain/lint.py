@@ -69,7 +69,6 @@ def lint(paths: PathArg | Sequence[PathArg]) -> Report:
 
 #: suffixes of files that are programs, not config data: lint does not read them
 _NOT_CONFIG = {
-    ".py": "a Python file",
     ".ipynb": "a notebook",
     ".cfg": "an INI file",
     ".ini": "an INI file",

@@ -97,12 +97,36 @@ def test_auto_settings_are_not_judged_here() -> None:
     assert lint(CONFIGS / name).findings == []
 
 
-def test_python_files_are_refused_as_not_understood() -> None:
+def test_a_python_config_is_read_through_its_literals_never_run() -> None:
+    # nanoGPT#167's overrides: dtype = 'float16' at lr 1e-5; nanoGPT clips at 1.0 by default, so
+    # no clip verdict, and the bf16 fix is written in nanoGPT's own spelling
+    facts = read_config(CONFIGS / "nanogpt167_float16.py")
+    assert facts.format == "nanogpt" and facts.get("precision") == "fp16"
+    assert facts.get("lr") == 1e-5 and facts.get("grad_accum") == 5 and "min_lr" not in facts
+    f = {x.id: x for x in lint(CONFIGS / "nanogpt167_float16.py").findings}
+    assert set(f) == {"fp16-prefer-bf16"} and f["fp16-prefer-bf16"].fixes[0].changes == {
+        "dtype": "bfloat16"
+    }
+    # MMDetection's 1x schedule: dict(...) calls are mappings; no clip is mmengine's default
+    facts = read_config(CONFIGS / "mmdet_schedule_1x.py")
+    assert facts.format == "mmengine" and facts.get("optimizer") == "SGD"
+    assert facts.key("lr") == "optim_wrapper.optimizer.lr" and facts.get("lr") == 0.02
+    clip = {x.id: x for x in lint(CONFIGS / "mmdet_schedule_1x.py").findings}["no-grad-clipping"]
+    assert clip.severity == "info"
+    assert clip.fixes[0].changes == {"optim_wrapper.clip_grad.max_norm": 1.0}
+
+
+def test_python_that_is_not_a_config_is_refused(tmp_path: Path) -> None:
     from stabletrain.errors import ConfigError
 
-    for name in ("nanogpt167_float16.py", "mmdet_schedule_1x.py"):
-        with pytest.raises(ConfigError, match=rf"{name}: a Python file; not understood"):
-            lint(CONFIGS / name)
+    code = tmp_path / "train.py"
+    code.write_text("import torch\n\ndef main():\n    lr = 0.1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"train\.py: a Python file with no literal settings"):
+        lint(code)
+    bad = tmp_path / "broken.py"
+    bad.write_text("lr = (\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not understood"):
+        lint(bad)
 
 
 def test_a_launch_script_is_read_through_its_arguments() -> None:

@@ -3,7 +3,8 @@
 Formats (detected from content): stabletrain YAML (the reference trainer's schema),
 HF ``TrainingArguments`` JSON (``TrainingArguments.to_json_string()``), DeepSpeed ``ds_config.json``,
 and generic YAML/JSON with seed-style keys anywhere in the tree (``stabletrain.configs.keys``);
-a launch script (``.sh``) is read through its ``--key value`` arguments (``configs.cli_args``).
+a launch script (``.sh``) is read through its ``--key value`` arguments (``configs.cli_args``),
+a Python config (``.py``) through its literal assignments, never run (``configs.py_literals``).
 JSON pasted with ``//`` comments or trailing commas still parses (a ``logging`` warning says so).
 Unreadable input raises :class:`~stabletrain.errors.ConfigError` with a one-line reason: files are
 read with :mod:`stabletrain.safe_io` (no FIFOs or devices, a size cap, bounded nesting, no YAML
@@ -23,6 +24,7 @@ from stabletrain import safe_io
 from stabletrain.configs import deepspeed
 from stabletrain.configs.cli_args import parse_command
 from stabletrain.configs.keys import extract
+from stabletrain.configs.py_literals import parse_python
 from stabletrain.errors import ConfigError
 from stabletrain.records import ConfigFacts
 
@@ -72,10 +74,24 @@ def read_config(path: str | os.PathLike[str]) -> ConfigFacts:
         facts.format = "yaml" if p.suffix in (".yaml", ".yml") else "json"
         if p.suffix.lower() in _SCRIPTS:
             facts.format = "command-line"
+        elif p.suffix.lower() == ".py":
+            facts.format = _python_dialect(tree)
         extract(tree, facts, file)
     for n in notes:
         log.warning("%s", n)
     return facts
+
+
+def _python_dialect(tree: dict[str, Any]) -> str:
+    """nanoGPT's train.py overrides, an mmengine config, or Python of unknown origin: the
+    framework decides the defaults a fix assumes (nanoGPT clips at 1.0, mmengine does not)."""
+    if "block_size" in tree and {"gradient_accumulation_steps", "max_iters", "lr_decay_iters"} & (
+        tree.keys()
+    ):
+        return "nanogpt"
+    if {"optim_wrapper", "param_scheduler", "train_cfg"} & tree.keys():
+        return "mmengine"
+    return "python"
 
 
 def load_tree(p: Path) -> tuple[Any, list[str]]:
@@ -92,6 +108,13 @@ def load_tree(p: Path) -> tuple[Any, list[str]]:
         if not tree:
             raise ConfigError(f"{p}: a shell script with no --key value arguments; not understood")
         return tree, notes
+    if p.suffix.lower() == ".py":
+        found = parse_python(text)
+        if not found:
+            raise ConfigError(
+                f"{p}: a Python file with no literal settings (name = value); not understood"
+            )
+        return found, notes
     if p.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             return safe_io.parse_json(text, source=source, error=ConfigError), notes
