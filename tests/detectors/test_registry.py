@@ -35,6 +35,7 @@ ALL_IDS = {
     "slow-steps",
     "run-failed",
     "no-learning",
+    "too-few-steps",
     *(r.id for r in SANITY_RULES),  # the config sanity table (detectors/sanity.py)
 }
 

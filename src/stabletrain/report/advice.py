@@ -35,6 +35,7 @@ _WATCH: dict[str, str] = {
     "loss-scale-init-high": "Few overflow skips at the start; the scale growing rather than collapsing.",
     "lr-high-for-batch": "No early loss or grad-norm spikes at the new LR.",
     "plateau-patience-long": "The scheduler reacting within a few epochs of a plateau.",
+    "too-few-steps": "The loss flattening out before the run ends, at several times the optimizer steps.",
     "run-failed": "The training loss ending well below where it started, with no NaN/inf.",
     # the config sanity table (detectors/sanity.py)
     "adam-betas-unbounded": "Loss and grad norm without the sudden jumps of an unbounded Adam step.",

@@ -30,6 +30,7 @@ _STAGE: dict[str, int] = {
     "bad-batch": 0,
     "warmup-short": 1,
     "warmup-too-long": 0,
+    "too-few-steps": 0,
     "loss-scale-init-high": 1,
     "fp16-without-loss-scaling": 1,
     "no-grad-clipping": 1,
@@ -132,6 +133,9 @@ CAUSES: dict[str, frozenset[str]] = {
         "underfitting": {"chance-level"},
         # a run kept at a fraction of its LR: slow, and its gradients stay large (clipped)
         "warmup-too-long": {"chance-level", "clip-saturated", "warmup-short", "underfitting"},
+        # a run stopped after too few optimizer steps, far from learned (its clip findings are
+        # not linked: it must not own the step size of a run that was also too hot)
+        "too-few-steps": {"chance-level", "underfitting"},
     }.items()
 }
 CAUSES.update({r.id: _SANITY_EFFECTS[r.effect] for r in SANITY_RULES})

@@ -105,6 +105,7 @@ CLASS: dict[str, Direction] = {
             "slow-progress",
             "clip-stall",
             "warmup-too-long",
+            "too-few-steps",
         ),
         "progress",
     ),
