@@ -30,6 +30,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -74,10 +76,19 @@ def load_labels() -> list[dict[str, Any]]:
     return list(data["configs"])
 
 
-def run_lint(path: Path, timeout: float) -> tuple[int | None, str, str, float]:
-    cmd = [sys.executable, "-m", "stabletrain.cli", "lint", str(path)]
-    cmd += ["--format", "json", "--fail-on", "never"]
+def run_lint(
+    path: Path, timeout: float, inprocess: bool = False
+) -> tuple[int | None, str, str, float]:
+    argv = ["lint", str(path), "--format", "json", "--fail-on", "never"]
     t0 = time.perf_counter()
+    if inprocess:  # the same CLI entry point, in this process (tests/test_lint_corpus.py)
+        from stabletrain.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(argv)
+        return int(rc), out.getvalue(), err.getvalue(), time.perf_counter() - t0
+    cmd = [sys.executable, "-m", "stabletrain.cli", *argv]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ)
     except subprocess.TimeoutExpired:
@@ -143,10 +154,10 @@ def wrong_direction(report: dict[str, Any], path: Path) -> list[str]:
     return sorted(set(out))
 
 
-def score(label: dict[str, Any], timeout: float) -> Outcome:
+def score(label: dict[str, Any], timeout: float, inprocess: bool = False) -> Outcome:
     path = CORPUS / "configs" / label["file"]
     o = Outcome(label["name"], label["split"], label["kind"], label["format"])
-    rc, out, err, o.seconds = run_lint(path, timeout)
+    rc, out, err, o.seconds = run_lint(path, timeout, inprocess)
     o.rc = rc
     report: dict[str, Any] | None = None
     if rc in (0, 1):
@@ -179,6 +190,25 @@ def score(label: dict[str, Any], timeout: float) -> Outcome:
             honest = label["format"] in UNCLAIMED or label.get("read") == "any"
             o.quiet = o.status == "refused" and honest
     return o
+
+
+def totals(outcomes: list[Outcome]) -> dict[str, int]:
+    """The figures of one half, as the tables print them."""
+    clean = [o for o in outcomes if o.kind != "broken"]
+    return {
+        "configs": len(outcomes),
+        "read": sum(o.status == "read" for o in outcomes),
+        "refused": sum(o.status == "refused" for o in outcomes),
+        "crashed": sum(o.status == "crash" for o in outcomes),
+        "silent_clean": sum(o.silent_clean for o in outcomes),
+        "problems": sum(len(o.found) for o in outcomes),
+        "found": sum(sum(o.found) for o in outcomes),
+        "mentioned": sum(sum(o.mentioned) for o in outcomes),
+        "clean": len(clean),
+        "quiet": sum(bool(o.quiet) for o in clean),
+        "false_alarms": sum(bool(o.false_alarms) for o in clean),
+        "wrong_direction": sum(bool(o.wrong_direction) for o in outcomes),
+    }
 
 
 def table(outcomes: list[Outcome], title: str) -> str:

@@ -1,7 +1,8 @@
 """Lint: findings from config files alone, before a GPU-hour is spent.
 
 ``lint(paths)`` reads each file (stabletrain YAML, generic YAML, HF TrainingArguments JSON,
-DeepSpeed ds_config.json) as the settings of ONE run — the usual pair is a training config plus
+DeepSpeed ds_config.json, a launch script's ``--key value`` arguments, a Python config's literal
+assignments; notebooks and INI files are refused as not understood) as the settings of ONE run — the usual pair is a training config plus
 its ds_config, as in seed 002 — and judges them in two passes:
 
 1. **each file alone**, completed by the other files only where it says nothing: a file's own
@@ -15,7 +16,9 @@ its ds_config, as in seed 002 — and judges them in two passes:
    in one, no warm-up in the other) names them all (``evidence.files``).
 
 The report's ``facts`` are the files merged, the first file given winning a conflict. Files in
-which no training setting is found are a ConfigError (exit 2), never a clean verdict.
+which no training setting is found are a ConfigError (exit 2), never a clean verdict. A key set
+to ``"auto"`` (HF fills it from the TrainingArguments at run time) is not judged in its file: a
+finding whose fixes change only such keys is left out.
 """
 
 from __future__ import annotations
