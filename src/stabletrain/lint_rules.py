@@ -405,12 +405,20 @@ def _no_warmup_at_high_lr(facts: ConfigFacts) -> bool:
     """Adam at lr >= 1e-3 with no warm-up (or a ratio under 2%): the warmup-short warning."""
     lr, ratio, steps = (facts.number(n) for n in ("lr", "warmup_ratio", "warmup_steps"))
     no_warmup = (ratio is None or ratio == 0) and (steps is None or steps == 0)
+    if no_warmup and ratio is None and steps is None and _schedule_elsewhere(facts):
+        return False  # the warm-up is set where the schedule is: unknown here, not absent
     return (
         _optimizer(facts) == "adam"
         and lr is not None
         and lr >= 1e-3
         and (no_warmup or (ratio is not None and 0 < ratio < 0.02))
     )
+
+
+def _schedule_elsewhere(facts: ConfigFacts) -> bool:
+    """A ds_config without a ``scheduler`` block leaves the LR schedule (and its warm-up) to the
+    training script's own scheduler: nothing in the file says there is none."""
+    return facts.format == "deepspeed" and "schedule" not in facts
 
 
 def _beta2(facts: ConfigFacts) -> list[Finding]:

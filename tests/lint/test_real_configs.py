@@ -155,3 +155,9 @@ def test_command_line_spellings() -> None:
         "# comment --fp16\npython other.py --clip-grad 5\n"
     )
     assert tree == {"num_gpus": "8", "clip_grad": "1.0", "max_steps": "-1", "bf16": True}
+
+
+def test_a_ds_config_without_a_scheduler_says_nothing_about_warm_up() -> None:
+    # DeepSpeed#1267: Lamb at 1e-3 and no scheduler block - BERT's script schedules the LR
+    assert "warmup-short" not in _ids("ds1267_bert_lamb_fp16.json", "info")
+    assert read_config(CONFIGS / "ds1267_bert_lamb_fp16.json").get("schedule") is None
