@@ -39,6 +39,11 @@ class GuardConfig:
     max_norm: float | None = 1.0
     """Max global grad norm for ``clip="norm"`` (and the hard ceiling for adaptive modes).
     None: no fixed clipping (``clip="norm"`` then only measures)."""
+    clip_raise_window: int = 0
+    """``clip="norm"``: raise the fixed ``max_norm`` x2 when it engaged on nearly every one of
+    the last N applied steps with norms at least twice it and nothing went wrong; pinned back
+    for good if trouble follows (``guard/ceiling.py``, a logged ``clip-ceiling`` event). 0 (the
+    default): the clip stays at ``max_norm``; 50 is the measured setting."""
     norm_type: float = 2.0
     """The p of the global gradient p-norm (2.0; ``inf`` for the max-abs norm)."""
     skip_nonfinite: bool = True
@@ -215,6 +220,7 @@ class GuardConfig:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"guard.{name} must be >= 1, got {getattr(self, name)!r}")
         _non_negative = ("health_every", "snapshot_every", "rollback_skip_batches", "startup_steps",
+                         "clip_raise_window",
                          "lr_rewarm_steps", "snapshot_confirm_steps", "eval_plateau_patience",
                          "eval_max_rollbacks")  # fmt: skip
         for name in _non_negative:

@@ -60,6 +60,7 @@ from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.errors import ConfigError, TrainingAborted
 from stabletrain.guard import clipping, immediate, rollback, sync_free
 from stabletrain.guard.buffers import BufferKeeper
+from stabletrain.guard.ceiling import ClipCeiling
 from stabletrain.guard.config import GuardConfig
 from stabletrain.guard.evaluation import EvalWatch
 from stabletrain.guard.health import Health
@@ -163,6 +164,11 @@ class Guard:
             self.clipper = clipping.PercentileClipper(
                 cfg.percentile, cfg.percentile_window, cfg.clip_warmup
             )
+        #: the fixed clip's max norm, raised on evidence (``ceiling.py``)
+        self.ceiling = ClipCeiling(
+            cfg.max_norm if cfg.clip == "norm" else None,
+            cfg.clip_raise_window if cfg.snapshot_every > 0 else 0,
+        )
         self.policy = Policy(cfg)
         #: snapshots, the rollback target and the skip debt
         self.recovery = Recovery(cfg)
@@ -630,6 +636,7 @@ class Guard:
             "last_clean_lr": self.last_clean_lr,
             "policy": self.policy.state_dict(),
             "clipper": self.clipper.state_dict() if self.clipper is not None else None,
+            "ceiling": self.ceiling.state_dict(),
             "detectors": {
                 "loss_spikes": self.loss_spikes.state_dict(),
                 "grad_spikes": self.grad_spikes.state_dict(),
@@ -662,6 +669,8 @@ class Guard:
         self.last_clean_lr = state.get("last_clean_lr")
         if self.clipper is not None and state.get("clipper") is not None:
             self.clipper.load_state_dict(state["clipper"])
+        if "ceiling" in state:
+            self.ceiling.load_state_dict(state["ceiling"])
         dets = state.get("detectors", {})
         if "evals" in state:
             self.evals.load_state_dict(state["evals"])

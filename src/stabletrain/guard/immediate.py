@@ -109,7 +109,7 @@ def clip(
     if cfg.clip == "agc":
         clipping.agc_(params, cfg.agc_clip)
         return 1.0
-    limit = cfg.max_norm if cfg.clip != "none" else None
+    limit = guard.ceiling.limit if cfg.clip != "none" else None  # max_norm, raised on evidence
     if guard.clipper is not None:
         if guard.clipper.warming_up:
             limit = limit if limit is not None else cfg.warmup_max_norm

@@ -12,7 +12,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from stabletrain.errors import TrainingAborted
-from stabletrain.guard import rollback
+from stabletrain.guard import ceiling, rollback
 from stabletrain.guard.outcome import StepOutcome
 from stabletrain.guard.policy import Decision
 from stabletrain.guard.precision import STOP_AFTER
@@ -85,6 +85,7 @@ def after_step(
         guard.run_log.log_step(outcome.to_record())
     log_lr(guard, outcome)
     rollback.snapshot_ladder(guard, verdict, can_capture=can_capture)
+    ceiling.after_step(guard, outcome)
     he = guard.config.health_every
     if he and guard.health.n >= he:
         line, data = guard.health.flush(guard.step_count, guard.policy)

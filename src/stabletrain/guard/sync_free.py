@@ -123,8 +123,9 @@ def device_step(
     if cfg.clip == "agc":
         clipping.agc_(params, cfg.agc_clip)
     else:
+        fixed = guard.ceiling.limit  # max_norm, raised on evidence at the reads (ceiling.py)
         ceiling: torch.Tensor | float = (
-            cfg.max_norm if cfg.clip != "none" and cfg.max_norm is not None else math.inf
+            fixed if cfg.clip != "none" and fixed is not None else math.inf
         )
         if guard.clipper is not None and guard.clipper.warming_up:
             if cfg.max_norm is None and cfg.warmup_max_norm is not None:
