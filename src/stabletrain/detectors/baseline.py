@@ -90,7 +90,9 @@ class DelayedBaseline:
         pend = list(self._pending)
         # the baseline stream: the baseline, then each value popped from the pending queue
         # (record r pops the r-th of pending + block values) unless it was a spike
-        joins = np.array([not spike for _, spike in pend] + [True] * max(k - d, 0))[:k]
+        joins = np.ones(k, dtype=bool)
+        head = min(d, k)
+        joins[:head] = [not spike for _, spike in pend[:head]]
         stream = np.concatenate(
             (np.array(self._values), [x for x, spike in pend if not spike], v[: max(k - d, 0)])
         )
