@@ -161,3 +161,19 @@ def test_a_ds_config_without_a_scheduler_says_nothing_about_warm_up() -> None:
     # DeepSpeed#1267: Lamb at 1e-3 and no scheduler block - BERT's script schedules the LR
     assert "warmup-short" not in _ids("ds1267_bert_lamb_fp16.json", "info")
     assert read_config(CONFIGS / "ds1267_bert_lamb_fp16.json").get("schedule") is None
+
+
+def test_patch_refuses_scripts_instead_of_rewriting_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from stabletrain.cli import main
+
+    for name in ("nanogpt167_float16.py", "lf2916_llama2_lora_fp16.sh"):
+        copy = tmp_path / name
+        shutil.copy(CONFIGS / name, copy)
+        assert main(["lint", str(copy), "--patch", "--fail-on", "never"]) == 2
+        assert "--patch rewrites YAML and JSON configs" in capsys.readouterr().err
+        assert copy.read_bytes() == (CONFIGS / name).read_bytes()
+        assert not list(tmp_path.glob("*.fixed*"))

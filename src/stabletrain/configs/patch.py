@@ -103,6 +103,15 @@ def plan_patch(config: str | os.PathLike[str], changes: dict[str, Any]) -> Patch
     """The patched text of ``config`` with ``changes`` ({change-set key: value}) applied."""
     path = Path(config)
     facts = read_config(path)  # also validates the file (ConfigError naming it)
+    if facts.format in ("command-line", "nanogpt", "mmengine", "python") or path.suffix in (
+        ".sh",
+        ".bash",
+        ".py",
+    ):
+        raise ConfigError(
+            f"{path}: --patch rewrites YAML and JSON configs; apply the change set to this "
+            "script's arguments by hand"
+        )
     tree, notes = load_tree(path)
     text = safe_io.read_text(path, max_bytes=safe_io.CONFIG_MAX_BYTES, error=ConfigError)
     is_json = path.suffix == ".json" or text.lstrip().startswith("{")
