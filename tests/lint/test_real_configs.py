@@ -166,14 +166,20 @@ def test_a_ds_config_without_a_scheduler_says_nothing_about_warm_up() -> None:
 def test_patch_refuses_scripts_instead_of_rewriting_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import shutil
-
     from stabletrain.cli import main
 
-    for name in ("nanogpt167_float16.py", "lf2916_llama2_lora_fp16.sh"):
-        copy = tmp_path / name
-        shutil.copy(CONFIGS / name, copy)
+    # the corpus's nanoGPT#167 and LlamaFactory#2916 files with their clip switched off, so the
+    # change set is not empty
+    py = tmp_path / "train_gpt2.py"
+    py.write_text((CONFIGS / "nanogpt167_float16.py").read_text() + "grad_clip = 0.0\n")
+    sh = tmp_path / "train.sh"
+    sh.write_text(
+        (CONFIGS / "lf2916_llama2_lora_fp16.sh")
+        .read_text()
+        .replace("--max_grad_norm 1.0", "--max_grad_norm 0")
+    )
+    for copy in (py, sh):
+        before = copy.read_bytes()
         assert main(["lint", str(copy), "--patch", "--fail-on", "never"]) == 2
         assert "--patch rewrites YAML and JSON configs" in capsys.readouterr().err
-        assert copy.read_bytes() == (CONFIGS / name).read_bytes()
-        assert not list(tmp_path.glob("*.fixed*"))
+        assert copy.read_bytes() == before and not list(tmp_path.glob("*.fixed*"))
