@@ -13,6 +13,8 @@ and ``WORSE`` when the guard ends more than 10% (+0.01) above the plain loop; th
     .venv/bin/python bench/guard_api_probe.py               # all variants, ~1 min
     .venv/bin/python bench/guard_api_probe.py sgd adam      # some
     PYTHONPATH=/work/base/src .venv/bin/python bench/guard_api_probe.py   # another tree
+    .venv/bin/python bench/guard_api_probe.py --steps 300 clip_raise_window=50
+        # every variant 5x longer (NaN steps unchanged); GuardConfig fields as FIELD=VALUE
 """
 
 import logging
@@ -24,6 +26,7 @@ import warnings
 
 import torch
 import torch.nn as nn
+import yaml
 
 import stabletrain
 
@@ -43,7 +46,7 @@ def run(
     plain=False,
     make_sched=None,
     model_fn=mlp,
-    steps=60,
+    steps=None,
     nan_at=(20,),
     dtype=None,
     autocast=None,
@@ -53,6 +56,8 @@ def run(
     freeze=False,
     loss_fn=None,
 ):
+    # --steps N scales every variant's length (accum4's 80 micro-batches to 80 * N / 60)
+    steps = round((steps or 60) * STEPS / 60)
     torch.manual_seed(0)
     model = model_fn()
     if freeze:
@@ -77,6 +82,7 @@ def run(
                 opt,
                 scheduler=None if sched_metric else sched,
                 run_dir=tempfile.mkdtemp(),
+                config=stabletrain.GuardConfig(**OVERRIDES),
                 **kw,
             )
         )
@@ -162,7 +168,7 @@ V = {
     "frozen_first_layer": dict(make_opt=lambda p: torch.optim.AdamW(p, lr=1e-2), freeze=True),
     "onecycle": dict(
         make_opt=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
-        make_sched=lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=60),
+        make_sched=lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=STEPS),
     ),
     "cosine_restarts": dict(
         make_opt=lambda p: torch.optim.AdamW(p, lr=1e-2),
@@ -245,7 +251,14 @@ V = {
         make_opt=lambda p: torch.optim.AdamW(p, lr=1e-2), nan_at=tuple(range(10, 60, 3))
     ),
 }
-only = sys.argv[1:] or list(V)
+args = sys.argv[1:]
+STEPS = 60
+if "--steps" in args:
+    i = args.index("--steps")
+    STEPS = int(args[i + 1])
+    del args[i : i + 2]
+OVERRIDES = {k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args if "=" in a)}
+only = [a for a in args if "=" not in a] or list(V)
 warnings.simplefilter("ignore")
 logging.disable(logging.WARNING)
 crashed, nan, worse = [], [], []

@@ -193,3 +193,25 @@ def test_guard_state_dict_carries_the_ceiling() -> None:
     )  # fmt: skip
     other.load_state_dict(guard.state_dict())
     assert other.ceiling.limit == 2.0 and other.ceiling.state_dict() == guard.ceiling.state_dict()
+
+
+def test_sync_free_path_raises_at_its_reads_like_the_immediate_path() -> None:
+    """CPU fused SGD: the device path decides at its reads (every 10 steps), with the same
+    numbers; the raise at step 50 falls on a read, so both runs stay identical."""
+    finals, guards = [], []
+    for mode in ("off", "on"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, fused=True)
+        cfg = GuardConfig(clip_raise_window=50, sync_free=mode, read_every=10)
+        guard = Guard(model, opt, config=cfg)
+        for _ in range(120):
+            idx = torch.randint(0, 512, (32,))
+            guard.step(nn.functional.mse_loss(model(X[idx]), Y[idx]))
+        guard.flush()
+        with torch.no_grad():
+            finals.append(nn.functional.mse_loss(model(X), Y).item())
+        guards.append(guard)
+    assert guards[1].sync_free and guards[1].host_reads == 12
+    assert guards[0].ceiling.limit == guards[1].ceiling.limit == 2.0
+    assert finals[1] == pytest.approx(finals[0], rel=1e-6)
