@@ -218,7 +218,9 @@ def fmt(x: float | None) -> str:
     return f"{x:.4g}"
 
 
-def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]:
+def spike_fixes(
+    facts: ConfigFacts, logged_lr: float | None = None, run_steps: float | None = None
+) -> list[Fix]:
     """Concrete changes for spikes, in the user's key names: lower LR, tighter clip, warmup.
 
     The LR fix is relative (``lower_lr_fix``; ``logged_lr`` is not used as its base). A clip
@@ -237,7 +239,7 @@ def spike_fixes(facts: ConfigFacts, logged_lr: float | None = None) -> list[Fix]
             make_fix(
                 facts,
                 "Add a learning-rate warmup (a few hundred steps, at most a fifth of the run).",
-                warmup_steps=warmup_steps_for(facts, 500),
+                warmup_steps=warmup_steps_for(facts, 500, run_steps),
             )
         )
     fixes.append(

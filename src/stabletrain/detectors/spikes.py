@@ -512,10 +512,18 @@ class SpikeDetector:
             fixes=(
                 bad_batch_fixes(facts, [e["start"] for e in data], all(e["skipped"] for e in data))
                 if all_data
-                else spike_fixes(facts, self.max_lr or None)
+                else spike_fixes(facts, self.max_lr or None, self._run_steps())
             ),
             source="log",
         )
+
+    def _run_steps(self) -> float | None:
+        """The run's length in steps as far as the log shows (its last step), for bounds such as
+        "a warm-up of at most a fifth of the run"."""
+        last = self.last_step
+        if isinstance(last, (int, float)) and not isinstance(last, bool) and last > 0:
+            return float(last) + 1
+        return float(self.n_seen) or None
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
