@@ -116,7 +116,8 @@ class Guard:
         self.logs_steps = run_dir is not None
         if run_dir is not None:
             run_log = RunLog(run_dir, enabled=rank() == 0, tensorboard=False,
-                             meta={"source": "stabletrain.Guard"})  # fmt: skip
+                             meta={"source": "stabletrain.Guard",
+                                   **_loop_facts(optimizer, config or GuardConfig())})  # fmt: skip
         self.model = model
         self.inner_optimizer = optimizer
         self.scaler = scaler
@@ -692,6 +693,20 @@ class Guard:
             self.recent_loss.load_state_dict(state["recent_loss"])
         self.buffers.reset()  # the model was (re)loaded beside this state
         self.weights_checked = False  # verify the loaded weights are finite before the next step
+
+
+def _loop_facts(optimizer: torch.optim.Optimizer, cfg: GuardConfig) -> dict[str, Any]:
+    """What the run log records of the guarded loop, for the doctor (a bare guard's run dir has
+    no config.yaml): the optimizer, its starting LR, the clip the guard applies."""
+    facts: dict[str, Any] = {"optimizer": type(optimizer).__name__}
+    lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+    if isinstance(lr, torch.Tensor) and lr.numel() == 1:
+        lr = float(lr)
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+        facts["lr"] = float(lr)
+    if cfg.enabled and cfg.clip not in ("none", "agc") and cfg.max_norm is not None:
+        facts["max_grad_norm"] = float(cfg.max_norm)
+    return facts
 
 
 def _check_scheduler(scheduler: Any) -> None:

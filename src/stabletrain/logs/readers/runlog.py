@@ -279,7 +279,7 @@ def read_columns(
 def _classes_from_meta(meta: Path, data: RunData) -> None:
     """The class count (or an LM's vocabulary size) the trainer recorded in meta.json: the
     doctor's ln(C) scale, which config.yaml does not hold for every dataset."""
-    if "num_classes" in data.facts or "vocab_size" in data.facts or not meta.is_file():
+    if not meta.is_file():
         return
     try:
         doc = safe_io.load_json(meta, max_bytes=1 << 20)
@@ -291,4 +291,19 @@ def _classes_from_meta(meta: Path, data: RunData) -> None:
         value = doc.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
             data.facts.set(name, value, key=None, file=str(meta))
-            return
+            break
+    # what a bare Guard(run_dir=...) records of the loop it guarded (no config.yaml there):
+    # the optimizer, its LR at the start, the clip it applied; config.yaml's values win
+    for name in ("optimizer", "lr", "max_grad_norm"):
+        value = doc.get(name)
+        if name in data.facts or value is None:
+            continue
+        if name == "optimizer" and isinstance(value, str) and 0 < len(value) <= 64:
+            data.facts.set(name, value, key=None, file=str(meta))
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= 0
+        ):
+            data.facts.set(name, float(value), key=None, file=str(meta))
