@@ -38,10 +38,10 @@ LOGS = yaml.safe_load((CORPUS / "labels.yaml").read_text())["logs"]
 # Session 4, second part: r1 and r3 held-out became development data (22:00 UTC); apex_318
 # (apex's overflow lines, dialects.py) and lightning_aiops_mnist_clean (Lightning's ``_epoch``
 # suffix, fields.py) are read since and left the list.
-NOT_YET_READ: dict[str, str] = {
-    "guided_diffusion_50_nan_table": "r4 held-out, refused (exit 2) at first sight; not tuned on",
-    "yolov5_4963_nan": "r4 held-out, refused (exit 2) at first sight; not tuned on",
-}
+# Session 5: r4 held-out became development data; guided_diffusion_50_nan_table (OpenAI's
+# key/value blocks, text.py) and yolov5_4963_nan (YOLOv5's ``box obj cls`` columns summed,
+# standins.py) are read since and left the list.
+NOT_YET_READ: dict[str, str] = {}
 
 
 def test_corpus_is_whole() -> None:

@@ -74,10 +74,10 @@ class LossScaleDetector:
         self.n_scaled += 1
         if self.init_scale is None:
             self.init_scale = scale
+        # a skipped step with inf grads, or a scaler's overflow message (no norm printed)
         skipped_inf = (
             bool(record.skipped)
-            and record.grad_norm is not None
-            and not math.isfinite(record.grad_norm)
+            and (record.grad_norm is None or not math.isfinite(record.grad_norm))
             and (record.loss is None or math.isfinite(record.loss))
         )
         # A logged overflow shows twice: skipped with inf grads, then a lower scale on the next

@@ -306,6 +306,8 @@ class EventLine:
     #: ``"abort"``: the run stopped; ``"nonfinite"``: the run stopped on a NaN/inf loss, group 1
     #: is the loss or the iteration it happened at
     event: str
+    #: the scale is printed as its base-2 logarithm (OpenAI's fp16 trainer: ``lg_loss_scale``)
+    log2: bool = False
 
 
 _SCALE = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|inf|nan))"
@@ -339,6 +341,15 @@ EVENT_LINES: tuple[EventLine, ...] = (
             rf"\s*{_SCALE}"
         ),
         "skip",
+    ),
+    # OpenAI's improved/guided-diffusion fp16 trainer: ``Found NaN, decreased lg_loss_scale to
+    # -16199.354`` (the step is skipped; the scale is 2 ** lg)
+    EventLine(
+        "openai-fp16",
+        ("decreased lg_loss_scale to",),
+        re.compile(rf"Found NaN, decreased lg_loss_scale to\s*{_SCALE}"),
+        "skip",
+        log2=True,
     ),
     EventLine(
         "deepspeed",

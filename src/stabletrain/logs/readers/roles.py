@@ -147,7 +147,15 @@ def _split_prefix(name: str) -> tuple[str, bool]:
     return name, False
 
 
+#: one term of a loss printed without its total (YOLO's ``box_loss obj_loss cls_loss``, a
+#: detector's ``loss_cls loss_bbox``): with two or more on a record, their sum is the loss
+#: (logs.readers.standins)
+_COMPONENT = re.compile(r"[a-z][a-z0-9]{0,15}_loss|loss_[a-z][a-z0-9]{0,15}")
+
+
 def _role_by_name(base: str) -> str:
+    if _COMPONENT.fullmatch(base):
+        return "loss component"
     for word, role in _ROLE_WORDS:
         if word in base and (not word.isalpha() or len(word) > 3 or _whole_word(word, base)):
             return role

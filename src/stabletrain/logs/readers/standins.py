@@ -39,7 +39,10 @@ def fill_standin_loss(data: RunData) -> None:
     raw = data.raw
     if not isinstance(raw, list) or not raw:
         return
-    if not any("perplexity" in role or standin_name(n) for n, role in data.roles.items()):
+    if not any(
+        "perplexity" in role or role == "loss component" or standin_name(n)
+        for n, role in data.roles.items()
+    ):
         return  # nothing to stand in (the common case: no pass over the records)
     for kind, field_ in (("train", "loss"), ("eval", "eval_loss")):
         recs = [r for r in raw if (r.kind == "train") == (kind == "train")]
@@ -48,10 +51,22 @@ def fill_standin_loss(data: RunData) -> None:
         names = {k for r in recs for k in r.metrics}
         xent = sorted(n for n in names if standin_name(n))
         ppl = sorted(n for n in names if "perplexity" in data.roles.get(n, ""))
+        parts = sorted(n for n in names if data.roles.get(n, "").endswith("loss component"))
         if xent:
             _fill(recs, field_, xent[0], _same)
             data.roles[xent[0]] = f"{field_} (stand-in: no 'loss' in the log)"
             data.notes.append(f"{kind} loss read from '{xent[0]}': the log prints no 'loss'")
+        elif len(parts) >= 2:
+            for r in recs:
+                got = [r.metrics[n] for n in parts if n in r.metrics]
+                if len(got) >= 2:
+                    setattr(r, field_, math.fsum(got) if all(map(math.isfinite, got)) else sum(got))
+            for n in parts:
+                data.roles[n] = f"{field_} term (stand-in: {field_} = their sum)"
+            data.notes.append(
+                f"{kind} loss is the sum of {', '.join(parts)}: the log prints the terms of its "
+                "loss, not the total"
+            )
         elif ppl:
             _fill(recs, field_, ppl[0], _ln)
             data.roles[ppl[0]] = f"perplexity ({field_} = ln of it: no 'loss' in the log)"

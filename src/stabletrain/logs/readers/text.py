@@ -93,6 +93,9 @@ _MERGEABLE = ("epoch", "loss", "grad_norm", "lr", "loss_scale", "skipped", "acti
 _FIELDS = (*_MERGEABLE[1:], "eval_loss", "eval_accuracy", "step_time", "samples", "tokens")
 _INT_FIELDS = frozenset({"samples", "tokens"})
 _INF = math.inf
+#: a row of a vertical key/value table (OpenAI baselines' logger): ``| lg_loss_scale | -1.62e+04 |``
+_KV_ROW = re.compile(r"\|\s*([A-Za-z_][\w./@-]{0,63})\s*\|\s*(\S{1,40})\s*\|")
+_KV_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf)", re.I)
 _MAX_PLANS = 50_000
 _MAX_LINE = 65_536
 #: a shape whose numbers the generic items do not line up with: analysed line by line
@@ -161,6 +164,7 @@ class _Reader:
         self.own_step = False  # the line being read has a step of its own
         self.coarse: list[StepRecord] = []
         self.counted = 0  # records numbered by order
+        self.kv_block: list[tuple[str, str]] = []  # rows of a key/value block not yet read
         self.counted_now = False  # the line's record got its step from that count
         self.prev_norm: float | None = None
         self.prev_norm_step = -1
@@ -202,11 +206,31 @@ class _Reader:
                 if len(part) > _MAX_LINE:
                     self.long_lines += 1  # no logger prints this: a blob, not a record
                     continue
+                if part[0] == "|" and (row := _KV_ROW.fullmatch(part)) is not None:
+                    self.kv_block.append((row[1], row[2]))  # one row of a key/value block
+                    continue
+                if self.kv_block:
+                    self._kv_flush(rank)
                 if self._line(part, rank):
                     self.understood += 1
+        if self.kv_block:
+            self._kv_flush(None)
         data.lines_total, data.lines_understood = total, self.understood
         self._finish()
         return data
+
+    def _kv_flush(self, rank: int | None) -> None:
+        """A finished key/value block (OpenAI baselines' logger: ``| loss | 0.123 |`` rows
+        between dashed lines, one block per logged step — improved/guided-diffusion, stable-
+        baselines) read as one line of ``name: value`` items."""
+        block, self.kv_block = self.kv_block, []
+        numbers = [
+            ("loss_scale", repr(_exp2(float(v)))) if k == "lg_loss_scale" else (k, v)
+            for k, v in block
+            if _KV_NUMBER.fullmatch(v)
+        ]
+        if numbers and self._line(" ".join(f"{k}: {v}" for k, v in numbers), rank):
+            self.understood += len(block)
 
     def _line(self, line: str, rank: int | None) -> bool:
         self.echo_step = False
@@ -249,7 +273,7 @@ class _Reader:
         if not plan.metrics:
             header = table_header(line)
             if header is not None:
-                self.table = header
+                self.table = _yolo_columns(header)
                 self.table_rows = 0
                 return False  # understood once a row follows (a sentence is no header)
         try:
@@ -714,6 +738,8 @@ class _Reader:
         self._context(items(line[: m.start()]), line)  # a tqdm bar printed before the message
         step = (self.pos[0] + 1) if self.pos is not None else self._last_step() + 1
         new = to_float(m.group(m.re.groups))
+        if ev.log2 and new is not None:
+            new = _exp2(new)
         if m.re.groups >= 2:
             old = to_float(m.group(1))
         else:  # ``setting loss scale to: 0.25`` (fairseq): the attempted scale is the one in force
@@ -894,7 +920,11 @@ class _Reader:
             return
         if not any(getattr(r, f) is not None for r in data.raw for f in _SIDE):
             return  # nothing a verdict could rest on at all: the caller says so with the names
+        parts = [n for n, role in data.roles.items() if role == "loss component"]
+        if len(parts) >= 2:
+            return  # terms of a loss printed without its total: their sum is the loss (standins)
         unknown = [n for n, role in data.roles.items() if role in ("metric", "eval metric")]
+        unknown += parts  # one term alone is no loss (kohya's ``avr_loss``): --map it
         if not unknown:
             return
         known = sorted(
@@ -976,6 +1006,27 @@ def _one_per_field(
             (idx, name, div) for idx, _f, div, _z, name in es if (idx, name) != (best[0], best[4])
         ]
     return keep, extra
+
+
+#: YOLOv5's console table before v6 names its loss columns ``box obj cls`` (later ``box_loss``...)
+_YOLO_LOSSES = frozenset({"box", "obj", "cls", "dfl", "seg"})
+
+
+def _yolo_columns(header: list[str]) -> list[str]:
+    """A table header with YOLO's short loss names spelled as its later ones (``box`` ->
+    ``box_loss``) when it is YOLO's table: a ``gpu_mem`` column beside ``Epoch``."""
+    low = [h.lower() for h in header]
+    if "gpu_mem" not in low or "epoch" not in low:
+        return header
+    return [f"{h}_loss" if h.lower() in _YOLO_LOSSES else h for h in header]
+
+
+def _exp2(lg: float) -> float:
+    """2 ** ``lg`` (a loss scale printed as its base-2 logarithm), inf beyond a float's range."""
+    try:
+        return math.ldexp(1.0, int(lg)) * 2.0 ** (lg - int(lg)) if math.isfinite(lg) else 2.0**lg
+    except OverflowError:
+        return math.inf
 
 
 def _rank_name(rank: int) -> str:
