@@ -26,8 +26,8 @@ from stabletrain.detectors.nosignal import NoLearningDetector
 from stabletrain.detectors.perf import SlowStepsDetector
 from stabletrain.detectors.restart import RunRestartDetector
 from stabletrain.detectors.sanity import SanityDetector
-from stabletrain.detectors.shortrun import ShortRunDetector
 from stabletrain.detectors.schedules import LRScheduleDetector
+from stabletrain.detectors.shortrun import ShortRunDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.detectors.trends import LossTrendDetector
 from stabletrain.detectors.underfit import UnderfitDetector

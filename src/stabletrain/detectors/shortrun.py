@@ -28,6 +28,7 @@ applies is read from the config's facts; with none known, the advice is words on
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,7 @@ KEEP = 2 * MIN_STEPS
 class ShortRunDetector:
     """``too-few-steps`` (see the module docstring)."""
 
-    ids = ("too-few-steps",)
+    ids: tuple[str, ...] = ("too-few-steps",)
 
     def __init__(self) -> None:
         self.losses: list[float] = []  # the first KEEP finite train losses
@@ -63,9 +64,12 @@ class ShortRunDetector:
         self.evals: list[float] = []  # the first KEEP finite eval losses
 
     def update(self, record: StepRecord) -> Finding | None:
-        if record.eval_loss is not None and math.isfinite(record.eval_loss):
-            if len(self.evals) < KEEP:
-                self.evals.append(float(record.eval_loss))
+        if (
+            record.eval_loss is not None
+            and math.isfinite(record.eval_loss)
+            and len(self.evals) < KEEP
+        ):
+            self.evals.append(float(record.eval_loss))
         if record.kind != "train":
             return None
         self.last_step = max(self.last_step, int(record.step))
@@ -149,7 +153,7 @@ class ShortRunDetector:
         """How the log shows the run still learning at its end, or None."""
         ev = self.evals
         if len(ev) >= MIN_EVALS:
-            down = sum(b < a for a, b in zip(ev, ev[1:]))
+            down = sum(b < a for a, b in pairwise(ev))
             if ev[-1] <= min(ev) and down >= len(ev) - 2:
                 return (
                     f"its eval loss fell at {down} of {len(ev) - 1} evals to its best, "
@@ -186,7 +190,7 @@ class ShortRunDetector:
             )
         epochs = facts.number("epochs", positive=True)
         if epochs is not None:
-            new = int(math.ceil(epochs)) * MORE
+            new = math.ceil(epochs) * MORE
             return make_fix(facts, f"Train {MORE}× longer ({epochs:g} → {new} epochs)",
                             epochs=new)  # fmt: skip
         return None
