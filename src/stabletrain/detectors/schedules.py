@@ -75,6 +75,8 @@ class LRScheduleDetector:
         self.zero_run = 0
         self.zero_run_start = 0
         self.longest_zero = (0, 0)  # (length, start step)
+        #: the first positive LRs of a log whose first LR is 0 (a print's resolution, see _zero)
+        self.after_zero: list[float] = []
         self.evals: list[list[Any]] = []  # [step, epoch, eval_loss]
         self.loss_bins = Bins(histogram=False)
         self.last_step = 0
@@ -106,6 +108,8 @@ class LRScheduleDetector:
                 self.n_increase += 1
         self.last_lr = lr
         self.max_lr = max(self.max_lr, lr)
+        if lr > 0.0 and self.first_lr == 0.0 and len(self.after_zero) < _AFTER_ZERO:
+            self.after_zero.append(lr)
         if lr <= 0.0:
             if self.zero_run == 0:
                 self.zero_run_start = record.step
@@ -173,6 +177,9 @@ class LRScheduleDetector:
                 )
         self.last_lr = objs[-1]
         self.max_lr = max(self.max_lr, objs[int(np.argmax(lr))])
+        room = _AFTER_ZERO - len(self.after_zero)
+        if self.first_lr == 0.0 and room > 0:
+            self.after_zero += [objs[k] for k in np.flatnonzero(lr > 0.0)[:room].tolist()]
         zero = lr <= 0.0
         if not zero.any():
             self.zero_run = 0
@@ -220,6 +227,8 @@ class LRScheduleDetector:
             return None
         all_zero = self.n_zero == self.n_lr
         if not all_zero and length < 0.05 * self.n_lr:
+            return None
+        if not all_zero and length == self.n_zero and _rounded_ramp(self.after_zero):
             return None
         lr = facts.number("lr")
         fixes = [
@@ -329,6 +338,7 @@ class LRScheduleDetector:
             cuts=[list(c) for c in self.cuts],
             evals=[list(e) for e in self.evals],
             longest_zero=list(self.longest_zero),
+            after_zero=list(self.after_zero),
             loss_bins=self.loss_bins.state_dict(),
         )
         return s
@@ -339,6 +349,28 @@ class LRScheduleDetector:
         self.evals = [list(e) for e in s.pop("evals")]
         length, start = s.pop("longest_zero")
         self.longest_zero = (int(length), int(start))
+        self.after_zero = list(s.pop("after_zero", []))
         self.loss_bins.load_state_dict(s.pop("loss_bins"))
         for k, v in s.items():
             setattr(self, k, v)
+
+
+#: positive LRs kept after a log's leading zeros
+_AFTER_ZERO = 8
+
+
+def _rounded_ramp(after: list[float]) -> bool:
+    """Whether a log's leading zero LRs may be a warm-up below its print's resolution: the LRs
+    after them are all multiples of one decimal unit ``10**-d`` (d <= 8: the LR is printed with d
+    fixed decimals, ``lr: 0.000000`` then ``lr: 0.000003``) and the first is a small multiple of it
+    (at most 99 units: the ramp has just become visible). A printed 0 there is any LR below half
+    a unit, not an LR of 0 (LLaMA2-Accessory#48's MetricLogger warm-up). Limit: an LR printed in
+    full that happens to be a few decimal units (``2e-06``) after zeros reads the same."""
+    if not after:
+        return False
+    for d in range(1, 9):
+        unit = 10.0**-d
+        units = [v / unit for v in after]
+        if all(abs(u - round(u)) <= 1e-6 * max(1.0, u) for u in units):
+            return round(units[0]) <= 99
+    return False
