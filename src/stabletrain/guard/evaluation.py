@@ -87,6 +87,8 @@ class EvalWatch:
         self.recent: deque[float] = deque(maxlen=NOISE_WINDOW)
         #: the train loss when the best evaluation was seen (the plateau rung's evidence)
         self.train_at_best: float | None = None
+        #: the guard's step count at the latest evaluation (None: not given)
+        self.last_step: int | None = None
 
     @property
     def noise(self) -> float | None:
@@ -99,10 +101,16 @@ class EvalWatch:
         return statistics.median(d2) / 1.652 if len(d2) >= NOISE_MIN else None
 
     def observe(
-        self, value: float, mode: str = "min", *, train_loss: float | None = None
+        self,
+        value: float,
+        mode: str = "min",
+        *,
+        train_loss: float | None = None,
+        step: int | None = None,
     ) -> EvalVerdict:
         """Judge one evaluation. ``mode``: "min" (a loss) or "max" (an accuracy).
-        ``train_loss``: the run's smoothed train loss now (the plateau rung's evidence)."""
+        ``train_loss``: the run's smoothed train loss now (the plateau rung's evidence);
+        ``step``: the guard's step count (how recent the evaluation is, for ``holds``)."""
         if mode not in ("min", "max"):
             raise ConfigError(f"observe_eval(mode={mode!r}): mode must be 'min' or 'max'")
         if self.mode is not None and mode != self.mode:
@@ -111,6 +119,7 @@ class EvalWatch:
                 "guard watches one metric"
             )
         self.mode = mode  # type: ignore[assignment]
+        self.last_step = step
         index = self.count
         self.count += 1
         if not math.isfinite(value):
@@ -178,6 +187,20 @@ class EvalWatch:
             )
         return EvalVerdict(None)
 
+    def holds(self, step: int, within: int) -> bool:
+        """The model is not worse on the eval: an evaluation at most ``within`` steps before
+        ``step`` was finite and not worse than the best by the rule's bar (no worse streak).
+        A train loss climbing back from its best while this holds is the data's doing (its
+        best came from an easier stretch of batches), not damage to the weights."""
+        return (
+            self.last_step is not None
+            and step - self.last_step <= within
+            and self.best is not None
+            and bool(self.recent)
+            and math.isfinite(self.recent[-1])
+            and self.worse == 0
+        )
+
     def forget_best(self) -> None:
         """The best evaluation (and the jitter measured with it) came from weights a start-up
         rollback judged damaged: forget them; the next evaluation is judged as the first
@@ -205,6 +228,7 @@ class EvalWatch:
             "rollbacks": self.rollbacks,
             "recent": list(self.recent),
             "train_at_best": self.train_at_best,
+            "last_step": self.last_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -214,3 +238,4 @@ class EvalWatch:
         self.stale, self.rollbacks = int(state["stale"]), int(state["rollbacks"])
         self.recent = deque((float(v) for v in state.get("recent", [])), maxlen=NOISE_WINDOW)
         self.train_at_best = state.get("train_at_best")
+        self.last_step = state.get("last_step")

@@ -430,7 +430,9 @@ class Guard:
                 # most steps since the last evaluation were skipped: the weights barely
                 # changed, so this evaluation is no new evidence of a plateau or a decline
                 return None
-        verdict = self.evals.observe(float(value), mode, train_loss=self.divergence.smoothed)
+        verdict = self.evals.observe(
+            float(value), mode, train_loss=self.divergence.smoothed, step=self.step_count
+        )
         if verdict.action == "improved":
             if self.config.snapshot_every > 0:
                 # host sync: a copy of the weights, once per improving evaluation

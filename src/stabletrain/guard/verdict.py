@@ -182,6 +182,21 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
                  "evidence": "loss-divergence"},
             )  # fmt: skip
             return guard.policy.decide(None, can_rollback=False)
+        if guard.evals.holds(guard.step_count, guard.divergence.patience):
+            # the evaluations during the climb are no worse than their best: the weights are
+            # not what got worse. The train loss's best came from easier batches (a shard of
+            # blank or repeated inputs), so coming back from it is no lost progress
+            guard.event(
+                "divergence-passed",
+                f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (now "
+                f"{slow:.4g}, best {ep['best']:.4g} at step {ep['best_step']}), but the latest "
+                "evaluation is no worse than the best: the data changed, not the model; no "
+                "action",
+                "info",
+                {"smoothed": slow, "best": ep["best"], "evidence": "loss-divergence",
+                 "eval_holds": True},
+            )  # fmt: skip
+            return guard.policy.decide(None, can_rollback=False)
         stable = float(target.guard.get("sched_lr") or scheduled_lr) if target else scheduled_lr
         decision = guard.policy.damage(
             f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (start "
