@@ -218,8 +218,11 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         can_rollback=target is not None,
         stable_lr=stable,
         lr_rose=scheduled_lr > guard.config.lr_rise_ratio * stable,
-        # the smoothed clean loss has already given back part of its progress
-        damaged=guard.divergence.above > 0,
+        # the smoothed clean loss has already given back part of its progress, and no
+        # evaluation within the spikes' window says the model held (if one does, the data's
+        # loss level moved: an input pipeline that changed scale, a harder shard)
+        damaged=guard.divergence.above > 0
+        and not guard.evals.holds(guard.step_count, guard.config.escalate_window),
     )
 
 
