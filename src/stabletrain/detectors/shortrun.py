@@ -17,7 +17,10 @@ All must hold (from the mechanism; none is a tuned number):
   more, a fifth of a uniform guess's (the stable digits CNN ends near 0.02 ln 10; two epochs of
   it, 46 steps, at 0.10: short by choice and nearly learned, nothing is said); a language model
   has no such floor and is judged by the two above;
-- **nothing unstable**: no non-finite loss, and the last loss under the first.
+- **nothing unstable**: no non-finite loss, and the last loss under the first;
+- **the steps are updates**: some train record's epoch differs from its step (a log with one
+  record per epoch, its step *being* the epoch -- an ultralytics ``results.csv`` -- says nothing
+  of how many optimizer steps ran, so nothing is said).
 
 The fix gives the run more optimizer steps, never a different LR (class ``progress``): no
 accumulation when ``grad_accum`` > 1 (the same epochs, that many times the steps); else, when the
@@ -62,6 +65,8 @@ class ShortRunDetector:
         self.n_nonfinite = 0
         self.last_step = -1
         self.evals: list[float] = []  # the first KEEP finite eval losses
+        #: some train record's epoch differs from its step: the steps are not epochs
+        self.steps_not_epochs = False
 
     def update(self, record: StepRecord) -> Finding | None:
         if (
@@ -73,6 +78,8 @@ class ShortRunDetector:
         if record.kind != "train":
             return None
         self.last_step = max(self.last_step, int(record.step))
+        if record.epoch is not None and float(record.epoch) != float(record.step):
+            self.steps_not_epochs = True
         if record.loss is None:
             return None
         if not math.isfinite(record.loss):
@@ -94,6 +101,9 @@ class ShortRunDetector:
         if t.size == 0:
             return
         self.last_step = max(self.last_step, int(batch.steps[t].max()))
+        ep = batch.floats("epoch")[t]  # NaN where a record has none
+        if np.any(np.isfinite(ep) & (ep != batch.steps[t])):
+            self.steps_not_epochs = True
         v = batch.floats("loss")[t]
         none = batch.none("loss")
         present = t.size if none is None else int((~none[t]).sum())
@@ -108,6 +118,8 @@ class ShortRunDetector:
         facts = facts or ConfigFacts()
         steps = self.last_step + 1
         if not (0 < steps < MIN_STEPS) or self.n_nonfinite or len(self.losses) < 6:
+            return []
+        if not self.steps_not_epochs:
             return []
         if self.losses[-1] >= self.losses[0]:
             return []
@@ -202,6 +214,7 @@ class ShortRunDetector:
             "n_nonfinite": self.n_nonfinite,
             "last_step": self.last_step,
             "evals": list(self.evals),
+            "steps_not_epochs": self.steps_not_epochs,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -210,6 +223,7 @@ class ShortRunDetector:
         self.n_nonfinite = int(state["n_nonfinite"])
         self.last_step = int(state["last_step"])
         self.evals = [float(x) for x in state["evals"]]
+        self.steps_not_epochs = bool(state.get("steps_not_epochs", False))
 
 
 def _mean(xs: list[float]) -> float:
