@@ -5,8 +5,8 @@ once, so 10,000 inputs take minutes, not hours) under a wall-time cap and an add
 (``resource.setrlimit``). For each input the child runs the real CLI ``main(argv)``; the parent
 records the exit code, the per-child peak RSS (``os.wait4``) and whether stderr holds a traceback.
 
-Seeds: every log and config file under ``tests/`` and ``configs/``, and ``../shared/real-logs``
-when present. Mutations (``mutate``): byte flips, truncation, chunk deletion and duplication,
+Seeds: every log and config file under ``tests/`` and ``configs/``, the real-world corpora
+``bench/doctor_corpus`` and ``bench/lint_corpus``, and ``../shared/real-logs`` when present. Mutations (``mutate``): byte flips, truncation, chunk deletion and duplication,
 line shuffles, hostile tokens (NaN, Infinity, 400-digit numbers, 1,000-deep brackets, YAML
 aliases and Python tags, NUL bytes, a 1 MB line) and number substitution. A separate *garbage*
 family (random bytes, number-free words, named like real logs) must be refused: exit 0 there is
@@ -176,6 +176,14 @@ def seed_files(include_shared: bool = True, generated: Path | None = None) -> di
             else:
                 logs.append(p)
     configs += sorted((REPO / "tests").rglob("*.yaml"))
+    # the real-world corpora: logs of every dialect the doctor reads, configs in every format
+    # lint reads (YAML, JSON, launch scripts, Python read as literals)
+    skip = ("SOURCE.txt", "README.md", "labels.yaml")
+    for p in sorted((REPO / "bench" / "doctor_corpus").rglob("*")):
+        if p.is_file() and p.name not in skip and p.stat().st_size <= 2_000_000:
+            logs.append(p)
+    configs += [p for p in sorted((REPO / "bench" / "lint_corpus").rglob("*")) if p.is_file()
+                and p.name != "labels.yaml" and p.stat().st_size <= 2_000_000]  # fmt: skip
     return {"doctor": logs, "lint": sorted(set(configs))}
 
 

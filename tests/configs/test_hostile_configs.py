@@ -103,3 +103,21 @@ def test_train_config_with_a_huge_number_is_a_clear_error(
     assert main(argv) == ExitCode.UNUSABLE_INPUT
     err = capsys.readouterr().err.strip()
     assert "optim.lr" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_launch_script_with_a_megabyte_line_is_read_fast(tmp_path: Path) -> None:
+    """``shlex`` is quadratic in a token's length: a fuzzed ``train.sh`` with a 1 MB line hung
+    ``lint`` for 47 s. Such a line is skipped; the script's real command is still read."""
+    path = tmp_path / "train.sh"
+    path.write_text(
+        "python train.py \\\n  --learning_rate 5e-4 \\\n  --fp16\n" + "x" * 1_000_000 + "\n",
+        encoding="utf-8",
+    )
+    code, seconds = _run(["lint", str(path), "--format", "json"], 20)
+    assert code is not None and seconds < 5, f"took {seconds:.1f}s"
+    from stabletrain.configs.cli_args import parse_command
+
+    assert parse_command(path.read_text(encoding="utf-8")) == {
+        "learning_rate": "5e-4",  # as written; the key search reads the number
+        "fp16": True,
+    }

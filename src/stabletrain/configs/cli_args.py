@@ -10,8 +10,10 @@ it (``shlex``), line continuations joined and comments dropped.
 Read: ``--key value``, ``--key=value`` and a bare ``--flag`` (true); ``-`` in names becomes ``_``
 (Megatron's ``--clip-grad`` is ``clip_grad``); "True"/"False" are booleans. Skipped: values that
 hold a shell variable (``$LR``, ``${LR}``: unknown until run time), single-dash options (``-n 1``
-means different things to different programs), and a key given again (the first value wins, as in
-the key search). A script without any ``--key`` is not a config: the caller says so.
+means different things to different programs), a key given again (the first value wins, as in
+the key search), and a line over ``MAX_LINE`` characters (no command a person launches is that
+long, and ``shlex`` takes time quadratic in a token's length: a 1 MB line took 26 s). A script
+without any ``--key`` is not a config: the caller says so.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ __all__ = ["parse_command"]
 
 _CONTINUATION = re.compile(r"\\\r?\n")
 _NEGATIVE_NUMBER = re.compile(r"^-\d")
+#: longer (joined) lines are skipped: see the module docstring
+MAX_LINE = 20_000
 
 
 def parse_command(text: str) -> dict[str, Any]:
     """The ``--key value`` arguments of every command in ``text`` (first occurrence wins)."""
     out: dict[str, Any] = {}
     for line in _CONTINUATION.sub(" ", text).splitlines():
+        if len(line) > MAX_LINE:
+            continue
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError:  # an unclosed quote: not a line we can split as the shell would
