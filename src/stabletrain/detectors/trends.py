@@ -404,7 +404,7 @@ class LossTrendDetector:
                 f"This run ends at {'; '.join(reasons)}: it has learned nothing"
                 + (
                     ", and the loss is above where it started"
-                    if final_loss > ordered[0].mean * 1.2
+                    if final_loss > start_loss * 1.2  # NaN (no loss bins): False
                     else ""
                 )
                 + ". "
