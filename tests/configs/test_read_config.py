@@ -130,3 +130,18 @@ def test_a_reference_trainer_config_is_read_for_the_model_it_builds(tmp_path: Pa
     facts = read_config(path)
     assert facts.get("dropout") == 0.9 and facts.key("dropout") == "model.gpt.dropout"
     assert facts.get("momentum") == 0.99
+
+
+@pytest.mark.parametrize("train", ["999999999999", "[1, 2]", "'text'"])
+def test_a_train_section_that_is_not_a_mapping_is_data_not_a_crash(
+    tmp_path: Path, train: str
+) -> None:
+    """A mangled stabletrain YAML (``train: 999...``) crashed the reader (TypeError: int is not
+    iterable; found by bench/fuzz.py --seed 1). The other sections are still read."""
+    f = tmp_path / "run.yaml"
+    f.write_text(
+        "run: {name: x}\ndata: {name: digits, batch_size: 64}\nmodel: {name: cnn}\n"
+        f"optim: {{name: adam, lr: 0.0005}}\nschedule: {{name: plateau}}\ntrain: {train}\n"
+    )
+    facts = read_config(f)
+    assert facts.get("lr") == 0.0005 and "max_grad_norm" not in facts

@@ -131,8 +131,8 @@ def load_tree(p: Path) -> tuple[Any, list[str]]:
 
 def _stabletrain(tree: dict[str, Any], facts: ConfigFacts, file: str) -> None:
     """The reference trainer's schema (schema.md): exact keys first, then the generic search."""
-    train = tree.get("train") or {}
-    if "max_grad_norm" in train and train["max_grad_norm"] is None:
+    train = tree.get("train")
+    if isinstance(train, dict) and "max_grad_norm" in train and train["max_grad_norm"] is None:
         # null = no clipping; 0.0 keeps that visible to lint (ConfigFacts drops None)
         facts.set("max_grad_norm", 0.0, key="train.max_grad_norm", file=file)
     exact = {
