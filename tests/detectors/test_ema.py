@@ -97,8 +97,8 @@ def test_a_real_looking_column_takes_the_fast_path(monkeypatch: pytest.MonkeyPat
     """The shortcut is what makes a 1M-row diagnosis fast: an ordinary column must not fall
     back to the exact loop."""
     calls = []
-    real = ema_module._mark_exact
-    monkeypatch.setattr(ema_module, "_mark_exact", lambda *a: calls.append(1) or real(*a))
+    real = ema_module._exact  # the exact loop: only the fall-back runs it
+    monkeypatch.setattr(ema_module, "_exact", lambda *a: calls.append(1) or real(*a))
     want = _naive(None, decay.tolist(), 0, 2.0, 0.0, True)
     assert _bulk(None, decay.tolist(), 0, 2.0, 0.0, True) == want
     assert calls == []

@@ -89,36 +89,69 @@ def ema_jumps(
     ``math.log``); ``exact(sl)``: the exact Python floats of a slice, as the live path computes
     them. The marks and the returned EMA are exactly those of the record-by-record recurrence.
     """
-    n = int(approx.size)
-    if n == 0:
+    if approx.size == 0:
         return ema
+    seen = js + n0 + 1 > 5
+    fast = _fast(ema, approx, exact, seen, scale, offset, positive)
+    if fast is None:  # the shortcut cannot vouch for a mark or the final EMA: the exact loop
+        values = exact(slice(None))
+        after = _exact(ema, values)
+        v = np.asarray(values, dtype=np.float64)
+        hit, final = _jumps(v, _before(ema, after), seen, scale, offset, positive), float(after[-1])
+    else:
+        hit, final = fast
+    severe[js[hit]] = True
+    return final
+
+
+def _before(ema: float | None, after: np.ndarray) -> np.ndarray:
+    """The EMA before each value (NaN before the first when there was none)."""
+    prev = np.empty(after.size)
+    prev[0] = np.nan if ema is None else ema
+    prev[1:] = after[:-1]
+    return prev
+
+
+def _jumps(
+    v: np.ndarray, prev: np.ndarray, seen: np.ndarray, scale: float, offset: float, positive: bool
+) -> np.ndarray:
+    """Where a value jumped above the EMA before it (see :func:`ema_jumps`)."""
+    hit = v > scale * prev + offset
+    if positive:
+        hit &= scale * prev > 0
+    return hit & seen
+
+
+def _fast(
+    ema: float | None,
+    approx: np.ndarray,
+    exact: Callable[[slice], list[float]],
+    seen: np.ndarray,
+    scale: float,
+    offset: float,
+    positive: bool,
+) -> tuple[np.ndarray, float] | None:
+    """The marks and the final EMA by the blocked approximation and coupling from the past;
+    None when a comparison lies within the margin or the trajectories do not meet."""
+    n = int(approx.size)
     if n <= _TAIL:
-        return _mark_exact(ema, exact(slice(None)), js, n0, severe, scale, offset, positive)
+        return None
     e0 = float(approx[0]) if ema is None else _step(ema, float(approx[0]))
     after = np.concatenate(([e0], _approximate(e0, approx[1:])))
     big = float(np.max(np.abs(approx)))
     margin = _MARGIN * max(big, abs(e0), abs(ema or 0.0), 1e-300) * (1 + abs(scale))
     if not np.all(np.isfinite(after)) or not np.isfinite(margin):
-        return _mark_exact(ema, exact(slice(None)), js, n0, severe, scale, offset, positive)
-    prev = np.empty(n)
-    prev[0] = np.nan if ema is None else ema
-    prev[1:] = after[:-1]
-    edge = scale * prev + offset
-    unsure = np.abs(approx - edge) <= margin
+        return None
+    prev = _before(ema, after)
+    unsure = np.abs(approx - (scale * prev + offset)) <= margin
     if positive:
         unsure |= np.abs(scale * prev) <= margin
-    seen = js + n0 + 1 > 5
     if np.any(unsure[1:] & seen[1:]) or (ema is not None and unsure[0] and seen[0]):
-        return _mark_exact(ema, exact(slice(None)), js, n0, severe, scale, offset, positive)
-    hit = approx > edge
-    if positive:
-        hit &= scale * prev > 0
-    hit &= seen
+        return None
     final = _final_exactly(after, exact, n, margin)
     if final is None:
-        return _mark_exact(ema, exact(slice(None)), js, n0, severe, scale, offset, positive)
-    severe[js[hit]] = True
-    return final
+        return None
+    return _jumps(approx, prev, seen, scale, offset, positive), final
 
 
 def _final_exactly(
@@ -132,27 +165,3 @@ def _final_exactly(
     for v in tail:
         lo, hi = _step(lo, v), _step(hi, v)
     return lo if lo == hi else None
-
-
-def _mark_exact(
-    ema: float | None,
-    values: list[float],
-    js: np.ndarray,
-    n0: int,
-    severe: np.ndarray,
-    scale: float,
-    offset: float,
-    positive: bool,
-) -> float:
-    """The record-by-record recurrence and marks: the reference and the fallback."""
-    after = _exact(ema, values)
-    v = np.asarray(values, dtype=np.float64)
-    prev = np.empty(len(values))
-    prev[0] = np.nan if ema is None else ema
-    prev[1:] = after[:-1]
-    hit = v > scale * prev + offset
-    if positive:
-        hit &= scale * prev > 0
-    hit &= js + n0 + 1 > 5
-    severe[js[hit]] = True
-    return float(after[-1])
