@@ -42,3 +42,18 @@ def test_the_doctor_knows_the_guarded_loop(tmp_path) -> None:
     assert not any("Enable gradient clipping" in f.description for f in fixes)
     clip_values = [f.changes["max_grad_norm"] for f in fixes if "max_grad_norm" in f.changes]
     assert all(v < 1.0 for v in clip_values)  # only ever tighter than the clip it had
+
+
+def test_warmup_fix_of_a_spike_fits_in_the_run(tmp_path) -> None:
+    """A spike finding's warm-up fix is bounded by the run the log shows: this 300-step run with
+    two early spikes was told to add ``warmup_steps: 500`` (longer than the run; the fix's own
+    text says "at most a fifth of the run")."""
+    _guarded_sgd_run(tmp_path / "run")
+    report = diagnose(tmp_path / "run")
+    warmups = [
+        f.changes["warmup_steps"]
+        for finding in report.findings
+        for f in finding.fixes
+        if "warmup_steps" in f.changes
+    ]
+    assert warmups and all(0 < w <= 60 for w in warmups), warmups
