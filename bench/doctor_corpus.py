@@ -2,8 +2,9 @@
 
 Every log in ``bench/doctor_corpus/labels.yaml`` (real public training logs, labelled before any
 doctor was run on them, split into a DEV and a HELD-OUT half; 48 from the first collection, 26
-from round 3, 24 from round 4, 12 from round 5 (all held-out) and 15 from round 6, ``round: N``,
-whose halves are reported apart as "r3 dev" / "r3 heldout" ... "r6 dev" / "r6 heldout") is given to
+from round 3, 24 from round 4, 12 from round 5 (all held-out), 15 from round 6 and 26 from round 7,
+``round: N``, whose halves are reported apart as "r3 dev" / "r3 heldout" ... "r7 dev" / "r7 heldout")
+is given to
 
 - stabletrain: ``python -m stabletrain.cli doctor LOG --format json`` in a child process (the
   child inherits PYTHONPATH, so ``PYTHONPATH=/work/base/src`` measures the session-start code);
@@ -22,7 +23,7 @@ each with a time cap, and scored the same way:
 Usage:
     PYTHONPATH=/work/base/src .venv/bin/python bench/doctor_corpus.py          # session-start code
     .venv/bin/python bench/doctor_corpus.py --tools stabletrain --split dev    # current tree
-    options: --json OUT (per-log outcomes), --details, --timeout S, --only NAME[,NAME], --round 1|3|4|5|6,
+    options: --json OUT (per-log outcomes), --details, --timeout S, --only NAME[,NAME], --round 1|3|4|5|6|7,
              --from-json OUT (print the tables of a saved run without running anything)
 """
 
@@ -330,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--split", choices=("dev", "heldout", "all"), default="all")
-    ap.add_argument("--round", default="all", help="collection round: 1, 3, 4, 5, 6 or all")
+    ap.add_argument("--round", default="all", help="collection round: 1, 3, 4, 5, 6, 7 or all")
     ap.add_argument("--only", default="", help="comma-separated log names")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--jobs", type=int, default=2)
