@@ -24,7 +24,11 @@ Each run is scored as labels.yaml's header says:
 Usage:
     .venv/bin/python bench/lint_corpus.py                       # current tree, both halves
     PYTHONPATH=/work/base/src .venv/bin/python bench/lint_corpus.py --code base
-    options: --split tune|heldout|all, --details, --json OUT, --only NAME[,NAME], --timeout S
+    options: --round 1|2|all, --split tune|heldout|all, --details, --json OUT,
+             --only NAME[,NAME], --timeout S
+
+Rounds: round 1 (session 5) is all development data from session 6 on; round 2's held-out half
+is the untouched one (run it once, with the final tree). Each round and half prints its own line.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Outcome:
     silent_clean: bool = False
     wrong_direction: list[str] = field(default_factory=list)
     message: str = ""
+    round: int = 1
 
 
 def load_labels() -> list[dict[str, Any]]:
@@ -157,6 +162,7 @@ def wrong_direction(report: dict[str, Any], path: Path) -> list[str]:
 def score(label: dict[str, Any], timeout: float, inprocess: bool = False) -> Outcome:
     path = CORPUS / "configs" / label["file"]
     o = Outcome(label["name"], label["split"], label["kind"], label["format"])
+    o.round = int(label.get("round", 1))
     rc, out, err, o.seconds = run_lint(path, timeout, inprocess)
     o.rc = rc
     report: dict[str, Any] | None = None
@@ -248,6 +254,7 @@ def details(outcomes: list[Outcome]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("tune", "heldout", "all"), default="all")
+    ap.add_argument("--round", choices=("1", "2", "all"), default="all")
     ap.add_argument("--only", default="")
     ap.add_argument("--details", action="store_true")
     ap.add_argument("--json", type=Path)
@@ -258,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = load_labels()
     if args.split != "all":
         labels = [c for c in labels if c["split"] == args.split]
+    if args.round != "all":
+        labels = [c for c in labels if int(c.get("round", 1)) == int(args.round)]
     if args.only:
         wanted = set(args.only.split(","))
         labels = [c for c in labels if c["name"] in wanted]
@@ -267,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         f"stabletrain lint on bench/lint_corpus ({args.code}; PYTHONPATH="
         f"{os.environ.get('PYTHONPATH', '') or '-'})"
     )
-    for split in ("tune", "heldout"):
-        part = [o for o in outcomes if o.split == split]
-        if part:
-            print(table(part, f"{split:8}"))
-            if args.details:
-                print(details(part))
+    for rnd in sorted({o.round for o in outcomes}):
+        for split in ("tune", "heldout"):
+            part = [o for o in outcomes if o.split == split and o.round == rnd]
+            if part:
+                print(table(part, f"r{rnd} {split:8}"))
+                if args.details:
+                    print(details(part))
     if args.json:
         args.json.write_text(json.dumps([asdict(o) for o in outcomes], indent=1), "utf-8")
     return 0
