@@ -45,7 +45,7 @@ within each group, in file order) is in the case file.
 
     .venv/bin/python bench/fix_loop.py [--code PATH] [--apply findings|changeset|patch]
         [--split tune|heldout|all] [--cases a,b] [--jobs N] [--json OUT] [--work DIR] [--details tune|all]
-        [--cases-file bench/fix_cases/cases2.yaml] [--reuse-broken] [--broken-from DIR]
+        [--cases-file bench/fix_cases/cases2.yaml] [--reuse-broken] [--broken-from DIR] [--train-only]
     .venv/bin/python bench/fix_loop.py --from OUT.json [--split S] [--details tune]
 
 ``--cases-file`` selects a case file (``cases2.yaml``: round 2, ``cases3.yaml``: round 3,
@@ -58,6 +58,11 @@ only re-runs the doctor and the fixed runs: e.g. ``--apply patch`` after ``--app
 code had trained them, then reuses them: only valid when the two trees' trainer and guard are the
 same (``git log A..B -- src/stabletrain/train src/stabletrain/guard`` empty) — the doctor and
 the fixed runs are this code's.
+
+``--train-only`` trains the stable references and the broken runs and prints, per case, the
+broken run's quality against the reference and the verdict (broken or not, by the margin): how a
+new round's "truly broken" verdicts are written down before any doctor runs on it. A later
+``--broken-from`` that work dir reuses those runs.
 
 ``--details tune`` prints the findings, change set and applied overrides of the tune cases only:
 the held-out half is reported as numbers, so nobody tunes the doctor on it.
@@ -530,6 +535,19 @@ class Loop:
             seconds=time.perf_counter() - t0,
         )
 
+    def broken_only(self, case: Case) -> str:
+        """Train the broken run only: one line with its quality, the reference's and the verdict."""
+        model, chance = case.model, self.chance[case.model]
+        base = self.spec["bounds"][model] + case.overrides
+        out = self.work / case.name / "broken"
+        run = train_run(self.tree, model, case.config, base, out, chance, self.reuse)
+        ref = self.refs[model].quality
+        verdict = "broken" if ref - run.quality >= MARGIN[model] else "not broken"
+        return (
+            f"| {case.name} | {case.split} | {show(model, run.quality).strip()} | "
+            f"{show(model, ref).strip()} | {verdict} | {run.error or '-'} |"
+        )
+
     def progress(self, i: int, n: int, o: Outcome) -> None:
         verdict = "repaired" if o.repaired else ("not broken" if not o.broken else "NOT repaired")
         line = (
@@ -541,16 +559,26 @@ class Loop:
         with self.lock:
             print(line, file=sys.stderr, flush=True)
 
-    def run(self, cases: list[Case]) -> list[Outcome]:
+    def references(self, pool: ThreadPoolExecutor, cases: list[Case]) -> None:
         models = sorted({c.model for c in cases})
+        for model, run in zip(models, pool.map(self.reference, models), strict=True):
+            self.refs[model] = run
+            print(
+                f"reference {model}: {show(model, run.quality)} ({run.seconds:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def train_only(self, cases: list[Case]) -> str:
         with ThreadPoolExecutor(self.args.jobs) as pool:
-            for model, run in zip(models, pool.map(self.reference, models), strict=True):
-                self.refs[model] = run
-                print(
-                    f"reference {model}: {show(model, run.quality)} ({run.seconds:.0f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            self.references(pool, cases)
+            rows = list(pool.map(self.broken_only, cases))
+        head = "| case | split | broken run | reference | verdict | error |"
+        return "\n".join([head, "|" + "---|" * 6, *rows])
+
+    def run(self, cases: list[Case]) -> list[Outcome]:
+        with ThreadPoolExecutor(self.args.jobs) as pool:
+            self.references(pool, cases)
             done = 0
             results: list[Outcome] = []
 
@@ -675,6 +703,12 @@ def main(argv: list[str] | None = None) -> int:
         "same trainer and guard, and reuse them (implies --reuse-broken)",
     )
     ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the references and broken runs only and print the broken/not verdicts "
+        "(no doctor)",
+    )
+    ap.add_argument(
         "--from",
         dest="saved",
         type=Path,
@@ -708,6 +742,10 @@ def main(argv: list[str] | None = None) -> int:
         args.reuse_broken = True
     loop = Loop(args, spec)
     where = loop.tree.where()
+    if args.train_only:
+        print(f"stabletrain: {where}; train only; work {args.work}", file=sys.stderr)
+        print(loop.train_only(cases))
+        return 0
     if args.apply == "patch" and "--patch" not in loop.tree.doctor_help():
         print(f"--apply patch: the doctor of {where} has no --patch", file=sys.stderr)
         return 2

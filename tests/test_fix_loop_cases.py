@@ -1,6 +1,6 @@
-"""The fix-loop case files (bench/fix_cases/cases.yaml, cases2.yaml .. cases4.yaml) are well formed:
+"""The fix-loop case files (bench/fix_cases/cases.yaml, cases2.yaml .. cases5.yaml) are well formed:
 every case's config and overrides are accepted by the reference trainer, the split follows the
-rule written in the file, round 1 covers both models and every seed config, rounds 2-4 have at
+rule written in the file, round 1 covers both models and every seed config, rounds 2-5 have at
 least 12 new cases each on both models, none a repeat of an earlier round's. Fast: nothing is trained."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ CASES = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases.yaml").read_text()
 ROUND2 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases2.yaml").read_text())
 ROUND3 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases3.yaml").read_text())
 ROUND4 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases4.yaml").read_text())
+ROUND5 = yaml.safe_load((ROOT / "bench" / "fix_cases" / "cases5.yaml").read_text())
 FIELDS = {"name", "group", "split", "model", "config", "overrides", "fault", "lr_rule", "cause",
           "expect", "repair", "first_sight"}  # fmt: skip
 
@@ -37,8 +38,13 @@ def test_case_set_covers_both_models_and_every_seed() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "earlier"),
-    [(ROUND2, [CASES]), (ROUND3, [CASES, ROUND2]), (ROUND4, [CASES, ROUND2, ROUND3])],
-    ids=["round2", "round3", "round4"],
+    [
+        (ROUND2, [CASES]),
+        (ROUND3, [CASES, ROUND2]),
+        (ROUND4, [CASES, ROUND2, ROUND3]),
+        (ROUND5, [CASES, ROUND2, ROUND3, ROUND4]),
+    ],
+    ids=["round2", "round3", "round4", "round5"],
 )
 def test_later_rounds_are_new_and_cover_both_models(spec: dict, earlier: list[dict]) -> None:
     cases = spec["cases"]
@@ -52,7 +58,9 @@ def test_later_rounds_are_new_and_cover_both_models(spec: dict, earlier: list[di
 
 
 @pytest.mark.parametrize(
-    "spec", [CASES, ROUND2, ROUND3, ROUND4], ids=["round1", "round2", "round3", "round4"]
+    "spec",
+    [CASES, ROUND2, ROUND3, ROUND4, ROUND5],
+    ids=["round1", "round2", "round3", "round4", "round5"],
 )
 def test_split_alternates_within_each_group(spec: dict) -> None:
     by_group: dict[str, list[str]] = {}
@@ -65,7 +73,7 @@ def test_split_alternates_within_each_group(spec: dict) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "case"),
-    [(spec, c) for spec in (CASES, ROUND2, ROUND3, ROUND4) for c in spec["cases"]],
+    [(spec, c) for spec in (CASES, ROUND2, ROUND3, ROUND4, ROUND5) for c in spec["cases"]],
     ids=lambda x: x.get("name", ""),
 )
 def test_case_config_is_accepted_by_the_trainer(spec: dict, case: dict) -> None:
