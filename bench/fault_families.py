@@ -21,6 +21,13 @@ embedding (tied to the output head) initialised at this std instead of GPT-2's 0
 Round 4 variants (``build_model``'s ``attn_scale``): the GPT's attention with a hand-written
 scale (``1.0``: the ``1/sqrt(d_head)`` forgotten, logits ~4.9x too large at head width 24).
 
+Round 5 variants (``build_model``'s keywords): ``dropout`` -- the recurrent LMs with dropout
+of this probability on the recurrent output (``0.9``: a TensorFlow ``keep_prob`` of 0.9 passed
+as PyTorch's drop probability); ``softmax_out`` -- a ``Softmax`` as the model's last layer, its output fed to the
+cross-entropy (the softmax applied twice); ``logit_temp`` -- a learnable temperature on the
+logits, ``exp(s)`` with ``s`` initialised at ``log(1 / logit_temp)`` and never clamped (CLIP's
+logit scale without its clamp at 100).
+
 The metric is val accuracy: of the 10 digit classes, or of the next character on 128 held-out
 blocks. A run is at *chance* when its metric is no better than ignoring the input: 0.15 on digits,
 the most frequent character's share (+0.02) on text. Batches are drawn once per seed, before the
@@ -72,9 +79,12 @@ SPECS: dict[FamilyName, Family] = {
 
 
 class CharLSTM(nn.Module):
-    """A character LM over one recurrent layer: an LSTM, or a vanilla tanh RNN (``cell="rnn"``)."""
+    """A character LM over one recurrent layer: an LSTM, or a vanilla tanh RNN (``cell="rnn"``);
+    ``dropout`` on the recurrent output."""
 
-    def __init__(self, vocab: int, emb: int = 32, hidden: int = 96, cell: str = "lstm") -> None:
+    def __init__(
+        self, vocab: int, emb: int = 32, hidden: int = 96, cell: str = "lstm", dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.emb = nn.Embedding(vocab, emb)
         self.rnn: nn.Module = (
@@ -82,10 +92,35 @@ class CharLSTM(nn.Module):
             if cell == "lstm"
             else nn.RNN(emb, hidden, nonlinearity="tanh", batch_first=True)
         )
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, vocab)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.head(self.rnn(self.emb(idx))[0])
+        return self.head(self.drop(self.rnn(self.emb(idx))[0]))
+
+
+class SoftmaxOut(nn.Module):
+    """The model with a ``Softmax`` as its last layer: probabilities where logits are meant."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.inner(x), dim=-1)
+
+
+class LogitTemperature(nn.Module):
+    """The model's logits times a learnable ``exp(s)``, ``s`` initialised at ``log(1 / temp)``,
+    never clamped."""
+
+    def __init__(self, inner: nn.Module, temp: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temp)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * self.log_scale.exp()
 
 
 class ScaledAttention(SelfAttention):
@@ -149,10 +184,32 @@ def build_model(
     post_ln: bool = False,
     emb_std: float | None = None,
     attn_scale: float | None = None,
+    dropout: float = 0.0,
+    softmax_out: bool = False,
+    logit_temp: float | None = None,
 ) -> nn.Module:
     """The family's model, initialised from the current torch seed (``depth``: the mlp's layers,
     8 by default; ``post_ln`` and ``emb_std``: the gpt variants of round 3; ``attn_scale``:
-    round 4's hand-written attention scale)."""
+    round 4's hand-written attention scale; the rest: round 5's variants, see above)."""
+    model = _build(fam, init_std, depth, post_ln=post_ln, emb_std=emb_std, attn_scale=attn_scale,
+                   dropout=dropout)  # fmt: skip
+    if softmax_out:
+        model = SoftmaxOut(model)
+    if logit_temp is not None:
+        model = LogitTemperature(model, logit_temp)
+    return model
+
+
+def _build(
+    fam: Family,
+    init_std: float | None,
+    depth: int | None,
+    *,
+    post_ln: bool,
+    emb_std: float | None,
+    attn_scale: float | None,
+    dropout: float,
+) -> nn.Module:
     if fam.name == "cnn":
         return CNN(CNNSection(channels=[8, 16, 32], hidden=64, batch_norm=True), 1, 10)
     if fam.name == "mlp":
@@ -168,23 +225,35 @@ def build_model(
                 block.attn.__class__ = ScaledAttention
                 block.attn.scale = attn_scale  # type: ignore[union-attr]
         return gpt
-    return CharLSTM(vocab, cell=fam.name)
+    return CharLSTM(vocab, cell=fam.name, dropout=dropout)
 
 
 def draw_batches(
-    fam: Family, seed: int, count: int, batch: int, subset: int | None = None
+    fam: Family,
+    seed: int,
+    count: int,
+    batch: int,
+    subset: int | None = None,
+    *,
+    by_label: bool = False,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``count`` batches of ``batch`` examples: epochs of a seeded permutation of the training set
-    (its first ``subset`` examples when given)."""
+    (its first ``subset`` examples when given). ``by_label``: every epoch in the same order,
+    sorted by label (a loader without ``shuffle=True`` over a dataset stored class by class;
+    the seed orders the examples within a class)."""
     ds = dataset(fam.task)
     n = len(ds.x_train) if subset is None else subset
     g = torch.Generator().manual_seed(1000 + seed)
     out: list[tuple[torch.Tensor, torch.Tensor]] = []
     perm = torch.randperm(n, generator=g)
+    if by_label:
+        perm = perm[torch.sort(ds.y_train[perm], stable=True).indices]
     at = 0
     while len(out) < count:
         if at + batch > n:
-            perm, at = torch.randperm(n, generator=g), 0
+            at = 0
+            if not by_label:
+                perm = torch.randperm(n, generator=g)
         idx = perm[at : at + batch]
         at += batch
         out.append((ds.x_train[idx].clone(), ds.y_train[idx].clone()))

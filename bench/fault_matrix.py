@@ -1,9 +1,10 @@
-"""Fault matrix: 48 fault classes x 3 seeds x 5 model families under 7 protection methods.
+"""Fault matrix: 60 fault classes x 3 seeds x 5 model families under 7 protection methods.
 
 Round 1: 17 fault classes and 4 stable references over four families; round 2 (``--round 2``):
 10 unseen fault classes and 3 stable references, adding a vanilla RNN family; round 3
 (``--round 3``): 9 unseen fault classes and 2 stable references; round 4 (``--round 4``): 12
-unseen fault classes and 1 stable reference.
+unseen fault classes and 1 stable reference; round 5 (``--round 5``): 12 unseen fault classes
+and 1 stable reference.
 
 Every fault enters the run the way it does in practice -- through the data, the config, the
 precision or the initialisation -- never by faking a loss. Families (``fault_families.py``): a
@@ -222,6 +223,69 @@ rnn
                       gradient of the mean meant), SGD 0.3; reference ref_rnn_sgd: none
                       0.284/0.113/0.118. Expect: back off / clip the damage; not diverged.
 
+Round 5 (``--round 5``): unseen faults, written after rounds 1-4 had been tuned on (every held-out
+half before it is touched) and BEFORE any guard ran on them; fault sizes set by running ``none``
+only (values in ``ROUND5``; 2026-12-08 01:35-02:12 UTC, session 6), committed with the T/H split
+before the first-sight run of the session-start code. Each comes from how real runs fail, as
+reported on GitHub or Q&A sites (a loader without ``shuffle=True``; a resume on a smaller machine;
+momentum 0.99 for 0.9; Adam betas given in the wrong order; a TensorFlow ``keep_prob`` ported as
+PyTorch's dropout ``p``, e.g. bonlime/keras-deeplab-v3-plus#4, piergiaj/pytorch-i3d#58; AdamW's
+decoupled weight decay passed to Adam; images from a source with the other axis order; a softmax
+before ``CrossEntropyLoss``; CLIP's logit scale without its clamp, openai/CLIP#46; a resume whose
+``load_state_dict(strict=False)`` loaded nothing; LM targets not shifted, songlab-cal/tape#32, or
+shifted twice, huggingface/transformers#44642). The split is by family and kind of fault
+(optimizer config, model config, data, resume: one of each kind in each half where possible),
+not by the ``none`` figures. Whatever a robust guard does, it must never end worse than ``none``.
+
+stable (round 5)
+  ref_lstm_dropout    the LSTM with dropout 0.1 on its output (what keep_prob 0.9 meant; none
+                      0.537/0.540/0.530): the reference of keep_prob_dropout. No action, ~ none.
+cnn
+  T unshuffled        every epoch in label order (no shuffle over a dataset stored class by
+                      class): each batch holds one or two classes; none 0.072/0.178/0.089 (at or
+                      below chance). No guard can reorder the data. Expect: no harmful action;
+                      an eval rollback to the best-eval weights may help; >= none.
+  T resume_small_batch from step 100 the batch is 4, not 32, at the same AdamW 3e-3 (a resume on
+                      a smaller machine; BatchNorm on 4 examples); none 0.930/0.930/0.866
+                      (stable 0.975/0.978/0.975). Expect: noise is not damage; >= none.
+  H transposed_shard  batches 140-179 hold transposed images (a source with the other axis
+                      order); none 0.930/0.953/0.911. Expect: no harmful action; an eval decline
+                      may roll back to before the shard; >= none.
+mlp
+  T momentum_typo     the 16-layer mlp at SGD lr 0.02 with momentum 0.99 (0.9 meant: ~10x the
+                      step); reference ref_deep_sgd: none 0.106 on all seeds (diverged). Expect:
+                      back off the LR on the damage; not diverged.
+  H softmax_twice     a Softmax as the model's last layer, its output fed to the cross-entropy;
+                      none 0.521/0.944/0.702 (stable 0.925/0.933/0.967). No guard can remove it.
+                      Expect: no harmful action; >= none.
+  H logit_temp        the logits times a learnable exp(s), s initialised at log(1/0.07) (x14.3),
+                      never clamped; none 0.880/0.858/0.891. Expect: clip / lower the LR on
+                      damage, no harm; >= none.
+gpt
+  T betas_swapped     AdamW betas (0.999, 0.9) (the pair given in the wrong order) at 3e-3; none
+                      0.272/0.286/0.312 (chance 0.307). Expect: roll back on the damage and
+                      lower the LR; not diverged; >= none.
+  H resume_weights_lost after step 100 the weights are a fresh initialisation while the optimizer
+                      state and the schedule carry on (strict=False loaded no key); none
+                      0.351/0.357/0.350 (stable 0.394/0.378/0.409). Note: the guard's in-memory
+                      snapshots survive this in-process "resume", which a real restart would not
+                      give it. Expect: >= none.
+lstm
+  T keep_prob_dropout dropout 0.9 on the LSTM output (keep_prob 0.9 passed as p); reference
+                      ref_lstm_dropout: none 0.412/0.395/0.397. No guard can remove the dropout.
+                      Expect: no harmful action; >= none.
+  H unshifted_shard   batches 140-179 have targets equal to their inputs (a shard tokenised
+                      without the shift): the train loss collapses on a shortcut, then climbs
+                      back; none 0.391/0.423/0.417. Expect: no harmful action; an eval rollback to
+                      before the shard may help; >= none.
+rnn
+  T adam_l2           torch.optim.Adam with weight_decay 0.01 (AdamW's decoupled 0.01 meant: an
+                      L2 term inside the adaptive update); none 0.424/0.423/0.408 (stable
+                      0.493/0.507/0.505). Expect: no harmful action; >= none.
+  H double_shift      targets one position further (next-next character: labels shifted by hand
+                      before a loss that shifts them again); none 0.285/0.289/0.293 (below
+                      chance). No guard can fix it. Expect: no harmful action; >= none.
+
 Per method it reports: *crashed* (an exception other than TrainingAborted, caught and counted;
 a crash never stops the bench), *diverged* (non-finite weights, buffers or val loss, metric at
 chance, or a guard abort), *failed* (crashed, diverged, or final metric < 95% of the stable
@@ -369,6 +433,28 @@ class Scenario:
     pad_min: int | None = None
     token_sum: bool = False  # lm loss summed over the block's positions, averaged over the batch
     lr_growth: float | None = None  # the LR is x this every step (an LR range test left on)
+    # -- round 5 (written after rounds 1-4 were tuned on, before any guard ran on them) --
+    dropout: float = 0.0  # lstm/rnn: dropout on the recurrent output
+    softmax_out: bool = False  # a Softmax as the model's last layer, fed to the cross-entropy
+    logit_temp: float | None = None  # a learnable, unclamped temperature on the logits
+    momentum: float = 0.9  # SGD momentum
+    #: Adam (not AdamW) with this weight_decay: an L2 term inside the adaptive update (AdamW's
+    #: decoupled 0.01 passed to Adam)
+    adam_l2: float | None = None
+    by_label: bool = False  # batches in label order, every epoch the same (no shuffle)
+    #: (position, batch): from this micro-batch on, only the first ``batch`` examples
+    small_batch_from: tuple[int, int] | None = None
+    unshifted: tuple[int, int] | None = None  # [start, end) positions: lm targets = inputs
+    #: lm: targets shifted this many positions further (1: next-next character, the labels
+    #: shifted by hand before a loss that shifts them again)
+    target_shift: int = 0
+    #: after this optimizer step the weights are a fresh initialisation (a resume whose
+    #: ``load_state_dict(strict=False)`` matched no key: "module." prefixes) while the
+    #: optimizer state and the schedule carry on
+    reinit_at: int | None = None
+    #: [start, end) positions whose images are transposed (a source stored width-major, or
+    #: read with the other library's axis order)
+    transposed: tuple[int, int] | None = None
 
 
 #: round 2's fault sizes, set by running ``none`` only (see the docstring)
@@ -403,6 +489,18 @@ ROUND4: dict[str, float] = {
     "const_lr": 3e-3,
     "bf16_lr": 1e-3,
     "pad_min": 4,
+}
+
+#: round 5's fault sizes, set by running ``none`` only (see the docstring)
+ROUND5: dict[str, float] = {
+    "ref_dropout": 0.1,
+    "keep_prob": 0.9,
+    "small_batch": 4,
+    "typo_momentum": 0.99,
+    "typo_lr": 0.02,
+    "temp": 0.07,
+    "betas_lr": 3e-3,
+    "adam_l2": 1e-2,
 }
 
 SCENARIOS: list[Scenario] = [
@@ -491,6 +589,25 @@ SCENARIOS: list[Scenario] = [
     Scenario("attn_no_scale", "gpt", "held-out", attn_scale=1.0, lr=ROUND4["attn_lr"], round=4),
     Scenario("lr_range_left_on", "lstm", "held-out", lr=ROUND4["growth_lr"],
              lr_growth=ROUND4["growth"], round=4),
+    # -- round 5: unseen faults, written before any guard ran on them (see the docstring) --
+    Scenario("ref_lstm_dropout", "lstm", "stable", dropout=ROUND5["ref_dropout"],
+             reference="ref_lstm_dropout", round=5),
+    Scenario("unshuffled", "cnn", "tune", by_label=True, round=5),
+    Scenario("resume_small_batch", "cnn", "tune",
+             small_batch_from=(100, int(ROUND5["small_batch"])), round=5),
+    Scenario("momentum_typo", "mlp", "tune", opt="sgd", lr=ROUND5["typo_lr"], depth=16,
+             momentum=ROUND5["typo_momentum"], reference="ref_deep_sgd", round=5),
+    Scenario("betas_swapped", "gpt", "tune", betas=(0.999, 0.9), lr=ROUND5["betas_lr"],
+             round=5),
+    Scenario("keep_prob_dropout", "lstm", "tune", dropout=ROUND5["keep_prob"],
+             reference="ref_lstm_dropout", round=5),
+    Scenario("adam_l2", "rnn", "tune", adam_l2=ROUND5["adam_l2"], round=5),
+    Scenario("transposed_shard", "cnn", "held-out", transposed=(140, 180), round=5),
+    Scenario("softmax_twice", "mlp", "held-out", softmax_out=True, round=5),
+    Scenario("logit_temp", "mlp", "held-out", logit_temp=ROUND5["temp"], round=5),
+    Scenario("resume_weights_lost", "gpt", "held-out", reinit_at=100, round=5),
+    Scenario("unshifted_shard", "lstm", "held-out", unshifted=(140, 180), round=5),
+    Scenario("double_shift", "rnn", "held-out", target_shift=1, round=5),
 ]  # fmt: skip
 BY_NAME = {s.name: s for s in SCENARIOS}
 #: scenarios that are another scenario's reference
@@ -578,6 +695,15 @@ def _inject(sc: Scenario, batches: list[tuple[torch.Tensor, torch.Tensor]], seed
             y = torch.randint(0, classes, y.shape, generator=g)
         if sc.label_shift and sc.label_shift[0] <= i < sc.label_shift[1]:
             y = (y + 1) % classes
+        if sc.unshifted and sc.unshifted[0] <= i < sc.unshifted[1]:
+            y = x.clone()  # a shard tokenised without the one-position shift
+        if sc.transposed and sc.transposed[0] <= i < sc.transposed[1]:
+            x = x.transpose(-1, -2).contiguous()
+        if sc.target_shift:
+            k = sc.target_shift
+            y = torch.cat([y[:, k:], y[:, -1:].expand(-1, k)], dim=1)
+        if sc.small_batch_from is not None and i >= sc.small_batch_from[0]:
+            x, y = x[: sc.small_batch_from[1]], y[: sc.small_batch_from[1]]
         batches[i] = (x, y)
 
 
@@ -622,6 +748,26 @@ def finite_model(model: nn.Module) -> bool:
                if t.is_floating_point())  # fmt: skip
 
 
+def _build(sc: Scenario, fam: Any) -> nn.Module:
+    return build_model(
+        fam, sc.init_std, sc.depth, post_ln=sc.post_ln, emb_std=sc.emb_std,
+        attn_scale=sc.attn_scale, dropout=sc.dropout, softmax_out=sc.softmax_out,
+        logit_temp=sc.logit_temp,
+    )  # fmt: skip
+
+
+def _reinit(model: nn.Module, sc: Scenario, fam: Any, seed: int) -> None:
+    """Overwrite the weights in place with a fresh initialisation (another seed), keeping the
+    parameter objects the optimizer holds."""
+    rng = torch.get_rng_state()
+    torch.manual_seed(10_000 + seed)
+    fresh = _build(sc, fam).state_dict()
+    torch.set_rng_state(rng)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            t.copy_(fresh[name])
+
+
 def run_one(sc: Scenario, method: str, seed: int) -> Result:
     res = Result(sc.name, method, seed)
     t0 = time.perf_counter()
@@ -629,10 +775,7 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
         sc = replace(sc, fp16_autocast=False, scaler=None)
     fam = SPECS[sc.family]
     torch.manual_seed(seed)
-    model = build_model(
-        fam, sc.init_std, sc.depth, post_ln=sc.post_ln, emb_std=sc.emb_std,
-        attn_scale=sc.attn_scale,
-    )  # fmt: skip
+    model = _build(sc, fam)
     if sc.fp16_params:
         model = model.half()
     if sc.bf16_params:
@@ -647,14 +790,18 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
         ]
     opt: torch.optim.Optimizer
     if sc.opt == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+        opt = torch.optim.SGD(params, lr=lr, momentum=sc.momentum)
     else:
         adam: dict[str, Any] = {"weight_decay": sc.weight_decay}
         if sc.betas is not None:
             adam["betas"] = sc.betas
         if sc.eps is not None:
             adam["eps"] = sc.eps
-        opt = torch.optim.AdamW(params, lr=lr, **adam)
+        opt = (
+            torch.optim.AdamW(params, lr=lr, **adam)
+            if sc.adam_l2 is None
+            else torch.optim.Adam(params, lr=lr, **{**adam, "weight_decay": sc.adam_l2})
+        )
     warmup = fam.warmup if sc.warmup is None else sc.warmup
     factor = _schedule(sc, warmup)
     sched = (
@@ -675,7 +822,9 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
     scaler = torch.amp.GradScaler("cpu", **sc.scaler) if sc.scaler is not None else None
     kind, preset = METHODS[method]
     batch = (sc.batch or fam.batch) // sc.accum
-    batches = draw_batches(fam, seed, STEPS * sc.accum, batch, sc.train_subset)
+    batches = draw_batches(
+        fam, seed, STEPS * sc.accum, batch, sc.train_subset, by_label=sc.by_label
+    )
     _inject(sc, batches, seed)
     capture = _Capture()
     logger = logging.getLogger("stabletrain")
@@ -711,6 +860,8 @@ def run_one(sc: Scenario, method: str, seed: int) -> Result:
             res.steps += 1
             if res.steps == sc.resume_at:  # a resume that did not restore the optimizer state
                 opt.state.clear()
+            if res.steps == sc.reinit_at:  # a resume that restored everything but the weights
+                _reinit(model, sc, fam, seed)
             if res.steps % EVAL_EVERY == 0:
                 vl, metric = evaluate(model, fam, x_scale=sc.input_scale)
                 if sc.val_nan_row:  # what the loop reports: the val loss with a corrupt example
@@ -792,7 +943,7 @@ class Judge:
 #: the halves of each round, reported apart
 GROUPS = (
     "r1 tune", "r1 held-out", "r2 tune", "r2 held-out", "r3 tune", "r3 held-out", "r4 tune",
-    "r4 held-out",
+    "r4 held-out", "r5 tune", "r5 held-out",
 )  # fmt: skip
 
 
@@ -961,8 +1112,8 @@ def main() -> None:
     ap.add_argument("--halves", default="stable,tune,held-out", help="comma-separated subset")
     ap.add_argument(
         "--round",
-        default="1,2,3,4",
-        help="comma-separated rounds (1: the first matrix, 2-4: unseen when written)",
+        default="1,2,3,4,5",
+        help="comma-separated rounds (1: the first matrix, 2-5: unseen when written)",
     )
     ap.add_argument("--out", type=Path, help="write every run's result here as JSON")
     ap.add_argument(
