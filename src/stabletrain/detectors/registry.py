@@ -19,6 +19,7 @@ from stabletrain.detectors.fallback import FailedRunDetector
 from stabletrain.detectors.generalisation import EvalDetector
 from stabletrain.detectors.growth import GradNormGrowthDetector
 from stabletrain.detectors.init import InitDetector
+from stabletrain.detectors.levelshift import LossStepDetector
 from stabletrain.detectors.logging import DuplicateLoggingDetector
 from stabletrain.detectors.lrjump import LRJumpDetector
 from stabletrain.detectors.nonfinite import NonFiniteDetector
@@ -44,6 +45,7 @@ def default_detectors() -> list[Detector]:
         NonFiniteDetector(),
         SpikeDetector("grad_norm"),
         SpikeDetector("loss"),
+        LossStepDetector(),
         LossScaleDetector(),
         ClippingDetector(),
         GradNormGrowthDetector(),
@@ -91,4 +93,12 @@ def replay(
     findings: list[Finding] = []
     for d in dets:
         findings.extend(d.finish(facts))
-    return findings
+    return _one_loss_spike(findings)
+
+
+def _one_loss_spike(findings: list[Finding]) -> list[Finding]:
+    """One ``loss-spike`` finding per log: the spike rule's when it has one, else the step rule's
+    (``detectors.levelshift``, whose findings say ``evidence["rule"] == "step"``)."""
+    if not any(f.id == "loss-spike" and f.evidence.get("rule") != "step" for f in findings):
+        return findings
+    return [f for f in findings if not (f.id == "loss-spike" and f.evidence.get("rule") == "step")]

@@ -76,7 +76,11 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
     if step is None:  # the first step-like key with a finite value wins, as step_of does
         step = table.first_steps((cols[k][0] for k in names if lookup[k][0] == "step"), n)
     missing = np.isnan(step)
-    if missing.any():  # (so ``step`` is a new array, not a column)
+    per_epoch = _epoch_steps(cols, lookup, n) if missing.all() else None
+    if per_epoch is not None:
+        step = per_epoch
+        data.notes.append(f"{path.name}: one line per epoch and no step; steps are the epochs")
+    elif missing.any():  # (so ``step`` is a new array, not a column)
         step[missing] = np.flatnonzero(missing)
         data.notes.append(
             f"{path.name}: {int(missing.sum())} line(s) without a step; steps are line numbers"
@@ -84,6 +88,23 @@ def read(path: Path, mapping: dict[str, str] | None = None) -> RunData:
     table.to_run(data, step.astype(np.int64), cols, lookup)
     data.lines_total = data.lines_understood = total
     return data
+
+
+def _epoch_steps(cols: dict[str, Column], lookup: dict[str, Any], n: int) -> np.ndarray | None:
+    """The epoch column as the steps of a log with one line per epoch and no step key (DeiT's and
+    DETR's ``log.txt``): a whole, finite epoch on every line and never the same on two lines in
+    a row. Line numbers would hide a second run appended to the file (epochs 0-9 then 0-50 read
+    as steps 0-60); the epochs show the counter going back. None when the log is not such a log
+    (several lines per epoch, fractional HF epochs, lines without one)."""
+    key = next((k for k, slot in lookup.items() if slot[1] == "epoch" and k in cols), None)
+    if key is None or n < 2:
+        return None
+    values = cols[key][0]
+    if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+        return None
+    if (np.abs(values) >= table.STEP_LIMIT).any() or (values[1:] == values[:-1]).any():
+        return None
+    return values.astype(np.float64)
 
 
 def _swift_steps(values: list[Any], data: RunData) -> np.ndarray:
