@@ -157,6 +157,7 @@ def test_lr_high_for_batch_bounds() -> None:
         optimizer=("adamw", "optim.name"),
         max_grad_norm=(1.0, "c"),
         warmup_steps=(100, "w"),
+        seq_len=(256, "data.seq_len"),  # a sequence model: the Adam bound warns (session 6)
     )
     [f] = lint_facts(adam)
     assert f.id == "lr-high-for-batch" and f.severity == "warning"  # 10× the 1e-3 floor

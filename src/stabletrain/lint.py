@@ -94,7 +94,7 @@ def _delegated(path: PathArg) -> set[str]:
     from stabletrain.configs.keys import walk
     from stabletrain.configs.read import load_tree
 
-    tree, _ = load_tree(Path(path))
+    tree, _ = load_tree(Path(path), python_data_tags=True)
     return {
         dotted
         for dotted, _, value in walk(tree)

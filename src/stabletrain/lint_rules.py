@@ -19,10 +19,24 @@ Rules and their heuristics (documented honestly — they are rules of thumb, not
 - ``plateau-patience-long``: plateau patience ≥ 5 evals (info) — warning at ≥ 10 or ≥ a quarter of
   the epochs (seed 001's 10 → 5; seed 003's 5 → 3). Skipped when the schedule is not a plateau one.
 - ``patience-conflict`` (warning): plateau patience ≥ early-stopping patience (seed 001: 10, 10).
-- ``warmup-short``: warning with no warmup (or ratio < 0.02) and Adam lr ≥ 1e-3; info with a warmup
-  ratio < 0.1 and an effective batch ≥ 512 (seed 000: 0.05 at batch 1024 → 0.1).
+- ``warmup-short``: warning with no warmup (or ratio < 0.02) and Adam lr ≥ 1e-3, or a warm-up
+  shorter than Adam's first-moment horizon 1/(1-beta1) (10 steps at beta1 0.9: it ends before the
+  moment estimates mean anything, so it is no warm-up); that fix warms up over Adam's rule of
+  thumb 2/(1-beta2) steps (Ma & Yarats 2019: 2000 at beta2 0.999); info with a warmup ratio < 0.1
+  and an effective batch ≥ 512 (seed 000: 0.05 at batch 1024 → 0.1).
+- a noam schedule (``decay_method: noam``: OpenNMT, NJUNMT, tensor2tensor) makes ``lr`` a factor:
+  the peak LR is lr × d_model^-0.5 × warmup^-0.5, and the LR rules judge that peak (the LR fix
+  scales the factor; with a too-short warm-up, the peak once warmed up); without d_model or a
+  warm-up the factor is not judged at all.
+- no-grad-clipping in fp16 is a warning at an LR of 1e-4 or more (or an unknown one): below it
+  (fine-tuning LRs, 1e-5..5e-5) the fp16 risk alone is advice; a clip written as 0, an LR above
+  its bound or no warm-up at Adam ≥ 1e-3 stay warnings at any LR.
 - ``beta2-slow`` (info): Adam beta2 ≥ 0.999 with an effective batch ≥ 512 or fp16 (seed 000 → 0.99).
-- ``fp16-prefer-bf16`` (info): fp16 where bf16 (same range as fp32) is usually available.
+- ``fp16-prefer-bf16``: a warning for fp16 fine-tuning of a model trained in bf16 - a named bf16
+  family, or a pretrained model whose name gives a size of 1B parameters or more (the LLMs
+  released since 2023 are trained in bf16: Llama-2/3, Qwen, Baichuan2, GLM-4, Mistral...; the few
+  fp16-trained ones, Pythia, OPT, GPT-J, GPT-NeoX, are excepted); info otherwise (bf16 has fp32's
+  range and is usually available).
 - the config sanity table (:mod:`stabletrain.detectors.sanity`, warnings): Adam betas with
   beta1² >= beta2, Adam beta1 < 0.5, AdamW decay above 0.3 and >= 1e-3 per step, coupled L2
   >= 100x its usual value, dropout > 0.5, Adam epsilon >= 1e-3, SGD momentum >= 0.98, an init
@@ -63,6 +77,23 @@ _BF16_FAMILIES = re.compile(
     r"|mixtral|tinyllama|deepseek)",
     re.I,
 )
+
+
+#: a parameter count in a model's name ("Baichuan2-13B-Chat", "Qwen2-1.5B", "llama-30b-hf")
+_SIZE = re.compile(r"(?:^|[/_\-. ])(\d+(?:\.\d+)?)[bB](?=$|[/_\-. ])")
+#: billion-parameter families trained in fp16, not bf16 (EleutherAI, Meta's OPT)
+_FP16_FAMILIES = re.compile(r"pythia|(?:^|[/_\-. ])opt-|gpt-?j|gpt-?neox", re.I)
+
+
+def bf16_trained(model: str) -> str | None:
+    """Why ``model`` is taken to be trained in bf16 (a family or a size), or None."""
+    family = _BF16_FAMILIES.search(model)
+    if family is not None:
+        return f"a {family.group(0).strip('/_-. ')} model"
+    size = _SIZE.search(model.rstrip("/"))
+    if size is not None and float(size.group(1)) >= 1 and not _FP16_FAMILIES.search(model):
+        return f"a {size.group(1)}B-parameter model (LLMs of that size are trained in bf16)"
+    return None
 
 
 def _optimizer(facts: ConfigFacts) -> str:
@@ -168,17 +199,62 @@ def _clip_risk(facts: ConfigFacts) -> str:
     002's ds_config), an LR above the usual bound, or Adam at lr >= 1e-3 without warm-up. A clip
     merely absent, in a recipe with none of these, is advice: many published recipes train
     without one."""
-    lr = facts.number("lr")
+    lr = _peak_lr(facts)
     bound = _lr_bound(facts)
-    if _fp16(facts):
+    if _fp16(facts) and (lr is None or lr >= FP16_CLIP_LR):
         return "in fp16"
     if facts.number("max_grad_norm") == 0:
         return f"({user_key(facts, 'max_grad_norm')}: 0 turns it off on purpose)"
-    if lr is not None and bound is not None and lr > bound[0]:
+    if lr is not None and bound is not None and lr > bound[0] and _lr_rules_apply(facts, lr):
         return f"at a learning rate ({fmt(lr)}) above the usual bound ({fmt(bound[0])})"
-    if _no_warmup_at_high_lr(facts):
+    if _no_warmup_at_high_lr(facts) and _lr_rules_apply(facts, lr):
         return f"with no warm-up at learning rate {fmt(lr or 0)}"
     return ""
+
+
+#: Adam at this many times its bound (lr >= 0.1) is out of range for any network
+_ADAM_EXTREME = 100
+
+
+def _lr_rules_apply(facts: ConfigFacts, lr: float | None) -> bool:
+    """Whether the Adam LR bound and warm-up rules - rules from training transformers - apply as
+    warnings: the config shows a sequence model or a pretrained one (a sequence length, d_model,
+    a vocabulary, a pretrained model, LoRA, a noam schedule, the reference trainer's gpt), or it
+    is read as HF TrainingArguments, a ds_config or nanoGPT (transformer trainers), or the LR is
+    100x the bound. Without that evidence (an interatomic-potential GNN at Adam 1e-2, an MNIST MLP
+    at 1e-3 without warm-up: both published and training fine) they are advice. SGD's bound is
+    the CNN rule and always applies."""
+    if _optimizer(facts) != "adam":
+        return True
+    if lr is not None and lr >= _ADAM_EXTREME * 1e-3:
+        return True
+    if _pretrained(facts) or _finetune(facts) is not None or _noam(facts):
+        return True
+    if any(n in facts for n in ("seq_len", "d_model", "vocab_size")):
+        return True
+    if facts.format in ("hf-training-args", "deepspeed", "nanogpt"):
+        return True
+    return str(facts.get("model", "")).strip().lower() == "gpt"
+
+
+#: below this LR an unclipped fp16 run is not warned about for fp16 alone (module docstring)
+FP16_CLIP_LR = 1e-4
+
+
+def _peak_lr(facts: ConfigFacts) -> float | None:
+    """The peak learning rate: ``lr`` itself, or under a noam schedule the peak its factor gives
+    (lr × d_model^-0.5 × warmup^-0.5); None when a noam factor cannot be turned into a peak."""
+    lr = facts.number("lr")
+    if lr is None or not _noam(facts):
+        return lr
+    d, w = facts.number("d_model", positive=True), facts.number("warmup_steps", positive=True)
+    if d is None or w is None:
+        return None
+    return lr * d**-0.5 * w**-0.5
+
+
+def _noam(facts: ConfigFacts) -> bool:
+    return "noam" in str(facts.get("schedule", "")).lower()
 
 
 def _default_clip(facts: ConfigFacts) -> float | None:
@@ -293,24 +369,43 @@ def _lr_bound(facts: ConfigFacts) -> tuple[float, str] | None:
 
 
 def _lr_high(facts: ConfigFacts) -> list[Finding]:
-    lr, eff, known = facts.number("lr"), _eff_batch(facts), _lr_bound(facts)
+    lr, eff, known = _peak_lr(facts), _eff_batch(facts), _lr_bound(facts)
+    warmed = ""
+    if lr is not None and _noam(facts) and _warmup_too_few_steps(facts):
+        # the noam peak comes from the short warm-up: judge the peak once it is warmed up as
+        # warmup-short's fix says (that finding names the peak it gives now)
+        lr *= ((facts.number("warmup_steps") or 1) / _adam_warmup_rule(facts)) ** 0.5
+        warmed = f" once warmed up over {_adam_warmup_rule(facts):.0f} steps"
     if lr is None or lr <= 0 or known is None:
         return []
     bound, rule = known
     if lr <= bound:
         return []
-    severity = "warning" if lr > 5 * bound else "info"
+    severity = "warning" if lr > 5 * bound and _lr_rules_apply(facts, lr) else "info"
     batch = f"effective batch {eff:g}" if eff else "unknown batch size"
+    factor = facts.number("lr") or lr
+    noam = _noam(facts)
+    peak = (
+        f"The noam schedule's peak learning rate{warmed} ({fmt(factor)} × d_model^-0.5 × "
+        f"warmup^-0.5 = {fmt(lr)})"
+        if noam
+        else f"Learning rate {fmt(lr)}"
+    )
+    fix = (
+        make_fix(facts, "Scale the noam factor down to the bound", lr=nice(factor * bound / lr))
+        if noam
+        else make_fix(facts, "Lower the learning rate to the bound", lr=nice(bound))
+    )
     return [
         _finding(
             "lr-high-for-batch",
             severity,
-            f"Learning rate {fmt(lr)} is {lr / bound:.1f}× the usual bound for this batch",
+            f"{peak} is {lr / bound:.1f}× the usual bound for this batch",
             f"With {batch}, a common upper bound for the learning rate is {fmt(bound)} "
             f"(heuristic: {rule}). Above it, updates overshoot: expect loss spikes, growing "
             "gradient norms and clipping on most steps. Lower it; afterwards the gradient norm "
             "should stay flat and the loss decrease without spikes.",
-            fixes=[make_fix(facts, "Lower the learning rate to the bound", lr=nice(bound))],
+            fixes=[fix],
             evidence={"lr": lr, "bound": bound, "effective_batch": eff},
         )
     ]
@@ -365,7 +460,7 @@ def _patience(facts: ConfigFacts) -> list[Finding]:
 
 def _warmup(facts: ConfigFacts) -> list[Finding]:
     lr, ratio, steps = (
-        facts.number("lr"),
+        _peak_lr(facts),
         facts.number("warmup_ratio"),
         facts.number("warmup_steps"),
     )
@@ -373,8 +468,17 @@ def _warmup(facts: ConfigFacts) -> list[Finding]:
     if lr is None:
         return []
     no_warmup = (ratio is None or ratio == 0) and (steps is None or steps == 0)
+    rule = _adam_warmup_rule(facts)
+    applies = "warning" if _lr_rules_apply(facts, lr) else "info"
     if _no_warmup_at_high_lr(facts):
-        severity, what = "warning", "no warmup" if no_warmup else f"a warmup ratio of {ratio:g}"
+        severity, what = applies, "no warmup" if no_warmup else f"a warmup ratio of {ratio:g}"
+    elif _warmup_too_few_steps(facts):
+        severity = applies
+        what = (
+            f"a warm-up of {steps:g} steps, shorter than Adam's first-moment horizon "
+            f"1/(1-beta1) = {_adam_horizon(facts):.0f} steps, so no warm-up at all (Adam's rule "
+            f"of thumb: 2/(1-beta2) = {rule:.0f} steps, Ma & Yarats 2019)"
+        )
     elif ratio is not None and 0 < ratio < 0.1 and eff is not None and eff >= 512:
         severity, what = "info", f"a warmup ratio of {ratio:g} at effective batch {eff:g}"
     else:
@@ -382,9 +486,8 @@ def _warmup(facts: ConfigFacts) -> list[Finding]:
     if ratio is not None and ratio > 0:
         fix = make_fix(facts, "Warm up longer", warmup_ratio=max(0.1, 2 * ratio))
     elif steps:
-        fix = make_fix(
-            facts, "Warm up longer", warmup_steps=warmup_steps_for(facts, max(2 * steps, 500))
-        )
+        want = max(2 * steps, 500, round(rule) if _warmup_too_few_steps(facts) else 0)
+        fix = make_fix(facts, "Warm up longer", warmup_steps=warmup_steps_for(facts, want))
     else:
         fix = make_fix(facts, "Add a linear warmup", warmup_steps=warmup_steps_for(facts, 500))
     return [
@@ -401,9 +504,36 @@ def _warmup(facts: ConfigFacts) -> list[Finding]:
     ]
 
 
+def _adam_warmup_rule(facts: ConfigFacts) -> float:
+    """Adam's warm-up rule of thumb in steps, 2/(1-beta2) (beta2 0.999 when not given)."""
+    b2 = facts.number("beta2")
+    b2 = b2 if b2 is not None and 0 < b2 < 1 else 0.999
+    return 2 / (1 - b2)
+
+
+def _adam_horizon(facts: ConfigFacts) -> float:
+    """Adam's first-moment horizon in steps, 1/(1-beta1) (beta1 0.9 when not given)."""
+    b1 = facts.number("beta1")
+    b1 = b1 if b1 is not None and 0 < b1 < 1 else 0.9
+    return round(1 / (1 - b1), 6)  # 1/(1-0.9) is 10.000000000000002 in floating point
+
+
+def _warmup_too_few_steps(facts: ConfigFacts) -> bool:
+    """Adam at a peak LR >= 1e-3 warmed up over fewer steps than its first-moment horizon."""
+    lr, steps = _peak_lr(facts), facts.number("warmup_steps", positive=True)
+    return (
+        _optimizer(facts) == "adam"
+        and lr is not None
+        and lr >= 1e-3
+        and steps is not None
+        and facts.number("warmup_ratio", positive=True) is None
+        and steps < _adam_horizon(facts)
+    )
+
+
 def _no_warmup_at_high_lr(facts: ConfigFacts) -> bool:
     """Adam at lr >= 1e-3 with no warm-up (or a ratio under 2%): the warmup-short warning."""
-    lr, ratio, steps = (facts.number(n) for n in ("lr", "warmup_ratio", "warmup_steps"))
+    lr, ratio, steps = (_peak_lr(facts), facts.number("warmup_ratio"), facts.number("warmup_steps"))
     no_warmup = (ratio is None or ratio == 0) and (steps is None or steps == 0)
     if no_warmup and ratio is None and steps is None and _schedule_elsewhere(facts):
         return False  # the warm-up is set where the schedule is: unknown here, not absent
@@ -444,14 +574,14 @@ def _bf16(facts: ConfigFacts) -> list[Finding]:
         return []
     fix = make_fix(facts, "Use bf16 mixed precision", precision="bf16")
     model = _pretrained(facts)
-    family = _BF16_FAMILIES.search(model) if model else None
-    if family is not None:
+    why = bf16_trained(model) if model else None
+    if why is not None:
         return [
             _finding(
                 "fp16-prefer-bf16",
                 "warning",
                 f"fp16 fine-tuning of {model}, a model trained in bf16",
-                f"{model} is a {family.group(0).strip('/_-. ')} model, trained and released in "
+                f"{model} is {why}, trained and released in "
                 "bf16: its activations exceed fp16's range (65504), so fp16 fine-tuning overflows "
                 "to inf/NaN losses or a loss scale collapsing to 1 (T5/mT5: huggingface/"
                 "transformers#10830, #14189). Train in bf16; on a GPU without bf16 (V100, T4) use "

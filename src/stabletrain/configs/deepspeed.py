@@ -2,7 +2,10 @@
 
 DeepSpeed's fp16 block stores the initial scale as a power of two (``initial_scale_power: 16`` =
 65536, the "GradScaler starting at 2**16" of the seeds) and ``loss_scale: 0`` meaning dynamic.
-``"auto"`` values (filled by the HF integration at run time) are skipped.
+``"auto"`` values (filled by the HF integration at run time) are skipped. DeepSpeed's optimizer
+``"type": "Adam"`` decouples its weight decay unless ``"adam_w_mode": false`` (DeepSpeed's
+default, also GPT-NeoX's, whose configs are ds_configs): it is read as AdamW, so its decay is
+judged as AdamW's, not as an L2 term.
 """
 
 from __future__ import annotations
@@ -56,7 +59,17 @@ def read(obj: dict[str, Any], facts: ConfigFacts, file: str) -> None:
         extract({"optimizer": opt}, tmp, file)
         for name, fact in tmp.facts.items():
             facts.facts[name] = fact
+        if _decoupled_adam(opt):
+            facts.set("optimizer", "AdamW", key="optimizer.type", file=file)
     extract(obj, facts, file)
+
+
+def _decoupled_adam(opt: dict[str, Any]) -> bool:
+    """DeepSpeed's "Adam" with ``adam_w_mode`` left at its default (true): AdamW's update."""
+    kind = opt.get("type")
+    params = opt.get("params")
+    mode = (params if isinstance(params, dict) else opt).get("adam_w_mode", True)
+    return isinstance(kind, str) and kind.strip().lower() in ("adam", "fusedadam") and mode is True
 
 
 def _auto(v: Any) -> bool:

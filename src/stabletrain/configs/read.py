@@ -5,7 +5,12 @@ HF ``TrainingArguments`` JSON (``TrainingArguments.to_json_string()``), DeepSpee
 and generic YAML/JSON with seed-style keys anywhere in the tree (``stabletrain.configs.keys``);
 a launch script (``.sh``) is read through its ``--key value`` arguments (``configs.cli_args``),
 a Python config (``.py``) through its literal assignments, never run (``configs.py_literals``).
-JSON pasted with ``//`` comments or trailing commas still parses (a ``logging`` warning says so).
+JSON pasted with ``//`` comments or trailing commas still parses (a ``logging`` warning says so);
+YAML whose only Python tags are plain-data ones (NequIP's ``!!python/tuple``; ``list``, ``dict``,
+``str``, ``int``, ``float``, ``bool``, ``none``) is read by ``read_config`` with those tags
+dropped, as the plain data they tag (a warning says so); object, name and module tags are refused
+as before, and ``load_tree`` keeps refusing every Python tag unless asked (``--patch`` writes the
+file back, so it must not read a file it could not round-trip).
 Unreadable input raises :class:`~stabletrain.errors.ConfigError` with a one-line reason: files are
 read with :mod:`stabletrain.safe_io` (no FIFOs or devices, a size cap, bounded nesting, no YAML
 alias bombs, only YAML's safe tags), and a value that is not a finite number is data.
@@ -41,6 +46,10 @@ _HF_ARGS_MARKERS = ("per_device_train_batch_size", "lr_scheduler_type", "logging
 _DATASET_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10, "cifar100": 100}
 _COMMENTS = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.S)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+#: a YAML Python tag of plain data (``!!python/tuple``); any other Python tag stays refused
+_PYTHON_DATA_TAG = re.compile(
+    r"!!python/(?:tuple|list|dict|str|unicode|int|long|float|bool|none)\b"
+)
 #: launch scripts: their --key value arguments are read as the config (configs/cli_args.py)
 _SCRIPTS = frozenset({".sh", ".bash"})
 
@@ -48,7 +57,7 @@ _SCRIPTS = frozenset({".sh", ".bash"})
 def read_config(path: str | os.PathLike[str]) -> ConfigFacts:
     """Facts from one config file; each Fact remembers the file and the dotted key."""
     p = Path(path)
-    tree, notes = load_tree(p)
+    tree, notes = load_tree(p, python_data_tags=True)
     facts = ConfigFacts(source=str(p))
     file = str(p)
     if not isinstance(tree, dict):
@@ -94,11 +103,13 @@ def _python_dialect(tree: dict[str, Any]) -> str:
     return "python"
 
 
-def load_tree(p: Path) -> tuple[Any, list[str]]:
+def load_tree(p: Path, *, python_data_tags: bool = False) -> tuple[Any, list[str]]:
     """Parse YAML or JSON (JSON with comments tolerated); notes say what was repaired.
 
     Read through :mod:`stabletrain.safe_io`: regular files only, at most ``CONFIG_MAX_BYTES``,
     bounded depth and (YAML) alias-expanded size; NaN/Infinity and huge numbers stay data.
+    ``python_data_tags``: a YAML file refused for a ``!!python/tuple`` (or another plain-data
+    Python tag) is read again with those tags dropped (module docstring); off by default.
     """
     text = safe_io.read_text(p, max_bytes=safe_io.CONFIG_MAX_BYTES, error=ConfigError)
     notes: list[str] = []
@@ -126,7 +137,17 @@ def load_tree(p: Path) -> tuple[Any, list[str]]:
                 raise ConfigError(f"{p}: invalid JSON ({e})") from e
             notes.append(f"{p}: JSON had comments or trailing commas; parsed after removing them")
             return tree, notes
-    return safe_io.parse_yaml(text, source=source, error=ConfigError), notes
+    try:
+        return safe_io.parse_yaml(text, source=source, error=ConfigError), notes
+    except ConfigError as e:
+        if not python_data_tags or "constructor for the tag" not in str(e):
+            raise
+        plain = _PYTHON_DATA_TAG.sub("", text)
+        if plain == text:
+            raise
+    tree = safe_io.parse_yaml(plain, source=source, error=ConfigError)
+    notes.append(f"{p}: YAML Python data tags (!!python/tuple ...) read as plain data")
+    return tree, notes
 
 
 def _stabletrain(tree: dict[str, Any], facts: ConfigFacts, file: str) -> None:
