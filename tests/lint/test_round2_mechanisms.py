@@ -245,3 +245,17 @@ def test_only_plain_data_python_tags_are_read(tmp_path: Path) -> None:
     evil = _yaml(tmp_path, "lr: !!python/object/apply:os.system ['echo hi']\n", "evil.yaml")
     with pytest.raises(ConfigError, match=r"evil\.yaml"):
         lint(evil)
+
+
+def test_a_model_path_with_a_shell_variable_still_names_the_model(tmp_path: Path) -> None:
+    # transformers#22467 (round 1): --model_name_or_path ${work_dir}/../pretrain_models/mt0-base
+    sh = tmp_path / "train.sh"
+    sh.write_text(
+        "python run_translation.py \\\n  --model_name_or_path ${work_dir}/models/mt0-base \\\n"
+        "  --learning_rate $LR --fp16 --per_device_train_batch_size 8\n",
+        encoding="utf-8",
+    )
+    facts = read_config(sh)
+    assert facts.get("model") == "${work_dir}/models/mt0-base"
+    assert "lr" not in facts  # any other value with a variable is unknown until run time
+    assert _found(sh)["fp16-prefer-bf16"] == "warning"

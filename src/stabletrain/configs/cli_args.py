@@ -9,10 +9,12 @@ it (``shlex``), line continuations joined and comments dropped.
 
 Read: ``--key value``, ``--key=value`` and a bare ``--flag`` (true); ``-`` in names becomes ``_``
 (Megatron's ``--clip-grad`` is ``clip_grad``); "True"/"False" are booleans. Skipped: values that
-hold a shell variable (``$LR``, ``${LR}``: unknown until run time), single-dash options (``-n 1``
-means different things to different programs), a key given again (the first value wins, as in
-the key search), and a line over ``MAX_LINE`` characters (no command a person launches is that
-long, and ``shlex`` takes time quadratic in a token's length: a 1 MB line took 26 s). A script
+hold a shell variable (``$LR``, ``${LR}``: unknown until run time) - except the pretrained model's
+path, whose literal part still names the model (``${work_dir}/pretrain_models/mt0-base`` is an
+mT0), single-dash options (``-n 1`` means different things to different programs), a key given
+again (the first value wins, as in the key search), and a line over ``MAX_LINE`` characters (no
+command a person launches is that long, and ``shlex`` takes time quadratic in a token's length: a
+1 MB line took 26 s). A script
 without any ``--key`` is not a config: the caller says so.
 """
 
@@ -26,6 +28,8 @@ __all__ = ["parse_command"]
 
 _CONTINUATION = re.compile(r"\\\r?\n")
 _NEGATIVE_NUMBER = re.compile(r"^-\d")
+#: options naming the pretrained model: kept with a shell variable in them (module docstring)
+_MODEL_OPTIONS = frozenset({"model_name_or_path", "base_model", "pretrained_model_name_or_path"})
 #: longer (joined) lines are skipped: see the module docstring
 MAX_LINE = 20_000
 
@@ -55,7 +59,7 @@ def parse_command(text: str) -> dict[str, Any]:
                     out.setdefault(key.replace("-", "_"), True)
                     continue
             name = key.replace("-", "_")
-            if not name or "$" in value:
+            if not name or ("$" in value and name not in _MODEL_OPTIONS):
                 continue
             out.setdefault(name, _value(value))
     return out
