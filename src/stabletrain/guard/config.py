@@ -59,6 +59,10 @@ class GuardConfig:
     layers of (weight std / Kaiming std, where above 1) reaches this (activations that many
     times their healthy scale at the output), the guard rescales those layers to the Kaiming
     std after the first step (logged ``init-repair``, old ratio per layer). None: warn only."""
+    repair_betas: bool = True
+    """Adam-style ``betas`` outside Adam's bound (``beta1**2 >= sqrt(beta2)``) and simply given
+    in the wrong order (``(0.999, 0.9)``) are swapped back before the first update (logged
+    ``optimizer-betas``, the line to change). False: report only."""
     health_every: int = 100
     """Emit a health line (grad norm, clip rate, skips, scale, LR) every N steps; 0 = never."""
     weight_growth_limit: float = 10.0

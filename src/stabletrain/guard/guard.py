@@ -59,6 +59,7 @@ from stabletrain.detectors.nonfinite import NonFiniteDetector
 from stabletrain.detectors.spikes import SpikeDetector
 from stabletrain.errors import ConfigError, TrainingAborted
 from stabletrain.guard import clipping, immediate, rollback, sync_free
+from stabletrain.guard.betas import swap_betas, swapped, unbounded_betas
 from stabletrain.guard.buffers import BufferKeeper
 from stabletrain.guard.ceiling import ClipCeiling
 from stabletrain.guard.config import GuardConfig
@@ -276,6 +277,7 @@ class Guard:
         if self._init_checked:
             return []
         self._init_checked = True
+        self._check_betas()
         if self.config.init_repair_gain is not None:
             gain, over = init_gain(self.model)
             if gain >= self.config.init_repair_gain:
@@ -287,6 +289,32 @@ class Guard:
         self.event("init-warning", init.title + ": " + init.explanation, "warning",
                     {"layers": init.evidence["layers"]})  # fmt: skip
         return [init]
+
+    def _check_betas(self) -> None:
+        """Adam betas outside Adam's bound: swapped back when given in the wrong order (before
+        the first update, ``repair_betas``), else reported; logged ``optimizer-betas``."""
+        found = unbounded_betas(self.inner_optimizer)
+        if not found:
+            return
+        pairs = ", ".join(f"group {i}: ({b1:g}, {b2:g})" for i, b1, b2 in found)
+        fix = swapped(found)
+        if fix and self.config.repair_betas:
+            swap_betas(self.inner_optimizer, found)
+            what = (
+                "swapped back to (beta1, beta2) = "
+                + ", ".join(f"({b2:g}, {b1:g})" for _, b1, b2 in found)
+                + f" before the first update. Fix the config: betas=({found[0][2]:g}, {found[0][1]:g})"
+            )
+        else:
+            what = "left as given (repair_betas is off, or the pair is not simply swapped)"
+        self.event(
+            "optimizer-betas",
+            f"{type(self.inner_optimizer).__name__} betas {pairs} break Adam's bound "
+            "beta1**2 < sqrt(beta2): the first moment outlives the second and the update has no "
+            f"bound (the pair looks given in the wrong order); {what}",
+            "warning",
+            {"groups": [list(f) for f in found], "swapped": fix and self.config.repair_betas},
+        )
 
     def record_loss(self, loss: torch.Tensor | float) -> None:
         """Tell the guard this step's loss when the framework runs backward (GuardedOptimizer path)."""
