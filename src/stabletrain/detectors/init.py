@@ -22,6 +22,16 @@ the updates blow it up (digits CNN, SGD at lr 3: 3.3, then 1.6e4, 1.4e5, with gr
   gradient norms are the LR's doing. Healthy runs' gradient norms fall as the loss does, by one
   or two orders (the digits CNN: 15 → 0.3); three orders is weights that started far too large.
 
+A third mark is the opposite mistake, weights far too **small** (the transformer/GAN std 0.02 in a
+deep ReLU CNN, 2.5-6x under Kaiming per layer: the logits start ~1e-3 of their size): the first
+losses sit at ln(C) to within ``AT_CHANCE`` (a uniform guess: logits near zero), the gradient
+norms of those first steps are ``WAKE`` x (an order of magnitude) *below* their later level, and
+the loss then fell below where it started (the model woke up; a rise would be the LR's doing).
+A healthy run's gradient norms fall as the loss does (the digits CNN 8.6 → 0.9, the tiny GPT
+3.2 → 0.65; over rounds 1-5 of the fix loop's 60-odd runs none rose even 1.5x except an SGD run at
+LR 30 whose loss rose); the digits CNN at std 0.02 sits at 2.3026 for 15 steps with norms 0.07-0.1,
+then 2-5. Its direction is neutral: the init is the fix, not the step size.
+
 The fix is the initialisation (He/Kaiming for ReLU nets, Xavier for tanh, a small std such as
 GPT-2's 0.02 for transformers) and a warm-up, so the first updates do not amplify the bad start.
 
@@ -55,6 +65,12 @@ ORDERS = 1000.0
 LATE = 200
 #: early gradient norms compared
 EARLY = 3
+#: the first losses count as "a uniform guess" within this share of ln(C)
+AT_CHANCE = 0.01
+#: a too-small init: the later gradient norms at least this many times the first ones
+WAKE = 10.0
+#: last train losses kept (the too-small mark needs the loss to have fallen)
+TAIL = 20
 
 
 class InitDetector:
@@ -66,6 +82,7 @@ class InitDetector:
         self.head: list[list[Any]] = []  # [step, loss, grad norm] of the first EARLY train records
         self.late: deque[float] = deque(maxlen=LATE)
         self.n_grad = 0
+        self.tail: deque[float] = deque(maxlen=TAIL)  # the last finite train losses
 
     def update(self, record: StepRecord) -> Finding | None:
         if record.kind != "train":
@@ -76,6 +93,8 @@ class InitDetector:
         if grad is not None and math.isfinite(grad):
             self.n_grad += 1
             self.late.append(grad)
+        if record.loss is not None and math.isfinite(record.loss):
+            self.tail.append(record.loss)
         return None
 
     def update_many(self, batch: Batch) -> None:
@@ -92,6 +111,9 @@ class InitDetector:
             self.head.extend(
                 [s, _finite(x), _finite(g)] for s, x, g in zip(steps, losses, grads, strict=True)
             )
+        loss = np.flatnonzero(train & np.isfinite(batch.floats("loss")))
+        if loss.size:
+            self.tail.extend(batch.take("loss", loss[-TAIL:]))
         g = np.flatnonzero(train & np.isfinite(grad))
         if g.size == 0:
             return
@@ -145,7 +167,7 @@ class InitDetector:
                 )
                 steps.extend(int(r[0]) for r in early_rows)
         if not reasons:
-            return []
+            return self._too_small(facts, head, n_classes, evidence)
         evidence["direction"] = "instability"
         if "first_loss" in evidence and steps and steps[0] == s0:
             title = (
@@ -178,17 +200,74 @@ class InitDetector:
             )
         ]
 
+    def _too_small(
+        self,
+        facts: ConfigFacts,
+        head: list[list[Any]],
+        n_classes: int | None,
+        evidence: dict[str, Any],
+    ) -> list[Finding]:
+        """The third mark (module docstring): first losses at ln(C), first gradient norms an order
+        of magnitude below the later ones, and a loss that then fell."""
+        losses = [r[1] for r in head]
+        if n_classes is None or len(head) < EARLY or None in losses or not self.tail:
+            return []
+        ln_c = math.log(n_classes)
+        early, late = evidence.get("early_grad_norm"), evidence.get("late_grad_norm")
+        if early is None or late is None or not late >= WAKE * early > 0:
+            return []
+        if not all(abs(x - ln_c) <= AT_CHANCE * ln_c for x in losses):
+            return []
+        final = statistics.median(self.tail)
+        if not final < losses[0]:
+            return []
+        return [
+            Finding(
+                id="bad-init",
+                severity="warning",
+                title=(
+                    f"Initialisation too small: the first losses sit at ln({n_classes}) = "
+                    f"{fmt(ln_c)} and the first gradient norms are {late / early:.3g}x below "
+                    "their later level"
+                ),
+                explanation=(
+                    f"The first {len(head)} losses are within {AT_CHANCE:.0%} of ln({n_classes}), "
+                    "the loss of a uniform guess, which a network gives when its logits are near "
+                    f"zero; the first gradient norms (median {fmt(early)}) are {late / early:.3g}x "
+                    f"below the later ones (median {fmt(late)}), while a healthy run's norms fall "
+                    "as its loss does; and the loss then fell (to "
+                    f"{fmt(final)}). Weights initialised far below He/Kaiming's sqrt(2/fan_in) "
+                    "shrink the signal at every layer: the first updates are spent waking the "
+                    "network up and it ends below what the same model reaches from a good start. "
+                    "Fix the initialisation, not the step size; afterwards the first loss should "
+                    "be a little above ln(C) and the gradient norms fall from the start."
+                ),
+                steps=[int(r[0]) for r in head],
+                evidence={
+                    **evidence,
+                    "first_losses": losses,
+                    "final_loss": round(final, 5),
+                    "too_small": True,
+                    "direction": "neutral",
+                },
+                fixes=init_fixes(facts)[:1],
+                source="log",
+            )
+        ]
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "head": [list(e) for e in self.head],
             "late": list(self.late),
             "n_grad": self.n_grad,
+            "tail": list(self.tail),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.head = [list(e) for e in state["head"]]
         self.late = deque(state["late"], maxlen=LATE)
         self.n_grad = int(state["n_grad"])
+        self.tail = deque(state.get("tail", []), maxlen=TAIL)
 
 
 def _finite(x: Any) -> float | None:

@@ -29,6 +29,8 @@ An LR in the usual range but under its usual value is underfitting only when the
 from learned while still learning: the eval loss falling at nearly every eval
 (``_still_learning``), or, with too few evals to read a trend, the train loss still falling at its
 full pace at the end (``_still_falling``). Both need the class count or vocabulary size as a scale.
+Their fix raises the LR ``RAISE``x within the usual range, or to the usual value when the run
+ended barely past a uniform guess (``BARELY`` x ln(C) or more).
 Before the LR is blamed, a setting that shrinks every step is (``_setting``): Adam's epsilon at
 or above ``EPS_LARGE``, dropout at or above ``DROPOUT_LARGE``, when the run ends far from learned
 (its fix is the setting, at any LR; the LR is left alone).
@@ -61,12 +63,18 @@ MIN_EVALS = 5
 STILL_LEARNING = 0.5
 #: how far an LR in the usual range is raised at most (and never above ``USUAL``)
 RAISE = 5.0
+#: a run whose loss is still this share of ln(C) or more has barely left a uniform guess: its
+#: LR is raised to the family's usual value, not only ``RAISE``x (the tiny GPT at the HF default
+#: 5e-5 ends at 0.86 ln(vocab); raised 5x it still ends at 0.70 ln(vocab), at 1e-3 under 0.6)
+BARELY = 0.8
 #: Adam's epsilon at or above this dominates sqrt(v), the typical per-weight gradient size
 #: (1e-5 to 1e-2 in most networks): the step is then lr x gradient / eps
 EPS_LARGE = 1e-3
-#: dropout above the 0.5 of the original paper (Srivastava et al. 2014), the largest usual
-#: value: keep_prob 0.8-0.9 read as p
-DROPOUT_LARGE = 0.7
+#: dropout at the 0.5 of the original paper (Srivastava et al. 2014) or above: the largest
+#: usual value for wide FC layers, five times a transformer's usual 0.1 (keep_prob 0.8-0.9 read
+#: as p is above it); half the units dropped at every step of a run that ends far from learned
+#: (the tiny GPT at 0.5 ends at 0.62 ln(vocab), at 0.0 under 0.5)
+DROPOUT_LARGE = 0.5
 #: still falling: the last KEEP losses fall at this share of the run's average pace or more,
 #: after a total fall of at least DROP x the first loss (a flat, noisy curve has no pace)
 FALLING, DROP = 0.5, 0.1
@@ -252,7 +260,7 @@ class UnderfitDetector:
         ln_c = math.log(c)
         if not (last >= STILL_LEARNING * ln_c and last <= 1.01 * best and down >= 0.8 * (n - 1)):
             return []
-        fix = _raise_within_usual(facts, lr, family)
+        fix = _raise_within_usual(facts, lr, family, last / ln_c)
         alt = Fix(
             "Or train for more steps (more epochs, or a smaller batch: more updates per epoch)."
         )
@@ -358,7 +366,7 @@ class UnderfitDetector:
         )
         return self._underfitting(
             title=(
-                f"Dropout {fmt(dropout)} drops most units: the run ends at "
+                f"Dropout {fmt(dropout)} drops {dropout:.0%} of the units at every step: the run ends at "
                 f"{final / ln_c:.0%} of ln({c}), far from learned"
             ),
             explanation=(
@@ -402,7 +410,7 @@ class UnderfitDetector:
         average = drop / (self.n_loss - KEEP)  # per record, first window to last
         if pace < FALLING * average:
             return []
-        fix = _raise_within_usual(facts, lr, family)
+        fix = _raise_within_usual(facts, lr, family, last / ln_c)
         alt = Fix("Or train for more steps: the loss was still falling at its full pace.")
         return self._underfitting(
             title=(
@@ -507,14 +515,22 @@ def _large_eps(facts: ConfigFacts, family: str) -> float | None:
     return eps if family == "adam" and eps is not None and eps >= EPS_LARGE else None
 
 
-def _raise_within_usual(facts: ConfigFacts, lr: float, family: str) -> Fix:
-    """Raise an LR in the usual range ``RAISE``x, never above the family's usual value."""
-    new = nice(min(USUAL[family], RAISE * lr))
+def _raise_within_usual(facts: ConfigFacts, lr: float, family: str, share: float) -> Fix:
+    """Raise an LR in the usual range ``RAISE``x, never above the family's usual value; to the
+    usual value when the run ended at ``BARELY`` x ln(C) or more (``share``: its final loss /
+    ln(C)): it has barely left a uniform guess."""
+    barely = share >= BARELY
+    new = nice(USUAL[family] if barely else min(USUAL[family], RAISE * lr))
     factor = new / lr
+    why = (
+        f"the run ended at {share:.0%} of ln(C), barely past a uniform guess"
+        if barely
+        else "so the run learns more in the steps it has"
+    )
     fix = make_fix(
         facts,
         f"Raise the learning rate {factor:.3g}x ({fmt(lr)} → {fmt(new)}, still within "
-        f"{family.upper()}'s usual range) so the run learns more in the steps it has.",
+        f"{family.upper()}'s usual range): {why}.",
         lr=new,
     )
     fix.relative["lr"] = factor
