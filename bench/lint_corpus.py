@@ -24,11 +24,12 @@ Each run is scored as labels.yaml's header says:
 Usage:
     .venv/bin/python bench/lint_corpus.py                       # current tree, both halves
     PYTHONPATH=/work/base/src .venv/bin/python bench/lint_corpus.py --code base
-    options: --round 1|2|all, --split tune|heldout|all, --details, --json OUT,
+    options: --round 1|2|3|all, --split tune|heldout|all, --details, --json OUT,
              --only NAME[,NAME], --timeout S
 
-Rounds: round 1 (session 5) is all development data from session 6 on; round 2's held-out half
-is the untouched one (run it once, with the final tree). Each round and half prints its own line.
+Rounds: round 1 (session 5) and round 2 (session 6) are development data once round 3 exists;
+round 3's held-out half is the untouched one (run it once, with the final tree). Each round and
+half prints its own line.
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def details(outcomes: list[Outcome]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("tune", "heldout", "all"), default="all")
-    ap.add_argument("--round", choices=("1", "2", "all"), default="all")
+    ap.add_argument("--round", choices=("1", "2", "3", "all"), default="all")
     ap.add_argument("--only", default="")
     ap.add_argument("--details", action="store_true")
     ap.add_argument("--json", type=Path)
