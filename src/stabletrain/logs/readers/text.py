@@ -850,6 +850,7 @@ class _Reader:
             )
         if self.epoch_steps and not self.fine:
             self._batches_of_epoch()
+        self._clock_times()
         for role in ("accuracy", "eval_accuracy"):
             values = [getattr(r, role) for r in data.raw if getattr(r, role) is not None]
             finite = [v for v in values if math.isfinite(v)]
@@ -908,6 +909,25 @@ class _Reader:
                 "every rank's records are kept as read; one per step is analysed"
             )
         self._no_signal()
+
+    def _clock_times(self) -> None:
+        """A "time" that is a clock, not a duration: ``Time: 1564715520.47; Iter[1000]`` (a
+        PaddlePaddle OCR script) printed Unix time under the name step durations go by. Every
+        value of ``CLOCK_SECONDS`` or more (three years: no step or epoch lasts that long) makes
+        them wall-clock times, kept as such and not as step times."""
+        data = self.data
+        times = [r.step_time for r in data.raw if r.step_time is not None]
+        if not times or min(times) < CLOCK_SECONDS or not all(map(math.isfinite, times)):
+            return
+        for r in data.raw:
+            if r.step_time is not None:
+                r.wall_time, r.step_time = r.step_time, None
+        for n, rl in data.roles.items():
+            if rl == "step_time":
+                data.roles[n] = "wall clock (Unix time: not a step time)"
+        data.notes.append(
+            "the log's 'time' values are Unix times (a clock): not read as step times"
+        )
 
     def _no_signal(self) -> None:
         """No verdict on a log whose training signal was not found: when no record holds a
@@ -976,6 +996,10 @@ class _Reader:
 
 
 _TOTAL = ("tot", "total", "overall", "sum")
+
+
+#: a step "time" of this many seconds or more (three years) is a clock reading, not a duration
+CLOCK_SECONDS = 1e8
 
 
 def _one_per_field(
