@@ -58,6 +58,13 @@ from stabletrain.detectors.fixes import (
 from stabletrain.detectors.robust import trend_noise
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
+#: step blocks at most, when a log of few epochs is judged by steps (see ``_divergence``)
+STEP_BINS = 8
+#: per-step losses per block at least, on average, for that judgement
+MIN_PER_STEP_BIN = 4
+#: the least rise (in the loss's units, nats for a cross-entropy) that judgement calls material
+MIN_RISE = 0.01
+
 
 class LossTrendDetector:
     """Training loss drifting up (``loss-divergence``) or never leaving chance (``chance-level``)."""
@@ -68,6 +75,10 @@ class LossTrendDetector:
         self.min_bins = min_bins
         self.chance_margin = chance_margin
         self.bins = Bins(histogram=False)
+        #: the same losses by step block: the divergence rule's bins when the log spans fewer
+        #: than ``min_bins`` whole epochs (an HF fine-tune of one to three epochs); at most
+        #: ``STEP_BINS`` of them, so that each mean averages several per-step losses
+        self.step_bins = Bins(max_bins=STEP_BINS, block=1, histogram=False, by_step=True)
         self.first_losses: list[float] = []
         self.n_loss = 0
         self.acc: deque[float] = deque(maxlen=20)
@@ -84,6 +95,7 @@ class LossTrendDetector:
         if record.kind == "train" and record.loss is not None and math.isfinite(record.loss):
             self.n_loss += 1
             self.bins.add(record.step, record.epoch, record.loss)
+            self.step_bins.add(record.step, None, record.loss)
             self.last_losses.append(record.loss)
             if len(self.first_losses) < 5:
                 if not self.first_losses:
@@ -116,6 +128,7 @@ class LossTrendDetector:
         if idx.size:
             self.n_loss += int(idx.size)
             self.bins.add_many(batch, idx, loss[idx], batch.objects("loss"))
+            self.step_bins.add_many(batch, idx, loss[idx], batch.objects("loss"))
             self.last_losses.extend(batch.take("loss", idx[-FROZEN_RECORDS:]))
             room = 5 - len(self.first_losses)
             if room > 0:
@@ -173,7 +186,16 @@ class LossTrendDetector:
 
     # -- loss-divergence ----------------------------------------------------------------------
     def _divergence(self, facts: ConfigFacts) -> Finding | None:
-        ordered = self.bins.ordered()
+        bins = self.bins
+        by_step = len(bins.ordered()) < self.min_bins and bins.mode == "epoch"
+        if by_step:
+            # a few epochs: their means are too few to show a trend; blocks of steps, when
+            # there are losses enough to average several into each (a pasted excerpt of six
+            # per-step losses is noise in any order)
+            if self.n_loss < STEP_BINS * MIN_PER_STEP_BIN:
+                return None
+            bins = self.step_bins
+        ordered = bins.ordered()
         if len(ordered) < self.min_bins:
             return None
         means = [b.mean for b in ordered]
@@ -191,8 +213,10 @@ class LossTrendDetector:
         threshold = low + max(floor, 3.0 * sigma)
         if not (means[-1] > threshold and means[-2] > threshold):
             return None
+        if by_step and min(means[-2:]) - low < MIN_RISE:
+            return None  # a loss that lives near 0 (GRPO's ±1e-4) moving by less than 0.01
         above = [b for b in ordered[i_min + 1 :] if b.mean > threshold]
-        steps, epochs = self.bins.where(above)
+        steps, epochs = bins.where(above)
         fixes: list[Fix] = [scale_lr_fix(facts, 0.6, "Lower the learning rate")]
         clip = facts.number("max_grad_norm", positive=True)
         if clip is not None or config_known(facts):
@@ -208,7 +232,7 @@ class LossTrendDetector:
             explanation=(
                 (
                     f"The training loss fell from {fmt(start)} to its best {fmt(low)} at "
-                    f"{self.bins.label(ordered[i_min])}, then rose and stayed up"
+                    f"{bins.label(ordered[i_min])}, then rose and stayed up"
                     if i_min
                     else f"The training loss never went below its start {fmt(start)}: it rose"
                 )
@@ -230,7 +254,7 @@ class LossTrendDetector:
             evidence={
                 "start": round(start, 5),
                 "best": round(low, 5),
-                "best_at": self.bins.label(ordered[i_min]),
+                "best_at": bins.label(ordered[i_min]),
                 "end": round(end, 5),
                 "threshold": round(threshold, 5),
                 **({"rising_bins": f"{rising} of {len(means) - 1 - i_min}"} if rising else {}),
@@ -463,6 +487,7 @@ class LossTrendDetector:
     def state_dict(self) -> dict[str, Any]:
         return {
             "bins": self.bins.state_dict(),
+            "step_bins": self.step_bins.state_dict(),
             "first_losses": list(self.first_losses),
             "n_loss": self.n_loss,
             "acc": list(self.acc),
@@ -477,6 +502,8 @@ class LossTrendDetector:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.bins.load_state_dict(state["bins"])
+        if "step_bins" in state:
+            self.step_bins.load_state_dict(state["step_bins"])
         self.first_losses = [float(x) for x in state["first_losses"]]
         self.n_loss = int(state["n_loss"])
         self.acc = deque((float(x) for x in state["acc"]), maxlen=20)
