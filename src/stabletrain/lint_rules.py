@@ -42,6 +42,17 @@ Rules and their heuristics (documented honestly — they are rules of thumb, not
   >= 100x its usual value, dropout > 0.5, Adam epsilon >= 1e-3, SGD momentum >= 0.98, an init
   std <= 1e-3, a language model's context under 32 tokens; each with its reason and a usual
   value. The doctor reports them only when the log shows the run was not clearly healthy.
+- ``ds-scheduler-override`` (warning): a ds_config ``scheduler`` block sets the LR at every step,
+  so it decides the schedule, not the Trainer or the optimizer block: DeepSpeed's ``WarmupLR`` with
+  ``"auto"`` params (a file filled by the HF Trainer / accelerate) replaces the Trainer's
+  ``lr_scheduler_type`` and holds the LR at its peak after the warm-up for the whole run (the HF
+  docs: WarmupLR = constant_with_warmup; LLaVA#1433: "the loss hovers around 1", the fix deletes
+  the block); a ``WarmupLR``/``WarmupDecayLR`` without ``warmup_max_lr`` warms up to DeepSpeed's
+  default 1e-3 whatever the optimizer's ``lr`` says - a warning when that is 2x the optimizer's
+  lr or more (DeepSpeed#7303: lr 5e-7 trained at 1e-3; a lower default peak is not flagged, its
+  fix would raise the LR). An explicit ``warmup_max_lr`` is the user's choice and is not judged
+  here (seed 002 warms 2e-4 -> 8e-4 on purpose); ``WarmupDecayLR`` with ``"auto"`` decays (the
+  Trainer's own default, linear) and is not flagged.
 - ``config-not-finite`` (error): a numeric setting is NaN or infinite (``lr: .inf``, a 400-digit
   integer): the run would train on it, so it is reported, never a crash; the other rules skip it.
 """
@@ -55,7 +66,7 @@ from typing import Any
 from stabletrain.detectors.fixes import fmt, make_fix, nice, setting, user_key, warmup_steps_for
 from stabletrain.detectors.plateau import conflict_fix
 from stabletrain.detectors.sanity import sanity_findings
-from stabletrain.records import ConfigFacts, Finding
+from stabletrain.records import ConfigFacts, Finding, Fix
 
 __all__ = ["lint_facts"]
 
@@ -135,6 +146,7 @@ def lint_facts(facts: ConfigFacts) -> list[Finding]:
         _warmup,
         _beta2,
         _bf16,
+        _ds_scheduler,
         sanity_findings,
     ):
         out.extend(rule(facts))
@@ -613,5 +625,66 @@ def _bf16(facts: ConfigFacts) -> list[Finding]:
             "fp16 overflows above 65504 and needs loss scaling; bf16 has fp32's range, needs no "
             "scaler and avoids overflow skips. On Ampere or newer GPUs (and TPUs) prefer bf16.",
             fixes=[fix],
+        )
+    ]
+
+
+#: a DeepSpeed default peak this many times the optimizer's lr is warned about
+_DEFAULT_PEAK_OVER_LR = 2.0
+
+
+def _ds_scheduler(facts: ConfigFacts) -> list[Finding]:
+    """``ds-scheduler-override``: what a ds_config's scheduler block does to the LR (docstring)."""
+    kind = str(facts.get("ds_scheduler", ""))
+    if facts.format != "deepspeed" or not kind:
+        return []
+    key = facts.key("ds_scheduler").rsplit(".", 1)[0]  # "scheduler"
+    if kind == "WarmupLR" and facts.get("ds_scheduler_auto") is True:
+        return [
+            _finding(
+                "ds-scheduler-override",
+                "warning",
+                "DeepSpeed's WarmupLR replaces the Trainer's schedule: the LR never decays",
+                f'{key}.type is WarmupLR with "auto" params, so this file is filled by the HF '
+                "Trainer (or accelerate) - and a ds_config scheduler wins over its "
+                "lr_scheduler_type: WarmupLR warms up and then holds the peak LR for the whole "
+                "run (constant_with_warmup), whatever cosine or linear schedule the command line "
+                "asks for (LLaVA#1433: the loss hovers instead of converging; Qwen#672, "
+                "transformers#15508: the LR stays constant). Delete the scheduler block: the "
+                "Trainer then builds its own schedule with the same warm-up. Afterwards the "
+                "logged learning rate should decay after the warm-up.",
+                fixes=[
+                    Fix(
+                        description=f"Delete the {key} block (the Trainer's lr_scheduler_type and "
+                        "warm-up then apply)"
+                    )
+                ],
+                evidence={"scheduler": kind},
+            )
+        ]
+    peak, lr = facts.number("ds_scheduler_default_peak"), facts.number("lr", positive=True)
+    lr_key = facts.key("lr") if "lr" in facts else ""
+    if peak is None or lr is None or not lr_key.startswith("optimizer"):
+        return []
+    if peak < _DEFAULT_PEAK_OVER_LR * lr:
+        return []
+    where = facts.key("ds_scheduler_default_peak")
+    return [
+        _finding(
+            "ds-scheduler-override",
+            "warning",
+            f"{kind} warms up to DeepSpeed's default {fmt(peak)}, {peak / lr:.0f}x {lr_key}",
+            f"{key}.type is {kind} without warmup_max_lr, so it warms up to DeepSpeed's default "
+            f"{fmt(peak)} and holds or decays from there: the scheduler sets the LR at every "
+            f"step, so {lr_key} = {fmt(lr)} is never used and the run trains at "
+            f"{peak / lr:.0f}x the intended LR (DeepSpeed#7303). Set {where} to the intended "
+            "peak; afterwards the logged learning rate should peak at it.",
+            fixes=[
+                Fix(
+                    description=f"Warm up to the optimizer's lr ({fmt(lr)})",
+                    changes={where: lr},
+                )
+            ],
+            evidence={"scheduler_peak": peak, "lr": lr},
         )
     ]

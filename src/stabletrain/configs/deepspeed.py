@@ -2,7 +2,9 @@
 
 DeepSpeed's fp16 block stores the initial scale as a power of two (``initial_scale_power: 16`` =
 65536, the "GradScaler starting at 2**16" of the seeds) and ``loss_scale: 0`` meaning dynamic.
-``"auto"`` values (filled by the HF integration at run time) are skipped. DeepSpeed's optimizer
+``"auto"`` values (filled by the HF integration at run time) are skipped. A ``scheduler`` block is
+also described as facts (``ds_scheduler*``, see :func:`_scheduler`): DeepSpeed's scheduler sets
+the LR at every step, so it replaces the HF Trainer's schedule and the optimizer's ``lr``. DeepSpeed's optimizer
 ``"type": "Adam"`` decouples its weight decay unless ``"adam_w_mode": false`` (DeepSpeed's
 default, also GPT-NeoX's, whose configs are ds_configs): it is read as AdamW, so its decay is
 judged as AdamW's, not as an L2 term.
@@ -46,6 +48,8 @@ def read(obj: dict[str, Any], facts: ConfigFacts, file: str) -> None:
         # "auto" is filled from the HF TrainingArguments at run time: not fp32, unknown here
         facts.set("precision", "fp32", key="fp16.enabled", file=file)
     sched = obj.get("scheduler")
+    if isinstance(sched, dict):
+        _scheduler(sched, facts, file)
     if isinstance(sched, dict) and isinstance(sched.get("params"), dict):
         p = sched["params"]
         if isinstance(p.get("warmup_max_lr"), (int, float)):
@@ -62,6 +66,35 @@ def read(obj: dict[str, Any], facts: ConfigFacts, file: str) -> None:
         if _decoupled_adam(opt):
             facts.set("optimizer", "AdamW", key="optimizer.type", file=file)
     extract(obj, facts, file)
+
+
+#: DeepSpeed's warm-up schedulers and the peak they warm up to when ``warmup_max_lr`` is not
+#: given (deepspeed/runtime/lr_schedules.py: WarmupLR(warmup_max_lr=0.001), WarmupDecayLR too)
+_WARMUP_SCHEDULERS = ("WarmupLR", "WarmupDecayLR")
+WARMUP_MAX_LR_DEFAULT = 1e-3
+
+
+def _scheduler(sched: dict[str, Any], facts: ConfigFacts, file: str) -> None:
+    """What a ``scheduler`` block does to the LR, as facts the lint rules read:
+    ``ds_scheduler`` (its type), ``ds_scheduler_auto`` (a param is ``"auto"``: the file is filled
+    by the HF Trainer / accelerate, whose own ``lr_scheduler_type`` this block then replaces) and,
+    for a warm-up scheduler without ``warmup_max_lr``, ``ds_scheduler_default_peak`` (the 1e-3
+    it warms up to whatever the optimizer's ``lr`` says)."""
+    kind = sched.get("type")
+    if not isinstance(kind, str):
+        return
+    facts.set("ds_scheduler", kind, key="scheduler.type", file=file)
+    params = sched.get("params")
+    params = params if isinstance(params, dict) else {}
+    if any(_auto(v) for v in params.values()):
+        facts.set("ds_scheduler_auto", True, key="scheduler.params", file=file)
+    if kind in _WARMUP_SCHEDULERS and "warmup_max_lr" not in params:
+        facts.set(
+            "ds_scheduler_default_peak",
+            WARMUP_MAX_LR_DEFAULT,
+            key="scheduler.params.warmup_max_lr",
+            file=file,
+        )
 
 
 def _decoupled_adam(opt: dict[str, Any]) -> bool:

@@ -5,7 +5,8 @@ HF ``TrainingArguments`` JSON (``TrainingArguments.to_json_string()``), DeepSpee
 and generic YAML/JSON with seed-style keys anywhere in the tree (``stabletrain.configs.keys``);
 a launch script (``.sh``) is read through its ``--key value`` arguments (``configs.cli_args``),
 a Python config (``.py``) through its literal assignments, never run (``configs.py_literals``).
-JSON pasted with ``//`` comments or trailing commas still parses (a ``logging`` warning says so);
+JSON pasted with ``//`` or ``#`` comments or trailing commas still parses (a ``logging`` warning
+says so; a ``#`` inside a string stays text);
 YAML whose only Python tags are plain-data ones (NequIP's ``!!python/tuple``; ``list``, ``dict``,
 ``str``, ``int``, ``float``, ``bool``, ``none``) is read by ``read_config`` with those tags
 dropped, as the plain data they tag (a warning says so); object, name and module tags are refused
@@ -44,7 +45,7 @@ _STABLETRAIN_SECTIONS = frozenset(
 _MODELS = frozenset({"cnn", "gpt"})
 _HF_ARGS_MARKERS = ("per_device_train_batch_size", "lr_scheduler_type", "logging_nan_inf_filter")
 _DATASET_CLASSES = {"digits": 10, "cifar10": 10, "mnist": 10, "cifar100": 100}
-_COMMENTS = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|/\*.*?\*/', re.S)
+_COMMENTS = re.compile(r'("(?:\\.|[^"\\])*")|//[^\n]*|#[^\n]*|/\*.*?\*/', re.S)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 #: a YAML Python tag of plain data (``!!python/tuple``); any other Python tag stays refused
 _PYTHON_DATA_TAG = re.compile(
