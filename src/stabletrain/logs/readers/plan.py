@@ -44,6 +44,12 @@ _NOT_STEP = (" per ", "skipped", "nan ", "number of")
 #: a split section inside a line: ``[train] ... loss=1.613, ... [valid] loss=1.854`` (ESPnet's
 #: epoch summary): the items after ``[valid]`` are eval values
 _SECTION = re.compile(r"\[(train|training|valid|validation|val|eval|evaluation|test|dev)\]", re.I)
+#: a split label before the names it heads: ``train G: loss=1.0265, val: sm=0.6728, val: em=..``
+#: (SAM-Adapter's epoch line); a label before a number or a bracket is a phase header, not this
+_LABEL = re.compile(
+    r"(?<![\w/.-])(train|training|valid|validation|val|eval|evaluation|test|dev)\s*:\s*(?=[A-Za-z_])",
+    re.I,
+)
 #: seconds per step from a bare rate (``132.41s/it``, ``2ms/step``); ``it/s`` is inverted
 _RATE = {"s/it": 1.0, "s/step": 1.0, "sec/step": 1.0, "ms/step": 1000.0, "us/step": 1e6}
 _RATE["µs/step"] = 1e6  # divisors to seconds per step
@@ -139,7 +145,11 @@ def analyse(line: str, values: list[str] | None = None) -> LinePlan | None:
     step_global = False
     first_metric = -1
     j = 0
-    sections = [(m.start(), _PHASES.get(m[1].lower(), True)) for m in _SECTION.finditer(line)]
+    sections = sorted(
+        (m.start(), _PHASES.get(m[1].lower(), True))
+        for pattern in (_SECTION, _LABEL)
+        for m in pattern.finditer(line)
+    )
     for it in its:
         if aligned:
             at = it.start + _value_offset(line, it)
