@@ -49,7 +49,7 @@ within each group, in file order) is in the case file.
     .venv/bin/python bench/fix_loop.py --from OUT.json [--split S] [--details tune]
 
 ``--cases-file`` selects a case file (``cases2.yaml``: round 2, ``cases3.yaml``: round 3,
-``cases4.yaml``: round 4, each written before any of it ran).
+``cases4.yaml``: round 4, ``cases5.yaml``: round 5, each written before any of it ran).
 ``--reuse-broken`` with a ``--work`` of an earlier invocation of the same code takes its stable
 references and broken runs (a stamp beside each run dir records code, config and overrides) and
 only re-runs the doctor and the fixed runs: e.g. ``--apply patch`` after ``--apply changeset``.
