@@ -649,7 +649,7 @@ class _Reader:
             if coarse:
                 self.coarse.append(tr)
             else:
-                self.fine = self.fine or self.own_step
+                self.fine = self.fine or (self.own_step and self._trains(tr))
                 self.last_train = step
             if not self._merge_into_last(tr):
                 self.data.raw.append(tr)
@@ -657,6 +657,16 @@ class _Reader:
             self.data.raw.append(ev)
         self.kinds[dialect.name] += 1
         return True
+
+    def _trains(self, rec: StepRecord) -> bool:
+        """Whether a record carries a training quantity (a loss or a term of one, an accuracy, a
+        gradient norm, an LR): only such per-step lines make the log's per-epoch lines summaries
+        to set aside. A dataset scan's progress bar (ultralytics' ``train: Scanning ... 4
+        images, 0 corrupt: 100%|...| 4/4``) has a position and no training quantity."""
+        if any(v is not None for v in (rec.loss, rec.accuracy, rec.grad_norm, rec.lr)):
+            return True
+        roles = self.data.roles
+        return any(roles.get(n, "").endswith("loss component") for n in rec.metrics)
 
     def _dicts(self, rows: list[dict[str, str]], line: str, rank: int | None) -> bool:
         """HF Trainer console dicts and fairseq json lines (each set of keys analysed once)."""
