@@ -1,6 +1,7 @@
 """The clip ceiling (guard/ceiling.py): raised on a healthy run whose norms sit well above the
 fixed clip, pinned back when the raise brings trouble; scripted sequences with hand-computed
-expectations, and real SGD runs on a tiny regression net."""
+expectations, and real SGD runs on a tiny regression net (a failed raise restores the weights
+of the raise; no raise in the start-up steps)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from stabletrain import Guard, GuardConfig
-from stabletrain.guard.ceiling import ClipCeiling, Quiet
+from stabletrain.guard.ceiling import Change, ClipCeiling, Quiet
 
 
 def _quiet(loss: float = 1.0, *, rollbacks: int = 0, age: int | None = 10, **kw: bool) -> Quiet:
@@ -21,7 +22,9 @@ def _quiet(loss: float = 1.0, *, rollbacks: int = 0, age: int | None = 10, **kw:
                  rollbacks=rollbacks, recent_loss=loss, snapshot_age=age)  # fmt: skip
 
 
-def _feed(c: ClipCeiling, n: int, coef: float, norm: float, loss: float = 1.0, **kw: object):
+def _feed(
+    c: ClipCeiling, n: int, coef: float, norm: float, loss: float = 1.0, **kw: object
+) -> list[Change]:
     changes = []
     for _ in range(n):
         ch = c.observe(applied=True, action=None, norm=norm, coef=coef, quiet=_quiet(loss, **kw))  # type: ignore[arg-type]
@@ -125,8 +128,12 @@ X = torch.randn(512, 16)
 Y = X @ torch.randn(16, 1) + 0.1 * torch.randn(512, 1)  # targets of std ~4: grad norms ~5-10
 
 
-def _train(lr: float, config: GuardConfig | None, steps: int = 200, run_dir: Path | None = None):
-    """SGD on the regression net; config None: a plain loop without clip. (final MSE, guard)."""
+def _train(
+    lr: float, config: GuardConfig | None, steps: int = 200, run_dir: Path | None = None,
+    weights: list[torch.Tensor] | None = None,
+) -> tuple[float, Guard | None]:  # fmt: skip
+    """SGD on the regression net; config None: a plain loop without clip. (final MSE, guard).
+    ``weights``: gets a flat copy of the weights after every step."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1))
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -140,6 +147,8 @@ def _train(lr: float, config: GuardConfig | None, steps: int = 200, run_dir: Pat
             opt.step()
         else:
             guard.step(loss)
+        if weights is not None:
+            weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]).clone())
     if guard is not None:
         guard.close()
     with torch.no_grad():
@@ -215,3 +224,37 @@ def test_sync_free_path_raises_at_its_reads_like_the_immediate_path() -> None:
     assert guards[1].sync_free and guards[1].host_reads == 12
     assert guards[0].ceiling.limit == guards[1].ceiling.limit == 2.0
     assert finals[1] == pytest.approx(finals[0], rel=1e-6)
+
+
+# -- the ceiling made safe: a failed raise undone, no raise in the start-up steps ---------------
+
+
+def test_a_failed_raise_puts_back_the_weights_of_the_raise(tmp_path: Path) -> None:
+    # SGD at lr 0.5: unclipped it goes NaN, the clip at 1.0 holds it; raised to 2 it spikes at
+    # once. The pin restores the weights and optimizer state taken at the raise.
+    weights: list[torch.Tensor] = []
+    pinned, guard = _train(0.5, GuardConfig(clip_raise_window=50), run_dir=tmp_path,
+                           weights=weights)  # fmt: skip
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    raise_ev, pin_ev = [e for e in map(json.loads, lines) if e["event"] == "clip-ceiling"]
+    assert (raise_ev["data"]["kind"], pin_ev["data"]["kind"]) == ("raise", "pin")
+    assert guard is not None and guard.ceiling.limit == 1.0 and guard.ceiling.pinned == 1.0
+    at_raise = pin_ev["data"]["restored_to"]
+    assert "restored to step" in pin_ev["message"]
+    # the weights right after the pin are those the raise was decided on, not the spiked ones
+    assert torch.equal(weights[pin_ev["step"] - 1], weights[at_raise - 1])
+    fixed, _ = _train(0.5, GuardConfig(clip_raise_window=0))
+    assert math.isfinite(pinned) and pinned <= fixed
+
+
+def test_no_raise_in_the_start_up_steps_where_the_clip_is_what_holds_the_run() -> None:
+    # SGD at lr 0.2: unclipped it ends at MSE ~0.47, the clip at 1.0 at ~0.08. Its loss falls
+    # 40x in its first 20 steps; a raise at step 20 was judged against that falling level,
+    # passed, and ended ~4x worse than the fixed clip. Now the start-up steps (the start-up
+    # rule's 50) only gather evidence; by then the clip no longer engages at 2x.
+    plain, _ = _train(0.2, None)
+    fixed, _ = _train(0.2, GuardConfig(clip_raise_window=0))
+    raised, guard = _train(0.2, GuardConfig(clip_raise_window=20))
+    assert fixed < 0.5 * plain
+    assert guard is not None
+    assert raised <= 1.02 * fixed

@@ -17,14 +17,21 @@ already read: no extra host sync; the same numbers on every rank, so the same de
   coefficient of at most ``1/MIN_RATIO`` (norms at least twice the ceiling) on at least
   ``ENGAGED_SHARE`` of them, and nothing went wrong in that window: no spike, overflow or
   non-finite gradient (a non-finite *loss* is bad data: it neither counts nor resets), no
-  rollback, no LR cap or re-warm ramp, the loss not trending away from its best, the recent
-  loss no higher than at the window's start, and a rollback target (a confirmed snapshot)
-  no older than the window, so a rollback lands just before the raise;
+  rollback, no LR cap or re-warm ramp, the loss not trending away from its best, and the loss
+  level (the median of a few batch losses) no higher than at the window's start. Never within
+  the start-up rule's first ``startup_steps`` (they gather evidence only): the start is where a
+  run without warm-up needs the clip most, and bigger steps there read as a start-up
+  overshoot. At the raise the ceiling copies the weights, optimizer, scaler and the guard's
+  statistics (the immediate path; on the sync-free path it needs a confirmed snapshot no older
+  than the window instead);
 - **pin back** to the value before the raise, and never try above it again, when within the
-  ``window // 2`` steps of probation after a raise a rollback happens, the LR gets capped or
-  ramped, the loss trends away from its best, a step is skipped for a spike, an overflow or a
-  non-finite gradient, or the recent loss ends the probation more than ``LOSS_RISE`` above its
-  level at the raise;
+  probation (``window * PROBATION_SHARE`` applied steps) a rollback happens, the LR gets capped
+  or ramped, the loss trends away from its best, a step is skipped for a spike, an overflow or a
+  non-finite gradient, or the probation's loss level (the median of its batch losses) ends
+  above the level just before the raise (the median of as many) by more than ``LOSS_RISE`` of
+  it and more than ``NOISE_Z`` x the run's own batch-loss noise / sqrt(steps). A pin on the
+  raise's own trouble (not a rollback or an LR cap, where the guard has acted already) puts
+  back the copy taken at the raise: the probation's damage is undone, not only stopped;
 - **revert** to the configured ``max_norm``, for good, on a rollback after a probation passed
   (trouble the raised ceiling may have let through).
 
@@ -33,21 +40,27 @@ Every change is a ``clip-ceiling`` event with its evidence ("clip ceiling 1 → 
 rollback must not forget that a raise failed.
 
 Limits: only for ``clip="norm"`` with a ``max_norm``; off without snapshots (no rollback target
-to fall back to). On the sync-free path the ceiling changes at the reads, every ``read_every``
-steps; the device clips each step with the value last decided.
+to fall back to). The copy taken at a raise is one more CPU copy of the model and optimizer
+while a probation runs, and is not in ``state_dict`` (a run resumed mid-probation pins without
+restoring). On the sync-free path the ceiling changes at the reads, every ``read_every`` steps;
+the device clips each step with the value last decided, and a pin does not restore.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from stabletrain.guard import rollback
+
 if TYPE_CHECKING:
     from stabletrain.guard.guard import Guard
     from stabletrain.guard.outcome import StepOutcome
+    from stabletrain.guard.snapshots import Snapshot
 
 #: the share of the window's applied steps the clip must have engaged on
 ENGAGED_SHARE = 0.9
@@ -57,6 +70,13 @@ MIN_RATIO = 2.0
 NOTCH = 2.0
 #: the recent loss ending a probation this much above its level at the raise pins the ceiling
 LOSS_RISE = 0.05
+#: a probation fails when its loss level ends above the level at the raise by more than
+#: ``LOSS_RISE`` of it and more than this many (batch-loss noise / sqrt(probation steps)): a
+#: level is the median of as many batch losses as the probation has steps, and the batch
+#: losses of a throttled run scatter by tens of percent (a 5% bar alone pinned healthy runs)
+NOISE_Z = 3.0
+#: the probation after a raise, as a share of the window
+PROBATION_SHARE = 0.5
 #: skip actions that are instability (a skipped non-finite *loss* is bad data, not the clip's)
 TROUBLE_ACTIONS = frozenset({"skip_spike", "skip_nonfinite_grad"})
 
@@ -78,6 +98,18 @@ class Quiet:
     recent_loss: float
     #: steps since the newest confirmed snapshot was taken; None: none to roll back to
     snapshot_age: int | None
+    #: the ceiling keeps its own copy of the weights at a raise and restores it on a pin (the
+    #: immediate path); False (the sync-free path): a raise needs a confirmed snapshot no
+    #: older than the window instead
+    own_snapshot: bool = False
+    #: this step's loss (nan: none, or not finite); the loss level is judged on the median of
+    #: the last few of these, not on the lagging EMA (which, right after the fast drop at the
+    #: start of a run, sits far above the losses and lets a rise after a raise pass)
+    loss: float = math.nan
+    #: within the start-up rule's first steps (``GuardConfig.startup_steps``): evidence counts,
+    #: no raise (bigger steps there read as a start-up overshoot, and the start is where a run
+    #: without warm-up needs the clip most)
+    starting: bool = False
 
 
 @dataclass(slots=True)
@@ -102,12 +134,24 @@ class ClipCeiling:
         self.limit = base
         #: never raised above this again (a raise failed there); None: no pin yet
         self.pinned: float | None = None
-        #: (coef, norm, recent loss) of the applied steps of the current evidence window
+        #: (coef, norm, loss) of the applied steps of the current evidence window
         self.steps: deque[tuple[float, float, float]] = deque(maxlen=max(window, 1))
         #: after a raise: the state to judge it against; None: no probation running
         self.probation: dict[str, Any] | None = None
         self.rollbacks_seen = 0
         self.raises = 0
+        #: the weights, optimizer and guard state at the last raise, while its probation runs
+        #: (a pin that is the raise's own trouble restores it); not in ``state_dict``
+        self.before_raise: Snapshot | None = None
+
+    def hold(self, snap: Snapshot) -> None:
+        """Keep the state taken at a raise, to restore if its probation fails."""
+        self.before_raise = snap
+
+    def release(self) -> Snapshot | None:
+        """The state taken at the raise (once), or None."""
+        snap, self.before_raise = self.before_raise, None
+        return snap
 
     @property
     def active(self) -> bool:
@@ -140,7 +184,7 @@ class ClipCeiling:
         if quiet.lr_held or quiet.trending_up or not self._count(coef, norm, quiet):
             self.steps.clear()
             return None
-        if len(self.steps) < self.window:
+        if len(self.steps) < self.window or quiet.starting:
             return None
         return self._maybe_raise(quiet)
 
@@ -148,10 +192,20 @@ class ClipCeiling:
         """Add an applied step to the window; False when its numbers are no evidence."""
         if coef is None or norm is None:
             return False
-        if not (math.isfinite(norm) and math.isfinite(quiet.recent_loss)):
+        loss = quiet.loss if math.isfinite(quiet.loss) else quiet.recent_loss
+        if not (math.isfinite(norm) and math.isfinite(loss)):
             return False
-        self.steps.append((coef, norm, quiet.recent_loss))
+        self.steps.append((coef, norm, loss))
         return True
+
+    @property
+    def _k(self) -> int:
+        """How many recent losses a loss level is the median of."""
+        return max(self.window // 4, 3)
+
+    def _level(self, losses: list[float]) -> float:
+        """The loss level of the last ``_k`` of ``losses`` (their median)."""
+        return statistics.median(losses[-self._k :])
 
     def _maybe_raise(self, quiet: Quiet) -> Change | None:
         limit = self.limit
@@ -159,9 +213,14 @@ class ClipCeiling:
         engaged = sum(1 for c, _, _ in self.steps if c <= 1.0 / MIN_RATIO)
         if engaged < ENGAGED_SHARE * len(self.steps):
             return None
-        if quiet.recent_loss > self.steps[0][2]:
+        losses = [x for _, _, x in self.steps]
+        level = self._level(losses)
+        first = self._level(losses[: self._k])
+        if level > first:
             return None  # the loss is not still improving under the clip
-        if quiet.snapshot_age is None or quiet.snapshot_age > self.window:
+        if not quiet.own_snapshot and (
+            quiet.snapshot_age is None or quiet.snapshot_age > self.window
+        ):
             return None  # no rollback target just before the raise
         median_norm = statistics.median(n for _, n, _ in self.steps)
         new = min(limit * NOTCH, median_norm)
@@ -173,10 +232,14 @@ class ClipCeiling:
         n = len(self.steps)
         evidence = {
             "engaged": engaged, "window": n, "median_coef": median_coef,
-            "median_norm": median_norm, "loss": quiet.recent_loss,
+            "median_norm": median_norm, "loss": level,
             "snapshot_age": quiet.snapshot_age,
         }  # fmt: skip
-        self.probation = {"old": limit, "loss": quiet.recent_loss, "steps": 0}
+        plen = self._probation_len
+        ref = statistics.median(losses[-plen:])
+        tol = max(LOSS_RISE * abs(ref), NOISE_Z * _noise(losses) / math.sqrt(plen))
+        evidence["tolerance"] = tol
+        self.probation = {"old": limit, "loss": ref, "tol": tol, "steps": 0, "losses": []}
         self.raises += 1
         self.steps.clear()  # the next notch needs a full window at the new ceiling
         why = (
@@ -187,7 +250,7 @@ class ClipCeiling:
 
     @property
     def _probation_len(self) -> int:
-        return max(self.window // 2, 1)
+        return max(round(self.window * PROBATION_SHARE), 1)
 
     def _judge(
         self, applied: bool, action: str | None, coef: float | None, norm: float | None,
@@ -208,21 +271,32 @@ class ClipCeiling:
         if trouble is None:
             if applied:
                 p["steps"] += 1
-                self._count(coef, norm, quiet)  # evidence for the next notch, at the new ceiling
+                # evidence for the next notch, at the new ceiling
+                if self._count(coef, norm, quiet):
+                    p["losses"] = [*p.get("losses", []), self.steps[-1][2]]
             if p["steps"] < self._probation_len:
                 return None
-            loss = quiet.recent_loss
-            if not (loss <= p["loss"] * (1.0 + LOSS_RISE)):
-                trouble = f"the recent loss at {loss:.4g}, above {p['loss']:.4g} at the raise"
+            loss = statistics.median(p["losses"]) if p.get("losses") else quiet.recent_loss
+            tol = p.get("tol", LOSS_RISE * abs(p["loss"]))
+            if not (loss <= p["loss"] + tol):
+                trouble = (
+                    f"the loss level at {loss:.4g}, above {p['loss']:.4g} at the raise (+"
+                    f"{tol:.3g} allowed)"
+                )
             else:
                 self.probation = None  # passed: its steps stay in the window
+                self.before_raise = None
                 return None
         old = float(p["old"])
         self.probation = None
         self.steps.clear()
         self.pinned = old
+        # the raise's own trouble is undone with it; after a rollback or an LR cap the guard
+        # has already acted on the weights or the LR, and they are left as it chose
+        restore = not (rolled_back or trouble == "an LR cap or ramp")
         return self._set("pin", old, f"{trouble} within {self._probation_len} steps of the "
-                         "raise; never raised above it again", {"evidence": trouble})  # fmt: skip
+                         "raise; never raised above it again",
+                         {"evidence": trouble, "restore": restore})  # fmt: skip
 
     def _set(self, kind: ChangeKind, new: float, why: str, data: dict[str, Any]) -> Change:
         old = self.limit
@@ -230,6 +304,7 @@ class ClipCeiling:
         self.limit = new
         if kind == "revert":
             self.pinned = new
+            self.before_raise = None
         verb = {"raise": "", "pin": " (pinned back)", "revert": " (reverted)"}[kind]
         message = f"clip ceiling {old:.3g} → {new:.3g}{verb}: {why}"
         return Change(kind, old, new, message, {"old": old, "new": new, "kind": kind, **data})
@@ -254,6 +329,17 @@ class ClipCeiling:
         self.probation = dict(state["probation"]) if state["probation"] is not None else None
         self.rollbacks_seen = int(state["rollbacks_seen"])
         self.raises = int(state["raises"])
+        self.before_raise = None
+
+
+def _noise(losses: list[float]) -> float:
+    """A robust std of one batch loss around the run's level: the MAD of the differences of
+    consecutive losses (a trend cancels out of them) / sqrt(2)."""
+    diffs = [b - a for a, b in itertools.pairwise(losses)]
+    if len(diffs) < 2:
+        return 0.0
+    mid = statistics.median(diffs)
+    return 1.4826 * statistics.median(abs(d - mid) for d in diffs) / math.sqrt(2.0)
 
 
 def after_step(guard: Guard, outcome: StepOutcome) -> None:
@@ -263,17 +349,33 @@ def after_step(guard: Guard, outcome: StepOutcome) -> None:
     if not ceiling.active:
         return
     snap = guard.snapshots.pick(0)
+    # the immediate path acts at each step: the ceiling can copy the weights at a raise and
+    # put them back on a pin (the sync-free path reviews a window of steps after they ran)
+    own = guard.sync_free is False
     quiet = Quiet(
         lr_held=guard.policy.lr_cap is not None or guard.policy.ramping,
         trending_up=guard.divergence.above > 0,
         rollbacks=guard.policy.rollbacks,
         recent_loss=guard.recent_loss.value,
         snapshot_age=None if snap is None else guard.step_count - snap.step,
+        own_snapshot=own,
+        loss=math.nan if outcome.loss is None else float(outcome.loss),
+        starting=guard.step_count < guard.config.startup_steps,
     )
     change = ceiling.observe(
         applied=bool(outcome.applied), action=outcome.action, norm=outcome.grad_norm,
         coef=outcome.clip_coef, quiet=quiet,
     )  # fmt: skip
-    if change is not None:
-        severity = "info" if change.kind == "raise" else "warning"
-        guard.event("clip-ceiling", change.message, severity, change.data)
+    if change is None:
+        return
+    message = change.message
+    if change.kind == "raise" and own:
+        ceiling.hold(rollback.capture(guard))
+    elif change.kind == "pin":
+        held = ceiling.release()
+        if held is not None and change.data.get("restore"):
+            rollback.restore(guard, held, scheduler=False)
+            change.data["restored_to"] = held.step
+            message += f"; the weights and optimizer state restored to step {held.step} (the raise)"
+    severity = "info" if change.kind == "raise" else "warning"
+    guard.event("clip-ceiling", message, severity, change.data)

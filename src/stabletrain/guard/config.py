@@ -41,9 +41,12 @@ class GuardConfig:
     None: no fixed clipping (``clip="norm"`` then only measures)."""
     clip_raise_window: int = 0
     """``clip="norm"``: raise the fixed ``max_norm`` x2 when it engaged on nearly every one of
-    the last N applied steps with norms at least twice it and nothing went wrong; pinned back
-    for good if trouble follows (``guard/ceiling.py``, a logged ``clip-ceiling`` event). 0 (the
-    default): the clip stays at ``max_norm``; 50 is the measured setting."""
+    the last N applied steps with norms at least twice it and nothing went wrong (never within
+    ``startup_steps``); pinned back for good, with the weights of the raise put back, if
+    trouble follows within N/2 steps (``guard/ceiling.py``, a logged ``clip-ceiling`` event).
+    0 (the default): the clip stays at ``max_norm``: on by default it lowered single fault-matrix
+    runs as often as it raised them (docs/benchmarks-clip.md); 20 is the measured opt-in
+    setting for healthy runs whose norms sit well above the clip."""
     norm_type: float = 2.0
     """The p of the global gradient p-norm (2.0; ``inf`` for the max-abs norm)."""
     skip_nonfinite: bool = True
