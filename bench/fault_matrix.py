@@ -225,7 +225,7 @@ rnn
 
 Round 5 (``--round 5``): unseen faults, written after rounds 1-4 had been tuned on (every held-out
 half before it is touched) and BEFORE any guard ran on them; fault sizes set by running ``none``
-only (values in ``ROUND5``; 2026-12-08 01:35-02:12 UTC, session 6), committed with the T/H split
+only (values in ``ROUND5``; 2026-12-08 01:25-01:36 UTC, session 6), committed with the T/H split
 before the first-sight run of the session-start code. Each comes from how real runs fail, as
 reported on GitHub or Q&A sites (a loader without ``shuffle=True``; a resume on a smaller machine;
 momentum 0.99 for 0.9; Adam betas given in the wrong order; a TensorFlow ``keep_prob`` ported as
