@@ -295,14 +295,14 @@ worse than ``none`` (relative metric lower by more than 0.02, or diverged/crashe
 not). Stable configs show the guard's cost.
 
     .venv/bin/python bench/fault_matrix.py [--seeds 0,1,2] [--faults a,b] [--methods m,n]
-        [--families cnn,mlp] [--out results.json] [--halves tune,held-out] [--round 1,2,3,4]
+        [--families cnn,mlp] [--out results.json] [--halves tune,held-out] [--round 1,2,3,4,5]
 
 Round 1: 21 scenarios x 7 methods x 3 seeds = 441 runs: 210 s CPU on one thread (4 min
 wall on a quiet 2-core box, 13 min on a busy one). Both rounds: 714 runs, 548 s CPU, 867 s wall
 on the busy box (round 2's fp16 GPT is most of the difference: CPU fp16 matmuls are slow).
 All three rounds (``--round 1,2,3``): 945 runs, 1124 s CPU, 1373 s wall on the busy box
 (2026-12-07). Round 4 alone: 288 runs, 448 s CPU, 1140 s wall on a busy box (session 5); the
-default runs all four rounds.
+default runs all five rounds. Round 5 alone, six methods: 252 runs, 322 s CPU, 691 s wall on a busy box (session 6).
 """
 
 from __future__ import annotations
