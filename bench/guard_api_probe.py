@@ -13,7 +13,7 @@ and ``WORSE`` when the guard ends more than 10% (+0.01) above the plain loop; th
     .venv/bin/python bench/guard_api_probe.py               # all variants, ~1 min
     .venv/bin/python bench/guard_api_probe.py sgd adam      # some
     PYTHONPATH=/work/base/src .venv/bin/python bench/guard_api_probe.py   # another tree
-    .venv/bin/python bench/guard_api_probe.py --steps 300 clip_raise_window=50
+    .venv/bin/python bench/guard_api_probe.py --steps 300 clip_raise_window=20
         # every variant 5x longer (NaN steps unchanged); GuardConfig fields as FIELD=VALUE
 """
 
