@@ -357,14 +357,16 @@ class EvalDetector:
         vals = [float(e[2]) for e in rows]
         train = [float(e[3]) for e in rows]
         n, best = len(rows), vals[i_best]
-        ratio = float(np.median(vals[i_best:])) / float(np.median(train[i_best:]))
+        # a training loss at 0 (a log of '-0' or 1e-400) has no ratio: the evidence says so
+        mid_tr = float(np.median(train[i_best:]))
+        ratio = float(np.median(vals[i_best:])) / mid_tr if mid_tr > 0 else None
         idx = [self.evals.index(rows[i]) for i in range(i_best + 1, n)]
         steps, epochs = self._where(idx)
         wd = facts.number("weight_decay")
         fixes = [make_fix(facts, "Regularise more", weight_decay=wd * 2 if wd else 0.01)]
         if facts.number("early_stop_patience") is None:
             fixes.append(make_fix(facts, "Stop at the best eval", early_stop_patience=3))
-        if wide:
+        if wide and ratio is not None:  # (the wide path asked for a positive median)
             title = (
                 f"Overfitting: eval loss {ratio:.1f}x the training loss, no new best for "
                 f"{n - 1 - i_best} evals"
@@ -401,7 +403,7 @@ class EvalDetector:
                 "gap_last": round(gap_last, 6),
                 "train_at_best": train[i_best],
                 "train_last": train[-1],
-                "eval_train_ratio_since_best": round(ratio, 3),
+                "eval_train_ratio_since_best": None if ratio is None else round(ratio, 3),
             },
             fixes=fixes,
             related=["eval-unstable"],
