@@ -369,8 +369,12 @@ def bytecode_env(tmp: Path) -> dict[str, str]:
 def parsers_bench(args: argparse.Namespace) -> None:
     """polars vs pyarrow parsing the same CSV and JSONL into numpy columns (best of 3)."""
     import polars as pl
-    import pyarrow.csv as pa_csv
-    import pyarrow.json as pa_json
+
+    try:
+        import pyarrow.csv as pa_csv
+        import pyarrow.json as pa_json
+    except ImportError:  # not a dependency since polars won the measurement
+        sys.exit("--parsers compares polars with pyarrow: pip install pyarrow first")
 
     def pl_cols(df: Any) -> list[np.ndarray]:
         return [df[c].to_numpy() for c in df.columns]
