@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -168,34 +168,29 @@ def decide(guard: Guard, bad: Bad | None, scheduled_lr: float) -> Decision:
         target = rollback.target_for(guard, "loss-divergence")
         ep = guard.divergence.episodes[-1]
         recent, slow = guard.recent_loss.value, float(ep["loss_ema"])
+        passed: tuple[str, dict[str, Any]] | None = None
         if math.isfinite(recent) and recent < (slow + ep["best"]) / 2.0:
             # the smoothed loss lags: the recent losses have already come more than halfway
             # back to the best (a burst of bad data that has passed, the weights healing), so
             # there is no current damage to undo, nor an LR to blame
-            guard.event(
-                "divergence-passed",
-                f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (now "
-                f"{slow:.4g}, best {ep['best']:.4g}), but the recent losses ({recent:.4g}) are "
-                "already more than halfway back: no action",
-                "info",
-                {"recent": recent, "smoothed": slow, "best": ep["best"],
-                 "evidence": "loss-divergence"},
-            )  # fmt: skip
-            return guard.policy.decide(None, can_rollback=False)
-        if guard.evals.holds(guard.step_count, guard.divergence.patience):
+            passed = (f"the recent losses ({recent:.4g}) are already more than halfway back",
+                      {"recent": recent})  # fmt: skip
+        elif guard.evals.holds(guard.step_count, guard.divergence.patience):
             # the evaluations during the climb are no worse than their best: the weights are
             # not what got worse. The train loss's best came from easier batches (a shard of
             # blank or repeated inputs), so coming back from it is no lost progress
+            passed = ("the latest evaluation is no worse than the best: the data changed, not "
+                      "the model", {"eval_holds": True})  # fmt: skip
+        if passed is not None:
+            why, extra = passed
             guard.event(
                 "divergence-passed",
                 f"the smoothed loss gave back {ep['given_back']:.0%} of its progress (now "
-                f"{slow:.4g}, best {ep['best']:.4g} at step {ep['best_step']}), but the latest "
-                "evaluation is no worse than the best: the data changed, not the model; no "
-                "action",
+                f"{slow:.4g}, best {ep['best']:.4g} at step {ep['best_step']}), but {why}: "
+                "no action",
                 "info",
-                {"smoothed": slow, "best": ep["best"], "evidence": "loss-divergence",
-                 "eval_holds": True},
-            )  # fmt: skip
+                {"smoothed": slow, "best": ep["best"], "evidence": "loss-divergence", **extra},
+            )
             return guard.policy.decide(None, can_rollback=False)
         stable = float(target.guard.get("sched_lr") or scheduled_lr) if target else scheduled_lr
         decision = guard.policy.damage(
