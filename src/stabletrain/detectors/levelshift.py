@@ -41,6 +41,7 @@ import numpy as np
 from stabletrain.detectors.base import epoch_index
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.fixes import spike_fixes
+from stabletrain.detectors.robust import MAD_TO_STD, diff_noise
 from stabletrain.records import ConfigFacts, Finding, StepRecord
 
 RATIO = 1.1
@@ -55,16 +56,6 @@ LR_RISE = 1.05
 #: a jump the spike rule judges (``SpikeDetector``'s loss ``min_ratio``): not this rule's
 SPIKE_RATIO = 1.3
 MAX_EPISODES = 10
-_MAD_TO_STD = 1.4826
-
-
-def _noise(before: np.ndarray) -> float:
-    """Robust σ of one value's change: the MAD of the first differences, scaled to a σ of the
-    values (a difference of two independent values has √2 their σ)."""
-    d = np.diff(before)
-    if d.size < 2:
-        return 0.0
-    return float(_MAD_TO_STD * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
 
 
 def judge(
@@ -83,7 +74,7 @@ def judge(
     after = values[i + 1 : i + 1 + AFTER]
     if float(after.min()) < ref + STAY * rise:
         return None
-    noise = max(_noise(before), NOISE_FLOOR * ref)
+    noise = max(diff_noise(before), NOISE_FLOOR * ref)
     if rise < Z * noise:
         return None
     lr, lr_prev = float(lrs[i]), float(lrs[i - 1])
@@ -113,7 +104,7 @@ def candidates(values: np.ndarray, first: int, stop: int) -> np.ndarray:
     before = np.lib.stride_tricks.sliding_window_view(values, WINDOW)[idx[full] - WINDOW]
     d = np.diff(before, axis=1)
     mad = np.median(np.abs(d - np.median(d, axis=1)[:, None]), axis=1)
-    noise = np.maximum(_MAD_TO_STD * mad / math.sqrt(2.0), NOISE_FLOOR * ref[full])
+    noise = np.maximum(MAD_TO_STD * mad / math.sqrt(2.0), NOISE_FLOOR * ref[full])
     slack = 1.0 + 1e-9
     keep = (v[full] < SPIKE_RATIO * np.median(before, axis=1) * slack) & (
         (v[full] - ref[full]) * slack >= Z * noise

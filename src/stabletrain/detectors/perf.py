@@ -44,7 +44,7 @@ import numpy as np
 from stabletrain.detectors.bins import Bins
 from stabletrain.detectors.columns import Batch
 from stabletrain.detectors.evidence import MIN_TREND_POINTS, too_few
-from stabletrain.detectors.robust import spearman
+from stabletrain.detectors.robust import MAD_TO_STD, spearman
 from stabletrain.records import ConfigFacts, Finding, Fix, StepRecord
 
 _PROFILE_FIX = Fix(
@@ -157,7 +157,7 @@ class SlowStepsDetector:
         k = best[1]
         early, late = statistics.median(x[:k]), statistics.median(x[k:])
         resid = [abs(v - early) for v in x[:k]] + [abs(v - late) for v in x[k:]]
-        sigma = 1.4826 * statistics.median(resid)
+        sigma = MAD_TO_STD * statistics.median(resid)
         if (
             early <= 0
             or late < self.shift_factor * early

@@ -5,18 +5,20 @@ series around its own trend (:func:`trend_noise`)."""
 
 from __future__ import annotations
 
+import math
 import statistics
+from collections.abc import Sequence
 
 import numpy as np
 
-_MAD_TO_STD = 1.4826
+MAD_TO_STD = 1.4826
 
 
 def robust_stats(values: list[float]) -> tuple[float, float]:
     """``(median, robust std)`` of ``values``: 1.4826·MAD, floored at 1e-3·|median| (and 1e-12)."""
     med = statistics.median(values)
     mad = statistics.median([abs(v - med) for v in values])
-    return med, max(_MAD_TO_STD * mad, 1e-3 * abs(med), 1e-12)
+    return med, max(MAD_TO_STD * mad, 1e-3 * abs(med), 1e-12)
 
 
 def robust_stats_many(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +31,7 @@ def robust_stats_many(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h = w // 2
     med = s[:, h] if w % 2 else (s[:, h - 1] + s[:, h]) / 2
     mad = _mad_of_sorted(s, med) if w >= 8 else _mad_by_sort(s, med)
-    return med, np.maximum(np.maximum(_MAD_TO_STD * mad, 1e-3 * np.abs(med)), 1e-12)
+    return med, np.maximum(np.maximum(MAD_TO_STD * mad, 1e-3 * np.abs(med)), 1e-12)
 
 
 def _mad_by_sort(s: np.ndarray, med: np.ndarray) -> np.ndarray:
@@ -77,6 +79,16 @@ def _mad_of_sorted(s: np.ndarray, med: np.ndarray) -> np.ndarray:
     return (kth + nxt) / 2
 
 
+def diff_noise(values: Sequence[float] | np.ndarray) -> float:
+    """Robust std of one value of a series around its local level: the MAD of the first
+    differences (a trend of any slope cancels out of them), scaled to the values' std (a
+    difference of two independent values has sqrt(2) their std); 0 with fewer than 3 values."""
+    d = np.diff(np.asarray(values, dtype=float))
+    if d.size < 2:
+        return 0.0
+    return float(MAD_TO_STD * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
+
+
 def spearman(xs: list[float]) -> float:
     """Rank correlation of ``xs`` with its index (ties broken by order; enough for trends)."""
     n = len(xs)
@@ -118,4 +130,4 @@ def trend_noise(values: list[float]) -> float:
     if len(resid) < MIN_NOISE_POINTS:
         return 0.0
     resid.sort()
-    return _MAD_TO_STD * resid[len(resid) // 2]
+    return MAD_TO_STD * resid[len(resid) // 2]

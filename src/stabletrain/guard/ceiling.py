@@ -48,13 +48,13 @@ the device clips each step with the value last decided, and a pin does not resto
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from stabletrain.detectors.robust import diff_noise
 from stabletrain.guard import rollback
 
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ class ClipCeiling:
         }  # fmt: skip
         plen = self._probation_len
         ref = statistics.median(losses[-plen:])
-        tol = max(LOSS_RISE * abs(ref), NOISE_Z * _noise(losses) / math.sqrt(plen))
+        tol = max(LOSS_RISE * abs(ref), NOISE_Z * diff_noise(losses) / math.sqrt(plen))
         evidence["tolerance"] = tol
         self.probation = {"old": limit, "loss": ref, "tol": tol, "steps": 0, "losses": []}
         self.raises += 1
@@ -273,7 +273,7 @@ class ClipCeiling:
                 p["steps"] += 1
                 # evidence for the next notch, at the new ceiling
                 if self._count(coef, norm, quiet):
-                    p["losses"] = [*p.get("losses", []), self.steps[-1][2]]
+                    p.setdefault("losses", []).append(self.steps[-1][2])
             if p["steps"] < self._probation_len:
                 return None
             loss = statistics.median(p["losses"]) if p.get("losses") else quiet.recent_loss
@@ -330,16 +330,6 @@ class ClipCeiling:
         self.rollbacks_seen = int(state["rollbacks_seen"])
         self.raises = int(state["raises"])
         self.before_raise = None
-
-
-def _noise(losses: list[float]) -> float:
-    """A robust std of one batch loss around the run's level: the MAD of the differences of
-    consecutive losses (a trend cancels out of them) / sqrt(2)."""
-    diffs = [b - a for a, b in itertools.pairwise(losses)]
-    if len(diffs) < 2:
-        return 0.0
-    mid = statistics.median(diffs)
-    return 1.4826 * statistics.median(abs(d - mid) for d in diffs) / math.sqrt(2.0)
 
 
 def after_step(guard: Guard, outcome: StepOutcome) -> None:
